@@ -1,0 +1,26 @@
+"""sysroot: an image-based OS deployment manager, on-disk compatible with OSTree.
+
+The library API is importable without the CLI::
+
+    from sysroot import Repo, RepoMode
+    repo = Repo.open("/ostree/repo")
+    checksum = repo.resolve_rev("exampleos/x86_64/stable")
+"""
+
+from sysroot.errors import SysrootError
+
+__all__ = ["Repo", "RepoMode", "SysrootError"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # Lazy so that `import sysroot.formats.gvariant` stays light.
+    if name == "Repo":
+        from sysroot.store.repo import Repo
+
+        return Repo
+    if name == "RepoMode":
+        from sysroot.store.modes import RepoMode
+
+        return RepoMode
+    raise AttributeError(name)

@@ -1,0 +1,3 @@
+from sysroot.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""Entry point of the `sysroot` command: ostree's spelling over the library API.
+
+Each module in sysroot/cli/commands/ registers its subcommands; this file only parses
+global options, dispatches, and turns SysrootError into one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import pkgutil
+import sys
+
+from sysroot.errors import SysrootError, UsageError
+
+GLOBAL_HELP = "Manage OSTree-compatible repositories and image-based OS deployments."
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, like every other usage error
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def add_repo_option(parser: argparse.ArgumentParser) -> None:
+    """--repo=PATH, accepted after the subcommand too (ostree allows both places)."""
+    parser.add_argument("--repo", metavar="PATH", default=argparse.SUPPRESS,
+                        help="Path to the OSTree repository (default: $OSTREE_REPO)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sysroot", description=GLOBAL_HELP)
+    parser.add_argument("--repo", metavar="PATH", default=None,
+                        help="Path to the OSTree repository (default: $OSTREE_REPO)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="Print debug information and tracebacks")
+    parser.add_argument("--version", action="store_true", help="Print version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    import sysroot.cli.commands as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{pkg.__name__}.{info.name}")
+        module.register(sub)
+    return parser
+
+
+def open_repo(args):
+    """The repository named by --repo or $OSTREE_REPO."""
+    from sysroot.store.repo import Repo
+
+    return Repo.open(getattr(args, "repo", None))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    verbose = "--verbose" in argv or "-v" in argv
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s: %(message)s")
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.version:
+            from sysroot import __version__
+
+            print(f"sysroot {__version__}")
+            return 0
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return 2
+        rc = args.func(args)
+        return 0 if rc is None else rc
+    except SysrootError as e:
+        if verbose:
+            logging.exception("failed")
+        print(f"error: {e}", file=sys.stderr)
+        if e.hint:
+            print(f"hint: {e.hint}", file=sys.stderr)
+        return e.exit_code
+    except OSError as e:
+        if verbose:
+            logging.exception("failed")
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # stdout closed early (e.g. piped into head): not an error worth a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -1,0 +1,41 @@
+"""The one error type users see.
+
+Library code raises SysrootError (or a subclass) for every expected failure; the CLI
+turns it into one line on stderr. Anything else is a bug and shows a traceback.
+"""
+
+from __future__ import annotations
+
+
+class SysrootError(Exception):
+    """An expected failure, reported to the user as one line."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+
+class UsageError(SysrootError):
+    """Bad command-line usage or bad input values."""
+
+    exit_code = 2
+
+
+class FormatError(SysrootError):
+    """A serialized object, file or config that does not parse."""
+
+
+class CorruptObjectError(SysrootError):
+    """An object whose content does not match its name, or that cannot be read."""
+
+    def __init__(self, checksum: str, objtype: str, problem: str):
+        super().__init__(f"Corrupted {objtype} object {checksum}: {problem}")
+        self.checksum = checksum
+        self.objtype = objtype
+        self.problem = problem
+
+
+class NotFoundError(SysrootError):
+    """A ref, revision, object or path that does not exist."""

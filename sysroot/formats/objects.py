@@ -1,0 +1,376 @@
+"""OSTree object records and their exact serialized forms and checksums.
+
+Metadata objects (commit, dirtree, dirmeta) are named by the SHA-256 of their
+GVariant bytes. Content objects are named by the SHA-256 of their "content stream":
+a length-prefixed file header followed by the file bytes. OSTree stores its own
+integer fields big-endian inside little-endian GVariants; the swap happens here.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import re
+import stat
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from sysroot.errors import FormatError
+from sysroot.formats import gvariant
+from sysroot.formats.gvariant import Variant
+
+DIRMETA_TYPE = "(uuua(ayay))"
+DIRTREE_TYPE = "(a(say)a(sayay))"
+COMMIT_TYPE = "(a{sv}aya(say)sstayay)"
+FILE_HEADER_TYPE = "(uuuusa(ayay))"
+ZLIB_FILE_HEADER_TYPE = "(tuuuusa(ayay))"
+FILEMETA_TYPE = DIRMETA_TYPE  # bare-user's user.ostreemeta
+METADATA_DICT_TYPE = "a{sv}"
+
+Xattrs = tuple[tuple[bytes, bytes], ...]
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ObjectType(enum.IntEnum):
+    FILE = 1
+    DIR_TREE = 2
+    DIR_META = 3
+    COMMIT = 4
+    TOMBSTONE_COMMIT = 5
+    COMMIT_META = 6
+    PAYLOAD_LINK = 7
+
+    @property
+    def is_metadata(self) -> bool:
+        return 2 <= self.value <= 6
+
+    @property
+    def type_name(self) -> str:
+        return _TYPE_NAMES[self]
+
+    def extension(self, archive: bool) -> str:
+        if self is ObjectType.FILE:
+            return "filez" if archive else "file"
+        return self.type_name
+
+    @classmethod
+    def from_extension(cls, ext: str) -> ObjectType | None:
+        if ext == "filez":
+            return cls.FILE
+        return _BY_NAME.get(ext)
+
+    @property
+    def gvariant_type(self) -> str | None:
+        return _GVARIANT_TYPES.get(self)
+
+
+_TYPE_NAMES = {
+    ObjectType.FILE: "file",
+    ObjectType.DIR_TREE: "dirtree",
+    ObjectType.DIR_META: "dirmeta",
+    ObjectType.COMMIT: "commit",
+    ObjectType.TOMBSTONE_COMMIT: "tombstone-commit",
+    ObjectType.COMMIT_META: "commitmeta",
+    ObjectType.PAYLOAD_LINK: "payload-link",
+}
+_BY_NAME = {v: k for k, v in _TYPE_NAMES.items()}
+_GVARIANT_TYPES = {
+    ObjectType.DIR_TREE: DIRTREE_TYPE,
+    ObjectType.DIR_META: DIRMETA_TYPE,
+    ObjectType.COMMIT: COMMIT_TYPE,
+    ObjectType.TOMBSTONE_COMMIT: METADATA_DICT_TYPE,
+    ObjectType.COMMIT_META: METADATA_DICT_TYPE,
+}
+
+
+def bswap32(v: int) -> int:
+    return int.from_bytes(v.to_bytes(4, "little"), "big")
+
+
+def bswap64(v: int) -> int:
+    return int.from_bytes(v.to_bytes(8, "little"), "big")
+
+
+def is_checksum(text: str) -> bool:
+    return bool(_HEX64.match(text))
+
+
+def checksum_bytes(hexsum: str) -> bytes:
+    if not is_checksum(hexsum):
+        raise FormatError(f"Invalid checksum '{hexsum}'")
+    return bytes.fromhex(hexsum)
+
+
+def checksum_hex(raw: bytes) -> str:
+    if len(raw) != 32:
+        raise FormatError(f"Invalid checksum of {len(raw)} bytes, expected 32")
+    return raw.hex()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def validate_name(name: str) -> None:
+    """A dirtree entry name must be a single, real path component."""
+    if name in ("", ".", "..") or "/" in name or "\0" in name:
+        raise FormatError(f"Invalid filename {name!r} in dirtree")
+
+
+def _xattr_list(xattrs: Xattrs) -> list[tuple[bytes, bytes]]:
+    return [(bytes(k), bytes(v)) for k, v in xattrs]
+
+
+def _parse_xattrs(raw: list) -> Xattrs:
+    return tuple((bytes(k), bytes(v)) for k, v in raw)
+
+
+# ---------------------------------------------------------------- dirmeta
+
+
+@dataclass(frozen=True)
+class DirMeta:
+    uid: int
+    gid: int
+    mode: int  # full st_mode including S_IFDIR
+    xattrs: Xattrs = ()
+
+    def serialize(self) -> bytes:
+        return gvariant.encode(
+            DIRMETA_TYPE,
+            (bswap32(self.uid), bswap32(self.gid), bswap32(self.mode),
+             _xattr_list(self.xattrs)),
+        )
+
+    @classmethod
+    def parse(cls, data: bytes) -> DirMeta:
+        uid, gid, mode, xattrs = gvariant.decode(DIRMETA_TYPE, data)
+        return cls(bswap32(uid), bswap32(gid), bswap32(mode), _parse_xattrs(xattrs))
+
+    def validate(self) -> None:
+        if not stat.S_ISDIR(self.mode):
+            raise FormatError(f"Invalid directory metadata mode {self.mode:o}: not a directory")
+        if self.mode & ~(stat.S_IFDIR | 0o7777):
+            raise FormatError(f"Invalid directory metadata mode {self.mode:o}")
+        names = [k for k, _ in self.xattrs]
+        if any(not k.rstrip(b"\0") for k in names) or names != sorted(set(names)):
+            raise FormatError("Invalid xattrs in directory metadata")
+
+    @property
+    def checksum(self) -> str:
+        return sha256_hex(self.serialize())
+
+
+# ---------------------------------------------------------------- dirtree
+
+
+@dataclass(frozen=True)
+class DirTree:
+    """files: (name, content checksum); dirs: (name, dirtree checksum, dirmeta checksum)."""
+
+    files: tuple[tuple[str, str], ...] = ()
+    dirs: tuple[tuple[str, str, str], ...] = ()
+
+    def serialize(self) -> bytes:
+        files = sorted(self.files, key=lambda e: e[0].encode())
+        dirs = sorted(self.dirs, key=lambda e: e[0].encode())
+        return gvariant.encode(
+            DIRTREE_TYPE,
+            (
+                [(n, bytes.fromhex(c)) for n, c in files],
+                [(n, bytes.fromhex(t), bytes.fromhex(m)) for n, t, m in dirs],
+            ),
+        )
+
+    @classmethod
+    def parse(cls, data: bytes) -> DirTree:
+        files, dirs = gvariant.decode(DIRTREE_TYPE, data)
+        return cls(
+            tuple((n, checksum_hex(c)) for n, c in files),
+            tuple((n, checksum_hex(t), checksum_hex(m)) for n, t, m in dirs),
+        )
+
+    def validate(self) -> None:
+        """Reject names that could escape a checkout, duplicates and misordering."""
+        for names in ([n for n, _ in self.files], [n for n, _, _ in self.dirs]):
+            for n in names:
+                validate_name(n)
+            keys = [n.encode() for n in names]
+            if keys != sorted(set(keys)):
+                raise FormatError("dirtree entries are not sorted or contain duplicates")
+        if {n for n, _ in self.files} & {n for n, _, _ in self.dirs}:
+            raise FormatError("dirtree has a name that is both a file and a directory")
+
+    @property
+    def checksum(self) -> str:
+        return sha256_hex(self.serialize())
+
+
+# ---------------------------------------------------------------- commit
+
+
+@dataclass(frozen=True)
+class Commit:
+    metadata: dict[str, Variant]
+    parent: str | None
+    subject: str
+    body: str
+    timestamp: int
+    root_tree: str
+    root_meta: str
+    related: tuple[tuple[str, bytes], ...] = field(default=())
+
+    def serialize(self) -> bytes:
+        return gvariant.encode(
+            COMMIT_TYPE,
+            (
+                self.metadata,
+                bytes.fromhex(self.parent) if self.parent else b"",
+                list(self.related),
+                self.subject,
+                self.body,
+                bswap64(self.timestamp),
+                bytes.fromhex(self.root_tree),
+                bytes.fromhex(self.root_meta),
+            ),
+        )
+
+    @classmethod
+    def parse(cls, data: bytes) -> Commit:
+        meta, parent, related, subject, body, ts, tree, dmeta = gvariant.decode(
+            COMMIT_TYPE, data
+        )
+        if parent and len(parent) != 32:
+            raise FormatError(f"commit parent checksum has {len(parent)} bytes")
+        return cls(
+            metadata=meta,
+            parent=parent.hex() if parent else None,
+            subject=subject,
+            body=body,
+            timestamp=bswap64(ts),
+            root_tree=checksum_hex(tree),
+            root_meta=checksum_hex(dmeta),
+            related=tuple((n, bytes(c)) for n, c in related),
+        )
+
+    @property
+    def checksum(self) -> str:
+        return sha256_hex(self.serialize())
+
+    @property
+    def content_checksum(self) -> str:
+        """OSTree's ContentChecksum: the tree without commit metadata."""
+        return sha256_hex(bytes.fromhex(self.root_tree) + bytes.fromhex(self.root_meta))
+
+    @property
+    def version(self) -> str | None:
+        v = self.metadata.get("version")
+        return v.value if v is not None and v.signature == "s" else None
+
+    def metadata_value(self, key: str) -> Any:
+        v = self.metadata.get(key)
+        return None if v is None else v.value
+
+
+# ---------------------------------------------------------------- content objects
+
+
+@dataclass(frozen=True)
+class FileHeader:
+    """Metadata of a content object (regular file or symlink)."""
+
+    uid: int
+    gid: int
+    mode: int  # full st_mode
+    symlink_target: str = ""
+    xattrs: Xattrs = ()
+    rdev: int = 0
+
+    @property
+    def is_symlink(self) -> bool:
+        return stat.S_ISLNK(self.mode)
+
+    @property
+    def is_regular(self) -> bool:
+        return stat.S_ISREG(self.mode)
+
+    def _values(self) -> tuple:
+        return (bswap32(self.uid), bswap32(self.gid), bswap32(self.mode), bswap32(self.rdev),
+                self.symlink_target, _xattr_list(self.xattrs))
+
+    def serialize(self) -> bytes:
+        return gvariant.encode(FILE_HEADER_TYPE, self._values())
+
+    def serialize_zlib(self, size: int) -> bytes:
+        return gvariant.encode(ZLIB_FILE_HEADER_TYPE, (bswap64(size), *self._values()))
+
+    def content_stream_prefix(self) -> bytes:
+        """The bytes hashed (and streamed) before the payload."""
+        return length_prefixed(self.serialize())
+
+    @classmethod
+    def parse(cls, data: bytes) -> FileHeader:
+        uid, gid, mode, rdev, target, xattrs = gvariant.decode(FILE_HEADER_TYPE, data)
+        return cls(bswap32(uid), bswap32(gid), bswap32(mode), target, _parse_xattrs(xattrs),
+                   bswap32(rdev))
+
+    @classmethod
+    def parse_zlib(cls, data: bytes) -> tuple[FileHeader, int]:
+        size, uid, gid, mode, rdev, target, xattrs = gvariant.decode(ZLIB_FILE_HEADER_TYPE, data)
+        header = cls(bswap32(uid), bswap32(gid), bswap32(mode), target, _parse_xattrs(xattrs),
+                     bswap32(rdev))
+        return header, bswap64(size)
+
+    def serialize_filemeta(self) -> bytes:
+        """The value of bare-user's user.ostreemeta xattr."""
+        return gvariant.encode(
+            FILEMETA_TYPE,
+            (bswap32(self.uid), bswap32(self.gid), bswap32(self.mode), _xattr_list(self.xattrs)),
+        )
+
+    @classmethod
+    def parse_filemeta(cls, data: bytes, symlink_target: str = "") -> FileHeader:
+        uid, gid, mode, xattrs = gvariant.decode(FILEMETA_TYPE, data)
+        return cls(bswap32(uid), bswap32(gid), bswap32(mode), symlink_target,
+                   tuple(sorted(_parse_xattrs(xattrs))))
+
+    def validate(self) -> None:
+        if not (self.is_regular or self.is_symlink):
+            raise FormatError(f"Invalid file metadata mode {self.mode:o}: "
+                              "not a regular file or symlink")
+        if self.rdev != 0:
+            raise FormatError("Corrupted file object; invalid nonzero rdev")
+        if self.mode & ~(stat.S_IFMT(self.mode) | 0o7777):
+            raise FormatError(f"Invalid file metadata mode {self.mode:o}")
+        if self.is_regular and self.symlink_target:
+            raise FormatError("regular file has a symlink target")
+        if self.is_symlink and not self.symlink_target:
+            raise FormatError("symlink has an empty target")
+
+
+_LEN_PREFIX = struct.Struct(">I4x")
+
+
+def length_prefixed(header: bytes) -> bytes:
+    """OSTree's framing: u32 big-endian length, four zero bytes, the header."""
+    return _LEN_PREFIX.pack(len(header)) + header
+
+
+def split_length_prefixed(data: bytes) -> tuple[bytes, int]:
+    """Return (header bytes, offset of the payload) of a length-prefixed stream."""
+    if len(data) < 8:
+        raise FormatError("content stream shorter than its length prefix")
+    (length,) = _LEN_PREFIX.unpack_from(data)
+    if length == 0 or 8 + length > len(data):
+        raise FormatError(f"content stream header length {length} out of range")
+    return data[8:8 + length], 8 + length
+
+
+def content_checksum(header: FileHeader, payload_chunks) -> str:
+    """Checksum of a content object from its header and payload (iterable of bytes)."""
+    h = hashlib.sha256(header.content_stream_prefix())
+    for chunk in payload_chunks:
+        h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,368 @@
+"""Writing objects: a staging directory under tmp/, published at commit.
+
+As in libostree, objects are written into `tmp/staging-<bootid>-XXXXXX/XX/REST.ext`
+while the repo lock is held shared; commit() flushes the file system, renames each
+staged object into `objects/` without replacing an existing one, fsyncs the object
+directories, then writes refs. A process killed at any moment leaves only a staging
+directory (cleaned up later), never a partial object under its final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import stat
+import time
+import zlib
+from collections.abc import Iterable
+
+from sysroot.errors import CorruptObjectError, FormatError, SysrootError
+from sysroot.formats import gvariant
+from sysroot.formats.objects import FileHeader, ObjectType, is_checksum, sha256_hex
+from sysroot.store.lock import ofd_lock
+from sysroot.store.modes import RepoMode
+from sysroot.util import fsutil
+
+_CHUNK = 1 << 20
+_OSTREEMETA = "user.ostreemeta"
+_STALE_SECS = 86400
+
+
+def _boot_id() -> str:
+    env = os.environ.get("OSTREE_BOOTID")
+    if env:
+        return env
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
+class Transaction:
+    """Use as a context manager: objects and refs land only if the block succeeds."""
+
+    def __init__(self, repo):
+        self.repo = repo
+        self.mode: RepoMode = repo.mode
+        self._lock = repo.lock(exclusive=False)
+        self._staged: set[tuple[str, ObjectType]] = set()
+        self._subdirs: set[str] = set()
+        self._refs: dict[str, str | None] = {}
+        self._lockfd: int | None = None
+        self.staging_name: str | None = None
+        self.staging_fd = -1
+        self.staging_path = ""
+        self._now_ns = time.time_ns()
+        self.stats = {"metadata": 0, "content": 0, "content_bytes": 0}
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> Transaction:
+        self._lock.__enter__()
+        try:
+            self._make_staging_dir()
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.commit()
+        finally:
+            self._cleanup()
+            self._lock.__exit__(None, None, None)
+
+    def _make_staging_dir(self) -> None:
+        repo = self.repo
+        prefix = f"staging-{_boot_id()}-"
+        for _ in range(100):
+            name = prefix + secrets.token_hex(3)
+            lockfd = os.open(f"tmp/{name}-lock",
+                             os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600, dir_fd=repo.dfd)
+            try:
+                if not ofd_lock(lockfd, exclusive=True, wait=False):
+                    raise FileExistsError
+                os.mkdir(f"tmp/{name}", 0o775, dir_fd=repo.dfd)
+            except FileExistsError:
+                os.close(lockfd)
+                continue
+            self._lockfd = lockfd
+            self.staging_name = name
+            self.staging_path = os.path.join(repo.path, "tmp", name)
+            self.staging_fd = os.open(self.staging_path, os.O_RDONLY | os.O_DIRECTORY |
+                                      os.O_CLOEXEC)
+            return
+        raise SysrootError(f"Could not allocate a staging directory in {repo.path}/tmp")
+
+    def _cleanup(self) -> None:
+        if self.staging_fd >= 0:
+            os.close(self.staging_fd)
+            self.staging_fd = -1
+        if self.staging_name:
+            fsutil.rmtree_at(self.repo.dfd, f"tmp/{self.staging_name}")
+            try:
+                os.unlink(f"tmp/{self.staging_name}-lock", dir_fd=self.repo.dfd)
+            except FileNotFoundError:
+                pass
+            self.staging_name = None
+        if self._lockfd is not None:
+            os.close(self._lockfd)
+            self._lockfd = None
+
+    # ------------------------------------------------------------------ queries
+    def has_object(self, objtype: ObjectType, checksum: str) -> bool:
+        return (checksum, objtype) in self._staged or self.repo.has_object(objtype, checksum)
+
+    def read_metadata(self, objtype: ObjectType, checksum: str) -> bytes:
+        """A metadata object, whether staged in this transaction or already stored."""
+        if (checksum, objtype) in self._staged:
+            _, rel = self._staged_relpath(checksum, objtype)
+            fd = os.open(rel, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.staging_fd)
+            with os.fdopen(fd, "rb") as f:
+                return f.read()
+        return self.repo.read_metadata(objtype, checksum)
+
+    # ------------------------------------------------------------------ metadata
+    def write_metadata(self, objtype: ObjectType, data: bytes,
+                       expected: str | None = None) -> str:
+        """Store a metadata object; with expected, refuse data that does not hash to it."""
+        checksum = sha256_hex(data)
+        if expected is not None and checksum != expected:
+            raise CorruptObjectError(expected, objtype.type_name,
+                                     f"content hashes to {checksum}")
+        if self.has_object(objtype, checksum):
+            return checksum
+        self._put(checksum, objtype, data)
+        self.stats["metadata"] += 1
+        return checksum
+
+    def write_commitmeta(self, commit: str, metadata: dict) -> None:
+        """Detached metadata is not content-addressed: replaced by rename, not NOREPLACE."""
+        data = gvariant.encode("a{sv}", metadata)
+        rel = self.repo.object_relpath(commit, ObjectType.COMMIT_META)
+        os.makedirs(os.path.dirname(os.path.join(self.repo.path, rel)), 0o775, exist_ok=True)
+        fsutil.atomic_write(os.path.join(self.repo.path, rel), data, mode=0o644,
+                            fsync=self.repo.fsync_enabled)
+
+    def _staged_relpath(self, checksum: str, objtype: ObjectType) -> tuple[str, str]:
+        sub = checksum[:2]
+        if sub not in self._subdirs:
+            try:
+                os.mkdir(sub, 0o775, dir_fd=self.staging_fd)
+            except FileExistsError:
+                pass
+            self._subdirs.add(sub)
+        return sub, f"{sub}/{checksum[2:]}.{objtype.extension(self.mode.is_archive)}"
+
+    def _put(self, checksum: str, objtype: ObjectType, data: bytes) -> None:
+        _, rel = self._staged_relpath(checksum, objtype)
+        fd = os.open(rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644,
+                     dir_fd=self.staging_fd)
+        try:
+            os.fchmod(fd, 0o644)
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+        self._staged.add((checksum, objtype))
+
+    # ------------------------------------------------------------------ content
+    def write_content(self, header: FileHeader, payload: Iterable[bytes] | None,
+                      expected: str | None = None) -> str:
+        """Store a content object from its header and payload chunks (None for symlinks).
+
+        The checksum is computed while writing; with expected, a mismatch is an error
+        and nothing is stored.
+        """
+        header.validate()
+        prefix = header.content_stream_prefix()
+        h = hashlib.sha256(prefix)
+        tmp = f".tmp-{secrets.token_hex(6)}"
+        if header.is_symlink:
+            checksum = h.hexdigest()
+            if expected is not None and checksum != expected:
+                raise CorruptObjectError(expected, "file", f"content hashes to {checksum}")
+            if self.has_object(ObjectType.FILE, checksum):
+                return checksum
+            self._write_symlink(tmp, header)
+        else:
+            size = self._write_regular(tmp, header, payload or (), h)
+            checksum = h.hexdigest()
+            if expected is not None and checksum != expected:
+                os.unlink(tmp, dir_fd=self.staging_fd)
+                raise CorruptObjectError(expected, "file", f"content hashes to {checksum}")
+            if self.has_object(ObjectType.FILE, checksum):
+                os.unlink(tmp, dir_fd=self.staging_fd)
+                return checksum
+            self.stats["content_bytes"] += size
+        _, rel = self._staged_relpath(checksum, ObjectType.FILE)
+        os.rename(tmp, rel, src_dir_fd=self.staging_fd, dst_dir_fd=self.staging_fd)
+        self._staged.add((checksum, ObjectType.FILE))
+        self.stats["content"] += 1
+        return checksum
+
+    def _write_symlink(self, tmp: str, header: FileHeader) -> None:
+        mode = self.mode
+        if mode is RepoMode.BARE_USER:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644,
+                         dir_fd=self.staging_fd)
+            try:
+                os.fchmod(fd, 0o644)
+                _write_all(fd, header.symlink_target.encode("utf-8") + b"\0")
+                os.setxattr(fd, _OSTREEMETA, header.serialize_filemeta())
+                os.utime(fd, ns=(self._now_ns, 0))
+            finally:
+                os.close(fd)
+            return
+        if mode is RepoMode.ARCHIVE:
+            data = _filez_header(header, 0)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644,
+                         dir_fd=self.staging_fd)
+            try:
+                os.fchmod(fd, 0o644)
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
+            return
+        os.symlink(header.symlink_target, tmp, dir_fd=self.staging_fd)
+        if mode is RepoMode.BARE:
+            path = os.path.join(self.staging_path, tmp)
+            os.chown(path, header.uid, header.gid, follow_symlinks=False)
+            fsutil.write_xattrs(path, header.xattrs, follow_symlinks=False)
+
+    def _write_regular(self, tmp: str, header: FileHeader, payload: Iterable[bytes],
+                       h) -> int:
+        mode = self.mode
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600,
+                     dir_fd=self.staging_fd)
+        size = 0
+        try:
+            if mode is RepoMode.ARCHIVE:
+                # The header records the uncompressed size, known only at the end; its
+                # length does not depend on the value (a fixed 't'), so write a
+                # placeholder and overwrite it in place.
+                comp = zlib.compressobj(self.repo.zlib_level, zlib.DEFLATED, -15)
+                _write_all(fd, _filez_header(header, 0))
+                for chunk in payload:
+                    h.update(chunk)
+                    size += len(chunk)
+                    _write_all(fd, comp.compress(chunk))
+                _write_all(fd, comp.flush())
+                os.pwrite(fd, _filez_header(header, size), 0)
+                os.fchmod(fd, 0o644)
+                return size
+            for chunk in payload:
+                h.update(chunk)
+                size += len(chunk)
+                _write_all(fd, chunk)
+            if mode is RepoMode.BARE:
+                os.fchown(fd, header.uid, header.gid)
+                os.fchmod(fd, stat.S_IMODE(header.mode))
+                for name, value in header.xattrs:
+                    os.setxattr(fd, name.rstrip(b"\0"), value)
+            elif mode is RepoMode.BARE_USER:
+                os.fchmod(fd, (header.mode & 0o775) | stat.S_IRUSR)
+                os.setxattr(fd, _OSTREEMETA, header.serialize_filemeta())
+            else:  # bare-user-only
+                perms = stat.S_IMODE(header.mode)
+                if perms & ~0o775:
+                    raise FormatError(f"Invalid mode {perms:o} for a bare-user-only repo: "
+                                      "only 0775 bits are allowed")
+                os.fchmod(fd, perms)
+            os.utime(fd, ns=(self._now_ns, 0))
+            return size
+        except BaseException:
+            os.close(fd)
+            fd = -1
+            try:
+                os.unlink(tmp, dir_fd=self.staging_fd)
+            except FileNotFoundError:
+                pass
+            raise
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    # ------------------------------------------------------------------ refs
+    def set_ref(self, refspec: str, checksum: str | None) -> None:
+        """Queue a ref update, applied after the objects are published."""
+        if checksum is not None and not is_checksum(checksum):
+            raise SysrootError(f"Invalid checksum '{checksum}'")
+        self._refs[refspec] = checksum
+
+    # ------------------------------------------------------------------ commit
+    def commit(self) -> None:
+        repo = self.repo
+        fsync = repo.fsync_enabled
+        if fsync and self._staged:
+            fsutil.syncfs(self.staging_fd)
+        objdirs = set()
+        for sub in sorted(self._subdirs):
+            try:
+                os.mkdir(f"objects/{sub}", 0o775, dir_fd=repo.dfd)
+            except FileExistsError:
+                pass
+            objdirs.add(sub)
+        for checksum, objtype in self._staged:
+            _, rel = self._staged_relpath(checksum, objtype)
+            fsutil.rename_noreplace(rel, repo.object_relpath(checksum, objtype),
+                                    src_dir_fd=self.staging_fd, dst_dir_fd=repo.dfd)
+        if fsync:
+            for sub in objdirs:
+                fsutil.fsync_dir(f"objects/{sub}", dir_fd=repo.dfd)
+            fsutil.fsync_dir("objects", dir_fd=repo.dfd)
+        self._staged.clear()
+        for refspec, checksum in self._refs.items():
+            repo.write_ref(refspec, checksum)
+        self._refs.clear()
+        self._cleanup_stale_tmp()
+
+    def _cleanup_stale_tmp(self) -> None:
+        """Remove staging dirs of dead transactions (unlocked) and old tmp entries."""
+        repo = self.repo
+        expiry = repo.config.get_int("core", "tmp-expiry-secs", _STALE_SECS)
+        now = time.time()
+        try:
+            entries = list(os.scandir(os.path.join(repo.path, "tmp")))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            name = entry.name
+            if name.endswith("-lock") or name == "cache":
+                continue
+            if name.startswith("staging-"):
+                lockname = f"tmp/{name}-lock"
+                try:
+                    lfd = os.open(lockname, os.O_RDWR | os.O_CLOEXEC, dir_fd=repo.dfd)
+                except FileNotFoundError:
+                    lfd = None
+                if lfd is not None and not ofd_lock(lfd, exclusive=True, wait=False):
+                    os.close(lfd)
+                    continue  # a live transaction
+                try:
+                    fsutil.rmtree_at(repo.dfd, f"tmp/{name}")
+                    if lfd is not None:
+                        os.unlink(lockname, dir_fd=repo.dfd)
+                finally:
+                    if lfd is not None:
+                        os.close(lfd)
+                continue
+            try:
+                if now - entry.stat(follow_symlinks=False).st_mtime > expiry:
+                    fsutil.rmtree_at(repo.dfd, f"tmp/{name}")
+            except FileNotFoundError:
+                pass
+
+
+def _filez_header(header: FileHeader, size: int) -> bytes:
+    from sysroot.formats.objects import length_prefixed
+
+    return length_prefixed(header.serialize_zlib(size))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

@@ -1,0 +1,179 @@
+"""The one helper for durable, atomic file-system writes, and a few syscalls
+Python does not expose directly (syncfs, renameat2).
+
+Rule everywhere: write to a temporary sibling, fsync it, rename it over the final name,
+fsync the directory. A reader then sees the old content or the new, never half of either.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import secrets
+from collections.abc import Iterable
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+
+def _oserror(what: str, name: str | None = None) -> OSError:
+    err = ctypes.get_errno()
+    return OSError(err, f"{what}: {os.strerror(err)}", name)
+
+
+def syncfs(fd: int) -> None:
+    """Flush the whole file system that fd lives on (one call instead of many fsyncs)."""
+    if _libc.syncfs(fd) != 0:
+        raise _oserror("syncfs")
+
+
+def rename_noreplace(src: str, dst: str, *, src_dir_fd: int | None = None,
+                     dst_dir_fd: int | None = None) -> bool:
+    """Rename src to dst unless dst exists. Returns False when dst already existed."""
+    sfd = _AT_FDCWD if src_dir_fd is None else src_dir_fd
+    dfd = _AT_FDCWD if dst_dir_fd is None else dst_dir_fd
+    res = _libc.renameat2(sfd, os.fsencode(src), dfd, os.fsencode(dst), _RENAME_NOREPLACE)
+    if res == 0:
+        return True
+    err = ctypes.get_errno()
+    if err == errno.EEXIST:
+        return False
+    if err in (errno.EINVAL, errno.ENOSYS):
+        # File system without RENAME_NOREPLACE: link + unlink gives the same guarantee.
+        try:
+            os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd,
+                    follow_symlinks=False)
+        except FileExistsError:
+            os.unlink(src, dir_fd=src_dir_fd)
+            return False
+        os.unlink(src, dir_fd=src_dir_fd)
+        return True
+    raise OSError(err, f"renameat2 {src} -> {dst}: {os.strerror(err)}")
+
+
+def fsync_dir(path: str | os.PathLike | None = None, *, dir_fd: int | None = None) -> None:
+    if path is None:
+        assert dir_fd is not None
+        os.fsync(dir_fd)
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY, dir_fd=dir_fd)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_name(name: str) -> str:
+    return f".{name}.tmp-{secrets.token_hex(4)}"
+
+
+def atomic_write(path: str | os.PathLike, data: bytes, *, mode: int = 0o644,
+                 dir_fd: int | None = None, fsync: bool = True) -> None:
+    """Replace path with data atomically (temp sibling, fsync, rename, fsync dir)."""
+    path = os.fspath(path)
+    parent, name = os.path.split(path)
+    pfd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=dir_fd)
+    try:
+        tmp = temp_name(name)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode,
+                     dir_fd=pfd)
+        try:
+            try:
+                os.fchmod(fd, mode)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                if fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
+            tmp = None
+        finally:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp, dir_fd=pfd)
+                except FileNotFoundError:
+                    pass
+        if fsync:
+            os.fsync(pfd)
+    finally:
+        os.close(pfd)
+
+
+def atomic_symlink(target: str, path: str | os.PathLike, *, dir_fd: int | None = None,
+                   fsync: bool = True) -> None:
+    """Point symlink path at target atomically."""
+    path = os.fspath(path)
+    parent, name = os.path.split(path)
+    pfd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=dir_fd)
+    try:
+        tmp = temp_name(name)
+        os.symlink(target, tmp, dir_fd=pfd)
+        try:
+            os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
+        except BaseException:
+            os.unlink(tmp, dir_fd=pfd)
+            raise
+        if fsync:
+            os.fsync(pfd)
+    finally:
+        os.close(pfd)
+
+
+def read_xattrs(path: str | int, *, follow_symlinks: bool = False) -> list[tuple[bytes, bytes]]:
+    """All extended attributes of path (or fd), sorted by name as libostree sorts them.
+
+    Zero-length values are dropped, as libostree drops them: they never enter checksums.
+    """
+    if isinstance(path, int):
+        follow_symlinks = True  # an fd is already the object itself
+    try:
+        names = os.listxattr(path, follow_symlinks=follow_symlinks)
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return []
+        raise
+    out = []
+    for name in names:
+        try:
+            value = os.getxattr(path, name, follow_symlinks=follow_symlinks)
+        except OSError as e:
+            if e.errno == errno.ENODATA:
+                continue
+            raise
+        if value:
+            out.append((os.fsencode(name) + b"\0", value))
+    out.sort()
+    return out
+
+
+def write_xattrs(path: str | int, xattrs: Iterable[tuple[bytes, bytes]], *,
+                 follow_symlinks: bool = False) -> None:
+    for name, value in xattrs:
+        os.setxattr(path, name.rstrip(b"\0"), value, follow_symlinks=follow_symlinks)
+
+
+def rmtree_at(dir_fd: int, name: str) -> None:
+    """Remove name (file or whole tree) relative to dir_fd, never following symlinks."""
+    try:
+        st = os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    import stat
+
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=dir_fd)
+        return
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    try:
+        for entry in os.scandir(fd):
+            if entry.is_dir(follow_symlinks=False):
+                rmtree_at(fd, entry.name)
+            else:
+                os.unlink(entry.name, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=dir_fd)
