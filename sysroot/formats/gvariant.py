@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from sysroot.errors import FormatError
@@ -85,7 +85,7 @@ def _align(n: int, a: int) -> int:
     return (n + a - 1) & ~(a - 1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def parse_type(signature: str) -> GType:
     t, rest = _parse_one(signature)
     if rest:

@@ -24,7 +24,6 @@ from sysroot.formats.objects import (
     FileHeader,
     ObjectType,
     is_checksum,
-    split_length_prefixed,
 )
 from sysroot.store.lock import RepoLock
 from sysroot.store.modes import RepoMode

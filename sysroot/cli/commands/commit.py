@@ -56,7 +56,7 @@ def parse_timestamp(text: str) -> int:
     s = text.strip()
     if re.fullmatch(r"@-?\d+", s):
         return int(s[1:])
-    tz = dt.timezone.utc
+    tz = dt.UTC
     m = re.fullmatch(r"(.*?)\s*(Z|UTC|[+-]\d{2}:?\d{2})", s)
     if m and m.group(1):
         s, zone = m.group(1), m.group(2)
