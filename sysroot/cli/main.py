@@ -53,8 +53,10 @@ def open_repo(args):
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    verbose = "--verbose" in argv or "-v" in argv
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --verbose is global but accepted anywhere on the line, as ostree accepts it
+    verbose = "--verbose" in argv or argv[:1] == ["-v"]
+    argv = [a for a in argv if a != "--verbose"]
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s: %(message)s")
     try:
