@@ -177,3 +177,37 @@ def rmtree_at(dir_fd: int, name: str) -> None:
     finally:
         os.close(fd)
     os.rmdir(name, dir_fd=dir_fd)
+
+
+# chattr +i: libostree marks deployment roots immutable so they are not edited by accident.
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_IMMUTABLE_FL = 0x00000010
+
+
+def set_immutable(path: str | os.PathLike, immutable: bool) -> bool:
+    """Set or clear the immutable flag on a directory; False where unsupported."""
+    import array
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        flags = array.array("l", [0])
+        try:
+            fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
+        except OSError as e:
+            if e.errno in (errno.ENOTTY, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EINVAL):
+                return False
+            raise
+        new = (flags[0] | _FS_IMMUTABLE_FL) if immutable else (flags[0] & ~_FS_IMMUTABLE_FL)
+        if new != flags[0]:
+            flags[0] = new
+            try:
+                fcntl.ioctl(fd, _FS_IOC_SETFLAGS, flags)
+            except OSError as e:
+                if e.errno in (errno.ENOTTY, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+                    return False
+                raise
+        return True
+    finally:
+        os.close(fd)

@@ -1,0 +1,315 @@
+"""sysroot admin: deployments, spelled like `ostree admin`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from sysroot.deploy.admin import Change, Sysroot
+from sysroot.deploy.deploy import DeployOptions, KargOptions
+from sysroot.deploy.state import SysrootState
+from sysroot.errors import SysrootError, UsageError
+from sysroot.formats.keyfile import KeyFile
+
+STATUS_SCHEMA = "sysroot-status/v1"
+
+
+def _common(p, *, os_option: bool = True) -> None:
+    p.add_argument("--sysroot", default="/", metavar="PATH",
+                   help="Create a new OSTree sysroot at PATH (default /)")
+    if os_option:
+        p.add_argument("--os", "--stateroot", dest="os", metavar="OSNAME",
+                       help="Use a different operating system root than the current one")
+
+
+def register(sub) -> None:
+    admin = sub.add_parser("admin", help="Manage deployments (like ostree admin)")
+    asub = admin.add_subparsers(dest="admin_command", metavar="COMMAND",
+                                parser_class=type(admin))
+    admin.set_defaults(func=lambda a: admin.print_help(sys.stderr) or 2)
+
+    p = asub.add_parser("init-fs", help="Initialize a root filesystem")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--modern", action="store_true", help="Only boot/ and ostree/")
+    p.add_argument("-E", "--epoch", type=int, default=0, help="Accepted for compatibility")
+    p.set_defaults(func=run_init_fs)
+
+    for name in ("os-init", "stateroot-init"):
+        p = asub.add_parser(name, help="Initialize empty state for given operating system")
+        _common(p, os_option=False)
+        p.add_argument("osname", metavar="OSNAME")
+        p.set_defaults(func=run_os_init)
+
+    p = asub.add_parser("deploy", help="Checkout revision REFSPEC as the new default deployment")
+    _common(p)
+    p.add_argument("refspec", metavar="REFSPEC")
+    p.add_argument("--origin-file", metavar="FILENAME", help="Specify origin file")
+    p.add_argument("--karg", action="append", default=[], metavar="NAME=VALUE",
+                   help="Set kernel argument, replacing any existing value of NAME")
+    p.add_argument("--karg-append", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--karg-delete", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--karg-proc-cmdline", action="store_true",
+                   help="Import current /proc/cmdline")
+    p.add_argument("--karg-none", action="store_true", help="Start with no kernel arguments")
+    p.add_argument("--retain", action="store_true", help="Do not delete previous deployments")
+    p.add_argument("--retain-pending", action="store_true")
+    p.add_argument("--retain-rollback", action="store_true")
+    p.add_argument("--not-as-default", action="store_true",
+                   help="Append rather than prepend the new deployment")
+    p.add_argument("--no-merge", action="store_true", help="Do not apply the /etc merge")
+    p.add_argument("--no-prune", action="store_true", help="Do not prune the repository")
+    p.add_argument("--stage", action="store_true",
+                   help="Complete the deployment at shutdown (staged deployments)")
+    p.set_defaults(func=run_deploy)
+
+    p = asub.add_parser("status", help="List deployments")
+    _common(p)
+    p.add_argument("--json", "-J", action="store_true", help="Machine-readable output")
+    p.add_argument("-D", "--is-default", action="store_true",
+                   help="Print 'default' if booted deployment is the default, else 'not-default'")
+    p.add_argument("-V", "--verify", action="store_true", help="Accepted for compatibility")
+    p.set_defaults(func=run_status)
+
+    p = asub.add_parser("undeploy", help="Delete deployment INDEX")
+    _common(p)
+    p.add_argument("index", metavar="INDEX")
+    p.set_defaults(func=run_undeploy)
+
+    p = asub.add_parser("cleanup", help="Delete untagged deployments and repository objects")
+    _common(p)
+    p.set_defaults(func=run_cleanup)
+
+    p = asub.add_parser("config-diff", help="Diff current /etc configuration versus default")
+    _common(p)
+    p.set_defaults(func=run_config_diff)
+
+    p = asub.add_parser("set-default", help="Make INDEX the default for the next boot")
+    _common(p)
+    p.add_argument("index", metavar="INDEX")
+    p.set_defaults(func=run_set_default)
+
+    p = asub.add_parser("rollback",
+                        help="Make the previous deployment the default for the next boot")
+    _common(p)
+    p.set_defaults(func=run_rollback)
+
+    p = asub.add_parser("pin", help="Change the \"pinning\" state of a deployment")
+    _common(p)
+    p.add_argument("indexes", nargs="+", metavar="INDEX")
+    p.add_argument("-u", "--unpin", action="store_true", help="Unset pin")
+    p.set_defaults(func=run_pin)
+
+    p = asub.add_parser("set-origin", help="Set origin refspec of a deployment")
+    _common(p)
+    p.add_argument("remote", metavar="REMOTENAME")
+    p.add_argument("url", metavar="URL", nargs="?")
+    p.add_argument("branch", metavar="BRANCH", nargs="?")
+    p.add_argument("--index", metavar="INDEX")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=run_set_origin)
+
+    kargs = asub.add_parser("kargs", help="Change kernel arguments")
+    ksub = kargs.add_subparsers(dest="kargs_command", metavar="COMMAND",
+                                parser_class=type(admin))
+    p = ksub.add_parser("edit-in-place", help="Edit the arguments of every deployment in place")
+    _common(p)
+    p.add_argument("--append-if-missing", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--delete-if-present", action="append", default=[], metavar="NAME=VALUE")
+    p.set_defaults(func=run_kargs_edit)
+
+
+def _say_change(change: Change) -> None:
+    if change.etc_summary:
+        print(change.etc_summary)
+    print(f"Bootloader updated; {change.summary}, deployment count change: "
+          f"{change.count_change}")
+    if change.cleanup is not None and change.cleanup.freed_bytes:
+        from sysroot.store.prune import format_size
+
+        print(f"Freed objects: {format_size(change.cleanup.freed_bytes)}")
+
+
+def run_init_fs(args) -> int:
+    if args.epoch not in (0, 1, 2):
+        raise UsageError(f"Invalid epoch {args.epoch}: expected 0, 1 or 2")
+    Sysroot(args.path).init_fs(modern=args.modern or args.epoch >= 1)
+    return 0
+
+
+def run_os_init(args) -> int:
+    Sysroot(args.sysroot).os_init(args.osname)
+    print(f"ostree/deploy/{args.osname} initialized as OSTree root")
+    return 0
+
+
+def run_deploy(args) -> int:
+    if args.stage and (args.retain or args.retain_pending or args.retain_rollback
+                       or args.not_as_default):
+        raise UsageError("--stage cannot be combined with --retain* or --not-as-default")
+    if args.stage:
+        raise SysrootError("--stage: staged deployments need a booted system and the "
+                           "finalize unit; not available yet")
+    origin = None
+    if args.origin_file:
+        try:
+            with open(args.origin_file, encoding="utf-8") as f:
+                origin = KeyFile.parse(f.read(), source=args.origin_file)
+        except FileNotFoundError:
+            raise UsageError(f"--origin-file: {args.origin_file}: No such file") from None
+    options = DeployOptions(
+        osname=args.os, origin=origin,
+        kargs=KargOptions(tuple(args.karg), tuple(args.karg_append), tuple(args.karg_delete),
+                          args.karg_proc_cmdline, args.karg_none),
+        no_merge=args.no_merge, retain=args.retain, retain_pending=args.retain_pending,
+        retain_rollback=args.retain_rollback, not_as_default=args.not_as_default,
+        prune=not args.no_prune,
+    )
+    change = Sysroot(args.sysroot).deploy(args.refspec, options)
+    _say_change(change)
+    return 0
+
+
+def status_json(state: SysrootState) -> dict:
+    out = []
+    for d in state.deployments:
+        booted = state.booted is not None and d.identity == state.booted.identity
+        pending, rollback = state.pending_and_rollback(d.osname)
+        from sysroot.deploy.deploy import commit_version
+        from sysroot.store.repo import Repo
+
+        with Repo.open(state.layout.repo) as repo:
+            version = commit_version(repo, d.csum)
+        out.append({
+            "index": d.index,
+            "stateroot": d.osname,
+            "checksum": d.csum,
+            "serial": d.deployserial,
+            "version": version,
+            "origin": d.origin_refspec,
+            "booted": booted,
+            "staged": False,
+            "pending": pending is not None and d.identity == pending.identity,
+            "rollback": rollback is not None and d.identity == rollback.identity,
+            "pinned": d.pinned,
+            "kargs": d.kargs,
+            "bootcsum": d.bootcsum,
+            "boot_entry": d.entry.filename if d.entry else None,
+            "path": state.deployment_path(d),
+        })
+    return {"schema": STATUS_SCHEMA, "sysroot": state.layout.root,
+            "bootversion": state.bootversion, "subbootversion": state.subbootversion,
+            "deployments": out}
+
+
+def run_status(args) -> int:
+    sr = Sysroot(args.sysroot)
+    if not os.path.isdir(sr.layout.root):
+        raise SysrootError(f"opendir({sr.layout.root}): No such file or directory")
+    state = sr.load()
+    if args.is_default:
+        if state.booted is None:
+            raise SysrootError("Not currently booted into an OSTree system")
+        is_default = state.deployments and state.deployments[0].identity == state.booted.identity
+        print("default" if is_default else "not-default")
+        return 0
+    data = status_json(state)
+    if args.json:
+        json.dump(data, sys.stdout, indent=2)
+        print()
+        return 0
+    if not data["deployments"]:
+        print("No deployments.")
+        return 0
+    for d in data["deployments"]:
+        mark = "*" if d["booted"] else " "
+        extra = " (pending)" if d["pending"] else " (rollback)" if d["rollback"] else ""
+        print(f"{mark} {d['stateroot']} {d['checksum']}.{d['serial']}{extra}")
+        if d["version"]:
+            print(f"    Version: {d['version']}")
+        if d["pinned"]:
+            print("    Pinned: yes")
+        if d["origin"] is None:
+            print("    origin: none")
+        else:
+            print(f"    origin refspec: {d['origin']}")
+    return 0
+
+
+def run_undeploy(args) -> int:
+    target, change = Sysroot(args.sysroot).undeploy(args.index)
+    _say_change(change)
+    print(f"Deleted deployment {target.name}")
+    return 0
+
+
+def run_cleanup(args) -> int:
+    result = Sysroot(args.sysroot).cleanup()
+    if result.freed_bytes:
+        from sysroot.store.prune import format_size
+
+        print(f"Freed objects: {format_size(result.freed_bytes)}")
+    return 0
+
+
+def run_config_diff(args) -> int:
+    from sysroot.deploy.etcmerge import diff_etc, format_config_diff
+
+    sr = Sysroot(args.sysroot)
+    state = sr.load()
+    osname = args.os or state.default_osname()
+    d = state.merge_deployment(osname)
+    if d is None:
+        raise SysrootError(f"No deployment of stateroot '{osname}'")
+    root = state.deployment_path(d)
+    fds = [os.open(os.path.join(root, p), os.O_RDONLY | os.O_DIRECTORY)
+           for p in ("usr/etc", "etc")]
+    try:
+        sys.stdout.write(format_config_diff(diff_etc(*fds)))
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return 0
+
+
+def run_set_default(args) -> int:
+    change = Sysroot(args.sysroot).set_default(args.index)
+    if change.count_change or change.summary != "already the default":
+        _say_change(change)
+    return 0
+
+
+def run_rollback(args) -> int:
+    target, change = Sysroot(args.sysroot).rollback()
+    _say_change(change)
+    print(f"Next boot: {target.osname} {target.name}")
+    return 0
+
+
+def run_pin(args) -> int:
+    sr = Sysroot(args.sysroot)
+    for index in args.indexes:
+        sr.pin(index, not args.unpin)
+        print(f"Deployment {index} is now {'unpinned' if args.unpin else 'pinned'}")
+    return 0
+
+
+def run_set_origin(args) -> int:
+    refspec = args.remote
+    if args.url is not None:
+        # ostree's form: REMOTENAME URL [BRANCH] adds the remote and tracks REMOTE:BRANCH
+        raise SysrootError("set-origin with a URL needs remotes, which are not available yet; "
+                           "give a refspec instead")
+    extra = {}
+    for kv in args.set:
+        k, sep, v = kv.partition("=")
+        if not sep:
+            raise UsageError(f"--set: expected KEY=VALUE, got '{kv}'")
+        extra[k] = v
+    Sysroot(args.sysroot).set_origin(refspec, args.index, extra)
+    return 0
+
+
+def run_kargs_edit(args) -> int:
+    Sysroot(args.sysroot).kargs_edit_in_place(args.append_if_missing, args.delete_if_present)
+    return 0

@@ -1,0 +1,247 @@
+"""The `admin` operations as a library: each takes the sysroot lock, loads the state,
+changes it through the boot writer, and cleans up. The CLI only parses options.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+from sysroot.deploy import deploy as dep
+from sysroot.deploy.cleanup import CleanupResult, cleanup
+from sysroot.deploy.layout import SysrootLayout
+from sysroot.deploy.state import Deployment, SysrootLock, SysrootState
+from sysroot.deploy.writer import BootWriter
+from sysroot.errors import NotFoundError, SysrootError, UsageError
+from sysroot.formats.keyfile import KeyFile
+from sysroot.store.modes import RepoMode
+from sysroot.store.repo import Repo, parse_refspec
+
+_ROOT_DIRS = (("dev", 0o755), ("home", 0o755), ("proc", 0o755), ("run", 0o755),
+              ("sys", 0o755), ("root", 0o700), ("tmp", 0o1777))
+
+
+@dataclass
+class Change:
+    """What a write did, for the messages the CLI prints."""
+
+    summary: str
+    count_change: int
+    cleanup: CleanupResult | None = None
+    deployment: Deployment | None = None
+    etc_summary: str | None = None
+
+
+class Sysroot:
+    """A sysroot at a path (default /), with ostree admin's operations."""
+
+    def __init__(self, path: str = "/"):
+        self.path = os.path.abspath(path)
+        self.layout = SysrootLayout(self.path)
+
+    # ------------------------------------------------------------------ helpers
+    def load(self) -> SysrootState:
+        return SysrootState.load(self.path)
+
+    def open_repo(self) -> Repo:
+        if not os.path.isdir(os.path.join(self.layout.repo, "objects")):
+            raise SysrootError(f"{self.path} is not an initialized sysroot (no ostree/repo); "
+                               "run 'admin init-fs' first")
+        return Repo.open(self.layout.repo)
+
+    def lock(self) -> SysrootLock:
+        if not os.path.isdir(self.layout.ostree):
+            raise SysrootError(f"{self.path} is not an initialized sysroot (no ostree/); "
+                               "run 'admin init-fs' first")
+        return SysrootLock(self.layout)
+
+    def _writer(self, state: SysrootState, repo: Repo) -> BootWriter:
+        from sysroot.boot.backends import backend_for
+
+        return BootWriter(state, bootloader=backend_for(self.layout, repo),
+                          fsync=repo.fsync_enabled,
+                          bootprefix=repo.config.get_bool("sysroot", "bootprefix", False))
+
+    def _apply(self, state: SysrootState, repo: Repo, new: list[Deployment], *,
+               prune: bool = True, kernels: dict | None = None) -> Change:
+        """Write new (in boot order), reload, clean up."""
+        inputs = dep.entry_inputs(state, repo, new, kernels)
+        summary = self._writer(state, repo).write(inputs, dep.old_versions(state, repo))
+        count_change = len(new) - len(state.deployments)
+        fresh = self.load()
+        result = cleanup(fresh, repo, prune=prune)
+        return Change(summary, count_change, result)
+
+    # ------------------------------------------------------------------ setup
+    def init_fs(self, *, modern: bool = False) -> None:
+        os.makedirs(self.path, exist_ok=True)
+        os.makedirs(self.layout.boot, mode=0o755, exist_ok=True)
+        if not modern:
+            for name, mode in _ROOT_DIRS:
+                p = os.path.join(self.path, name)
+                if not os.path.isdir(p):
+                    os.mkdir(p)
+                    os.chmod(p, mode)
+        os.makedirs(self.layout.deploy_base, mode=0o755, exist_ok=True)
+        Repo.create(self.layout.repo, RepoMode.BARE).close()
+
+    def os_init(self, osname: str) -> None:
+        if not osname or "/" in osname or osname in (".", ".."):
+            raise UsageError(f"Invalid stateroot name '{osname}'")
+        if not os.path.isdir(self.layout.deploy_base):
+            raise SysrootError(f"{self.path} is not an initialized sysroot; "
+                               "run 'admin init-fs' first")
+        with self.lock():
+            stateroot = self.layout.stateroot(osname)
+            if os.path.lexists(stateroot):
+                raise SysrootError(f"Creating ostree/deploy/{osname}: File exists")
+            os.makedirs(self.layout.deploy_parent(osname), mode=0o755)
+            dep.init_var(self.layout, osname)
+            os.utime(self.layout.deploy_base)
+
+    # ------------------------------------------------------------------ deploy
+    def deploy(self, revision: str, options: dep.DeployOptions | None = None) -> Change:
+        options = options or dep.DeployOptions()
+        if options.retain_pending and options.retain_rollback:
+            options = replace(options, retain=True)
+        repo = self.open_repo()
+        with self.lock():
+            state = self.load()
+            osname = options.osname or state.default_osname()
+            if not os.path.isdir(self.layout.stateroot(osname)):
+                raise NotFoundError(f"No stateroot '{osname}' in {self.path}: "
+                                    f"run 'admin os-init {osname}' first")
+            csum = repo.resolve_rev(revision)
+            repo.load_commit(csum)  # a missing or corrupt commit fails here, before writing
+            merge = None if options.no_merge else state.merge_deployment(osname)
+            origin = options.origin or dep.default_origin(revision)
+            base_kargs = merge.kargs if merge is not None else ""
+            kargs = options.kargs.apply(base_kargs) if options.kargs.given else base_kargs
+            new = dep.create_deployment(state, repo, csum, osname, origin, merge, kargs,
+                                        fsync=repo.fsync_enabled)
+            deployments = dep.simple_write_list(
+                state, new, merge, retain=options.retain,
+                retain_pending=options.retain_pending, retain_rollback=options.retain_rollback,
+                make_default=not options.not_as_default)
+            change = self._apply(state, repo, deployments, prune=options.prune)
+            change.deployment = new
+            return change
+
+    # ------------------------------------------------------------------ list edits
+    def _resolve_index(self, state: SysrootState, index: str) -> Deployment:
+        if index in ("booted", "pending", "rollback"):
+            if state.booted is None:
+                raise SysrootError(f"Cannot use '{index}': not booted into this sysroot")
+            if index == "booted":
+                return state.booted
+            pending, rollback = state.pending_and_rollback(state.booted.osname)
+            d = pending if index == "pending" else rollback
+            if d is None:
+                raise SysrootError(f"No {index} deployment")
+            return d
+        try:
+            i = int(index)
+        except ValueError:
+            raise UsageError(f"Invalid deployment index '{index}'") from None
+        if i < 0 or i >= len(state.deployments):
+            raise UsageError(f"Out of range deployment index {i}, expected < "
+                             f"{len(state.deployments)}")
+        return state.deployments[i]
+
+    def undeploy(self, index: str) -> tuple[Deployment, Change]:
+        repo = self.open_repo()
+        with self.lock():
+            state = self.load()
+            target = self._resolve_index(state, index)
+            if state.booted is not None and target.identity == state.booted.identity:
+                raise SysrootError(f"Cannot undeploy currently booted deployment {index}")
+            new = [d for d in state.deployments if d.identity != target.identity]
+            return target, self._apply(state, repo, new)
+
+    def set_default(self, index: str) -> Change:
+        repo = self.open_repo()
+        with self.lock():
+            state = self.load()
+            target = self._resolve_index(state, index)
+            if target.index == 0:
+                return Change("already the default", 0)
+            new = [target] + [d for d in state.deployments if d.identity != target.identity]
+            return self._apply(state, repo, new)
+
+    def rollback(self) -> tuple[Deployment, Change]:
+        """Make the previous deployment the default for the next boot (rpm-ostree's verb)."""
+        repo = self.open_repo()
+        with self.lock():
+            state = self.load()
+            if len(state.deployments) < 2:
+                raise SysrootError("No rollback deployment available")
+            first = state.deployments[0]
+            if state.booted is not None and first.identity != state.booted.identity:
+                # A pending deployment is queued: roll back to the booted one.
+                target = state.booted
+            else:
+                same_os = [d for d in state.deployments[1:] if d.osname == first.osname]
+                target = same_os[0] if same_os else state.deployments[1]
+            new = [target] + [d for d in state.deployments if d.identity != target.identity]
+            return target, self._apply(state, repo, new)
+
+    def cleanup(self) -> CleanupResult:
+        repo = self.open_repo()
+        with self.lock():
+            return cleanup(self.load(), repo)
+
+    # ------------------------------------------------------------------ origins
+    def _rewrite_origin(self, state: SysrootState, d: Deployment, origin: KeyFile) -> None:
+        dep.write_origin(self.layout.origin_path(d.osname, d.csum, d.deployserial), origin)
+        os.utime(self.layout.deploy_base)
+
+    def pin(self, index: str, pinned: bool) -> Deployment:
+        with self.lock():
+            state = self.load()
+            d = self._resolve_index(state, index)
+            origin = d.origin or KeyFile()
+            if pinned:
+                origin.set("libostree-transient", "pinned", "true")
+            else:
+                # ostree leaves the (then empty) group in place; so do we
+                origin.remove_key("libostree-transient", "pinned")
+            self._rewrite_origin(state, d, origin)
+            return d
+
+    def set_origin(self, refspec: str, index: str | None = None,
+                   extra: dict[str, str] | None = None) -> Deployment:
+        parse_refspec(refspec)
+        with self.lock():
+            state = self.load()
+            if index is not None:
+                d = self._resolve_index(state, index)
+            else:
+                d = state.booted or (state.deployments[0] if state.deployments else None)
+                if d is None:
+                    raise SysrootError("No deployments")
+            origin = d.origin or KeyFile()
+            origin.set("origin", "refspec", refspec)
+            for k, v in (extra or {}).items():
+                group, _, key = k.rpartition(".")
+                origin.set(group or "origin", key, v)
+            self._rewrite_origin(state, d, origin)
+            return d
+
+    def kargs_edit_in_place(self, append_if_missing: list[str],
+                            delete_if_present: list[str]) -> int:
+        """Edit every entry of the current boot version in place (no boot swap)."""
+        from sysroot.boot.kargs import KernelArgs
+        from sysroot.util import fsutil
+
+        with self.lock():
+            state = self.load()
+            for d in state.deployments:
+                entry = d.entry
+                kargs = KernelArgs.parse(entry.require("options"))
+                for w in append_if_missing:
+                    kargs.append_if_missing(w)
+                for w in delete_if_present:
+                    kargs.delete_if_present(w)
+                entry.set("options", str(kargs))
+                fsutil.atomic_write(entry.filename, entry.to_text().encode(), mode=0o644)
+            return len(state.deployments)

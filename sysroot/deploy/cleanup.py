@@ -1,0 +1,118 @@
+"""Garbage collection after the boot configuration changed (libostree's order).
+
+1. the inactive `boot/loader.N` and `ostree/boot.N*` halves;
+2. deployment directories no entry references (never the booted one), their origins,
+   and staging directories left by interrupted deploys;
+3. `boot/ostree/$os-$bootcsum` kernels no deployment uses;
+4. the repo refs `ostree/$bootversion/$subbootversion/$index` that keep deployed
+   commits alive, regenerated; then (optionally) a prune of unreachable objects.
+Each step is safe on its own, so an interrupted cleanup is finished by the next one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+
+from sysroot.deploy.deploy import STAGING_PREFIX
+from sysroot.deploy.state import DEPLOY_DIR_RE, SysrootState
+from sysroot.store.repo import Repo
+from sysroot.util import fsutil
+
+
+@dataclass
+class CleanupResult:
+    deleted_deployments: list[str]
+    deleted_kernels: list[str]
+    pruned_objects: int = 0
+    freed_bytes: int = 0
+
+
+def _rm(path: str) -> None:
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
+
+
+def _remove_deployment_dir(path: str) -> None:
+    fsutil.set_immutable(path, False)
+    shutil.rmtree(path)
+
+
+def cleanup(state: SysrootState, repo: Repo, *, prune: bool = True) -> CleanupResult:
+    layout = state.layout
+    bv, sub = state.bootversion, state.subbootversion
+    # 1. inactive boot halves
+    other = 1 - bv
+    for p in (layout.loader_dir(other), layout.bootlink_base(other),
+              layout.bootlink_dir(other, 0), layout.bootlink_dir(other, 1),
+              layout.bootlink_dir(bv, 1 - sub), os.path.join(layout.boot, "loader.tmp")):
+        _rm(p)
+    # 2. unreferenced deployments
+    active = {(d.osname, d.name) for d in state.deployments}
+    if state.booted is not None:
+        active.add((state.booted.osname, state.booted.name))
+    deleted = []
+    for osname in state.stateroots():
+        parent = layout.deploy_parent(osname)
+        try:
+            names = sorted(os.listdir(parent))
+        except FileNotFoundError:
+            continue
+        for name in names:
+            path = os.path.join(parent, name)
+            if name.startswith(STAGING_PREFIX):
+                _remove_deployment_dir(path) if os.path.isdir(path) else _rm(path)
+                continue
+            base = name[:-len(".origin")] if name.endswith(".origin") else name
+            if not DEPLOY_DIR_RE.match(base) or (osname, base) in active:
+                continue
+            if name.endswith(".origin"):
+                if not os.path.isdir(os.path.join(parent, base)):
+                    os.unlink(path)
+                continue
+            origin = path + ".origin"
+            if os.path.exists(origin):
+                os.unlink(origin)
+            _remove_deployment_dir(path)
+            deleted.append(name)
+    # 3. kernels no deployment uses
+    used = {layout.kernel_dir_name(d.osname, d.bootcsum) for d in state.deployments}
+    kernels_dir = os.path.join(layout.boot, "ostree")
+    deleted_kernels = []
+    try:
+        names = sorted(os.listdir(kernels_dir))
+    except FileNotFoundError:
+        names = []
+    for name in names:
+        if name in used or name == "initramfs-overlays" or not os.path.isdir(
+                os.path.join(kernels_dir, name)):
+            continue
+        shutil.rmtree(os.path.join(kernels_dir, name))
+        deleted_kernels.append(name)
+    # 4. deployment refs, then prune
+    regenerate_deployment_refs(state, repo)
+    result = CleanupResult(deleted, deleted_kernels)
+    if prune:
+        from sysroot.store.prune import PruneOptions
+        from sysroot.store.prune import prune as prune_repo
+
+        pr = prune_repo(repo, PruneOptions(refs_only=True, depth=0))
+        result.pruned_objects = pr.pruned
+        result.freed_bytes = pr.freed
+    return result
+
+
+def regenerate_deployment_refs(state: SysrootState, repo: Repo) -> None:
+    wanted = {f"ostree/{state.bootversion}/{state.subbootversion}/{d.index}": d.csum
+              for d in state.deployments}
+    existing = {name: csum for name, csum in repo.list_refs("ostree").items()
+                if name.startswith("ostree/")}
+    for name in existing:
+        if name not in wanted:
+            repo.write_ref(name, None)
+    for name, csum in wanted.items():
+        if existing.get(name) != csum:
+            repo.write_ref(name, csum)

@@ -1,0 +1,235 @@
+"""Creating a deployment and making it part of the boot configuration.
+
+A deployment is written under a staging name in the stateroot's deploy directory
+(checkout as a hardlink farm, /etc prepared and merged, origin written) and renamed to
+`$checksum.$serial` only when complete. The boot configuration then switches to the
+new list atomically (writer.py); a crash before that leaves only an unreferenced
+directory that the next cleanup removes.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from dataclasses import dataclass, field
+
+from sysroot.boot.kargs import KernelArgs
+from sysroot.boot.kernel import find_kernel
+from sysroot.deploy.layout import SysrootLayout
+from sysroot.deploy.state import DEPLOY_DIR_RE, Deployment, SysrootState
+from sysroot.deploy.writer import BootWriter, EntryInputs, read_os_release_name
+from sysroot.errors import SysrootError
+from sysroot.formats.keyfile import KeyFile
+from sysroot.store.repo import Repo
+from sysroot.util import fsutil
+
+STAGING_PREFIX = ".staging-"
+
+
+@dataclass(frozen=True)
+class KargOptions:
+    """The --karg* options of `admin deploy`, applied in ostree's order."""
+
+    replace: tuple[str, ...] = ()
+    append: tuple[str, ...] = ()
+    delete: tuple[str, ...] = ()
+    proc_cmdline: bool = False
+    none: bool = False
+
+    @property
+    def given(self) -> bool:
+        return bool(self.replace or self.append or self.delete or self.proc_cmdline or self.none)
+
+    def apply(self, base: str) -> str:
+        if self.none:
+            kargs = KernelArgs([])
+        elif self.proc_cmdline:
+            with open("/proc/cmdline") as f:
+                kargs = KernelArgs.from_proc_cmdline(f.read())
+            kargs.words = [w for w in kargs.words if not w.startswith("ostree=")]
+        else:
+            kargs = KernelArgs.parse(base)
+        for w in self.replace:
+            kargs.replace(w)
+        for w in self.append:
+            kargs.append(w)
+        for w in self.delete:
+            kargs.delete(w)
+        return str(kargs)
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    osname: str | None = None
+    origin: KeyFile | None = None
+    kargs: KargOptions = field(default_factory=KargOptions)
+    no_merge: bool = False
+    retain: bool = False
+    retain_pending: bool = False
+    retain_rollback: bool = False
+    not_as_default: bool = False
+    prune: bool = True
+    fsync: bool = True
+
+
+def commit_version(repo: Repo, csum: str) -> str | None:
+    try:
+        return repo.load_commit(csum).version
+    except SysrootError:
+        return None
+
+
+def allocate_serial(layout: SysrootLayout, osname: str, csum: str) -> int:
+    serial = 0
+    try:
+        names = os.listdir(layout.deploy_parent(osname))
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        m = DEPLOY_DIR_RE.match(name)
+        if m and m.group(1) == csum:
+            serial = max(serial, int(m.group(2)) + 1)
+    return serial
+
+
+def prepare_etc(root: str) -> None:
+    """usr/etc holds the defaults; a tree with only /etc is converted as ostree does."""
+    etc = os.path.join(root, "etc")
+    usr_etc = os.path.join(root, "usr", "etc")
+    has_etc = os.path.isdir(etc) and not os.path.islink(etc)
+    etc_populated = has_etc and bool(os.listdir(etc))
+    if etc_populated and os.path.isdir(usr_etc):
+        raise SysrootError("Tree contains both /etc and /usr/etc")
+    if etc_populated:
+        os.rename(etc, usr_etc)
+    elif has_etc:
+        os.rmdir(etc)
+
+
+def init_var(layout: SysrootLayout, osname: str) -> None:
+    """The stateroot's /var, with the directories 2022.7's os-init creates."""
+    var = layout.var(osname)
+    os.makedirs(var, mode=0o755, exist_ok=True)
+    for name, mode in (("tmp", 0o1777), ("lib", 0o755), ("log", 0o755)):
+        p = os.path.join(var, name)
+        if not os.path.lexists(p):
+            os.mkdir(p)
+            os.chmod(p, mode)
+    for name, target in (("run", "../run"), ("lock", "../run/lock")):
+        p = os.path.join(var, name)
+        if not os.path.lexists(p):
+            os.symlink(target, p)
+
+
+def write_origin(path: str, origin: KeyFile, fsync: bool = True) -> None:
+    fsutil.atomic_write(path, origin.to_text().encode(), mode=0o644, fsync=fsync)
+
+
+def default_origin(refspec: str) -> KeyFile:
+    kf = KeyFile()
+    kf.set("origin", "refspec", refspec)
+    return kf
+
+
+def create_deployment(state: SysrootState, repo: Repo, csum: str, osname: str,
+                      origin: KeyFile, merge: Deployment | None, kargs: str,
+                      fsync: bool = True) -> Deployment:
+    """Check out, prepare /etc, merge, write the origin; publish under its final name."""
+    from sysroot.deploy.etcmerge import copy_tree, merge_etc
+    from sysroot.store.checkout import checkout_tree
+
+    layout = state.layout
+    parent = layout.deploy_parent(osname)
+    os.makedirs(parent, mode=0o755, exist_ok=True)
+    serial = allocate_serial(layout, osname, csum)
+    staging = os.path.join(parent, f"{STAGING_PREFIX}{csum}.{serial}-{secrets.token_hex(4)}")
+    try:
+        checkout_tree(repo, csum, staging)
+        prepare_etc(staging)
+        kernel = find_kernel(staging)
+        usr_etc = os.path.join(staging, "usr", "etc")
+        if os.path.isdir(usr_etc):
+            _with_dirs(lambda u, d: copy_tree(u, d, "etc"), usr_etc, staging)
+            if merge is not None:
+                old = state.deployment_path(merge)
+                if os.path.isdir(os.path.join(old, "usr", "etc")) and \
+                        os.path.isdir(os.path.join(old, "etc")):
+                    _with_dirs(merge_etc, os.path.join(old, "usr", "etc"),
+                               os.path.join(old, "etc"), os.path.join(staging, "etc"))
+        write_origin(layout.origin_path(osname, csum, serial), origin, fsync)
+        if fsync:
+            fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                fsutil.syncfs(fd)
+            finally:
+                os.close(fd)
+        final = layout.deploy_dir(osname, csum, serial)
+        os.rename(staging, final)
+        staging = None
+        if fsync:
+            fsutil.fsync_dir(parent)
+        if not os.environ.get("OSTREE_SYSROOT_DEBUG", "").count("mutable-deployments"):
+            fsutil.set_immutable(final, True)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    return Deployment(osname, csum, serial, kernel.bootcsum, 0, 0, kargs, None, origin)
+
+
+def _with_dirs(fn, *paths):
+    fds = [os.open(p, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW) for p in paths]
+    try:
+        return fn(*fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def simple_write_list(state: SysrootState, new: Deployment, merge: Deployment | None, *,
+                      retain: bool, retain_pending: bool, retain_rollback: bool,
+                      make_default: bool) -> list[Deployment]:
+    """libostree's retention rules for one new deployment."""
+    booted = state.booted
+    if booted is None and merge is None and (retain_pending or retain_rollback):
+        retain = True
+    out: list[Deployment] = []
+    added = False
+    if make_default:
+        out.append(new)
+        added = True
+    before_booted = before_merge = True
+    for d in state.deployments:
+        is_booted = booted is not None and d.identity == booted.identity
+        is_merge = merge is not None and d.identity == merge.identity
+        if is_booted:
+            before_booted = False
+        if is_merge:
+            before_merge = False
+        passed_crossover = (not before_booted) if booted is not None else (not before_merge)
+        keep = (retain or d.pinned or d.osname != new.osname or is_booted or is_merge
+                or (retain_rollback and passed_crossover)
+                or (retain_pending and not passed_crossover))
+        if keep and d.identity != new.identity:
+            out.append(d)
+        if not added and passed_crossover:
+            out.append(new)
+            added = True
+    if not added:
+        out.append(new)
+    return out
+
+
+def entry_inputs(state: SysrootState, repo: Repo, deployments: list[Deployment],
+                 kernels: dict | None = None) -> list[EntryInputs]:
+    out = []
+    for d in deployments:
+        path = state.deployment_path(d)
+        kernel = (kernels or {}).get(d.identity) or find_kernel(path)
+        out.append(EntryInputs(d, kernel, commit_version(repo, d.csum),
+                               read_os_release_name(path)))
+    return out
+
+
+def old_versions(state: SysrootState, repo: Repo) -> dict:
+    return {d.identity: commit_version(repo, d.csum) for d in state.deployments}

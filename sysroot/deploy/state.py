@@ -1,0 +1,308 @@
+"""Reading a sysroot's state the way libostree does: boot version, deployments (from
+the BLS entries of the active `boot/loader.N`), the booted deployment, the lock.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import time
+from dataclasses import dataclass, field
+
+from sysroot.boot.bls import BootEntry, strverscmp_key
+from sysroot.boot.kargs import KernelArgs
+from sysroot.deploy.layout import SysrootLayout
+from sysroot.errors import FormatError, SysrootError
+from sysroot.formats.keyfile import KeyFile
+from sysroot.store.lock import ofd_lock
+
+_BOOTLINK_RE = re.compile(r"^/ostree/boot\.([01])/([^/]+)/([0-9a-f]{64})/([0-9]+)$")
+_DEPLOY_TARGET_RE = re.compile(r"^\.\./\.\./\.\./deploy/([^/]+)/deploy/([0-9a-f]{64})\.([0-9]+)$")
+DEPLOY_DIR_RE = re.compile(r"^([0-9a-f]{64})\.([0-9]+)$")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One deployment, as listed by the active boot entries."""
+
+    osname: str
+    csum: str
+    deployserial: int
+    bootcsum: str
+    bootserial: int = 0
+    index: int = 0
+    kargs: str = ""  # the entry's options without ostree=
+    entry: BootEntry | None = field(default=None, compare=False, repr=False)
+    origin: KeyFile | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.csum}.{self.deployserial}"
+
+    @property
+    def identity(self) -> tuple[str, str, int]:
+        return (self.osname, self.csum, self.deployserial)
+
+    @property
+    def pinned(self) -> bool:
+        if self.origin is None:
+            return False
+        return self.origin.get_bool("libostree-transient", "pinned", False)
+
+    @property
+    def origin_refspec(self) -> str | None:
+        return self.origin.get("origin", "refspec") if self.origin else None
+
+
+def read_origin(path: str) -> KeyFile | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError:
+        raise FormatError(f"{path}: origin file is not valid UTF-8") from None
+    return KeyFile.parse(text, source=path)
+
+
+def read_bootversion(layout: SysrootLayout) -> int:
+    try:
+        target = os.readlink(layout.loader_link)
+    except FileNotFoundError:
+        return 0
+    except OSError as e:
+        if e.errno == errno.EINVAL:
+            raise SysrootError(f"{layout.loader_link}: not a symbolic link") from None
+        raise
+    if target == "loader.0":
+        return 0
+    if target == "loader.1":
+        return 1
+    raise SysrootError(f"{layout.loader_link}: invalid target '{target}' "
+                       "(expected loader.0 or loader.1)")
+
+
+def read_subbootversion(layout: SysrootLayout, bootversion: int) -> int:
+    try:
+        target = os.readlink(layout.bootlink_base(bootversion))
+    except FileNotFoundError:
+        return 0
+    if target == f"boot.{bootversion}.0":
+        return 0
+    if target == f"boot.{bootversion}.1":
+        return 1
+    raise SysrootError(f"{layout.bootlink_base(bootversion)}: invalid target '{target}'")
+
+
+def parse_ostree_karg(value: str) -> tuple[int, str, str, int]:
+    m = _BOOTLINK_RE.match(value)
+    if not m:
+        raise FormatError(f"Invalid ostree= argument '{value}'")
+    return int(m.group(1)), m.group(2), m.group(3), int(m.group(4))
+
+
+def options_without_ostree(options: str) -> str:
+    kargs = KernelArgs.parse(options)
+    kargs.words = [w for w in kargs.words if not w.startswith("ostree=")]
+    return str(kargs)
+
+
+class SysrootState:
+    """A loaded snapshot of the sysroot; reload after every change."""
+
+    def __init__(self, root: str):
+        self.layout = SysrootLayout(os.path.abspath(root))
+        self.bootversion = 0
+        self.subbootversion = 0
+        self.deployments: list[Deployment] = []
+        self.booted: Deployment | None = None
+
+    @classmethod
+    def load(cls, root: str) -> SysrootState:
+        state = cls(root)
+        state._load()
+        return state
+
+    def require_initialized(self) -> None:
+        if not os.path.isdir(self.layout.deploy_base) or \
+                not os.path.isdir(os.path.join(self.layout.repo, "objects")):
+            raise SysrootError(f"{self.layout.root} is not an initialized sysroot "
+                               "(no ostree/deploy or ostree/repo); run admin init-fs")
+
+    def _load(self) -> None:
+        layout = self.layout
+        self.bootversion = read_bootversion(layout)
+        self.subbootversion = read_subbootversion(layout, self.bootversion)
+        entries = self._read_entries()
+        deployments = []
+        for entry in entries:
+            deployments.append(self._deployment_from_entry(entry))
+        self.deployments = [
+            Deployment(d.osname, d.csum, d.deployserial, d.bootcsum, d.bootserial, i, d.kargs,
+                       d.entry, d.origin)
+            for i, d in enumerate(deployments)
+        ]
+        self.booted = self._find_booted()
+
+    def _read_entries(self) -> list[BootEntry]:
+        d = self.layout.entries_dir(self.bootversion)
+        try:
+            names = os.listdir(d)
+        except FileNotFoundError:
+            return []
+        entries = []
+        for name in names:
+            if not (name.startswith("ostree-") and name.endswith(".conf")):
+                continue
+            path = os.path.join(d, name)
+            if not os.path.isfile(path) or os.path.islink(path):
+                continue
+            try:
+                with open(path, encoding="utf-8") as f:
+                    entries.append(BootEntry.parse(f.read(), filename=path))
+            except UnicodeDecodeError:
+                raise FormatError(f"{path}: boot entry is not valid UTF-8") from None
+        # Newest first: BLS `version` descending, entries without version last.
+        versioned = [e for e in entries if e.get("version") is not None]
+        versioned.sort(key=lambda e: strverscmp_key(e.get("version")), reverse=True)
+        return versioned + [e for e in entries if e.get("version") is None]
+
+    def _deployment_from_entry(self, entry: BootEntry) -> Deployment:
+        options = entry.get("options")
+        if options is None:
+            raise FormatError(f"{entry.filename}: boot entry has no 'options' line")
+        ostree_args = KernelArgs.parse(options).get("ostree")
+        if not ostree_args or ostree_args[-1] is None:
+            raise FormatError(f"{entry.filename}: no ostree= kernel argument in options")
+        try:
+            _bv, osname, bootcsum, bootserial = parse_ostree_karg(ostree_args[-1])
+        except FormatError as e:
+            raise FormatError(f"{entry.filename}: {e}") from None
+        link = self.layout.path(ostree_args[-1].lstrip("/"))
+        try:
+            target = os.readlink(link)
+        except FileNotFoundError:
+            raise FormatError(f"{entry.filename}: ostree= target {link} does not exist") \
+                from None
+        except OSError as e:
+            raise FormatError(f"{entry.filename}: ostree= target {link}: {e.strerror}") \
+                from None
+        m = _DEPLOY_TARGET_RE.match(target)
+        if not m:
+            raise FormatError(f"{link}: invalid deployment link target '{target}'")
+        link_os, csum, serial = m.group(1), m.group(2), int(m.group(3))
+        if not os.path.isdir(self.layout.deploy_dir(link_os, csum, int(serial))):
+            raise FormatError(f"{entry.filename}: deployment {csum}.{serial} is missing")
+        origin = read_origin(self.layout.origin_path(link_os, csum, serial))
+        return Deployment(link_os, csum, serial, bootcsum, bootserial, 0,
+                          options_without_ostree(options), entry, origin)
+
+    def _find_booted(self) -> Deployment | None:
+        """The running deployment: only when / is this sysroot's deployment."""
+        if not os.path.exists("/run/ostree-booted"):
+            return None
+        try:
+            root_st = os.stat("/")
+        except OSError:
+            return None
+        for d in self.deployments:
+            try:
+                st = os.stat(self.layout.deploy_dir(d.osname, d.csum, d.deployserial))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (root_st.st_dev, root_st.st_ino):
+                return d
+        return None
+
+    # ---------------------------------------------------------------- queries
+    def stateroots(self) -> list[str]:
+        try:
+            return sorted(n for n in os.listdir(self.layout.deploy_base)
+                          if os.path.isdir(os.path.join(self.layout.deploy_base, n)))
+        except FileNotFoundError:
+            return []
+
+    def merge_deployment(self, osname: str) -> Deployment | None:
+        """The booted deployment if it is of osname, else the first of osname."""
+        if self.booted is not None and self.booted.osname == osname:
+            return self.booted
+        for d in self.deployments:
+            if d.osname == osname:
+                return d
+        return None
+
+    def default_osname(self) -> str:
+        if self.booted is not None:
+            return self.booted.osname
+        if self.deployments:
+            return self.deployments[0].osname
+        roots = self.stateroots()
+        if len(roots) == 1:
+            return roots[0]
+        raise SysrootError("No stateroot given and none can be inferred: use --os=NAME")
+
+    def pending_and_rollback(self, osname: str) -> tuple[Deployment | None, Deployment | None]:
+        """ostree's pending (before booted) and rollback (after booted) deployments."""
+        if self.booted is None:
+            return None, None
+        pending = rollback = None
+        seen_booted = False
+        for d in self.deployments:
+            if d.identity == self.booted.identity:
+                seen_booted = True
+                continue
+            if d.osname != osname:
+                continue
+            if not seen_booted and pending is None:
+                pending = d
+            elif seen_booted and rollback is None:
+                rollback = d
+        return pending, rollback
+
+    def deployment_path(self, d: Deployment) -> str:
+        return self.layout.deploy_dir(d.osname, d.csum, d.deployserial)
+
+
+class SysrootLock:
+    """`ostree/lock`, taken exclusively as libostree does (OFD lock, unlinked on release)."""
+
+    def __init__(self, layout: SysrootLayout, *, wait: bool = True, timeout: float = 300):
+        self.layout = layout
+        self.wait = wait
+        self.timeout = timeout
+        self.fd: int | None = None
+
+    def __enter__(self) -> SysrootLock:
+        path = self.layout.lock
+        deadline = time.monotonic() + self.timeout
+        announced = False
+        while True:
+            fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC |
+                         os.O_NOCTTY, 0o600)
+            if ofd_lock(fd, exclusive=True, wait=False):
+                # The previous owner may have unlinked the file we locked: retry if so.
+                if os.fstat(fd).st_nlink > 0:
+                    self.fd = fd
+                    return self
+                os.close(fd)
+                continue
+            os.close(fd)
+            if not self.wait or time.monotonic() > deadline:
+                raise SysrootError(f"Sysroot {self.layout.root} is locked by another process "
+                                   f"({path})")
+            if not announced:
+                import sys
+
+                print("Waiting for sysroot lock...", file=sys.stderr)
+                announced = True
+            time.sleep(0.1)
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            try:
+                os.unlink(self.layout.lock)
+            except FileNotFoundError:
+                pass
+            os.close(self.fd)
+            self.fd = None
