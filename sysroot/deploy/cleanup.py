@@ -70,13 +70,14 @@ def cleanup(state: SysrootState, repo: Repo, *, prune: bool = True) -> CleanupRe
             if not DEPLOY_DIR_RE.match(base) or (osname, base) in active:
                 continue
             if name.endswith(".origin"):
-                if not os.path.isdir(os.path.join(parent, base)):
+                if not os.path.isdir(os.path.join(parent, base)) and os.path.lexists(path):
                     os.unlink(path)
                 continue
-            origin = path + ".origin"
-            if os.path.exists(origin):
-                os.unlink(origin)
+            # Directory first: an origin without its directory is harmless, the reverse
+            # would be a deployment that lost its origin.
             _remove_deployment_dir(path)
+            if os.path.lexists(path + ".origin"):
+                os.unlink(path + ".origin")
             deleted.append(name)
     # 3. kernels no deployment uses
     used = {layout.kernel_dir_name(d.osname, d.bootcsum) for d in state.deployments}

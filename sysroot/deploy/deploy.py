@@ -122,6 +122,14 @@ def init_var(layout: SysrootLayout, osname: str) -> None:
             os.symlink(target, p)
 
 
+def mark_var_labeled(layout: SysrootLayout, osname: str) -> None:
+    """libostree relabels a stateroot's /var once, then leaves this stamp; without it,
+    ostree would relabel on its next deploy."""
+    stamp = os.path.join(layout.var(osname), ".ostree-selabeled")
+    if not os.path.lexists(stamp):
+        fsutil.atomic_write(stamp, b"", mode=0o644)
+
+
 def write_origin(path: str, origin: KeyFile, fsync: bool = True) -> None:
     fsutil.atomic_write(path, origin.to_text().encode(), mode=0o644, fsync=fsync)
 
@@ -157,6 +165,7 @@ def create_deployment(state: SysrootState, repo: Repo, csum: str, osname: str,
                         os.path.isdir(os.path.join(old, "etc")):
                     _with_dirs(merge_etc, os.path.join(old, "usr", "etc"),
                                os.path.join(old, "etc"), os.path.join(staging, "etc"))
+        mark_var_labeled(layout, osname)
         write_origin(layout.origin_path(osname, csum, serial), origin, fsync)
         if fsync:
             fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
