@@ -28,11 +28,10 @@ def unescape(value: str) -> str:
 
 
 def escape(value: str) -> str:
-    out = value.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
-    out = out.replace("\r", "\\r")
-    if out.startswith(" "):
-        out = "\\s" + out[1:]
-    return out
+    out = value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+    # like g_key_file_set_string: all leading blanks escaped, later tabs kept literally
+    lead = len(out) - len(out.lstrip(" \t"))
+    return out[:lead].replace(" ", "\\s").replace("\t", "\\t") + out[lead:]
 
 
 @dataclass

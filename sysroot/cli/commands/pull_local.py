@@ -1,0 +1,84 @@
+"""sysroot pull-local: ostree pull-local's options over store.pull_local."""
+
+from __future__ import annotations
+
+from sysroot.cli.main import add_repo_option, open_repo
+from sysroot.errors import UsageError
+from sysroot.store.pull_local import pull_local
+from sysroot.store.repo import Repo
+
+_UNITS = ("kB", "MB", "GB", "TB", "PB", "EB")
+
+
+def format_size(n: int) -> str:
+    """GLib's g_format_size(): SI units, one decimal, a no-break space before the unit."""
+    if n < 1000:
+        return "1 byte" if n == 1 else f"{n} bytes"
+    value = float(n)
+    for unit in _UNITS:
+        value /= 1000
+        if value < 1000 or unit == _UNITS[-1]:
+            return f"{value:.1f}\u00a0{unit}"
+    raise AssertionError("unreachable")
+
+
+def allow_intermixed(parser) -> None:
+    """Accept options between positional arguments, as ostree's option parser does
+    (`pull-local SRC --depth=1 REF`); plain argparse stops filling positionals."""
+    plain = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        parser.parse_known_args = plain  # the intermixed parser calls it twice itself
+        try:
+            return parser.parse_known_intermixed_args(args, namespace)
+        finally:
+            parser.parse_known_args = parse_known_args
+
+    parser.parse_known_args = parse_known_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser("pull-local", help="Copy data from SRC_REPO")
+    allow_intermixed(p)
+    add_repo_option(p)
+    p.add_argument("src", metavar="SRC_REPO")
+    p.add_argument("refs", nargs="*", metavar="REF",
+                   help="Refs or commit checksums (default: every ref of SRC_REPO)")
+    p.add_argument("--commit-metadata-only", action="store_true",
+                   help="Fetch only the commit metadata")
+    p.add_argument("--remote", metavar="REMOTE", help="Add REMOTE to refspec")
+    p.add_argument("--disable-fsync", action="store_true", help="Do not invoke fsync()")
+    p.add_argument("--per-object-fsync", action="store_true",
+                   help="Accepted for compatibility; objects are flushed at commit")
+    p.add_argument("--untrusted", action="store_true",
+                   help="Verify checksums of local sources (always done)")
+    p.add_argument("--bareuseronly-files", action="store_true",
+                   help="Reject regular files with mode outside of 0775 (world writable, "
+                        "suid, etc.)")
+    p.add_argument("--disable-verify-bindings", action="store_true",
+                   help="Accepted for compatibility; bindings are not verified")
+    p.add_argument("--require-static-deltas", action="store_true",
+                   help="Not supported: local pulls copy objects")
+    p.add_argument("--gpg-verify", action="store_true", help="Not supported")
+    p.add_argument("--gpg-verify-summary", action="store_true", help="Not supported")
+    p.add_argument("--depth", type=int, default=0, metavar="DEPTH",
+                   help="Traverse DEPTH parents (-1=infinite) (default: 0)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    for opt in ("require_static_deltas", "gpg_verify", "gpg_verify_summary"):
+        if getattr(args, opt):
+            raise UsageError(f"--{opt.replace('_', '-')} is not supported by pull-local")
+    if args.depth < -1:
+        raise UsageError(f"Invalid --depth={args.depth}: use -1 for the whole history")
+    src_path = args.src.removeprefix("file://")
+    with open_repo(args) as dst, Repo.open(src_path) as src:
+        if args.disable_fsync:
+            dst.config.set("core", "fsync", "false")  # this process only; never saved
+        result = pull_local(src, dst, args.refs, remote=args.remote, depth=args.depth,
+                            commit_metadata_only=args.commit_metadata_only,
+                            bareuseronly_files=args.bareuseronly_files)
+    print(f"{result.metadata} metadata, {result.content} content objects imported; "
+          f"{format_size(result.content_bytes)} content written")
+    return 0

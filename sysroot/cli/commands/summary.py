@@ -1,0 +1,104 @@
+"""sysroot summary: regenerate or show the repository summary, like ostree summary."""
+
+from __future__ import annotations
+
+from sysroot.cli.commands.pull_local import format_size
+from sysroot.cli.main import add_repo_option, open_repo
+from sysroot.errors import UsageError
+from sysroot.formats.gvariant import Variant
+from sysroot.formats.gvariant_text import parse_text, print_value
+from sysroot.store import summary as summ
+
+
+def register(sub) -> None:
+    p = sub.add_parser("summary", help="Manage summary metadata")
+    add_repo_option(p)
+    p.add_argument("-u", "--update", action="store_true", help="Update the summary")
+    # ostree's help lists -v for --view, but its global -v (verbose) wins: only --view
+    p.add_argument("--view", action="store_true", help="View the local summary file")
+    p.add_argument("--raw", action="store_true", help="Not supported")
+    p.add_argument("-m", "--add-metadata", action="append", default=[], metavar="KEY=VALUE",
+                   help="Additional metadata field to add to the summary (GVariant text)")
+    for opt in ("--gpg-sign", "--gpg-homedir", "--sign", "--sign-type"):
+        p.add_argument(opt, metavar="VALUE", help="Not supported: summaries are unsigned")
+    p.set_defaults(func=run)
+
+
+def _additional_metadata(items: list[str]) -> list[tuple[str, Variant]]:
+    out = []
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"Missing '=' in KEY=VALUE metadata '{item}'")
+        out.append((key, parse_text(text)))
+    return out
+
+
+def run(args) -> int:
+    for opt in ("gpg_sign", "gpg_homedir", "sign", "sign_type"):
+        if getattr(args, opt):
+            raise UsageError(f"--{opt.replace('_', '-')} is not supported: signing summaries "
+                             "is not implemented")
+    if args.raw:
+        raise UsageError("--raw is not supported")
+    if not args.update and not args.view:
+        raise UsageError("No option specified; use -u to update summary")
+    additional = _additional_metadata(args.add_metadata)
+    with open_repo(args) as repo:
+        if args.update:
+            # ostree feeds -m entries through a GVariantDict too: a repeated key keeps its
+            # first position and its last value
+            summ.regenerate_summary(repo, dict(additional))
+        if args.view:
+            print(view_text(summ.read_summary(repo)), end="")
+    return 0
+
+
+def _value_text(v: Variant) -> str:
+    return print_value(v.signature, v.value, type_annotate=False)
+
+
+_LABELS = {
+    summ.KEY_LAST_MODIFIED: "Last-Modified",
+    summ.KEY_EXPIRES: "Expires",
+    summ.KEY_COLLECTION_ID: "Collection ID",
+    summ.KEY_STATIC_DELTAS: "Static Deltas",
+    summ.KEY_MODE: "Repository Mode",
+    summ.KEY_TOMBSTONES: "Has Tombstone Commits",
+    summ.KEY_VERSION: "Version",
+    summ.KEY_TIMESTAMP: "Timestamp",
+}
+
+
+def _field(key: str, v: Variant) -> str:
+    """One metadata line as `ostree summary --view` words it."""
+    label = _LABELS.get(key)
+    sig = v.signature
+    if label is None:
+        return f"{key}: {_value_text(v)}"
+    if key in (summ.KEY_LAST_MODIFIED, summ.KEY_EXPIRES, summ.KEY_TIMESTAMP) and sig == "t":
+        text = summ.format_timestamp(v.value)
+    elif key == summ.KEY_TOMBSTONES and sig == "b":
+        text = "Yes" if v.value else "No"
+    elif sig == "s":
+        text = v.value
+    else:
+        text = _value_text(v)
+    return f"{label} ({key}): {text}"
+
+
+def view_text(s: summ.Summary) -> str:
+    lines = []
+    collection = s.metadata.get(summ.KEY_COLLECTION_ID)
+    for ref in s.refs:
+        name = ref.name
+        if collection is not None and collection.signature == "s":
+            name = f"({collection.value}, {ref.name})"
+        lines.append(f"* {name}")
+        lines.append(f"    Latest Commit ({format_size(ref.commit_size)}):")
+        lines.append(f"      {ref.checksum}")
+        lines.extend(f"    {_field(k, v)}" for k, v in ref.metadata.items())
+        lines.append("")
+    lines.extend(_field(k, v) for k, v in s.metadata.items())
+    return "".join(line + "\n" for line in lines)
+

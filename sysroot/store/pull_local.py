@@ -1,0 +1,262 @@
+"""Copy commits, and every object they reach, from one local repository to another.
+
+Like `ostree pull-local`, between any two repository modes: each object is read in the
+source's encoding and written through the destination's Transaction, which re-encodes
+it and checks it against its checksum. A corrupted source object therefore fails the
+pull before anything is published, and no ref moves.
+
+Resumable: objects the destination already has are skipped, and a commit the
+destination holds completely (no `state/<commit>.commitpartial` marker) is not walked
+again. Markers are written just before objects are published and removed once the
+transaction is done, so an interrupted publication is walked again next time.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sysroot.errors import CorruptObjectError, FormatError, NotFoundError, SysrootError
+from sysroot.formats import gvariant
+from sysroot.formats.objects import (
+    METADATA_DICT_TYPE,
+    Commit,
+    DirMeta,
+    DirTree,
+    ObjectType,
+    is_checksum,
+)
+from sysroot.store.modes import RepoMode
+from sysroot.store.repo import Repo, parse_refspec, validate_ref_name
+from sysroot.util import fsutil
+
+
+@dataclass(frozen=True)
+class PullResult:
+    metadata: int  # metadata objects written (detached metadata not counted, like ostree)
+    content: int  # content objects written
+    content_bytes: int  # their uncompressed size
+    refs: dict[str, str] = field(default_factory=dict)  # destination ref -> commit
+
+
+def resolve_pull_targets(src: Repo, refs: Sequence[str],
+                         remote: str | None) -> list[tuple[str | None, str]]:
+    """(destination ref or None, commit) for each ref or commit checksum asked for.
+
+    With no refs, every ref in the source's refs/heads. Refs are looked up only in
+    refs/heads, as a pull from the source repository would see them.
+    """
+    heads = src.list_refs(include_remotes=False)
+    names = list(refs) if refs else list(heads)
+    out: list[tuple[str | None, str]] = []
+    for name in names:
+        if is_checksum(name):
+            out.append((None, name))
+            continue
+        validate_ref_name(name)
+        checksum = heads.get(name)
+        if checksum is None:
+            raise NotFoundError(f"Refspec '{name}' not found in {src.path}")
+        dest = f"{remote}:{name}" if remote else name
+        parse_refspec(dest)  # validates the remote name
+        out.append((dest, checksum))
+    return out
+
+
+class _Puller:
+    def __init__(self, src: Repo, tx, *, commit_metadata_only: bool,
+                 bareuseronly_files: bool):
+        self.src = src
+        self.tx = tx
+        self.dst: Repo = tx.repo
+        self.commit_metadata_only = commit_metadata_only
+        self.check_bareuseronly = (bareuseronly_files
+                                   or self.dst.mode is RepoMode.BARE_USER_ONLY)
+        self.seen_commits: dict[str, float] = {}  # commit -> parents still to walk
+        self.seen_trees: set[str] = set()
+        self.seen_metas: set[str] = set()
+        self.seen_files: set[str] = set()
+        self.partial: list[str] = []  # commits whose objects this pull completes
+        self.detached: dict[str, bytes] = {}
+
+    # -------------------------------------------------------------- objects
+    def _metadata(self, objtype: ObjectType, checksum: str, where: str) -> bytes | None:
+        """The object's bytes, copied (verified) to the destination unless already there.
+
+        None when the source does not have it either.
+        """
+        if self.tx.has_object(objtype, checksum):
+            return self.tx.read_metadata(objtype, checksum)
+        try:
+            data = self.src.read_metadata(objtype, checksum)
+        except NotFoundError:
+            return None
+        try:
+            self.tx.write_metadata(objtype, data, expected=checksum)
+        except CorruptObjectError as e:
+            raise CorruptObjectError(checksum, objtype.type_name,
+                                     f"{e.problem} ({where} in {self.src.path})") from None
+        return data
+
+    def _require(self, objtype: ObjectType, checksum: str, where: str) -> bytes:
+        data = self._metadata(objtype, checksum, where)
+        if data is None:
+            raise NotFoundError(f"{objtype.type_name} object {checksum} ({where}) is missing "
+                                f"from {self.src.path}")
+        return data
+
+    @staticmethod
+    def _parse(parser, objtype: ObjectType, checksum: str, data: bytes, where: str):
+        try:
+            obj = parser(data)
+            if hasattr(obj, "validate"):
+                obj.validate()
+            return obj
+        except FormatError as e:
+            raise CorruptObjectError(checksum, objtype.type_name, f"{e} ({where})") from None
+
+    def _content(self, checksum: str, where: str) -> None:
+        if checksum in self.seen_files:
+            return
+        self.seen_files.add(checksum)
+        if self.tx.has_object(ObjectType.FILE, checksum):
+            return
+        try:
+            header = self.src.load_file(checksum).header
+        except NotFoundError:
+            raise NotFoundError(f"Content object {checksum} ({where}) is missing from "
+                                f"{self.src.path}") from None
+        if self.check_bareuseronly and header.is_regular:
+            # what a bare-user-only checkout could not reproduce; ostree refuses it too
+            bits = stat.S_IMODE(header.mode) & ~0o775
+            if bits:
+                raise SysrootError(f"Content object {checksum} ({where}): invalid mode "
+                                   f"0{header.mode:o} with bits 0{bits:o} for a "
+                                   "bare-user-only repository")
+        payload = None if header.is_symlink else self.src.iter_payload(checksum)
+        try:
+            self.tx.write_content(header, payload, expected=checksum)
+        except CorruptObjectError as e:
+            raise CorruptObjectError(checksum, "file",
+                                     f"{e.problem} ({where} in {self.src.path})") from None
+        except FormatError as e:
+            raise CorruptObjectError(checksum, "file",
+                                     f"{e} ({where} in {self.src.path})") from None
+
+    def _tree(self, tree: str, meta: str, label: str) -> None:
+        stack = [(tree, meta, "/")]
+        while stack:
+            tree, meta, path = stack.pop()
+            where = f"{path} of {label}"
+            if meta not in self.seen_metas:
+                self.seen_metas.add(meta)
+                data = self._require(ObjectType.DIR_META, meta, where)
+                self._parse(DirMeta.parse, ObjectType.DIR_META, meta, data, where)
+            if tree in self.seen_trees:
+                continue
+            self.seen_trees.add(tree)
+            data = self._require(ObjectType.DIR_TREE, tree, where)
+            dirtree = self._parse(DirTree.parse, ObjectType.DIR_TREE, tree, data, where)
+            prefix = path.rstrip("/") + "/"
+            for name, checksum in dirtree.files:
+                self._content(checksum, f"{prefix}{name} of {label}")
+            for name, subtree, submeta in reversed(dirtree.dirs):
+                stack.append((subtree, submeta, prefix + name))
+
+    def _detached_metadata(self, checksum: str) -> None:
+        try:
+            data = self.src.read_metadata(ObjectType.COMMIT_META, checksum)
+        except NotFoundError:
+            return
+        if not gvariant.is_normal_form(METADATA_DICT_TYPE, data):
+            raise CorruptObjectError(checksum, "commitmeta",
+                                     f"not a valid a{{sv}} ({self.src.path})")
+        try:
+            if self.dst.read_metadata(ObjectType.COMMIT_META, checksum) == data:
+                return
+        except NotFoundError:
+            pass
+        self.detached[checksum] = data
+
+    # -------------------------------------------------------------- commits
+    def pull_commit(self, checksum: str, depth: int) -> None:
+        """The commit, its tree, and depth parents (-1: all the source has)."""
+        remaining = math.inf if depth == -1 else depth
+        level = 0
+        while checksum:
+            # a commit reached again with more history left to walk is walked again,
+            # but its objects are only copied the first time
+            if self.seen_commits.get(checksum, -1) >= remaining:
+                return
+            first = checksum not in self.seen_commits
+            self.seen_commits[checksum] = remaining
+            label = f"commit {checksum}"
+            had = self.tx.has_object(ObjectType.COMMIT, checksum)
+            data = self._metadata(ObjectType.COMMIT, checksum, label)
+            if data is None:
+                if level == 0:
+                    raise NotFoundError(f"Commit {checksum} not found in {self.src.path}")
+                return  # history the source does not have either: stop, like ostree
+            commit = self._parse(Commit.parse, ObjectType.COMMIT, checksum, data, label)
+            if first:
+                self._detached_metadata(checksum)
+                if not had or self.dst.is_partial(checksum):
+                    self.partial.append(checksum)
+                    if not self.commit_metadata_only:
+                        self._tree(commit.root_tree, commit.root_meta, label)
+            if remaining == 0:
+                return
+            checksum = commit.parent
+            remaining -= 1
+            level += 1
+
+    # -------------------------------------------------------------- finishing
+    def write_detached_and_markers(self) -> None:
+        """Called once every object is staged and verified, right before publishing."""
+        dst = self.dst
+        fsync = dst.fsync_enabled
+        for checksum, data in self.detached.items():
+            rel = dst.object_relpath(checksum, ObjectType.COMMIT_META)
+            os.makedirs(os.path.join(dst.path, os.path.dirname(rel)), 0o775, exist_ok=True)
+            # not content-addressed: replaced as a whole, like ostree does
+            fsutil.atomic_write(rel, data, mode=0o644, dir_fd=dst.dfd, fsync=fsync)
+        for checksum in self.partial:
+            fd = os.open(f"state/{checksum}.commitpartial",
+                         os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644, dir_fd=dst.dfd)
+            os.close(fd)
+        if self.partial and fsync:
+            fsutil.fsync_dir("state", dir_fd=dst.dfd)
+
+    def clear_markers(self) -> None:
+        if self.commit_metadata_only:
+            return  # the tree is still missing: the commit stays partial
+        for checksum in self.partial:
+            try:
+                os.unlink(f"state/{checksum}.commitpartial", dir_fd=self.dst.dfd)
+            except FileNotFoundError:
+                pass
+
+
+def pull_local(src: Repo, dst: Repo, refs: Sequence[str] = (), *, remote: str | None = None,
+               depth: int = 0, commit_metadata_only: bool = False,
+               bareuseronly_files: bool = False) -> PullResult:
+    """Copy refs (default: all of src's refs/heads) and their objects from src to dst."""
+    if depth < -1:
+        raise SysrootError(f"Invalid depth {depth}: use -1 for the whole history")
+    # the source is only read, and may be read-only: like ostree, it is not locked
+    targets = resolve_pull_targets(src, refs, remote)
+    with dst.transaction() as tx:
+        puller = _Puller(src, tx, commit_metadata_only=commit_metadata_only,
+                         bareuseronly_files=bareuseronly_files)
+        for dest_ref, checksum in targets:
+            puller.pull_commit(checksum, depth)
+            if dest_ref is not None:
+                tx.set_ref(dest_ref, checksum)
+        puller.write_detached_and_markers()
+        stats = dict(tx.stats)
+    puller.clear_markers()
+    return PullResult(stats["metadata"], stats["content"], stats["content_bytes"],
+                      {r: c for r, c in targets if r is not None})
