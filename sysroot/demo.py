@@ -39,22 +39,45 @@ def _write(path: str, text: str, mode: int = 0o644) -> None:
     os.chmod(path, mode)
 
 
+def _remove_old_demo(work: str) -> None:
+    # Deployment roots are immutable (chattr +i), as libostree makes them.
+    from sysroot.util.fsutil import set_immutable
+
+    for dirpath, dirnames, _ in os.walk(work):
+        if os.path.basename(dirpath) == "deploy" and "ostree" in dirpath:
+            for d in dirnames:
+                set_immutable(os.path.join(dirpath, d), False)
+    shutil.rmtree(work)
+
+
 def build_tree(root: str, version: str) -> None:
     _write(f"{root}/usr/lib/os-release",
            f'NAME="Demo OS"\nPRETTY_NAME="Demo OS {version}"\nVERSION_ID={version}\n')
     _write(f"{root}/usr/bin/hello", f"#!/bin/sh\necho 'hello from Demo OS {version}'\n", 0o755)
     _write(f"{root}/usr/etc/motd", f"Welcome to Demo OS {version}\n")
     _write(f"{root}/usr/etc/hostname", "demo\n")
+    # A (tiny, fake) kernel and initramfs make the tree deployable.
+    _write(f"{root}/usr/lib/modules/6.1.0-demo/vmlinuz", f"kernel {version}\n")
+    _write(f"{root}/usr/lib/modules/6.1.0-demo/initramfs.img", "initramfs\n")
     os.makedirs(f"{root}/var", exist_ok=True)
     if not os.path.lexists(f"{root}/usr/bin/sh-link"):
         os.symlink("hello", f"{root}/usr/bin/sh-link")
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    from sysroot.errors import SysrootError
+
+    try:
+        return _demo(sys.argv[1:] if argv is None else argv)
+    except SysrootError as e:
+        print(f"demo failed: {e}", file=sys.stderr)
+        return 1
+
+
+def _demo(argv: list[str]) -> int:
     work = os.path.abspath(argv[0] if argv else "demo")
     if os.path.exists(work):
-        shutil.rmtree(work)
+        _remove_old_demo(work)
     os.makedirs(work)
     print(f"# Demonstration in {work}\n")
     repo = "--repo=repo"
@@ -80,10 +103,38 @@ def main(argv: list[str] | None = None) -> int:
     _show(["cat", "checkout/usr/etc/motd"], cwd=work)
     _sysroot("fsck", repo, cwd=work)
 
+    print("# 5. A throw-away sysroot: deploy 1.0, edit its /etc, deploy 2.0")
+    sysroot = "--sysroot=machine"
+    _sysroot("admin", "init-fs", "machine", cwd=work)
+    _sysroot("admin", "os-init", sysroot, "demo", cwd=work)
+    _sysroot("pull-local", "--repo=machine/ostree/repo", "--depth=1", "repo", "demo/stable",
+             cwd=work)
+    _sysroot("admin", "deploy", sysroot, "--os=demo", "--karg=root=LABEL=demo-root",
+             "demo/stable^", cwd=work)
+    status = _sysroot("admin", "status", sysroot, "--json", cwd=work)
+    import json
+
+    first = json.loads(status)["deployments"][0]["path"]
+    with open(os.path.join(first, "etc", "hostname"), "w") as f:
+        f.write("my-machine\n")  # the administrator's local change
+    print(f"# (edited {os.path.relpath(first, work)}/etc/hostname)\n")
+    _sysroot("admin", "config-diff", sysroot, "--os=demo", cwd=work)
+    _sysroot("admin", "deploy", sysroot, "--os=demo", "demo/stable", cwd=work)
+    _sysroot("admin", "status", sysroot, cwd=work)
+    new = json.loads(_sysroot("admin", "status", sysroot, "--json", cwd=work))
+    new_root = new["deployments"][0]["path"]
+    _show(["cat", f"{os.path.relpath(new_root, work)}/etc/hostname",
+           f"{os.path.relpath(new_root, work)}/etc/motd"], cwd=work)
+    _show(["cat", "machine/boot/loader/entries/ostree-2-demo.conf"], cwd=work)
+
+    print("# 6. Roll back: the previous deployment boots next")
+    _sysroot("admin", "rollback", sysroot, cwd=work)
+    _sysroot("admin", "status", sysroot, cwd=work)
+
     if shutil.which("ostree"):
-        print("# 5. The real ostree reads the same repository")
+        print("# 7. The real ostree reads what sysroot wrote")
         _show(["ostree", "fsck", repo], cwd=work)
-        _show(["ostree", "rev-parse", repo, "demo/stable"], cwd=work)
+        _show(["ostree", "admin", "status", sysroot], cwd=work)
     print("# Done.")
     return 0
 
