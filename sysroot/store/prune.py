@@ -25,6 +25,7 @@ from sysroot.formats.gvariant import Variant
 from sysroot.formats.objects import ObjectType, is_checksum
 from sysroot.store.reachable import ObjectName, Walker, iter_ref_files
 from sysroot.util import fsutil
+from sysroot.util.units import format_size
 
 # The loose objects prune counts and may delete. Detached metadata and tombstones go
 # with their commit; payload links are left alone (they are only a dedup index).
@@ -253,12 +254,3 @@ def prune_static_deltas(repo, commit: str | None = None) -> list[str]:
 
 # ---------------------------------------------------------------------- output
 
-
-def format_size(size: int) -> str:
-    """GLib's g_format_size(): SI units, one decimal, a no-break space before the unit."""
-    if size < 1000:
-        return "1 byte" if size == 1 else f"{size} bytes"
-    for unit, factor in (("kB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12), ("PB", 1e15)):
-        if size < factor * 1000:
-            return f"{size / factor:.1f}\u00a0{unit}"
-    return f"{size / 1e18:.1f}\u00a0EB"

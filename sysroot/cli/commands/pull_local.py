@@ -6,20 +6,7 @@ from sysroot.cli.main import add_repo_option, open_repo
 from sysroot.errors import UsageError
 from sysroot.store.pull_local import pull_local
 from sysroot.store.repo import Repo
-
-_UNITS = ("kB", "MB", "GB", "TB", "PB", "EB")
-
-
-def format_size(n: int) -> str:
-    """GLib's g_format_size(): SI units, one decimal, a no-break space before the unit."""
-    if n < 1000:
-        return "1 byte" if n == 1 else f"{n} bytes"
-    value = float(n)
-    for unit in _UNITS:
-        value /= 1000
-        if value < 1000 or unit == _UNITS[-1]:
-            return f"{value:.1f}\u00a0{unit}"
-    raise AssertionError("unreachable")
+from sysroot.util.units import format_size
 
 
 def allow_intermixed(parser) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sysroot.cli.commands.pull_local import format_size
 from sysroot.cli.main import add_repo_option, open_repo
 from sysroot.errors import UsageError
 from sysroot.formats.gvariant import Variant
 from sysroot.formats.gvariant_text import parse_text, print_value
 from sysroot.store import summary as summ
+from sysroot.util.units import format_size
 
 
 def register(sub) -> None:
