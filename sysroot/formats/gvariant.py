@@ -47,6 +47,40 @@ class Variant:
         return f"Variant({self.signature!r}, {self.value!r})"
 
 
+class MultiDict(dict):
+    """An a{..} value with repeated keys, which GVariantBuilder (and so `ostree commit`)
+    can produce. Lookups see the first entry, like g_variant_lookup_value(); items()
+    returns every entry in order, so it re-encodes to the same bytes.
+    """
+
+    def __init__(self, pairs):
+        super().__init__()
+        self.pairs = list(pairs)
+        for key, val in self.pairs:
+            self.setdefault(key, val)
+
+    def items(self):
+        return list(self.pairs)
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("MultiDict is read-only: build a new one with make_dict()")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = _read_only
+
+    def __reduce__(self):  # copy and pickle through the pairs
+        return (MultiDict, (self.pairs,))
+
+    def __repr__(self) -> str:
+        return f"MultiDict({self.pairs!r})"
+
+
+def make_dict(pairs) -> dict:
+    """A dict of the (key, value) pairs; a MultiDict when a key repeats."""
+    pairs = list(pairs)
+    d = dict(pairs)
+    return d if len(d) == len(pairs) else MultiDict(pairs)
+
+
 class GType:
     """A parsed type: kind is the leading character ('a', '(', '{', 'm', or a basic)."""
 
@@ -300,7 +334,7 @@ def _decode_array(elem: GType, view: memoryview) -> Any:
         if len(view) % size:
             raise FormatError(f"array of {elem.string} has a size not a multiple of {size}")
         items = [_decode(elem, view[i:i + size]) for i in range(0, len(view), size)]
-        return dict(items) if dict_like else items
+        return make_dict(items) if dict_like else items
     n = len(view)
     if n == 0:
         return {} if dict_like else []
@@ -319,12 +353,7 @@ def _decode_array(elem: GType, view: memoryview) -> Any:
             raise FormatError(f"array of {elem.string} has an out-of-range element offset")
         items.append(_decode(elem, view[start:end]))
         start = end
-    if dict_like:
-        out = {}
-        for key, val in items:
-            out[key] = val
-        return out
-    return items
+    return make_dict(items) if dict_like else items
 
 
 def _decode_struct(t: GType, view: memoryview) -> tuple:

@@ -295,8 +295,8 @@ class TreeReader:
         """The payload chunks of a regular-file entry."""
         if entry.is_dir:
             raise SysrootError("Can't open directory")
-        self.file_info(entry.checksum, entry.path)
-        return self.repo.iter_payload(entry.checksum)
+        header = self.file_info(entry.checksum, entry.path).header
+        return _verified_payload(header, entry.checksum, self.repo.iter_payload(entry.checksum))
 
     def prefetch(self, tree: str, meta: str) -> None:
         """Load and validate every dirtree and dirmeta below (tree, meta)."""
@@ -704,6 +704,17 @@ def _copy_fd(src: int, dst: int, size: int) -> None:
         left -= len(chunk)
     if left:
         raise SysrootError(f"Object file is {left} bytes shorter than recorded")
+
+
+def _verified_payload(header: FileHeader, checksum: str, chunks) -> Iterator[bytes]:
+    """chunks, passed through; raises at the end if they do not hash to checksum (the
+    caller has streamed them by then, but exits non-zero with the reason)."""
+    h = hashlib.sha256(header.content_stream_prefix())
+    for chunk in chunks:
+        h.update(chunk)
+        yield chunk
+    if h.hexdigest() != checksum:
+        raise CorruptObjectError(checksum, "file", f"content has checksum {h.hexdigest()}")
 
 
 def _checksum_existing(dfd: int, name: str, st: os.stat_result, no_xattrs: bool) -> str:

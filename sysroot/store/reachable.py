@@ -15,6 +15,7 @@ garbage, and prune must refuse to delete anything while one does.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -131,6 +132,11 @@ class Walker:
             return self._fail(name, False, f"unreadable: {e.problem}")
         except OSError as e:
             return self._fail(name, False, f"unreadable: {e.strerror or e}")
+        if self.check is None:  # (fsck's check reports this itself)
+            # never follow a damaged dirtree: its checksums would be wrong names
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != checksum:
+                return self._fail(name, False, f"corrupted: actual checksum is {actual}")
         try:
             obj = parser(data)
             if isinstance(obj, DirTree):

@@ -7,6 +7,7 @@ except creating a repository and editing its config.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import stat
@@ -48,9 +49,8 @@ def parse_refspec(refspec: str) -> tuple[str | None, str]:
     remote, sep, ref = refspec.partition(":")
     if not sep:
         remote, ref = None, refspec
-    elif not _REMOTE_RE.match(remote):
-        raise SysrootError(f"Invalid remote name {remote} in refspec {refspec}")
-    validate_ref_name(ref)
+    if (remote is not None and not _REMOTE_RE.match(remote)) or not _REF_RE.match(ref):
+        raise SysrootError(f"Invalid refspec {refspec}")  # ostree's wording
     return remote, ref
 
 
@@ -69,7 +69,10 @@ class Repo:
         self.path = path
         self.dfd = dfd
         self.config = config
-        self.mode = RepoMode.parse(config.get("core", "mode", "bare") or "bare")
+        try:
+            self.mode = RepoMode.parse(config.get("core", "mode", "bare") or "bare")
+        except FormatError as e:  # say which repository
+            raise FormatError(f"{os.path.join(path, 'config')}: {e}") from None
         self._tmp_dirs: set[str] = set()
 
     def __repr__(self) -> str:
@@ -232,6 +235,11 @@ class Repo:
 
     def _parse_metadata(self, objtype: ObjectType, checksum: str, parser):
         data = self.read_metadata(objtype, checksum)
+        # a damaged object must not be read as if it were the one it is named after
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != checksum:
+            raise CorruptObjectError(checksum, objtype.type_name,
+                                     f"content has checksum {actual}")
         try:
             return parser(data)
         except FormatError as e:
@@ -390,7 +398,7 @@ class Repo:
             return None
         except IsADirectoryError:
             return None
-        value = text.strip()
+        value = text.rstrip()  # like g_strchomp: leading blanks are an error
         if not is_checksum(value):
             shown = value[:64] + ("…" if len(value) > 64 else "")
             raise FormatError(f"Invalid checksum '{shown}' in ref '{name}' "
@@ -404,6 +412,16 @@ class Repo:
             return self._read_ref_file(f"refs/remotes/{remote}/{ref}", refspec)
         for base in ("refs/heads", "refs/remotes"):
             value = self._read_ref_file(f"{base}/{ref}", refspec)
+            if value is not None:
+                return value
+        # then, like ostree, the ref under each remote, in directory order
+        try:
+            remotes = [e.name for e in os.scandir(os.path.join(self.path, "refs/remotes"))
+                       if e.is_dir(follow_symlinks=False)]
+        except FileNotFoundError:
+            remotes = []
+        for r in remotes:
+            value = self._read_ref_file(f"refs/remotes/{r}/{ref}", refspec)
             if value is not None:
                 return value
         return None
@@ -433,6 +451,8 @@ class Repo:
             rel = os.path.relpath(dirpath, base)
             for fn in filenames + [d for d in dirnames
                                    if os.path.islink(os.path.join(dirpath, d))]:
+                if fn.startswith("."):
+                    continue  # like ostree: e.g. the temp file of an interrupted ref write
                 name = fn if rel == "." else f"{rel}/{fn}"
                 value = self._read_ref_file(f"{relbase}/{name}", name_prefix + name)
                 if value is not None:
@@ -456,15 +476,15 @@ class Repo:
     def _resolve_base(self, rev: str, *, allow_noent: bool) -> str | None:
         if is_checksum(rev):
             return rev
-        if not rev:
-            raise SysrootError("Invalid empty ref name")
-        if re.fullmatch(r"[0-9a-f]{4,63}", rev):
+        # like ostree, any run of hex digits (even empty) may abbreviate a commit
+        if re.fullmatch(r"[0-9a-f]{0,63}", rev):
             matches = self._commits_with_prefix(rev)
             if len(matches) > 1:
-                raise SysrootError(f"Ref '{rev}' is ambiguous: matches "
-                                   f"{len(matches)} commits")
+                raise SysrootError(f"Refspec {rev} not unique")
             if matches:
                 return matches[0]
+        if not rev:
+            raise SysrootError("Invalid empty ref name")
         try:
             value = self.read_ref(rev)
         except SysrootError:
@@ -478,14 +498,21 @@ class Repo:
         return value
 
     def _commits_with_prefix(self, prefix: str) -> list[str]:
-        d = os.path.join(self.path, "objects", prefix[:2])
-        try:
-            names = os.listdir(d)
-        except FileNotFoundError:
-            return []
+        objdir = os.path.join(self.path, "objects")
+        if len(prefix) >= 2:
+            subdirs = [prefix[:2]]
+        else:
+            subdirs = [d for d in os.listdir(objdir) if len(d) == 2 and d.startswith(prefix)]
         rest = prefix[2:]
-        return sorted(prefix[:2] + n[:62] for n in names
-                      if n.endswith(".commit") and n.startswith(rest))
+        found = []
+        for sub in subdirs:
+            try:
+                names = os.listdir(os.path.join(objdir, sub))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            found += [sub + n[:62] for n in names
+                      if n.endswith(".commit") and n.startswith(rest) and len(n) == 69]
+        return sorted(found)
 
     def write_ref(self, refspec: str, checksum: str | None) -> None:
         """Point a ref at checksum (None deletes it), atomically."""
@@ -505,6 +532,8 @@ class Repo:
             os.makedirs(os.path.dirname(path), mode=0o775, exist_ok=True)
             if os.path.islink(path):
                 os.unlink(path)
+            elif os.path.isdir(path):
+                os.rmdir(path)  # like ostree: an empty directory left by deleted refs
             fsutil.atomic_write(path, (checksum + "\n").encode(), mode=0o644,
                                 fsync=self.fsync_enabled)
         os.utime(self.dfd)  # like libostree: a ref change bumps the repo mtime

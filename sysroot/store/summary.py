@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from sysroot.errors import FormatError, NotFoundError
+from sysroot.errors import CorruptObjectError, FormatError, NotFoundError
 from sysroot.formats import gvariant
 from sysroot.formats.gvariant import Variant
 from sysroot.formats.objects import Commit, ObjectType, bswap64
@@ -169,6 +169,9 @@ class Summary:
 
 def _ref_entry(repo, name: str, checksum: str) -> SummaryRef:
     data = repo.read_metadata(ObjectType.COMMIT, checksum)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != checksum:  # never publish a damaged commit under its old name
+        raise CorruptObjectError(checksum, "commit", f"content has checksum {actual}")
     try:
         commit = Commit.parse(data)
     except FormatError as e:
