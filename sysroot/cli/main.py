@@ -29,7 +29,30 @@ def add_repo_option(parser: argparse.ArgumentParser) -> None:
                         help="Path to the OSTree repository (default: $OSTREE_REPO)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Command name -> its module in sysroot/cli/commands/. Only the module of the command
+# being run is imported, so start-up stays fast; --help and unknown names load all.
+COMMAND_MODULES = {
+    "admin": "admin", "cat": "ls_cat", "checkout": "checkout", "commit": "commit",
+    "config": "config", "diff": "diff", "fsck": "fsck", "init": "init", "log": "log_show",
+    "ls": "ls_cat", "prune": "prune", "pull-local": "pull_local", "refs": "refs",
+    "rev-parse": "refs", "show": "log_show", "summary": "summary",
+}
+
+
+def command_name(argv: list[str]) -> str | None:
+    """The subcommand of argv: the first word that is neither an option nor its value."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--repo":
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="sysroot", description=GLOBAL_HELP)
     parser.add_argument("--repo", metavar="PATH", default=None,
                         help="Path to the OSTree repository (default: $OSTREE_REPO)")
@@ -39,9 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     import sysroot.cli.commands as pkg
 
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{pkg.__name__}.{info.name}")
-        module.register(sub)
+    if command in COMMAND_MODULES:
+        names = [COMMAND_MODULES[command]]
+    else:
+        names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__))
+    for name in names:
+        importlib.import_module(f"{pkg.__name__}.{name}").register(sub)
     return parser
 
 
@@ -60,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s: %(message)s")
     try:
-        parser = build_parser()
+        parser = build_parser(command_name(argv))
         args = parser.parse_args(argv)
         if args.version:
             from sysroot import __version__
