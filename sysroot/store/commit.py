@@ -9,15 +9,22 @@ from __future__ import annotations
 import os
 import stat
 import time
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 
 from sysroot.errors import SysrootError
 from sysroot.formats.gvariant import Variant
 from sysroot.formats.objects import Commit, DirMeta, FileHeader, ObjectType
+from sysroot.store.modes import RepoMode
 from sysroot.store.mtree import MutableTree
 from sysroot.util import fsutil
 
 _READ_CHUNK = 1 << 20
+
+# Commit metadata in the order it is serialized. A list of pairs rather than a dict
+# because `ostree commit` can write the same key twice (--keep-metadata after
+# --add-metadata-string of that key) and the checksum depends on it.
+MetadataItems = list[tuple[str, Variant]]
 
 
 @dataclass(frozen=True)
@@ -30,20 +37,20 @@ class CommitModifier:
     owner_gid: int | None = None
     consume: bool = False
 
-    def dir_meta(self, st: os.stat_result, xattrs) -> DirMeta:
-        uid, gid, mode = self._ids_mode(st.st_uid, st.st_gid, st.st_mode)
+    def dir_meta(self, uid: int, gid: int, mode: int, xattrs) -> DirMeta:
+        uid, gid, mode = self.ids_mode(uid, gid, mode)
         return DirMeta(uid, gid, mode, () if self._drop_xattrs else tuple(xattrs))
 
     def file_header(self, st_uid: int, st_gid: int, st_mode: int, target: str,
                     xattrs) -> FileHeader:
-        uid, gid, mode = self._ids_mode(st_uid, st_gid, st_mode)
+        uid, gid, mode = self.ids_mode(st_uid, st_gid, st_mode)
         return FileHeader(uid, gid, mode, target, () if self._drop_xattrs else tuple(xattrs))
 
     @property
     def _drop_xattrs(self) -> bool:
         return self.skip_xattrs or self.canonical_permissions
 
-    def _ids_mode(self, uid: int, gid: int, mode: int) -> tuple[int, int, int]:
+    def ids_mode(self, uid: int, gid: int, mode: int) -> tuple[int, int, int]:
         if self.owner_uid is not None:
             uid = self.owner_uid
         if self.owner_gid is not None:
@@ -60,11 +67,15 @@ class CommitModifier:
     def reads_xattrs(self) -> bool:
         return not self._drop_xattrs
 
+    @property
+    def changes_metadata(self) -> bool:
+        """Whether any file's uid, gid, mode or xattrs may differ from its source."""
+        return (self.skip_xattrs or self.canonical_permissions or self.owner_uid is not None
+                or self.owner_gid is not None)
+
 
 def for_repo(modifier: CommitModifier, repo) -> CommitModifier:
     """bare-user-only repos and core.disable-xattrs narrow what may be stored."""
-    from dataclasses import replace
-
     if repo.mode.forces_canonical_permissions():
         modifier = replace(modifier, canonical_permissions=True)
     if repo.disable_xattrs:
@@ -72,20 +83,41 @@ def for_repo(modifier: CommitModifier, repo) -> CommitModifier:
     return modifier
 
 
+_KINDS = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket", stat.S_IFCHR: "character device",
+          stat.S_IFBLK: "block device"}
+
+
 def _file_type_error(path: str, mode: int) -> SysrootError:
-    kinds = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket", stat.S_IFCHR: "character device",
-             stat.S_IFBLK: "block device"}
-    kind = kinds.get(stat.S_IFMT(mode), f"mode {stat.S_IFMT(mode):o}")
-    return SysrootError(f"Unsupported file type {kind}: {path}")
+    kind = _KINDS.get(stat.S_IFMT(mode), f"file type {stat.S_IFMT(mode):o}")
+    return SysrootError(f"Not a regular file or symlink: {path} (a {kind}); "
+                        "only files, symlinks and directories can be committed")
+
+
+def check_utf8(name: str, what: str, where: str) -> None:
+    """OSTree stores names and link targets as GVariant strings, which must be UTF-8."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = name.encode("utf-8", "surrogateescape")
+        raise SysrootError(f"Invalid UTF-8 in {what} {raw!r} in {where}") from None
 
 
 class DirectoryImporter:
-    """Streams a directory tree from disk into a transaction and a MutableTree."""
+    """Streams a directory tree from disk into a transaction and a MutableTree.
+
+    Directories are walked in this thread; files are read, hashed and written by a few
+    worker threads (the work is system calls, hashing and compression, which release
+    the GIL). Each directory waits for its own files before it is sealed.
+    """
+
+    WORKERS = 4
 
     def __init__(self, tx, modifier: CommitModifier):
         self.tx = tx
         self.modifier = modifier
-        self._hardlinks: dict[tuple[int, int], str] = {}
+        self._hardlinks: dict[tuple[int, int], Future] = {}
+        self._reads_xattrs = modifier.reads_xattrs
+        self._pool: ThreadPoolExecutor | None = None
 
     def import_into(self, mtree: MutableTree, path: str) -> None:
         try:
@@ -94,25 +126,27 @@ class DirectoryImporter:
             raise SysrootError(f"{path}: No such file or directory") from None
         except NotADirectoryError:
             raise SysrootError(f"{path}: Not a directory") from None
+        pool = self._pool = ThreadPoolExecutor(self.WORKERS, thread_name_prefix="commit")
         try:
             self._import_dir(mtree, fd, path)
         finally:
+            # On error, drop queued work; running jobs finish before fd is closed.
+            pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
             os.close(fd)
-
-    def _xattrs(self, target) -> list:
-        return fsutil.read_xattrs(target) if self.modifier.reads_xattrs else []
 
     def _import_dir(self, mtree: MutableTree, dfd: int, path: str) -> None:
         tx = self.tx
         st = os.fstat(dfd)
-        meta = self.modifier.dir_meta(st, self._xattrs(dfd))
+        xattrs = fsutil.read_xattrs(dfd) if self._reads_xattrs else ()
+        meta = self.modifier.dir_meta(st.st_uid, st.st_gid, st.st_mode, xattrs)
         mtree.metadata = tx.write_metadata(ObjectType.DIR_META, meta.serialize())
-        consume = self.modifier.consume
         with os.scandir(dfd) as it:
             entries = list(it)
+        files: list[tuple[str, Future]] = []
         for entry in entries:
             name = entry.name
-            _check_utf8(name, path)
+            check_utf8(name, "file name", path)
             est = entry.stat(follow_symlinks=False)
             mode = est.st_mode
             if stat.S_ISDIR(mode):
@@ -124,41 +158,46 @@ class DirectoryImporter:
                 finally:
                     os.close(cfd)
                 child.seal(tx)
-                if consume:
-                    os.rmdir(name, dir_fd=dfd)
             elif stat.S_ISREG(mode) or stat.S_ISLNK(mode):
-                mtree.replace_file(tx, name, self._import_file(dfd, name, est, path))
-                if consume:
-                    os.unlink(name, dir_fd=dfd)
+                files.append((name, self._submit(dfd, name, est, path)))
             else:
                 raise _file_type_error(f"{path}/{name}", mode)
+        for name, future in files:
+            mtree.replace_file(tx, name, future.result())
+
+    def _submit(self, dfd: int, name: str, st: os.stat_result, path: str) -> Future:
+        if st.st_nlink > 1:
+            key = (st.st_dev, st.st_ino)
+            future = self._hardlinks.get(key)
+            if future is None:
+                future = self._pool.submit(self._import_file, dfd, name, st, path)
+                self._hardlinks[key] = future
+            return future
+        return self._pool.submit(self._import_file, dfd, name, st, path)
 
     def _import_file(self, dfd: int, name: str, st: os.stat_result, path: str) -> str:
-        key = (st.st_dev, st.st_ino)
-        if st.st_nlink > 1:
-            cached = self._hardlinks.get(key)
-            if cached is not None:
-                return cached
+        """Runs in a worker thread."""
+        try:
+            if stat.S_ISLNK(st.st_mode):
+                target = os.readlink(name, dir_fd=dfd)
+            else:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        except OSError as e:  # name the file: the error only knows its base name
+            raise SysrootError(f"{path}/{name}: {e.strerror}") from None
         if stat.S_ISLNK(st.st_mode):
-            target = os.readlink(name, dir_fd=dfd)
-            _check_utf8(target, f"{path}/{name}")
-            xattrs = self._xattrs(f"{path}/{name}") if self.modifier.reads_xattrs else []
+            check_utf8(target, "symlink target", f"{path}/{name}")
+            xattrs = fsutil.read_xattrs(f"{path}/{name}") if self._reads_xattrs else ()
             header = self.modifier.file_header(st.st_uid, st.st_gid, st.st_mode, target, xattrs)
-            checksum = self.tx.write_content(header, None)
-        else:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-            try:
-                header = self.modifier.file_header(st.st_uid, st.st_gid, st.st_mode, "",
-                                                   self._xattrs(fd))
-                checksum = self.tx.write_content(header, _read_chunks(fd, st.st_size))
-            finally:
-                os.close(fd)
-        if st.st_nlink > 1:
-            self._hardlinks[key] = checksum
-        return checksum
+            return self.tx.write_content(header, None)
+        try:
+            xattrs = fsutil.read_xattrs(fd) if self._reads_xattrs else ()
+            header = self.modifier.file_header(st.st_uid, st.st_gid, st.st_mode, "", xattrs)
+            return self.tx.write_content(header, read_chunks(fd, st.st_size))
+        finally:
+            os.close(fd)
 
 
-def _read_chunks(fd: int, size_hint: int):
+def read_chunks(fd: int, size_hint: int):
     # One read for the common small file; 1 MiB chunks for large ones.
     want = size_hint + 1 if size_hint < _READ_CHUNK else _READ_CHUNK
     while True:
@@ -169,11 +208,42 @@ def _read_chunks(fd: int, size_hint: int):
         want = _READ_CHUNK
 
 
-def _check_utf8(name: str, where: str) -> None:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise SysrootError(f"Invalid UTF-8 in file name {name!r} in {where}") from None
+class RepoTreeImporter:
+    """Re-imports a stored tree with a modifier applied (new metadata, new checksums)."""
+
+    def __init__(self, tx, modifier: CommitModifier):
+        self.tx = tx
+        self.repo = tx.repo
+        self.modifier = modifier
+        self._done: dict[str, str] = {}
+        # Only these modes give back the exact header a checksum was computed from,
+        # so an unchanged header means an unchanged checksum.
+        self._faithful = self.repo.mode.stores_ownership()
+
+    def import_into(self, mtree: MutableTree, tree: str, meta: str) -> None:
+        old = self.repo.load_dirmeta(meta)
+        new = self.modifier.dir_meta(old.uid, old.gid, old.mode, old.xattrs)
+        mtree.metadata = self.tx.write_metadata(ObjectType.DIR_META, new.serialize())
+        dirtree = self.repo.load_dirtree(tree)
+        for name, checksum in dirtree.files:
+            mtree.replace_file(self.tx, name, self._file(checksum))
+        for name, subtree, submeta in dirtree.dirs:
+            self.import_into(mtree.ensure_dir(self.tx, name), subtree, submeta)
+
+    def _file(self, checksum: str) -> str:
+        done = self._done.get(checksum)
+        if done is not None:
+            return done
+        old = self.repo.load_file(checksum).header
+        new = self.modifier.file_header(old.uid, old.gid, old.mode, old.symlink_target,
+                                        old.xattrs)
+        if new == old and self._faithful:
+            result = checksum
+        else:
+            payload = None if new.is_symlink else self.repo.iter_payload(checksum)
+            result = self.tx.write_content(new, payload)
+        self._done[checksum] = result
+        return result
 
 
 @dataclass
@@ -187,6 +257,7 @@ class CommitBuilder:
             b.add_directory("rootfs")
             checksum = b.write(subject="x", parent=None)
             tx.set_ref("main", checksum)
+        b.consume_sources()  # only with CommitModifier(consume=True)
     """
 
     tx: object
@@ -194,49 +265,67 @@ class CommitBuilder:
     root: MutableTree = field(default_factory=MutableTree)
 
     def __post_init__(self) -> None:
-        self.modifier = for_repo(self.modifier, self.tx.repo)
+        repo = self.tx.repo
+        # Like ostree, stored trees are reused as they are unless the user asked for
+        # metadata changes or the repo forces canonical permissions (bare-user-only);
+        # core.disable-xattrs alone does not rewrite them.
+        self._reimport_commits = (self.modifier.changes_metadata
+                                  or repo.mode is RepoMode.BARE_USER_ONLY)
+        # ostree's tar import keeps pax xattrs even with --canonical-permissions or
+        # core.disable-xattrs; only --no-xattrs and bare-user-only drop them.
+        self._tar_xattrs = not (self.modifier.skip_xattrs
+                                or repo.mode is RepoMode.BARE_USER_ONLY)
+        self.modifier = for_repo(self.modifier, repo)
+        self._sources: list[str] = []
 
     def add_directory(self, path: str) -> None:
         DirectoryImporter(self.tx, self.modifier).import_into(self.root, path)
+        self._sources.append(path)
 
     def add_commit(self, checksum: str) -> None:
-        """Layer an existing commit's tree (the first layer becomes lazily backed)."""
+        """Layer an existing commit's tree (reused lazily unless it must be rewritten)."""
         commit = self.tx.repo.load_commit(checksum)
-        if self.root.metadata is None and self.root.is_empty(self.tx):
-            self.root = MutableTree.backed(commit.root_tree, commit.root_meta)
-            return
-        _merge_backed(self.tx, self.root, MutableTree.backed(commit.root_tree,
-                                                             commit.root_meta))
+        if self._reimport_commits:
+            RepoTreeImporter(self.tx, self.modifier).import_into(
+                self.root, commit.root_tree, commit.root_meta)
+        else:
+            self.root.merge(self.tx, MutableTree.backed(commit.root_tree, commit.root_meta))
 
-    def add_tarball(self, path: str) -> None:
+    def add_tarball(self, path: str, *, autocreate_parents: bool = False) -> None:
         from sysroot.store.tarimport import import_tarball
 
-        import_tarball(self.tx, self.root, path, self.modifier)
+        import_tarball(self.tx, self.root, path, self.modifier,
+                       autocreate_parents=autocreate_parents, keep_xattrs=self._tar_xattrs)
 
     def seal(self) -> tuple[str, str]:
         if self.root.metadata is None:
-            raise SysrootError("Nothing to commit: no tree was given")
+            raise SysrootError("Can't commit an empty tree: no layer gave the root "
+                               "directory metadata")
         return self.root.seal(self.tx)
 
     def write(self, *, subject: str = "", body: str = "", parent: str | None = None,
-              metadata: dict[str, Variant] | None = None,
+              metadata: dict[str, Variant] | MetadataItems | None = None,
               timestamp: int | None = None) -> str:
         tree, meta = self.seal()
         return write_commit(self.tx, tree=tree, meta=meta, subject=subject, body=body,
-                            parent=parent, metadata=metadata or {}, timestamp=timestamp)
+                            parent=parent, metadata=metadata, timestamp=timestamp)
 
+    def consume_sources(self) -> None:
+        """Delete the imported directories (--consume); call after the transaction.
 
-def _merge_backed(tx, dst: MutableTree, src: MutableTree) -> None:
-    """Overlay src onto dst: src's entries win, directories merge recursively."""
-    dst.metadata = src.metadata
-    for name, checksum in src.files(tx).items():
-        dst.replace_file(tx, name, checksum)
-    for name, child in src.dirs(tx).items():
-        if name in dst.dirs(tx):
-            _merge_backed(tx, dst.ensure_dir(tx, name), child)
-        else:
-            dst.ensure_dir(tx, name)
-            dst.dirs(tx)[name] = child
+        ostree unlinks while importing; deleting only once the commit is durable means
+        a failed or interrupted commit never loses the input.
+        """
+        if not self.modifier.consume:
+            return
+        for path in self._sources:
+            parent, name = os.path.split(os.path.abspath(path))
+            pfd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                fsutil.rmtree_at(pfd, name)
+            finally:
+                os.close(pfd)
+        self._sources.clear()
 
 
 def default_timestamp() -> int:
@@ -250,10 +339,13 @@ def default_timestamp() -> int:
 
 
 def write_commit(tx, *, tree: str, meta: str, subject: str = "", body: str = "",
-                 parent: str | None = None, metadata: dict[str, Variant] | None = None,
+                 parent: str | None = None,
+                 metadata: dict[str, Variant] | MetadataItems | None = None,
                  timestamp: int | None = None) -> str:
+    # A list of pairs is serialized as given (duplicates included); see MetadataItems.
+    items = list(metadata) if isinstance(metadata, list) else dict(metadata or {})
     commit = Commit(
-        metadata=dict(metadata or {}),
+        metadata=items,
         parent=parent,
         subject=subject,
         body=body,

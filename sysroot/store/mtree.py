@@ -4,11 +4,14 @@ A node is either backed by an existing dirtree checksum (and loaded only when a 
 layer changes something inside it) or holds its entries. Directories imported from disk
 are sealed as soon as they are complete, so memory follows the depth of the tree, not
 its size.
+
+Like libostree's OstreeMutableTree, a layer may replace a file by a file and merge a
+directory into a directory, but never turn one kind into the other: that is an error.
 """
 
 from __future__ import annotations
 
-from sysroot.errors import SysrootError
+from sysroot.errors import NotFoundError, SysrootError
 from sysroot.formats.objects import DirTree, ObjectType, validate_name
 
 
@@ -43,30 +46,65 @@ class MutableTree:
     def replace_file(self, tx, name: str, checksum: str) -> None:
         validate_name(name)
         self._load(tx)
-        self._dirs.pop(name, None)
+        if name in self._dirs:
+            raise SysrootError(f"Can't replace directory with file: {name}")
         self._files[name] = checksum
         self._contents = None
 
     def ensure_dir(self, tx, name: str) -> MutableTree:
+        """The subdirectory name, created empty (without metadata) if missing."""
         validate_name(name)
         self._load(tx)
-        self._files.pop(name, None)
+        if name in self._files:
+            raise SysrootError(f"Can't replace file with directory: {name}")
         child = self._dirs.get(name)
         if child is None:
             child = MutableTree()
             self._dirs[name] = child
-        self._contents = None
+        self._contents = None  # the caller may change the child
         return child
 
-    def lookup(self, tx, path: list[str]) -> MutableTree:
+    def set_dir(self, tx, name: str, child: MutableTree) -> None:
+        """Insert a whole (typically backed) subtree where nothing of that name exists."""
+        validate_name(name)
+        self._load(tx)
+        if name in self._files or name in self._dirs:
+            raise SysrootError(f"{name} already exists")
+        self._dirs[name] = child
+        self._contents = None
+
+    def entry(self, tx, name: str) -> str | MutableTree | None:
+        """A file's checksum, a directory node, or None."""
+        self._load(tx)
+        found = self._files.get(name)
+        return found if found is not None else self._dirs.get(name)
+
+    def walk(self, tx, parts: list[str]) -> MutableTree:
+        """The directory at parts below this node (NotFoundError names the missing part)."""
         node = self
-        for part in path:
+        for part in parts:
             node._load(tx)
             child = node._dirs.get(part)
             if child is None:
-                raise SysrootError(f"No such directory {'/'.join(path)}")
+                raise NotFoundError(f"No such file or directory: {part}")
             node = child
         return node
+
+    def merge(self, tx, src: MutableTree) -> None:
+        """Overlay src onto this node: src's metadata and files win, directories merge."""
+        self.metadata = src.metadata
+        if self._files is not None and not self._files and not self._dirs:
+            # Empty so far: take src's entries wholesale (and stay lazily backed).
+            self._contents, self._files, self._dirs = src._contents, src._files, src._dirs
+            return
+        for name, checksum in src.files(tx).items():
+            self.replace_file(tx, name, checksum)
+        for name, child in src.dirs(tx).items():
+            existing = self.entry(tx, name)
+            if existing is None:
+                self.set_dir(tx, name, child)
+            else:
+                self.ensure_dir(tx, name).merge(tx, child)
 
     def is_empty(self, tx) -> bool:
         self._load(tx)
@@ -74,12 +112,10 @@ class MutableTree:
 
     def seal(self, tx) -> tuple[str, str]:
         """Write this subtree's dirtrees; afterwards the node is backed by checksums only."""
-        if self._contents is not None:
-            if self.metadata is None:
-                raise SysrootError("directory without metadata")
-            return self._contents, self.metadata
         if self.metadata is None:
             raise SysrootError("directory without metadata")
+        if self._contents is not None:
+            return self._contents, self.metadata
         dirs = []
         for name, child in self._dirs.items():
             tree, meta = child.seal(tx)

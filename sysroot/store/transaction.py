@@ -10,9 +10,11 @@ directory (cleaned up later), never a partial object under its final name.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import secrets
 import stat
+import threading
 import time
 import zlib
 from collections.abc import Iterable
@@ -56,6 +58,10 @@ class Transaction:
         self.staging_path = ""
         self._now_ns = time.time_ns()
         self.stats = {"metadata": 0, "content": 0, "content_bytes": 0}
+        # write_content() may run in several threads (commit imports files in
+        # parallel): temp names come from a counter, bookkeeping is under a lock.
+        self._tmp_names = itertools.count()
+        self._mutex = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> Transaction:
@@ -84,6 +90,16 @@ class Transaction:
                              os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600, dir_fd=repo.dfd)
             try:
                 if not ofd_lock(lockfd, exclusive=True, wait=False):
+                    raise FileExistsError
+                # A concurrent stale-tmp cleanup may have unlinked the lock file between
+                # our open and lock; a lock on an unlinked file protects nothing.
+                try:
+                    on_disk = os.stat(f"tmp/{name}-lock", dir_fd=repo.dfd,
+                                      follow_symlinks=False)
+                except FileNotFoundError:
+                    raise FileExistsError from None
+                mine = os.fstat(lockfd)
+                if (on_disk.st_dev, on_disk.st_ino) != (mine.st_dev, mine.st_ino):
                     raise FileExistsError
                 os.mkdir(f"tmp/{name}", 0o775, dir_fd=repo.dfd)
             except FileExistsError:
@@ -148,14 +164,12 @@ class Transaction:
                             fsync=self.repo.fsync_enabled)
 
     def _staged_relpath(self, checksum: str, objtype: ObjectType) -> tuple[str, str]:
+        # Staged objects sit flat in the staging dir: creating and removing up to 256
+        # prefix subdirectories per transaction costs more than it saves. (If ostree
+        # reuses a dead staging dir of ours, it just ignores these names.)
         sub = checksum[:2]
-        if sub not in self._subdirs:
-            try:
-                os.mkdir(sub, 0o775, dir_fd=self.staging_fd)
-            except FileExistsError:
-                pass
-            self._subdirs.add(sub)
-        return sub, f"{sub}/{checksum[2:]}.{objtype.extension(self.mode.is_archive)}"
+        self._subdirs.add(sub)  # the objects/XX directories to ensure at publish
+        return sub, f"{checksum}.{objtype.extension(self.mode.is_archive)}"
 
     def _put(self, checksum: str, objtype: ObjectType, data: bytes) -> None:
         _, rel = self._staged_relpath(checksum, objtype)
@@ -174,12 +188,12 @@ class Transaction:
         """Store a content object from its header and payload chunks (None for symlinks).
 
         The checksum is computed while writing; with expected, a mismatch is an error
-        and nothing is stored.
+        and nothing is stored. Safe to call from several threads at once.
         """
         header.validate()
         prefix = header.content_stream_prefix()
         h = hashlib.sha256(prefix)
-        tmp = f".tmp-{secrets.token_hex(6)}"
+        tmp = f".tmp-{next(self._tmp_names)}"
         if header.is_symlink:
             checksum = h.hexdigest()
             if expected is not None and checksum != expected:
@@ -187,6 +201,7 @@ class Transaction:
             if self.has_object(ObjectType.FILE, checksum):
                 return checksum
             self._write_symlink(tmp, header)
+            size = 0
         else:
             size = self._write_regular(tmp, header, payload or (), h)
             checksum = h.hexdigest()
@@ -196,11 +211,13 @@ class Transaction:
             if self.has_object(ObjectType.FILE, checksum):
                 os.unlink(tmp, dir_fd=self.staging_fd)
                 return checksum
-            self.stats["content_bytes"] += size
         _, rel = self._staged_relpath(checksum, ObjectType.FILE)
+        # Two threads may stage the same content: both renames give the same file.
         os.rename(tmp, rel, src_dir_fd=self.staging_fd, dst_dir_fd=self.staging_fd)
-        self._staged.add((checksum, ObjectType.FILE))
-        self.stats["content"] += 1
+        with self._mutex:
+            self._staged.add((checksum, ObjectType.FILE))
+            self.stats["content"] += 1
+            self.stats["content_bytes"] += size
         return checksum
 
     def _write_symlink(self, tmp: str, header: FileHeader) -> None:
@@ -305,19 +322,32 @@ class Transaction:
             except FileExistsError:
                 pass
             objdirs.add(sub)
+        # Commits go last, once everything they reference is durably in objects/: a
+        # crash in between leaves only unreferenced objects, never a commit with a
+        # missing tree (which `ostree fsck` reports as corruption).
+        commits = [c for c, t in self._staged if t is ObjectType.COMMIT]
         for checksum, objtype in self._staged:
-            _, rel = self._staged_relpath(checksum, objtype)
-            fsutil.rename_noreplace(rel, repo.object_relpath(checksum, objtype),
-                                    src_dir_fd=self.staging_fd, dst_dir_fd=repo.dfd)
+            if objtype is not ObjectType.COMMIT:
+                self._publish(checksum, objtype)
         if fsync:
             for sub in objdirs:
                 fsutil.fsync_dir(f"objects/{sub}", dir_fd=repo.dfd)
             fsutil.fsync_dir("objects", dir_fd=repo.dfd)
+        for checksum in commits:
+            self._publish(checksum, ObjectType.COMMIT)
+        if fsync:
+            for sub in {c[:2] for c in commits}:
+                fsutil.fsync_dir(f"objects/{sub}", dir_fd=repo.dfd)
         self._staged.clear()
         for refspec, checksum in self._refs.items():
             repo.write_ref(refspec, checksum)
         self._refs.clear()
         self._cleanup_stale_tmp()
+
+    def _publish(self, checksum: str, objtype: ObjectType) -> None:
+        _, rel = self._staged_relpath(checksum, objtype)
+        fsutil.rename_noreplace(rel, self.repo.object_relpath(checksum, objtype),
+                                src_dir_fd=self.staging_fd, dst_dir_fd=self.repo.dfd)
 
     def _cleanup_stale_tmp(self) -> None:
         """Remove staging dirs of dead transactions (unlocked) and old tmp entries."""
@@ -338,17 +368,18 @@ class Transaction:
                     lfd = os.open(lockname, os.O_RDWR | os.O_CLOEXEC, dir_fd=repo.dfd)
                 except FileNotFoundError:
                     lfd = None
-                if lfd is not None and not ofd_lock(lfd, exclusive=True, wait=False):
-                    os.close(lfd)
-                    continue  # a live transaction
-                try:
-                    fsutil.rmtree_at(repo.dfd, f"tmp/{name}")
-                    if lfd is not None:
-                        os.unlink(lockname, dir_fd=repo.dfd)
-                finally:
-                    if lfd is not None:
+                if lfd is not None:
+                    if not ofd_lock(lfd, exclusive=True, wait=False):
                         os.close(lfd)
-                continue
+                        continue  # a live transaction
+                    try:
+                        fsutil.rmtree_at(repo.dfd, f"tmp/{name}")
+                        os.unlink(lockname, dir_fd=repo.dfd)
+                    finally:
+                        os.close(lfd)
+                    continue
+                # No lock file: ostree creates its staging dir before the lock file, so
+                # a fresh one may be in use. Like ostree, leave it to the age check.
             try:
                 if now - entry.stat(follow_symlinks=False).st_mtime > expiry:
                     fsutil.rmtree_at(repo.dfd, f"tmp/{name}")

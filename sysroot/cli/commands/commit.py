@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import re
 
@@ -9,7 +10,9 @@ from sysroot.cli.main import add_repo_option, open_repo
 from sysroot.errors import SysrootError, UsageError
 from sysroot.formats.gvariant import Variant
 from sysroot.formats.gvariant_text import parse_text
-from sysroot.store.commit import CommitBuilder, CommitModifier
+from sysroot.formats.objects import ObjectType, is_checksum
+from sysroot.store.commit import CommitBuilder, CommitModifier, MetadataItems, check_utf8
+from sysroot.store.repo import validate_ref_name
 
 
 def register(sub) -> None:
@@ -31,8 +34,8 @@ def register(sub) -> None:
                    help="Keep metadata KEY from the parent commit")
     p.add_argument("--timestamp", help="Override the timestamp of the commit")
     p.add_argument("--no-xattrs", action="store_true", help="Do not import extended attributes")
-    p.add_argument("--owner-uid", type=int, help="Set file ownership user id")
-    p.add_argument("--owner-gid", type=int, help="Set file ownership group id")
+    p.add_argument("--owner-uid", type=_id, help="Set file ownership user id")
+    p.add_argument("--owner-gid", type=_id, help="Set file ownership group id")
     p.add_argument("--canonical-permissions", action="store_true",
                    help="Canonicalize permissions (uid/gid 0, no g+w/o+w/suid) and drop xattrs")
     p.add_argument("--skip-if-unchanged", action="store_true",
@@ -44,8 +47,19 @@ def register(sub) -> None:
     p.add_argument("--bind-ref", action="append", default=[], metavar="REF",
                    help="Add a ref to the ref binding (repeatable)")
     p.add_argument("--tar-autocreate-parents", action="store_true",
-                   help="Accepted for compatibility: parent directories are always created")
+                   help="When loading tar archives, automatically create parent directories")
     p.set_defaults(func=run)
+
+
+def _id(text: str) -> int:
+    """A uid or gid: it is stored as a 32-bit unsigned number."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid id '{text}'") from None
+    if not 0 <= value < 1 << 32:
+        raise argparse.ArgumentTypeError(f"id {value} out of range")
+    return value
 
 
 _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
@@ -73,54 +87,97 @@ def parse_timestamp(text: str) -> int:
 
 
 def _key_value(text: str, option: str) -> tuple[str, str]:
+    check_utf8(text, "metadata", option)
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise UsageError(f"Missing '=' in KEY=VALUE metadata '{text}' for {option}")
     return key, value
 
 
-def _metadata(args, repo, branch: str | None) -> dict[str, Variant]:
-    # Order matters for the checksum: ostree adds all strings, then all variants,
-    # then the bindings.
-    meta: dict[str, Variant] = {}
+def _metadata(args, repo, branch: str | None, parent: str | None) -> MetadataItems:
+    # A list, not a dict: the order is part of the checksum and ostree keeps duplicate
+    # keys. ostree's order: all strings, all variants, the kept keys, then the bindings.
+    meta: MetadataItems = []
     for kv in args.add_metadata_string:
         key, value = _key_value(kv, "--add-metadata-string")
-        meta[key] = Variant("s", value)
+        meta.append((key, Variant("s", value)))
     for kv in args.add_metadata:
         key, value = _key_value(kv, "--add-metadata")
-        meta[key] = parse_text(value)
+        try:
+            meta.append((key, parse_text(value)))
+        except SysrootError as e:
+            raise UsageError(f"--add-metadata {key}: invalid GVariant text '{value}': {e}") \
+                from None
+    if args.keep_metadata:
+        if parent is None:
+            raise UsageError("Either --branch or --parent must be specified when using "
+                             "--keep-metadata")
+        # Where the parent repeats a key, ostree (through a GVariantDict) keeps the last.
+        parent_meta = dict(repo.load_commit(parent).metadata.items())
+        for key in args.keep_metadata:
+            if key not in parent_meta:
+                raise SysrootError(f"Missing metadata key '{key}' from commit '{parent}'")
+            meta.append((key, parent_meta[key]))
     if not args.no_bindings:
-        refs = sorted({*([branch] if branch else []), *args.bind_ref}, key=str.encode)
-        meta["ostree.ref-binding"] = Variant("as", refs)
+        # Sorted by bytes like strcmp; ostree keeps a duplicate -b/--bind-ref as given.
+        refs = sorted([*([branch] if branch else []), *args.bind_ref], key=str.encode)
+        meta.append(("ostree.ref-binding", Variant("as", refs)))
         collection = repo.config.get("core", "collection-id")
         if collection:
-            meta["ostree.collection-binding"] = Variant("s", collection)
+            meta.append(("ostree.collection-binding", Variant("s", collection)))
     return meta
+
+
+class _Unchanged(Exception):
+    """Raised inside the transaction to abort it when --skip-if-unchanged applies."""
+
+
+def _parent_checksum(args, repo) -> str | None:
+    if args.parent is not None:
+        # Like ostree: "none" or a full checksum, which need not exist locally.
+        if args.parent == "none":
+            return None
+        if not is_checksum(args.parent):
+            raise UsageError(f"Invalid rev {args.parent}",
+                             hint="--parent takes a full commit checksum or \"none\"")
+        return args.parent
+    if args.branch and not args.orphan:
+        return repo.resolve_rev(args.branch, allow_noent=True)
+    return None
+
+
+def _add_layer(builder: CommitBuilder, repo, spec: str, args) -> None:
+    kind, sep, value = spec.partition("=")
+    if not sep or not value:
+        raise UsageError(f"Missing type in tree specification '{spec}'")
+    if kind == "dir":
+        builder.add_directory(value)
+    elif kind == "tar":
+        builder.add_tarball(value, autocreate_parents=args.tar_autocreate_parents)
+    elif kind == "ref":
+        builder.add_commit(repo.resolve_rev(value))
+    else:
+        raise UsageError(f"Invalid tree type specification '{kind}'")
 
 
 def run(args) -> int:
     repo = open_repo(args)
-    trees = list(args.tree)
-    if args.path:
-        trees.insert(0, f"dir={args.path}")
-    if not trees:
-        raise UsageError("commit: a directory or --tree must be specified")
+    # As in ostree: --tree layers if any (a PATH is then ignored), else PATH, else ".".
+    trees = list(args.tree) or [f"dir={args.path or '.'}"]
     if not args.branch and not args.orphan:
-        raise UsageError("commit: a branch must be specified with --branch, or use --orphan")
+        raise UsageError("A branch must be specified with --branch, or use --orphan")
     body = args.body
     if args.body_file:
-        with open(args.body_file, encoding="utf-8") as f:
-            body = f.read()
+        with open(args.body_file, "rb") as f:
+            raw = f.read()
+        try:
+            body = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UsageError(f"{args.body_file}: not valid UTF-8 ({e.reason} at byte "
+                             f"{e.start})") from None
     if args.branch:
-        from sysroot.store.repo import validate_ref_name
-
         validate_ref_name(args.branch)
-    if args.parent is not None:
-        parent = None if args.parent == "none" else repo.resolve_rev(args.parent)
-    elif args.branch:
-        parent = repo.resolve_rev(args.branch, allow_noent=True)
-    else:
-        parent = None
+    parent = _parent_checksum(args, repo)
     timestamp = parse_timestamp(args.timestamp) if args.timestamp else None
     modifier = CommitModifier(
         skip_xattrs=args.no_xattrs,
@@ -129,40 +186,25 @@ def run(args) -> int:
         owner_gid=args.owner_gid,
         consume=args.consume,
     )
-    metadata = _metadata(args, repo, args.branch)
-    if args.keep_metadata:
-        if parent is None:
-            raise UsageError("commit: --keep-metadata requires a parent commit")
-        parent_meta = repo.load_commit(parent).metadata
-        for key in args.keep_metadata:
-            if key in parent_meta and key not in metadata:
-                metadata[key] = parent_meta[key]
+    metadata = _metadata(args, repo, args.branch, parent)
 
-    with repo.transaction() as tx:
-        builder = CommitBuilder(tx, modifier)
-        for spec in trees:
-            kind, sep, value = spec.partition("=")
-            if not sep or not value:
-                raise UsageError(f"Missing type in tree specification '{spec}'")
-            if kind == "dir":
-                builder.add_directory(value)
-            elif kind == "tar":
-                builder.add_tarball(value)
-            elif kind == "ref":
-                builder.add_commit(repo.resolve_rev(value))
-            else:
-                raise UsageError(f"Invalid tree type specification '{kind}'")
-        tree, meta = builder.seal()
-        if args.skip_if_unchanged and parent:
-            old = repo.load_commit(parent)
-            if (old.root_tree, old.root_meta) == (tree, meta):
-                print(parent)
-                return 0
-        checksum = builder.write(subject=args.subject, body=body, parent=parent,
-                                 metadata=metadata, timestamp=timestamp)
-        if args.branch:
-            tx.set_ref(args.branch, checksum)
-    if not checksum:
-        raise SysrootError("commit failed")
+    try:
+        with repo.transaction() as tx:
+            builder = CommitBuilder(tx, modifier)
+            for spec in trees:
+                _add_layer(builder, repo, spec, args)
+            tree, meta = builder.seal()
+            if args.skip_if_unchanged and parent and repo.has_object(ObjectType.COMMIT,
+                                                                     parent):
+                old = repo.load_commit(parent)
+                if (old.root_tree, old.root_meta) == (tree, meta):
+                    raise _Unchanged
+            checksum = builder.write(subject=args.subject, body=body, parent=parent,
+                                     metadata=metadata, timestamp=timestamp)
+            if args.branch:
+                tx.set_ref(args.branch, checksum)
+    except _Unchanged:
+        checksum = parent
+    builder.consume_sources()
     print(checksum)
     return 0
