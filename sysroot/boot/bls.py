@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from sysroot.errors import FormatError
 
-_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_LINE = re.compile(r"([A-Za-z][^ \t]*)[ \t](.*)", re.DOTALL)
 KEY_ORDER = ("title", "version", "options", "devicetree", "linux", "initrd")
 
 
@@ -23,20 +23,23 @@ class BootEntry:
 
     @classmethod
     def parse(cls, text: str, *, filename: str = "entry") -> BootEntry:
-        items = []
-        for lineno, raw in enumerate(text.splitlines(), 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
+        """Read an entry as libostree does, so both tools see the same in a hand-edited
+        one: a line that starts with an ASCII letter is `key value`, split at the first
+        space or tab, the value kept exactly as written; any other line (comment, blank,
+        indented, no value) is ignored. A repeated key replaces the earlier value, except
+        `initrd`: later ones are extra (overlay) initrds."""
+        items: list[tuple[str, str]] = []
+        for line in text.split("\n"):
+            m = _LINE.match(line)
+            if m is None:
                 continue
-            key, _, value = line.partition(" ")
-            if "\t" in key:
-                key, _, rest = key.partition("\t")
-                value = f"{rest} {value}".strip()
-            if not _KEY.match(key):
-                raise FormatError(f"{filename}:{lineno}: invalid boot entry line {raw!r}")
-            items.append((key, value.strip()))
-        entry = cls(items, filename)
-        return entry
+            key, value = m.groups()
+            earlier = [i for i, (k, _) in enumerate(items) if k == key]
+            if earlier and key != "initrd":
+                items[earlier[0]] = (key, value)
+            else:
+                items.append((key, value))
+        return cls(items, filename)
 
     def to_text(self) -> str:
         return "".join(f"{k} {v}\n" for k, v in self.items)

@@ -1,33 +1,27 @@
 """Kernel command lines, with the editing rules of `ostree admin deploy --karg*`.
 
-A command line is a sequence of `key` or `key=value` words separated by spaces;
-double quotes protect spaces and stay part of the word. Order is kept: editing a key
-keeps its first position, as libostree does.
+A command line is a sequence of `key` or `key=value` words. Order is kept: editing a
+key keeps its first position, as libostree does.
+
+Words are split the way libostree 2022.7 splits them (g_strsplit on " "), because the
+entries it writes must come out byte for byte the same: every single space separates
+(two spaces make an empty word, kept so an edited line stays as it was) and quotes
+protect nothing (`root="LABEL=my disk"` is two words). A `--karg` value given on the
+command line is always one word.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pyparsing as pp
-
 from sysroot.errors import UsageError
 
-# A word is a run of quoted or unquoted non-space chunks: root="LABEL=my disk" is one word.
-_CHUNK = pp.QuotedString('"', unquote_results=False, multiline=False) | pp.Regex(r'[^\s"]+')
-_WORD = pp.Combine(pp.OneOrMore(_CHUNK), adjacent=True)
-_CMDLINE = pp.ZeroOrMore(_WORD) + pp.StringEnd()
-
 # Added by boot loaders to /proc/cmdline; never carried into a deployment.
-_PROC_CMDLINE_SKIP = ("BOOT_IMAGE", "initrd")
+_PROC_CMDLINE_SKIP = ("BOOT_IMAGE=", "initrd=")
 
 
 def split_words(text: str) -> list[str]:
-    try:
-        return list(_CMDLINE.parse_string(text.replace("\n", " "), parse_all=True))
-    except pp.ParseException as e:
-        raise UsageError(f"Invalid kernel command line {text!r}: unbalanced quote "
-                         f"at column {e.col}") from None
+    return text.split(" ") if text else []
 
 
 def _key(word: str) -> str:
@@ -44,7 +38,8 @@ class KernelArgs:
 
     @classmethod
     def from_proc_cmdline(cls, text: str) -> KernelArgs:
-        return cls([w for w in split_words(text) if _key(w) not in _PROC_CMDLINE_SKIP])
+        return cls([w for w in split_words(text.rstrip())
+                    if not w.startswith(_PROC_CMDLINE_SKIP)])
 
     def __str__(self) -> str:
         return " ".join(self.words)
@@ -82,19 +77,23 @@ class KernelArgs:
             self.words.append(word)
 
     def delete(self, word: str) -> None:
-        """Delete `key=value` exactly, or `key` when it has a single value."""
-        if "=" in word or word in self.words:
-            if word not in self.words:
-                raise UsageError(f"Kernel argument '{word}' not found")
-            self.words.remove(word)
-            return
-        matches = [w for w in self.words if _key(w) == word]
+        """Delete `key=value` exactly, or `key` when it has a single value (libostree's
+        rules and messages)."""
+        key, sep, value = word.partition("=")
+        matches = [w for w in self.words if _key(w) == key]
         if not matches:
-            raise UsageError(f"Kernel argument '{word}' not found")
-        if len(matches) > 1:
-            raise UsageError(f"Kernel argument '{word}' has multiple values; "
-                             "name the value to delete")
-        self.words.remove(matches[0])
+            raise UsageError(f"No key '{key}' found")
+        if len(matches) == 1:
+            if sep and matches[0] != word:
+                raise UsageError(f"No karg '{key}={value}' found")
+            self.words.remove(matches[0])
+            return
+        if word not in self.words:
+            if not sep:
+                raise UsageError(f"Multiple values for key '{key}' found. "
+                                 "Use e.g. 'key=' to delete a specific value")
+            raise UsageError(f"No karg '{word}' found")
+        self.words.remove(word)
 
     def delete_if_present(self, word: str) -> None:
         if "=" in word:

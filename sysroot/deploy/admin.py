@@ -5,17 +5,70 @@ changes it through the boot writer, and cleans up. The CLI only parses options.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, replace
 
 from sysroot.deploy import deploy as dep
 from sysroot.deploy.cleanup import CleanupResult, cleanup
 from sysroot.deploy.layout import SysrootLayout
-from sysroot.deploy.state import Deployment, SysrootLock, SysrootState
+from sysroot.deploy.state import (
+    Deployment,
+    SysrootLock,
+    SysrootState,
+    read_bootversion,
+    read_subbootversion,
+)
 from sysroot.deploy.writer import BootWriter
 from sysroot.errors import NotFoundError, SysrootError, UsageError
 from sysroot.formats.keyfile import KeyFile
 from sysroot.store.modes import RepoMode
 from sysroot.store.repo import Repo, parse_refspec
+from sysroot.util import fsutil
+
+
+class _Undo:
+    """What a write may add before its commit point (the boot/loader or ostree/boot.N
+    swap): new names in the directories it writes to. After a failure (disk full, a
+    read-only /boot, a bad tree) rollback() removes them: the old configuration was
+    never left, and the sysroot is again exactly as it was."""
+
+    def __init__(self, state: SysrootState, osname: str | None = None):
+        layout = state.layout
+        self.state = state
+        dirs = [layout.boot, os.path.join(layout.boot, "ostree"), layout.ostree]
+        if osname is not None:
+            dirs += [layout.stateroot(osname), layout.deploy_parent(osname),
+                     layout.var(osname)]
+        self.before = {d: _names(d) for d in dirs}
+
+    def rollback(self) -> None:
+        layout = self.state.layout
+        try:
+            live = (read_bootversion(layout), read_subbootversion(layout,
+                                                                  read_bootversion(layout)))
+        except (OSError, SysrootError):
+            return
+        if live != (self.state.bootversion, self.state.subbootversion):
+            return  # past the commit point: the new configuration is the live one
+        for d, names in self.before.items():
+            for name in sorted(_names(d) - names):
+                path = os.path.join(d, name)
+                try:
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        fsutil.set_immutable(path, False)
+                        shutil.rmtree(path)
+                    else:
+                        os.unlink(path)
+                except OSError:
+                    pass  # best effort: the original error is the one to report
+
+
+def _names(path: str) -> set[str]:
+    try:
+        return set(os.listdir(path))
+    except OSError:
+        return set()
+
 
 _ROOT_DIRS = (("dev", 0o755), ("home", 0o755), ("proc", 0o755), ("run", 0o755),
               ("sys", 0o755), ("root", 0o700), ("tmp", 0o1777))
@@ -63,10 +116,17 @@ class Sysroot:
                           bootprefix=repo.config.get_bool("sysroot", "bootprefix", False))
 
     def _apply(self, state: SysrootState, repo: Repo, new: list[Deployment], *,
-               prune: bool = True, kernels: dict | None = None) -> Change:
-        """Write new (in boot order), reload, clean up."""
-        inputs = dep.entry_inputs(state, repo, new, kernels)
-        summary = self._writer(state, repo).write(inputs, dep.old_versions(state, repo))
+               prune: bool = True, kernels: dict | None = None,
+               undo: _Undo | None = None) -> Change:
+        """Write new (in boot order), reload, clean up. A write that fails before its
+        commit point takes back what it added (undo), so the sysroot is as before."""
+        undo = undo or _Undo(state)
+        try:
+            inputs = dep.entry_inputs(state, repo, new, kernels)
+            summary = self._writer(state, repo).write(inputs, dep.old_versions(state, repo))
+        except BaseException:
+            undo.rollback()
+            raise
         count_change = len(new) - len(state.deployments)
         fresh = self.load()
         result = cleanup(fresh, repo, prune=prune)
@@ -95,7 +155,9 @@ class Sysroot:
             stateroot = self.layout.stateroot(osname)
             if os.path.lexists(stateroot):
                 raise SysrootError(f"Creating ostree/deploy/{osname}: File exists")
-            os.makedirs(self.layout.deploy_parent(osname), mode=0o755)
+            # as ostree 2022.7: the stateroot and its var; deploy/ comes with the first
+            # deployment
+            os.mkdir(stateroot, 0o755)
             dep.init_var(self.layout, osname)
             os.utime(self.layout.deploy_base)
 
@@ -117,14 +179,21 @@ class Sysroot:
             origin = options.origin or dep.default_origin(revision)
             base_kargs = merge.kargs if merge is not None else ""
             kargs = options.kargs.apply(base_kargs) if options.kargs.given else base_kargs
-            new = dep.create_deployment(state, repo, csum, osname, origin, merge, kargs,
-                                        fsync=repo.fsync_enabled)
+            notes: list[str] = []
+            undo = _Undo(state, osname)
+            try:
+                new = dep.create_deployment(state, repo, csum, osname, origin, merge, kargs,
+                                            fsync=repo.fsync_enabled, notes=notes)
+            except BaseException:
+                undo.rollback()
+                raise
             deployments = dep.simple_write_list(
                 state, new, merge, retain=options.retain,
                 retain_pending=options.retain_pending, retain_rollback=options.retain_rollback,
                 make_default=not options.not_as_default)
-            change = self._apply(state, repo, deployments, prune=options.prune)
+            change = self._apply(state, repo, deployments, prune=options.prune, undo=undo)
             change.deployment = new
+            change.etc_summary = "\n".join(notes) or None
             return change
 
     # ------------------------------------------------------------------ list edits

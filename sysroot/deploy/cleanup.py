@@ -33,12 +33,28 @@ def _rm(path: str) -> None:
     if os.path.islink(path) or os.path.isfile(path):
         os.unlink(path)
     elif os.path.isdir(path):
-        shutil.rmtree(path)
+        with fsutil.errors_about(path):  # rmtree names only the entry that failed
+            shutil.rmtree(path)
 
 
 def _remove_deployment_dir(path: str) -> None:
     fsutil.set_immutable(path, False)
-    shutil.rmtree(path)
+    with fsutil.errors_about(path):
+        shutil.rmtree(path)
+
+
+def _remove_kernel_dir(kernels_dir: str, name: str, fsync: bool) -> None:
+    """Rename out of the way first: the writer takes an existing `$os-$bootcsum` as
+    complete, so an interrupted delete must never leave a partial one under that name."""
+    if name.startswith("."):
+        _rm(os.path.join(kernels_dir, name))  # already a temporary name
+        return
+    doomed = os.path.join(kernels_dir, f".{name}.tmp")  # the writer's staging name
+    shutil.rmtree(doomed, ignore_errors=True)
+    os.rename(os.path.join(kernels_dir, name), doomed)
+    if fsync:
+        fsutil.fsync_dir(kernels_dir)
+    _rm(doomed)
 
 
 def cleanup(state: SysrootState, repo: Repo, *, prune: bool = True) -> CleanupResult:
@@ -48,7 +64,8 @@ def cleanup(state: SysrootState, repo: Repo, *, prune: bool = True) -> CleanupRe
     other = 1 - bv
     for p in (layout.loader_dir(other), layout.bootlink_base(other),
               layout.bootlink_dir(other, 0), layout.bootlink_dir(other, 1),
-              layout.bootlink_dir(bv, 1 - sub), os.path.join(layout.boot, "loader.tmp")):
+              layout.bootlink_dir(bv, 1 - sub), os.path.join(layout.boot, "loader.tmp"),
+              layout.path("ostree", "boot.0.tmp"), layout.path("ostree", "boot.1.tmp")):
         _rm(p)
     # 2. unreferenced deployments
     active = {(d.osname, d.name) for d in state.deployments}
@@ -65,6 +82,9 @@ def cleanup(state: SysrootState, repo: Repo, *, prune: bool = True) -> CleanupRe
             path = os.path.join(parent, name)
             if name.startswith(STAGING_PREFIX):
                 _remove_deployment_dir(path) if os.path.isdir(path) else _rm(path)
+                continue
+            if fsutil.is_temp_name(name):  # an origin whose atomic write was interrupted
+                _rm(path)
                 continue
             base = name[:-len(".origin")] if name.endswith(".origin") else name
             if not DEPLOY_DIR_RE.match(base) or (osname, base) in active:
@@ -91,7 +111,7 @@ def cleanup(state: SysrootState, repo: Repo, *, prune: bool = True) -> CleanupRe
         if name in used or name == "initramfs-overlays" or not os.path.isdir(
                 os.path.join(kernels_dir, name)):
             continue
-        shutil.rmtree(os.path.join(kernels_dir, name))
+        _remove_kernel_dir(kernels_dir, name, repo.fsync_enabled)
         deleted_kernels.append(name)
     # 4. deployment refs, then prune
     regenerate_deployment_refs(state, repo)
@@ -111,9 +131,11 @@ def regenerate_deployment_refs(state: SysrootState, repo: Repo) -> None:
               for d in state.deployments}
     existing = {name: csum for name, csum in repo.list_refs("ostree").items()
                 if name.startswith("ostree/")}
-    for name in existing:
-        if name not in wanted:
-            repo.write_ref(name, None)
+    # New refs first: interrupted in between, every deployed commit is still protected
+    # from a prune.
     for name, csum in wanted.items():
         if existing.get(name) != csum:
             repo.write_ref(name, csum)
+    for name in existing:
+        if name not in wanted:
+            repo.write_ref(name, None)

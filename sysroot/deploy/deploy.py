@@ -18,7 +18,7 @@ from sysroot.boot.kargs import KernelArgs
 from sysroot.boot.kernel import find_kernel
 from sysroot.deploy.layout import SysrootLayout
 from sysroot.deploy.state import DEPLOY_DIR_RE, Deployment, SysrootState
-from sysroot.deploy.writer import BootWriter, EntryInputs, read_os_release_name
+from sysroot.deploy.writer import EntryInputs, read_os_release_name
 from sysroot.errors import SysrootError
 from sysroot.formats.keyfile import KeyFile
 from sysroot.store.repo import Repo
@@ -47,7 +47,6 @@ class KargOptions:
         elif self.proc_cmdline:
             with open("/proc/cmdline") as f:
                 kargs = KernelArgs.from_proc_cmdline(f.read())
-            kargs.words = [w for w in kargs.words if not w.startswith("ostree=")]
         else:
             kargs = KernelArgs.parse(base)
         for w in self.replace:
@@ -94,17 +93,17 @@ def allocate_serial(layout: SysrootLayout, osname: str, csum: str) -> int:
 
 
 def prepare_etc(root: str) -> None:
-    """usr/etc holds the defaults; a tree with only /etc is converted as ostree does."""
+    """usr/etc holds the defaults. Like ostree 2022.7, refuse a tree with both (even an
+    empty /etc counts). A tree with only /etc gets it moved to usr/etc: ostree means to
+    do that too, but then fails checking usr/etc out of the commit."""
     etc = os.path.join(root, "etc")
     usr_etc = os.path.join(root, "usr", "etc")
-    has_etc = os.path.isdir(etc) and not os.path.islink(etc)
-    etc_populated = has_etc and bool(os.listdir(etc))
-    if etc_populated and os.path.isdir(usr_etc):
-        raise SysrootError("Tree contains both /etc and /usr/etc")
-    if etc_populated:
+    etc_exists = os.path.lexists(etc)
+    if etc_exists and os.path.lexists(usr_etc):
+        raise SysrootError("Preparing /etc: Tree contains both /etc and /usr/etc")
+    if etc_exists:
+        os.makedirs(os.path.dirname(usr_etc), mode=0o755, exist_ok=True)
         os.rename(etc, usr_etc)
-    elif has_etc:
-        os.rmdir(etc)
 
 
 def init_var(layout: SysrootLayout, osname: str) -> None:
@@ -122,12 +121,14 @@ def init_var(layout: SysrootLayout, osname: str) -> None:
             os.symlink(target, p)
 
 
-def mark_var_labeled(layout: SysrootLayout, osname: str) -> None:
+def mark_var_labeled(layout: SysrootLayout, osname: str) -> bool:
     """libostree relabels a stateroot's /var once, then leaves this stamp; without it,
-    ostree would relabel on its next deploy."""
+    ostree would relabel on its next deploy. True when the stamp was created."""
     stamp = os.path.join(layout.var(osname), ".ostree-selabeled")
-    if not os.path.lexists(stamp):
-        fsutil.atomic_write(stamp, b"", mode=0o644)
+    if os.path.lexists(stamp):
+        return False
+    fsutil.atomic_write(stamp, b"", mode=0o644)
+    return True
 
 
 def write_origin(path: str, origin: KeyFile, fsync: bool = True) -> None:
@@ -142,9 +143,11 @@ def default_origin(refspec: str) -> KeyFile:
 
 def create_deployment(state: SysrootState, repo: Repo, csum: str, osname: str,
                       origin: KeyFile, merge: Deployment | None, kargs: str,
-                      fsync: bool = True) -> Deployment:
-    """Check out, prepare /etc, merge, write the origin; publish under its final name."""
-    from sysroot.deploy.etcmerge import copy_tree, merge_etc
+                      fsync: bool = True, notes: list[str] | None = None) -> Deployment:
+    """Check out, prepare /etc, merge, write the origin; publish under its final name.
+    notes collects the messages ostree prints on the way (etc merge, /var relabel)."""
+    notes = [] if notes is None else notes
+    from sysroot.deploy.etcmerge import copy_tree, merge_etc, merge_summary
     from sysroot.store.checkout import checkout_tree
 
     layout = state.layout
@@ -163,9 +166,11 @@ def create_deployment(state: SysrootState, repo: Repo, csum: str, osname: str,
                 old = state.deployment_path(merge)
                 if os.path.isdir(os.path.join(old, "usr", "etc")) and \
                         os.path.isdir(os.path.join(old, "etc")):
-                    _with_dirs(merge_etc, os.path.join(old, "usr", "etc"),
-                               os.path.join(old, "etc"), os.path.join(staging, "etc"))
-        mark_var_labeled(layout, osname)
+                    diff = _with_dirs(merge_etc, os.path.join(old, "usr", "etc"),
+                                      os.path.join(old, "etc"), os.path.join(staging, "etc"))
+                    notes.append(merge_summary(diff))
+        if mark_var_labeled(layout, osname):
+            notes.append("Relabeling /var (no stamp file 'var/.ostree-selabeled' found)")
         write_origin(layout.origin_path(osname, csum, serial), origin, fsync)
         if fsync:
             fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)

@@ -20,6 +20,7 @@ from sysroot.store.lock import ofd_lock
 _BOOTLINK_RE = re.compile(r"^/ostree/boot\.([01])/([^/]+)/([0-9a-f]{64})/([0-9]+)$")
 _DEPLOY_TARGET_RE = re.compile(r"^\.\./\.\./\.\./deploy/([^/]+)/deploy/([0-9a-f]{64})\.([0-9]+)$")
 DEPLOY_DIR_RE = re.compile(r"^([0-9a-f]{64})\.([0-9]+)$")
+DEPLOY_TARGET_RE = _DEPLOY_TARGET_RE  # an ostree/boot.N.S/$os/$bootcsum/$serial link
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Deployment:
     bootcsum: str
     bootserial: int = 0
     index: int = 0
-    kargs: str = ""  # the entry's options without ostree=
+    kargs: str = ""  # the entry's options, ostree= included (rewritten in place)
     entry: BootEntry | None = field(default=None, compare=False, repr=False)
     origin: KeyFile | None = field(default=None, compare=False, repr=False)
 
@@ -48,7 +49,10 @@ class Deployment:
     def pinned(self) -> bool:
         if self.origin is None:
             return False
-        return self.origin.get_bool("libostree-transient", "pinned", False)
+        try:
+            return self.origin.get_bool("libostree-transient", "pinned", False)
+        except FormatError:
+            return False  # as libostree: a value that is not a boolean is not a pin
 
     @property
     def origin_refspec(self) -> str | None:
@@ -196,7 +200,7 @@ class SysrootState:
             raise FormatError(f"{entry.filename}: deployment {csum}.{serial} is missing")
         origin = read_origin(self.layout.origin_path(link_os, csum, serial))
         return Deployment(link_os, csum, serial, bootcsum, bootserial, 0,
-                          options_without_ostree(options), entry, origin)
+                          options, entry, origin)
 
     def _find_booted(self) -> Deployment | None:
         """The running deployment: only when / is this sysroot's deployment."""

@@ -8,7 +8,13 @@ is renamed over `boot/loader`. An interruption before that rename leaves the old
 configuration untouched; after it, the new one is complete.
 
 When only the deployments behind unchanged entries differ (same kernels, kernel
-arguments and versions), only the `ostree/boot.N -> boot.N.S` link is swapped.
+arguments and versions), only the `ostree/boot.N -> boot.N.S` link is swapped, by
+renaming `ostree/boot.N.tmp` over it: then that rename is the commit point.
+
+A kernel directory `boot/ostree/$os-$bootcsum` is filled under a temporary name and
+renamed into place, so one that exists is complete (cleanup renames it away before
+deleting it). Temporary links have fixed names, as in libostree, so cleanup finds
+what an interruption left. tests/deploy/test_crash_safety.py checks all of this.
 """
 
 from __future__ import annotations
@@ -18,11 +24,11 @@ import shlex
 import shutil
 from dataclasses import dataclass
 
-from sysroot.boot.bls import BootEntry
+from sysroot.boot.bls import KEY_ORDER, BootEntry
 from sysroot.boot.kargs import KernelArgs
 from sysroot.boot.kernel import KernelLayout, find_kernel
 from sysroot.deploy.layout import SysrootLayout
-from sysroot.deploy.state import Deployment, SysrootState
+from sysroot.deploy.state import Deployment, SysrootState, options_without_ostree
 from sysroot.errors import SysrootError
 from sysroot.util import fsutil
 
@@ -87,7 +93,10 @@ def _needs_new_bootversion(old: list[Deployment], new: list[EntryInputs],
         return True
     for a, b in zip(old, new, strict=True):
         bd = b.deployment
-        if (a.bootcsum, a.osname, a.kargs) != (bd.bootcsum, bd.osname, bd.kargs):
+        if (a.bootcsum, a.osname) != (bd.bootcsum, bd.osname):
+            return True
+        # ostree= names the boot version itself: compare the arguments without it
+        if options_without_ostree(a.kargs) != options_without_ostree(bd.kargs):
             return True
         if old_versions.get(a.identity) != b.version:
             return True
@@ -122,9 +131,10 @@ class BootWriter:
             self._write_bootlinks(bv, new_sub, deployments)
             self._sync()
             fsutil.atomic_symlink(f"boot.{bv}.{new_sub}", self.layout.bootlink_base(bv),
-                                  fsync=self.fsync)
+                                  fsync=self.fsync, tmp_name=f"boot.{bv}.tmp")
             self._bump_mtime()
-            return f"bootconfig swap: no; bootversion: boot.{bv}.{new_sub}"
+            # ostree calls a links-only swap atomic: "Transaction complete"
+            return f"Transaction complete; bootconfig swap: no; bootversion: boot.{bv}.{new_sub}"
         nbv = 1 - bv
         cur_sub_of_nbv = self._current_sub(nbv)
         new_sub = 1 - cur_sub_of_nbv
@@ -149,17 +159,18 @@ class BootWriter:
         self._write_bootlinks(nbv, new_sub, deployments)
         self._sync()
         fsutil.atomic_symlink(f"boot.{nbv}.{new_sub}", self.layout.bootlink_base(nbv),
-                              fsync=self.fsync)
+                              fsync=self.fsync, tmp_name=f"boot.{nbv}.tmp")
         if not os.path.lexists(os.path.join(self.layout.boot, "boot")):
-            fsutil.atomic_symlink(".", os.path.join(self.layout.boot, "boot"), fsync=False)
+            os.symlink(".", os.path.join(self.layout.boot, "boot"))  # creating a name is atomic
         self._sync()
         # The commit point: one rename decides which configuration boots next.
-        fsutil.atomic_symlink(f"loader.{nbv}", self.layout.loader_link, fsync=self.fsync)
+        fsutil.atomic_symlink(f"loader.{nbv}", self.layout.loader_link, fsync=self.fsync,
+                              tmp_name="loader.tmp")
         self._sync()
         if self.bootloader is not None:
             self.bootloader.post_swap(self.layout, nbv, written)
         self._bump_mtime()
-        return f"bootconfig swap: yes; bootversion: boot.{nbv}.{new_sub}"
+        return f"Bootloader updated; bootconfig swap: yes; bootversion: boot.{nbv}.{new_sub}"
 
     # ------------------------------------------------------------------ steps
     def _current_sub(self, bootversion: int) -> int:
@@ -174,22 +185,33 @@ class BootWriter:
         k = e.kernel
         prefix = "/boot/" if self.bootprefix else "/"
         kdir = f"{prefix}ostree/{self.layout.kernel_dir_name(d.osname, d.bootcsum)}"
-        entry = BootEntry()
-        entry.add("title", entry_title(e, d.index, multi))
-        entry.add("version", str(n - d.index))
+        # libostree updates the deployment's parsed entry: keys it does not set (added by
+        # hand or by other tools) stay. Overlay initrds (extra `initrd` lines) do not.
+        values: dict[str, str] = {}
+        for key, value in (d.entry.items if d.entry is not None else ()):
+            values.setdefault(key, value)
+        values["title"] = entry_title(e, d.index, multi)
+        values["version"] = str(n - d.index)
         kargs = KernelArgs.parse(d.kargs)
         ostree_arg = self.layout.ostree_karg(nbv, d.osname, d.bootcsum, d.bootserial)
         if k.initramfs is None:
             kargs.set_in_place(f"init={ostree_arg}/usr/lib/ostree/ostree-prepare-root")
         kargs.set_in_place(f"ostree={ostree_arg}")
-        entry.add("options", str(kargs))
+        values["options"] = str(kargs)
         if k.devicetree_name:
-            entry.add("devicetree", f"{kdir}/{k.devicetree_name}")
+            values["devicetree"] = f"{kdir}/{k.devicetree_name}"
         elif k.dtb_dir:
-            entry.add("fdtdir", f"{kdir}/dtb")
-        entry.add("linux", f"{kdir}/{k.kernel_name}")
+            values["fdtdir"] = f"{kdir}/dtb"
+        values["linux"] = f"{kdir}/{k.kernel_name}"
         if k.initramfs_name:
-            entry.add("initrd", f"{kdir}/{k.initramfs_name}")
+            values["initrd"] = f"{kdir}/{k.initramfs_name}"
+        # the fixed keys in libostree's order, then the others (fdtdir included)
+        entry = BootEntry()
+        for key in KEY_ORDER:
+            if key in values:
+                entry.add(key, values.pop(key))
+        for key, value in values.items():
+            entry.add(key, value)
         return entry
 
     def _install_kernel(self, e: EntryInputs) -> None:
@@ -218,11 +240,13 @@ class BootWriter:
     def _write_bootlinks(self, bootversion: int, sub: int, deployments: list[Deployment]):
         base = self.layout.bootlink_dir(bootversion, sub)
         shutil.rmtree(base, ignore_errors=True)
+        os.mkdir(base, 0o755)  # even with no deployments: ostree/boot.N must not dangle
         for d in deployments:
             parent = os.path.join(base, d.osname, d.bootcsum)
             os.makedirs(parent, mode=0o755, exist_ok=True)
-            os.symlink(self.layout.bootlink_target(d.osname, d.csum, d.deployserial),
-                       os.path.join(parent, str(d.bootserial)))
+            link = os.path.join(parent, str(d.bootserial))
+            with fsutil.errors_about(link):  # not the (relative) target
+                os.symlink(self.layout.bootlink_target(d.osname, d.csum, d.deployserial), link)
 
     def _sync(self) -> None:
         if not self.fsync:

@@ -7,9 +7,11 @@ fsync the directory. A reader then sees the old content or the new, never half o
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
+import re
 import secrets
 from collections.abc import Iterable
 
@@ -26,7 +28,24 @@ def _oserror(what: str, name: str | None = None) -> OSError:
 def syncfs(fd: int) -> None:
     """Flush the whole file system that fd lives on (one call instead of many fsyncs)."""
     if _libc.syncfs(fd) != 0:
-        raise _oserror("syncfs")
+        try:
+            where = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            where = None
+        raise _oserror("syncfs", where)
+
+
+@contextlib.contextmanager
+def errors_about(path: str | os.PathLike):
+    """Name path in OSErrors that carry no (or only a relative) file name, as calls
+    relative to a directory fd raise them: `error: /full/path: Input/output error`."""
+    try:
+        yield
+    except OSError as e:
+        name = e.filename
+        if e.errno is not None and (name is None or not os.path.isabs(os.fsdecode(name))):
+            raise OSError(e.errno, e.strerror, os.fspath(path)) from e
+        raise
 
 
 def rename_noreplace(src: str, dst: str, *, src_dir_fd: int | None = None,
@@ -58,21 +77,33 @@ def fsync_dir(path: str | os.PathLike | None = None, *, dir_fd: int | None = Non
         assert dir_fd is not None
         os.fsync(dir_fd)
         return
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY, dir_fd=dir_fd)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with errors_about(path):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY, dir_fd=dir_fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def temp_name(name: str) -> str:
     return f".{name}.tmp-{secrets.token_hex(4)}"
 
 
+def is_temp_name(name: str) -> bool:
+    """Whether name is one temp_name() makes: the leftover of an interrupted write."""
+    return re.fullmatch(r"\..+\.tmp-[0-9a-f]{8}", name) is not None
+
+
 def atomic_write(path: str | os.PathLike, data: bytes, *, mode: int = 0o644,
                  dir_fd: int | None = None, fsync: bool = True) -> None:
     """Replace path with data atomically (temp sibling, fsync, rename, fsync dir)."""
     path = os.fspath(path)
+    with errors_about(path):
+        _atomic_write(path, data, mode, dir_fd, fsync)
+
+
+def _atomic_write(path: str, data: bytes, mode: int, dir_fd: int | None,
+                  fsync: bool) -> None:
     parent, name = os.path.split(path)
     pfd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=dir_fd)
     try:
@@ -104,15 +135,33 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, mode: int = 0o644,
 
 
 def atomic_symlink(target: str, path: str | os.PathLike, *, dir_fd: int | None = None,
-                   fsync: bool = True) -> None:
-    """Point symlink path at target atomically."""
+                   fsync: bool = True, tmp_name: str | None = None) -> None:
+    """Point symlink path at target atomically.
+
+    tmp_name: a fixed temporary name (libostree's `loader.tmp`) instead of a random one,
+    so a leftover of an interrupted swap has a known name to clean up; a stale one is
+    replaced.
+    """
     path = os.fspath(path)
+    with errors_about(path):
+        _atomic_symlink(target, path, dir_fd, fsync, tmp_name)
+
+
+def _atomic_symlink(target: str, path: str, dir_fd: int | None, fsync: bool,
+                    tmp_name: str | None) -> None:
     parent, name = os.path.split(path)
     pfd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=dir_fd)
     try:
-        tmp = temp_name(name)
+        tmp = tmp_name or temp_name(name)
+        if tmp_name is not None:
+            try:
+                os.unlink(tmp, dir_fd=pfd)
+            except FileNotFoundError:
+                pass
         os.symlink(target, tmp, dir_fd=pfd)
         try:
+            if fsync:
+                os.fsync(pfd)  # the new link is on disk before the name points at it
             os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
         except BaseException:
             os.unlink(tmp, dir_fd=pfd)

@@ -8,7 +8,7 @@ import sys
 
 from sysroot.deploy.admin import Change, Sysroot
 from sysroot.deploy.deploy import DeployOptions, KargOptions
-from sysroot.deploy.state import SysrootState
+from sysroot.deploy.state import SysrootState, options_without_ostree
 from sysroot.errors import SysrootError, UsageError
 from sysroot.formats.keyfile import KeyFile
 
@@ -122,10 +122,10 @@ def register(sub) -> None:
 def _say_change(change: Change) -> None:
     if change.etc_summary:
         print(change.etc_summary)
-    print(f"Bootloader updated; {change.summary}, deployment count change: "
+    print(f"{change.summary}, deployment count change: "
           f"{change.count_change}")
     if change.cleanup is not None and change.cleanup.freed_bytes:
-        from sysroot.store.prune import format_size
+        from sysroot.util.units import format_size
 
         print(f"Freed objects: {format_size(change.cleanup.freed_bytes)}")
 
@@ -154,9 +154,14 @@ def run_deploy(args) -> int:
     if args.origin_file:
         try:
             with open(args.origin_file, encoding="utf-8") as f:
-                origin = KeyFile.parse(f.read(), source=args.origin_file)
+                text = f.read()
+        except UnicodeDecodeError:
+            raise UsageError(f"--origin-file: {args.origin_file}: not valid UTF-8") from None
         except FileNotFoundError:
             raise UsageError(f"--origin-file: {args.origin_file}: No such file") from None
+        # ostree loads it without G_KEY_FILE_KEEP_COMMENTS: comments and blank lines go
+        kept = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        origin = KeyFile.parse("\n".join(kept), source=args.origin_file)
     options = DeployOptions(
         osname=args.os, origin=origin,
         kargs=KargOptions(tuple(args.karg), tuple(args.karg_append), tuple(args.karg_delete),
@@ -170,36 +175,84 @@ def run_deploy(args) -> int:
     return 0
 
 
-def status_json(state: SysrootState) -> dict:
-    out = []
-    for d in state.deployments:
-        booted = state.booted is not None and d.identity == state.booted.identity
-        pending, rollback = state.pending_and_rollback(d.osname)
-        from sysroot.deploy.deploy import commit_version
-        from sysroot.store.repo import Repo
+_UNLOCKED_STATES = ("hotfix", "development", "transient")
 
-        with Repo.open(state.layout.repo) as repo:
-            version = commit_version(repo, d.csum)
-        out.append({
-            "index": d.index,
-            "stateroot": d.osname,
-            "checksum": d.csum,
-            "serial": d.deployserial,
-            "version": version,
-            "origin": d.origin_refspec,
-            "booted": booted,
-            "staged": False,
-            "pending": pending is not None and d.identity == pending.identity,
-            "rollback": rollback is not None and d.identity == rollback.identity,
-            "pinned": d.pinned,
-            "kargs": d.kargs,
-            "bootcsum": d.bootcsum,
-            "boot_entry": d.entry.filename if d.entry else None,
-            "path": state.deployment_path(d),
-        })
+
+def _commit_texts(repo, csum: str) -> tuple[str | None, str | None]:
+    """The commit's `version` and `ostree.source-title`; None when unreadable (ostree
+    stumbles on too: a pruned commit only loses these lines)."""
+    try:
+        commit = repo.load_commit(csum)
+    except SysrootError:
+        return None, None
+    title = commit.metadata.get("ostree.source-title")
+    source_title = title.value if title is not None and title.signature == "s" else None
+    return commit.version, source_title
+
+
+def status_json(state: SysrootState) -> dict:
+    """The `admin status --json` document (schema documented in README.md)."""
+    from sysroot.store.repo import Repo
+
+    out = []
+    with Repo.open(state.layout.repo) as repo:
+        for d in state.deployments:
+            booted = state.booted is not None and d.identity == state.booted.identity
+            pending, rollback = state.pending_and_rollback(d.osname)
+            version, source_title = _commit_texts(repo, d.csum)
+            unlocked = d.origin.get("origin", "unlocked") if d.origin is not None else None
+            out.append({
+                "index": d.index,
+                "stateroot": d.osname,
+                "checksum": d.csum,
+                "serial": d.deployserial,
+                "version": version,
+                "source_title": source_title,
+                "origin_file": d.origin is not None,
+                "origin": d.origin_refspec,
+                "booted": booted,
+                "staged": False,
+                "pending": pending is not None and d.identity == pending.identity,
+                "rollback": rollback is not None and d.identity == rollback.identity,
+                "pinned": d.pinned,
+                "unlocked": unlocked if unlocked in _UNLOCKED_STATES else "none",
+                "kargs": options_without_ostree(d.kargs),
+                "bootcsum": d.bootcsum,
+                "bootserial": d.bootserial,
+                "boot_entry": d.entry.filename if d.entry else None,
+                "path": state.deployment_path(d),
+            })
     return {"schema": STATUS_SCHEMA, "sysroot": state.layout.root,
             "bootversion": state.bootversion, "subbootversion": state.subbootversion,
             "deployments": out}
+
+
+def format_status(data: dict) -> str:
+    """The text `ostree admin status` prints, from the JSON document."""
+    if not data["deployments"]:
+        return "No deployments.\n"
+    lines = []
+    for d in data["deployments"]:
+        mark = "*" if d["booted"] else " "
+        extra = (" (staged)" if d["staged"] else " (pending)" if d["pending"]
+                 else " (rollback)" if d["rollback"] else "")
+        lines.append(f"{mark} {d['stateroot']} {d['checksum']}.{d['serial']}{extra}")
+        if d["version"] is not None:
+            lines.append(f"    Version: {d['version']}")
+        if d["unlocked"] != "none":
+            lines.append(f"    Unlocked: {d['unlocked']}")
+        if d["pinned"]:
+            lines.append("    Pinned: yes")
+        if not d["origin_file"]:
+            lines.append("    origin: none")
+            continue
+        if d["origin"] is None:
+            lines.append("    origin: <unknown origin type>")
+        else:
+            lines.append(f"    origin refspec: {d['origin']}")
+        if d["source_title"] is not None:
+            lines.append(f"    `- {d['source_title']}")
+    return "\n".join(lines) + "\n"
 
 
 def run_status(args) -> int:
@@ -207,6 +260,7 @@ def run_status(args) -> int:
     if not os.path.isdir(sr.layout.root):
         raise SysrootError(f"opendir({sr.layout.root}): No such file or directory")
     state = sr.load()
+    state.require_initialized()
     if args.is_default:
         if state.booted is None:
             raise SysrootError("Not currently booted into an OSTree system")
@@ -218,21 +272,7 @@ def run_status(args) -> int:
         json.dump(data, sys.stdout, indent=2)
         print()
         return 0
-    if not data["deployments"]:
-        print("No deployments.")
-        return 0
-    for d in data["deployments"]:
-        mark = "*" if d["booted"] else " "
-        extra = " (pending)" if d["pending"] else " (rollback)" if d["rollback"] else ""
-        print(f"{mark} {d['stateroot']} {d['checksum']}.{d['serial']}{extra}")
-        if d["version"]:
-            print(f"    Version: {d['version']}")
-        if d["pinned"]:
-            print("    Pinned: yes")
-        if d["origin"] is None:
-            print("    origin: none")
-        else:
-            print(f"    origin refspec: {d['origin']}")
+    sys.stdout.write(format_status(data))
     return 0
 
 
@@ -246,7 +286,7 @@ def run_undeploy(args) -> int:
 def run_cleanup(args) -> int:
     result = Sysroot(args.sysroot).cleanup()
     if result.freed_bytes:
-        from sysroot.store.prune import format_size
+        from sysroot.util.units import format_size
 
         print(f"Freed objects: {format_size(result.freed_bytes)}")
     return 0
@@ -257,6 +297,7 @@ def run_config_diff(args) -> int:
 
     sr = Sysroot(args.sysroot)
     state = sr.load()
+    state.require_initialized()
     osname = args.os or state.default_osname()
     d = state.merge_deployment(osname)
     if d is None:
