@@ -171,15 +171,19 @@ class Transaction:
         self._subdirs.add(sub)  # the objects/XX directories to ensure at publish
         return sub, f"{checksum}.{objtype.extension(self.mode.is_archive)}"
 
-    def _put(self, checksum: str, objtype: ObjectType, data: bytes) -> None:
-        _, rel = self._staged_relpath(checksum, objtype)
-        fd = os.open(rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644,
-                     dir_fd=self.staging_fd)
+    def _write_staging_file(self, name: str, data: bytes, *, exclusive: bool) -> None:
+        """A 0644 file in the staging dir (umask ignored, as objects must be readable)."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if exclusive else os.O_TRUNC)
+        fd = os.open(name, flags, 0o644, dir_fd=self.staging_fd)
         try:
             os.fchmod(fd, 0o644)
             _write_all(fd, data)
         finally:
             os.close(fd)
+
+    def _put(self, checksum: str, objtype: ObjectType, data: bytes) -> None:
+        _, rel = self._staged_relpath(checksum, objtype)
+        self._write_staging_file(rel, data, exclusive=False)
         self._staged.add((checksum, objtype))
 
     # ------------------------------------------------------------------ content
@@ -234,14 +238,7 @@ class Transaction:
                 os.close(fd)
             return
         if mode is RepoMode.ARCHIVE:
-            data = _filez_header(header, 0)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644,
-                         dir_fd=self.staging_fd)
-            try:
-                os.fchmod(fd, 0o644)
-                _write_all(fd, data)
-            finally:
-                os.close(fd)
+            self._write_staging_file(tmp, _filez_header(header, 0), exclusive=True)
             return
         os.symlink(header.symlink_target, tmp, dir_fd=self.staging_fd)
         if mode is RepoMode.BARE:
