@@ -41,6 +41,7 @@ def make_bootable(tree: str, etc_files: int) -> None:
 
 
 def fresh_sysroot(path: str, tree: str) -> None:
+    os.makedirs(path)
     subprocess.run(["ostree", "admin", "init-fs", path], check=True, capture_output=True)
     subprocess.run(["ostree", "admin", "os-init", f"--sysroot={path}", "bench"], check=True,
                    capture_output=True)
