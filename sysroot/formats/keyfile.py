@@ -63,10 +63,11 @@ class KeyFile:
                 if not stripped.endswith("]") or len(stripped) < 3:
                     raise FormatError(f"{source}:{lineno}: invalid group line {line!r}")
                 name = stripped[1:-1]
-                if kf._group(name) is not None:
-                    raise FormatError(f"{source}:{lineno}: duplicate group [{name}]")
-                current = _Group(name)
-                kf._groups.append(current)
+                # A repeated group continues the first one, as GLib merges them.
+                current = kf._group(name)
+                if current is None:
+                    current = _Group(name)
+                    kf._groups.append(current)
                 continue
             if "=" not in line:
                 raise FormatError(f"{source}:{lineno}: line {line!r} is not key=value")
