@@ -112,5 +112,15 @@ def rich_tree(tmp_path) -> Path:
     return make_rich_tree(tmp_path / "tree")
 
 
+def one_error_line(proc) -> str:
+    """A failed command's single `error:` line (a `hint:` line may follow); no traceback."""
+    err = proc.stderr.decode()
+    assert proc.returncode != 0
+    assert "Traceback" not in err
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("hint: ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
 COMMIT_ARGS = ["-s", "Subject", "--body", "Body text", "--timestamp=2021-05-04 03:02:01",
                "--add-metadata-string=version=42.1"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import COMMIT_ARGS, make_rich_tree
+from tests.conftest import COMMIT_ARGS, make_rich_tree, one_error_line
 
 RICH = "main"  # the rich tree, with setuid/setgid files and xattrs
 CANON = "canon"  # the same tree committed with --canonical-permissions
@@ -56,15 +56,6 @@ def copy_repo(src: Path, dst: Path) -> Path:
     """A private copy to damage (ostree's own pulls would hardlink the shared objects)."""
     subprocess.run(["cp", "-a", str(src), str(dst)], check=True)
     return dst
-
-
-def one_error_line(proc) -> str:
-    err = proc.stderr.decode()
-    assert proc.returncode != 0
-    assert "Traceback" not in err
-    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("hint: ")]
-    assert len(lines) == 1, err  # one error line (plus, maybe, one hint)
-    return lines[0]
 
 
 def assert_untouched(ostree, repo: Path) -> None:

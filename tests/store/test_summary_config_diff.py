@@ -15,21 +15,12 @@ from sysroot.formats.gvariant import Variant
 from sysroot.store.diff import diff_commits, diff_dirs
 from sysroot.store.repo import Repo
 from sysroot.store.summary import KEY_LAST_MODIFIED, Summary, hash_table_order
-from tests.conftest import COMMIT_ARGS
+from tests.conftest import COMMIT_ARGS, one_error_line
 
 
 def init(ostree, path: Path, mode: str) -> Path:
     ostree("init", f"--repo={path}", f"--mode={mode}")
     return path
-
-
-def one_error_line(proc) -> str:
-    err = proc.stderr.decode()
-    assert proc.returncode != 0
-    assert "Traceback" not in err
-    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("hint: ")]
-    assert len(lines) == 1, err  # one error line (plus, maybe, one hint)
-    return lines[0]
 
 
 def twin(path: Path) -> Path:
