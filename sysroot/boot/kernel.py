@@ -83,22 +83,34 @@ def _modern(root: str) -> KernelLayout | None:
         dtb = f"{d}/dtb" if devicetree is None and os.path.isdir(
             os.path.join(root, f"{d}/dtb")) else None
         hmac = f"{d}/.vmlinuz.hmac" if _is_file(root, f"{d}/.vmlinuz.hmac") else None
-        h = hashlib.sha256()
-        _hash_into(h, os.path.join(root, d, "vmlinuz"))
-        if initramfs:
-            _hash_into(h, os.path.join(root, initramfs))
-        if devicetree:
-            _hash_into(h, os.path.join(root, devicetree))
-        elif dtb:
-            _hash_dir(h, os.path.join(root, dtb))
+        def at(rel):
+            return os.path.join(root, rel) if rel else None
+
+        bootcsum = hash_boot_files(at(f"{d}/vmlinuz"), at(initramfs), at(devicetree), at(dtb))
         return KernelLayout(
             kver=kver, kernel=f"{d}/vmlinuz", kernel_name=f"vmlinuz-{kver}",
             initramfs=initramfs, initramfs_name=f"initramfs-{kver}.img" if initramfs else None,
             devicetree=devicetree, devicetree_name=f"devicetree-{kver}" if devicetree else None,
             dtb_dir=dtb, hmac=hmac, hmac_name=f".vmlinuz-{kver}.hmac" if hmac else None,
-            bootcsum=h.hexdigest(),
+            bootcsum=bootcsum,
         )
     return None
+
+
+def hash_boot_files(kernel: str, initramfs: str | None = None, devicetree: str | None = None,
+                    dtb_dir: str | None = None) -> str:
+    """The boot checksum of these files (libostree's: sha256 over kernel, initramfs, then
+    the device tree or every file of the dtb directory). Also what an installed kernel
+    directory is verified against where it cannot be published by one rename (FAT)."""
+    h = hashlib.sha256()
+    _hash_into(h, kernel)
+    if initramfs:
+        _hash_into(h, initramfs)
+    if devicetree:
+        _hash_into(h, devicetree)
+    elif dtb_dir:
+        _hash_dir(h, dtb_dir)
+    return h.hexdigest()
 
 
 _LEGACY = re.compile(r"^(vmlinuz|initramfs|devicetree)-(.*)-([0-9a-f]{64})$")

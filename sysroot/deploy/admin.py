@@ -15,8 +15,7 @@ from sysroot.deploy.state import (
     Deployment,
     SysrootLock,
     SysrootState,
-    read_bootversion,
-    read_subbootversion,
+    commit_marker,
 )
 from sysroot.deploy.writer import BootWriter
 from sysroot.errors import NotFoundError, SysrootError, UsageError
@@ -24,13 +23,14 @@ from sysroot.formats.keyfile import KeyFile
 from sysroot.store.modes import RepoMode
 from sysroot.store.repo import Repo, parse_refspec
 from sysroot.util import fsutil
+from sysroot.util.mounts import make_writable_privately
 
 
 class _Undo:
     """What a write may add before its commit point (the boot/loader or ostree/boot.N
-    swap): new names in the directories it writes to. After a failure (disk full, a
-    read-only /boot, a bad tree) rollback() removes them: the old configuration was
-    never left, and the sysroot is again exactly as it was."""
+    swap, or creating the new default entry): new names in the directories it writes
+    to. After a failure (disk full, a read-only /boot, a bad tree) rollback() removes
+    them: the old configuration was never left, and the sysroot is again as it was."""
 
     def __init__(self, state: SysrootState, osname: str | None = None):
         layout = state.layout
@@ -44,11 +44,10 @@ class _Undo:
     def rollback(self) -> None:
         layout = self.state.layout
         try:
-            live = (read_bootversion(layout), read_subbootversion(layout,
-                                                                  read_bootversion(layout)))
+            live = commit_marker(layout)
         except (OSError, SysrootError):
             return
-        if live != (self.state.bootversion, self.state.subbootversion):
+        if live != self.state.marker:
             return  # past the commit point: the new configuration is the live one
         for d, names in self.before.items():
             for name in sorted(_names(d) - names):
@@ -100,20 +99,27 @@ class Sysroot:
         if not os.path.isdir(os.path.join(self.layout.repo, "objects")):
             raise SysrootError(f"{self.path} is not an initialized sysroot (no ostree/repo); "
                                "run 'admin init-fs' first")
+        # before any file descriptor is opened: one from the old mount namespace would
+        # still see the read-only mount
+        make_writable_privately(self.layout.ostree)
         return Repo.open(self.layout.repo)
 
     def lock(self) -> SysrootLock:
         if not os.path.isdir(self.layout.ostree):
             raise SysrootError(f"{self.path} is not an initialized sysroot (no ostree/); "
                                "run 'admin init-fs' first")
+        make_writable_privately(self.layout.ostree)  # [sysroot] readonly=true
         return SysrootLock(self.layout)
 
     def _writer(self, state: SysrootState, repo: Repo) -> BootWriter:
+        from sysroot.boot import systemd_boot
         from sysroot.boot.backends import backend_for
+        from sysroot.deploy.sdwriter import SdBootWriter
 
-        return BootWriter(state, bootloader=backend_for(self.layout, repo),
-                          fsync=repo.fsync_enabled,
-                          bootprefix=repo.config.get_bool("sysroot", "bootprefix", False))
+        backend = backend_for(self.layout, repo)
+        cls = SdBootWriter if backend.name == systemd_boot.NAME else BootWriter
+        return cls(state, bootloader=backend, fsync=repo.fsync_enabled,
+                   bootprefix=repo.config.get_bool("sysroot", "bootprefix", False))
 
     def _apply(self, state: SysrootState, repo: Repo, new: list[Deployment], *,
                prune: bool = True, kernels: dict | None = None,
@@ -144,6 +150,11 @@ class Sysroot:
                     os.chmod(p, mode)
         os.makedirs(self.layout.deploy_base, mode=0o755, exist_ok=True)
         Repo.create(self.layout.repo, RepoMode.BARE).close()
+        from sysroot.boot import systemd_boot
+
+        if systemd_boot.is_fat(self.layout.boot):
+            # no boot/loader symlink can exist there: the entries directory scheme
+            os.makedirs(self.layout.loader_entries_dir, mode=0o755, exist_ok=True)
 
     def os_init(self, osname: str) -> None:
         if not osname or "/" in osname or osname in (".", ".."):
@@ -299,18 +310,32 @@ class Sysroot:
     def kargs_edit_in_place(self, append_if_missing: list[str],
                             delete_if_present: list[str]) -> int:
         """Edit every entry of the current boot version in place (no boot swap)."""
+        from sysroot.boot import grub2, systemd_boot
         from sysroot.boot.kargs import KernelArgs
         from sysroot.util import fsutil
 
+        def edited(options: str) -> str:
+            kargs = KernelArgs.parse(options)
+            for w in append_if_missing:
+                kargs.append_if_missing(w)
+            for w in delete_if_present:
+                kargs.delete_if_present(w)
+            return str(kargs)
+
         with self.lock():
             state = self.load()
+            if state.scheme == systemd_boot.NAME:
+                # entries are never edited in place there: a whole round, as any change
+                new = [replace(d, kargs=edited(d.kargs)) for d in state.deployments]
+                self._apply(state, self.open_repo(), new, prune=False)
+                return len(new)
             for d in state.deployments:
                 entry = d.entry
-                kargs = KernelArgs.parse(entry.require("options"))
-                for w in append_if_missing:
-                    kargs.append_if_missing(w)
-                for w in delete_if_present:
-                    kargs.delete_if_present(w)
-                entry.set("options", str(kargs))
+                entry.set("options", edited(entry.require("options")))
                 fsutil.atomic_write(entry.filename, entry.to_text().encode(), mode=0o644)
+            cfg = os.path.join(self.layout.loader_dir(state.bootversion), grub2.CONFIG_NAME)
+            if state.deployments and os.path.exists(cfg):
+                # the menu follows the entries it was generated from
+                fsutil.atomic_write(cfg, grub2.render_config(
+                    [d.entry for d in state.deployments]).encode(), mode=0o644)
             return len(state.deployments)

@@ -7,6 +7,13 @@
 4. the repo refs `ostree/$bootversion/$subbootversion/$index` that keep deployed
    commits alive, regenerated; then (optionally) a prune of unreachable objects.
 Each step is safe on its own, so an interrupted cleanup is finished by the next one.
+
+In the systemd-boot scheme (boot/loader a real directory on FAT, see
+boot/systemd_boot.py) step 1 instead deletes the debris entries of interrupted rounds
+and leftover `*.tmp` files (only those sharing no data with a live file), before any
+deployment or kernel they name goes; kernels are deleted in place, not renamed away
+(a renamed directory on FAT may share its clusters with its old name after a power
+cut; the writer verifies existing kernel directories instead).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
+from sysroot.boot import systemd_boot
 from sysroot.deploy.deploy import STAGING_PREFIX
 from sysroot.deploy.state import DEPLOY_DIR_RE, SysrootState
 from sysroot.store.repo import Repo
@@ -57,16 +65,45 @@ def _remove_kernel_dir(kernels_dir: str, name: str, fsync: bool) -> None:
     _rm(doomed)
 
 
+def _remove_kernel_dir_in_place(path: str) -> None:
+    """Files first, then directories, deepest first: no rename on FAT (see above)."""
+    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
+        for name in filenames:
+            os.unlink(os.path.join(dirpath, name))
+        for name in dirnames:
+            os.rmdir(os.path.join(dirpath, name))
+    os.rmdir(path)
+
+
+def _sd_debris(state: SysrootState) -> None:
+    """Entries no configuration uses, and leftovers of interrupted file writes."""
+    layout = state.layout
+    edir = layout.loader_entries_dir
+    for name in sorted(state.garbage_entries):
+        systemd_boot.remove_leftover(os.path.join(edir, name))
+    systemd_boot.remove_tmp_under(edir)
+    if os.path.isdir(edir):
+        fsutil.fsync_dir(edir)  # gone before the kernels and deployments they name
+    for d in state.deployments:
+        kdir = layout.kernel_dir(d.osname, d.bootcsum)
+        if os.path.isdir(kdir):
+            systemd_boot.remove_tmp_under(kdir)
+
+
 def cleanup(state: SysrootState, repo: Repo, *, prune: bool = True) -> CleanupResult:
     layout = state.layout
     bv, sub = state.bootversion, state.subbootversion
-    # 1. inactive boot halves
+    sd_scheme = state.scheme == systemd_boot.NAME
+    # 1. inactive boot halves (systemd-boot scheme: debris entries)
     other = 1 - bv
-    for p in (layout.loader_dir(other), layout.bootlink_base(other),
-              layout.bootlink_dir(other, 0), layout.bootlink_dir(other, 1),
-              layout.bootlink_dir(bv, 1 - sub), os.path.join(layout.boot, "loader.tmp"),
-              layout.path("ostree", "boot.0.tmp"), layout.path("ostree", "boot.1.tmp")):
-        _rm(p)
+    if sd_scheme:
+        _sd_debris(state)
+    else:
+        for p in (layout.loader_dir(other), layout.bootlink_base(other),
+                  layout.bootlink_dir(other, 0), layout.bootlink_dir(other, 1),
+                  layout.bootlink_dir(bv, 1 - sub), os.path.join(layout.boot, "loader.tmp"),
+                  layout.path("ostree", "boot.0.tmp"), layout.path("ostree", "boot.1.tmp")):
+            _rm(p)
     # 2. unreferenced deployments
     active = {(d.osname, d.name) for d in state.deployments}
     if state.booted is not None:
@@ -111,7 +148,10 @@ def cleanup(state: SysrootState, repo: Repo, *, prune: bool = True) -> CleanupRe
         if name in used or name == "initramfs-overlays" or not os.path.isdir(
                 os.path.join(kernels_dir, name)):
             continue
-        _remove_kernel_dir(kernels_dir, name, repo.fsync_enabled)
+        if sd_scheme and not name.startswith("."):
+            _remove_kernel_dir_in_place(os.path.join(kernels_dir, name))
+        else:
+            _remove_kernel_dir(kernels_dir, name, repo.fsync_enabled)
         deleted_kernels.append(name)
     # 4. deployment refs, then prune
     regenerate_deployment_refs(state, repo)

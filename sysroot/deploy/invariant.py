@@ -4,7 +4,13 @@
 complete; the kernel, initramfs and device tree it names exist under `boot/`; its
 `ostree=` argument resolves, through `ostree/boot.N -> boot.N.S`, to an existing
 deployment directory that has its origin. A sysroot where nothing was deployed yet
-(no `boot/loader`) satisfies it trivially.
+(no `boot/loader`) satisfies it trivially. With the grub2 back end, `loader.N/grub.cfg`
+is exactly what grub2.render_config() makes of that directory's entries.
+
+systemd-boot scheme (boot/loader a real directory): the entry systemd-boot would boot
+and every valid non-default entry (systemd_boot.select()) are complete, name an
+existing deployment with its origin, and a kernel directory whose files hash to the
+entry's boot checksum.
 
 Used by the crash-safety tests after every interruption, and usable as a self-check.
 """
@@ -12,9 +18,12 @@ Used by the crash-safety tests after every interruption, and usable as a self-ch
 from __future__ import annotations
 
 import os
+import re
 
+from sysroot.boot import grub2, systemd_boot
 from sysroot.boot.bls import BootEntry
 from sysroot.boot.kargs import KernelArgs
+from sysroot.boot.kernel import hash_boot_files
 from sysroot.deploy.layout import SysrootLayout
 from sysroot.deploy.state import (
     DEPLOY_TARGET_RE,
@@ -26,6 +35,8 @@ from sysroot.deploy.state import (
 from sysroot.errors import SysrootError
 
 _REQUIRED_KEYS = ("title", "version", "options", "linux")
+_DEPLOY_KARG = re.compile(r"^/ostree/deploy/([^/]+)/deploy/([0-9a-f]{64})\.([0-9]+)$")
+_KERNEL_DIR = re.compile(r"^/ostree/[^/]+-([0-9a-f]{64})/[^/]+$")
 
 
 def check_boot_invariant(sysroot_path: str | os.PathLike) -> list[str]:
@@ -33,6 +44,8 @@ def check_boot_invariant(sysroot_path: str | os.PathLike) -> list[str]:
     layout = SysrootLayout(os.path.abspath(os.fspath(sysroot_path)))
     if not os.path.lexists(layout.loader_link):
         return []
+    if systemd_boot.uses_entries_dir(layout.loader_link):
+        return _check_entries_dir(layout)
     try:
         bootversion = read_bootversion(layout)
         subbootversion = read_subbootversion(layout, bootversion)
@@ -63,6 +76,81 @@ def check_boot_invariant(sysroot_path: str | os.PathLike) -> list[str]:
             if len(state.deployments) != len(names):
                 problems.append(f"{len(names)} entries but {len(state.deployments)} "
                                 "deployments")
+            cfg = os.path.join(layout.loader_dir(bootversion), grub2.CONFIG_NAME)
+            if os.path.exists(cfg):
+                with open(cfg, encoding="utf-8") as f:
+                    if f.read() != grub2.render_config([d.entry for d in state.deployments]):
+                        problems.append(f"{cfg} does not match the entries of "
+                                        f"loader.{bootversion}")
+    return problems
+
+
+def _check_entries_dir(layout: SysrootLayout) -> list[str]:
+    edir = layout.loader_entries_dir
+    try:
+        sel = systemd_boot.select(layout.boot, edir)
+    except (SysrootError, OSError) as e:
+        return [f"{edir}: {e}"]
+    problems = []
+    if sel.default is None:
+        # no entries (nothing deployed) is fine; entries none of which boots is not
+        if any(systemd_boot.EntryName.parse(n) for n in _listdir(edir)):
+            problems.append(f"{edir}: no entry has an existing linux file")
+        return problems
+    for _name, entry in [sel.default] + sel.others:
+        problems += _check_direct_entry(layout, entry)
+    if not problems:
+        try:
+            state = SysrootState.load(layout.root)
+        except (SysrootError, OSError) as e:
+            return [f"state does not load: {e}"]
+        if [d.entry.filename for d in state.deployments] != \
+                [e.filename for e in sel.entries]:
+            problems.append("state reads other entries than the boot loader's choice")
+    return problems
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
+
+
+def _check_direct_entry(layout: SysrootLayout, entry: BootEntry) -> list[str]:
+    path = entry.filename
+    problems = [f"{path}: no '{key}' line" for key in _REQUIRED_KEYS if entry.get(key) is None]
+    if problems:
+        return problems
+    files = {}
+    for key in ("linux", "initrd", "devicetree", "fdtdir"):
+        value = entry.get(key)
+        if value is None:
+            continue
+        files[key] = target = os.path.join(layout.boot, value.lstrip("/"))
+        exists = os.path.isdir(target) if key == "fdtdir" else os.path.isfile(target)
+        if not exists:
+            problems.append(f"{path}: {key} {value}: {target} does not exist")
+    words = KernelArgs.parse(entry.get("options")).get("ostree")
+    if len(words) != 1 or words[0] is None:
+        return problems + [f"{path}: expected exactly one ostree= argument"]
+    m = _DEPLOY_KARG.match(words[0])
+    if not m:
+        return problems + [f"{path}: ostree={words[0]} does not name a deployment"]
+    deploy_dir = layout.deploy_dir(m.group(1), m.group(2), int(m.group(3)))
+    if not os.path.isdir(deploy_dir):
+        problems.append(f"{path}: deployment {deploy_dir} does not exist")
+    elif not os.path.isfile(deploy_dir + ".origin"):
+        problems.append(f"{path}: deployment {deploy_dir} has no origin file")
+    k = _KERNEL_DIR.match(entry.get("linux").removeprefix("/boot"))
+    if not k:
+        return problems + [f"{path}: linux is not in /ostree/$os-$bootcsum/"]
+    if not problems:
+        got = hash_boot_files(files["linux"], files.get("initrd"), files.get("devicetree"),
+                              files.get("fdtdir"))
+        if got != k.group(1):
+            problems.append(f"{path}: the kernel files hash to {got}, not to the boot "
+                            f"checksum {k.group(1)}")
     return problems
 
 

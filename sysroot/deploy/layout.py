@@ -28,6 +28,11 @@ class SysrootLayout:
     def entries_dir(self, bootversion: int) -> str:
         return self.path("boot", f"loader.{bootversion}", "entries")
 
+    @property
+    def loader_entries_dir(self) -> str:
+        """`boot/loader/entries` where boot/loader is a real directory (FAT, systemd-boot)."""
+        return self.path("boot", "loader", "entries")
+
     def kernel_dir_name(self, osname: str, bootcsum: str) -> str:
         return f"{osname}-{bootcsum}"
 
@@ -79,6 +84,11 @@ class SysrootLayout:
     @staticmethod
     def ostree_karg(bootversion: int, osname: str, bootcsum: str, bootserial: int) -> str:
         return f"/ostree/boot.{bootversion}/{osname}/{bootcsum}/{bootserial}"
+
+    @staticmethod
+    def deploy_karg(osname: str, csum: str, serial: int) -> str:
+        """ostree= naming the deployment itself (no boot.N links: systemd-boot scheme)."""
+        return f"/ostree/deploy/{osname}/deploy/{csum}.{serial}"
 
     @staticmethod
     def bootlink_target(osname: str, csum: str, serial: int) -> str:

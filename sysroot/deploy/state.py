@@ -10,6 +10,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from sysroot.boot import systemd_boot
 from sysroot.boot.bls import BootEntry, strverscmp_key
 from sysroot.boot.kargs import KernelArgs
 from sysroot.deploy.layout import SysrootLayout
@@ -18,6 +19,9 @@ from sysroot.formats.keyfile import KeyFile
 from sysroot.store.lock import ofd_lock
 
 _BOOTLINK_RE = re.compile(r"^/ostree/boot\.([01])/([^/]+)/([0-9a-f]{64})/([0-9]+)$")
+# systemd-boot scheme: ostree= names the deployment; the boot checksum is in `linux`
+_DEPLOY_KARG_RE = re.compile(r"^/ostree/deploy/([^/]+)/deploy/([0-9a-f]{64})\.([0-9]+)$")
+_KERNEL_PATH_RE = re.compile(r"^(?:/boot)?/ostree/([^/]+)-([0-9a-f]{64})/[^/]+$")
 _DEPLOY_TARGET_RE = re.compile(r"^\.\./\.\./\.\./deploy/([^/]+)/deploy/([0-9a-f]{64})\.([0-9]+)$")
 DEPLOY_DIR_RE = re.compile(r"^([0-9a-f]{64})\.([0-9]+)$")
 DEPLOY_TARGET_RE = _DEPLOY_TARGET_RE  # an ostree/boot.N.S/$os/$bootcsum/$serial link
@@ -112,6 +116,17 @@ def options_without_ostree(options: str) -> str:
     return str(kargs)
 
 
+def commit_marker(layout: SysrootLayout) -> tuple:
+    """What a write's commit point changes: (bootversion, subbootversion) for the symlink
+    swap, the default entry's name for the systemd-boot scheme. Equal before and after a
+    write means the write did not commit."""
+    if systemd_boot.uses_entries_dir(layout.loader_link):
+        sel = systemd_boot.select(layout.boot, layout.loader_entries_dir)
+        return ("entries", sel.default[0].filename if sel.default else None)
+    bv = read_bootversion(layout)
+    return (bv, read_subbootversion(layout, bv))
+
+
 class SysrootState:
     """A loaded snapshot of the sysroot; reload after every change."""
 
@@ -121,6 +136,10 @@ class SysrootState:
         self.subbootversion = 0
         self.deployments: list[Deployment] = []
         self.booted: Deployment | None = None
+        # "systemd-boot" when boot/loader is a real directory (FAT): see boot/systemd_boot.py
+        self.scheme = "symlink"
+        self.garbage_entries: list[str] = []  # systemd-boot scheme: debris, by file name
+        self.marker: tuple = (0, 0)
 
     @classmethod
     def load(cls, root: str) -> SysrootState:
@@ -136,17 +155,29 @@ class SysrootState:
 
     def _load(self) -> None:
         layout = self.layout
-        self.bootversion = read_bootversion(layout)
-        self.subbootversion = read_subbootversion(layout, self.bootversion)
-        entries = self._read_entries()
+        if systemd_boot.uses_entries_dir(layout.loader_link):
+            # no loader.N / boot.N.S halves: versions stay 0 (refs ostree/0/0/N)
+            self.scheme = systemd_boot.NAME
+            sel = systemd_boot.select(layout.boot, layout.loader_entries_dir)
+            entries = sel.entries
+            self.garbage_entries = sel.garbage
+            self.marker = ("entries", sel.default[0].filename if sel.default else None)
+        else:
+            self.bootversion = read_bootversion(layout)
+            self.subbootversion = read_subbootversion(layout, self.bootversion)
+            self.marker = (self.bootversion, self.subbootversion)
+            entries = self._read_entries()
         deployments = []
         for entry in entries:
             deployments.append(self._deployment_from_entry(entry))
-        self.deployments = [
-            Deployment(d.osname, d.csum, d.deployserial, d.bootcsum, d.bootserial, i, d.kargs,
-                       d.entry, d.origin)
-            for i, d in enumerate(deployments)
-        ]
+        serials: dict[str, int] = {}
+        self.deployments = []
+        for i, d in enumerate(deployments):
+            serial = d.bootserial
+            if self.scheme == systemd_boot.NAME:  # no link farm to read it from: by order
+                serial = serials[d.bootcsum] = serials.get(d.bootcsum, -1) + 1
+            self.deployments.append(Deployment(d.osname, d.csum, d.deployserial, d.bootcsum,
+                                               serial, i, d.kargs, d.entry, d.origin))
         self.booted = self._find_booted()
 
     def _read_entries(self) -> list[BootEntry]:
@@ -179,6 +210,9 @@ class SysrootState:
         ostree_args = KernelArgs.parse(options).get("ostree")
         if not ostree_args or ostree_args[-1] is None:
             raise FormatError(f"{entry.filename}: no ostree= kernel argument in options")
+        direct = _DEPLOY_KARG_RE.match(ostree_args[-1])
+        if direct:
+            return self._deployment_from_direct(entry, options, direct)
         try:
             _bv, osname, bootcsum, bootserial = parse_ostree_karg(ostree_args[-1])
         except FormatError as e:
@@ -201,6 +235,18 @@ class SysrootState:
         origin = read_origin(self.layout.origin_path(link_os, csum, serial))
         return Deployment(link_os, csum, serial, bootcsum, bootserial, 0,
                           options, entry, origin)
+
+    def _deployment_from_direct(self, entry: BootEntry, options: str, m) -> Deployment:
+        """ostree=/ostree/deploy/$os/deploy/$csum.$serial (systemd-boot scheme)."""
+        osname, csum, serial = m.group(1), m.group(2), int(m.group(3))
+        k = _KERNEL_PATH_RE.match(entry.get("linux") or "")
+        if not k:
+            raise FormatError(f"{entry.filename}: linux {entry.get('linux')!r} is not "
+                              "/ostree/$os-$bootcsum/FILE")
+        if not os.path.isdir(self.layout.deploy_dir(osname, csum, serial)):
+            raise FormatError(f"{entry.filename}: deployment {csum}.{serial} is missing")
+        origin = read_origin(self.layout.origin_path(osname, csum, serial))
+        return Deployment(osname, csum, serial, k.group(2), 0, 0, options, entry, origin)
 
     def _find_booted(self) -> Deployment | None:
         """The running deployment: only when / is this sysroot's deployment."""

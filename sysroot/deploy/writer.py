@@ -118,13 +118,7 @@ class BootWriter:
     def write(self, entries: list[EntryInputs], old_versions: dict) -> str:
         """Make entries (in boot order) the next boot's configuration. Returns a summary."""
         state = self.state
-        deployments = assign_bootserials([e.deployment for e in entries])
-        entries = [EntryInputs(d, e.kernel, e.version, e.pretty_name)
-                   for d, e in zip(deployments, entries, strict=True)]
-        if state.booted is not None and not any(
-                d.identity == state.booted.identity for d in deployments):
-            raise SysrootError("Refusing to remove the booted deployment "
-                               f"{state.booted.name} from the boot configuration")
+        deployments, entries = self._prepare(entries)
         bv = state.bootversion
         if not _needs_new_bootversion(state.deployments, entries, old_versions):
             new_sub = 1 - state.subbootversion
@@ -173,6 +167,22 @@ class BootWriter:
         return f"Bootloader updated; bootconfig swap: yes; bootversion: boot.{nbv}.{new_sub}"
 
     # ------------------------------------------------------------------ steps
+    def _prepare(self, entries: list[EntryInputs]) -> tuple[list[Deployment],
+                                                            list[EntryInputs]]:
+        """Boot serials assigned; refuses a list without the booted deployment."""
+        state = self.state
+        deployments = assign_bootserials([e.deployment for e in entries])
+        entries = [EntryInputs(d, e.kernel, e.version, e.pretty_name)
+                   for d, e in zip(deployments, entries, strict=True)]
+        if state.booted is not None and not any(
+                d.identity == state.booted.identity for d in deployments):
+            raise SysrootError("Refusing to remove the booted deployment "
+                               f"{state.booted.name} from the boot configuration")
+        return deployments, entries
+
+    def _ostree_arg(self, d: Deployment, nbv: int) -> str:
+        return self.layout.ostree_karg(nbv, d.osname, d.bootcsum, d.bootserial)
+
     def _current_sub(self, bootversion: int) -> int:
         try:
             target = os.readlink(self.layout.bootlink_base(bootversion))
@@ -193,7 +203,7 @@ class BootWriter:
         values["title"] = entry_title(e, d.index, multi)
         values["version"] = str(n - d.index)
         kargs = KernelArgs.parse(d.kargs)
-        ostree_arg = self.layout.ostree_karg(nbv, d.osname, d.bootcsum, d.bootserial)
+        ostree_arg = self._ostree_arg(d, nbv)
         if k.initramfs is None:
             kargs.set_in_place(f"init={ostree_arg}/usr/lib/ostree/ostree-prepare-root")
         kargs.set_in_place(f"ostree={ostree_arg}")

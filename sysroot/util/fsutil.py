@@ -260,3 +260,59 @@ def set_immutable(path: str | os.PathLike, immutable: bool) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+# FIEMAP (linux/fiemap.h): where a file's data lies on the device.
+_FS_IOC_FIEMAP = 0xC020660B
+_FIEMAP_HEADER = "=QQIIII"  # fm_start, fm_length, fm_flags, fm_mapped_extents,
+#                              fm_extent_count, fm_reserved
+_FIEMAP_EXTENT = "=QQQQQIIII"  # fe_logical, fe_physical, fe_length, 2 reserved, fe_flags, 3 rsvd
+_FIEMAP_FLAG_SYNC = 0x1
+
+
+def _first_extent(path: str | os.PathLike) -> int | None:
+    """Physical byte offset of the file's first extent; None for a file without data."""
+    import fcntl
+    import struct
+
+    head = struct.calcsize(_FIEMAP_HEADER)
+    buf = bytearray(head + struct.calcsize(_FIEMAP_EXTENT))
+    struct.pack_into(_FIEMAP_HEADER, buf, 0, 0, 0xFFFFFFFFFFFFFFFF, _FIEMAP_FLAG_SYNC, 0, 1, 0)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        with errors_about(path):
+            fcntl.ioctl(fd, _FS_IOC_FIEMAP, buf, True)
+    finally:
+        os.close(fd)
+    if struct.unpack_from(_FIEMAP_HEADER, buf, 0)[3] == 0:
+        return None
+    return struct.unpack_from(_FIEMAP_EXTENT, buf, head)[1]
+
+
+def shares_extents(path_a: str | os.PathLike, path_b: str | os.PathLike) -> bool:
+    """Whether two names start on the same physical extent (the same data on disk).
+
+    On FAT a rename interrupted by a power cut can leave two directory entries pointing
+    at one cluster chain; unlinking either frees the chain under the other. Raises
+    OSError (EOPNOTSUPP/ENOTTY) where the file system does not implement FIEMAP.
+    """
+    a, b = _first_extent(path_a), _first_extent(path_b)
+    return a is not None and a == b
+
+
+def fs_type(path: str | os.PathLike) -> str | None:
+    """The type of the file system path is on, as /proc/self/mountinfo names it
+    (`vfat`, `ext4`, `fuse.fusefat`, ...); None when no mount matches."""
+    dev = os.stat(path).st_dev
+    want = f"{os.major(dev)}:{os.minor(dev)}"
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    found = None
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 3 and fields[2] == want and " - " in line:
+            found = line.split(" - ", 1)[1].split()[0]  # last match: the top mount
+    return found

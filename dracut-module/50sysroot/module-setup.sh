@@ -1,0 +1,25 @@
+#!/bin/bash
+# dracut module "sysroot": boot the deployment named by the ostree= kernel argument.
+# Installed as /usr/lib/dracut/modules.d/50sysroot/ (see dracut-module/install).
+
+check() {
+    # Part of every initramfs built on a system that has the module installed.
+    return 0
+}
+
+depends() {
+    # The service below is a systemd unit in the initrd.
+    echo systemd
+}
+
+install() {
+    inst_multiple mount readlink mkdir sed grep cat
+    inst_script "$moddir/sysroot-prepare-root.sh" /usr/lib/sysroot/sysroot-prepare-root
+    inst_simple "$moddir/sysroot-prepare-root.service" \
+        "$systemdsystemunitdir/sysroot-prepare-root.service"
+    # Required by initrd-root-fs.target: if preparing the root fails, the initrd
+    # stops there (emergency) instead of switching into the wrong tree.
+    mkdir -p "$initdir$systemdsystemunitdir/initrd-root-fs.target.requires"
+    ln_r "$systemdsystemunitdir/sysroot-prepare-root.service" \
+        "$systemdsystemunitdir/initrd-root-fs.target.requires/sysroot-prepare-root.service"
+}

@@ -1,0 +1,1 @@
+"""The VM test harness: build a bootable OS from Debian packages, make disks, boot them."""

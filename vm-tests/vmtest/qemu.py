@@ -1,0 +1,164 @@
+"""Booting a disk image under qemu: UEFI firmware, a serial log, a script disk.
+
+KVM: /dev/kvm may exist and still not run guests (on the project's machines a KVM
+guest hangs), so a short probe boots the kernel with KVM and watches for its first
+console line; without it, TCG.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS.fd"
+MARK_RE = re.compile(r"@@VMT-MARK (\S+)")
+OUT_RE = re.compile(r"@@VMT: ?(.*)")
+END_RE = re.compile(r"@@VMT-END rc=(\d+)")
+
+
+def _qemu_base(accel: str) -> list[str]:
+    return ["qemu-system-x86_64", "-machine", "q35", "-accel", accel, "-m", "2048",
+            "-smp", "2", "-display", "none", "-monitor", "none", "-nic", "none",
+            "-no-reboot"]
+
+
+def probe_accel(kernel: str, timeout: float = 10.0) -> str:
+    """'kvm' if a KVM guest prints its first kernel line within timeout, else 'tcg'."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg"
+    with tempfile.TemporaryDirectory(prefix="kvmprobe-") as tmp:
+        log = os.path.join(tmp, "serial.log")
+        proc = subprocess.Popen(
+            _qemu_base("kvm") + ["-kernel", kernel, "-append", "console=ttyS0 panic=-1",
+                                 "-serial", f"file:{log}"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        ok = False
+        try:
+            while time.monotonic() < deadline and proc.poll() is None:
+                with open(log, "rb") if os.path.exists(log) else open(os.devnull, "rb") as f:
+                    if b"Linux version" in f.read():
+                        ok = True
+                        break
+                time.sleep(0.2)
+        finally:
+            proc.kill()
+            proc.wait()
+    return "kvm" if ok else "tcg"
+
+
+@dataclass
+class BootResult:
+    log: str  # the whole serial console
+    output: list[str] = field(default_factory=list)  # the script's output lines
+    rc: int | None = None  # the script's exit status; None if it never finished
+    killed: bool = False
+    seconds: float = 0.0
+
+    def values(self) -> dict[str, str]:
+        """`R: key=value` lines the script printed."""
+        out = {}
+        for line in self.output:
+            if line.startswith("R: ") and "=" in line:
+                k, _, v = line[3:].partition("=")
+                out[k.strip()] = v.strip()
+        return out
+
+
+class Machine:
+    """One disk image booted again and again, as one machine would be."""
+
+    def __init__(self, image: str, workdir: str, accel: str, log=print):
+        self.image = image
+        self.workdir = workdir
+        self.accel = accel
+        self.log = log
+        self.vars = os.path.join(workdir, "OVMF_VARS.fd")
+        shutil.copyfile(OVMF_VARS, self.vars)
+        self.boots = 0
+
+    def boot(self, script: str, *, timeout: float = 900, kill_after_mark: str | None = None,
+             kill_delay: float = 0.0) -> BootResult:
+        """Boot, run script in the guest, wait for qemu to exit (or kill it kill_delay
+        seconds after the script printed mark kill_after_mark)."""
+        self.boots += 1
+        log = os.path.join(self.workdir, f"serial-{self.boots}.log")
+        disk = os.path.join(self.workdir, f"script-{self.boots}.img")
+        data = (PREAMBLE + script).encode()
+        with open(disk, "wb") as f:
+            f.write(data + b"\0" * (-len(data) % 512 or 512))
+        argv = _qemu_base(self.accel) + [
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={self.vars}",
+            "-drive", f"if=virtio,format=raw,file={self.image}",
+            "-drive", f"if=virtio,format=raw,readonly=on,file={disk}",
+            "-serial", f"file:{log}"]
+        start = time.monotonic()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        killed = False
+        mark_seen_at = None
+        try:
+            while proc.poll() is None:
+                if time.monotonic() - start > timeout:
+                    raise TimeoutError(f"guest did not finish within {timeout:.0f} s "
+                                       f"(serial log: {log})")
+                if kill_after_mark:
+                    if mark_seen_at is None and _has_mark(log, kill_after_mark):
+                        mark_seen_at = time.monotonic()
+                    if mark_seen_at is not None and \
+                            time.monotonic() - mark_seen_at >= kill_delay:
+                        os.kill(proc.pid, signal.SIGKILL)  # the power cut
+                        killed = True
+                        proc.wait()
+                        break
+                time.sleep(0.05)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        seconds = time.monotonic() - start
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        with open(log, "rb") as f:
+            text = f.read().decode(errors="replace")
+        if not killed and proc.returncode not in (0, None) and err:
+            text += f"\n[qemu exited with {proc.returncode}: {err.strip()}]\n"
+        return parse_console(text, killed, seconds)
+
+
+def _has_mark(log: str, mark: str) -> bool:
+    try:
+        with open(log, "rb") as f:
+            return f"@@VMT-MARK {mark}".encode() in f.read()
+    except FileNotFoundError:
+        return False
+
+
+def parse_console(text: str, killed: bool, seconds: float) -> BootResult:
+    result = BootResult(log=text, killed=killed, seconds=seconds)
+    for line in text.splitlines():
+        line = line.rstrip("\r")
+        m = OUT_RE.search(line)
+        if m:
+            result.output.append(m.group(1))
+            continue
+        m = END_RE.search(line)
+        if m:
+            result.rc = int(m.group(1))
+    return result
+
+
+# Every script starts with this: helpers the scenarios share.
+PREAMBLE = r"""
+set -u
+mark() { echo "@@VMT-MARK $1" > /dev/ttyS0; }
+result() { printf 'R: %s=%s\n' "$1" "$2"; }  # printf: dash's echo expands backslashes
+action() { echo "$1" > /run/vmtest-action; }
+"""

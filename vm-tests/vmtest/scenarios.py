@@ -1,0 +1,252 @@
+"""The scenarios: each boots a machine and asserts what the guest itself reports.
+
+Scenarios 1-3 run in order on one machine (a later one, asked for alone, first runs
+the earlier ones as its setup); scenario 4 (power cuts) starts from a fresh disk.
+A failed check raises ScenarioFailed with the evidence; the runner prints the serial
+log of the boot that failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vmtest.disk import OS, BaseDisk
+from vmtest.qemu import BootResult, Machine
+
+
+class ScenarioFailed(Exception):
+    def __init__(self, message: str, boot: BootResult | None = None):
+        super().__init__(message)
+        self.boot = boot
+
+
+# Guest side: the deployment list as `sysroot admin status --json` gives it.
+STATUS = r"""
+status_report() {
+python3 - "$@" <<'PY'
+import json, subprocess, sys
+p = subprocess.run(["sysroot", "admin", "status", "--json"], capture_output=True, text=True)
+print(f"R: status_rc={p.returncode}")
+if p.returncode:
+    print("R: status_error=" + p.stderr.strip().replace("\n", " | "))
+    sys.exit(0)
+ds = json.loads(p.stdout)["deployments"]
+names = [f"{d['checksum']}.{d['serial']}" for d in ds]
+print("R: deployments=" + ",".join(names))
+for flag in ("booted", "rollback", "pending"):
+    print(f"R: {flag}=" + next((n for n, d in zip(names, ds) if d[flag]), "none"))
+PY
+}
+"""
+
+SYSTEM_FACTS = STATUS + r"""
+yes_no() { if "$@"; then echo yes; else echo no; fi; }
+writable() { touch "$1/.vmtest" 2>/dev/null && rm -f "$1/.vmtest"; }
+same_inode() { test "$(stat -c %d:%i "$1")" = "$(stat -c %d:%i "$2")"; }
+status_report
+result cmdline "$(cat /proc/cmdline)"
+result root_source "$(findmnt -n -o SOURCE /)"
+result var_source "$(findmnt -n -o SOURCE /var)"
+result ostree_booted "$(yes_no test -e /run/ostree-booted)"
+deploy=$(findmnt -n -o SOURCE / | sed -n 's/.*\[\(.*\)\]$/\1/p')
+result root_is_deployment "$(yes_no same_inode / "/sysroot$deploy")"
+result usr_writable "$(yes_no writable /usr)"
+result sysroot_writable "$(yes_no writable /sysroot)"
+result etc_writable "$(yes_no writable /etc)"
+stamp=$(cat /proc/sys/kernel/random/uuid)
+echo "$stamp" > /var/.vmtest-stamp
+stateroot_stamp=$(cat /sysroot/ostree/deploy/testos/var/.vmtest-stamp)
+result var_is_stateroot "$(yes_no test "$stateroot_stamp" = "$stamp")"
+result local_conf "$(cat /etc/vmtest/local.conf)"
+result defaults_conf "$(cat /etc/vmtest/defaults.conf)"
+result release "$(cat /usr/share/vmtest/release)"
+journalctl -b -o cat -u sysroot-prepare-root.service > /run/prepare-root.log
+result prepare_root "$(grep -o 'booting deployment .*' /run/prepare-root.log | tail -1)"
+result remount "$(systemctl is-active sysroot-remount.service)"
+result boot_fstype "$(findmnt -n -o FSTYPE /boot)"
+"""
+
+
+def expect(cond: bool, message: str, boot: BootResult) -> None:
+    if not cond:
+        raise ScenarioFailed(message, boot)
+
+
+def expect_equal(values: dict, key: str, want: str, boot: BootResult) -> None:
+    got = values.get(key)
+    expect(got == want, f"{key}: expected {want!r}, guest reported {got!r}", boot)
+
+
+def finished(boot: BootResult) -> dict:
+    expect(boot.rc is not None, "the guest never ran the test script "
+           f"(qemu ran {boot.seconds:.0f} s)", boot)
+    expect(boot.rc == 0, f"the test script failed in the guest (exit {boot.rc})", boot)
+    return boot.values()
+
+
+def deployment_of(values: dict, key: str) -> str:
+    """The commit checksum of deployment `key` (booted, rollback...) in values."""
+    return values.get(key, "none").split(".")[0]
+
+
+@dataclass
+class Context:
+    disk: BaseDisk
+    machine: Machine
+    log: object
+
+
+def check_booted_system(ctx: Context, v: dict, boot: BootResult, commit: str) -> None:
+    expect("ostree=" in v.get("cmdline", ""), "no ostree= in /proc/cmdline", boot)
+    expect_equal(v, "status_rc", "0", boot)
+    expect(f"/ostree/deploy/{OS}/deploy/{commit}." in v.get("root_source", ""),
+           f"/ is {v.get('root_source')!r}, not a deployment of {commit[:12]}", boot)
+    expect_equal(v, "root_is_deployment", "yes", boot)
+    expect(deployment_of(v, "booted") == commit,
+           f"sysroot admin status marks {v.get('booted')!r} booted, not commit {commit[:12]}",
+           boot)
+    expect(v.get("booted") == v.get("deployments", "").split(",")[0],
+           "the booted deployment is not the default one", boot)
+    expect_equal(v, "ostree_booted", "yes", boot)
+    expect_equal(v, "usr_writable", "no", boot)
+    expect_equal(v, "etc_writable", "yes", boot)
+    expect_equal(v, "sysroot_writable", "no", boot)  # sysroot.readonly=true
+    expect_equal(v, "var_is_stateroot", "yes", boot)
+    expect(f"/ostree/deploy/{OS}/var" in v.get("var_source", ""),
+           f"/var is {v.get('var_source')!r}, not the stateroot's var", boot)
+    expect(v.get("prepare_root", "").startswith("booting deployment /ostree/deploy/"),
+           "the initrd's sysroot-prepare-root left no 'booting deployment' line", boot)
+    expect_equal(v, "remount", "active", boot)
+    want_fs = "vfat" if ctx.disk.backend == "systemd-boot" else "ext4"
+    expect_equal(v, "boot_fstype", want_fs, boot)
+
+
+def scenario_1(ctx: Context) -> str:
+    boot = ctx.machine.boot(SYSTEM_FACTS)
+    v = finished(boot)
+    check_booted_system(ctx, v, boot, ctx.disk.commit1)
+    expect_equal(v, "release", "1", boot)
+    return f"booted commit 1 through firmware and boot loader in {boot.seconds:.0f} s"
+
+
+def scenario_2(ctx: Context) -> str:
+    boot = ctx.machine.boot(STATUS + f"""
+echo "local=edited-by-admin" > /etc/vmtest/local.conf
+sysroot admin deploy --os={OS} {OS}/next
+status_report
+action reboot
+""")
+    v = finished(boot)
+    expect(deployment_of(v, "pending") == ctx.disk.commit2,
+           f"after the deploy, commit 2 is not pending: {v}", boot)
+    boot = ctx.machine.boot(SYSTEM_FACTS)
+    v = finished(boot)
+    check_booted_system(ctx, v, boot, ctx.disk.commit2)
+    expect_equal(v, "local_conf", "local=edited-by-admin", boot)
+    expect_equal(v, "defaults_conf", "value=2", boot)
+    expect_equal(v, "release", "2", boot)
+    expect(deployment_of(v, "rollback") == ctx.disk.commit1, "commit 1 is not the rollback",
+           boot)
+    return "commit 2 booted after reboot; /etc edit kept, new default arrived, 1 is rollback"
+
+
+def scenario_3(ctx: Context) -> str:
+    boot = ctx.machine.boot(STATUS + """
+sysroot admin rollback
+status_report
+action reboot
+""")
+    finished(boot)
+    boot = ctx.machine.boot(SYSTEM_FACTS)
+    v = finished(boot)
+    check_booted_system(ctx, v, boot, ctx.disk.commit1)
+    expect_equal(v, "release", "1", boot)
+    expect_equal(v, "local_conf", "local=edited-by-admin", boot)
+    expect(deployment_of(v, "rollback") == ctx.disk.commit2, "commit 2 is not the rollback",
+           boot)
+    return "after admin rollback and reboot: commit 1 again, commit 2 is the rollback"
+
+
+# Power cuts: each boot checks what the previous cut left (status before anything
+# else, then the next admin command, cleanup, then status and fsck), then deploys the
+# commit it is not running and is killed partway through.
+CUT_FRACTIONS = (0.15, 0.4, 0.65, 0.85, 0.97)
+CHECK_SCRIPT = STATUS + """
+status_report
+sysroot admin cleanup; result cleanup_rc $?
+status_report
+sysroot fsck > /run/fsck.out 2>&1; result fsck_rc $?
+tail -3 /run/fsck.out
+"""
+DEPLOY_SCRIPT = CHECK_SCRIPT + """
+running=$(findmnt -n -o SOURCE / | sed -n 's/.*deploy\\/\\([0-9a-f]*\\)\\.[0-9]*\\]$/\\1/p')
+if [ "$running" = @COMMIT1@ ]; then target=@COMMIT2@; else target=@COMMIT1@; fi
+result deploy_commit "$target"
+sync
+mark deploy-start
+start=$(date +%s.%N)
+sysroot admin deploy --os=@OS@ "$target"; result deploy_rc $?
+end=$(date +%s.%N)
+result deploy_seconds "$(python3 -c "print(round($end - $start, 2))")"
+mark deploy-done
+"""
+
+
+def first_values(boot: BootResult) -> dict:
+    """The script's values, each as first reported (status before the admin command)."""
+    values: dict[str, str] = {}
+    for line in boot.output:
+        if line.startswith("R: ") and "=" in line:
+            k, _, val = line[3:].partition("=")
+            values.setdefault(k.strip(), val.strip())
+    return values
+
+
+def check_after_cut(before: dict, boot: BootResult) -> str:
+    """The boot after a cut runs the old default or a new deployment of the commit that
+    was being deployed; status, cleanup and fsck are clean. Returns 'old' or 'new'."""
+    v = first_values(boot)
+    expect(boot.rc is not None or boot.killed, "the guest never ran the test script", boot)
+    expect(v.get("status_rc") == "0", f"status failed after a power cut: {v}", boot)
+    expect_equal(v, "cleanup_rc", "0", boot)
+    expect_equal(v, "fsck_rc", "0", boot)
+    booted = v.get("booted", "none")
+    old_default = before["deployments"].split(",")[0]
+    known = set(before["deployments"].split(","))
+    is_new = booted.split(".")[0] == before["deploy_commit"] and booted not in known
+    expect(booted == old_default or is_new,
+           f"after the cut the guest runs {booted}: neither the old default {old_default} "
+           f"nor a new deployment of {before['deploy_commit']}", boot)
+    expect(booted == v.get("deployments", "").split(",")[0],
+           "the booted deployment is not the default one", boot)
+    return "new" if is_new else "old"
+
+
+def scenario_4(ctx: Context) -> str:
+    disk = ctx.disk
+    script = DEPLOY_SCRIPT.replace("@COMMIT1@", disk.commit1).replace(
+        "@COMMIT2@", disk.commit2).replace("@OS@", OS)
+    # calibration: an uninterrupted deploy tells how long one takes here
+    boot = ctx.machine.boot(script)
+    finished(boot)
+    before = first_values(boot)
+    expect_equal(before, "deploy_rc", "0", boot)
+    seconds = float(before["deploy_seconds"])
+    outcomes: list[str] = []
+    for fraction in CUT_FRACTIONS:
+        delay = fraction * seconds
+        boot = ctx.machine.boot(script, kill_after_mark="deploy-start", kill_delay=delay)
+        outcomes.append(check_after_cut(before, boot))  # what the previous boot left
+        before = first_values(boot)
+        before["killed"] = f"{delay:.1f}s" if boot.killed else "no (deploy finished)"
+    boot = ctx.machine.boot(CHECK_SCRIPT)
+    finished(boot)
+    outcomes.append(check_after_cut(before, boot))
+    cut_note = ", ".join(f"{f:.0%}: {o}" for f, o in zip(CUT_FRACTIONS, outcomes[1:],
+                                                         strict=True))
+    return (f"{len(CUT_FRACTIONS)} power cuts during a {seconds:.0f} s deploy; the boot "
+            f"after each ran the old or the new default ({cut_note})")
+
+
+SCENARIOS = {"1": scenario_1, "2": scenario_2, "3": scenario_3, "4": scenario_4}
+FRESH_DISK = {"4"}  # scenarios 1-3 share one machine, in order
