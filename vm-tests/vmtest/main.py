@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import tempfile
 import time
 import traceback
@@ -48,7 +49,14 @@ def fresh_machine(disk, workroot: str, accel: str, name: str) -> Machine:
     return Machine(image, workdir, accel, log)
 
 
+def _exit_on_sigterm(signum, frame):
+    # as an exception, so that every `finally` unmounts, detaches loop devices and
+    # stops qemu before the process goes
+    raise SystemExit(128 + signum)
+
+
 def main(argv) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     args = parse_args(argv)
     wanted = args.scenarios or list(SCENARIOS)
     backends = args.backend or list(BACKENDS)

@@ -84,10 +84,10 @@ class Machine:
         shutil.copyfile(OVMF_VARS, self.vars)
         self.boots = 0
 
-    def boot(self, script: str, *, timeout: float = 900, kill_after_mark: str | None = None,
+    def boot(self, script: str, *, timeout: float = 900, kill_after: str | None = None,
              kill_delay: float = 0.0) -> BootResult:
         """Boot, run script in the guest, wait for qemu to exit (or kill it kill_delay
-        seconds after the script printed mark kill_after_mark)."""
+        seconds after the console showed the text kill_after, e.g. a script's mark)."""
         self.boots += 1
         log = os.path.join(self.workdir, f"serial-{self.boots}.log")
         disk = os.path.join(self.workdir, f"script-{self.boots}.img")
@@ -110,8 +110,8 @@ class Machine:
                 if time.monotonic() - start > timeout:
                     raise TimeoutError(f"guest did not finish within {timeout:.0f} s "
                                        f"(serial log: {log})")
-                if kill_after_mark:
-                    if mark_seen_at is None and _has_mark(log, kill_after_mark):
+                if kill_after:
+                    if mark_seen_at is None and _console_has(log, kill_after):
                         mark_seen_at = time.monotonic()
                     if mark_seen_at is not None and \
                             time.monotonic() - mark_seen_at >= kill_delay:
@@ -133,10 +133,15 @@ class Machine:
         return parse_console(text, killed, seconds)
 
 
-def _has_mark(log: str, mark: str) -> bool:
+def mark(name: str) -> str:
+    """The console text of a script's `mark NAME`."""
+    return f"@@VMT-MARK {name}"
+
+
+def _console_has(log: str, text: str) -> bool:
     try:
         with open(log, "rb") as f:
-            return f"@@VMT-MARK {mark}".encode() in f.read()
+            return text.encode() in f.read()
     except FileNotFoundError:
         return False
 

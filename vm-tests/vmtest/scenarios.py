@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vmtest.disk import OS, BaseDisk
-from vmtest.qemu import BootResult, Machine
+from vmtest.qemu import BootResult, Machine, mark
 
 
 class ScenarioFailed(Exception):
@@ -235,7 +235,7 @@ def scenario_4(ctx: Context) -> str:
     outcomes: list[str] = []
     for fraction in CUT_FRACTIONS:
         delay = fraction * seconds
-        boot = ctx.machine.boot(script, kill_after_mark="deploy-start", kill_delay=delay)
+        boot = ctx.machine.boot(script, kill_after=mark("deploy-start"), kill_delay=delay)
         outcomes.append(check_after_cut(before, boot))  # what the previous boot left
         before = first_values(boot)
         before["killed"] = f"{delay:.1f}s" if boot.killed else "no (deploy finished)"
@@ -248,5 +248,35 @@ def scenario_4(ctx: Context) -> str:
             f"after each ran the old or the new default ({cut_note})")
 
 
-SCENARIOS = {"1": scenario_1, "2": scenario_2, "3": scenario_3, "4": scenario_4}
-FRESH_DISK = {"4"}  # scenarios 1-3 share one machine, in order
+# A boot entry whose ostree= names no deployment (as a hand edit or a bug could leave it).
+BREAK_ENTRIES = """
+bad=/ostree/deploy/@OS@/deploy/0000000000000000000000000000000000000000000000000000000000000000.0
+for f in /boot/loader/grub.cfg /boot/loader/entries/*.conf; do
+    [ -f "$f" ] && sed -i "s|ostree=[^ ']*|ostree=$bad|" "$f"
+done
+grep -h -o "ostree=[^ ']*" /boot/loader/grub.cfg /boot/loader/entries/*.conf 2>/dev/null | sort -u
+"""
+PREPARE_ROOT_ERROR = "sysroot-prepare-root: error: "
+
+
+def scenario_5(ctx: Context) -> str:
+    boot = ctx.machine.boot(BREAK_ENTRIES.replace("@OS@", OS))
+    finished(boot)
+    # give the initrd 30 s after the error to (wrongly) go on into a root file system
+    boot = ctx.machine.boot("true\n", kill_after=PREPARE_ROOT_ERROR, kill_delay=30,
+                            timeout=600)
+    errors = [line.split(PREPARE_ROOT_ERROR, 1)[1].strip()
+              for line in boot.log.splitlines() if PREPARE_ROOT_ERROR in line]
+    expect(bool(errors), "no sysroot-prepare-root error on the console", boot)
+    expect("does not exist" in errors[0] and "000000000000.0" in errors[0],
+           f"unexpected error line: {errors[0]!r}", boot)
+    expect("@@VMT-BEGIN" not in boot.log, "the system booted into a root after the error",
+           boot)
+    expect("initrd-switch-root.target" not in boot.log, "the initrd switched root after the error",
+           boot)
+    return f"a wrong ostree= stopped the boot with: {errors[0]}"
+
+
+SCENARIOS = {"1": scenario_1, "2": scenario_2, "3": scenario_3, "4": scenario_4,
+             "5": scenario_5}
+FRESH_DISK = {"4", "5"}  # scenarios 1-3 share one machine, in order
