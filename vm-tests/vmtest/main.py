@@ -102,7 +102,11 @@ def main(argv) -> int:
                                 done_shared.append(setup)
                         ctx = shared
                     t0 = time.monotonic()
+                    lockups = ctx.machine.lockups
                     summary = SCENARIOS[name](ctx)
+                    if ctx.machine.lockups > lockups:
+                        summary += (f" [{ctx.machine.lockups - lockups} boot(s) locked up "
+                                    "before the script and were booted again]")
                     if name not in FRESH_DISK:
                         done_shared.append(name)
                     passed += 1

@@ -21,6 +21,7 @@ OVMF_VARS = "/usr/share/OVMF/OVMF_VARS.fd"
 MARK_RE = re.compile(r"@@VMT-MARK (\S+)")
 OUT_RE = re.compile(r"@@VMT: ?(.*)")
 END_RE = re.compile(r"@@VMT-END rc=(\d+)")
+LOCKUP = "watchdog: BUG: soft lockup"
 
 
 def _qemu_base(accel: str) -> list[str]:
@@ -61,6 +62,7 @@ class BootResult:
     rc: int | None = None  # the script's exit status; None if it never finished
     killed: bool = False
     seconds: float = 0.0
+    locked_up: bool = False  # killed by us: the guest hung before the script began
 
     def values(self) -> dict[str, str]:
         """`R: key=value` lines the script printed."""
@@ -83,11 +85,27 @@ class Machine:
         self.vars = os.path.join(workdir, "OVMF_VARS.fd")
         shutil.copyfile(OVMF_VARS, self.vars)
         self.boots = 0
+        self.lockups = 0
 
     def boot(self, script: str, *, timeout: float = 900, kill_after: str | None = None,
              kill_delay: float = 0.0) -> BootResult:
         """Boot, run script in the guest, wait for qemu to exit (or kill it kill_delay
-        seconds after the console showed the text kill_after, e.g. a script's mark)."""
+        seconds after the console showed the text kill_after, e.g. a script's mark).
+
+        A guest that locks up before the script starts (seen now and then under TCG with
+        two vCPUs: "soft lockup" on both, in early user space) is booted again, at most
+        twice; each time is logged and counted in self.lockups."""
+        for attempt in range(3):
+            result = self._boot_once(script, timeout, kill_after, kill_delay)
+            if not result.locked_up:
+                return result
+            self.lockups += 1
+            self.log(f"boot {self.boots}: the guest locked up before the test script ran "
+                     f"(TCG soft lockup); booting again ({attempt + 1}/2)")
+        return result
+
+    def _boot_once(self, script: str, timeout: float, kill_after: str | None,
+                   kill_delay: float) -> BootResult:
         self.boots += 1
         log = os.path.join(self.workdir, f"serial-{self.boots}.log")
         disk = os.path.join(self.workdir, f"script-{self.boots}.img")
@@ -103,10 +121,16 @@ class Machine:
         start = time.monotonic()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, start_new_session=True)
-        killed = False
+        killed = locked_up = False
         mark_seen_at = None
+        next_lockup_check = start
         try:
             while proc.poll() is None:
+                if time.monotonic() >= next_lockup_check:
+                    next_lockup_check += 2
+                    if _console_has(log, LOCKUP) and not _console_has(log, "@@VMT-BEGIN"):
+                        locked_up = True
+                        break
                 if time.monotonic() - start > timeout:
                     raise TimeoutError(f"guest did not finish within {timeout:.0f} s "
                                        f"(serial log: {log})")
@@ -130,7 +154,9 @@ class Machine:
             text = f.read().decode(errors="replace")
         if not killed and proc.returncode not in (0, None) and err:
             text += f"\n[qemu exited with {proc.returncode}: {err.strip()}]\n"
-        return parse_console(text, killed, seconds)
+        result = parse_console(text, killed, seconds)
+        result.locked_up = locked_up
+        return result
 
 
 def mark(name: str) -> str:
