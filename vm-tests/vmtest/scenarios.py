@@ -169,8 +169,24 @@ action reboot
 
 # Power cuts: each boot checks what the previous cut left (status before anything
 # else, then the next admin command, cleanup, then status and fsck), then deploys the
-# commit it is not running and is killed partway through.
-CUT_FRACTIONS = (0.15, 0.4, 0.65, 0.85, 0.97)
+# commit it is not running and is killed at one moment of it. The moments are phases
+# the guest sees on disk (a timer alone landed every cut in the checkout, which is most
+# of a deploy's time): the guest polls for its phase, prints a mark, and the host kills
+# qemu CUT_DELAY seconds after seeing it.
+DEPLOY_DIR = f"/ostree/deploy/{OS}/deploy"
+PHASES = {
+    # the staging directory appeared: the checkout is being written
+    "checkout": f'[ "$(ls -a {DEPLOY_DIR})" != "$deploy0" ]',
+    # the origin file appeared: /etc merged, the tree is synced and renamed next
+    "origin": f'[ "$(ls {DEPLOY_DIR} | grep -c "[.]origin$")" != "$origins0" ]',
+    # the first boot-side write: loader.N or ostree/boot.N (grub2), an entry (systemd-boot);
+    # ostree/lock comes and goes with every admin command, so only boot.* names count
+    "boot-entries": '[ "$(boot_files)" != "$boot0" ]',
+    # the commit point: /boot/loader swapped (grub2) or a new default entry (systemd-boot)
+    "new-default": '[ "$(default_entry)" != "$default0" ]',
+}
+# (phase, seconds from the guest's mark to the cut)
+CUTS = (("checkout", 2.0), ("origin", 0.0), ("boot-entries", 0.0), ("new-default", 1.0))
 CHECK_SCRIPT = STATUS + """
 status_report
 sysroot admin cleanup; result cleanup_rc $?
@@ -179,15 +195,25 @@ sysroot fsck > /run/fsck.out 2>&1; result fsck_rc $?
 tail -3 /run/fsck.out
 """
 DEPLOY_SCRIPT = CHECK_SCRIPT + """
+boot_files() { ls -a /boot /boot/loader/entries; ls /ostree | grep '^boot'; }
+default_entry() { readlink /boot/loader; ls /boot/loader/entries | grep -e '-9999-.*[.]conf$'; }
 running=$(findmnt -n -o SOURCE / | sed -n 's/.*deploy\\/\\([0-9a-f]*\\)\\.[0-9]*\\]$/\\1/p')
 if [ "$running" = @COMMIT1@ ]; then target=@COMMIT2@; else target=@COMMIT1@; fi
 result deploy_commit "$target"
 sync
-mark deploy-start
-start=$(date +%s.%N)
-sysroot admin deploy --os=@OS@ "$target"; result deploy_rc $?
-end=$(date +%s.%N)
-result deploy_seconds "$(python3 -c "print(round($end - $start, 2))")"
+deploy0=$(ls -a @DEPLOY_DIR@)
+origins0=$(ls @DEPLOY_DIR@ | grep -c "[.]origin$")
+boot0=$(boot_files)
+default0=$(default_entry)
+sysroot admin deploy --os=@OS@ "$target" & pid=$!
+{ set +x; } 2>/dev/null  # the poll is too busy to trace on a serial console
+until @PHASE_TEST@; do
+    kill -0 $pid 2>/dev/null || { result phase_missed yes; break; }
+    sleep 0.02
+done
+mark cut-now
+set -x
+wait $pid; result deploy_rc $?
 mark deploy-done
 """
 
@@ -224,28 +250,30 @@ def check_after_cut(before: dict, boot: BootResult) -> str:
 
 def scenario_4(ctx: Context) -> str:
     disk = ctx.disk
-    script = DEPLOY_SCRIPT.replace("@COMMIT1@", disk.commit1).replace(
-        "@COMMIT2@", disk.commit2).replace("@OS@", OS)
-    # calibration: an uninterrupted deploy tells how long one takes here
-    boot = ctx.machine.boot(script)
-    finished(boot)
-    before = first_values(boot)
-    expect_equal(before, "deploy_rc", "0", boot)
-    seconds = float(before["deploy_seconds"])
+    template = DEPLOY_SCRIPT.replace("@COMMIT1@", disk.commit1).replace(
+        "@COMMIT2@", disk.commit2).replace("@OS@", OS).replace("@DEPLOY_DIR@", DEPLOY_DIR)
     outcomes: list[str] = []
-    for fraction in CUT_FRACTIONS:
-        delay = fraction * seconds
-        boot = ctx.machine.boot(script, kill_after=mark("deploy-start"), kill_delay=delay)
-        outcomes.append(check_after_cut(before, boot))  # what the previous boot left
+    before = None
+    for phase, delay in CUTS:
+        script = template.replace("@PHASE_TEST@", PHASES[phase])
+        boot = ctx.machine.boot(script, kill_after=mark("cut-now"), kill_delay=delay)
+        if before is not None:
+            outcomes.append(check_after_cut(before, boot))  # what the previous cut left
         before = first_values(boot)
-        before["killed"] = f"{delay:.1f}s" if boot.killed else "no (deploy finished)"
+        expect(boot.killed, f"the guest was not cut at phase {phase}", boot)
+        expect("phase_missed" not in before,
+               f"the deploy ended before phase {phase} was seen, the cut came too late",
+               boot)
     boot = ctx.machine.boot(CHECK_SCRIPT)
     finished(boot)
     outcomes.append(check_after_cut(before, boot))
-    cut_note = ", ".join(f"{f:.0%}: {o}" for f, o in zip(CUT_FRACTIONS, outcomes[1:],
-                                                         strict=True))
-    return (f"{len(CUT_FRACTIONS)} power cuts during a {seconds:.0f} s deploy; the boot "
-            f"after each ran the old or the new default ({cut_note})")
+    # a cut after the commit point must boot the new deployment
+    expect(outcomes[-1] == "new", "a cut 1 s after the new default was written booted "
+           "the old deployment", boot)
+    cut_note = ", ".join(f"{phase}+{delay:g}s: {outcome}"
+                         for (phase, delay), outcome in zip(CUTS, outcomes, strict=True))
+    return (f"{len(CUTS)} power cuts during deploys; the boot after each ran the old or the "
+            f"new default, status/cleanup/fsck clean ({cut_note})")
 
 
 # A boot entry whose ostree= names no deployment (as a hand edit or a bug could leave it).
