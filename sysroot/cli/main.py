@@ -34,8 +34,9 @@ def add_repo_option(parser: argparse.ArgumentParser) -> None:
 COMMAND_MODULES = {
     "admin": "admin", "cat": "ls_cat", "checkout": "checkout", "commit": "commit",
     "config": "config", "diff": "diff", "fsck": "fsck", "init": "init", "log": "log_show",
-    "ls": "ls_cat", "prune": "prune", "pull-local": "pull_local", "refs": "refs",
+    "ls": "ls_cat", "prune": "prune", "pull": "pull", "pull-local": "pull_local", "refs": "refs",
     "rev-parse": "refs", "show": "log_show", "summary": "summary",
+    "remote": "remote", "gpg-sign": "sign", "sign": "sign",
 }
 
 

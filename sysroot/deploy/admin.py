@@ -125,15 +125,28 @@ class Sysroot:
                prune: bool = True, kernels: dict | None = None,
                undo: _Undo | None = None) -> Change:
         """Write new (in boot order), reload, clean up. A write that fails before its
-        commit point takes back what it added (undo), so the sysroot is as before."""
-        undo = undo or _Undo(state)
+        commit point takes back what it added (undo), so the sysroot is as before.
+        A staged deployment stays only as new[0] and is never written (staged.py)."""
+        from sysroot.deploy import staged
+
+        new, drop_staged = staged.settle(state, new)
+        if drop_staged:
+            staged.drop(state)
+        # libostree's count: a staged deployment that stays is still counted as current
+        count_change = len(new) - len(state.deployments) + (1 if drop_staged else 0)
+        written = state.without_staged()
+        if drop_staged and [(d.identity, d.kargs) for d in new] == \
+                [(d.identity, d.kargs) for d in written.deployments]:
+            os.utime(self.layout.deploy_base)  # only the staged one went: no boot change
+            return Change("", count_change, cleanup(self.load(), repo, prune=prune))
+        undo = undo or _Undo(written)
         try:
-            inputs = dep.entry_inputs(state, repo, new, kernels)
-            summary = self._writer(state, repo).write(inputs, dep.old_versions(state, repo))
+            inputs = dep.entry_inputs(written, repo, new, kernels)
+            summary = self._writer(written, repo).write(inputs,
+                                                        dep.old_versions(written, repo))
         except BaseException:
             undo.rollback()
             raise
-        count_change = len(new) - len(state.deployments)
         fresh = self.load()
         result = cleanup(fresh, repo, prune=prune)
         return Change(summary, count_change, result)
@@ -175,19 +188,16 @@ class Sysroot:
     # ------------------------------------------------------------------ deploy
     def deploy(self, revision: str, options: dep.DeployOptions | None = None) -> Change:
         options = options or dep.DeployOptions()
+        if options.stage or options.lock_finalization:
+            from sysroot.deploy import staged
+
+            return staged.stage(self, revision, options)
         if options.retain_pending and options.retain_rollback:
             options = replace(options, retain=True)
         repo = self.open_repo()
         with self.lock():
             state = self.load()
-            osname = options.osname or state.default_osname()
-            if not os.path.isdir(self.layout.stateroot(osname)):
-                raise NotFoundError(f"No stateroot '{osname}' in {self.path}: "
-                                    f"run 'admin os-init {osname}' first")
-            csum = repo.resolve_rev(revision)
-            repo.load_commit(csum)  # a missing or corrupt commit fails here, before writing
-            merge = None if options.no_merge else state.merge_deployment(osname)
-            origin = options.origin or dep.default_origin(revision)
+            osname, csum, merge, origin = self.deploy_inputs(state, repo, revision, options)
             base_kargs = merge.kargs if merge is not None else ""
             kargs = options.kargs.apply(base_kargs) if options.kargs.given else base_kargs
             notes: list[str] = []
@@ -206,6 +216,19 @@ class Sysroot:
             change.deployment = new
             change.etc_summary = "\n".join(notes) or None
             return change
+
+    def deploy_inputs(self, state: SysrootState, repo, revision: str,
+                      options: dep.DeployOptions) -> tuple:
+        """(stateroot, commit, merge deployment or None, origin) of a deploy, checked
+        before anything is written."""
+        osname = options.osname or state.default_osname()
+        if not os.path.isdir(self.layout.stateroot(osname)):
+            raise NotFoundError(f"No stateroot '{osname}' in {self.path}: "
+                                f"run 'admin os-init {osname}' first")
+        csum = repo.resolve_rev(revision)
+        repo.load_commit(csum)  # a missing or corrupt commit fails here, before writing
+        merge = None if options.no_merge else state.merge_deployment(osname)
+        return osname, csum, merge, options.origin or dep.default_origin(revision)
 
     # ------------------------------------------------------------------ list edits
     def _resolve_index(self, state: SysrootState, index: str) -> Deployment:
@@ -270,6 +293,23 @@ class Sysroot:
         with self.lock():
             return cleanup(self.load(), repo)
 
+    # ------------------------------------------------------------------ staged
+    def finalize_staged(self) -> Change | None:
+        """Make the staged deployment the default (at shutdown); see staged.py."""
+        from sysroot.deploy import staged
+
+        return staged.finalize(self)
+
+    def lock_finalization(self, unlock: bool = False) -> str:
+        from sysroot.deploy import staged
+
+        return staged.change_lock(self, unlock)
+
+    def hold_boot(self) -> None:
+        from sysroot.deploy import staged
+
+        staged.hold(self)
+
     # ------------------------------------------------------------------ origins
     def _rewrite_origin(self, state: SysrootState, d: Deployment, origin: KeyFile) -> None:
         dep.write_origin(self.layout.origin_path(d.osname, d.csum, d.deployserial), origin)
@@ -279,6 +319,8 @@ class Sysroot:
         with self.lock():
             state = self.load()
             d = self._resolve_index(state, index)
+            if d.staged:
+                raise SysrootError("Cannot pin staged deployment")
             origin = d.origin or KeyFile()
             if pinned:
                 origin.set("libostree-transient", "pinned", "true")
@@ -329,7 +371,7 @@ class Sysroot:
                 new = [replace(d, kargs=edited(d.kargs)) for d in state.deployments]
                 self._apply(state, self.open_repo(), new, prune=False)
                 return len(new)
-            for d in state.deployments:
+            for d in state.without_staged().deployments:  # a staged one has no entry yet
                 entry = d.entry
                 entry.set("options", edited(entry.require("options")))
                 fsutil.atomic_write(entry.filename, entry.to_text().encode(), mode=0o644)
@@ -337,5 +379,6 @@ class Sysroot:
             if state.deployments and os.path.exists(cfg):
                 # the menu follows the entries it was generated from
                 fsutil.atomic_write(cfg, grub2.render_config(
-                    [d.entry for d in state.deployments]).encode(), mode=0o644)
+                    [d.entry for d in state.without_staged().deployments]).encode(),
+                    mode=0o644)
             return len(state.deployments)

@@ -70,6 +70,8 @@ class DeployOptions:
     not_as_default: bool = False
     prune: bool = True
     fsync: bool = True
+    stage: bool = False  # finalize at shutdown (staged.py)
+    lock_finalization: bool = False  # staged, and not finalized until unlocked
 
 
 def commit_version(repo: Repo, csum: str) -> str | None:
@@ -147,7 +149,7 @@ def create_deployment(state: SysrootState, repo: Repo, csum: str, osname: str,
     """Check out, prepare /etc, merge, write the origin; publish under its final name.
     notes collects the messages ostree prints on the way (etc merge, /var relabel)."""
     notes = [] if notes is None else notes
-    from sysroot.deploy.etcmerge import copy_tree, merge_etc, merge_summary
+    from sysroot.deploy.etcmerge import copy_tree
     from sysroot.store.checkout import checkout_tree
 
     layout = state.layout
@@ -163,12 +165,7 @@ def create_deployment(state: SysrootState, repo: Repo, csum: str, osname: str,
         if os.path.isdir(usr_etc):
             _with_dirs(lambda u, d: copy_tree(u, d, "etc"), usr_etc, staging)
             if merge is not None:
-                old = state.deployment_path(merge)
-                if os.path.isdir(os.path.join(old, "usr", "etc")) and \
-                        os.path.isdir(os.path.join(old, "etc")):
-                    diff = _with_dirs(merge_etc, os.path.join(old, "usr", "etc"),
-                                      os.path.join(old, "etc"), os.path.join(staging, "etc"))
-                    notes.append(merge_summary(diff))
+                merge_config(state, merge, staging, notes)
         if mark_var_labeled(layout, osname):
             notes.append("Relabeling /var (no stamp file 'var/.ostree-selabeled' found)")
         write_origin(layout.origin_path(osname, csum, serial), origin, fsync)
@@ -189,6 +186,19 @@ def create_deployment(state: SysrootState, repo: Repo, csum: str, osname: str,
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
     return Deployment(osname, csum, serial, kernel.bootcsum, 0, 0, kargs, None, origin)
+
+
+def merge_config(state: SysrootState, merge: Deployment, root: str, notes: list[str]) -> None:
+    """The 3-way /etc merge: merge's changes (usr/etc -> etc, as its /etc is now)
+    applied to root/etc."""
+    from sysroot.deploy.etcmerge import merge_etc, merge_summary
+
+    old = state.deployment_path(merge)
+    if os.path.isdir(os.path.join(old, "usr", "etc")) and os.path.isdir(os.path.join(old, "etc")) \
+            and os.path.isdir(os.path.join(root, "etc")):
+        diff = _with_dirs(merge_etc, os.path.join(old, "usr", "etc"), os.path.join(old, "etc"),
+                          os.path.join(root, "etc"))
+        notes.append(merge_summary(diff))
 
 
 def _with_dirs(fn, *paths):

@@ -4,11 +4,12 @@ the BLS entries of the active `boot/loader.N`), the booted deployment, the lock.
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sysroot.boot import systemd_boot
 from sysroot.boot.bls import BootEntry, strverscmp_key
@@ -40,6 +41,9 @@ class Deployment:
     kargs: str = ""  # the entry's options, ostree= included (rewritten in place)
     entry: BootEntry | None = field(default=None, compare=False, repr=False)
     origin: KeyFile | None = field(default=None, compare=False, repr=False)
+    # staged: waiting in /run/ostree/staged-deployment for finalize-staged (staged.py)
+    staged: bool = field(default=False, compare=False)
+    finalization_locked: bool = field(default=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -140,6 +144,8 @@ class SysrootState:
         self.scheme = "symlink"
         self.garbage_entries: list[str] = []  # systemd-boot scheme: debris, by file name
         self.marker: tuple = (0, 0)
+        self.staged: Deployment | None = None  # also deployments[0] when set
+        self.staged_record = None  # its staged.StagedRecord
 
     @classmethod
     def load(cls, root: str) -> SysrootState:
@@ -179,6 +185,11 @@ class SysrootState:
             self.deployments.append(Deployment(d.osname, d.csum, d.deployserial, d.bootcsum,
                                                serial, i, d.kargs, d.entry, d.origin))
         self.booted = self._find_booted()
+        if self.booted is not None:
+            # as libostree: only a booted system has staged deployments, listed first
+            from sysroot.deploy import staged
+
+            staged.load_into(self)
 
     def _read_entries(self) -> list[BootEntry]:
         d = self.layout.entries_dir(self.bootversion)
@@ -264,6 +275,16 @@ class SysrootState:
             if (st.st_dev, st.st_ino) == (root_st.st_dev, root_st.st_ino):
                 return d
         return None
+
+    def without_staged(self) -> SysrootState:
+        """This state as the boot configuration has it: without the staged deployment."""
+        if self.staged is None:
+            return self
+        other = copy.copy(self)
+        other.deployments = [replace(d, index=i) for i, d in
+                             enumerate(d for d in self.deployments if not d.staged)]
+        other.staged = other.staged_record = None
+        return other
 
     # ---------------------------------------------------------------- queries
     def stateroots(self) -> list[str]:

@@ -66,6 +66,52 @@ def resolve_pull_targets(src: Repo, refs: Sequence[str],
     return out
 
 
+def parse_object(parser, objtype: ObjectType, checksum: str, data: bytes, where: str):
+    """Parse (and validate) verified metadata; a FormatError names the object."""
+    try:
+        obj = parser(data)
+        if hasattr(obj, "validate"):
+            obj.validate()
+        return obj
+    except FormatError as e:
+        raise CorruptObjectError(checksum, objtype.type_name, f"{e} ({where})") from None
+
+
+def check_bareuseronly(header, checksum: str, where: str) -> None:
+    """Refuse what a bare-user-only checkout could not reproduce, as ostree does."""
+    if header.is_regular:
+        bits = stat.S_IMODE(header.mode) & ~0o775
+        if bits:
+            raise SysrootError(f"Content object {checksum} ({where}): invalid mode "
+                               f"0{header.mode:o} with bits 0{bits:o} for a "
+                               "bare-user-only repository")
+
+
+def store_detached(dst: Repo, checksum: str, data: bytes) -> None:
+    """Detached metadata is not content-addressed: replaced as a whole, like ostree does."""
+    rel = dst.object_relpath(checksum, ObjectType.COMMIT_META)
+    os.makedirs(os.path.join(dst.path, os.path.dirname(rel)), 0o775, exist_ok=True)
+    fsutil.atomic_write(rel, data, mode=0o644, dir_fd=dst.dfd, fsync=dst.fsync_enabled)
+
+
+def mark_partial(dst: Repo, checksums) -> None:
+    """`state/<commit>.commitpartial`: the commit's objects are not all there yet."""
+    for checksum in checksums:
+        fd = os.open(f"state/{checksum}.commitpartial",
+                     os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644, dir_fd=dst.dfd)
+        os.close(fd)
+    if checksums and dst.fsync_enabled:
+        fsutil.fsync_dir("state", dir_fd=dst.dfd)
+
+
+def unmark_partial(dst: Repo, checksums) -> None:
+    for checksum in checksums:
+        try:
+            os.unlink(f"state/{checksum}.commitpartial", dir_fd=dst.dfd)
+        except FileNotFoundError:
+            pass
+
+
 class _Puller:
     def __init__(self, src: Repo, tx, *, commit_metadata_only: bool,
                  bareuseronly_files: bool):
@@ -108,15 +154,7 @@ class _Puller:
                                 f"from {self.src.path}")
         return data
 
-    @staticmethod
-    def _parse(parser, objtype: ObjectType, checksum: str, data: bytes, where: str):
-        try:
-            obj = parser(data)
-            if hasattr(obj, "validate"):
-                obj.validate()
-            return obj
-        except FormatError as e:
-            raise CorruptObjectError(checksum, objtype.type_name, f"{e} ({where})") from None
+    _parse = staticmethod(parse_object)
 
     def _content(self, checksum: str, where: str) -> None:
         if checksum in self.seen_files:
@@ -129,13 +167,8 @@ class _Puller:
         except NotFoundError:
             raise NotFoundError(f"Content object {checksum} ({where}) is missing from "
                                 f"{self.src.path}") from None
-        if self.check_bareuseronly and header.is_regular:
-            # what a bare-user-only checkout could not reproduce; ostree refuses it too
-            bits = stat.S_IMODE(header.mode) & ~0o775
-            if bits:
-                raise SysrootError(f"Content object {checksum} ({where}): invalid mode "
-                                   f"0{header.mode:o} with bits 0{bits:o} for a "
-                                   "bare-user-only repository")
+        if self.check_bareuseronly:
+            check_bareuseronly(header, checksum, where)
         payload = None if header.is_symlink else self.src.iter_payload(checksum)
         try:
             self.tx.write_content(header, payload, expected=checksum)
@@ -216,34 +249,21 @@ class _Puller:
     # -------------------------------------------------------------- finishing
     def write_detached_and_markers(self) -> None:
         """Called once every object is staged and verified, right before publishing."""
-        dst = self.dst
-        fsync = dst.fsync_enabled
         for checksum, data in self.detached.items():
-            rel = dst.object_relpath(checksum, ObjectType.COMMIT_META)
-            os.makedirs(os.path.join(dst.path, os.path.dirname(rel)), 0o775, exist_ok=True)
-            # not content-addressed: replaced as a whole, like ostree does
-            fsutil.atomic_write(rel, data, mode=0o644, dir_fd=dst.dfd, fsync=fsync)
-        for checksum in self.partial:
-            fd = os.open(f"state/{checksum}.commitpartial",
-                         os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644, dir_fd=dst.dfd)
-            os.close(fd)
-        if self.partial and fsync:
-            fsutil.fsync_dir("state", dir_fd=dst.dfd)
+            store_detached(self.dst, checksum, data)
+        mark_partial(self.dst, self.partial)
 
     def clear_markers(self) -> None:
         if self.commit_metadata_only:
             return  # the tree is still missing: the commit stays partial
-        for checksum in self.partial:
-            try:
-                os.unlink(f"state/{checksum}.commitpartial", dir_fd=self.dst.dfd)
-            except FileNotFoundError:
-                pass
+        unmark_partial(self.dst, self.partial)
 
 
 def pull_local(src: Repo, dst: Repo, refs: Sequence[str] = (), *, remote: str | None = None,
                depth: int = 0, commit_metadata_only: bool = False,
-               bareuseronly_files: bool = False) -> PullResult:
-    """Copy refs (default: all of src's refs/heads) and their objects from src to dst."""
+               bareuseronly_files: bool = False, update_refs: bool = True) -> PullResult:
+    """Copy refs (default: all of src's refs/heads) and their objects from src to dst;
+    with update_refs=False the objects only (the result still names the commits)."""
     if depth < -1:
         raise SysrootError(f"Invalid depth {depth}: use -1 for the whole history")
     # the source is only read, and may be read-only: like ostree, it is not locked
@@ -253,7 +273,7 @@ def pull_local(src: Repo, dst: Repo, refs: Sequence[str] = (), *, remote: str | 
                          bareuseronly_files=bareuseronly_files)
         for dest_ref, checksum in targets:
             puller.pull_commit(checksum, depth)
-            if dest_ref is not None:
+            if dest_ref is not None and update_refs:
                 tx.set_ref(dest_ref, checksum)
         puller.write_detached_and_markers()
         stats = dict(tx.stats)

@@ -224,6 +224,37 @@ class Transaction:
             self.stats["content_bytes"] += size
         return checksum
 
+    def write_raw(self, checksum: str, objtype: ObjectType, chunks: Iterable[bytes]) -> bool:
+        """Stage bytes already in this repository's encoding (e.g. the .filez of an
+        archive remote for an archive repository) unchanged, as objtype checksum.
+
+        The caller verifies while streaming: chunks must raise, not end, when the bytes
+        do not match checksum; nothing is staged then. False if already present.
+        Safe to call from several threads at once.
+        """
+        if objtype is ObjectType.FILE and not self.mode.is_archive:
+            raise SysrootError("raw content objects can only be stored in archive repositories")
+        if self.has_object(objtype, checksum):
+            return False
+        tmp = f".tmp-{next(self._tmp_names)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600,
+                     dir_fd=self.staging_fd)
+        try:
+            for chunk in chunks:
+                _write_all(fd, chunk)
+            os.fchmod(fd, 0o644)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp, dir_fd=self.staging_fd)
+            raise
+        os.close(fd)
+        _, rel = self._staged_relpath(checksum, objtype)
+        os.rename(tmp, rel, src_dir_fd=self.staging_fd, dst_dir_fd=self.staging_fd)
+        with self._mutex:
+            self._staged.add((checksum, objtype))
+            self.stats["metadata" if objtype.is_metadata else "content"] += 1
+        return True
+
     def _write_symlink(self, tmp: str, header: FileHeader) -> None:
         mode = self.mode
         if mode is RepoMode.BARE_USER:

@@ -9,10 +9,15 @@ Layouts:
 - systemd-boot: ESP (vfat) mounted at /boot, holding entries and kernels; root (ext4).
 - grub2: ESP (vfat, only GRUB's EFI binary); /boot (ext4: loader.N symlink swap);
   root (ext4).
+
+Beside each disk: `update-repo`, an archive repository with commit 3 on testos/stable
+(commit 1 plus a changed default and file), signed with ed25519, that the upgrade
+scenario serves over HTTP to the guest.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -50,6 +55,9 @@ class BaseDisk:
     image: str
     commit1: str
     commit2: str
+    commit3: str = ""  # on testos/stable in update_repo
+    update_repo: str = ""
+    update_key: str = ""  # base64 ed25519 public key that signed commit 3
 
 
 def sysroot_cli(*args: str):
@@ -92,6 +100,39 @@ def mounted(dev: str, target: str, bind: bool = False):
         run(["umount", target], check=False)
 
 
+def write_overlay(path: str, files: dict[str, str]) -> str:
+    for rel, text in files.items():
+        os.makedirs(os.path.join(path, os.path.dirname(rel)), exist_ok=True)
+        with open(os.path.join(path, rel), "w") as f:
+            f.write(text)
+    return path
+
+
+def make_update_repo(path: str, repo: str, work: str) -> tuple[str, str]:
+    """An archive repository as a build server would publish it: testos/stable moved
+    on to commit 3, signed, with a summary. Returns (commit 3, base64 public key)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = Ed25519PrivateKey.generate()
+    seed = key.private_bytes_raw()
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    secret_b64 = base64.b64encode(seed + public).decode()  # ostree's 64-byte secret key
+    sysroot_cli(f"--repo={path}", "init", "--mode=archive")
+    sysroot_cli(f"--repo={path}", "pull-local", repo, f"{OS}/stable")
+    overlay = write_overlay(os.path.join(work, "overlay3"), {
+        "usr/etc/vmtest/defaults.conf": "value=3\n", "usr/share/vmtest/release": "3\n"})
+    c3 = sysroot_cli(f"--repo={path}", "commit", "-b", f"{OS}/stable",
+                     "--add-metadata-string=version=3", "-s", "commit 3",
+                     f"--tree=ref={OS}/stable", f"--tree=dir={overlay}").stdout.decode().strip()
+    keys = os.path.join(work, "secret.ed25519")
+    with open(keys, "w") as f:
+        f.write(secret_b64 + "\n")
+    sysroot_cli(f"--repo={path}", "sign", f"--keys-file={keys}", c3)
+    sysroot_cli(f"--repo={path}", "summary", "-u")
+    return c3, base64.b64encode(public).decode()
+
+
 def commit_trees(repo: str, tree: str, work: str) -> tuple[str, str]:
     """Commit 1 is the tree with sysroot added; commit 2 layers a changed default in /usr/etc and a
     changed file in /usr on top of it."""
@@ -99,12 +140,8 @@ def commit_trees(repo: str, tree: str, work: str) -> tuple[str, str]:
     c1 = sysroot_cli(f"--repo={repo}", "commit", "-b", f"{OS}/stable",
                      "--add-metadata-string=version=1", "-s", "commit 1",
                      f"--tree=dir={tree}", f"--tree=dir={layer}").stdout.decode().strip()
-    overlay = os.path.join(work, "overlay")
-    for rel, text in (("usr/etc/vmtest/defaults.conf", "value=2\n"),
-                      ("usr/share/vmtest/release", "2\n")):
-        os.makedirs(os.path.join(overlay, os.path.dirname(rel)), exist_ok=True)
-        with open(os.path.join(overlay, rel), "w") as f:
-            f.write(text)
+    overlay = write_overlay(os.path.join(work, "overlay"), {
+        "usr/etc/vmtest/defaults.conf": "value=2\n", "usr/share/vmtest/release": "2\n"})
     c2 = sysroot_cli(f"--repo={repo}", "commit", "-b", f"{OS}/next",
                      "--add-metadata-string=version=2", "-s", "commit 2",
                      f"--tree=ref={OS}/stable", f"--tree=dir={overlay}").stdout.decode().strip()
@@ -194,14 +231,18 @@ def build_disk(tree: str, backend: str, log) -> BaseDisk:
                             c1, c2 = setup_sysroot(mnt, tree, backend, work)
                             install_grub(esp, boot, work)
                     write_fstab(mnt, backend)
+                    c3, update_key = make_update_repo(os.path.join(path, "update-repo"),
+                                                      os.path.join(mnt, "ostree/repo"), work)
             write_fat(image, parts[0], esp, work)
         with open(os.path.join(path, "commits.json"), "w") as f:
-            json.dump({"commit1": c1, "commit2": c2}, f)
+            json.dump({"commit1": c1, "commit2": c2, "commit3": c3,
+                       "update_key": update_key}, f)
 
     path = cached(f"disk-{backend}", key, build, log)
     with open(os.path.join(path, "commits.json")) as f:
         meta = json.load(f)
-    return BaseDisk(backend, os.path.join(path, "disk.img"), meta["commit1"], meta["commit2"])
+    return BaseDisk(backend, os.path.join(path, "disk.img"), meta["commit1"], meta["commit2"],
+                    meta["commit3"], os.path.join(path, "update-repo"), meta["update_key"])
 
 
 def write_fat(image: str, part: Partition, content: str, work: str) -> None:

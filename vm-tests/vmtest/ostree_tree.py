@@ -23,6 +23,17 @@ from vmtest.cache import HERE, SOURCE, cached, hash_inputs
 from vmtest.chroot import chroot, mounted_api_fs
 
 GUEST = os.path.join(SOURCE, "vm-tests", "guest")
+# qemu's user network: the guest at 10.0.2.15, the host's loopback reachable as 10.0.2.2
+# (the upgrade scenario pulls from a web server on the host). Static, so that no boot
+# waits for DHCP.
+NETWORK = """\
+[Match]
+Name=en*
+
+[Network]
+Address=10.0.2.15/24
+Gateway=10.0.2.2
+"""
 TMPFILES = """\
 # sysroot test image: what the deployment layout moved to /var
 d /var/roothome 0700 root root -
@@ -91,6 +102,9 @@ def install_project(root: str) -> None:
     os.symlink("/dev/null", os.path.join(masks, "serial-getty@ttyS0.service"))
     with open(os.path.join(root, "usr/lib/tmpfiles.d/sysroot-vmtest.conf"), "w") as f:
         f.write(TMPFILES)
+    with open(os.path.join(root, "usr/lib/systemd/network/10-vmtest.network"), "w") as f:
+        f.write(NETWORK)
+    run(["systemctl", "--root", root, "enable", "systemd-networkd.service"])
     # test content that commit 2 changes (see vmtest.disk)
     os.makedirs(os.path.join(root, "etc/vmtest"), exist_ok=True)
     os.makedirs(os.path.join(root, "usr/share/vmtest"), exist_ok=True)

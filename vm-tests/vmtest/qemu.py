@@ -26,7 +26,8 @@ LOCKUP = "watchdog: BUG: soft lockup"
 
 def _qemu_base(accel: str) -> list[str]:
     return ["qemu-system-x86_64", "-machine", "q35", "-accel", accel, "-m", "2048",
-            "-smp", "2", "-display", "none", "-monitor", "none", "-nic", "none",
+            "-smp", "2", "-display", "none", "-monitor", "none",
+            "-nic", "user,model=virtio-net-pci",
             "-no-reboot"]
 
 

@@ -13,9 +13,11 @@ from sysroot.util.run import run
 from vmtest.cache import cached, hash_inputs
 from vmtest.chroot import chroot, mounted_api_fs
 
-RECIPE = "rootfs-3"
+RECIPE = "rootfs-4"
 SUITE = "bookworm"
+# python3-* and gpgv: what sysroot's pull, signatures and journal records use
 BASE_PACKAGES = ["systemd", "systemd-sysv", "udev", "dracut", "kmod", "python3",
+                 "python3-urllib3", "python3-cryptography", "python3-systemd", "gpgv",
                  "e2fsprogs", "dosfstools"]
 KERNEL_PACKAGE = "linux-image-amd64"
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from vmtest.disk import OS, BaseDisk
 from vmtest.qemu import BootResult, Machine, mark
+from vmtest.serve import serving
 
 
 class ScenarioFailed(Exception):
@@ -33,7 +34,7 @@ if p.returncode:
 ds = json.loads(p.stdout)["deployments"]
 names = [f"{d['checksum']}.{d['serial']}" for d in ds]
 print("R: deployments=" + ",".join(names))
-for flag in ("booted", "rollback", "pending"):
+for flag in ("booted", "rollback", "pending", "staged"):
     print(f"R: {flag}=" + next((n for n, d in zip(names, ds) if d[flag]), "none"))
 PY
 }
@@ -305,6 +306,97 @@ def scenario_5(ctx: Context) -> str:
     return f"a wrong ostree= stopped the boot with: {errors[0]}"
 
 
+# Staged upgrade from a web server on the host: the booted deployment's origin is
+# pointed at the host's repository (commit 3 on testos/stable, signed with ed25519, the
+# remote requiring that signature); `admin upgrade --stage` pulls it over HTTP.
+UPGRADE_SETUP = """
+sysroot remote add --no-gpg-verify --sign-verify=ed25519=inline:@KEY@ host @URL@
+result remote_rc $?
+sysroot admin set-origin host @URL@ @OS@/stable; result set_origin_rc $?
+"""
+STAGE_UPGRADE = STATUS + """
+status_report
+sysroot admin upgrade --stage > /run/upgrade.out 2>&1; result upgrade_rc $?
+cat /run/upgrade.out
+status_report
+result staged_file "$(test -e /run/ostree/staged-deployment && echo yes || echo no)"
+result finalize_unit "$(systemctl is-active sysroot-finalize-staged.service)"
+"""
+POWER_CUT = """
+sync
+mark staged
+sleep 600
+"""
+LATE_EDIT_AND_REBOOT = """
+echo "local=after-staging" > /etc/vmtest/local.conf
+mkdir -p /var/log/journal && journalctl --flush  # keep this boot's journal for the next
+action reboot
+"""
+FINALIZE_JOURNAL = r"""
+journalctl -b -1 -u sysroot-finalize-staged.service -o cat > /run/finalize.log
+result finalize_log "$(grep -c . /run/finalize.log)"
+journalctl -b -1 -o json SYSLOG_IDENTIFIER=sysroot | python3 -c '
+import json, sys
+for line in sys.stdin:
+    e = json.loads(line)
+    if e.get("MESSAGE_ID") == "@FINALIZE_ID@" and e.get("SYSROOT_RESULT"):
+        print("R: finalize_result=" + e["SYSROOT_RESULT"])
+        print("R: finalize_deployment=" + e.get("SYSROOT_DEPLOYMENT", ""))
+'
+"""
+
+
+def scenario_6(ctx: Context) -> str:
+    from sysroot.util.journal import FINALIZE_ID
+
+    disk = ctx.disk
+    with serving(disk.update_repo) as (url, requests):
+        def script(*parts: str) -> str:
+            text = "".join(parts)
+            return (text.replace("@KEY@", disk.update_key).replace("@URL@", url)
+                    .replace("@OS@", OS).replace("@FINALIZE_ID@", FINALIZE_ID))
+
+        def staged_ok(v: dict, boot: BootResult) -> None:
+            expect_equal(v, "upgrade_rc", "0", boot)
+            expect(deployment_of(v, "staged") == disk.commit3,
+                   f"status shows {v.get('staged')!r} staged, not commit 3", boot)
+            expect_equal(v, "staged_file", "yes", boot)
+            expect_equal(v, "finalize_unit", "active", boot)
+
+        # 1: stage, then cut the power before any shutdown could finalize it
+        boot = ctx.machine.boot(script(UPGRADE_SETUP, STAGE_UPGRADE, POWER_CUT),
+                                kill_after=mark("staged"), kill_delay=0)
+        v = boot.values()
+        expect_equal(v, "remote_rc", "0", boot)
+        expect_equal(v, "set_origin_rc", "0", boot)
+        staged_ok(v, boot)
+        fetched_first = len(requests)
+        # 2: the old deployment boots, nothing staged; stage again, edit /etc, reboot
+        boot = ctx.machine.boot(script(STAGE_UPGRADE, LATE_EDIT_AND_REBOOT))
+        v = finished(boot)
+        first = first_values(boot)
+        expect(deployment_of(first, "booted") == disk.commit1,
+               f"after the power cut {first.get('booted')!r} booted, not commit 1", boot)
+        expect_equal(first, "staged", "none", boot)
+        staged_ok(v, boot)
+        # 3: finalized at shutdown: commit 3 runs with the late edit and the new default
+        boot = ctx.machine.boot(script(SYSTEM_FACTS, FINALIZE_JOURNAL))
+        v = finished(boot)
+        check_booted_system(ctx, v, boot, disk.commit3)
+        expect(deployment_of(v, "rollback") == disk.commit1, "commit 1 is not the rollback",
+               boot)
+        expect_equal(v, "local_conf", "local=after-staging", boot)
+        expect_equal(v, "defaults_conf", "value=3", boot)
+        expect_equal(v, "release", "3", boot)
+        expect_equal(v, "finalize_result", "success", boot)
+        expect(v.get("finalize_deployment", "").startswith(disk.commit3),
+               f"the journal names {v.get('finalize_deployment')!r}, not commit 3", boot)
+    return (f"staged over HTTP ({fetched_first} requests, ed25519-verified); a power cut "
+            "before shutdown booted commit 1; staged again, /etc edited, rebooted: the "
+            "finalize unit ran (journal: success), commit 3 runs with the late edit and "
+            "the new default, commit 1 is the rollback")
+
+
 SCENARIOS = {"1": scenario_1, "2": scenario_2, "3": scenario_3, "4": scenario_4,
-             "5": scenario_5}
-FRESH_DISK = {"4", "5"}  # scenarios 1-3 share one machine, in order
+             "5": scenario_5, "6": scenario_6}
+FRESH_DISK = {"4", "5", "6"}  # scenarios 1-3 share one machine, in order

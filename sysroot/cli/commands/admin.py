@@ -61,7 +61,22 @@ def register(sub) -> None:
     p.add_argument("--no-prune", action="store_true", help="Do not prune the repository")
     p.add_argument("--stage", action="store_true",
                    help="Complete the deployment at shutdown (staged deployments)")
+    p.add_argument("--lock-finalization", action="store_true",
+                   help="Stage, and do not finalize at shutdown until unlocked")
     p.set_defaults(func=run_deploy)
+
+    p = asub.add_parser("finalize-staged",
+                        help="Make the staged deployment the default (run at shutdown)")
+    _common(p, os_option=False)
+    p.add_argument("--hold", action="store_true",
+                   help="Hold /boot open during finalization (until SIGTERM)")
+    p.set_defaults(func=run_finalize_staged)
+
+    p = asub.add_parser("lock-finalization",
+                        help="Prevent the staged deployment from being finalized at shutdown")
+    _common(p, os_option=False)
+    p.add_argument("-u", "--unlock", action="store_true", help="Unlock finalization")
+    p.set_defaults(func=run_lock_finalization)
 
     p = asub.add_parser("status", help="List deployments")
     _common(p)
@@ -118,6 +133,9 @@ def register(sub) -> None:
     p.add_argument("--delete-if-present", action="append", default=[], metavar="NAME=VALUE")
     p.set_defaults(func=run_kargs_edit)
 
+    from sysroot.cli.commands import admin_upgrade  # upgrade, switch: their own module
+    admin_upgrade.register(asub, _common)
+
 
 def _say_change(change: Change) -> None:
     if change.etc_summary:
@@ -144,12 +162,6 @@ def run_os_init(args) -> int:
 
 
 def run_deploy(args) -> int:
-    if args.stage and (args.retain or args.retain_pending or args.retain_rollback
-                       or args.not_as_default):
-        raise UsageError("--stage cannot be combined with --retain* or --not-as-default")
-    if args.stage:
-        raise SysrootError("--stage: staged deployments need a booted system and the "
-                           "finalize unit; not available yet")
     origin = None
     if args.origin_file:
         try:
@@ -168,10 +180,28 @@ def run_deploy(args) -> int:
                           args.karg_proc_cmdline, args.karg_none),
         no_merge=args.no_merge, retain=args.retain, retain_pending=args.retain_pending,
         retain_rollback=args.retain_rollback, not_as_default=args.not_as_default,
-        prune=not args.no_prune,
+        prune=not args.no_prune, stage=args.stage or args.lock_finalization,
+        lock_finalization=args.lock_finalization,
     )
     change = Sysroot(args.sysroot).deploy(args.refspec, options)
-    _say_change(change)
+    if change.summary:  # a staged deployment changes no boot configuration: silent
+        _say_change(change)
+    return 0
+
+
+def run_finalize_staged(args) -> int:
+    sr = Sysroot(args.sysroot)
+    if args.hold:
+        sr.hold_boot()
+        return 0
+    change = sr.finalize_staged()
+    if change is not None:
+        _say_change(change)
+    return 0
+
+
+def run_lock_finalization(args) -> int:
+    print(Sysroot(args.sysroot).lock_finalization(unlock=args.unlock))
     return 0
 
 
@@ -211,7 +241,8 @@ def status_json(state: SysrootState) -> dict:
                 "origin_file": d.origin is not None,
                 "origin": d.origin_refspec,
                 "booted": booted,
-                "staged": False,
+                "staged": d.staged,
+                "finalization_locked": d.finalization_locked,
                 "pending": pending is not None and d.identity == pending.identity,
                 "rollback": rollback is not None and d.identity == rollback.identity,
                 "pinned": d.pinned,
@@ -278,7 +309,8 @@ def run_status(args) -> int:
 
 def run_undeploy(args) -> int:
     target, change = Sysroot(args.sysroot).undeploy(args.index)
-    _say_change(change)
+    if change.summary:  # empty when only a staged deployment went: no boot change
+        _say_change(change)
     print(f"Deleted deployment {target.name}")
     return 0
 

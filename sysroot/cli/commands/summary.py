@@ -19,8 +19,14 @@ def register(sub) -> None:
     p.add_argument("--raw", action="store_true", help="Not supported")
     p.add_argument("-m", "--add-metadata", action="append", default=[], metavar="KEY=VALUE",
                    help="Additional metadata field to add to the summary (GVariant text)")
-    for opt in ("--gpg-sign", "--gpg-homedir", "--sign", "--sign-type"):
-        p.add_argument(opt, metavar="VALUE", help="Not supported: summaries are unsigned")
+    p.add_argument("--gpg-sign", action="append", default=[], metavar="KEY-ID",
+                   help="GPG Key ID to sign the summary with")
+    p.add_argument("--gpg-homedir", metavar="HOMEDIR",
+                   help="GPG Homedir to use when looking for keyrings")
+    p.add_argument("--sign", action="append", default=[], metavar="KEY-ID",
+                   help="Key ID to sign the summary with")
+    p.add_argument("--sign-type", default="ed25519", metavar="NAME",
+                   help="Signature type to use (defaults to 'ed25519')")
     p.set_defaults(func=run)
 
 
@@ -35,23 +41,38 @@ def _additional_metadata(items: list[str]) -> list[tuple[str, Variant]]:
 
 
 def run(args) -> int:
-    for opt in ("gpg_sign", "gpg_homedir", "sign", "sign_type"):
-        if getattr(args, opt):
-            raise UsageError(f"--{opt.replace('_', '-')} is not supported: signing summaries "
-                             "is not implemented")
     if args.raw:
         raise UsageError("--raw is not supported")
-    if not args.update and not args.view:
+    signing = bool(args.gpg_sign or args.sign)
+    if not args.update and not args.view and not signing:
         raise UsageError("No option specified; use -u to update summary")
     additional = _additional_metadata(args.add_metadata)
+    secrets = _summary_secret_keys(args)  # bad keys fail before anything is written
     with open_repo(args) as repo:
         if args.update:
             # ostree feeds -m entries through a GVariantDict too: a repeated key keeps its
             # first position and its last value
             summ.regenerate_summary(repo, dict(additional))
+        if signing:
+            from sysroot.sign import commit as sign_commit
+
+            if args.gpg_sign:
+                sign_commit.gpg_sign_summary(repo, args.gpg_sign, args.gpg_homedir)
+            if secrets:
+                sign_commit.ed25519_sign_summary(repo, secrets)
         if args.view:
             print(view_text(summ.read_summary(repo)), end="")
     return 0
+
+
+def _summary_secret_keys(args) -> list[bytes]:
+    if not args.sign:
+        return []
+    from sysroot.sign import ed25519
+
+    if args.sign_type != ed25519.NAME:
+        raise UsageError(f"Requested signature type is not implemented: {args.sign_type}")
+    return [ed25519.parse_secret_key(k) for k in args.sign]
 
 
 def _value_text(v: Variant) -> str:

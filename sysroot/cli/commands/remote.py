@@ -1,0 +1,264 @@
+"""sysroot remote: add, delete, list and show remotes and import their GPG keys, with
+ostree remote's options and output."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from sysroot.cli.main import add_repo_option, open_repo
+from sysroot.errors import SysrootError, UsageError
+from sysroot.pull import remotes
+from sysroot.sign import ed25519
+
+
+def _subparser(sub, name: str, help: str, func):
+    p = sub.add_parser(name, help=help)
+    add_repo_option(p)
+    p.set_defaults(func=func)
+    return p
+
+
+def register(sub) -> None:
+    p = sub.add_parser("remote", help="Remote commands that may involve internet access")
+    rsub = p.add_subparsers(dest="remote_command", metavar="COMMAND",
+                            parser_class=type(p))
+
+    a = _subparser(rsub, "add", "Add a remote repository", run_add)
+    a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="Set config option KEY=VALUE for remote")
+    a.add_argument("--no-gpg-verify", action="store_true", help="Disable GPG verification")
+    a.add_argument("--no-sign-verify", action="store_true",
+                   help="Disable signature verification")
+    a.add_argument("--sign-verify", action="append", default=[],
+                   metavar="KEYTYPE=[inline|file]:PUBKEY",
+                   help="Verify signatures using KEYTYPE=inline:PUBKEY or "
+                        "KEYTYPE=file:/path/to/key")
+    a.add_argument("--if-not-exists", action="store_true",
+                   help="Do nothing if the provided remote exists")
+    a.add_argument("--force", action="store_true",
+                   help="Replace the provided remote if it exists")
+    a.add_argument("--gpg-import", metavar="FILE", help="Import GPG key from FILE")
+    a.add_argument("--custom-backend", metavar="NAME",
+                   help="This remote has content not fetched via libostree")
+    a.add_argument("--contenturl", metavar="URL", help="Use URL when fetching content")
+    a.add_argument("--collection-id", metavar="COLLECTION-ID",
+                   help="Globally unique ID for this repository as an collection of refs")
+    a.add_argument("--sysroot", metavar="PATH", help="Use sysroot at PATH (overrides --repo)")
+    a.add_argument("name", nargs="?", metavar="NAME")
+    a.add_argument("url", nargs="?", metavar="URL")
+    a.add_argument("branches", nargs="*", metavar="BRANCH")
+
+    d = _subparser(rsub, "delete", "Delete a remote repository", run_delete)
+    d.add_argument("--if-exists", action="store_true",
+                   help="Do nothing if the provided remote does not exist")
+    d.add_argument("--sysroot", metavar="PATH", help="Use sysroot at PATH (overrides --repo)")
+    d.add_argument("name", metavar="NAME")
+
+    s = _subparser(rsub, "show-url", "Show remote repository URL", run_show_url)
+    s.add_argument("name", metavar="NAME")
+
+    ls = _subparser(rsub, "list", "List remote repository names", run_list)
+    ls.add_argument("-u", "--show-urls", action="store_true", help="Show remote URLs in list")
+
+    g = _subparser(rsub, "gpg-import", "Import GPG keys", run_gpg_import)
+    g.add_argument("-k", "--keyring", action="append", default=[], metavar="FILE",
+                   help="Import keys from a keyring file (repeatable)")
+    g.add_argument("--stdin", action="store_true", help="Import keys from standard input")
+    g.add_argument("name", metavar="NAME")
+    g.add_argument("key_ids", nargs="*", metavar="KEY-ID")
+
+    rf = _subparser(rsub, "refs", "List remote refs", run_refs)
+    rf.add_argument("name", metavar="NAME")
+    sm = _subparser(rsub, "summary", "Show remote summary", run_summary)
+    sm.add_argument("name", metavar="NAME")
+    p.set_defaults(func=lambda args: _no_subcommand(p))
+
+
+def _no_subcommand(parser) -> int:
+    parser.print_help(sys.stderr)
+    raise UsageError("No \"remote\" subcommand specified")
+
+
+def _open(args):
+    """The repository: --sysroot's (ostree/repo inside it) or --repo's."""
+    from sysroot.store.repo import Repo
+
+    sysroot = getattr(args, "sysroot", None)
+    if sysroot is not None:
+        if not os.path.isdir(os.path.join(sysroot, "ostree", "repo")):
+            raise SysrootError(f"Sysroot {sysroot}: no ostree/repo inside it")
+        return Repo.open(os.path.join(sysroot, "ostree", "repo")), sysroot
+    return open_repo(args), None
+
+
+def _key_value(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise UsageError("Missing '=' in KEY=VALUE for --set")
+    remotes.validate_option_key(key)
+    return key, value
+
+
+def _sign_verify_options(items: list[str]) -> list[tuple[str, str]]:
+    """--sign-verify=ENGINE=inline:KEY|ENGINE=file:PATH as ostree stores it."""
+    out = []
+    engines = []
+    for item in items:
+        engine, sep, ref = item.partition("=")
+        if not sep:
+            raise UsageError(f"Failed to parse KEYTYPE=[inline|file]:DATA in {item}")
+        if engine not in remotes.SIGN_ENGINES:
+            raise UsageError(f"Requested signature type is not implemented: {engine}")
+        kind, sep, data = ref.partition(":")
+        if not sep or kind not in ("inline", "file"):
+            raise UsageError(f"Invalid key reference {kind}, expected inline|file")
+        if kind == "inline":
+            ed25519.parse_public_key(data)
+            out.append((f"verification-{engine}-key", data))
+        else:
+            if not data:
+                raise UsageError(f"Empty key file name in --sign-verify={item}")
+            out.append((f"verification-{engine}-file", data))
+        engines.append(engine)
+    if engines:
+        out.append(("sign-verify", ",".join(engines)))  # ostree joins with commas
+    return out
+
+
+def run_add(args) -> int:
+    if args.url is None:
+        raise UsageError("NAME and URL must be specified")
+    if args.sign_verify and args.no_sign_verify:
+        raise UsageError("Cannot specify both --sign-verify and --no-sign-verify")
+    # the order ostree builds its option dictionary in: the keys come out in it
+    options: dict[str, str] = {}
+    if args.contenturl is not None:
+        options["contenturl"] = args.contenturl
+    if args.custom_backend is not None:
+        options["custom-backend"] = args.custom_backend
+    for item in args.set:
+        key, value = _key_value(item)
+        options[key] = value
+    if args.no_gpg_verify or args.no_sign_verify:
+        options["gpg-verify"] = "false"
+    for key, value in _sign_verify_options(args.sign_verify):
+        options[key] = value
+    if args.no_sign_verify:
+        options["sign-verify"] = "false"
+    if args.collection_id is not None:
+        options["collection-id"] = args.collection_id
+    key_data = None
+    if args.gpg_import is not None:
+        key_data = _read_file(args.gpg_import)  # before changing anything
+    repo, sysroot = _open(args)
+    with repo:
+        remotes.add_remote(repo, args.name, args.url, options=options,
+                           branches=args.branches, if_not_exists=args.if_not_exists,
+                           force=args.force, sysroot=sysroot)
+        if key_data is not None:
+            from sysroot.sign import gpg
+
+            n = gpg.import_keys(repo, args.name, [key_data])
+            _print_imported(n, args.name)
+    return 0
+
+
+def _read_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise SysrootError(f"Error opening file {path}: {e.strerror}") from None
+
+
+def _print_imported(n: int, name: str) -> None:
+    print(f'Imported {n} GPG key{"" if n == 1 else "s"} to remote "{name}"')
+
+
+def run_delete(args) -> int:
+    repo, sysroot = _open(args)
+    with repo:
+        remotes.delete_remote(repo, args.name, if_exists=args.if_exists, sysroot=sysroot)
+    return 0
+
+
+def _url(remote: remotes.Remote) -> str:
+    if not remote.url:
+        raise SysrootError(f'No "url" option in remote "{remote.name}"')
+    return remote.url
+
+
+def run_show_url(args) -> int:
+    with open_repo(args) as repo:
+        print(_url(remotes.load_remote(repo, args.name)))
+    return 0
+
+
+def run_list(args) -> int:
+    with open_repo(args) as repo:
+        found = remotes.list_remotes(repo)
+    if args.show_urls:
+        width = max((len(r.name.encode()) for r in found), default=0)
+        for r in found:  # like ostree: the lines before a remote without url are printed
+            print(f"{r.name:<{width}}  {_url(r)}", flush=True)
+    else:
+        for r in found:
+            print(r.name)
+    return 0
+
+
+def run_gpg_import(args) -> int:
+    from sysroot.sign import gpg
+
+    sources = [_read_file(k) for k in args.keyring]
+    if args.stdin:
+        sources.append(sys.stdin.buffer.read())
+    with open_repo(args) as repo:
+        remote = remotes.load_remote(repo, args.name)
+        try:
+            n = gpg.import_keys(repo, remote.name, sources or None, args.key_ids)
+        except SysrootError as e:
+            raise SysrootError(f"GPG: {e}".replace("GPG: GPG: ", "GPG: ")) from None
+    _print_imported(n, args.name)
+    return 0
+
+
+
+def _fetch_summary(args, missing: str):
+    """The remote's summary, fetched and checked as its config requires."""
+    from sysroot.pull.fetch import Fetcher, FetchOptions
+    from sysroot.sign.verify import verify_summary
+    from sysroot.store.summary import Summary
+
+    with open_repo(args) as repo:
+        remote = remotes.load_remote(repo, args.name)
+        options = FetchOptions(tls_permissive=remote.option_bool("tls-permissive", False),
+                               tls_ca_path=remote.option("tls-ca-path"),
+                               proxy=remote.option("proxy"))
+        with Fetcher(_url(remote), options) as fetcher:
+            sig = fetcher.get_optional("summary.sig")
+            data = fetcher.get_optional("summary")
+        if data is None:
+            raise SysrootError(missing)
+        verify_summary(repo, remote, data, sig)
+    try:
+        return remote, Summary.parse(data)
+    except SysrootError as e:
+        raise SysrootError(f'Summary of remote "{remote.name}": {e}') from None
+
+
+def run_refs(args) -> int:
+    remote, summary = _fetch_summary(
+        args, "Remote refs not available; server has no summary file")
+    for ref in summary.refs:
+        print(f"{remote.name}:{ref.name}")
+    return 0
+
+
+def run_summary(args) -> int:
+    from sysroot.cli.commands.summary import view_text
+
+    _, summary = _fetch_summary(args, "Remote server has no summary file")
+    print(view_text(summary), end="")
+    return 0

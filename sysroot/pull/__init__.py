@@ -1,0 +1,1 @@
+"""Fetching from remote repositories: remote configuration, HTTP fetching, pulls."""

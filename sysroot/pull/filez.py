@@ -1,0 +1,128 @@
+"""Decoding archive-mode content objects (`.filez`) as their bytes arrive.
+
+A .filez is a length-prefixed `(tuuuusa(ayay))` header (uncompressed size first), then
+the payload as a raw deflate stream. Pulls read them from the network in chunks, so
+the decoder takes chunks and hands back payload bytes, and it refuses a stream that
+ends early, decompresses to more or fewer bytes than the header says, or is not valid
+deflate. The checksum itself is checked by whoever hashes the result (the
+Transaction, or verified_raw below).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+
+from sysroot.errors import CorruptObjectError, FormatError
+from sysroot.formats.objects import FileHeader
+
+_MAX_HEADER = 1 << 20
+
+
+class FilezDecoder:
+    def __init__(self, checksum: str):
+        self.checksum = checksum
+        self.header: FileHeader | None = None
+        self.size = 0
+        self.total = 0
+        self._buf = bytearray()
+        self._z = zlib.decompressobj(-15)
+
+    def _corrupt(self, problem: str) -> CorruptObjectError:
+        return CorruptObjectError(self.checksum, "file", problem)
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Payload bytes decoded from this chunk (b"" while the header is incomplete)."""
+        if self.header is None:
+            self._buf += chunk
+            if len(self._buf) < 8:
+                return b""
+            length = int.from_bytes(self._buf[:4], "big")
+            if length == 0 or length > _MAX_HEADER:
+                raise self._corrupt(f"invalid header length {length}")
+            if len(self._buf) < 8 + length:
+                return b""
+            try:
+                self.header, self.size = FileHeader.parse_zlib(bytes(self._buf[8:8 + length]))
+                self.header.validate()
+            except FormatError as e:
+                raise self._corrupt(str(e)) from None
+            chunk = bytes(self._buf[8 + length:])
+            self._buf = bytearray()
+        if self.header.is_symlink or not chunk:
+            return b""  # a symlink has no payload: anything after the header is ignored
+        try:
+            out = self._z.decompress(chunk)
+        except zlib.error as e:
+            raise self._corrupt(f"bad compressed data: {e}") from None
+        self.total += len(out)
+        if self.total > self.size:
+            raise self._corrupt(f"payload is longer than the {self.size} bytes its header says")
+        return out
+
+    def finish(self) -> bytes:
+        if self.header is None:
+            raise self._corrupt("truncated archive header")
+        if self.header.is_symlink:
+            return b""
+        try:
+            out = self._z.flush()
+        except zlib.error as e:
+            raise self._corrupt(f"bad compressed data: {e}") from None
+        self.total += len(out)
+        if not self._z.eof or self.total != self.size:
+            raise self._corrupt(f"compressed payload gives {self.total} bytes, header says "
+                                f"{self.size}")
+        return out
+
+
+def decode(chunks: Iterable[bytes], checksum: str) -> tuple[FileHeader, Iterator[bytes]]:
+    """(header, payload chunks) of a .filez stream; the payload must be consumed."""
+    it = iter(chunks)
+    dec = FilezDecoder(checksum)
+    first: list[bytes] = []
+    while dec.header is None:
+        chunk = next(it, None)
+        if chunk is None:
+            dec.finish()  # raises: the stream ended inside the header
+        out = dec.feed(chunk)
+        if out:
+            first.append(out)
+
+    def payload() -> Iterator[bytes]:
+        yield from first
+        for chunk in it:
+            out = dec.feed(chunk)
+            if out:
+                yield out
+        out = dec.finish()
+        if out:
+            yield out
+
+    return dec.header, payload()
+
+
+def verified_raw(chunks: Iterable[bytes], checksum: str,
+                 on_header: Callable[[FileHeader], None] | None = None,
+                 counter: Callable[[int], None] | None = None) -> Iterator[bytes]:
+    """The .filez bytes unchanged, decoded and hashed on the way; raises at the end,
+    instead of finishing, unless they are exactly the content object checksum."""
+    dec = FilezDecoder(checksum)
+    h = None
+    for chunk in chunks:
+        out = dec.feed(chunk)
+        if h is None and dec.header is not None:
+            if on_header is not None:
+                on_header(dec.header)
+            h = hashlib.sha256(dec.header.content_stream_prefix())
+        if out:
+            h.update(out)
+        yield chunk
+    out = dec.finish()
+    h.update(out)
+    actual = h.hexdigest()
+    if actual != checksum:
+        raise CorruptObjectError(checksum, "file", f"content hashes to {actual}")
+    if counter is not None:
+        counter(dec.total)

@@ -1,0 +1,68 @@
+"""Pull progress: one updating line on a terminal, nothing until the end otherwise.
+
+Workers only bump counters (under a lock); a small thread redraws the line a few
+times a second, so the cost does not grow with the number of objects.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from sysroot.util.units import format_size
+
+
+class Progress:
+    def __init__(self, stream=None, *, interval: float = 0.25, live: bool | None = None):
+        self.stream = stream if stream is not None else sys.stderr
+        if live is None:
+            live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.live = live
+        self.interval = interval
+        self.fetched = 0
+        self.total = 0
+        self.bytes_source = None  # callable giving the bytes received so far
+        self.start = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._drawn = False
+
+    def add_total(self, n: int = 1) -> None:
+        with self._lock:
+            self.total += n
+
+    def add_fetched(self, n: int = 1) -> None:
+        with self._lock:
+            self.fetched += n
+
+    def line(self) -> str:
+        received = self.bytes_source() if self.bytes_source else 0
+        elapsed = max(time.monotonic() - self.start, 1e-6)
+        with self._lock:
+            done, total = self.fetched, self.total
+        pct = 100 * done // total if total else 0
+        return (f"Receiving objects: {pct}% ({done}/{total}) {format_size(received)} "
+                f"{format_size(int(received / elapsed))}/s")
+
+    def __enter__(self) -> Progress:
+        self.start = time.monotonic()
+        if self.live:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._drawn:
+            self.stream.write("\r\x1b[K")  # clear the line for the final message
+            self.stream.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.stream.write("\r\x1b[K" + self.line())
+            self.stream.flush()
+            self._drawn = True

@@ -1,0 +1,596 @@
+"""`ostree pull`: fetch commits and every object they reach from a remote repository.
+
+Over http(s) the remote must be an archive repository (`objects/XX/REST.filez`), as
+ostree requires; a file:// remote is imported like `pull-local`, from any mode.
+
+Order of trust: refs are resolved (from the summary, verified first when the remote
+asks, or from refs/heads/REF), each commit is fetched with its detached metadata and
+verified (checksum, then signature when the remote requires one) before anything of
+it is stored. Trees are walked level by level, metadata fetched in parallel batches,
+and content objects stream through a bounded pool of workers as soon as they are
+discovered. Every object is checked against its checksum before it is staged; refs
+move only once everything is in, in the same transaction.
+
+Resumable like ostree: a commit is marked `state/CSUM.commitpartial` before it is
+stored and unmarked when its tree is complete. When a pull fails, the objects verified
+so far are still published (without any ref), so the next pull fetches only the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+
+from sysroot.errors import CorruptObjectError, FormatError, NotFoundError, SysrootError
+from sysroot.formats import gvariant
+from sysroot.formats.keyfile import KeyFile
+from sysroot.formats.objects import (
+    METADATA_DICT_TYPE,
+    Commit,
+    DirMeta,
+    DirTree,
+    ObjectType,
+    is_checksum,
+)
+from sysroot.pull import filez
+from sysroot.pull.fetch import Fetcher, FetchError, FetchOptions, collect
+from sysroot.pull.progress import Progress
+from sysroot.pull.remotes import load_remote
+from sysroot.sign import verify as signatures
+from sysroot.store.modes import RepoMode
+from sysroot.store.pull_local import (
+    check_bareuseronly,
+    mark_partial,
+    parse_object,
+    pull_local,
+    resolve_pull_targets,
+    store_detached,
+    unmark_partial,
+)
+from sysroot.store.repo import Repo, validate_ref_name
+from sysroot.store.summary import Summary
+from sysroot.util import fsutil
+from sysroot.util.units import format_size
+
+
+@dataclass
+class PullOptions:
+    depth: int = 0  # parents to fetch too; -1: the whole history
+    commit_metadata_only: bool = False
+    mirror: bool = False  # refs land in refs/heads; a pull of all refs copies the summary
+    bareuseronly_files: bool = False
+    url: str | None = None  # fetch from here instead of the remote's url
+    verify_bindings: bool = True  # a commit pulled by ref must list it in its bindings
+    update_refs: bool = True  # False: resolve and fetch, but move no ref (a peek)
+    fetch: FetchOptions = field(default_factory=FetchOptions)
+    progress: Progress | None = None
+
+
+@dataclass(frozen=True)
+class PullResult:
+    metadata: int  # metadata objects stored
+    content: int  # content objects stored
+    content_bytes: int  # their uncompressed size
+    bytes_transferred: int
+    seconds: float
+    refs: dict[str, str] = field(default_factory=dict)  # destination ref -> commit
+    imported: bool = False  # a file:// remote, imported like pull-local
+
+    def summary_line(self) -> str:
+        """The line `ostree pull` prints at the end."""
+        if self.imported:
+            return (f"{self.metadata} metadata, {self.content} content objects imported; "
+                    f"{format_size(self.content_bytes)} content written")
+        return (f"{self.metadata} metadata, {self.content} content objects fetched; "
+                f"{_transferred(self.bytes_transferred)} transferred in "
+                f"{int(self.seconds)} seconds; {format_size(self.content_bytes)} "
+                "content written")
+
+
+def _transferred(n: int) -> str:
+    # ostree's own rounding here (not g_format_size): whole B, then KiB (it printed
+    # "347195 KiB" for 339 MiB), MiB from 1 GiB on
+    if n < 1024:
+        return f"{n} B"
+    if n < 1 << 30:
+        return f"{n >> 10} KiB"
+    return f"{n >> 20} MiB"
+
+
+# ---------------------------------------------------------------- remotes, verification
+
+def _fetch_options(remote, base: FetchOptions) -> FetchOptions:
+    """The remote's TLS/proxy options over the caller's (http2 is ignored: HTTP/1.1)."""
+    if remote is None:
+        return base
+    return replace(
+        base,
+        tls_permissive=base.tls_permissive or remote.option_bool("tls-permissive", False),
+        tls_ca_path=base.tls_ca_path or remote.option("tls-ca-path"),
+        tls_client_cert_path=remote.option("tls-client-cert-path"),
+        tls_client_key_path=remote.option("tls-client-key-path"),
+        proxy=base.proxy or remote.option("proxy"),
+    )
+
+
+def _commit_verification(remote):
+    """A function (repo, checksum, commit bytes, commitmeta bytes) raising
+    SignatureError, or None when the remote does not ask for signatures."""
+    if remote is None or not (remote.gpg_verify or remote.sign_verify):
+        return None
+    return lambda repo, checksum, data, meta: signatures.verify_commit(
+        repo, remote, checksum, data, meta)
+
+
+def _summary_verification(remote) -> bool:
+    return remote is not None and bool(remote.gpg_verify_summary
+                                       or remote.sign_verify_summary)
+
+
+# ---------------------------------------------------------------- entry point
+
+def pull(repo: Repo, remote_or_url, refs: Sequence[str] = (),
+         options: PullOptions | None = None) -> PullResult:
+    """Pull refs (or commit checksums) from a remote (a Remote, or its name) or a URL.
+
+    With no refs: every ref of the remote in mirror mode, else the remote's branches.
+    """
+    options = options or PullOptions()
+    if options.depth < -1:
+        raise SysrootError(f"Invalid depth {options.depth}: use -1 for the whole history")
+    if isinstance(remote_or_url, str) and "://" in remote_or_url:
+        remote, url = None, remote_or_url  # a URL: never verified, refs in refs/heads
+    else:
+        remote = (load_remote(repo, remote_or_url) if isinstance(remote_or_url, str)
+                  else remote_or_url)
+        url = options.url or remote.url
+        if not url:
+            raise SysrootError(f"Remote {remote.name} has no url (metalinks are not "
+                               "supported)")
+    if url.startswith(("mirrorlist=", "metalink=")):
+        raise SysrootError(f"Unsupported remote URL {url}: mirror lists and metalinks are "
+                           "not supported")
+    if url.startswith("file://"):
+        return _pull_file(repo, remote, url, refs, options)
+    with Fetcher(url, _fetch_options(remote, options.fetch)) as fetcher:
+        return _HttpPull(repo, fetcher, remote, options).run(refs)
+
+
+def check_ref_binding(commit: Commit, checksum: str, ref: str) -> None:
+    """Refuse a commit that was made for other refs (`ostree.ref-binding`), as ostree
+    does: it stops a server from passing off one branch's commit as another's."""
+    bindings = commit.metadata_value("ostree.ref-binding")
+    if bindings is not None and ref not in bindings:
+        listed = "', '".join(bindings)
+        raise SysrootError(f"Commit {checksum}: Commit has no requested ref '{ref}' in ref "
+                           f"binding metadata ('{listed}')")
+
+
+def _dest_ref(remote, name: str, mirror: bool) -> str:
+    if mirror or remote is None:
+        return name
+    return f"{remote.name}:{name}"
+
+
+def _default_refs(remote, mirror: bool) -> list[str]:
+    if mirror:
+        return []  # resolved to every ref of the remote
+    branches = remote.branches if remote is not None else []
+    if not branches:
+        raise SysrootError(f"No configured branches for remote "
+                           f"{remote.name if remote else 'at this URL'}")
+    return branches
+
+
+# ---------------------------------------------------------------- file:// remotes
+
+def _pull_file(repo: Repo, remote, url: str, refs: Sequence[str],
+               options: PullOptions) -> PullResult:
+    start = time.monotonic()
+    path = url.removeprefix("file://")
+    names = list(refs) or _default_refs(remote, options.mirror)
+    with Repo.open(path) as src:
+        targets = resolve_pull_targets(src, names, None)
+        verify = _commit_verification(remote)
+        for name, (_, checksum) in zip(names or src.list_refs(include_remotes=False), targets,
+                                       strict=True):
+            if options.verify_bindings and not is_checksum(name):
+                check_ref_binding(src.load_commit(checksum), checksum, name)
+            if verify is not None:  # before anything is copied
+                _verify_local_history(repo, src, checksum, options.depth, verify)
+        as_remote = None if options.mirror or remote is None else remote.name
+        res = pull_local(src, repo, names, remote=as_remote, depth=options.depth,
+                         commit_metadata_only=options.commit_metadata_only,
+                         bareuseronly_files=options.bareuseronly_files,
+                         update_refs=options.update_refs)
+        if options.mirror and not refs:
+            _store_summary(repo, _read_optional(src, "summary"),
+                           _read_optional(src, "summary.sig"))
+    return PullResult(res.metadata, res.content, res.content_bytes, 0,
+                      time.monotonic() - start, res.refs, imported=True)
+
+
+def _read_optional(src: Repo, name: str) -> bytes | None:
+    try:
+        with open(os.path.join(src.path, name), "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _verify_local_history(repo: Repo, src: Repo, checksum: str, depth: int, verify) -> None:
+    remaining = math.inf if depth == -1 else depth
+    while checksum:
+        try:
+            data = src.read_metadata(ObjectType.COMMIT, checksum)
+        except NotFoundError:
+            return  # pull_local reports a missing first commit
+        try:
+            meta = src.read_metadata(ObjectType.COMMIT_META, checksum)
+        except NotFoundError:
+            meta = None
+        verify(repo, checksum, data, meta)
+        if remaining == 0:
+            return
+        remaining -= 1
+        checksum = src.load_commit(checksum).parent
+
+
+def _store_summary(repo: Repo, summary: bytes | None, sig: bytes | None) -> None:
+    """A mirror keeps the remote's summary (and its signature) as they were."""
+    if summary is None:
+        return
+    fsync = repo.fsync_enabled
+    if sig is not None:
+        fsutil.atomic_write("summary.sig", sig, mode=0o644, dir_fd=repo.dfd, fsync=fsync)
+    else:
+        try:
+            os.unlink("summary.sig", dir_fd=repo.dfd)  # it would not match the new one
+        except FileNotFoundError:
+            pass
+    fsutil.atomic_write("summary", summary, mode=0o644, dir_fd=repo.dfd, fsync=fsync)
+
+
+# ---------------------------------------------------------------- http(s) remotes
+
+class _HttpPull:
+    def __init__(self, repo: Repo, fetcher: Fetcher, remote, options: PullOptions):
+        self.repo = repo
+        self.fetcher = fetcher
+        self.remote = remote
+        self.options = options
+        self.url = fetcher.base_url
+        self.tx = None
+        self.raw_content = repo.mode is RepoMode.ARCHIVE  # keep the .filez bytes as served
+        self.check_bareuseronly = (options.bareuseronly_files
+                                   or repo.mode is RepoMode.BARE_USER_ONLY)
+        self.verify = _commit_verification(remote)
+        self.progress = options.progress or Progress(live=False)
+        self.progress.bytes_source = lambda: fetcher.bytes_transferred
+        self.seen_commits: dict[str, float] = {}
+        self.seen_trees: set[str] = set()
+        self.seen_metas: set[str] = set()
+        self.seen_files: set[str] = set()
+        self.roots: list[tuple[str, str, str]] = []  # (tree, meta, label) to walk
+        self.partial: list[str] = []  # commits this pull completes
+        self._content_pool: ThreadPoolExecutor | None = None
+        self._futures: list = []
+        self._lock = threading.Lock()
+        self.metadata = 0
+        self.content = 0
+        self.content_bytes = 0
+
+    # ------------------------------------------------------------ remote files
+    def _remote_config(self) -> None:
+        data = self.fetcher.get_optional("config")
+        if data is None:
+            return  # like ostree without a summary: the objects themselves will tell
+        try:
+            config = KeyFile.parse(data.decode("utf-8"), source=self.url + "config")
+            mode = RepoMode.parse(config.get("core", "mode", "bare") or "bare")
+        except (FormatError, UnicodeDecodeError) as e:
+            raise FormatError(f"Invalid remote config {self.url}config: {e}") from None
+        if mode is not RepoMode.ARCHIVE:
+            raise SysrootError(f"Can't pull from archives with mode \"{mode.value}\" "
+                               f"({self.url}): only archive repositories can be served")
+
+    def _summary(self) -> tuple[bytes | None, bytes | None]:
+        sig = self.fetcher.get_optional("summary.sig")
+        summary = self.fetcher.get_optional("summary")
+        if _summary_verification(self.remote):
+            if summary is None:
+                raise SysrootError(f"Remote {self.remote.name} requires a signed summary, "
+                                   f"but {self.url}summary does not exist")
+            signatures.verify_summary(self.repo, self.remote, summary, sig)
+        return summary, sig
+
+    def _resolve(self, refs: Sequence[str], summary: bytes | None
+                 ) -> tuple[list[tuple[str | None, str]], list[str]]:
+        """(destination ref or None, commit) for each name, and the names."""
+        mirror = self.options.mirror
+        names = list(refs) or _default_refs(self.remote, mirror)
+        heads = None
+        if summary is not None:
+            try:
+                heads = {r.name: r.checksum for r in Summary.parse(summary).refs}
+            except FormatError as e:
+                raise FormatError(f"Invalid summary {self.url}summary: {e}") from None
+        if not names:
+            if heads is None:
+                raise SysrootError(f"Fetching all refs was requested in mirror mode, but "
+                                   f"{self.url} has no summary")
+            names = list(heads)
+        out: list[tuple[str | None, str]] = []
+        for name in names:
+            if is_checksum(name):
+                out.append((None, name))
+                continue
+            validate_ref_name(name)
+            if heads is not None:
+                checksum = heads.get(name)
+                if checksum is None:
+                    raise NotFoundError(f"No such branch '{name}' in repository summary "
+                                        f"({self.url}summary)")
+            else:
+                try:
+                    text = self.fetcher.get(f"refs/heads/{name}").decode("ascii", "replace")
+                except NotFoundError:
+                    raise NotFoundError(f"Ref '{name}' not found at {self.url} (no summary, "
+                                        f"no refs/heads/{name})") from None
+                checksum = text.strip()
+                if not is_checksum(checksum):
+                    raise FormatError(f"Invalid checksum in {self.url}refs/heads/{name}")
+            out.append((_dest_ref(self.remote, name, mirror), checksum))
+        return out, names
+
+    # ------------------------------------------------------------ metadata
+    def _object_path(self, objtype: ObjectType, checksum: str) -> str:
+        return f"objects/{checksum[:2]}/{checksum[2:]}.{objtype.extension(True)}"
+
+    def _store_metadata(self, objtype: ObjectType, checksum: str, data: bytes,
+                        where: str) -> None:
+        try:
+            self.tx.write_metadata(objtype, data, expected=checksum)
+        except CorruptObjectError as e:
+            raise CorruptObjectError(
+                checksum, objtype.type_name,
+                f"{e.problem} ({where}, from {self.url}{self._object_path(objtype, checksum)})",
+            ) from None
+        self.metadata += 1
+        self.progress.add_fetched()
+
+    def _metadata_batch(self, wanted: list[tuple[ObjectType, str, str]]) -> dict[str, bytes]:
+        """checksum -> bytes for (type, checksum, where); fetched (in parallel) and
+        stored unless the repository has them."""
+        out: dict[str, bytes] = {}
+        missing = []
+        for objtype, checksum, where in wanted:
+            if self.tx.has_object(objtype, checksum):
+                out[checksum] = self.tx.read_metadata(objtype, checksum)
+            else:
+                missing.append((objtype, checksum, where))
+        self.progress.add_total(len(missing))
+        datas = self.fetcher.run_all(
+            lambda item: self.fetcher.get(self._object_path(item[0], item[1])), missing)
+        for (objtype, checksum, where), data in zip(missing, datas, strict=True):
+            self._store_metadata(objtype, checksum, data, where)
+            out[checksum] = data
+        return out
+
+    # ------------------------------------------------------------ commits
+    def _commit(self, checksum: str, level: int, ref: str | None) -> Commit | None:
+        label = f"commit {checksum}"
+        tx = self.tx
+        if tx.has_object(ObjectType.COMMIT, checksum):
+            data = tx.read_metadata(ObjectType.COMMIT, checksum)
+            commit = parse_object(Commit.parse, ObjectType.COMMIT, checksum, data, label)
+            if ref is not None:
+                check_ref_binding(commit, checksum, ref)
+            if self.repo.is_partial(checksum) and checksum not in self.partial:
+                self.partial.append(checksum)
+                self._add_root(commit, label)
+            return commit
+        path = self._object_path(ObjectType.COMMIT, checksum)
+        self.progress.add_total()
+        try:
+            meta, data = self.fetcher.run_all(
+                lambda p: self.fetcher.get_optional(p) if p.endswith("meta")
+                else self.fetcher.get(p),
+                [path + "meta", path])
+        except NotFoundError:
+            if level > 0:
+                return None  # history the remote does not have: stop there, like ostree
+            raise NotFoundError(f"Commit {checksum} not found at {self.url}{path}") from None
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != checksum:
+            raise CorruptObjectError(checksum, "commit",
+                                     f"content hashes to {actual} (from {self.url}{path})")
+        commit = parse_object(Commit.parse, ObjectType.COMMIT, checksum, data, label)
+        if ref is not None:
+            check_ref_binding(commit, checksum, ref)
+        if meta is not None and not gvariant.is_normal_form(METADATA_DICT_TYPE, meta):
+            raise CorruptObjectError(checksum, "commitmeta",
+                                     f"not a valid a{{sv}} ({self.url}{path}meta)")
+        if self.verify is not None:  # before anything of it is stored
+            self.verify(self.repo, checksum, data, meta)
+        # marked before it can be published: a commit never appears complete too early
+        mark_partial(self.repo, [checksum])
+        self.partial.append(checksum)
+        if meta is not None:
+            store_detached(self.repo, checksum, meta)
+        self._store_metadata(ObjectType.COMMIT, checksum, data, label)
+        self._add_root(commit, label)
+        return commit
+
+    def _add_root(self, commit: Commit, label: str) -> None:
+        if not self.options.commit_metadata_only:
+            self.roots.append((commit.root_tree, commit.root_meta, label))
+
+    def _commit_chain(self, checksum: str, ref: str | None) -> None:
+        depth = self.options.depth
+        remaining = math.inf if depth == -1 else depth
+        level = 0
+        while checksum:
+            if self.seen_commits.get(checksum, -1) >= remaining:
+                return
+            self.seen_commits[checksum] = remaining
+            commit = self._commit(checksum, level, ref if level == 0 else None)
+            if commit is None or remaining == 0:
+                return
+            checksum = commit.parent
+            remaining -= 1
+            level += 1
+
+    # ------------------------------------------------------------ trees
+    def _walk(self) -> None:
+        level = [(tree, meta, "/", label) for tree, meta, label in self.roots]
+        while level:
+            self._check_content()  # fail fast
+            wanted = []
+            todo = []
+            for tree, meta, path, label in level:
+                where = f"{path} of {label}"
+                if meta not in self.seen_metas:
+                    self.seen_metas.add(meta)
+                    wanted.append((ObjectType.DIR_META, meta, where))
+                if tree not in self.seen_trees:
+                    self.seen_trees.add(tree)
+                    wanted.append((ObjectType.DIR_TREE, tree, where))
+                    todo.append((tree, path, label))
+            datas = self._metadata_batch(wanted)
+            for objtype, checksum, where in wanted:
+                if objtype is ObjectType.DIR_META:
+                    parse_object(DirMeta.parse, objtype, checksum, datas[checksum], where)
+            level = []
+            for tree, path, label in todo:
+                where = f"{path} of {label}"
+                dirtree = parse_object(DirTree.parse, ObjectType.DIR_TREE, tree, datas[tree],
+                                       where)
+                prefix = path.rstrip("/") + "/"
+                for name, checksum in dirtree.files:
+                    self._content(checksum, f"{prefix}{name} of {label}")
+                for name, subtree, submeta in dirtree.dirs:
+                    level.append((subtree, submeta, prefix + name, label))
+
+    # ------------------------------------------------------------ content
+    def _content(self, checksum: str, where: str) -> None:
+        if checksum in self.seen_files:
+            return
+        self.seen_files.add(checksum)
+        if self.tx.has_object(ObjectType.FILE, checksum):
+            return
+        self.progress.add_total()
+        self._futures.append(self._content_pool.submit(self._fetch_content, checksum, where))
+
+    def _check_content(self) -> None:
+        for f in self._futures:
+            if f.done() and f.exception() is not None:
+                raise f.exception()
+
+    def _fetch_content(self, checksum: str, where: str) -> None:
+        path = self._object_path(ObjectType.FILE, checksum)
+        retries = self.options.fetch.retries
+        for attempt in range(retries + 1):
+            try:
+                size = self._store_content(checksum, path, where)
+                break
+            except FetchError:
+                # urllib3 retries failed requests; this retries a body cut off midway
+                if attempt == retries:
+                    raise
+                time.sleep(min(0.1 * 2 ** attempt, 2))
+            except CorruptObjectError as e:
+                raise CorruptObjectError(checksum, "file",
+                                         f"{e.problem} ({where}, from {self.url}{path})") \
+                    from None
+            except OSError as e:
+                raise SysrootError(f"Writing content object {checksum} ({where}) to "
+                                   f"{self.repo.path}: {e.strerror or e}") from None
+        with self._lock:
+            self.content += 1
+            self.content_bytes += size
+        self.progress.add_fetched()
+
+    def _check_header(self, header, checksum: str, where: str) -> None:
+        if self.check_bareuseronly:
+            check_bareuseronly(header, checksum, where)
+
+    def _store_content(self, checksum: str, path: str, where: str) -> int:
+        chunks = self.fetcher.stream(path)
+        if self.raw_content:
+            sizes = []
+            self.tx.write_raw(checksum, ObjectType.FILE, filez.verified_raw(
+                chunks, checksum, lambda h: self._check_header(h, checksum, where),
+                sizes.append))
+            return sizes[0] if sizes else 0
+        header, payload = filez.decode(chunks, checksum)
+        self._check_header(header, checksum, where)
+        if header.is_symlink:
+            for _ in payload:  # read to the end, so a broken stream is still noticed
+                pass
+            self.tx.write_content(header, None, expected=checksum)
+            return 0
+        size = 0
+
+        def counted():
+            nonlocal size
+            for chunk in payload:
+                size += len(chunk)
+                yield chunk
+
+        self.tx.write_content(header, counted(), expected=checksum)
+        return size
+
+    # ------------------------------------------------------------ the pull
+    def run(self, refs: Sequence[str]) -> PullResult:
+        start = time.monotonic()
+        summary, sig = self._summary()
+        self._remote_config()
+        targets, names = self._resolve(refs, summary)
+        failure: BaseException | None = None
+        try:
+            with self.repo.transaction() as tx, self.progress, \
+                    ThreadPoolExecutor(self.options.fetch.connections) as pool:
+                self.tx = tx
+                self._content_pool = pool
+                try:
+                    for (_, checksum), name in zip(targets, names, strict=True):
+                        bound = None if is_checksum(name) or not self.options.verify_bindings \
+                            else name
+                        self._commit_chain(checksum, bound)
+                    self._walk()
+                    collect(self._futures)
+                except (SysrootError, OSError) as e:
+                    failure = e
+                    # stop the workers before the transaction publishes what is verified
+                    for f in self._futures:
+                        f.cancel()
+                    pool.shutdown(wait=True, cancel_futures=True)
+                except BaseException:  # e.g. ^C: do not run the queued fetches first
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+                else:
+                    for dest, checksum in targets:
+                        if dest is not None and self.options.update_refs:
+                            tx.set_ref(dest, checksum)
+        except (SysrootError, OSError):
+            if failure is None:
+                raise
+        if failure is not None:
+            if isinstance(failure, OSError):
+                raise SysrootError(f"Pull into {self.repo.path} failed: "
+                                   f"{failure.strerror or failure}") from None
+            raise failure
+        if not self.options.commit_metadata_only:
+            unmark_partial(self.repo, self.partial)  # the commits are complete now
+        if self.options.mirror and not refs:
+            _store_summary(self.repo, summary, sig)
+        return PullResult(self.metadata, self.content, self.content_bytes,
+                          self.fetcher.bytes_transferred, time.monotonic() - start,
+                          {d: c for d, c in targets if d is not None})

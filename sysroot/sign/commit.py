@@ -1,0 +1,109 @@
+"""Signing commits and summaries: append signatures to their detached metadata."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+
+from sysroot.errors import CorruptObjectError, NotFoundError
+from sysroot.formats.objects import ObjectType
+from sysroot.sign import detached, ed25519, gpg
+
+
+def commit_bytes(repo, checksum: str) -> bytes:
+    """The exact bytes signatures are made over, checked against the commit's name."""
+    data = repo.read_metadata(ObjectType.COMMIT, checksum)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != checksum:  # never sign (or bless) a damaged commit
+        raise CorruptObjectError(checksum, "commit", f"content has checksum {actual}")
+    return data
+
+
+def gpg_sign_commit(repo, checksum: str, key_ids: Sequence[str],
+                    homedir: str | None) -> None:
+    data = commit_bytes(repo, checksum)
+    sigs = [gpg.sign_detached(data, k, homedir) for k in key_ids]  # all before writing
+    meta = detached.load_commitmeta(repo, checksum)
+    for sig in sigs:
+        meta = detached.append_signature(meta, detached.KEY_GPG, sig)
+    detached.write_commitmeta(repo, checksum, meta)
+
+
+def gpg_delete_signatures(repo, checksum: str, key_ids: Sequence[str]) -> int:
+    """Drop the GPG signatures made by any of key_ids; returns how many were dropped."""
+    commit_bytes(repo, checksum)
+    meta = detached.load_commitmeta(repo, checksum)
+    sigs = detached.signatures(meta, detached.KEY_GPG)
+    keep = []
+    for sig in sigs:
+        issuer = gpg.signature_issuer(sig)
+        if not any(gpg.matches_key_id(k, issuer) for k in key_ids):
+            keep.append(sig)
+    if len(keep) != len(sigs):
+        detached.write_commitmeta(repo, checksum,
+                                  detached.with_signatures(meta, detached.KEY_GPG, keep))
+    return len(sigs) - len(keep)
+
+
+def ed25519_sign_commit(repo, checksum: str, secrets: Sequence[bytes]) -> None:
+    data = commit_bytes(repo, checksum)
+    meta = detached.load_commitmeta(repo, checksum)
+    for secret in secrets:
+        meta = detached.append_signature(meta, detached.KEY_ED25519,
+                                         ed25519.sign(data, secret))
+    detached.write_commitmeta(repo, checksum, meta)
+
+
+def ed25519_delete_signatures(repo, checksum: str, publics: Sequence[bytes]) -> int:
+    """Drop the ed25519 signatures that verify with any of publics."""
+    data = commit_bytes(repo, checksum)
+    meta = detached.load_commitmeta(repo, checksum)
+    sigs = detached.signatures(meta, detached.KEY_ED25519)
+    keep = [s for s in sigs if len(s) != ed25519.SIGNATURE_SIZE
+            or not any(ed25519.check(data, s, k) for k in publics)]
+    if len(keep) != len(sigs):
+        detached.write_commitmeta(repo, checksum, detached.with_signatures(
+            meta, detached.KEY_ED25519, keep))
+    return len(sigs) - len(keep)
+
+
+def ed25519_verify_commit(repo, checksum: str, publics: Sequence[bytes],
+                          revoked: Sequence[bytes] = ()) -> tuple[bytes | None, str]:
+    data = commit_bytes(repo, checksum)
+    sigs = detached.signatures(detached.load_commitmeta(repo, checksum),
+                               detached.KEY_ED25519)
+    if not sigs:
+        return None, "no ed25519 signatures found"
+    return ed25519.find_valid(data, sigs, publics, revoked)
+
+
+def _summary_bytes(repo) -> bytes:
+    try:
+        with open(os.path.join(repo.path, "summary"), "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise NotFoundError(f"No summary file in repository {repo.path}",
+                            hint="generate one with 'summary -u'") from None
+
+
+def _summary_meta(repo) -> detached.Metadata:
+    return detached.parse(detached.read_summary_sig(repo), f"{repo.path}/summary.sig")
+
+
+def gpg_sign_summary(repo, key_ids: Sequence[str], homedir: str | None) -> None:
+    data = _summary_bytes(repo)
+    sigs = [gpg.sign_detached(data, k, homedir) for k in key_ids]
+    meta = _summary_meta(repo)
+    for sig in sigs:
+        meta = detached.append_signature(meta, detached.KEY_GPG, sig)
+    detached.write_summary_sig(repo, meta)
+
+
+def ed25519_sign_summary(repo, secrets: Sequence[bytes]) -> None:
+    data = _summary_bytes(repo)
+    meta = _summary_meta(repo)
+    for secret in secrets:
+        meta = detached.append_signature(meta, detached.KEY_ED25519,
+                                         ed25519.sign(data, secret))
+    detached.write_summary_sig(repo, meta)

@@ -1,0 +1,226 @@
+"""GPG signatures through the real `gpg` and `gpgv`: never a hand-written OpenPGP parser.
+
+* signing: `gpg --detach-sign` (binary) with the key from a GnuPG home directory;
+* verifying: `gpgv` once per signature, against the keyrings ostree uses for a remote:
+  `$repo/NAME.trustedkeys.gpg` (written by `remote gpg-import`), the files named by the
+  remote's `gpgkeypath` option, and the global directory (`$OSTREE_GPG_HOME`, else
+  `/usr/share/ostree/trusted.gpg.d/`, its `*.gpg` files);
+* importing: keys go through a throw-away GnuPG home into a plain OpenPGP keyring file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sysroot.errors import SysrootError
+from sysroot.pull.remotes import Remote, keyring_path
+from sysroot.util import fsutil
+from sysroot.util.run import run
+
+GLOBAL_KEYRING_DIR = "/usr/share/ostree/trusted.gpg.d/"
+_NOT_KEYRINGS = ("trustdb.gpg", "secring.gpg")
+
+
+def _gpg(homedir: str | None, *args: str, input: bytes | None = None, check: bool = True):
+    argv = ["gpg", "--batch", "--no-tty"]
+    if homedir is not None:
+        argv += ["--homedir", homedir]
+    return run(argv + list(args), input=input, check=check)
+
+
+def _private_dir(parent: str, name: str) -> str:
+    path = os.path.join(parent, name)
+    os.mkdir(path, 0o700)  # gpg warns about (and may refuse) a group-readable home
+    return path
+
+
+# ------------------------------------------------------------------ signing
+
+
+def sign_detached(data: bytes, key_id: str, homedir: str | None) -> bytes:
+    """A binary detached signature of data made with key_id's secret key."""
+    probe = _gpg(homedir, "--with-colons", "--list-secret-keys", "--", key_id, check=False)
+    if probe.returncode != 0:
+        raise SysrootError(f"No gpg key found with ID {key_id} "
+                           f"(homedir: {homedir or 'default'})")
+    return _gpg(homedir, "--local-user", key_id, "--detach-sign", "--output", "-",
+                input=data).stdout
+
+
+def signature_issuer(sig: bytes) -> tuple[str | None, str | None]:
+    """(long key ID, fingerprint) of a signature's issuer, as `gpg --list-packets` reads it."""
+    with tempfile.TemporaryDirectory(prefix="sysroot-gpg-") as tmp:
+        home = _private_dir(tmp, "home")
+        out = _gpg(home, "--no-autostart", "--list-packets", input=sig,
+                   check=False).stdout.decode(errors="replace")
+    keyid = re.search(r"^:signature packet: .*keyid ([0-9A-Fa-f]+)", out, re.M)
+    fpr = re.search(r"issuer fpr v\d ([0-9A-Fa-f]+)", out)
+    return (keyid.group(1).upper() if keyid else None, fpr.group(1).upper() if fpr else None)
+
+
+def matches_key_id(key_id: str, issuer: tuple[str | None, str | None]) -> bool:
+    """Whether a user-given key ID (short, long or fingerprint) names the issuer."""
+    want = key_id.upper().removeprefix("0X")
+    return any(x is not None and x.endswith(want) for x in issuer) if want else False
+
+
+# ------------------------------------------------------------------ verifying
+
+
+@dataclass(frozen=True)
+class SigCheck:
+    valid: bool
+    key_id: str  # fingerprint when known, else the long key ID
+    user_id: str
+    problem: str  # "" when valid
+
+    def describe(self) -> str:
+        if self.valid:
+            who = f" from \"{self.user_id}\"" if self.user_id else ""
+            return f"Good signature{who} by key {self.key_id}"
+        return f"key {self.key_id or 'unknown'}: {self.problem}"
+
+
+def _parse_status(text: str) -> SigCheck:
+    status: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line.startswith("[GNUPG:] "):
+            word, _, rest = line[9:].partition(" ")
+            status.setdefault(word, rest.split(" "))
+    key = (status.get("VALIDSIG") or status.get("ERRSIG") or status.get("BADSIG")
+           or status.get("GOODSIG") or [""])[0]
+    for word in ("GOODSIG", "BADSIG", "EXPSIG", "EXPKEYSIG", "REVKEYSIG"):
+        if word in status:
+            user = " ".join(status[word][1:])
+            break
+    else:
+        user = ""
+    if "GOODSIG" in status and "VALIDSIG" in status:
+        return SigCheck(True, status["VALIDSIG"][0], user, "")
+    for word, problem in (("BADSIG", "bad signature"), ("EXPKEYSIG", "key expired"),
+                          ("REVKEYSIG", "key revoked"), ("EXPSIG", "signature expired")):
+        if word in status:
+            return SigCheck(False, key, user, problem)
+    if "ERRSIG" in status:
+        missing = "NO_PUBKEY" in status or status["ERRSIG"][5:6] == ["9"]
+        return SigCheck(False, key, "", "public key not found" if missing
+                        else "signature cannot be checked")
+    return SigCheck(False, "", "", "not a valid OpenPGP signature")
+
+
+def verify_signatures(data: bytes, sigs: Sequence[bytes], keyrings: Sequence[str]) \
+        -> list[SigCheck]:
+    """Check every signature of data against the keyrings, one gpgv run each."""
+    with tempfile.TemporaryDirectory(prefix="sysroot-gpgv-") as tmp:
+        home = _private_dir(tmp, "home")
+        data_path = os.path.join(tmp, "data")
+        with open(data_path, "wb") as f:
+            f.write(data)
+        argv = ["gpgv", "--homedir", home, "--status-fd", "1"]
+        for k in keyrings:
+            argv += ["--keyring", os.path.abspath(k)]
+        out = []
+        for i, sig in enumerate(sigs):
+            sig_path = os.path.join(tmp, f"sig{i}")
+            with open(sig_path, "wb") as f:
+                f.write(sig)
+            proc = run(argv + [sig_path, data_path], check=False)
+            check = _parse_status(proc.stdout.decode(errors="replace"))
+            if check.valid and proc.returncode != 0:
+                check = SigCheck(False, check.key_id, check.user_id,
+                                 f"gpgv exited with status {proc.returncode}")
+            out.append(check)
+        return out
+
+
+def _keyring_files(directory: str) -> list[str]:
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except FileNotFoundError:
+        return []
+    return [e.path for e in entries if e.is_file() and e.name.endswith(".gpg")
+            and e.name not in _NOT_KEYRINGS]
+
+
+def _as_keyring(path: str, workdir: str, n: int) -> str:
+    """gpgkeypath files are usually ASCII-armored keys: gpgv wants binary keyrings."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except FileNotFoundError:
+        raise SysrootError(f"GPG key file {path} (gpgkeypath) does not exist") from None
+    if not head.lstrip().startswith(b"-----BEGIN PGP"):
+        return path
+    out = os.path.join(workdir, f"gpgkeypath-{n}.gpg")
+    home = os.path.join(workdir, "dearmor-home")
+    if not os.path.isdir(home):
+        _private_dir(workdir, "dearmor-home")
+    _gpg(home, "--no-autostart", "--yes", "--output", out, "--dearmor", path)
+    return out
+
+
+def remote_keyrings(repo, remote: Remote, workdir: str, *,
+                    gpg_homedir: str | None = None) -> list[str]:
+    """The keyrings ostree trusts for remote, in the order it adds them."""
+    out = []
+    own = keyring_path(repo, remote.name)
+    if os.path.isfile(own):
+        out.append(own)
+    paths = [p.strip() for p in (remote.option("gpgkeypath") or "").split(";") if p.strip()]
+    for path in paths:
+        files = sorted(e.path for e in os.scandir(path) if e.is_file()) \
+            if os.path.isdir(path) else [path]
+        out += [_as_keyring(f, workdir, len(out)) for f in files]
+    if gpg_homedir is not None:
+        out += _keyring_files(gpg_homedir)
+        kbx = os.path.join(gpg_homedir, "pubring.kbx")
+        if os.path.isfile(kbx):
+            out.append(kbx)
+    out += _keyring_files(os.environ.get("OSTREE_GPG_HOME") or GLOBAL_KEYRING_DIR)
+    return out
+
+
+# ------------------------------------------------------------------ importing
+
+
+def import_keys(repo, remote_name: str, sources: Sequence[bytes] | None,
+                key_ids: Sequence[str] = (), *, homedir: str | None = None) -> int:
+    """Add keys to the remote's keyring; returns how many were new, as ostree counts.
+
+    sources: key data (armored or binary keyrings) to take keys from; None means the
+    keys of the GnuPG home `homedir` (the user's default one when None).
+    """
+    target = keyring_path(repo, remote_name)
+    with tempfile.TemporaryDirectory(prefix="sysroot-gpg-") as tmp:
+        if sources is None:
+            source_home = homedir
+        else:
+            source_home = _private_dir(tmp, "source")
+            for data in sources:
+                _gpg(source_home, "--no-autostart", "--import", input=data)
+        exported = _gpg(source_home, "--no-autostart", "--export", "--", *key_ids).stdout
+        if not exported:
+            raise SysrootError("GPG: Unable to export keys: no matching keys found")
+        # an existing (possibly empty) pubring.gpg makes gpg keep a plain OpenPGP
+        # keyring instead of creating a keybox: the format ostree's keyrings have
+        target_home = _private_dir(tmp, "target")
+        ring = os.path.join(target_home, "pubring.gpg")
+        try:
+            with open(target, "rb") as f:
+                current = f.read()
+        except FileNotFoundError:
+            current = b""
+        with open(ring, "wb") as f:
+            f.write(current)
+        status = _gpg(target_home, "--no-autostart", "--status-fd", "1", "--import",
+                      input=exported).stdout.decode(errors="replace")
+        m = re.search(r"^\[GNUPG:\] IMPORT_RES \d+ \d+ (\d+)", status, re.M)
+        with open(ring, "rb") as f:
+            new = f.read()
+    if new != current:
+        fsutil.atomic_write(target, new, mode=0o644, fsync=repo.fsync_enabled)
+    return int(m.group(1)) if m else 0

@@ -1,0 +1,168 @@
+"""Pulls that fail midway: a dying server, corrupt, truncated or missing objects, a full
+disk. Each must fail with one clear line, leave a repository `ostree fsck` accepts with
+no ref moved, and the next pull (fault gone) must resume: fewer objects fetched than a
+pull from scratch, and the result identical to ostree's."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import one_error_line
+from tests.pull.serve_helpers import (
+    RepoServer,
+    make_served_repo,
+    new_repo,
+    object_names,
+    refs_of,
+)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, ostree):
+    return make_served_repo(ostree, tmp_path_factory.mktemp("served"))
+
+
+@pytest.fixture(scope="module")
+def reference(served, ostree, tmp_path_factory):
+    """What ostree has after pulling the first commit then main, and how many object
+    requests the second pull takes."""
+    repo = new_repo(ostree, tmp_path_factory.mktemp("ref") / "repo", "archive")
+    with RepoServer(served["repo"]) as server:
+        ostree("remote", "add", f"--repo={repo}", "--no-gpg-verify", "origin", server.url)
+        ostree("pull", f"--repo={repo}", "origin", served["c1"])
+        server.reset()
+        ostree("pull", f"--repo={repo}", "origin", "main")
+        full = len(server.object_requests())
+    return {"repo": repo, "full_requests": full}
+
+
+def content_paths(served) -> list[str]:
+    objs = sorted(p for p in (served["repo"] / "objects").rglob("*.filez"))
+    return [str(p.relative_to(served["repo"])) for p in objs]
+
+
+def biggest_object(served) -> str:
+    objs = (served["repo"] / "objects").rglob("*.filez")
+    return str(max(objs, key=lambda p: p.stat().st_size).relative_to(served["repo"]))
+
+
+def start_repo(ostree, served, path: Path, url: str, mode: str = "archive") -> Path:
+    """A repo whose origin:main already points at the first commit (it must not move)."""
+    repo = new_repo(ostree, path, mode, url)
+    ostree("pull", f"--repo={repo}", "origin", served["c1"])
+    ref = repo / "refs/remotes/origin/main"
+    ref.parent.mkdir(parents=True)
+    ref.write_text(served["c1"] + "\n")
+    return repo
+
+
+def fail_then_resume(ostree, sysroot, served, reference, repo: Path, server: RepoServer,
+                     expect: str, mode: str = "archive") -> str:
+    proc = sysroot("pull", f"--repo={repo}", "--network-retries=1", "origin", "main",
+                   check=False)
+    line = one_error_line(proc)
+    assert expect in line, line
+    assert refs_of(repo) == {"refs/remotes/origin/main": served["c1"]}  # not moved
+    ostree("fsck", f"--repo={repo}")
+    assert not [p for p in (repo / "tmp").iterdir() if p.name.startswith("staging-")]
+    # the fault is gone: the next pull completes what is missing, and only that
+    server.reset()
+    sysroot("pull", f"--repo={repo}", "origin", "main")
+    assert len(server.object_requests()) < reference["full_requests"]
+    assert refs_of(repo) == {"refs/remotes/origin/main": served["c2"]}
+    assert list((repo / "state").iterdir()) == []
+    ostree("fsck", f"--repo={repo}")
+    if mode == "archive":
+        assert object_names(repo) == object_names(reference["repo"])
+    return line
+
+
+def test_server_dies_mid_pull(served, reference, ostree, sysroot, tmp_path):
+    with RepoServer(served["repo"]) as first:
+        repo = start_repo(ostree, served, tmp_path / "repo", first.url)
+        first.die_after = 30  # summary, config, commit, some trees and files
+        proc = sysroot("pull", f"--repo={repo}", "--network-retries=1", "origin", "main",
+                       check=False)
+    line = one_error_line(proc)
+    assert first.url in line and "failed" in line, line
+    assert refs_of(repo) == {"refs/remotes/origin/main": served["c1"]}
+    ostree("fsck", f"--repo={repo}")
+    partial = [p.name for p in (repo / "state").iterdir()]
+    assert partial == [f"{served['c2']}.commitpartial"]
+    # a new server at another port: the next pull resumes from there
+    with RepoServer(served["repo"]) as second:
+        sysroot("pull", f"--repo={repo}", f"--url={second.url}", "origin", "main")
+        assert 0 < len(second.object_requests()) < reference["full_requests"]
+    assert refs_of(repo) == {"refs/remotes/origin/main": served["c2"]}
+    assert list((repo / "state").iterdir()) == []
+    ostree("fsck", f"--repo={repo}")
+    assert object_names(repo) == object_names(reference["repo"])
+
+
+@pytest.mark.parametrize("fault,expect", [
+    ("corrupt", "Corrupted file object"),
+    ("truncate", "truncated response"),
+    ("404", "HTTP 404"),
+])
+def test_bad_content_object(served, reference, ostree, sysroot, tmp_path, fault, expect):
+    with RepoServer(served["repo"]) as server:
+        repo = start_repo(ostree, served, tmp_path / "repo", server.url)
+        victim = biggest_object(served)
+        server.faults[victim] = fault
+        line = fail_then_resume(ostree, sysroot, served, reference, repo, server, expect)
+        assert victim.split("/")[1][:10] in line.replace("/", "")  # names the object
+
+
+def test_corrupt_dirtree_into_bare_user(served, reference, ostree, sysroot, tmp_path):
+    dirtrees = sorted((served["repo"] / "objects").rglob("*.dirtree"))
+    victim = str(dirtrees[len(dirtrees) // 2].relative_to(served["repo"]))
+    with RepoServer(served["repo"]) as server:
+        repo = start_repo(ostree, served, tmp_path / "repo", server.url, "bare-user")
+        server.faults[victim] = "corrupt"
+        fail_then_resume(ostree, sysroot, served, reference, repo, server,
+                         "Corrupted dirtree object", mode="bare-user")
+
+
+def test_disk_full(served, reference, ostree, sysroot, tmp_path):
+    """The repo on a 1 MiB tmpfs: the 1.5 MiB file cannot fit."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
+    try:
+        with RepoServer(served["repo"]) as server:
+            repo = start_repo(ostree, served, mnt / "repo", server.url)
+            proc = sysroot("pull", f"--repo={repo}", "origin", "main", check=False)
+            line = one_error_line(proc)
+            assert "No space left on device" in line and str(repo) in line, line
+            assert refs_of(repo) == {"refs/remotes/origin/main": served["c1"]}
+            ostree("fsck", f"--repo={repo}")
+            subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
+            server.reset()
+            sysroot("pull", f"--repo={repo}", "origin", "main")
+            assert len(server.object_requests()) < reference["full_requests"]
+            assert refs_of(repo) == {"refs/remotes/origin/main": served["c2"]}
+            ostree("fsck", f"--repo={repo}")
+            assert object_names(repo) == object_names(reference["repo"])
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_interrupted_commit_is_completed(served, reference, ostree, sysroot, tmp_path):
+    """A commit left partial (here by --commit-metadata-only) is walked again by the
+    next pull, which fetches only what is missing; ostree agrees on the result."""
+    with RepoServer(served["repo"]) as server:
+        repo = new_repo(ostree, tmp_path / "repo", "archive", server.url)
+        ostree("pull", f"--repo={repo}", "origin", served["c1"])
+        sysroot("pull", f"--repo={repo}", "--commit-metadata-only", "origin", "main")
+        assert [p.name for p in (repo / "state").iterdir()] == \
+            [f"{served['c2']}.commitpartial"]
+        ostree("fsck", f"--repo={repo}")
+        server.reset()
+        sysroot("pull", f"--repo={repo}", "origin", "main")
+        assert f"objects/{served['c2'][:2]}/{served['c2'][2:]}.commit" not in server.requests
+    assert list((repo / "state").iterdir()) == []
+    assert object_names(repo) == object_names(reference["repo"])
+    ostree("fsck", f"--repo={repo}")

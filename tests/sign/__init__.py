@@ -1,0 +1,1 @@
+"""Tests of commit and summary signatures."""
