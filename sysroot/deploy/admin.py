@@ -335,12 +335,7 @@ class Sysroot:
         parse_refspec(refspec)
         with self.lock():
             state = self.load()
-            if index is not None:
-                d = self._resolve_index(state, index)
-            else:
-                d = state.booted or (state.deployments[0] if state.deployments else None)
-                if d is None:
-                    raise SysrootError("No deployments")
+            d = self._origin_target(state, index)
             origin = d.origin or KeyFile()
             origin.set("origin", "refspec", refspec)
             for k, v in (extra or {}).items():
@@ -348,6 +343,39 @@ class Sysroot:
                 origin.set(group or "origin", key, v)
             self._rewrite_origin(state, d, origin)
             return d
+
+    def set_origin_remote(self, remote: str, url: str, branch: str | None = None,
+                          index: str | None = None,
+                          options: dict[str, str] | None = None) -> Deployment:
+        """ostree's `set-origin REMOTE URL [BRANCH]`: add the remote unless it exists
+        (options are its settings), then track REMOTE:BRANCH (default: the branch the
+        deployment tracks now) with a fresh origin, as ostree writes one."""
+        from sysroot.pull.remotes import add_remote
+
+        repo = self.open_repo()
+        with self.lock():
+            state = self.load()
+            if index is None and state.booted is None:  # ostree: the booted one, or --index
+                raise SysrootError("Not currently booted into an OSTree system")
+            d = self._origin_target(state, index)
+            add_remote(repo, remote, url, options=options or {}, if_not_exists=True)
+            old = d.origin.get("origin", "refspec") if d.origin is not None else None
+            if not old:
+                raise SysrootError("No origin/refspec in current deployment origin; cannot "
+                                   "change via ostree")
+            old_remote, old_ref = parse_refspec(old)
+            if old_remote != remote or (branch is not None and branch != old_ref):
+                self._rewrite_origin(state, d, dep.default_origin(
+                    f"{remote}:{branch or old_ref}"))
+            return d
+
+    def _origin_target(self, state: SysrootState, index: str | None) -> Deployment:
+        if index is not None:
+            return self._resolve_index(state, index)
+        d = state.booted or (state.deployments[0] if state.deployments else None)
+        if d is None:
+            raise SysrootError("No deployments")
+        return d
 
     def kargs_edit_in_place(self, append_if_missing: list[str],
                             delete_if_present: list[str]) -> int:

@@ -240,6 +240,28 @@ def test_origin_file(pair: Pair, tmp_path):
     assert f"origin refspec: {REF}" in pair.b.status()
 
 
+def test_set_origin_with_remote(pair: Pair, tmp_path):
+    """`set-origin REMOTE URL [BRANCH]` adds the remote (settings from --set) unless it
+    exists and tracks REMOTE:BRANCH with a fresh origin, as ostree: same origin files,
+    same repo config, same status; a second call with another URL keeps the remote."""
+    pair.commit(make_os_tree(tmp_path / "t"))
+    pair.admin("deploy", OS, REF)
+    # not booted: only with --index, in both tools
+    pair.admin("set-origin", "upstream", "http://example.com/repo", expect_ok=False)
+    pair.admin("set-origin", "--index=0", "--set=gpg-verify=false",
+               "--set=tls-permissive=true", "upstream", "http://example.com/repo", "os/stable")
+    pair.assert_same()
+    pair.admin("set-origin", "--index=0", "upstream", "http://example.com/other")  # kept
+    # (gpg-verify off: ostree's status would verify the deployment's commit otherwise)
+    pair.admin("set-origin", "--index=0", "--set=gpg-verify=false", "mirror",
+               "file:///srv/repo")
+    pair.assert_same()
+    assert (pair.a.repo / "config").read_text() == (pair.b.repo / "config").read_text()
+    assert "origin refspec: mirror:os/stable" in pair.b.status()
+    pair.admin("set-origin", "--index=7", "x", "http://example.com", expect_ok=False)
+    pair.assert_same()
+
+
 # ---------------------------------------------------------------------- tree shapes
 def test_tree_with_only_etc(pair: Pair, tmp_path):
     """An old-style tree with /etc and no /usr/etc is deployed, etc moved to usr/etc.

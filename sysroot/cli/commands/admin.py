@@ -368,18 +368,20 @@ def run_pin(args) -> int:
 
 
 def run_set_origin(args) -> int:
-    refspec = args.remote
-    if args.url is not None:
-        # ostree's form: REMOTENAME URL [BRANCH] adds the remote and tracks REMOTE:BRANCH
-        raise SysrootError("set-origin with a URL needs remotes, which are not available yet; "
-                           "give a refspec instead")
     extra = {}
     for kv in args.set:
         k, sep, v = kv.partition("=")
         if not sep:
             raise UsageError(f"--set: expected KEY=VALUE, got '{kv}'")
         extra[k] = v
-    Sysroot(args.sysroot).set_origin(refspec, args.index, extra)
+    if args.url is not None:
+        # ostree's form: REMOTENAME URL [BRANCH] adds the remote (--set: its settings)
+        # and tracks REMOTE:BRANCH
+        Sysroot(args.sysroot).set_origin_remote(args.remote, args.url, args.branch,
+                                                args.index, extra)
+        return 0
+    # our shorter form: set-origin REFSPEC (--set: origin keys, GROUP.KEY or KEY)
+    Sysroot(args.sysroot).set_origin(args.remote, args.index, extra)
     return 0
 
 
