@@ -12,8 +12,8 @@ arguments (or stages it).
 
 As libostree 2022.7 does, a downgrade is refused before the commit's content is
 fetched and before the ref moves: the commit object alone is fetched first (a
-metadata-only pull, after which the ref is put back as it was), its timestamp
-checked, and only then is the ref pulled for real.
+metadata-only pull that moves no ref), its timestamp checked, and only then is the
+ref pulled for real.
 """
 
 from __future__ import annotations

@@ -65,6 +65,7 @@ journalctl -b -o cat -u sysroot-prepare-root.service > /run/prepare-root.log
 result prepare_root "$(grep -o 'booting deployment .*' /run/prepare-root.log | tail -1)"
 result remount "$(systemctl is-active sysroot-remount.service)"
 result boot_fstype "$(findmnt -n -o FSTYPE /boot)"
+result boot_time "$(systemd-analyze time 2>/dev/null | head -1)"
 """
 
 
@@ -189,11 +190,14 @@ PHASES = {
 # (phase, seconds from the guest's mark to the cut)
 CUTS = (("checkout", 2.0), ("origin", 0.0), ("boot-entries", 0.0), ("new-default", 1.0))
 CHECK_SCRIPT = STATUS + """
+result uptime_start "$(cut -d' ' -f1 /proc/uptime)"
 status_report
 sysroot admin cleanup; result cleanup_rc $?
 status_report
+result uptime_fsck "$(cut -d' ' -f1 /proc/uptime)"
 sysroot fsck > /run/fsck.out 2>&1; result fsck_rc $?
 tail -3 /run/fsck.out
+result uptime_checked "$(cut -d' ' -f1 /proc/uptime)"
 """
 DEPLOY_SCRIPT = CHECK_SCRIPT + """
 boot_files() { ls -a /boot /boot/loader/entries; ls /ostree | grep '^boot'; }
