@@ -173,8 +173,11 @@ action reboot
 # else, then the next admin command, cleanup, then status and fsck), then deploys the
 # commit it is not running and is killed at one moment of it. The moments are phases
 # the guest sees on disk (a timer alone landed every cut in the checkout, which is most
-# of a deploy's time): the guest polls for its phase, prints a mark, and the host kills
-# qemu CUT_DELAY seconds after seeing it.
+# of a deploy's time): the guest polls for its phase, waits a set time, freezes the
+# deploy (SIGSTOP: the console-to-kill latency is longer than some phases, so without
+# it a cut meant for one phase landed in a later one), prints a mark, and the host
+# kills qemu on seeing it. The cut after the commit point does not freeze the deploy
+# but waits a second, so that the commit point is on disk.
 DEPLOY_DIR = f"/ostree/deploy/{OS}/deploy"
 PHASES = {
     # the staging directory appeared: the checkout is being written
@@ -187,8 +190,9 @@ PHASES = {
     # the commit point: /boot/loader swapped (grub2) or a new default entry (systemd-boot)
     "new-default": '[ "$(default_entry)" != "$default0" ]',
 }
-# (phase, seconds from the guest's mark to the cut)
-CUTS = (("checkout", 2.0), ("origin", 0.0), ("boot-entries", 0.0), ("new-default", 1.0))
+# (phase, seconds after the phase is seen, freeze the deploy then?)
+CUTS = (("checkout", 2.0, True), ("origin", 0.0, True), ("boot-entries", 0.0, True),
+        ("new-default", 1.0, False))
 CHECK_SCRIPT = STATUS + """
 result uptime_start "$(cut -d' ' -f1 /proc/uptime)"
 status_report
@@ -216,6 +220,7 @@ until @PHASE_TEST@; do
     kill -0 $pid 2>/dev/null || { result phase_missed yes; break; }
     sleep 0.02
 done
+@FREEZE@
 mark cut-now
 set -x
 wait $pid; result deploy_rc $?
@@ -259,9 +264,12 @@ def scenario_4(ctx: Context) -> str:
         "@COMMIT2@", disk.commit2).replace("@OS@", OS).replace("@DEPLOY_DIR@", DEPLOY_DIR)
     outcomes: list[str] = []
     before = None
-    for phase, delay in CUTS:
-        script = template.replace("@PHASE_TEST@", PHASES[phase])
-        boot = ctx.machine.boot(script, kill_after=mark("cut-now"), kill_delay=delay)
+    for phase, delay, freeze in CUTS:
+        settle = f"sleep {delay:g}" if delay else ":"
+        script = template.replace("@PHASE_TEST@", PHASES[phase]).replace(
+            "@FREEZE@", f"{settle}; kill -STOP $pid" if freeze else "")
+        boot = ctx.machine.boot(script, kill_after=mark("cut-now"),
+                                kill_delay=0 if freeze else delay)
         if before is not None:
             outcomes.append(check_after_cut(before, boot))  # what the previous cut left
         before = first_values(boot)
@@ -276,7 +284,7 @@ def scenario_4(ctx: Context) -> str:
     expect(outcomes[-1] == "new", "a cut 1 s after the new default was written booted "
            "the old deployment", boot)
     cut_note = ", ".join(f"{phase}+{delay:g}s: {outcome}"
-                         for (phase, delay), outcome in zip(CUTS, outcomes, strict=True))
+                         for (phase, delay, _), outcome in zip(CUTS, outcomes, strict=True))
     return (f"{len(CUTS)} power cuts during deploys; the boot after each ran the old or the "
             f"new default, status/cleanup/fsck clean ({cut_note})")
 
