@@ -15,10 +15,11 @@ from vmtest.chroot import chroot, mounted_api_fs
 
 RECIPE = "rootfs-4"
 SUITE = "bookworm"
-# python3-* and gpgv: what sysroot's pull, signatures and journal records use
 BASE_PACKAGES = ["systemd", "systemd-sysv", "udev", "dracut", "kmod", "python3",
-                 "python3-urllib3", "python3-cryptography", "python3-systemd", "gpgv",
                  "e2fsprogs", "dosfstools"]
+# what sysroot's pull, signatures and journal records use; installed with apt, as
+# debootstrap does not resolve the virtual packages python3-cryptography depends on
+PYTHON_PACKAGES = ["python3-urllib3", "python3-cryptography", "python3-systemd", "gpgv"]
 KERNEL_PACKAGE = "linux-image-amd64"
 
 
@@ -45,14 +46,15 @@ def debian_mirror() -> str:
 
 def build_rootfs(log) -> str:
     mirror = debian_mirror()
-    key = hash_inputs(RECIPE, SUITE, mirror, *BASE_PACKAGES, KERNEL_PACKAGE)
+    key = hash_inputs(RECIPE, SUITE, mirror, *BASE_PACKAGES, *PYTHON_PACKAGES, KERNEL_PACKAGE)
 
     def build(path: str) -> None:
         os.makedirs(path)
         run(["debootstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES),
              SUITE, path, mirror], capture=True)
         with mounted_api_fs(path):
-            chroot(path, "apt-get", "install", "-y", "--no-install-recommends", KERNEL_PACKAGE)
+            chroot(path, "apt-get", "install", "-y", "--no-install-recommends", KERNEL_PACKAGE,
+                   *PYTHON_PACKAGES)
             chroot(path, "apt-get", "clean")
 
     return cached("rootfs", key, build, log)

@@ -65,7 +65,6 @@ journalctl -b -o cat -u sysroot-prepare-root.service > /run/prepare-root.log
 result prepare_root "$(grep -o 'booting deployment .*' /run/prepare-root.log | tail -1)"
 result remount "$(systemctl is-active sysroot-remount.service)"
 result boot_fstype "$(findmnt -n -o FSTYPE /boot)"
-result boot_time "$(systemd-analyze time 2>/dev/null | head -1)"
 """
 
 
