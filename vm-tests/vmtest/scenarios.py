@@ -171,27 +171,74 @@ action reboot
 # Power cuts: each boot checks what the previous cut left (status before anything
 # else, then the next admin command, cleanup, then status and fsck), then deploys the
 # commit it is not running and is killed at one moment of it. The moments are phases
-# the guest sees on disk (a timer alone landed every cut in the checkout, which is most
-# of a deploy's time): the guest polls for its phase, waits a set time, freezes the
-# deploy (SIGSTOP: the console-to-kill latency is longer than some phases, so without
-# it a cut meant for one phase landed in a later one), prints a mark, and the host
-# kills qemu on seeing it. The cut after the commit point does not freeze the deploy
+# of the deploy seen on disk: a watcher in the guest starts the deploy, follows its
+# writes with inotify, and at the phase waits a set time and freezes the deploy
+# (SIGSTOP, within microseconds of the write; a shell poll, tried first, was slower
+# than the step from the first boot entry to the commit point), then prints a mark on
+# which the host kills qemu. The cut after the commit point does not freeze the deploy
 # but waits a second, so that the commit point is on disk.
 DEPLOY_DIR = f"/ostree/deploy/{OS}/deploy"
-PHASES = {
-    # the staging directory appeared: the checkout is being written
-    "checkout": f'[ "$(ls -a {DEPLOY_DIR})" != "$deploy0" ]',
-    # the origin file appeared: /etc merged, the tree is synced and renamed next
-    "origin": f'[ "$(ls {DEPLOY_DIR} | grep -c "[.]origin$")" != "$origins0" ]',
-    # the first boot-side write: loader.N or ostree/boot.N (grub2), an entry (systemd-boot);
-    # ostree/lock comes and goes with every admin command, so only boot.* names count
-    "boot-entries": '[ "$(boot_files)" != "$boot0" ]',
-    # the commit point: /boot/loader swapped (grub2) or a new default entry (systemd-boot)
-    "new-default": '[ "$(default_entry)" != "$default0" ]',
-}
+PHASES = (
+    "checkout",  # the staging directory appeared: the checkout is being written
+    "origin",  # the origin file appeared: /etc merged, the tree is synced and renamed next
+    "boot-entries",  # the first write under /boot or ostree/boot.* (ostree/lock excluded)
+    "new-default",  # the commit point: /boot/loader swapped, or a new default entry
+)
 # (phase, seconds after the phase is seen, freeze the deploy then?)
 CUTS = (("checkout", 2.0, True), ("origin", 0.0, True), ("boot-entries", 0.0, True),
         ("new-default", 1.0, False))
+WATCHER = r"""
+import ctypes, os, select, signal, struct, subprocess, sys, time
+phase, settle, freeze, deploy_dir = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.inotify_init1(os.O_CLOEXEC)
+MASK = 0x100 | 0x80 | 0x200 | 0x40  # create, moved to, delete, moved from
+dirs = {}
+for d in (deploy_dir, "/boot", "/boot/loader/entries", "/ostree"):
+    wd = libc.inotify_add_watch(fd, d.encode(), MASK)
+    if wd >= 0:
+        dirs[wd] = d
+
+def default_entry():
+    link = os.readlink("/boot/loader") if os.path.islink("/boot/loader") else ""
+    names = sorted(n for n in os.listdir("/boot/loader/entries")
+                   if "-9999-" in n and n.endswith(".conf"))
+    return link, names
+
+default0 = default_entry()
+
+def matches(d, name):
+    if phase == "checkout":
+        return d == deploy_dir
+    if phase == "origin":
+        return d == deploy_dir and name.endswith(".origin")
+    if phase == "boot-entries":
+        return d != deploy_dir and (d != "/ostree" or name.startswith("boot"))
+    return d != deploy_dir and default_entry() != default0
+
+proc = subprocess.Popen(sys.argv[5:])
+seen = None
+while seen is None and proc.poll() is None:
+    if not select.select([fd], [], [], 0.5)[0]:
+        continue
+    buf = os.read(fd, 65536)
+    while buf and seen is None:
+        wd, mask, cookie, size = struct.unpack_from("iIII", buf)
+        name = buf[16:16 + size].rstrip(b"\0").decode()
+        buf = buf[16 + size:]
+        if matches(dirs.get(wd, ""), name):
+            seen = f"{dirs.get(wd)}/{name}"
+if seen is None:
+    print("R: phase_missed=yes", flush=True)
+else:
+    time.sleep(settle)
+    if freeze:
+        os.kill(proc.pid, signal.SIGSTOP)
+    print(f"R: phase_seen={seen}", flush=True)
+with open("/dev/ttyS0", "w") as tty:
+    tty.write("@@VMT-MARK cut-now\n")
+sys.exit(proc.wait())
+"""
 CHECK_SCRIPT = STATUS + """
 result uptime_start "$(cut -d' ' -f1 /proc/uptime)"
 status_report
@@ -203,26 +250,13 @@ tail -3 /run/fsck.out
 result uptime_checked "$(cut -d' ' -f1 /proc/uptime)"
 """
 DEPLOY_SCRIPT = CHECK_SCRIPT + """
-boot_files() { ls -a /boot /boot/loader/entries; ls /ostree | grep '^boot'; }
-default_entry() { readlink /boot/loader; ls /boot/loader/entries | grep -e '-9999-.*[.]conf$'; }
 running=$(findmnt -n -o SOURCE / | sed -n 's/.*deploy\\/\\([0-9a-f]*\\)\\.[0-9]*\\]$/\\1/p')
 if [ "$running" = @COMMIT1@ ]; then target=@COMMIT2@; else target=@COMMIT1@; fi
 result deploy_commit "$target"
 sync
-deploy0=$(ls -a @DEPLOY_DIR@)
-origins0=$(ls @DEPLOY_DIR@ | grep -c "[.]origin$")
-boot0=$(boot_files)
-default0=$(default_entry)
-sysroot admin deploy --os=@OS@ "$target" & pid=$!
-{ set +x; } 2>/dev/null  # the poll is too busy to trace on a serial console
-until @PHASE_TEST@; do
-    kill -0 $pid 2>/dev/null || { result phase_missed yes; break; }
-    sleep 0.02
-done
-@FREEZE@
-mark cut-now
-set -x
-wait $pid; result deploy_rc $?
+python3 - @CUT@ @DEPLOY_DIR@ sysroot admin deploy --os=@OS@ "$target" <<'PY'
+""" + WATCHER + """PY
+result deploy_rc $?
 mark deploy-done
 """
 
@@ -264,11 +298,8 @@ def scenario_4(ctx: Context) -> str:
     outcomes: list[str] = []
     before = None
     for phase, delay, freeze in CUTS:
-        settle = f"sleep {delay:g}" if delay else ":"
-        script = template.replace("@PHASE_TEST@", PHASES[phase]).replace(
-            "@FREEZE@", f"{settle}; kill -STOP $pid" if freeze else "")
-        boot = ctx.machine.boot(script, kill_after=mark("cut-now"),
-                                kill_delay=0 if freeze else delay)
+        script = template.replace("@CUT@", f"{phase} {delay:g} {int(freeze)}")
+        boot = ctx.machine.boot(script, kill_after=mark("cut-now"))
         if before is not None:
             outcomes.append(check_after_cut(before, boot))  # what the previous cut left
         before = first_values(boot)
