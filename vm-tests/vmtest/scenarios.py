@@ -172,7 +172,7 @@ action reboot
 # commit it is not running and is killed at one moment of it. The moments are phases
 # the guest sees on disk (a timer alone landed every cut in the checkout, which is most
 # of a deploy's time): the guest polls for its phase, prints a mark, and the host kills
-# qemu CUT_DELAY seconds after seeing it.
+# qemu the phase's delay (CUTS) after seeing it.
 DEPLOY_DIR = f"/ostree/deploy/{OS}/deploy"
 PHASES = {
     # the staging directory appeared: the checkout is being written
