@@ -335,17 +335,29 @@ class SysrootState:
         return self.layout.deploy_dir(d.osname, d.csum, d.deployserial)
 
 
+# Lock files this process holds, with how deep it is nested: an OFD lock taken again
+# through a new file descriptor would wait on the process's own, so a command that holds
+# the lock across several operations (admin upgrade) lets theirs pass through.
+_HELD: dict[str, int] = {}
+
+
 class SysrootLock:
-    """`ostree/lock`, taken exclusively as libostree does (OFD lock, unlinked on release)."""
+    """`ostree/lock`, taken exclusively as libostree does (OFD lock, unlinked on release).
+    Nested use within one process is allowed and shares the outermost lock."""
 
     def __init__(self, layout: SysrootLayout, *, wait: bool = True, timeout: float = 300):
         self.layout = layout
         self.wait = wait
         self.timeout = timeout
         self.fd: int | None = None
+        self.nested = False
 
     def __enter__(self) -> SysrootLock:
         path = self.layout.lock
+        if _HELD.get(path):
+            _HELD[path] += 1
+            self.nested = True
+            return self
         deadline = time.monotonic() + self.timeout
         announced = False
         while True:
@@ -355,6 +367,7 @@ class SysrootLock:
                 # The previous owner may have unlinked the file we locked: retry if so.
                 if os.fstat(fd).st_nlink > 0:
                     self.fd = fd
+                    _HELD[path] = 1
                     return self
                 os.close(fd)
                 continue
@@ -370,7 +383,12 @@ class SysrootLock:
             time.sleep(0.1)
 
     def __exit__(self, *exc) -> None:
+        if self.nested:
+            _HELD[self.layout.lock] -= 1
+            self.nested = False
+            return
         if self.fd is not None:
+            _HELD.pop(self.layout.lock, None)
             try:
                 os.unlink(self.layout.lock)
             except FileNotFoundError:

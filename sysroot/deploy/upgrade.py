@@ -150,7 +150,19 @@ class Upgrader:
         self.sysroot = sysroot
         if not os.path.isdir(sysroot.path):
             raise NotFoundError(f"opendir({sysroot.path}): No such file or directory")
-        state = sysroot.load()
+        # Held from reading the merge deployment until the new one is written, as ostree
+        # holds it for the whole command: no other admin command may change the
+        # deployments in between (a second upgrade would deploy the same update twice).
+        self._lock = sysroot.lock()
+        self._lock.__enter__()
+        try:
+            self._load(osname, ignore_unconfigured)
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+
+    def _load(self, osname: str | None, ignore_unconfigured: bool) -> None:
+        state = self.sysroot.load()
         state.require_initialized()
         if state.booted is None and osname is None:
             raise SysrootError("Not currently booted into an OSTree system and no OS "
@@ -211,6 +223,7 @@ class Upgrader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+        self._lock.__exit__(None, None, None)
 
     # ------------------------------------------------------------------ pull
     def _fetch(self, target: str, check_from: str | None, peek: bool) -> str:
@@ -320,11 +333,11 @@ def switch(sysroot: Sysroot, refspec: str, osname: str | None = None) -> Switch:
         up.set_origin(OriginFile.for_refspec(new))
         result = up.pull(allow_older=True)
         change = up.deploy()
-    # as ostree: the old ref goes (even when an end-of-life rebase led back to it)
-    with sysroot.open_repo() as repo:
-        try:
-            repo.write_ref(old, None)
-            deleted = True
-        except NotFoundError:
-            deleted = False
+        # as ostree: the old ref goes (even when an end-of-life rebase led back to it)
+        with sysroot.open_repo() as repo:
+            try:
+                repo.write_ref(old, None)
+                deleted = True
+            except NotFoundError:
+                deleted = False
     return Switch(result, change, old, deleted)

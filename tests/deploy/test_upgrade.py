@@ -10,7 +10,9 @@ refs and the same `state/` (partial commits) in their repositories.
 from __future__ import annotations
 
 import io
+import os
 import subprocess
+import time
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,7 @@ class Served:
     server: RepoServer
     ostree: object
     n: int = 0
+    summary_mtime: float = 0.0
 
     def commit(self, branch: str = X, *, ts: str, version: str | None = None,
                meta: dict[str, str] | None = None, sign: tuple[str, Path] | None = None,
@@ -63,6 +66,13 @@ class Served:
             # a stale signature would make ostree keep using its cached summary
             (self.repo / "summary.sig").unlink(missing_ok=True)
         self.ostree(*summary)
+        # The server's Last-Modified has whole seconds: a summary rewritten within the
+        # second ostree fetched the last one would get 304 and ostree would keep its
+        # cached copy. Each new summary is a second newer than the one before.
+        self.summary_mtime = max(time.time(), self.summary_mtime + 1)
+        for name in ("summary", "summary.sig"):
+            if (self.repo / name).exists():
+                os.utime(self.repo / name, (self.summary_mtime, self.summary_mtime))
         return checksum
 
 
@@ -357,3 +367,24 @@ def test_reboot_only_for_real_root(monkeypatch, tmp_path):
     assert calls == []
     admin_upgrade._reboot("/")
     assert calls == [["systemctl", "reboot"]]
+
+
+def test_upgrade_holds_the_sysroot_lock(pair: Pair, served: Served):
+    """From reading the merge deployment to writing the new one, no other admin command
+    runs: ostree's own wait for the lock, and the deploy's locking nests in ours."""
+    from sysroot.deploy.admin import Sysroot
+    from sysroot.deploy.upgrade import Upgrader
+
+    served.commit(ts=T0, version="1")
+    track(pair, served)
+    new = served.commit(ts=T1, version="2")
+    cleanup = [*pair.ostree.argv0, "admin", "cleanup", f"--sysroot={pair.b.path}"]
+    with Upgrader(Sysroot(str(pair.b.path)), OSNAME) as up:
+        with pytest.raises(subprocess.TimeoutExpired):
+            subprocess.run(cleanup, capture_output=True, timeout=3)
+        up.pull()
+        up.deploy()
+        with pytest.raises(subprocess.TimeoutExpired):
+            subprocess.run(cleanup, capture_output=True, timeout=3)
+    assert subprocess.run(cleanup, capture_output=True, timeout=60).returncode == 0
+    assert pair.b.status(pair.ostree).splitlines()[0].split()[1].startswith(new)

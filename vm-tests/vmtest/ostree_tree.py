@@ -7,6 +7,8 @@ What changes, and why:
   sysroot_layer), so the booted guest can run `sysroot admin`;
 - /etc moves to /usr/etc (the defaults the 3-way merge starts from); /var is emptied,
   since each stateroot has its own /var, created by systemd-tmpfiles at boot;
+- Python's bytecode is compiled so that it is valid with the deployment's mtime-0
+  sources;
 - /sysroot (where the physical root appears) and /ostree -> sysroot/ostree exist;
   /root and /home live in /var;
 - the test driver unit (vm-tests/guest/) runs the script of the second disk.
@@ -14,9 +16,12 @@ What changes, and why:
 
 from __future__ import annotations
 
+import compileall
 import glob
 import os
+import py_compile
 import shutil
+import sys
 
 from sysroot.util.run import run
 from vmtest.cache import HERE, SOURCE, cached, hash_inputs
@@ -34,6 +39,8 @@ Name=en*
 Address=10.0.2.15/24
 Gateway=10.0.2.2
 """
+GUEST_CACHE_TAG = "cpython-311"
+PYTHON_DIRS = ("/usr/lib/python3.11", "/usr/lib/python3/dist-packages")
 TMPFILES = """\
 # sysroot test image: what the deployment layout moved to /var
 d /var/roothome 0700 root root -
@@ -63,6 +70,12 @@ def build_tree(rootfs: str, log) -> str:
         with mounted_api_fs(path):
             chroot(path, "dracut", "--force", "--no-hostonly", "--no-hostonly-cmdline",
                    "--add", "sysroot", "--kver", kver, f"/usr/lib/modules/{kver}/initramfs.img")
+            # A deployment's files have mtime 0, so Debian's timestamp-checked .pyc files
+            # never match their sources there and, /usr being read-only, every Python
+            # start compiles every module it imports again (seconds each under TCG).
+            # Bytecode checked by nothing is right for a tree that never changes.
+            chroot(path, "python3", "-m", "compileall", "-q", "-f", "-j0",
+                   "--invalidation-mode=unchecked-hash", *PYTHON_DIRS)
         to_deployment_layout(path)
 
     return cached("tree", key, build, log)
@@ -75,6 +88,11 @@ def sysroot_layer(dest: str) -> str:
     pkg = os.path.join(dest, "usr/lib/python3/dist-packages/sysroot")
     shutil.copytree(os.path.join(SOURCE, "sysroot"), pkg,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # bytecode the guest can use with mtime-0 sources (see build_tree); compiled here,
+    # so only when this Python's bytecode is the guest's (Debian 12: 3.11)
+    if sys.implementation.cache_tag == GUEST_CACHE_TAG:
+        compileall.compile_dir(pkg, quiet=1, ddir="/usr/lib/python3/dist-packages/sysroot",
+                               invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
     launcher = os.path.join(dest, "usr/bin/sysroot")
     os.makedirs(os.path.dirname(launcher), exist_ok=True)
     with open(launcher, "w") as f:
