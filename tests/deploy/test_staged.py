@@ -35,18 +35,20 @@ shift 5
 mount --bind "$phys" "$root/sysroot"
 mount --bind "$phys/boot" "$root/boot"
 mount --bind "$var" "$root/var"
+# before the binds: when this Python lives under /tmp, /tmp is one of them
+mount -t tmpfs tmpfs "$root/tmp"
 for b in $binds; do mount --bind "$b" "$root$b"; done
 mount --bind "$run" "$root/run"
 mount -t proc proc "$root/proc"
 mount --rbind /dev "$root/dev"
-mount -t tmpfs tmpfs "$root/tmp"
 cd /
 exec chroot "$root" /usr/bin/env PYTHONSAFEPATH=1 "$@"
 """
 
-# host directories the tools need inside the chroot
-BINDS = sorted({"/usr", "/" + Path(sys.prefix).resolve().parts[1],
-                "/" + Path(sysroot_pkg.__file__).resolve().parts[1]})
+# host directories the tools need inside the chroot: /usr, and the top directories of
+# this Python (a venv's and the interpreter's it links to) and of this checkout
+BINDS = sorted({"/usr"} | {"/" + Path(p).resolve().parts[1] for p in (
+    sys.prefix, sys.base_prefix, sys.executable, sysroot_pkg.__file__)})
 
 
 def booted_tree(root: Path, conf: str = "a=1\n") -> Path:
