@@ -25,7 +25,6 @@ import hashlib
 import os
 import stat
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -157,16 +156,8 @@ class _Fsck:
             if self._check_object(name) is None and self.verify_bindings:
                 commit = self.walker.commits.get(checksum) or self.repo.load_commit(checksum)
                 self._check_bindings(ref, commit)
-        names = sorted(self.walker.reachable)
-        for name in names:
-            if name[1] is not ObjectType.FILE:
-                self._check_object(name)
-        # Content is most of the work: reading and hashing release the GIL, so threads
-        # keep every core busy (the verdicts land in a dict, one key per object).
-        files = [name for name in names if name[1] is ObjectType.FILE]
-        with ThreadPoolExecutor(max_workers=_content_workers()) as pool:
-            for _ in pool.map(self._check_object, files):
-                pass
+        for name in sorted(self.walker.reachable):
+            self._check_object(name)
         self.report.n_objects = len(self.walker.reachable)
         self._collect_problems()
         return self.report
@@ -341,10 +332,6 @@ class _Fsck:
             return False
         self.report.deleted.append(name)
         return True
-
-
-def _content_workers() -> int:
-    return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
 def _metadata_structure_problem(objtype: ObjectType, data: bytes, obj=None) -> str | None:
