@@ -178,12 +178,11 @@ action reboot
 # which the host kills qemu. The cut after the commit point does not freeze the deploy
 # but waits a second, so that the commit point is on disk.
 DEPLOY_DIR = f"/ostree/deploy/{OS}/deploy"
-PHASES = (
-    "checkout",  # the staging directory appeared: the checkout is being written
-    "origin",  # the origin file appeared: /etc merged, the tree is synced and renamed next
-    "boot-entries",  # the first write under /boot or ostree/boot.* (ostree/lock excluded)
-    "new-default",  # the commit point: /boot/loader swapped, or a new default entry
-)
+# The phases, as WATCHER's matches() tells them:
+# - checkout: the staging directory appeared, the checkout is being written;
+# - origin: the origin file appeared: /etc merged, the tree is synced and renamed next;
+# - boot-entries: the first write under /boot or ostree/boot.* (ostree/lock excluded);
+# - new-default: the commit point: /boot/loader swapped, or a new default entry.
 # (phase, seconds after the phase is seen, freeze the deploy then?)
 CUTS = (("checkout", 2.0, True), ("origin", 0.0, True), ("boot-entries", 0.0, True),
         ("new-default", 1.0, False))
