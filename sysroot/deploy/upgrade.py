@@ -148,20 +148,27 @@ class Upgrader:
     def __init__(self, sysroot: Sysroot, osname: str | None = None, *,
                  ignore_unconfigured: bool = False):
         self.sysroot = sysroot
-        if not os.path.isdir(sysroot.path):
-            raise NotFoundError(f"opendir({sysroot.path}): No such file or directory")
+        self._osname = osname
+        self.ignore_unconfigured = ignore_unconfigured
+        self._lock = None
+        self._repo: Repo | None = None
+
+    def __enter__(self) -> Upgrader:
+        if not os.path.isdir(self.sysroot.path):
+            raise NotFoundError(f"opendir({self.sysroot.path}): No such file or directory")
         # Held from reading the merge deployment until the new one is written, as ostree
         # holds it for the whole command: no other admin command may change the
         # deployments in between (a second upgrade would deploy the same update twice).
-        self._lock = sysroot.lock()
+        self._lock = self.sysroot.lock()
         self._lock.__enter__()
         try:
-            self._load(osname, ignore_unconfigured)
+            self._load(self._osname)
         except BaseException:
-            self._lock.__exit__(None, None, None)
+            self.__exit__(None, None, None)
             raise
+        return self
 
-    def _load(self, osname: str | None, ignore_unconfigured: bool) -> None:
+    def _load(self, osname: str | None) -> None:
         state = self.sysroot.load()
         state.require_initialized()
         if state.booted is None and osname is None:
@@ -176,9 +183,7 @@ class Upgrader:
         if merge.origin is None:
             raise SysrootError(f"No origin known for deployment {merge.name}")
         self.merge: Deployment = merge
-        self.ignore_unconfigured = ignore_unconfigured
         self.new_revision: str | None = None
-        self._repo: Repo | None = None
         self.set_origin(OriginFile.of(merge.origin))
 
     # ------------------------------------------------------------------ origin
@@ -218,12 +223,11 @@ class Upgrader:
             self._repo.close()
             self._repo = None
 
-    def __enter__(self) -> Upgrader:
-        return self
-
     def __exit__(self, *exc) -> None:
         self.close()
-        self._lock.__exit__(None, None, None)
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
 
     # ------------------------------------------------------------------ pull
     def _fetch(self, target: str, check_from: str | None, peek: bool) -> str:
