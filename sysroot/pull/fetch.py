@@ -1,11 +1,11 @@
 """Fetching files of a remote repository over http://, https:// or file://.
 
-One Fetcher per pull: a urllib3 pool with a bounded number of connections (shared by
-every thread of the pull), retries on connection errors and 5xx answers, and timeouts.
-A 404 is reported as NotFoundError so the caller decides whether it matters (a missing
-`.commitmeta` is normal, a missing dirtree is not). A body shorter than its
-Content-Length is an error, never a short object. Every failure is one line naming
-the URL.
+One Fetcher per process of a pull: a urllib3 pool with a bounded number of connections
+(shared by the threads of that process), retries on connection errors and 5xx answers,
+and timeouts. A 404 is reported as NotFoundError so the caller decides whether it
+matters (a missing `.commitmeta` is normal, a missing dirtree is not). A body shorter
+than its Content-Length is an error, never a short object. Every failure is one line
+naming the URL.
 """
 
 from __future__ import annotations
@@ -118,6 +118,12 @@ class Fetcher:
                 kw["key_file"] = opts.tls_client_key_path
         self._pool = (urllib3.ProxyManager(opts.proxy, **kw) if opts.proxy
                       else urllib3.PoolManager(**kw))
+        # Every object lives on the base URL's host: asking that host's pool directly
+        # skips the manager's per-request URL parsing and pool lookup, which cost as
+        # much CPU as the rest of a small object's fetch. Redirects (maybe to another
+        # host) and proxies take the manager's general path.
+        self._host_pool = None if opts.proxy else self._pool.connection_from_url(self.base_url)
+        self._base_path = parsed.path.rstrip("/") + "/"
 
     def close(self) -> None:
         if self._pool is not None:
@@ -150,9 +156,7 @@ class Fetcher:
             yield from self._stream_file(url, path)
             return
         try:
-            # enforce_content_length: 2.x defaults to it, Debian 12's 1.26 does not
-            resp = self._pool.request("GET", url, preload_content=False,
-                                      decode_content=False, enforce_content_length=True)
+            resp = self._get(url, path)
         except HTTPError as e:
             raise FetchError(f"Fetching {url} failed: {_describe(e)}") from None
         complete = False
@@ -174,6 +178,18 @@ class Fetcher:
             if not complete:
                 resp.close()  # unread data would corrupt the next response on it
             resp.release_conn()
+
+    def _get(self, url: str, path: str):
+        # enforce_content_length: 2.x defaults to it, Debian 12's 1.26 does not
+        kw = dict(preload_content=False, decode_content=False, enforce_content_length=True)
+        if self._host_pool is not None:
+            resp = self._host_pool.urlopen("GET", self._base_path + path.lstrip("/"),
+                                           redirect=False, **kw)
+            if not resp.get_redirect_location():
+                return resp
+            resp.drain_conn()
+            resp.release_conn()
+        return self._pool.request("GET", url, **kw)
 
     def _stream_file(self, url: str, path: str) -> Iterator[bytes]:
         full = os.path.join(self._root, path.lstrip("/"))

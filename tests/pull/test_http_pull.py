@@ -8,9 +8,11 @@ object sets (bytes too for archive), and `ostree fsck` clean on sysroot's repo.
 from __future__ import annotations
 
 import datetime as dt
+import http.server
 import re
 import ssl
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -226,6 +228,39 @@ def test_url_option_and_nginx(served, ostree, sysroot, tmp_path):
         sysroot("pull", f"--repo={ours}", f"--url={nginx.url}", "--depth=-1", "origin", "main")
         ostree("pull", f"--repo={theirs}", f"--url={nginx.url}", "--depth=-1", "origin", "main")
         assert nginx.object_requests() > 0
+    assert_same(ostree, theirs, ours, "archive")
+
+
+class _Redirector(http.server.BaseHTTPRequestHandler):
+    """Sends every request on to another server, as a CDN or mirror director does."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.server.hits += 1
+        self.send_response(302)
+        self.send_header("Location", self.server.target + self.path.lstrip("/"))
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_redirects_to_another_host(served, ostree, sysroot, tmp_path):
+    """Every file answered with a 302 to the real server on another port."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirector)
+    httpd.daemon_threads = True
+    httpd.target, httpd.hits = served["server"].url, 0
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        theirs, ours = both(ostree, sysroot, tmp_path, "archive",
+                            f"http://127.0.0.1:{httpd.server_address[1]}/", "origin", "main")
+        assert httpd.hits > len(object_names(ours))  # ostree's and ours
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
     assert_same(ostree, theirs, ours, "archive")
 
 
