@@ -16,6 +16,12 @@ class SysrootError(Exception):
         super().__init__(message)
         self.hint = hint
 
+    def __reduce__(self):
+        # Pull workers are processes and send their errors to the parent pickled. The
+        # default pickling calls cls(*args), which the subclasses' own __init__
+        # signatures (and the keyword-only hint) do not fit.
+        return _rebuild, (type(self), str(self), self.__dict__)
+
 
 class UsageError(SysrootError):
     """Bad command-line usage or bad input values."""
@@ -39,3 +45,10 @@ class CorruptObjectError(SysrootError):
 
 class NotFoundError(SysrootError):
     """A ref, revision, object or path that does not exist."""
+
+
+def _rebuild(cls: type[SysrootError], message: str, state: dict) -> SysrootError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error

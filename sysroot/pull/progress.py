@@ -6,6 +6,7 @@ times a second, so the cost does not grow with the number of objects.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ class Progress:
         self.bytes_source = None  # callable giving the bytes received so far
         self.start = time.monotonic()
         self._lock = threading.Lock()
+        self._drawing = threading.Lock()  # held while the line is written
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._drawn = False
@@ -61,8 +63,16 @@ class Progress:
             self.stream.write("\r\x1b[K")  # clear the line for the final message
             self.stream.flush()
 
+    @contextlib.contextmanager
+    def paused(self):
+        """No drawing inside the block: a process forked there finds the output
+        stream's lock free."""
+        with self._drawing:
+            yield
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.stream.write("\r\x1b[K" + self.line())
-            self.stream.flush()
-            self._drawn = True
+            with self._drawing:
+                self.stream.write("\r\x1b[K" + self.line())
+                self.stream.flush()
+                self._drawn = True

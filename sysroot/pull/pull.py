@@ -6,10 +6,12 @@ ostree requires; a file:// remote is imported like `pull-local`, from any mode.
 Order of trust: refs are resolved (from the summary, verified first when the remote
 asks, or from refs/heads/REF), each commit is fetched with its detached metadata and
 verified (checksum, then signature when the remote requires one) before anything of
-it is stored. Trees are walked level by level, metadata fetched in parallel batches,
-and content objects stream through a bounded pool of workers as soon as they are
-discovered. Every object is checked against its checksum before it is staged; refs
-move only once everything is in, in the same transaction.
+it is stored. Then this process walks the trees while fetch workers (pull.workers:
+a forked process per CPU, --connections threads in all, one connection each) fetch
+the directory metadata it asks for first and the content objects as it finds them.
+Every object is checked against its checksum before it is staged (content objects by
+the worker, straight into the transaction's staging directory); refs move only once
+everything is in, in the same transaction.
 
 Resumable like ostree: a commit is marked `state/CSUM.commitpartial` before it is
 stored and unmarked when its tree is complete. When a pull fails, the objects verified
@@ -18,13 +20,12 @@ so far are still published (without any ref), so the next pull fetches only the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
-import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from sysroot.errors import CorruptObjectError, FormatError, NotFoundError, SysrootError
@@ -39,9 +40,10 @@ from sysroot.formats.objects import (
     is_checksum,
 )
 from sysroot.pull import filez
-from sysroot.pull.fetch import Fetcher, FetchError, FetchOptions, collect
+from sysroot.pull.fetch import Fetcher, FetchError, FetchOptions
 from sysroot.pull.progress import Progress
 from sysroot.pull.remotes import load_remote
+from sysroot.pull.workers import TaskResult, WorkerPool
 from sysroot.sign import verify as signatures
 from sysroot.store.modes import RepoMode
 from sysroot.store.pull_local import (
@@ -91,6 +93,9 @@ class PullResult:
                 f"{_transferred(self.bytes_transferred)} transferred in "
                 f"{int(self.seconds)} seconds; {format_size(self.content_bytes)} "
                 "content written")
+
+
+_BATCH = 16  # objects per task of a fetch worker: small enough to share out evenly
 
 
 def _transferred(n: int) -> str:
@@ -272,19 +277,25 @@ class _HttpPull:
                                    or repo.mode is RepoMode.BARE_USER_ONLY)
         self.verify = _commit_verification(remote)
         self.progress = options.progress or Progress(live=False)
-        self.progress.bytes_source = lambda: fetcher.bytes_transferred
+        self.progress.bytes_source = self._received
         self.seen_commits: dict[str, float] = {}
         self.seen_trees: set[str] = set()
         self.seen_metas: set[str] = set()
         self.seen_files: set[str] = set()
         self.roots: list[tuple[str, str, str]] = []  # (tree, meta, label) to walk
         self.partial: list[str] = []  # commits this pull completes
-        self._content_pool: ThreadPoolExecutor | None = None
-        self._futures: list = []
-        self._lock = threading.Lock()
+        self.tree_places: dict[str, tuple[str, str]] = {}  # tree being fetched -> (path, label)
+        self.want_files: list[tuple[str, str]] = []  # (checksum, where) to hand out
+        self._pool: WorkerPool | None = None
+        self.worker_bytes = 0  # received by the workers
         self.metadata = 0
         self.content = 0
         self.content_bytes = 0
+
+    def _received(self) -> int:
+        pool = self._pool  # the progress thread asks too
+        workers = pool.received() if pool is not None else self.worker_bytes
+        return self.fetcher.bytes_transferred + workers
 
     # ------------------------------------------------------------ remote files
     def _remote_config(self) -> None:
@@ -365,24 +376,6 @@ class _HttpPull:
         self.metadata += 1
         self.progress.add_fetched()
 
-    def _metadata_batch(self, wanted: list[tuple[ObjectType, str, str]]) -> dict[str, bytes]:
-        """checksum -> bytes for (type, checksum, where); fetched (in parallel) and
-        stored unless the repository has them."""
-        out: dict[str, bytes] = {}
-        missing = []
-        for objtype, checksum, where in wanted:
-            if self.tx.has_object(objtype, checksum):
-                out[checksum] = self.tx.read_metadata(objtype, checksum)
-            else:
-                missing.append((objtype, checksum, where))
-        self.progress.add_total(len(missing))
-        datas = self.fetcher.run_all(
-            lambda item: self.fetcher.get(self._object_path(item[0], item[1])), missing)
-        for (objtype, checksum, where), data in zip(missing, datas, strict=True):
-            self._store_metadata(objtype, checksum, data, where)
-            out[checksum] = data
-        return out
-
     # ------------------------------------------------------------ commits
     def _commit(self, checksum: str, level: int, ref: str | None) -> Commit | None:
         label = f"commit {checksum}"
@@ -448,35 +441,99 @@ class _HttpPull:
             level += 1
 
     # ------------------------------------------------------------ trees
+    # After the commits, every fetch runs in the worker processes: directory metadata
+    # first (the walk waits for it), content objects as the walk finds them. This
+    # process walks the trees, stores and checks the metadata, and records the content
+    # the workers staged, handling each answer as it arrives.
     def _walk(self) -> None:
-        level = [(tree, meta, "/", label) for tree, meta, label in self.roots]
-        while level:
-            self._check_content()  # fail fast
-            wanted = []
-            todo = []
-            for tree, meta, path, label in level:
-                where = f"{path} of {label}"
-                if meta not in self.seen_metas:
-                    self.seen_metas.add(meta)
-                    wanted.append((ObjectType.DIR_META, meta, where))
-                if tree not in self.seen_trees:
-                    self.seen_trees.add(tree)
-                    wanted.append((ObjectType.DIR_TREE, tree, where))
-                    todo.append((tree, path, label))
-            datas = self._metadata_batch(wanted)
-            for objtype, checksum, where in wanted:
+        if not self.roots:
+            return
+        with contextlib.ExitStack() as stack:
+            with self.progress.paused():  # no drawing thread inside a write when forking
+                pool = stack.enter_context(WorkerPool(
+                    len(os.sched_getaffinity(0)), self.options.fetch.connections,
+                    self._worker_setup, self._work, lambda: self.fetcher.bytes_transferred))
+            self._pool = pool
+            stack.callback(self._keep_worker_bytes, pool)
+            self._visit([(tree, meta, "/", label) for tree, meta, label in self.roots])
+            failure: BaseException | None = None
+            for result in pool.results():
+                try:
+                    self._handle(result)
+                except (SysrootError, OSError) as e:
+                    if failure is None:
+                        failure = e  # the others still report what they completed
+                        pool.stop()
+            if failure is not None:
+                raise failure
+
+    def _keep_worker_bytes(self, pool: WorkerPool) -> None:
+        self.worker_bytes = pool.received()
+        self._pool = None
+
+    def _visit(self, dirs: list[tuple[str, str, str, str]]) -> None:
+        """Walk (tree, meta, path, label): directories stored already at once, the
+        others once their metadata arrives."""
+        want_meta = []
+        while dirs:
+            tree, meta, path, label = dirs.pop()
+            where = f"{path} of {label}"
+            if meta not in self.seen_metas:
+                self.seen_metas.add(meta)
+                if self.tx.has_object(ObjectType.DIR_META, meta):
+                    self._check_dirmeta(meta, self.tx.read_metadata(ObjectType.DIR_META, meta),
+                                        where)
+                else:
+                    want_meta.append((ObjectType.DIR_META, meta, where))
+            if tree in self.seen_trees:
+                continue
+            self.seen_trees.add(tree)
+            if self.tx.has_object(ObjectType.DIR_TREE, tree):
+                data = self.tx.read_metadata(ObjectType.DIR_TREE, tree)
+                dirs.extend(self._expand(tree, data, path, label))
+            else:
+                self.tree_places[tree] = (path, label)
+                want_meta.append((ObjectType.DIR_TREE, tree, where))
+        self.progress.add_total(len(want_meta))
+        for i in range(0, len(want_meta), _BATCH):
+            self._pool.submit("meta", want_meta[i:i + _BATCH], urgent=True)
+        for i in range(0, len(self.want_files), _BATCH):
+            self._pool.submit("file", self.want_files[i:i + _BATCH])
+        self.want_files = []
+
+    def _check_dirmeta(self, checksum: str, data: bytes, where: str) -> None:
+        parse_object(DirMeta.parse, ObjectType.DIR_META, checksum, data, where)
+
+    def _expand(self, tree: str, data: bytes, path: str, label: str
+                ) -> list[tuple[str, str, str, str]]:
+        """The subdirectories of a dirtree; its files go to the content queue."""
+        dirtree = parse_object(DirTree.parse, ObjectType.DIR_TREE, tree, data,
+                               f"{path} of {label}")
+        prefix = path.rstrip("/") + "/"
+        for name, checksum in dirtree.files:
+            self._content(checksum, f"{prefix}{name} of {label}")
+        return [(subtree, submeta, prefix + name, label)
+                for name, subtree, submeta in dirtree.dirs]
+
+    def _handle(self, result: TaskResult) -> None:
+        """Keep what a task completed, then raise what stopped it."""
+        if result.kind == "meta":
+            for (objtype, checksum, where), data in zip(result.items, result.outputs,
+                                                        strict=False):
+                self._store_metadata(objtype, checksum, data, where)
                 if objtype is ObjectType.DIR_META:
-                    parse_object(DirMeta.parse, objtype, checksum, datas[checksum], where)
-            level = []
-            for tree, path, label in todo:
-                where = f"{path} of {label}"
-                dirtree = parse_object(DirTree.parse, ObjectType.DIR_TREE, tree, datas[tree],
-                                       where)
-                prefix = path.rstrip("/") + "/"
-                for name, checksum in dirtree.files:
-                    self._content(checksum, f"{prefix}{name} of {label}")
-                for name, subtree, submeta in dirtree.dirs:
-                    level.append((subtree, submeta, prefix + name, label))
+                    self._check_dirmeta(checksum, data, where)
+                else:
+                    path, label = self.tree_places.pop(checksum)
+                    self._visit(self._expand(checksum, data, path, label))
+        else:
+            for (checksum, _), size in zip(result.items, result.outputs, strict=False):
+                if self.tx.record_staged(checksum, ObjectType.FILE):
+                    self.content += 1
+                    self.content_bytes += size
+                self.progress.add_fetched()
+        if result.error is not None:
+            raise result.error
 
     # ------------------------------------------------------------ content
     def _content(self, checksum: str, where: str) -> None:
@@ -486,25 +543,33 @@ class _HttpPull:
         if self.tx.has_object(ObjectType.FILE, checksum):
             return
         self.progress.add_total()
-        self._futures.append(self._content_pool.submit(self._fetch_content, checksum, where))
+        self.want_files.append((checksum, where))
 
-    def _check_content(self) -> None:
-        for f in self._futures:
-            if f.done() and f.exception() is not None:
-                raise f.exception()
+    # ------------------------------------------------------------ in the workers
+    def _worker_setup(self) -> None:
+        # connections of its own (the parent's are copies of the parent's sockets)
+        self.fetcher = Fetcher(self.url, self.fetcher.options)
+        self.tx.in_forked_child()
 
-    def _fetch_content(self, checksum: str, where: str) -> None:
+    def _work(self, kind: str, item: tuple):
+        if kind == "meta":
+            objtype, checksum, _ = item
+            return self.fetcher.get(self._object_path(objtype, checksum))
+        return self._fetch_content(*item)
+
+    def _fetch_content(self, checksum: str, where: str) -> int:
+        """Fetch, verify and stage one content object; its uncompressed size."""
         path = self._object_path(ObjectType.FILE, checksum)
-        retries = self.options.fetch.retries
-        for attempt in range(retries + 1):
+        attempt = 0
+        while True:
             try:
-                size = self._store_content(checksum, path, where)
-                break
+                return self._store_content(checksum, path, where)
             except FetchError:
                 # urllib3 retries failed requests; this retries a body cut off midway
-                if attempt == retries:
+                if attempt == self.options.fetch.retries:
                     raise
                 time.sleep(min(0.1 * 2 ** attempt, 2))
+                attempt += 1
             except CorruptObjectError as e:
                 raise CorruptObjectError(checksum, "file",
                                          f"{e.problem} ({where}, from {self.url}{path})") \
@@ -512,10 +577,6 @@ class _HttpPull:
             except OSError as e:
                 raise SysrootError(f"Writing content object {checksum} ({where}) to "
                                    f"{self.repo.path}: {e.strerror or e}") from None
-        with self._lock:
-            self.content += 1
-            self.content_bytes += size
-        self.progress.add_fetched()
 
     def _check_header(self, header, checksum: str, where: str) -> None:
         if self.check_bareuseronly:
@@ -555,26 +616,18 @@ class _HttpPull:
         targets, names = self._resolve(refs, summary)
         failure: BaseException | None = None
         try:
-            with self.repo.transaction() as tx, self.progress, \
-                    ThreadPoolExecutor(self.options.fetch.connections) as pool:
+            with self.repo.transaction() as tx, self.progress:
                 self.tx = tx
-                self._content_pool = pool
                 try:
                     for (_, checksum), name in zip(targets, names, strict=True):
                         bound = None if is_checksum(name) or not self.options.verify_bindings \
                             else name
                         self._commit_chain(checksum, bound)
-                    self._walk()
-                    collect(self._futures)
-                except (SysrootError, OSError) as e:
+                    self._walk()  # returns or raises once the workers have stopped
+                except (SysrootError, OSError, KeyboardInterrupt) as e:
+                    # The transaction still publishes what was verified, after ^C too
+                    # (nothing of it is under a ref): the next pull goes on from there.
                     failure = e
-                    # stop the workers before the transaction publishes what is verified
-                    for f in self._futures:
-                        f.cancel()
-                    pool.shutdown(wait=True, cancel_futures=True)
-                except BaseException:  # e.g. ^C: do not run the queued fetches first
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
                 else:
                     for dest, checksum in targets:
                         if dest is not None and self.options.update_refs:
@@ -583,6 +636,8 @@ class _HttpPull:
             if failure is None:
                 raise
         if failure is not None:
+            if isinstance(failure, KeyboardInterrupt):
+                raise failure
             if isinstance(failure, OSError):
                 raise SysrootError(f"Pull into {self.repo.path} failed: "
                                    f"{failure.strerror or failure}") from None
@@ -592,5 +647,5 @@ class _HttpPull:
         if self.options.mirror and not refs:
             _store_summary(self.repo, summary, sig)
         return PullResult(self.metadata, self.content, self.content_bytes,
-                          self.fetcher.bytes_transferred, time.monotonic() - start,
+                          self._received(), time.monotonic() - start,
                           {d: c for d, c in targets if d is not None})

@@ -60,6 +60,7 @@ class Transaction:
         self.stats = {"metadata": 0, "content": 0, "content_bytes": 0}
         # write_content() may run in several threads (commit imports files in
         # parallel): temp names come from a counter, bookkeeping is under a lock.
+        self._tmp_prefix = ".tmp-"
         self._tmp_names = itertools.count()
         self._mutex = threading.Lock()
 
@@ -127,6 +128,29 @@ class Transaction:
         if self._lockfd is not None:
             os.close(self._lockfd)
             self._lockfd = None
+
+    # ------------------------------------------------------------------ other processes
+    def in_forked_child(self) -> None:
+        """Make this copy of the transaction, in a process forked from its owner, able
+        to stage objects beside the owner's: temp names of its own, a fresh lock. The
+        child stages only; the owner records what it staged (record_staged) and alone
+        commits or cleans up."""
+        self._tmp_prefix = f".tmp-{os.getpid()}-"
+        self._tmp_names = itertools.count()
+        self._mutex = threading.Lock()
+
+    def record_staged(self, checksum: str, objtype: ObjectType) -> bool:
+        """Take on an object a forked child staged (write_raw/write_content) in this
+        transaction; False when it is not there (the child found it stored already)."""
+        _, rel = self._staged_relpath(checksum, objtype)  # notes its objects/XX directory
+        try:
+            os.stat(rel, dir_fd=self.staging_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        with self._mutex:
+            self._staged.add((checksum, objtype))
+            self.stats["metadata" if objtype.is_metadata else "content"] += 1
+        return True
 
     # ------------------------------------------------------------------ queries
     def has_object(self, objtype: ObjectType, checksum: str) -> bool:
@@ -197,7 +221,7 @@ class Transaction:
         header.validate()
         prefix = header.content_stream_prefix()
         h = hashlib.sha256(prefix)
-        tmp = f".tmp-{next(self._tmp_names)}"
+        tmp = f"{self._tmp_prefix}{next(self._tmp_names)}"
         if header.is_symlink:
             checksum = h.hexdigest()
             if expected is not None and checksum != expected:
@@ -236,7 +260,7 @@ class Transaction:
             raise SysrootError("raw content objects can only be stored in archive repositories")
         if self.has_object(objtype, checksum):
             return False
-        tmp = f".tmp-{next(self._tmp_names)}"
+        tmp = f"{self._tmp_prefix}{next(self._tmp_names)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600,
                      dir_fd=self.staging_fd)
         try:

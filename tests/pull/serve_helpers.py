@@ -35,6 +35,10 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             srv.kill()
             self.close_connection = True
             return  # no answer at all: the client sees the connection drop
+        if fault == "hold":  # answer only once the test releases it
+            srv.held.set()
+            srv.release.wait(60)
+            fault = None
         if fault == "404":
             self.send_error(404)
             return
@@ -59,7 +63,10 @@ class RepoServer:
     def __init__(self, root: Path, *, tls_context=None):
         self.root = str(root)
         self.requests: list[str] = []
-        self.faults: dict[str, str] = {}  # path -> "404" | "corrupt" | "truncate"
+        # path -> "404" | "corrupt" | "truncate" | "hold" (answered after .release)
+        self.faults: dict[str, str] = {}
+        self.held = threading.Event()  # a "hold" request has arrived
+        self.release = threading.Event()
         self.die_after: int | None = None  # stop answering after this many requests
         self.lock = threading.Lock()
         handler = lambda *a, **kw: _Handler(*a, directory=self.root, **kw)  # noqa: E731
@@ -79,6 +86,7 @@ class RepoServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.release.set()
         self.kill()
         self._thread.join()
 
@@ -95,6 +103,8 @@ class RepoServer:
         self.httpd.server_close()
 
     def reset(self) -> None:
+        self.release.set()
+        self.held, self.release = threading.Event(), threading.Event()
         self.requests.clear()
         self.faults.clear()
         self.die_after = None

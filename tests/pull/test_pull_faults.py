@@ -5,7 +5,11 @@ pull from scratch, and the result identical to ostree's."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -68,7 +72,13 @@ def fail_then_resume(ostree, sysroot, served, reference, repo: Path, server: Rep
     assert refs_of(repo) == {"refs/remotes/origin/main": served["c1"]}  # not moved
     ostree("fsck", f"--repo={repo}")
     assert not [p for p in (repo / "tmp").iterdir() if p.name.startswith("staging-")]
-    # the fault is gone: the next pull completes what is missing, and only that
+    resumes(ostree, sysroot, served, reference, repo, server, mode)
+    return line
+
+
+def resumes(ostree, sysroot, served, reference, repo: Path, server: RepoServer,
+            mode: str = "archive") -> None:
+    """The fault is gone: the next pull completes what is missing, and only that."""
     server.reset()
     sysroot("pull", f"--repo={repo}", "origin", "main")
     assert len(server.object_requests()) < reference["full_requests"]
@@ -77,7 +87,6 @@ def fail_then_resume(ostree, sysroot, served, reference, repo: Path, server: Rep
     ostree("fsck", f"--repo={repo}")
     if mode == "archive":
         assert object_names(repo) == object_names(reference["repo"])
-    return line
 
 
 def test_server_dies_mid_pull(served, reference, ostree, sysroot, tmp_path):
@@ -140,12 +149,7 @@ def test_disk_full(served, reference, ostree, sysroot, tmp_path):
             assert refs_of(repo) == {"refs/remotes/origin/main": served["c1"]}
             ostree("fsck", f"--repo={repo}")
             subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
-            server.reset()
-            sysroot("pull", f"--repo={repo}", "origin", "main")
-            assert len(server.object_requests()) < reference["full_requests"]
-            assert refs_of(repo) == {"refs/remotes/origin/main": served["c2"]}
-            ostree("fsck", f"--repo={repo}")
-            assert object_names(repo) == object_names(reference["repo"])
+            resumes(ostree, sysroot, served, reference, repo, server)
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
 
@@ -166,3 +170,69 @@ def test_interrupted_commit_is_completed(served, reference, ostree, sysroot, tmp
     assert list((repo / "state").iterdir()) == []
     assert object_names(repo) == object_names(reference["repo"])
     ostree("fsck", f"--repo={repo}")
+
+
+def _start_held_pull(ostree, served, tmp_path, server):
+    """A pull running in the background, one of its fetch workers waiting for the
+    biggest object (the server holds it back): (repo, process)."""
+    repo = start_repo(ostree, served, tmp_path / "repo", server.url)
+    server.faults[biggest_object(served)] = "hold"
+    proc = subprocess.Popen([sys.executable, "-m", "sysroot", "pull", f"--repo={repo}",
+                             "--network-retries=1", "origin", "main"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert server.held.wait(60), "the pull never asked for the held object"
+    return repo, proc
+
+
+def _processes_using(repo: Path) -> list[int]:
+    """Processes whose command line names repo (the pull and its forked workers)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(repo).encode() in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            pass  # gone meanwhile
+    return pids
+
+
+def _finish(proc) -> subprocess.CompletedProcess:
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_interrupted_by_ctrl_c(served, reference, ostree, sysroot, tmp_path):
+    """^C mid-pull: exit 130, every worker gone, what was verified kept (nothing left
+    in staging), no ref moved; the next pull fetches only the rest."""
+    with RepoServer(served["repo"]) as server:
+        repo, proc = _start_held_pull(ostree, served, tmp_path, server)
+        workers = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(workers) == min(8, len(os.sched_getaffinity(0)))  # one per CPU
+        proc.send_signal(signal.SIGINT)
+        done = _finish(proc)
+        assert done.returncode == 130, done.stderr
+        assert b"Traceback" not in done.stderr
+        deadline = time.monotonic() + 10
+        while _processes_using(repo) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _processes_using(repo) == []
+        assert not [p for p in (repo / "tmp").iterdir() if p.name.startswith("staging-")]
+        assert refs_of(repo) == {"refs/remotes/origin/main": served["c1"]}
+        ostree("fsck", f"--repo={repo}")
+        resumes(ostree, sysroot, served, reference, repo, server)
+
+
+def test_fetch_worker_killed(served, reference, ostree, sysroot, tmp_path):
+    """A worker process killed (say, by the OOM killer): one line naming it, the
+    verified objects kept, no ref moved; the next pull fetches only the rest."""
+    with RepoServer(served["repo"]) as server:
+        repo, proc = _start_held_pull(ostree, served, tmp_path, server)
+        worker = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()[0]
+        os.kill(int(worker), signal.SIGKILL)
+        server.release.set()
+        line = one_error_line(_finish(proc))
+        assert f"fetch worker (pid {worker}) died" in line, line
+        assert refs_of(repo) == {"refs/remotes/origin/main": served["c1"]}
+        assert not [p for p in (repo / "tmp").iterdir() if p.name.startswith("staging-")]
+        ostree("fsck", f"--repo={repo}")
+        resumes(ostree, sysroot, served, reference, repo, server)
