@@ -14,8 +14,7 @@ import logging
 import os
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import urllib3
@@ -217,35 +216,3 @@ class Fetcher:
             return self.get(path)
         except NotFoundError:
             return None
-
-    # ------------------------------------------------------------------ many files
-    def run_all(self, func: Callable, items: Iterable, workers: int | None = None) -> list:
-        """func(item) for every item in worker threads; results in item order.
-
-        The first exception stops the rest (queued calls are dropped, running ones
-        finish) and is raised.
-        """
-        items = list(items)
-        if not items:
-            return []
-        n = min(workers or self.options.connections, len(items))
-        if n == 1:
-            return [func(item) for item in items]
-        with ThreadPoolExecutor(max_workers=n) as pool:
-            futures = [pool.submit(func, item) for item in items]
-            try:
-                return collect(futures)
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
-
-
-def collect(futures: list[Future]) -> list:
-    """Results of futures in order; on the first failure cancel the others and raise it."""
-    done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-    for f in futures:
-        if f in done and f.exception() is not None:
-            for p in pending:
-                p.cancel()
-            wait(pending)
-            raise f.exception()
-    return [f.result() for f in futures]

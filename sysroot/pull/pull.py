@@ -26,6 +26,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from sysroot.errors import CorruptObjectError, FormatError, NotFoundError, SysrootError
@@ -392,10 +393,11 @@ class _HttpPull:
         path = self._object_path(ObjectType.COMMIT, checksum)
         self.progress.add_total()
         try:
-            meta, data = self.fetcher.run_all(
-                lambda p: self.fetcher.get_optional(p) if p.endswith("meta")
-                else self.fetcher.get(p),
-                [path + "meta", path])
+            # the detached metadata alongside: a round trip per commit of a history, not two
+            with ThreadPoolExecutor(1) as side:
+                meta_future = side.submit(self.fetcher.get_optional, path + "meta")
+                data = self.fetcher.get(path)
+            meta = meta_future.result()
         except NotFoundError:
             if level > 0:
                 return None  # history the remote does not have: stop there, like ostree
