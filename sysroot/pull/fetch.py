@@ -1,11 +1,21 @@
 """Fetching files of a remote repository over http://, https:// or file://.
 
 One Fetcher per process of a pull: a urllib3 pool with a bounded number of connections
-(shared by the threads of that process), retries on connection errors and 5xx answers,
-and timeouts. A 404 is reported as NotFoundError so the caller decides whether it
-matters (a missing `.commitmeta` is normal, a missing dirtree is not). A body shorter
-than its Content-Length is an error, never a short object. Every failure is one line
-naming the URL.
+(shared by the threads of that process), retries on connection errors, 5xx answers and
+bodies cut off midway, and timeouts. A 404 is reported as NotFoundError so the caller
+decides whether it matters (a missing `.commitmeta` is normal, a missing dirtree is
+not). A body shorter than its Content-Length is an error, never a short object. Every
+failure is one line naming the URL.
+
+A hostile or broken server must not hold a pull forever or fill its memory:
+* whole files read into memory (get: config, summary, refs, metadata objects) stop at
+  max_metadata_size, ostree's 10 MiB, whatever Content-Length says or does not say;
+* a file's fetch fails once stall_timeout seconds pass with no byte of it arriving,
+  counted over all its retries (each byte starts the count again, so a slow server
+  that keeps sending is never cut off). ostree 2022.7 sets no such bound (a server
+  that stalls holds it for as long as it keeps the connection open); later ostree
+  stops a request after 30 s under 1 byte/s and retries it. The default here, 60 s,
+  is two such requests.
 """
 
 from __future__ import annotations
@@ -13,9 +23,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import urllib3
 from urllib3.exceptions import (
@@ -24,11 +36,15 @@ from urllib3.exceptions import (
     InsecureRequestWarning,
     MaxRetryError,
     ProtocolError,
+    ResponseError,
 )
 
 from sysroot.errors import NotFoundError, SysrootError
 
+_T = TypeVar("_T")
 _CHUNK = 1 << 16
+MAX_METADATA_SIZE = 10 << 20  # ostree's OSTREE_MAX_METADATA_SIZE
+STALL_TIMEOUT = 60.0
 
 
 class FetchError(SysrootError):
@@ -39,7 +55,10 @@ class FetchError(SysrootError):
 class FetchOptions:
     connections: int = 8
     timeout: float = 30.0  # seconds, for connecting and for each read
-    retries: int = 5  # per request, on connection errors and 5xx answers
+    retries: int = 5  # per file, on connection errors, 5xx answers and cut-off bodies
+    # seconds a file's fetch may go without a byte arriving, over all its retries
+    stall_timeout: float = STALL_TIMEOUT
+    max_metadata_size: int = MAX_METADATA_SIZE  # bytes; the bound of get()
     tls_permissive: bool = False  # accept any server certificate (ostree tls-permissive)
     tls_ca_path: str | None = None
     tls_client_cert_path: str | None = None
@@ -72,6 +91,41 @@ def _describe(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+class _Budget:
+    """The retries and the stall deadline of one file's fetch, over all its attempts."""
+
+    def __init__(self, url: str, retries: int, stall: float):
+        self.url = url
+        self.retries = retries
+        self.stall = stall
+        self.attempt = 0
+        self.deadline = time.monotonic() + stall
+
+    def progress(self) -> None:
+        self.deadline = time.monotonic() + self.stall
+
+    def timeout(self, per_read: float) -> float:
+        """The timeout of the next connect or read: never past the deadline."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise self.stalled()
+        return min(per_read, left)
+
+    def stalled(self) -> FetchError:
+        return FetchError(f"Fetching {self.url} failed: no data received in "
+                          f"{self.stall:g} s (stall-timeout-secs)")
+
+    def again(self, error: FetchError) -> None:
+        """Wait before the next attempt, or raise: no retries or no time left."""
+        if self.attempt >= self.retries:
+            raise error
+        pause = min(0.1 * 2 ** self.attempt, 2.0)
+        if time.monotonic() + pause >= self.deadline:
+            raise self.stalled() if self.deadline <= time.monotonic() else error
+        self.attempt += 1
+        time.sleep(pause)
+
+
 class Fetcher:
     """GET files relative to base_url, from any number of threads."""
 
@@ -96,11 +150,11 @@ class Fetcher:
             logging.getLogger("urllib3").setLevel(logging.ERROR)
         if opts.connections < 1:
             raise SysrootError(f"Invalid connection count {opts.connections}")
+        # Only redirects are urllib3's: the retries are stream()'s, which knows the
+        # stall deadline (urllib3 would give each retry the full timeout again).
         self._retry = urllib3.Retry(
-            total=opts.retries, connect=opts.retries, read=opts.retries,
-            status=opts.retries, other=0, redirect=5, backoff_factor=0.1,
-            status_forcelist=(500, 502, 503, 504), allowed_methods=("GET",),
-            raise_on_status=False, raise_on_redirect=True)
+            total=None, connect=0, read=0, status=0, other=0, redirect=5,
+            allowed_methods=("GET",), raise_on_status=False, raise_on_redirect=True)
         kw = dict(num_pools=4, maxsize=opts.connections, block=True,
                   timeout=urllib3.Timeout(connect=opts.timeout, read=opts.timeout),
                   retries=self._retry, headers=dict(opts.headers))
@@ -142,52 +196,92 @@ class Fetcher:
             self.bytes_transferred += n
 
     # ------------------------------------------------------------------ one file
-    def stream(self, path: str) -> Iterator[bytes]:
+    def _budget(self, path: str) -> _Budget:
+        return _Budget(self.url(path), self.options.retries, self.options.stall_timeout)
+
+    def stream(self, path: str, limit: int | None = None,
+               budget: _Budget | None = None) -> Iterator[bytes]:
         """The file's bytes in chunks; NotFoundError if the server has no such file.
 
+        More than limit bytes (if given) is an error. Failures before the first chunk
+        are retried here; a body cut off later is the caller's to retry (retrying()).
         The request is made on the first next(), so a generator that is never started
         costs nothing.
         """
         url = self.url(path)
+        budget = budget or self._budget(path)
         with self._lock:
             self.requests += 1
         if self.scheme == "file":
-            yield from self._stream_file(url, path)
+            yield from self._bounded(self._stream_file(url, path), url, limit, budget)
             return
-        try:
-            resp = self._get(url, path)
-        except HTTPError as e:
-            raise FetchError(f"Fetching {url} failed: {_describe(e)}") from None
-        complete = False
-        try:
-            if resp.status != 200:
-                resp.drain_conn()  # a small error page: keep the connection usable
-                complete = True
-                if resp.status == 404:
-                    raise NotFoundError(f"Fetching {url} failed: server returned HTTP 404")
-                raise FetchError(f"Fetching {url} failed: server returned HTTP {resp.status}")
-            # urllib3 enforces Content-Length: a short body raises, never ends early
-            for chunk in resp.stream(_CHUNK):
-                self._count(len(chunk))
-                yield chunk
-            complete = True
-        except HTTPError as e:
-            raise FetchError(f"Fetching {url} failed: {_describe(e)}") from None
-        finally:
-            if not complete:
-                resp.close()  # unread data would corrupt the next response on it
-            resp.release_conn()
+        while True:
+            resp = None
+            sent = False
+            try:
+                resp = self._response(url, path, budget, limit)
+                for chunk in self._bounded(resp.stream(_CHUNK), url, limit, budget):
+                    sent = True
+                    yield chunk
+                return
+            except HTTPError as e:
+                if isinstance(e, MaxRetryError) and isinstance(e.reason, ResponseError):
+                    # too many redirects: a loop, which retrying cannot help
+                    raise FetchError(f"Fetching {url} failed: {_describe(e)}") from None
+                error = _Retriable(f"Fetching {url} failed: {_describe(e)}")
+                if sent:
+                    raise error from None
+                budget.again(error)
+            except _Retriable as e:
+                if sent:
+                    raise
+                budget.again(e)
+            finally:
+                if resp is not None:
+                    if not resp.isclosed() and resp.length_remaining != 0:
+                        resp.close()  # unread data would corrupt the next response on it
+                    resp.release_conn()
 
-    def _get(self, url: str, path: str):
+    def _response(self, url: str, path: str, budget: _Budget, limit: int | None):
+        """A 200 response whose body is still to be read, or an error."""
+        timeout = budget.timeout(self.options.timeout)
+        resp = self._get(url, path, urllib3.Timeout(connect=timeout, read=timeout))
+        if resp.status != 200:
+            _discard(resp)
+            if resp.status in (500, 502, 503, 504):
+                raise _Retriable(f"Fetching {url} failed: server returned HTTP "
+                                 f"{resp.status}")
+            if resp.status == 404:
+                raise NotFoundError(f"Fetching {url} failed: server returned HTTP 404")
+            raise FetchError(f"Fetching {url} failed: server returned HTTP {resp.status}")
+        declared = resp.headers.get("Content-Length")
+        if limit is not None and declared and declared.strip().isdigit() \
+                and int(declared) > limit:
+            _discard(resp)
+            raise _too_large(url, limit)  # refused before reading any of it
+        return resp
+
+    def _bounded(self, chunks: Iterator[bytes], url: str, limit: int | None,
+                 budget: _Budget) -> Iterator[bytes]:
+        total = 0
+        for chunk in chunks:
+            budget.progress()
+            self._count(len(chunk))
+            total += len(chunk)
+            if limit is not None and total > limit:
+                raise _too_large(url, limit)
+            yield chunk
+
+    def _get(self, url: str, path: str, timeout: urllib3.Timeout):
         # enforce_content_length: 2.x defaults to it, Debian 12's 1.26 does not
-        kw = dict(preload_content=False, decode_content=False, enforce_content_length=True)
+        kw = dict(preload_content=False, decode_content=False, enforce_content_length=True,
+                  timeout=timeout)
         if self._host_pool is not None:
             resp = self._host_pool.urlopen("GET", self._base_path + path.lstrip("/"),
                                            redirect=False, **kw)
             if not resp.get_redirect_location():
                 return resp
-            resp.drain_conn()
-            resp.release_conn()
+            _discard(resp)
         return self._pool.request("GET", url, **kw)
 
     def _stream_file(self, url: str, path: str) -> Iterator[bytes]:
@@ -201,18 +295,50 @@ class Fetcher:
         with f:
             try:
                 while chunk := f.read(_CHUNK):
-                    self._count(len(chunk))
                     yield chunk
             except OSError as e:
                 raise FetchError(f"Fetching {url} failed: {e.strerror}") from None
 
-    def get(self, path: str) -> bytes:
-        """The whole file; NotFoundError (a SysrootError) if it does not exist."""
-        return b"".join(self.stream(path))
+    def retrying(self, path: str, use: Callable[[Iterator[bytes]], _T],
+                 limit: int | None = None) -> _T:
+        """use(chunks of the file), again on a fresh stream when the body is cut off
+        midway, while the file's retries and stall deadline last."""
+        budget = self._budget(path)
+        while True:
+            try:
+                return use(self.stream(path, limit, budget))
+            except _Retriable as e:
+                budget.again(e)
 
-    def get_optional(self, path: str) -> bytes | None:
+    def get(self, path: str, limit: int | None = None) -> bytes:
+        """The whole file, at most limit (default: max_metadata_size) bytes;
+        NotFoundError (a SysrootError) if it does not exist."""
+        bound = self.options.max_metadata_size if limit is None else limit
+        return self.retrying(path, b"".join, bound)
+
+    def get_optional(self, path: str, limit: int | None = None) -> bytes | None:
         """The whole file, or None if the server does not have it."""
         try:
-            return self.get(path)
+            return self.get(path, limit)
         except NotFoundError:
             return None
+
+
+def _discard(resp) -> None:
+    """Give a response's connection back: read to the end if what is left is a small
+    error page (the connection stays usable), else closed (it may never end)."""
+    left = resp.length_remaining
+    if left is not None and left <= _CHUNK:
+        resp.drain_conn()
+    else:
+        resp.close()
+    resp.release_conn()
+
+
+class _Retriable(FetchError):
+    """A failure the server may not repeat: a dropped connection, a timeout, a 5xx."""
+
+
+def _too_large(url: str, limit: int) -> FetchError:
+    # ostree: "URI %s exceeded maximum size of %lu bytes"
+    return FetchError(f"Fetching {url} failed: exceeded maximum size of {limit} bytes")

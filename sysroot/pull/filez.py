@@ -6,6 +6,12 @@ the decoder takes chunks and hands back payload bytes, and it refuses a stream t
 ends early, decompresses to more or fewer bytes than the header says, or is not valid
 deflate. The checksum itself is checked by whoever hashes the result (the
 Transaction, or verified_raw below).
+
+The header's size bounds everything after it, so a hostile server cannot make a pull
+read or hold more than that: the payload is inflated in steps of at most _STEP bytes
+(a "bomb" that says 10 bytes and inflates forever stops after 10 + _STEP), and the
+compressed bytes may not exceed what deflate could need for that size (an endless
+stream of empty blocks, or of data after the end of the deflate stream, stops too).
 """
 
 from __future__ import annotations
@@ -18,6 +24,13 @@ from sysroot.errors import CorruptObjectError, FormatError
 from sysroot.formats.objects import FileHeader
 
 _MAX_HEADER = 1 << 20
+_STEP = 1 << 20  # the most bytes inflated at once
+
+
+def _max_compressed(size: int) -> int:
+    """The most deflate bytes a payload of size bytes may take: zlib's compressBound
+    (stored blocks, its worst case) with room to spare for other compressors."""
+    return size + (size >> 8) + (64 << 10)
 
 
 class FilezDecoder:
@@ -26,6 +39,8 @@ class FilezDecoder:
         self.header: FileHeader | None = None
         self.size = 0
         self.total = 0
+        self.raw = 0  # bytes of the .filez fed so far
+        self._raw_limit = 0  # known once the header is
         self._buf = bytearray()
         self._z = zlib.decompressobj(-15)
 
@@ -34,32 +49,46 @@ class FilezDecoder:
 
     def feed(self, chunk: bytes) -> bytes:
         """Payload bytes decoded from this chunk (b"" while the header is incomplete)."""
+        return b"".join(self.pieces(chunk))
+
+    def pieces(self, chunk: bytes) -> Iterator[bytes]:
+        """Payload bytes decoded from this chunk, in pieces of at most _STEP bytes."""
+        self.raw += len(chunk)
         if self.header is None:
             self._buf += chunk
             if len(self._buf) < 8:
-                return b""
+                return
             length = int.from_bytes(self._buf[:4], "big")
             if length == 0 or length > _MAX_HEADER:
                 raise self._corrupt(f"invalid header length {length}")
             if len(self._buf) < 8 + length:
-                return b""
+                return
             try:
                 self.header, self.size = FileHeader.parse_zlib(bytes(self._buf[8:8 + length]))
                 self.header.validate()
             except FormatError as e:
                 raise self._corrupt(str(e)) from None
+            self._raw_limit = 8 + length + _max_compressed(
+                0 if self.header.is_symlink else self.size)
             chunk = bytes(self._buf[8 + length:])
             self._buf = bytearray()
-        if self.header.is_symlink or not chunk:
-            return b""  # a symlink has no payload: anything after the header is ignored
-        try:
-            out = self._z.decompress(chunk)
-        except zlib.error as e:
-            raise self._corrupt(f"bad compressed data: {e}") from None
-        self.total += len(out)
-        if self.total > self.size:
-            raise self._corrupt(f"payload is longer than the {self.size} bytes its header says")
-        return out
+        if self.raw > self._raw_limit:
+            raise self._corrupt(f"more than {self._raw_limit} bytes, too long for the "
+                                f"{self.size} bytes its header says")
+        if self.header.is_symlink:
+            return  # a symlink has no payload: anything after the header is ignored
+        while chunk and not self._z.eof:  # after the end: ignored (and bounded above)
+            try:
+                out = self._z.decompress(chunk, _STEP)
+            except zlib.error as e:
+                raise self._corrupt(f"bad compressed data: {e}") from None
+            chunk = self._z.unconsumed_tail
+            self.total += len(out)
+            if self.total > self.size:
+                raise self._corrupt(f"payload is longer than the {self.size} bytes its "
+                                    "header says")
+            if out:
+                yield out
 
     def finish(self) -> bytes:
         if self.header is None:
@@ -86,16 +115,12 @@ def decode(chunks: Iterable[bytes], checksum: str) -> tuple[FileHeader, Iterator
         chunk = next(it, None)
         if chunk is None:
             dec.finish()  # raises: the stream ended inside the header
-        out = dec.feed(chunk)
-        if out:
-            first.append(out)
+        first.extend(dec.pieces(chunk))
 
     def payload() -> Iterator[bytes]:
         yield from first
         for chunk in it:
-            out = dec.feed(chunk)
-            if out:
-                yield out
+            yield from dec.pieces(chunk)
         out = dec.finish()
         if out:
             yield out
@@ -110,14 +135,18 @@ def verified_raw(chunks: Iterable[bytes], checksum: str,
     instead of finishing, unless they are exactly the content object checksum."""
     dec = FilezDecoder(checksum)
     h = None
+
+    def start():
+        if on_header is not None:
+            on_header(dec.header)
+        return hashlib.sha256(dec.header.content_stream_prefix())
+
     for chunk in chunks:
-        out = dec.feed(chunk)
-        if h is None and dec.header is not None:
-            if on_header is not None:
-                on_header(dec.header)
-            h = hashlib.sha256(dec.header.content_stream_prefix())
-        if out:
+        for out in dec.pieces(chunk):  # the header is known before any payload
+            h = h or start()
             h.update(out)
+        if h is None and dec.header is not None:
+            h = start()
         yield chunk
     out = dec.finish()
     h.update(out)

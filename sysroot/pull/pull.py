@@ -6,9 +6,13 @@ ostree requires; a file:// remote is imported like `pull-local`, from any mode.
 Order of trust: refs are resolved (from the summary, verified first when the remote
 asks, or from refs/heads/REF), each commit is fetched with its detached metadata and
 verified (checksum, then signature when the remote requires one) before anything of
-it is stored. Then this process walks the trees while fetch workers (pull.workers:
-a forked process per CPU, --connections threads in all, one connection each) fetch
-the directory metadata it asks for first and the content objects as it finds them.
+it is stored. A commit the repository has already is verified too when the remote
+requires signatures (its .commitmeta fetched again, else the one stored checked), as
+ostree does: a commit pulled through an unverified remote never becomes a verifying
+remote's ref unchecked. Then this process walks the trees while fetch workers
+(pull.workers: a forked process per CPU, --connections threads in all, one connection
+each) fetch the directory metadata it asks for first and the content objects as it
+finds them.
 Every object is checked against its checksum before it is staged (content objects by
 the worker, straight into the transaction's staging directory); refs move only once
 everything is in, in the same transaction.
@@ -25,7 +29,7 @@ import hashlib
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -41,11 +45,12 @@ from sysroot.formats.objects import (
     is_checksum,
 )
 from sysroot.pull import filez
-from sysroot.pull.fetch import Fetcher, FetchError, FetchOptions
+from sysroot.pull.fetch import Fetcher, FetchOptions
 from sysroot.pull.progress import Progress
 from sysroot.pull.remotes import load_remote
 from sysroot.pull.workers import TaskResult, WorkerPool
 from sysroot.sign import verify as signatures
+from sysroot.sign.detached import read_commitmeta
 from sysroot.store.modes import RepoMode
 from sysroot.store.pull_local import (
     check_bareuseronly,
@@ -122,16 +127,16 @@ def _fetch_options(remote, base: FetchOptions) -> FetchOptions:
         tls_client_cert_path=remote.option("tls-client-cert-path"),
         tls_client_key_path=remote.option("tls-client-key-path"),
         proxy=base.proxy or remote.option("proxy"),
+        stall_timeout=remote.option_number("stall-timeout-secs", base.stall_timeout),
+        max_metadata_size=int(remote.option_number("max-metadata-size",
+                                                   base.max_metadata_size, integer=True)),
     )
 
 
 def _commit_verification(remote):
     """A function (repo, checksum, commit bytes, commitmeta bytes) raising
     SignatureError, or None when the remote does not ask for signatures."""
-    if remote is None or not (remote.gpg_verify or remote.sign_verify):
-        return None
-    return lambda repo, checksum, data, meta: signatures.verify_commit(
-        repo, remote, checksum, data, meta)
+    return signatures.commit_check(remote)
 
 
 def _summary_verification(remote) -> bool:
@@ -203,18 +208,22 @@ def _pull_file(repo: Repo, remote, url: str, refs: Sequence[str],
     names = list(refs) or _default_refs(remote, options.mirror)
     with Repo.open(path) as src:
         targets = resolve_pull_targets(src, names, None)
-        verify = _commit_verification(remote)
+        if _summary_verification(remote):  # as over http, before anything is copied
+            signatures.verify_local_summary(repo, remote, src.path, [
+                (n, c) for n, (_, c) in zip(names or src.list_refs(include_remotes=False),
+                                            targets, strict=True)])
         for name, (_, checksum) in zip(names or src.list_refs(include_remotes=False), targets,
                                        strict=True):
             if options.verify_bindings and not is_checksum(name):
                 check_ref_binding(src.load_commit(checksum), checksum, name)
-            if verify is not None:  # before anything is copied
-                _verify_local_history(repo, src, checksum, options.depth, verify)
         as_remote = None if options.mirror or remote is None else remote.name
+        # the remote's policy checks every commit before anything is copied, the ones
+        # the repository has already too
         res = pull_local(src, repo, names, remote=as_remote, depth=options.depth,
                          commit_metadata_only=options.commit_metadata_only,
                          bareuseronly_files=options.bareuseronly_files,
-                         update_refs=options.update_refs)
+                         update_refs=options.update_refs,
+                         verify=_commit_verification(remote))
         if options.mirror and not refs:
             _store_summary(repo, _read_optional(src, "summary"),
                            _read_optional(src, "summary.sig"))
@@ -228,24 +237,6 @@ def _read_optional(src: Repo, name: str) -> bytes | None:
             return f.read()
     except FileNotFoundError:
         return None
-
-
-def _verify_local_history(repo: Repo, src: Repo, checksum: str, depth: int, verify) -> None:
-    remaining = math.inf if depth == -1 else depth
-    while checksum:
-        try:
-            data = src.read_metadata(ObjectType.COMMIT, checksum)
-        except NotFoundError:
-            return  # pull_local reports a missing first commit
-        try:
-            meta = src.read_metadata(ObjectType.COMMIT_META, checksum)
-        except NotFoundError:
-            meta = None
-        verify(repo, checksum, data, meta)
-        if remaining == 0:
-            return
-        remaining -= 1
-        checksum = src.load_commit(checksum).parent
 
 
 def _store_summary(repo: Repo, summary: bytes | None, sig: bytes | None) -> None:
@@ -386,6 +377,10 @@ class _HttpPull:
             commit = parse_object(Commit.parse, ObjectType.COMMIT, checksum, data, label)
             if ref is not None:
                 check_ref_binding(commit, checksum, ref)
+            if self.verify is not None:
+                # Present already (pulled through an unverified remote, pull-local...):
+                # this remote's policy still applies before it becomes a ref here.
+                self._verify_present(checksum, data)
             if self.repo.is_partial(checksum) and checksum not in self.partial:
                 self.partial.append(checksum)
                 self._add_root(commit, label)
@@ -422,6 +417,21 @@ class _HttpPull:
         self._store_metadata(ObjectType.COMMIT, checksum, data, label)
         self._add_root(commit, label)
         return commit
+
+    def _verify_present(self, checksum: str, data: bytes) -> None:
+        """Verify a commit the repo has, as ostree 2022.7 does: the remote's
+        .commitmeta is fetched again (signatures may have been added), and when the
+        remote has none the detached metadata already here is checked instead."""
+        path = self._object_path(ObjectType.COMMIT, checksum) + "meta"
+        meta = self.fetcher.get_optional(path)
+        if meta is None:
+            self.verify(self.repo, checksum, data, read_commitmeta(self.repo, checksum))
+            return
+        if not gvariant.is_normal_form(METADATA_DICT_TYPE, meta):
+            raise CorruptObjectError(checksum, "commitmeta",
+                                     f"not a valid a{{sv}} ({self.url}{path})")
+        self.verify(self.repo, checksum, data, meta)
+        store_detached(self.repo, checksum, meta)  # the remote's, verified: kept, as ostree
 
     def _add_root(self, commit: Commit, label: str) -> None:
         if not self.options.commit_metadata_only:
@@ -562,30 +572,24 @@ class _HttpPull:
     def _fetch_content(self, checksum: str, where: str) -> int:
         """Fetch, verify and stage one content object; its uncompressed size."""
         path = self._object_path(ObjectType.FILE, checksum)
-        attempt = 0
-        while True:
-            try:
-                return self._store_content(checksum, path, where)
-            except FetchError:
-                # urllib3 retries failed requests; this retries a body cut off midway
-                if attempt == self.options.fetch.retries:
-                    raise
-                time.sleep(min(0.1 * 2 ** attempt, 2))
-                attempt += 1
-            except CorruptObjectError as e:
-                raise CorruptObjectError(checksum, "file",
-                                         f"{e.problem} ({where}, from {self.url}{path})") \
-                    from None
-            except OSError as e:
-                raise SysrootError(f"Writing content object {checksum} ({where}) to "
-                                   f"{self.repo.path}: {e.strerror or e}") from None
+        try:
+            # again from the start when the body is cut off midway; its size is bounded
+            # by what its header declares (filez)
+            return self.fetcher.retrying(
+                path, lambda chunks: self._store_content(checksum, chunks, where))
+        except CorruptObjectError as e:
+            raise CorruptObjectError(checksum, "file",
+                                     f"{e.problem} ({where}, from {self.url}{path})") \
+                from None
+        except OSError as e:
+            raise SysrootError(f"Writing content object {checksum} ({where}) to "
+                               f"{self.repo.path}: {e.strerror or e}") from None
 
     def _check_header(self, header, checksum: str, where: str) -> None:
         if self.check_bareuseronly:
             check_bareuseronly(header, checksum, where)
 
-    def _store_content(self, checksum: str, path: str, where: str) -> int:
-        chunks = self.fetcher.stream(path)
+    def _store_content(self, checksum: str, chunks: Iterator[bytes], where: str) -> int:
         if self.raw_content:
             sizes = []
             self.tx.write_raw(checksum, ObjectType.FILE, filez.verified_raw(

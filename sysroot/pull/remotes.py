@@ -69,6 +69,21 @@ class Remote:
         raise FormatError(f'Remote "{self.name}" ({self.source}): key "{key}" has value '
                           f'"{value}" which is not a boolean')
 
+    def option_number(self, key: str, default: float, *, integer: bool = False) -> float:
+        """A positive number option (`max-metadata-size`, `stall-timeout-secs`)."""
+        value = self.option(key)
+        if value is None:
+            return default
+        try:
+            number = int(value.strip()) if integer else float(value.strip())
+        except ValueError:
+            number = 0
+        if not number > 0 or number == float("inf"):
+            raise FormatError(f'Remote "{self.name}" ({self.source}): key "{key}" has value '
+                              f'"{value}" which is not a positive '
+                              f'{"integer" if integer else "number"}')
+        return number
+
     @property
     def is_file_url_name(self) -> bool:
         """ostree's pull-by-URL: a 'remote' named by a file:// URL, never verified."""
