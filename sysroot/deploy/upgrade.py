@@ -99,9 +99,10 @@ def _figure_space() -> bool:
     return False
 
 
-def _format_time(ts: int) -> str:
-    # GLib's %c in the C locale, in UTC: "Mon Jan  3 03:04:06 2022"
-    t = dt.datetime.fromtimestamp(ts, dt.UTC)
+def format_glib_time(ts: int, *, local: bool = False) -> str:
+    """GLib's %c in the C locale, in UTC (or the local time zone): "Mon Jan  3 03:04:06
+    2022"."""
+    t = dt.datetime.fromtimestamp(ts, None if local else dt.UTC)
     day = f"{t.day:2d}"
     if t.day < 10 and _figure_space():
         day = "\u2007" + day[1:]
@@ -114,7 +115,7 @@ def check_timestamps(repo: Repo, from_rev: str, to_rev: str) -> None:
     old = repo.load_commit(from_rev).timestamp
     new = repo.load_commit(to_rev).timestamp
     try:
-        old_text, new_text = _format_time(old), _format_time(new)
+        old_text, new_text = format_glib_time(old), format_glib_time(new)
     except (ValueError, OverflowError, OSError):
         raise SysrootError(f"Upgrade target revision '{to_rev}' timestamp ({new}) or current "
                            f"revision '{from_rev}' timestamp ({old}) is invalid") from None

@@ -71,18 +71,54 @@ def matches_key_id(key_id: str, issuer: tuple[str | None, str | None]) -> bool:
 # ------------------------------------------------------------------ verifying
 
 
+# OpenPGP public-key algorithm numbers as gpgme names them (gpgme_pubkey_algo_name)
+_ALGO_NAMES = {"1": "RSA", "2": "RSA-E", "3": "RSA-S", "16": "ELG-E", "17": "DSA",
+               "18": "ECDH", "19": "ECDSA", "20": "ELG", "22": "EdDSA"}
+
+
 @dataclass(frozen=True)
 class SigCheck:
     valid: bool
     key_id: str  # fingerprint when known, else the long key ID
     user_id: str
     problem: str  # "" when valid
+    # what ostree's signature description shows (0 / "" when gpgv did not say)
+    created: int = 0
+    algo: str = ""
+    expires: int = 0
+    primary: str = ""  # the primary key's fingerprint
 
     def describe(self) -> str:
         if self.valid:
             who = f" from \"{self.user_id}\"" if self.user_id else ""
             return f"Good signature{who} by key {self.key_id}"
         return f"key {self.key_id or 'unknown'}: {self.problem}"
+
+    def describe_lines(self, format_time) -> list[str] | None:
+        """The lines ostree_gpg_verify_result_describe writes (without its prefix), for
+        a good signature or one whose key is missing; None for other failures.
+        format_time(unix seconds) -> GLib's %c in local time."""
+        if not self.created:
+            return None
+        made = (f"Signature made {format_time(self.created)} using "
+                f"{_ALGO_NAMES.get(self.algo, 'unknown')} key ID {self.key_id[-16:]}")
+        if not self.valid:
+            if self.problem != "public key not found":
+                return None
+            return [made, "Can't check signature: public key not found"]
+        lines = [made, f"Good signature from \"{self.user_id}\""]
+        if self.primary and self.primary != self.key_id:
+            lines.append(f"Primary key ID {self.primary[-16:]}")
+        if self.expires:
+            lines.append(f"Signature expires {format_time(self.expires)}")
+        return lines
+
+
+def _int(fields: list[str], i: int) -> int:
+    try:
+        return int(fields[i]) if "T" not in fields[i] else 0  # ISO dates: not seen here
+    except (IndexError, ValueError):
+        return 0
 
 
 def _parse_status(text: str) -> SigCheck:
@@ -100,15 +136,21 @@ def _parse_status(text: str) -> SigCheck:
     else:
         user = ""
     if "GOODSIG" in status and "VALIDSIG" in status:
-        return SigCheck(True, status["VALIDSIG"][0], user, "")
+        # VALIDSIG fpr date created expires version 0 pk-algo hash-algo class primary-fpr
+        v = status["VALIDSIG"]
+        return SigCheck(True, v[0], user, "", created=_int(v, 2), algo=v[6] if len(v) > 6
+                        else "", expires=_int(v, 3), primary=v[9] if len(v) > 9 else "")
     for word, problem in (("BADSIG", "bad signature"), ("EXPKEYSIG", "key expired"),
                           ("REVKEYSIG", "key revoked"), ("EXPSIG", "signature expired")):
         if word in status:
             return SigCheck(False, key, user, problem)
     if "ERRSIG" in status:
-        missing = "NO_PUBKEY" in status or status["ERRSIG"][5:6] == ["9"]
+        # ERRSIG keyid pk-algo hash-algo class created rc [fpr]
+        e = status["ERRSIG"]
+        missing = "NO_PUBKEY" in status or e[5:6] == ["9"]
         return SigCheck(False, key, "", "public key not found" if missing
-                        else "signature cannot be checked")
+                        else "signature cannot be checked", created=_int(e, 4),
+                        algo=e[1] if len(e) > 1 else "")
     return SigCheck(False, "", "", "not a valid OpenPGP signature")
 
 

@@ -11,12 +11,17 @@ Summaries: `gpg-verify-summary` (default false) and `sign-verify-summary`, again
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from sysroot.errors import SysrootError
-from sysroot.pull.remotes import SIGN_ENGINES, Remote
+from sysroot.errors import NotFoundError, SysrootError
+from sysroot.formats.objects import ObjectType, is_checksum
+from sysroot.pull.remotes import SIGN_ENGINES, Remote, load_remote
 from sysroot.sign import detached, ed25519, gpg
+from sysroot.store.pull_local import resolve_pull_targets
+from sysroot.store.summary import Summary
 
 
 class SignatureError(SysrootError):
@@ -25,6 +30,13 @@ class SignatureError(SysrootError):
 
 def _gpg_check(repo, remote: Remote, data: bytes, meta: detached.Metadata, what: str,
                gpg_homedir: str | None) -> str:
+    checks = _gpg_checks(repo, remote, data, meta, what, gpg_homedir)
+    return next(f"GPG signature by key {c.key_id}" for c in checks if c.valid)
+
+
+def _gpg_checks(repo, remote: Remote, data: bytes, meta: detached.Metadata, what: str,
+                gpg_homedir: str | None) -> list[gpg.SigCheck]:
+    """Every signature's check; raises unless one is good."""
     sigs = detached.signatures(meta, detached.KEY_GPG)
     if not sigs:
         raise SignatureError(f"{what}: GPG verification enabled, but no signatures found "
@@ -35,9 +47,8 @@ def _gpg_check(repo, remote: Remote, data: bytes, meta: detached.Metadata, what:
         except SysrootError as e:
             raise SignatureError(f"{what}: {e}") from None
         checks = gpg.verify_signatures(data, sigs, keyrings)
-    for c in checks:
-        if c.valid:
-            return f"GPG signature by key {c.key_id}"
+    if any(c.valid for c in checks):
+        return checks
     details = "; ".join(c.describe() for c in checks)
     raise SignatureError(f"{what}: GPG signatures found, but none are in trusted keyring "
                          f"({details})")
@@ -133,3 +144,138 @@ def verify_summary(repo, remote: Remote, summary_bytes: bytes, sig_bytes: bytes 
 
     return _verify(repo, remote, f'Summary of remote "{remote.name}"', summary_bytes,
                    sig_bytes, required, keys_dirs, gpg_homedir)
+
+
+# (repo, commit checksum, commit bytes, detached metadata bytes or None) -> what verified
+CommitCheck = Callable[..., str]
+
+
+def commit_check(remote: Remote | None) -> CommitCheck | None:
+    """The check a commit must pass to become a ref of remote, or None when the remote
+    asks for no signatures (then nothing costs a round trip or a gpgv run)."""
+    if remote is None or not (remote.gpg_verify or remote.sign_verify):
+        return None
+    return lambda repo, checksum, data, meta: verify_commit(repo, remote, checksum, data,
+                                                            meta)
+
+
+def remote_commit_check(repo, name: str | None, *,
+                        sysroot: str | None = None) -> CommitCheck | None:
+    """commit_check of the remote called name in repo's configuration; None when there is
+    no such remote (a ref name alone carries no policy)."""
+    if not name:
+        return None
+    try:
+        return commit_check(load_remote(repo, name, sysroot=sysroot))
+    except NotFoundError:
+        return None
+
+
+def local_pull_check(dst, src, remote: str | None, refs: Sequence[str], *,
+                     force_gpg: bool = False,
+                     force_gpg_summary: bool = False) -> CommitCheck | None:
+    """The check of `pull-local --remote=REMOTE` (and of a file:// remote): what dst's
+    remote REMOTE requires (gpg-verify, sign-verify; force_gpg and force_gpg_summary:
+    ostree's --gpg-verify and --gpg-verify-summary),
+    once src's summary has passed the remote's summary policy, if it has one. So
+    `--remote` cannot make an unsigned commit a ref of a remote that requires
+    signatures (ostree 2022.7 checks only when asked with --gpg-verify). None when the
+    remote is not configured or asks for nothing."""
+    if not remote:
+        return None
+    try:
+        config = load_remote(dst, remote)
+    except NotFoundError:
+        if force_gpg or force_gpg_summary:
+            raise
+        return None  # a remote that is not configured asks for nothing
+    forced = {k: "true" for k, on in (("gpg-verify", force_gpg),
+                                       ("gpg-verify-summary", force_gpg_summary)) if on}
+    config = dataclasses.replace(config, options={**config.options, **forced})
+    targets = resolve_pull_targets(src, refs, remote)
+    names = list(refs) or list(src.list_refs(include_remotes=False))
+    verify_local_summary(dst, config, src.path, [
+        (n, c) for n, (_, c) in zip(names, targets, strict=False) if not is_checksum(n)])
+    return commit_check(config)
+
+
+def verify_stored_commit(repo, check: CommitCheck, checksum: str,
+                         commitmeta: bytes | None = None) -> str:
+    """Run check on a commit of repo with commitmeta, or when None the detached metadata
+    stored beside the commit (as ostree falls back to it when a remote has none)."""
+    data = repo.read_metadata(ObjectType.COMMIT, checksum)
+    if commitmeta is None:
+        try:
+            commitmeta = repo.read_metadata(ObjectType.COMMIT_META, checksum)
+        except NotFoundError:
+            commitmeta = None
+    return check(repo, checksum, data, commitmeta)
+
+
+def verify_deployable(repo, refspec: str | None, checksum: str, *,
+                      sysroot: str | None = None) -> None:
+    """Refuse to deploy a commit that the remote of its origin's refspec would not have
+    let become one of its refs (beyond ostree 2022.7, which deploys any local ref): a
+    ref or commit that came in unverified (`refs --create`, an older pull, a policy
+    turned on since) never boots. The stored detached metadata is what is checked."""
+    if not refspec or ":" not in refspec:
+        return
+    check = remote_commit_check(repo, refspec.split(":", 1)[0], sysroot=sysroot)
+    if check is not None:
+        verify_stored_commit(repo, check, checksum)
+
+
+def verify_local_summary(repo, remote: Remote, src_path: str,
+                         refs: Sequence[tuple[str, str]]) -> None:
+    """For a remote with gpg-verify-summary / sign-verify-summary, a local source (a
+    file:// remote, pull-local --remote) must have a summary signed as the remote
+    requires, and every ref taken from it (name, commit) must be the summary's: the
+    signed summary is what vouches for the commits."""
+    if not (remote.gpg_verify_summary or remote.sign_verify_summary):
+        return
+    files = {}
+    for name in ("summary", "summary.sig"):
+        try:
+            with open(os.path.join(src_path, name), "rb") as f:
+                files[name] = f.read()
+        except FileNotFoundError:
+            files[name] = None
+    if files["summary"] is None:
+        raise SignatureError(f"Remote {remote.name} requires a signed summary, but "
+                             f"{src_path}/summary does not exist")
+    verify_summary(repo, remote, files["summary"], files["summary.sig"])
+    heads = {r.name: r.checksum for r in Summary.parse(files["summary"]).refs}
+    for name, checksum in refs:
+        if heads.get(name, checksum) != checksum:
+            raise SignatureError(f'Ref {name} of {src_path} is not the commit its signed '
+                                 f'summary names ({heads[name]}) (remote "{remote.name}")')
+
+
+def describe_deployment_signatures(repo, remote: Remote, checksum: str, format_time, *,
+                                   keys_dirs: Sequence[str] = ed25519.SYSTEM_KEY_DIRS
+                                   ) -> list[str]:
+    """What `ostree admin status -V` prints under a deployment of remote's commit
+    checksum: the description of each GPG signature ("GPG: " lines, as gpgme's are
+    described by ostree) and, for sign-verify, the engine's success message. Raises
+    SignatureError (ostree's messages where it has them) when it does not verify."""
+    if not remote.gpg_verify and not remote.sign_verify:
+        raise SignatureError(f"Cannot verify commit for remote {remote.name}; GPG "
+                             "verification disabled, and no signapi verifiers configured")
+    try:
+        meta_bytes = repo.read_metadata(ObjectType.COMMIT_META, checksum)
+    except NotFoundError:
+        raise SignatureError("Can't verify commit without detached metadata") from None
+    data = repo.read_metadata(ObjectType.COMMIT, checksum)
+    what = f'Commit {checksum} from remote "{remote.name}"'
+    meta = _parse_meta(meta_bytes, what)
+    lines = []
+    if remote.gpg_verify:
+        for c in _gpg_checks(repo, remote, data, meta, what, None):
+            described = c.describe_lines(format_time)
+            lines += [f"GPG: {ln}" for ln in described or [c.describe()]]
+    if remote.sign_verify:
+        done = _sign_check(remote, remote.sign_verify, remote.sign_verify_is_list, data,
+                           meta, what, keys_dirs)
+        engine, _, key = done.partition(" signature by key ")
+        lines.append(f"{engine}: Signature verified successfully with key '{key}'")
+    return lines

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sysroot.errors import CorruptObjectError, FormatError, NotFoundError, SysrootError
@@ -163,7 +163,8 @@ class _Puller:
         if self.tx.has_object(ObjectType.FILE, checksum):
             return
         try:
-            header = self.src.load_file(checksum).header
+            info = self.src.load_file(checksum)
+            header = info.header
         except NotFoundError:
             raise NotFoundError(f"Content object {checksum} ({where}) is missing from "
                                 f"{self.src.path}") from None
@@ -171,7 +172,7 @@ class _Puller:
             check_bareuseronly(header, checksum, where)
         payload = None if header.is_symlink else self.src.iter_payload(checksum)
         try:
-            self.tx.write_content(header, payload, expected=checksum)
+            self.tx.write_content(header, payload, expected=checksum, size=info.size)
         except CorruptObjectError as e:
             raise CorruptObjectError(checksum, "file",
                                      f"{e.problem} ({where} in {self.src.path})") from None
@@ -259,15 +260,56 @@ class _Puller:
         unmark_partial(self.dst, self.partial)
 
 
+# check(repo, commit checksum, commit bytes, detached metadata bytes or None): raises
+# when the commit may not be taken (sign.verify builds it from a remote's policy)
+CommitCheck = Callable[[Repo, str, bytes, "bytes | None"], object]
+
+
+def verify_history(dst: Repo, src: Repo, checksum: str, depth: int,
+                   check: CommitCheck) -> None:
+    """Run check on a commit of src and depth parents (-1: all src has), before
+    anything is copied. The detached metadata is src's, else the one dst already holds
+    (ostree's fallback when a remote has none)."""
+    remaining = math.inf if depth == -1 else depth
+    while checksum:
+        try:
+            data = src.read_metadata(ObjectType.COMMIT, checksum)
+        except NotFoundError:
+            return  # the pull itself reports a missing first commit
+        meta = _optional_commitmeta(src, checksum)
+        if meta is None and dst.has_object(ObjectType.COMMIT, checksum):
+            meta = _optional_commitmeta(dst, checksum)
+        check(dst, checksum, data, meta)
+        if remaining == 0:
+            return
+        remaining -= 1
+        checksum = src.load_commit(checksum).parent
+
+
+def _optional_commitmeta(repo: Repo, checksum: str) -> bytes | None:
+    try:
+        return repo.read_metadata(ObjectType.COMMIT_META, checksum)
+    except NotFoundError:
+        return None
+
+
 def pull_local(src: Repo, dst: Repo, refs: Sequence[str] = (), *, remote: str | None = None,
                depth: int = 0, commit_metadata_only: bool = False,
-               bareuseronly_files: bool = False, update_refs: bool = True) -> PullResult:
+               bareuseronly_files: bool = False, update_refs: bool = True,
+               verify: CommitCheck | None = None) -> PullResult:
     """Copy refs (default: all of src's refs/heads) and their objects from src to dst;
-    with update_refs=False the objects only (the result still names the commits)."""
+    with update_refs=False the objects only (the result still names the commits).
+
+    verify: a check each commit (and depth parents) must pass before anything is
+    copied (see verify_history); sign.verify.local_pull_check gives the one of a
+    remote's signature policy."""
     if depth < -1:
         raise SysrootError(f"Invalid depth {depth}: use -1 for the whole history")
     # the source is only read, and may be read-only: like ostree, it is not locked
     targets = resolve_pull_targets(src, refs, remote)
+    if verify is not None:
+        for _, checksum in targets:
+            verify_history(dst, src, checksum, depth, verify)
     with dst.transaction() as tx:
         puller = _Puller(src, tx, commit_metadata_only=commit_metadata_only,
                          bareuseronly_files=bareuseronly_files)

@@ -83,7 +83,8 @@ def register(sub) -> None:
     p.add_argument("--json", "-J", action="store_true", help="Machine-readable output")
     p.add_argument("-D", "--is-default", action="store_true",
                    help="Print 'default' if booted deployment is the default, else 'not-default'")
-    p.add_argument("-V", "--verify", action="store_true", help="Accepted for compatibility")
+    p.add_argument("-V", "--verify", action="store_true",
+                   help="Print the commit verification status")
     p.set_defaults(func=run_status)
 
     p = asub.add_parser("undeploy", help="Delete deployment INDEX")
@@ -292,6 +293,9 @@ def run_status(args) -> int:
         raise SysrootError(f"opendir({sr.layout.root}): No such file or directory")
     state = sr.load()
     state.require_initialized()
+    if state.staged_error is not None:  # the deployments are still worth showing
+        print(f"warning: ignoring the staged deployment: {state.staged_error}",
+              file=sys.stderr)
     if args.is_default:
         if state.booted is None:
             raise SysrootError("Not currently booted into an OSTree system")
@@ -300,11 +304,40 @@ def run_status(args) -> int:
         return 0
     data = status_json(state)
     if args.json:
+        if args.verify:
+            raise UsageError("--verify is not supported with --json")
         json.dump(data, sys.stdout, indent=2)
         print()
         return 0
+    if args.verify and data["deployments"]:
+        _status_verified(sr, state, data)
+        return 0
     sys.stdout.write(format_status(data))
     return 0
+
+
+def _status_verified(sr: Sysroot, state: SysrootState, data: dict) -> None:
+    """`status -V`, as ostree 2022.7: under each deployment the verification of its
+    commit against its origin remote's policy; the first that does not verify stops
+    the listing with an error (what was printed before stays)."""
+    from functools import partial
+
+    from sysroot.deploy.upgrade import format_glib_time
+    from sysroot.pull.remotes import load_remote
+    from sysroot.sign.verify import describe_deployment_signatures
+    from sysroot.store.repo import Repo, parse_refspec
+
+    with Repo.open(state.layout.repo) as repo:
+        for d in data["deployments"]:
+            sys.stdout.write(format_status({**data, "deployments": [d]}))
+            sys.stdout.flush()  # before an error on stderr, as ostree's output comes
+            remote = parse_refspec(d["origin"])[0] if d["origin"] else None
+            if remote is None:
+                raise SysrootError("Cannot verify deployment without remote")
+            lines = describe_deployment_signatures(
+                repo, load_remote(repo, remote, sysroot=sr.path), d["checksum"],
+                partial(format_glib_time, local=True))
+            print("\n".join(lines) + "\n")
 
 
 def run_undeploy(args) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sysroot.cli.main import add_repo_option, open_repo
 from sysroot.errors import UsageError
+from sysroot.sign.verify import local_pull_check
 from sysroot.store.pull_local import pull_local
 from sysroot.store.repo import Repo
 from sysroot.util.units import format_size
@@ -46,26 +47,34 @@ def register(sub) -> None:
                    help="Accepted for compatibility; bindings are not verified")
     p.add_argument("--require-static-deltas", action="store_true",
                    help="Not supported: local pulls copy objects")
-    p.add_argument("--gpg-verify", action="store_true", help="Not supported")
-    p.add_argument("--gpg-verify-summary", action="store_true", help="Not supported")
+    p.add_argument("--gpg-verify", action="store_true",
+                   help="GPG verify commits (must specify --remote); without it, the "
+                        "signature policy of --remote applies all the same")
+    p.add_argument("--gpg-verify-summary", action="store_true",
+                   help="GPG verify summary (must specify --remote)")
     p.add_argument("--depth", type=int, default=0, metavar="DEPTH",
                    help="Traverse DEPTH parents (-1=infinite) (default: 0)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    for opt in ("require_static_deltas", "gpg_verify", "gpg_verify_summary"):
-        if getattr(args, opt):
-            raise UsageError(f"--{opt.replace('_', '-')} is not supported by pull-local")
+    if args.require_static_deltas:
+        raise UsageError("--require-static-deltas is not supported by pull-local")
+    for opt in ("gpg_verify", "gpg_verify_summary"):
+        if getattr(args, opt) and not args.remote:
+            raise UsageError("Must specify remote name to enable gpg verification")
     if args.depth < -1:
         raise UsageError(f"Invalid --depth={args.depth}: use -1 for the whole history")
     src_path = args.src.removeprefix("file://")
     with open_repo(args) as dst, Repo.open(src_path) as src:
         if args.disable_fsync:
             dst.config.set("core", "fsync", "false")  # this process only; never saved
+        # the remote's signature policy, before anything is copied
+        check = local_pull_check(dst, src, args.remote, args.refs, force_gpg=args.gpg_verify,
+                                 force_gpg_summary=args.gpg_verify_summary)
         result = pull_local(src, dst, args.refs, remote=args.remote, depth=args.depth,
                             commit_metadata_only=args.commit_metadata_only,
-                            bareuseronly_files=args.bareuseronly_files)
+                            bareuseronly_files=args.bareuseronly_files, verify=check)
     print(f"{result.metadata} metadata, {result.content} content objects imported; "
           f"{format_size(result.content_bytes)} content written")
     return 0
