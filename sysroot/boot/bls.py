@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from sysroot.boot import words
 from sysroot.errors import FormatError
 
 _LINE = re.compile(r"([A-Za-z][^ \t]*)[ \t](.*)", re.DOTALL)
 KEY_ORDER = ("title", "version", "options", "devicetree", "linux", "initrd")
+# values that are one word each (paths on the boot file system)
+PATH_KEYS = ("linux", "initrd", "devicetree", "fdtdir", "efi")
 
 
 @dataclass
@@ -42,7 +45,29 @@ class BootEntry:
         return cls(items, filename)
 
     def to_text(self) -> str:
+        """The entry's file content; FormatError for a value that would not read back
+        as written (see validate())."""
+        self.validate()
         return "".join(f"{k} {v}\n" for k, v in self.items)
+
+    def validate(self) -> None:
+        """The last gate before an entry is written (words.py): each key a plain word,
+        paths one word, `options` words separated by single spaces, any other value
+        one line. Raises FormatError naming the entry."""
+        where = f"'{self.filename}'" if self.filename else "boot entry"
+        for key, value in self.items:
+            # as parse() reads a key: an ASCII letter first, then no blank
+            if not re.fullmatch(r"[A-Za-z]\S*", key, re.ASCII):
+                raise FormatError(f"{where}: invalid key {words.shown(key)}")
+            words.check_word(key, f"key in {where}")
+            what = f"'{key}' value in {where}"
+            if key in PATH_KEYS:
+                words.check_word(value, what)
+            elif key == "options":
+                for word in value.split(" "):
+                    words.check_word(word, f"kernel argument in {where}")
+            else:
+                words.check_line(value, what)
 
     def get(self, key: str) -> str | None:
         for k, v in self.items:

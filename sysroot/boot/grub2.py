@@ -11,6 +11,7 @@ Paths are the entries' `linux`/`initrd` values, relative to GRUB's `$root` (the 
 grub.cfg was loaded from): relative to the /boot file system, or /boot-prefixed with
 sysroot.bootprefix=true. Every word is single-quoted (kernel arguments may hold `$`,
 `;`, quotes): GRUB expands nothing inside single quotes, and a `'` is written `'\\''`.
+Whitespace and control characters never reach a word (BootEntry.validate).
 Local settings (a timeout, extra entries) go to `custom.cfg` beside the grub.cfg GRUB
 loaded (`$config_directory`), which this file sources after its own defaults.
 """
@@ -45,9 +46,12 @@ def quote(word: str) -> str:
 
 
 def render_config(entries: list[BootEntry]) -> str:
-    """grub.cfg for entries in boot order (the first is the default)."""
+    """grub.cfg for entries in boot order (the first is the default). Each entry is
+    checked as for writing it (BootEntry.validate, words.py): the quoting below keeps
+    a word whole, but a word that holds a newline or a blank is refused, not quoted."""
     out = [_HEADER]
     for i, entry in enumerate(entries):
+        entry.validate()
         out.append(f"\nmenuentry {quote(entry.get('title') or f'entry {i}')} "
                    f"--id {quote(f'sysroot-{i}')} {{\n")
         words = [entry.require("linux")] + split_words(entry.get("options") or "")

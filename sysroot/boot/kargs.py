@@ -6,15 +6,17 @@ key keeps its first position, as libostree does.
 Words are split the way libostree 2022.7 splits them (g_strsplit on " "), because the
 entries it writes must come out byte for byte the same: every single space separates
 (two spaces make an empty word, kept so an edited line stays as it was) and quotes
-protect nothing (`root="LABEL=my disk"` is two words). A `--karg` value given on the
-command line is always one word.
+protect nothing (`root="LABEL=my disk"` is two words). A word given to an edit
+(`--karg*`, `kargs edit-in-place`, /proc/cmdline) must be one word: whitespace or a
+control character in it is refused (words.py), before anything is written.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sysroot.errors import UsageError
+from sysroot.boot import words as _words
+from sysroot.errors import FormatError, UsageError
 
 # Added by boot loaders to /proc/cmdline; never carried into a deployment.
 _PROC_CMDLINE_SKIP = ("BOOT_IMAGE=", "initrd=")
@@ -28,6 +30,11 @@ def _key(word: str) -> str:
     return word.split("=", 1)[0]
 
 
+def check_word(word: str) -> str:
+    """word, when it is one kernel argument; else UsageError (it comes from the user)."""
+    return _words.check_word(word, "kernel argument", UsageError)
+
+
 @dataclass
 class KernelArgs:
     words: list[str]
@@ -38,8 +45,11 @@ class KernelArgs:
 
     @classmethod
     def from_proc_cmdline(cls, text: str) -> KernelArgs:
-        return cls([w for w in split_words(text.rstrip())
-                    if not w.startswith(_PROC_CMDLINE_SKIP)])
+        kept = [w for w in split_words(text.rstrip())
+                if not w.startswith(_PROC_CMDLINE_SKIP)]
+        for w in kept:
+            _words.check_word(w, "kernel argument in /proc/cmdline", FormatError)
+        return cls(kept)
 
     def __str__(self) -> str:
         return " ".join(self.words)
@@ -56,7 +66,7 @@ class KernelArgs:
 
     def replace(self, word: str) -> None:
         """key=value replaces every value of key, at the first one's position."""
-        key = _key(word)
+        key = _key(check_word(word))
         out, placed = [], False
         for w in self.words:
             if _key(w) == key:
@@ -70,16 +80,16 @@ class KernelArgs:
         self.words = out
 
     def append(self, word: str) -> None:
-        self.words.append(word)
+        self.words.append(check_word(word))
 
     def append_if_missing(self, word: str) -> None:
-        if word not in self.words:
+        if check_word(word) not in self.words:
             self.words.append(word)
 
     def delete(self, word: str) -> None:
         """Delete `key=value` exactly, or `key` when it has a single value (libostree's
         rules and messages)."""
-        key, sep, value = word.partition("=")
+        key, sep, value = check_word(word).partition("=")
         matches = [w for w in self.words if _key(w) == key]
         if not matches:
             raise UsageError(f"No key '{key}' found")
@@ -96,7 +106,7 @@ class KernelArgs:
         self.words.remove(word)
 
     def delete_if_present(self, word: str) -> None:
-        if "=" in word:
+        if "=" in check_word(word):
             if word in self.words:
                 self.words.remove(word)
         else:

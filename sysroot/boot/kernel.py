@@ -3,7 +3,8 @@
 Modern layout: `usr/lib/modules/$kver/{vmlinuz,initramfs.img,devicetree,dtb/}`.
 Legacy layout: `usr/lib/ostree-boot/` or `boot/` with `vmlinuz-$kver-$bootcsum` names.
 The boot checksum names the `/boot/ostree/$os-$bootcsum/` directory, so deployments
-with the same kernel share it.
+with the same kernel share it. The kernel version (a directory name from the commit)
+ends up in boot entries: one with whitespace or a control character is refused.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 import stat
 from dataclasses import dataclass
 
+from sysroot.boot import words
 from sysroot.errors import SysrootError
 
 _CHUNK = 1 << 20
@@ -156,4 +158,7 @@ def find_kernel(root: str) -> KernelLayout:
     if layout is None:
         raise SysrootError(f"Failed to find kernel in {root}: no usr/lib/modules/*/vmlinuz, "
                            "usr/lib/ostree-boot/vmlinuz-* or boot/vmlinuz-*")
+    # the installed names (made of the kernel version) are paths in every boot entry
+    for _src, name in layout.files():
+        words.check_name(name, "kernel file name from the commit")
     return layout

@@ -40,6 +40,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 
+from sysroot.boot import words
 from sysroot.boot.bls import BootEntry
 from sysroot.errors import FormatError
 from sysroot.util import fsutil
@@ -59,6 +60,8 @@ class EntryName:
 
     @property
     def filename(self) -> str:
+        """The entry's file name; FormatError for a stateroot name that is no name."""
+        words.check_name(self.osname, "stateroot name")
         return f"ostree-{self.g}-{self.r}-{self.osname}.conf"
 
     @property
@@ -67,8 +70,15 @@ class EntryName:
 
     @classmethod
     def parse(cls, filename: str) -> EntryName | None:
-        m = _ENTRY_RE.match(filename)
-        return cls(int(m.group(1)), int(m.group(2)), m.group(3)) if m else None
+        """None for a name this scheme never writes (debris, see select())."""
+        m = _ENTRY_RE.fullmatch(filename)
+        if m is None or len(m.group(1)) > 9 or len(m.group(2)) > 9:
+            return None
+        try:
+            words.check_name(m.group(3), "stateroot name")
+        except FormatError:
+            return None
+        return cls(int(m.group(1)), int(m.group(2)), m.group(3))
 
 
 def non_default_r(index: int) -> int:

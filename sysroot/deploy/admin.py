@@ -8,6 +8,7 @@ import os
 import shutil
 from dataclasses import dataclass, replace
 
+from sysroot.boot.words import check_name
 from sysroot.deploy import deploy as dep
 from sysroot.deploy.cleanup import CleanupResult, cleanup
 from sysroot.deploy.layout import SysrootLayout
@@ -170,8 +171,8 @@ class Sysroot:
             os.makedirs(self.layout.loader_entries_dir, mode=0o755, exist_ok=True)
 
     def os_init(self, osname: str) -> None:
-        if not osname or "/" in osname or osname in (".", ".."):
-            raise UsageError(f"Invalid stateroot name '{osname}'")
+        # the name goes into paths, entry names and ostree= (ostree 2022.7 takes any)
+        check_name(osname, "stateroot name", UsageError)
         if not os.path.isdir(self.layout.deploy_base):
             raise SysrootError(f"{self.path} is not an initialized sysroot; "
                                "run 'admin init-fs' first")
@@ -221,14 +222,19 @@ class Sysroot:
                       options: dep.DeployOptions) -> tuple:
         """(stateroot, commit, merge deployment or None, origin) of a deploy, checked
         before anything is written."""
-        osname = options.osname or state.default_osname()
+        osname = check_name(options.osname or state.default_osname(), "stateroot name",
+                            UsageError)
         if not os.path.isdir(self.layout.stateroot(osname)):
             raise NotFoundError(f"No stateroot '{osname}' in {self.path}: "
                                 f"run 'admin os-init {osname}' first")
         csum = repo.resolve_rev(revision)
         repo.load_commit(csum)  # a missing or corrupt commit fails here, before writing
         merge = None if options.no_merge else state.merge_deployment(osname)
-        return osname, csum, merge, options.origin or dep.default_origin(revision)
+        origin = options.origin or dep.default_origin(revision)
+        from sysroot.sign.verify import verify_deployable  # signatures: only when asked
+
+        verify_deployable(repo, origin.get("origin", "refspec"), csum, sysroot=self.path)
+        return osname, csum, merge, origin
 
     # ------------------------------------------------------------------ list edits
     def _resolve_index(self, state: SysrootState, index: str) -> Deployment:
@@ -399,14 +405,15 @@ class Sysroot:
                 new = [replace(d, kargs=edited(d.kargs)) for d in state.deployments]
                 self._apply(state, self.open_repo(), new, prune=False)
                 return len(new)
-            for d in state.without_staged().deployments:  # a staged one has no entry yet
-                entry = d.entry
+            entries = [d.entry for d in state.without_staged().deployments]  # staged: none
+            for entry in entries:
                 entry.set("options", edited(entry.require("options")))
-                fsutil.atomic_write(entry.filename, entry.to_text().encode(), mode=0o644)
+            # everything rendered (and so checked, words.py) before the first write
+            texts = [(entry.filename, entry.to_text()) for entry in entries]
             cfg = os.path.join(self.layout.loader_dir(state.bootversion), grub2.CONFIG_NAME)
-            if state.deployments and os.path.exists(cfg):
+            if entries and os.path.exists(cfg):
                 # the menu follows the entries it was generated from
-                fsutil.atomic_write(cfg, grub2.render_config(
-                    [d.entry for d in state.without_staged().deployments]).encode(),
-                    mode=0o644)
+                texts.append((cfg, grub2.render_config(entries)))
+            for path, text in texts:
+                fsutil.atomic_write(path, text.encode(), mode=0o644)
             return len(state.deployments)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from sysroot.boot.kargs import KernelArgs
 from sysroot.boot.kernel import find_kernel
+from sysroot.boot.words import check_line
 from sysroot.deploy.layout import SysrootLayout
 from sysroot.deploy.state import DEPLOY_DIR_RE, Deployment, SysrootState
 from sysroot.deploy.writer import EntryInputs, read_os_release_name
@@ -151,6 +152,7 @@ def create_deployment(state: SysrootState, repo: Repo, csum: str, osname: str,
     notes = [] if notes is None else notes
     from sysroot.deploy.etcmerge import copy_tree
     from sysroot.store.checkout import checkout_tree
+    from sysroot.store.freespace import check_deploy_space
 
     layout = state.layout
     parent = layout.deploy_parent(osname)
@@ -158,6 +160,7 @@ def create_deployment(state: SysrootState, repo: Repo, csum: str, osname: str,
     serial = allocate_serial(layout, osname, csum)
     staging = os.path.join(parent, f"{STAGING_PREFIX}{csum}.{serial}-{secrets.token_hex(4)}")
     try:
+        check_deploy_space(repo, csum, parent)  # the repo's min-free-space-* reserve
         checkout_tree(repo, csum, staging)
         prepare_etc(staging)
         kernel = find_kernel(staging)
@@ -246,12 +249,18 @@ def simple_write_list(state: SysrootState, new: Deployment, merge: Deployment | 
 
 def entry_inputs(state: SysrootState, repo: Repo, deployments: list[Deployment],
                  kernels: dict | None = None) -> list[EntryInputs]:
+    """What each deployment's entry is made of, checked before anything is written:
+    the commit's `version` and the os-release name go into the title line."""
     out = []
     for d in deployments:
         path = state.deployment_path(d)
         kernel = (kernels or {}).get(d.identity) or find_kernel(path)
-        out.append(EntryInputs(d, kernel, commit_version(repo, d.csum),
-                               read_os_release_name(path)))
+        version = commit_version(repo, d.csum)
+        name = read_os_release_name(path)
+        if version is not None:
+            check_line(version, f"version of commit {d.csum}")
+        check_line(name, f"os-release name (PRETTY_NAME or ID) of commit {d.csum}")
+        out.append(EntryInputs(d, kernel, version, name))
     return out
 
 

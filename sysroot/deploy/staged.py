@@ -23,13 +23,15 @@ atomic swap (writer.py): the old default or the complete new one boots.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 from dataclasses import dataclass, field, replace
 
+from sysroot.boot import words
 from sysroot.boot.kargs import KernelArgs
 from sysroot.deploy import deploy as dep
-from sysroot.deploy.state import DEPLOY_DIR_RE, Deployment, SysrootState, read_origin
+from sysroot.deploy.state import Deployment, SysrootState, read_origin
 from sysroot.errors import FormatError, SysrootError, UsageError
 from sysroot.formats import gvariant
 from sysroot.formats.gvariant import Variant
@@ -41,6 +43,8 @@ STAGED_NAME = "staged-deployment"
 LOCKED_NAME = "staged-deployment-locked"  # the legacy lock: its existence locks
 FAILURE_STAMP = os.path.join("ostree", "finalize-failure.stamp")  # under /boot
 FINALIZE_UNIT = "sysroot-finalize-staged.service"
+_CHECKSUM = re.compile(r"[0-9a-f]{64}")
+_DEPLOYMENT_NAME = re.compile(r"([0-9a-f]{64})\.([0-9]{1,9})")
 
 
 def staged_path() -> str:
@@ -76,6 +80,8 @@ class DeploymentRef:
 
     @classmethod
     def from_variant(cls, v: object, key: str) -> DeploymentRef:
+        """Every field checked: the record is input from a file anyone with root (or a
+        bug) may have written, and its names become paths under /boot and /ostree."""
         if not isinstance(v, Variant) or v.signature != "a{sv}":
             raise FormatError(f"{staged_path()}: '{key}' is not a dictionary")
         values = {}
@@ -84,10 +90,17 @@ class DeploymentRef:
             if not isinstance(item, Variant) or item.signature != "s":
                 raise FormatError(f"{staged_path()}: {key}: Missing key: {name}")
             values[name] = item.value
-        m = DEPLOY_DIR_RE.match(values["name"])
+        m = _DEPLOYMENT_NAME.fullmatch(values["name"])
         if not m:
             raise FormatError(f"{staged_path()}: {key}: invalid deployment name "
-                              f"'{values['name']}'")
+                              f"{words.shown(values['name'])}")
+        if not _CHECKSUM.fullmatch(values["bootcsum"]):
+            raise FormatError(f"{staged_path()}: {key}: invalid boot checksum "
+                              f"{words.shown(values['bootcsum'])}")
+        try:
+            words.check_name(values["osname"], "stateroot name")
+        except FormatError as e:
+            raise FormatError(f"{staged_path()}: {key}: {e}") from None
         return cls(values["osname"], m.group(1), int(m.group(2)), values["bootcsum"])
 
 
@@ -129,6 +142,11 @@ class StagedRecord:
         kargs = d.get("kargs")
         if kargs is not None and kargs.signature != "as":
             raise FormatError(f"{staged_path()}: 'kargs' is not a string array")
+        try:
+            for word in kargs.value if kargs is not None else ():
+                words.check_word(word, "kernel argument")  # the options line at finalize
+        except FormatError as e:
+            raise FormatError(f"{staged_path()}: kargs: {e}") from None
         locked = d.get("locked")
         other = {k: v for k, v in d.items()
                  if k not in ("target", "merge-deployment", "kargs", "locked")}
@@ -138,11 +156,14 @@ class StagedRecord:
 
 
 def read_record() -> StagedRecord | None:
+    """The record; None when there is none; FormatError for one that cannot be used."""
     try:
         with open(staged_path(), "rb") as f:
             data = f.read()
     except FileNotFoundError:
         return None
+    except OSError as e:  # a directory, unreadable...
+        raise FormatError(f"{staged_path()}: {e.strerror or e}") from None
     return StagedRecord.decode(data)
 
 
@@ -164,12 +185,19 @@ def _set_legacy_lock(locked: bool) -> None:
 
 
 def load_into(state: SysrootState) -> None:
-    """Put the staged deployment, if any, first in state.deployments (booted only)."""
-    record = read_record()
-    if record is None:
+    """Put the staged deployment, if any, first in state.deployments (booted only).
+    A record that cannot be used is not fatal here (it would break every command
+    until someone deletes it): state.staged_error says why, status warns with it and
+    finalize fails with it (stamped), and the deployments load without it."""
+    try:
+        record = read_record()
+        if record is None:
+            return
+        t = record.target
+        origin = read_origin(state.layout.origin_path(t.osname, t.csum, t.serial))
+    except FormatError as e:
+        state.staged_error = str(e)
         return
-    t = record.target
-    origin = read_origin(state.layout.origin_path(t.osname, t.csum, t.serial))
     locked = record.locked or os.path.exists(locked_path())
     staged = Deployment(t.osname, t.csum, t.serial, t.bootcsum, 0, 0,
                         " ".join(record.kargs or ()), None, origin, staged=True,
@@ -250,6 +278,8 @@ def stage(sr, revision: str, options: dep.DeployOptions):
             # no /etc merge now (merge=None): that is finalize's, from /etc as it is then
             new = dep.create_deployment(state, repo, csum, osname, origin, None,
                                         kargs or "", fsync=repo.fsync_enabled, notes=[])
+            # what finalize will put in its entry, refused now rather than at shutdown
+            dep.entry_inputs(state, repo, [new])
             record = StagedRecord(
                 DeploymentRef.of(new), DeploymentRef.of(merge) if merge else None,
                 tuple(KernelArgs.parse(kargs).words) if kargs is not None else None,
@@ -309,6 +339,8 @@ def finalize(sr):
 
 
 def _finalize(sr, state: SysrootState, repo):
+    if state.staged_error is not None:
+        raise SysrootError(state.staged_error)  # stamped as any failure (finalize())
     staged = state.staged
     if staged is None:
         journal.send("No deployment staged for finalization")
@@ -354,6 +386,8 @@ def change_lock(sr, unlock: bool) -> str:
     """`admin lock-finalization [--unlock]`; returns the message to print."""
     with sr.lock():
         state = sr.load()
+        if state.staged_error is not None:
+            raise SysrootError(state.staged_error)
         if state.staged is None:
             raise SysrootError("No staged deployment")
         locked = state.staged.finalization_locked

@@ -146,6 +146,7 @@ class SysrootState:
         self.marker: tuple = (0, 0)
         self.staged: Deployment | None = None  # also deployments[0] when set
         self.staged_record = None  # its staged.StagedRecord
+        self.staged_error: str | None = None  # why the staged record was not usable
 
     @classmethod
     def load(cls, root: str) -> SysrootState:
