@@ -192,7 +192,7 @@ class DirectoryImporter:
         try:
             xattrs = fsutil.read_xattrs(fd) if self._reads_xattrs else ()
             header = self.modifier.file_header(st.st_uid, st.st_gid, st.st_mode, "", xattrs)
-            return self.tx.write_content(header, read_chunks(fd, st.st_size))
+            return self.tx.write_content(header, read_chunks(fd, st.st_size), size=st.st_size)
         finally:
             os.close(fd)
 

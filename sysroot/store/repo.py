@@ -26,6 +26,7 @@ from sysroot.formats.objects import (
     ObjectType,
     is_checksum,
 )
+from sysroot.store.freespace import FreeSpacePolicy
 from sysroot.store.lock import RepoLock
 from sysroot.store.modes import RepoMode
 from sysroot.util import fsutil
@@ -71,6 +72,9 @@ class Repo:
         self.config = config
         try:
             self.mode = RepoMode.parse(config.get("core", "mode", "bare") or "bare")
+            # Like ostree, an invalid min-free-space-* value fails at open, so no
+            # command runs with a guard other than the one configured.
+            self.free_space = FreeSpacePolicy.from_config(config)
         except FormatError as e:  # say which repository
             raise FormatError(f"{os.path.join(path, 'config')}: {e}") from None
         self._tmp_dirs: set[str] = set()

@@ -17,11 +17,12 @@ import stat
 import threading
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from sysroot.errors import CorruptObjectError, FormatError, SysrootError
 from sysroot.formats import gvariant
 from sysroot.formats.objects import FileHeader, ObjectType, is_checksum, sha256_hex
+from sysroot.store.freespace import STREAM_CHECK_BYTES, SpaceGuard
 from sysroot.store.lock import ofd_lock
 from sysroot.store.modes import RepoMode
 from sysroot.util import fsutil
@@ -63,6 +64,8 @@ class Transaction:
         self._tmp_prefix = ".tmp-"
         self._tmp_names = itertools.count()
         self._mutex = threading.Lock()
+        # min-free-space-*: measured per content object, in forked workers too
+        self.space = SpaceGuard(repo.free_space, repo.dfd)
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> Transaction:
@@ -138,6 +141,7 @@ class Transaction:
         self._tmp_prefix = f".tmp-{os.getpid()}-"
         self._tmp_names = itertools.count()
         self._mutex = threading.Lock()
+        self.space.in_forked_child()
 
     def record_staged(self, checksum: str, objtype: ObjectType) -> bool:
         """Take on an object a forked child staged (write_raw/write_content) in this
@@ -212,13 +216,26 @@ class Transaction:
 
     # ------------------------------------------------------------------ content
     def write_content(self, header: FileHeader, payload: Iterable[bytes] | None,
-                      expected: str | None = None) -> str:
+                      expected: str | None = None, *, size: int | None = None) -> str:
         """Store a content object from its header and payload chunks (None for symlinks).
 
         The checksum is computed while writing; with expected, a mismatch is an error
-        and nothing is stored. Safe to call from several threads at once.
+        and nothing is stored. size, when the caller knows it, lets the free-space guard
+        refuse the object before a byte is written (otherwise it measures as the bytes
+        arrive). Safe to call from several threads at once.
         """
         header.validate()
+        admitted = self.space.admit(0 if header.is_symlink else size or 0)
+        meter = _Meter(self.space, payload or (), size)
+        try:
+            return self._write_content(header, meter, expected)
+        except OSError as e:
+            raise self.space.translate(e, meter.written) from None
+        finally:
+            self.space.release(admitted)
+
+    def _write_content(self, header: FileHeader, payload: Iterable[bytes],
+                       expected: str | None) -> str:
         prefix = header.content_stream_prefix()
         h = hashlib.sha256(prefix)
         tmp = f"{self._tmp_prefix}{next(self._tmp_names)}"
@@ -231,7 +248,7 @@ class Transaction:
             self._write_symlink(tmp, header)
             size = 0
         else:
-            size = self._write_regular(tmp, header, payload or (), h)
+            size = self._write_regular(tmp, header, payload, h)
             checksum = h.hexdigest()
             if expected is not None and checksum != expected:
                 os.unlink(tmp, dir_fd=self.staging_fd)
@@ -261,6 +278,25 @@ class Transaction:
         if self.has_object(objtype, checksum):
             return False
         tmp = f"{self._tmp_prefix}{next(self._tmp_names)}"
+        if objtype is not ObjectType.FILE:  # metadata: never refused, as in ostree
+            self._write_raw_tmp(tmp, chunks)
+        else:
+            admitted = self.space.admit(0)
+            meter = _Meter(self.space, chunks, None)
+            try:
+                self._write_raw_tmp(tmp, meter)
+            except OSError as e:
+                raise self.space.translate(e, meter.written) from None
+            finally:
+                self.space.release(admitted)
+        _, rel = self._staged_relpath(checksum, objtype)
+        os.rename(tmp, rel, src_dir_fd=self.staging_fd, dst_dir_fd=self.staging_fd)
+        with self._mutex:
+            self._staged.add((checksum, objtype))
+            self.stats["metadata" if objtype.is_metadata else "content"] += 1
+        return True
+
+    def _write_raw_tmp(self, tmp: str, chunks: Iterable[bytes]) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600,
                      dir_fd=self.staging_fd)
         try:
@@ -272,12 +308,6 @@ class Transaction:
             os.unlink(tmp, dir_fd=self.staging_fd)
             raise
         os.close(fd)
-        _, rel = self._staged_relpath(checksum, objtype)
-        os.rename(tmp, rel, src_dir_fd=self.staging_fd, dst_dir_fd=self.staging_fd)
-        with self._mutex:
-            self._staged.add((checksum, objtype))
-            self.stats["metadata" if objtype.is_metadata else "content"] += 1
-        return True
 
     def _write_symlink(self, tmp: str, header: FileHeader) -> None:
         mode = self.mode
@@ -437,6 +467,32 @@ class Transaction:
                     fsutil.rmtree_at(repo.dfd, f"tmp/{name}")
             except FileNotFoundError:
                 pass
+
+
+class _Meter:
+    """Payload chunks passed through, counted; free space is re-measured every MiB
+    past what was admitted up front, and at the end of a stream whose size was not
+    known (then the object, on disk by now, must have left the reserve untouched)."""
+
+    def __init__(self, space: SpaceGuard, chunks: Iterable[bytes], size: int | None):
+        self.space = space
+        self.chunks = chunks
+        self.written = 0
+        self._size_known = size is not None
+        self._next_check = (size or 0) + STREAM_CHECK_BYTES
+
+    def __iter__(self) -> Iterator[bytes]:
+        if not self.space.enabled:
+            yield from self.chunks
+            return
+        for chunk in self.chunks:
+            yield chunk
+            self.written += len(chunk)
+            if self.written >= self._next_check:
+                self.space.check_stream(self.written)
+                self._next_check = self.written + STREAM_CHECK_BYTES
+        if not self._size_known:
+            self.space.check_stream(self.written)
 
 
 def _filez_header(header: FileHeader, size: int) -> bytes:

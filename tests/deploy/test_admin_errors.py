@@ -173,6 +173,9 @@ def test_disk_full_mid_deploy(tmp_path, ostree, sysroot):
         used = (st.f_blocks - st.f_bfree) * st.f_frsize
         # room for the checkout's directories, not for a second copy of big.conf
         _sh("mount", "-o", f"remount,size={used + (2 << 20)}", str(mnt))
+        # the free-space guard would refuse up front (test_free_space.py): off, to
+        # test running out of space midway
+        ostree("config", f"--repo={sr.repo}", "set", "core.min-free-space-percent", "0")
         expect_error(sr, "deploy", OS, REF, contains="No space left on device",
                      oracle_fails=False)
         assert len(deployment_dirs(sr)) == 1
