@@ -174,6 +174,52 @@ def check_choice(root: Path, expected: str) -> list[str]:
     return problems
 
 
+_NAME_RE = re.compile(r"^ostree-([0-9]+)-([0-9]+)-(.+)\.conf$")
+
+
+def boot_list(root: Path) -> list[tuple[str, str, str]]:
+    """The whole deployment list by the scheme's documented rule (independent of the
+    reader): the entry that boots, then the entries of its round (G one lower, R below
+    9999) by R descending; each as (deployment csum.serial, linux, options). An entry
+    of the list whose kernel is missing shows as linux "MISSING"."""
+    c = boot_choice(root)
+    if c is None:
+        return []
+    top = _NAME_RE.match(c.name)
+    if top is None or int(top.group(2)) != 9999:
+        return [("not a default name", c.name, "")]
+    g = int(top.group(1))
+    edir = root / "boot/loader/entries"
+    rest = []
+    for p in edir.iterdir():
+        m = _NAME_RE.match(p.name)
+        if m and int(m.group(1)) == g - 1 and int(m.group(2)) < 9999:
+            rest.append((int(m.group(2)), p))
+    out = []
+    for p in [edir / c.name] + [p for _r, p in sorted(rest, reverse=True)]:
+        keys = _entry_keys(p)
+        linux = keys.get("linux", "")
+        if not linux or not (root / "boot" / linux.lstrip("/")).is_file():
+            linux = "MISSING"
+        ostree = re.search(r"(?:^| )ostree=(\S+)", keys.get("options", ""))
+        out.append((os.path.basename(ostree.group(1)) if ostree else "no ostree=", linux,
+                    keys.get("options", "")))
+    return out
+
+
+def check_list(root: Path, expected: list[tuple[str, str, str]]) -> list[str]:
+    """The whole list is `expected`, and the reader (SysrootState) agrees with it."""
+    got = boot_list(root)
+    problems = []
+    if got != expected:
+        problems.append(f"deployment list {[d for d, *_ in got]} "
+                        f"(entries {got}), expected {[d for d, *_ in expected]}")
+    reader = [d.name for d in SysrootState.load(str(root)).deployments]
+    if reader != [d for d, *_ in got]:
+        problems.append(f"the reader lists {reader}, the model {[d for d, *_ in got]}")
+    return problems
+
+
 def entry_names(root: Path) -> list[str]:
     return sorted(os.listdir(root / "boot/loader/entries"), key=lambda n: _version_key(n),
                   reverse=True)
@@ -497,7 +543,7 @@ OPS = {
 
 
 def _kill_and_check(fat: FatWorld, op: Op, point: crash.Point, target: str,
-                    dry: Path) -> list[str]:
+                    dry: Path, lists: tuple[list, list]) -> list[str]:
     root = fat.clone(fat.state("two"), fat.scratch(op.name))
     try:
         fat.mount(root)
@@ -507,12 +553,16 @@ def _kill_and_check(fat: FatWorld, op: Op, point: crash.Point, target: str,
             return [f"{point}: the kill did not land (rc {res.returncode})"]
         committed = res.committed({target.replace(str(dry), str(root))})
         expected = dname(fat, op.new if committed else op.old)
+        whole = lists[1] if committed else lists[0]
         problems = check_choice(root, expected)
+        # not only the default: every entry (the rollback too), in order
+        problems += check_list(root, whole)
         problems += [f"invariant: {p}" for p in check_boot_invariant(root)]
         if not problems:
             # the next command finishes the job: only valid entries stay
             admin(root, "cleanup")
             problems += check_choice(root, expected)
+            problems += check_list(root, whole)
             problems += [f"invariant after cleanup: {p}" for p in check_boot_invariant(root)]
             problems += [f"after cleanup: {p}" for p in tidy(root)]
         fat.umount(root)
@@ -529,21 +579,28 @@ def _kill_and_check(fat: FatWorld, op: Op, point: crash.Point, target: str,
 def test_killed_anywhere(fat, name):
     """SIGKILL at a spread of calls (strace when=N, as tests/deploy/test_crash_safety.py):
     systemd-boot boots the old default or the new one, with a sound kernel and an
-    existing deployment; the next command leaves only valid entries."""
+    existing deployment, and the whole list of entries (the rollback too, in order) is
+    the old one or the new one; the next command leaves only valid entries."""
     op = OPS[name]
     dry = fat.clone(fat.state("two"), fat.scratch(f"dry-{name}"))
     fat.mount(dry)
     try:
         assert check_choice(dry, dname(fat, op.old)) == []
+        old = boot_list(dry)
+        assert [d for d, *_ in old] == [dname(fat, 2), dname(fat, 1)]
         proc, calls = crash.traced_run(op.argv(dry), dry.with_suffix(".log"))
         assert proc.returncode == 0, proc.stderr.decode()
         assert check_choice(dry, dname(fat, op.new)) == []
+        new = boot_list(dry)
+        assert len(new) >= 2 or name == "undeploy", new  # a rollback entry to lose
+        assert check_list(dry, new) == []
         target = str(dry / "boot/loader/entries" / boot_choice(dry).name)
         points = crash.interruption_points(calls, dry, KILLS_PER_OPERATION, {target})
         assert any(p.what.endswith(f"{os.path.basename(target)}) = 0") for p in points), \
             "the commit (the new default's rename) must be among the points"
     finally:
         fat.umount(dry)
-    problems = crash.run_all(_kill_and_check, [(fat, op, p, target, dry) for p in points])
+    problems = crash.run_all(_kill_and_check,
+                             [(fat, op, p, target, dry, (old, new)) for p in points])
     assert not problems, "\n".join(problems)
 

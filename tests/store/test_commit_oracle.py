@@ -460,3 +460,67 @@ def test_missing_input_is_refused(make_pair, tmp_path):
     pair = make_pair("bare")
     err = pair.commit_both_fail("-b", "main", str(tmp_path / "nope"))
     assert "nope" in err
+
+
+# ---------------------------------------------------------------- xattr order
+
+# Set in this (non-sorted) order: the stored order must be sorted by name, as ostree does.
+XATTRS = [("user.zeta", b"z"), ("user.alpha", b"\x00a\xff"), ("user.mid", b"middle"),
+          ("user.Beta", b"B")]
+
+
+def _set_xattrs(path: Path, salt: bytes) -> None:
+    for name, value in XATTRS:
+        os.setxattr(path, name, value + salt)
+
+
+def _xattrs_of(root: Path) -> dict[str, list[tuple[str, bytes]]]:
+    """Every user.* xattr under root (root itself as "."), per relative path."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [".", *dirnames, *filenames]:
+            path = os.path.normpath(os.path.join(dirpath, name))
+            if name == "." and dirpath != str(root):
+                continue
+            out[os.path.relpath(path, root)] = sorted(
+                (n, os.getxattr(path, n)) for n in os.listxattr(path) if n.startswith("user."))
+    return out
+
+
+@pytest.fixture(scope="module")
+def xattr_tree(tmp_path_factory) -> Path:
+    """Directories (the root too) and files with four user.* xattrs each, set out of order."""
+    root = tmp_path_factory.mktemp("xattrs") / "tree"
+    (root / "a/b").mkdir(parents=True)
+    (root / "c").mkdir()
+    (root / "a/b/file").write_text("file\n")
+    (root / "c/other").write_text("other\n")
+    for i, path in enumerate([root, root / "a", root / "a/b", root / "c",
+                              root / "a/b/file", root / "c/other"]):
+        _set_xattrs(path, str(i).encode())
+    return root
+
+
+@pytest.mark.parametrize("mode", ["bare", "bare-user", "archive"])
+def test_multiple_xattrs_order(make_pair, xattr_tree, tmp_path, mode):
+    """Directories and files with several xattrs: the same commit checksum as ostree,
+    and a checkout (by either tool, from sysroot's repo) has them all, intact."""
+    pair = make_pair(mode)
+    o, s = pair.commit("-b", "main", *COMMIT_ARGS, str(xattr_tree))
+    assert o == s
+    pair.fsck()
+    want = _xattrs_of(xattr_tree)
+    assert all(len(v) == len(XATTRS) for v in want.values())
+    # what ostree records for the root directory, from sysroot's repo
+    listed = pair.ostree.out("ls", f"--repo={pair.s}", "-X", "-d", "main", "/")
+    for name, _value in XATTRS:
+        assert name in listed, listed
+    for tool in ("ostree", "sysroot"):
+        dest = tmp_path / f"co-{tool}"
+        if tool == "ostree":
+            pair.ostree("checkout", f"--repo={pair.s}", "main", str(dest))
+        else:
+            rc, _, err = run_sysroot("checkout", f"--repo={pair.s}", "main", str(dest))
+            assert rc == 0, err
+        got = _xattrs_of(dest)
+        assert got == want, tool
