@@ -18,7 +18,6 @@ ref pulled for real.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ from sysroot.errors import NotFoundError, SysrootError, UsageError
 from sysroot.formats.keyfile import KeyFile
 from sysroot.formats.objects import is_checksum
 from sysroot.store.repo import Repo, parse_refspec, validate_ref_name
+from sysroot.store.timestamps import check_timestamps
 
 ENDOFLIFE = "ostree.endoflife"
 ENDOFLIFE_REBASE = "ostree.endoflife-rebase"
@@ -86,44 +86,6 @@ class OriginFile(KeyFile):
         self.remove_group(TRANSIENT_GROUP)
         self.remove_key("origin", "override-commit")
         self.remove_key("origin", "unlocked")
-
-
-def _figure_space() -> bool:
-    """GLib pads a one-digit day (%e) with a figure space (U+2007) when the locale's
-    charset is UTF-8, with a plain space otherwise; ostree sets the locale from the
-    environment, so its message depends on it."""
-    for var in ("LC_ALL", "LC_CTYPE", "LANG"):
-        value = os.environ.get(var)
-        if value:
-            return "utf-8" in value.lower() or "utf8" in value.lower()
-    return False
-
-
-def format_glib_time(ts: int, *, local: bool = False) -> str:
-    """GLib's %c in the C locale, in UTC (or the local time zone): "Mon Jan  3 03:04:06
-    2022"."""
-    t = dt.datetime.fromtimestamp(ts, None if local else dt.UTC)
-    day = f"{t.day:2d}"
-    if t.day < 10 and _figure_space():
-        day = "\u2007" + day[1:]
-    return f"{t:%a %b} {day} {t:%H:%M:%S %Y}"
-
-
-def check_timestamps(repo: Repo, from_rev: str, to_rev: str) -> None:
-    """Refuse to_rev when it is older than from_rev: a man in the middle (or a
-    stale mirror) must not be able to roll a system back."""
-    old = repo.load_commit(from_rev).timestamp
-    new = repo.load_commit(to_rev).timestamp
-    try:
-        old_text, new_text = format_glib_time(old), format_glib_time(new)
-    except (ValueError, OverflowError, OSError):
-        raise SysrootError(f"Upgrade target revision '{to_rev}' timestamp ({new}) or current "
-                           f"revision '{from_rev}' timestamp ({old}) is invalid") from None
-    if old > new:
-        raise SysrootError(
-            f"Upgrade target revision '{to_rev}' with timestamp '{new_text}' is "
-            f"chronologically older than current revision '{from_rev}' with timestamp "
-            f"'{old_text}'; use --allow-downgrade to permit")
 
 
 def _metadata_string(repo: Repo, checksum: str, key: str) -> str | None:

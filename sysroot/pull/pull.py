@@ -5,8 +5,9 @@ ostree requires; a file:// remote is imported like `pull-local`, from any mode.
 
 Order of trust: refs are resolved (from the summary, verified first when the remote
 asks, or from refs/heads/REF), each commit is fetched with its detached metadata and
-verified (checksum, then signature when the remote requires one) before anything of
-it is stored. A commit the repository has already is verified too when the remote
+verified (checksum, then signature when the remote requires one, then with
+--timestamp-check its timestamp against the local commit) before anything of it is
+stored. A commit the repository has already is verified too when the remote
 requires signatures (its .commitmeta fetched again, else the one stored checked), as
 ostree does: a commit pulled through an unverified remote never becomes a verifying
 remote's ref unchecked. Then this process walks the trees while fetch workers
@@ -33,7 +34,13 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-from sysroot.errors import CorruptObjectError, FormatError, NotFoundError, SysrootError
+from sysroot.errors import (
+    CorruptObjectError,
+    FormatError,
+    NotFoundError,
+    SysrootError,
+    UsageError,
+)
 from sysroot.formats import gvariant
 from sysroot.formats.keyfile import KeyFile
 from sysroot.formats.objects import (
@@ -60,9 +67,11 @@ from sysroot.store.pull_local import (
     resolve_pull_targets,
     store_detached,
     unmark_partial,
+    verify_history,
 )
 from sysroot.store.repo import Repo, validate_ref_name
 from sysroot.store.summary import Summary
+from sysroot.store.timestamps import compare_timestamps
 from sysroot.util import fsutil
 from sysroot.util.units import format_size
 
@@ -76,6 +85,10 @@ class PullOptions:
     url: str | None = None  # fetch from here instead of the remote's url
     verify_bindings: bool = True  # a commit pulled by ref must list it in its bindings
     update_refs: bool = True  # False: resolve and fetch, but move no ref (a peek)
+    # rollback defense (ostree's -T): a ref's new commit must not be older than the
+    # commit its name resolves to here
+    timestamp_check: bool = False
+    timestamp_check_from_rev: str | None = None  # every commit fetched: not older than this
     fetch: FetchOptions = field(default_factory=FetchOptions)
     progress: Progress | None = None
 
@@ -183,6 +196,57 @@ def check_ref_binding(commit: Commit, checksum: str, ref: str) -> None:
                            f"binding metadata ('{listed}')")
 
 
+@dataclass(frozen=True)
+class _RollbackCheck:
+    """ostree 2022.7's --timestamp-check and --timestamp-check-from-rev, resolved before
+    any commit is fetched; applied to each commit once it is verified, before anything
+    of it is stored, so a refused pull stores nothing and moves no ref."""
+
+    originals: dict[str, tuple[str, int]]  # ref name -> its commit here and timestamp
+    from_rev: tuple[str, int] | None  # --timestamp-check-from-rev: commit, timestamp
+
+    def check(self, checksum: str, commit: Commit, name: str | None, level: int) -> None:
+        """name: the ref pulled, for the commit it points at (level 0)."""
+        if level == 0 and name in self.originals:
+            compare_timestamps(*self.originals[name], checksum, commit.timestamp)
+        if self.from_rev is not None:  # as ostree: the parents fetched with --depth too
+            compare_timestamps(*self.from_rev, checksum, commit.timestamp)
+
+
+def _local_timestamp(repo: Repo, rev: str, what: str) -> tuple[str, int]:
+    try:
+        return rev, repo.load_commit(rev).timestamp
+    except SysrootError as e:
+        raise type(e)(f"Reading {what}: {e}") from None
+
+
+def _rollback_check(repo: Repo, options: PullOptions, names: Sequence[str]
+                    ) -> _RollbackCheck | None:
+    if not options.timestamp_check and options.timestamp_check_from_rev is None:
+        return None
+    originals: dict[str, tuple[str, int]] = {}
+    if options.timestamp_check:
+        # ostree 2022.7 aborts on an assertion in both cases; refused here up front
+        if options.depth != 0:
+            raise UsageError("--timestamp-check requires --depth=0: only the commits "
+                             "the refs point at are compared")
+        for name in names:
+            if is_checksum(name):
+                raise UsageError(f"--timestamp-check needs refs, not a commit checksum "
+                                 f"({name}): use --timestamp-check-from-rev")
+            # As ostree: the name as given, resolved here like `rev-parse NAME`
+            # (refs/heads, then each remote's), not the remote:ref the pull moves.
+            # None yet: nothing to compare, the first pull is accepted.
+            rev = repo.resolve_rev(name, allow_noent=True)
+            if rev is not None:
+                originals[name] = _local_timestamp(repo, rev, f"{name} for timestamp-check")
+    from_rev = None
+    if options.timestamp_check_from_rev is not None:
+        rev = repo.resolve_rev(options.timestamp_check_from_rev)
+        from_rev = _local_timestamp(repo, rev, f"{rev} for timestamp-check-from-rev")
+    return _RollbackCheck(originals, from_rev)
+
+
 def _dest_ref(remote, name: str, mirror: bool) -> str:
     if mirror or remote is None:
         return name
@@ -212,10 +276,15 @@ def _pull_file(repo: Repo, remote, url: str, refs: Sequence[str],
             signatures.verify_local_summary(repo, remote, src.path, [
                 (n, c) for n, (_, c) in zip(names or src.list_refs(include_remotes=False),
                                             targets, strict=True)])
-        for name, (_, checksum) in zip(names or src.list_refs(include_remotes=False), targets,
-                                       strict=True):
+        all_names = names or list(src.list_refs(include_remotes=False))
+        for name, (_, checksum) in zip(all_names, targets, strict=True):
             if options.verify_bindings and not is_checksum(name):
                 check_ref_binding(src.load_commit(checksum), checksum, name)
+        rollback = _rollback_check(repo, options, all_names)
+        if rollback is not None:  # before anything is copied, like the signatures
+            for name, (_, checksum) in zip(all_names, targets, strict=True):
+                _check_local_history(repo, src, rollback, checksum,
+                                     None if is_checksum(name) else name, options.depth)
         as_remote = None if options.mirror or remote is None else remote.name
         # the remote's policy checks every commit before anything is copied, the ones
         # the repository has already too
@@ -229,6 +298,17 @@ def _pull_file(repo: Repo, remote, url: str, refs: Sequence[str],
                            _read_optional(src, "summary.sig"))
     return PullResult(res.metadata, res.content, res.content_bytes, 0,
                       time.monotonic() - start, res.refs, imported=True)
+
+
+def _check_local_history(repo: Repo, src: Repo, rollback: _RollbackCheck, tip: str,
+                         name: str | None, depth: int) -> None:
+    """The rollback check on a commit of a file:// remote and the parents --depth takes."""
+    def check(_repo: Repo, checksum: str, data: bytes, _meta: bytes | None) -> None:
+        commit = parse_object(Commit.parse, ObjectType.COMMIT, checksum, data,
+                              f"commit {checksum}")
+        rollback.check(checksum, commit, name, 0 if checksum == tip else 1)
+
+    verify_history(repo, src, tip, depth, check)
 
 
 def _read_optional(src: Repo, name: str) -> bytes | None:
@@ -268,6 +348,7 @@ class _HttpPull:
         self.check_bareuseronly = (options.bareuseronly_files
                                    or repo.mode is RepoMode.BARE_USER_ONLY)
         self.verify = _commit_verification(remote)
+        self.rollback: _RollbackCheck | None = None
         self.progress = options.progress or Progress(live=False)
         self.progress.bytes_source = self._received
         self.seen_commits: dict[str, float] = {}
@@ -369,7 +450,9 @@ class _HttpPull:
         self.progress.add_fetched()
 
     # ------------------------------------------------------------ commits
-    def _commit(self, checksum: str, level: int, ref: str | None) -> Commit | None:
+    def _commit(self, checksum: str, level: int, name: str | None) -> Commit | None:
+        """name: the ref pulled, at level 0 (None for its parents and for checksums)."""
+        ref = name if self.options.verify_bindings else None
         label = f"commit {checksum}"
         tx = self.tx
         if tx.has_object(ObjectType.COMMIT, checksum):
@@ -381,6 +464,8 @@ class _HttpPull:
                 # Present already (pulled through an unverified remote, pull-local...):
                 # this remote's policy still applies before it becomes a ref here.
                 self._verify_present(checksum, data)
+            if self.rollback is not None:
+                self.rollback.check(checksum, commit, name, level)
             if self.repo.is_partial(checksum) and checksum not in self.partial:
                 self.partial.append(checksum)
                 self._add_root(commit, label)
@@ -409,6 +494,8 @@ class _HttpPull:
                                      f"not a valid a{{sv}} ({self.url}{path}meta)")
         if self.verify is not None:  # before anything of it is stored
             self.verify(self.repo, checksum, data, meta)
+        if self.rollback is not None:  # verified, and still nothing of it stored
+            self.rollback.check(checksum, commit, name, level)
         # marked before it can be published: a commit never appears complete too early
         mark_partial(self.repo, [checksum])
         self.partial.append(checksum)
@@ -437,15 +524,26 @@ class _HttpPull:
         if not self.options.commit_metadata_only:
             self.roots.append((commit.root_tree, commit.root_meta, label))
 
-    def _commit_chain(self, checksum: str, ref: str | None) -> None:
+    def _recheck_rollback(self, checksum: str, name: str | None) -> None:
+        """The rollback check for a second ref at a commit fetched already. ostree
+        2022.7 skips it (the commit is scanned once) and lets that ref move back."""
+        if self.rollback is not None and self.tx.has_object(ObjectType.COMMIT, checksum):
+            data = self.tx.read_metadata(ObjectType.COMMIT, checksum)
+            commit = parse_object(Commit.parse, ObjectType.COMMIT, checksum, data,
+                                  f"commit {checksum}")
+            self.rollback.check(checksum, commit, name, 0)
+
+    def _commit_chain(self, checksum: str, name: str | None) -> None:
         depth = self.options.depth
         remaining = math.inf if depth == -1 else depth
         level = 0
         while checksum:
             if self.seen_commits.get(checksum, -1) >= remaining:
+                if level == 0:
+                    self._recheck_rollback(checksum, name)
                 return
             self.seen_commits[checksum] = remaining
-            commit = self._commit(checksum, level, ref if level == 0 else None)
+            commit = self._commit(checksum, level, name if level == 0 else None)
             if commit is None or remaining == 0:
                 return
             checksum = commit.parent
@@ -620,15 +718,14 @@ class _HttpPull:
         summary, sig = self._summary()
         self._remote_config()
         targets, names = self._resolve(refs, summary)
+        self.rollback = _rollback_check(self.repo, self.options, names)
         failure: BaseException | None = None
         try:
             with self.repo.transaction() as tx, self.progress:
                 self.tx = tx
                 try:
                     for (_, checksum), name in zip(targets, names, strict=True):
-                        bound = None if is_checksum(name) or not self.options.verify_bindings \
-                            else name
-                        self._commit_chain(checksum, bound)
+                        self._commit_chain(checksum, None if is_checksum(name) else name)
                     self._walk()  # returns or raises once the workers have stopped
                 except (SysrootError, OSError, KeyboardInterrupt) as e:
                     # The transaction still publishes what was verified, after ^C too

@@ -322,10 +322,10 @@ def _status_verified(sr: Sysroot, state: SysrootState, data: dict) -> None:
     the listing with an error (what was printed before stays)."""
     from functools import partial
 
-    from sysroot.deploy.upgrade import format_glib_time
     from sysroot.pull.remotes import load_remote
     from sysroot.sign.verify import describe_deployment_signatures
     from sysroot.store.repo import Repo, parse_refspec
+    from sysroot.store.timestamps import format_glib_time
 
     with Repo.open(state.layout.repo) as repo:
         for d in data["deployments"]:

@@ -51,6 +51,10 @@ def register(sub) -> None:
                    help="How many times each download is retried upon error (default: 5)")
     p.add_argument("--connections", type=int, default=8, metavar="N",
                    help="Parallel HTTP connections (default: 8)")
+    p.add_argument("-T", "--timestamp-check", action="store_true",
+                   help="Require fetched commits to have newer timestamps")
+    p.add_argument("--timestamp-check-from-rev", metavar="REV",
+                   help="Require fetched commits to have newer timestamps than given rev")
     p.add_argument("--disable-verify-bindings", action="store_true",
                    help="Accepted for compatibility; bindings are not verified")
     p.set_defaults(func=run)
@@ -92,6 +96,8 @@ def run(args) -> int:
         depth=args.depth, commit_metadata_only=args.commit_metadata_only,
         mirror=args.mirror, bareuseronly_files=args.bareuseronly_files, url=args.url,
         verify_bindings=not args.disable_verify_bindings,
+        timestamp_check=args.timestamp_check,
+        timestamp_check_from_rev=args.timestamp_check_from_rev,
         fetch=FetchOptions(connections=args.connections, retries=args.network_retries,
                            headers=_headers(args.http_header)),
         progress=progress)
