@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -54,8 +55,10 @@ def cached(name: str, key: str, build: Callable[[str], None], log) -> str:
     tmp = final + ".building"
     remove(tmp)
     log(f"building: {name} ({key})")
+    started = time.monotonic()
     build(tmp)
     os.rename(tmp, final)
+    log(f"built: {name} in {time.monotonic() - started:.0f} s")
     for other in os.listdir(cache_dir()):  # older versions of this product
         if other.startswith(name + "-") and other != os.path.basename(final) \
                 and len(other) == len(name) + 17:

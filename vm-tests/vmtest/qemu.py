@@ -98,6 +98,7 @@ class Machine:
         twice; each time is logged and counted in self.lockups."""
         for attempt in range(3):
             result = self._boot_once(script, timeout, kill_after, kill_delay)
+            self.log(f"boot {self.boots}: {boot_summary(result)}")
             if not result.locked_up:
                 return result
             self.lockups += 1
@@ -158,6 +159,19 @@ class Machine:
         result = parse_console(text, killed, seconds)
         result.locked_up = locked_up
         return result
+
+
+def boot_summary(result: BootResult) -> str:
+    """How long a boot took and how it ended, for the log."""
+    if result.locked_up:
+        end = "locked up before the script"
+    elif result.killed:
+        end = "killed (power cut)"
+    elif result.rc is None:
+        end = "ended without finishing the script"
+    else:
+        end = f"script exit {result.rc}"
+    return f"qemu ran {result.seconds:.0f} s, {end}"
 
 
 def mark(name: str) -> str:

@@ -1,4 +1,5 @@
-"""The scenarios: each boots a machine and asserts what the guest itself reports.
+"""The scenarios: each boots a machine and asserts what the guest itself reports (and,
+for the power cuts, what the host finds on the disk once qemu stopped: hostcheck.py).
 
 Scenarios 1-3 run in order on one machine (a later one, asked for alone, first runs
 the earlier ones as its setup); scenario 4 (power cuts) starts from a fresh disk.
@@ -8,9 +9,11 @@ log of the boot that failed.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from vmtest.disk import OS, BaseDisk
+from vmtest.hostcheck import HostReport, check_disk
 from vmtest.qemu import BootResult, Machine, mark
 from vmtest.serve import serving
 
@@ -168,8 +171,9 @@ action reboot
     return "after admin rollback and reboot: commit 1 again, commit 2 is the rollback"
 
 
-# Power cuts: each boot checks what the previous cut left (status before anything
-# else, then the next admin command, cleanup, then status and fsck), then deploys the
+# Power cuts: after each cut the host checks the disk (hostcheck.py: fsck, boot
+# invariant), then the next boot checks what the cut left (status before anything
+# else, then the next admin command, cleanup, then status), then deploys the
 # commit it is not running and is killed at one moment of it. The moments are phases
 # of the deploy seen on disk: a watcher in the guest starts the deploy, follows its
 # writes with inotify, and at the phase waits a set time and freezes the deploy
@@ -238,14 +242,13 @@ with open("/dev/ttyS0", "w") as tty:
     tty.write("@@VMT-MARK cut-now\n")
 sys.exit(proc.wait())
 """
+# What needs the running system stays in the guest; the whole-repository fsck, the
+# boot invariant and the layout are checked on the host (hostcheck.py) once qemu stopped.
 CHECK_SCRIPT = STATUS + """
 result uptime_start "$(cut -d' ' -f1 /proc/uptime)"
 status_report
 sysroot admin cleanup; result cleanup_rc $?
 status_report
-result uptime_fsck "$(cut -d' ' -f1 /proc/uptime)"
-sysroot fsck > /run/fsck.out 2>&1; result fsck_rc $?
-tail -3 /run/fsck.out
 result uptime_checked "$(cut -d' ' -f1 /proc/uptime)"
 """
 DEPLOY_SCRIPT = CHECK_SCRIPT + """
@@ -270,14 +273,17 @@ def first_values(boot: BootResult) -> dict:
     return values
 
 
-def check_after_cut(before: dict, boot: BootResult) -> str:
+def check_after_cut(before: dict, boot: BootResult, host: HostReport) -> str:
     """The boot after a cut runs the old default or a new deployment of the commit that
-    was being deployed; status, cleanup and fsck are clean. Returns 'old' or 'new'."""
+    was being deployed; status and cleanup are clean, and its status lists the
+    deployments the host read off the disk the cut left. Returns 'old' or 'new'."""
     v = first_values(boot)
     expect(boot.rc is not None or boot.killed, "the guest never ran the test script", boot)
     expect(v.get("status_rc") == "0", f"status failed after a power cut: {v}", boot)
     expect_equal(v, "cleanup_rc", "0", boot)
-    expect_equal(v, "fsck_rc", "0", boot)
+    expect(v.get("deployments") == ",".join(host.deployments),
+           f"after the cut the guest's status lists {v.get('deployments')!r}, the host "
+           f"read {','.join(host.deployments)!r} off the disk", boot)
     booted = v.get("booted", "none")
     old_default = before["deployments"].split(",")[0]
     known = set(before["deployments"].split(","))
@@ -290,32 +296,64 @@ def check_after_cut(before: dict, boot: BootResult) -> str:
     return "new" if is_new else "old"
 
 
+def guest_check_timing(values: dict) -> str:
+    """When the guest's checks (CHECK_SCRIPT) began and how long they took, for the log."""
+    try:
+        start, end = float(values["uptime_start"]), float(values["uptime_checked"])
+    except (KeyError, ValueError):
+        return "the guest's checks did not finish"
+    return f"the guest's checks began {start:.0f} s after boot and took {end - start:.0f} s"
+
+
+def check_on_host(ctx: Context, boot: BootResult, *, after_cut: bool,
+                  cleaned: bool) -> HostReport:
+    """fsck, boot invariant and layout of the disk the boot left, natively on the host."""
+    machine = ctx.machine
+    ctx.log(f"boot {machine.boots}: {guest_check_timing(first_values(boot))}")
+    report = check_disk(machine.image, ctx.disk.backend,
+                        os.path.join(machine.workdir, f"hostcheck-{machine.boots}"),
+                        after_cut=after_cut, cleaned=cleaned)
+    ctx.log(f"host check of the disk after boot {machine.boots}"
+            f"{' (cut)' if after_cut else ''}: {report.timing()}")
+    expect(not report.problems, "on the host, the disk after boot "
+           f"{machine.boots} fails: " + "; ".join(report.problems), boot)
+    return report
+
+
 def scenario_4(ctx: Context) -> str:
     disk = ctx.disk
     template = DEPLOY_SCRIPT.replace("@COMMIT1@", disk.commit1).replace(
         "@COMMIT2@", disk.commit2).replace("@OS@", OS).replace("@DEPLOY_DIR@", DEPLOY_DIR)
     outcomes: list[str] = []
-    before = None
+    before = host = None
     for phase, delay, freeze in CUTS:
         script = template.replace("@CUT@", f"{phase} {delay:g} {int(freeze)}")
         boot = ctx.machine.boot(script, kill_after=mark("cut-now"))
-        if before is not None:
-            outcomes.append(check_after_cut(before, boot))  # what the previous cut left
+        if before is not None and host is not None:
+            outcomes.append(check_after_cut(before, boot, host))  # what the previous cut left
         before = first_values(boot)
         expect(boot.killed, f"the guest was not cut at phase {phase}", boot)
         expect("phase_missed" not in before,
                f"the deploy ended before phase {phase} was seen, the cut came too late",
                boot)
+        host = check_on_host(ctx, boot, after_cut=True, cleaned=False)
     boot = ctx.machine.boot(CHECK_SCRIPT)
-    finished(boot)
-    outcomes.append(check_after_cut(before, boot))
+    v = finished(boot)
+    assert before is not None and host is not None
+    outcomes.append(check_after_cut(before, boot, host))
     # a cut after the commit point must boot the new deployment
     expect(outcomes[-1] == "new", "a cut 1 s after the new default was written booted "
            "the old deployment", boot)
+    # the state the last cleanup left, after a clean power-off
+    final = check_on_host(ctx, boot, after_cut=False, cleaned=True)
+    expect(v.get("deployments") == ",".join(final.deployments),
+           f"after cleanup the guest's status lists {v.get('deployments')!r}, the host "
+           f"read {','.join(final.deployments)!r}", boot)
     cut_note = ", ".join(f"{phase}+{delay:g}s: {outcome}"
                          for (phase, delay, _), outcome in zip(CUTS, outcomes, strict=True))
     return (f"{len(CUTS)} power cuts during deploys; the boot after each ran the old or the "
-            f"new default, status/cleanup/fsck clean ({cut_note})")
+            f"new default, status/cleanup clean in the guest, fsck/boot invariant clean on "
+            f"the host after each cut and after the last cleanup ({cut_note})")
 
 
 # A boot entry whose ostree= names no deployment (as a hand edit or a bug could leave it).
