@@ -267,20 +267,16 @@ def test_filez_endless_after_payload(served, server, tmp_path):
     honest_pull_completes(served, server, repo)
 
 
-def test_object_hashing_wrong(served, server, tmp_path):
+@pytest.mark.parametrize(("served_instead", "target", "message"), [
+    ("small", "big", "Corrupted file object"),
+    ("subtree", "dirtree", "Corrupted dirtree object"),
+])
+def test_object_hashing_wrong(served, server, tmp_path, served_instead, target, message):
+    """Another valid object served in place of a content object or a dirtree."""
     repo = _case_repo(served, tmp_path)
-    small = (served["repo"] / served["paths"]["small"]).read_bytes()
-    server.behaviours[served["paths"]["big"]] = Replace(small)
-    refuses(served, repo, ["origin", "main"], "Corrupted file object")
-    refuses(served, repo, ["origin", "main"], "", tool=[OSTREE])
-    honest_pull_completes(served, server, repo)
-
-
-def test_dirtree_hashing_wrong(served, server, tmp_path):
-    repo = _case_repo(served, tmp_path)
-    sub = (served["repo"] / served["paths"]["subtree"]).read_bytes()
-    server.behaviours[served["paths"]["dirtree"]] = Replace(sub)
-    refuses(served, repo, ["origin", "main"], "Corrupted dirtree object")
+    other = (served["repo"] / served["paths"][served_instead]).read_bytes()
+    server.behaviours[served["paths"][target]] = Replace(other)
+    refuses(served, repo, ["origin", "main"], message)
     refuses(served, repo, ["origin", "main"], "", tool=[OSTREE])
     honest_pull_completes(served, server, repo)
 
