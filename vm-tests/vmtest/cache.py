@@ -4,24 +4,40 @@ A stage is rebuilt only when its key changes: the key hashes the stage's own
 recipe (a version string), its parameters and the files it is made from. A product
 is built under a temporary name and renamed into place, so an interrupted build
 never leaves something that looks finished.
+
+The cache lives outside the checkout, in /var/cache/sysroot-vmtests (or
+$SYSROOT_VM_CACHE): CI runs in a fresh clone each time, and the products are keyed by
+content, so a clone can take what an earlier one built on the same machine. Two runs at
+once on one machine take a lock per product name while they build or prune it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.dirname(os.path.dirname(HERE))  # the project checkout
+DEFAULT_CACHE = "/var/cache/sysroot-vmtests"
 
 
 def cache_dir() -> str:
-    path = os.environ.get("SYSROOT_VM_CACHE") or os.path.join(SOURCE, "vm-tests", ".cache")
+    path = os.environ.get("SYSROOT_VM_CACHE") or DEFAULT_CACHE
     os.makedirs(path, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def locked(name: str) -> Iterator[None]:
+    """Hold the lock of product name (between processes: flock on a file beside it)."""
+    with open(os.path.join(cache_dir(), f".{name}.lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def hash_inputs(*parts: str, trees: Iterable[str] = ()) -> str:
@@ -50,6 +66,14 @@ def cached(name: str, key: str, build: Callable[[str], None], log) -> str:
     """Return the path of product name-key, building it at a temporary path if absent."""
     final = os.path.join(cache_dir(), f"{name}-{key}")
     if os.path.exists(final):
+        log(f"cached: {name} ({key})")
+        return final
+    with locked(name):
+        return _build(name, key, final, build, log)
+
+
+def _build(name: str, key: str, final: str, build: Callable[[str], None], log) -> str:
+    if os.path.exists(final):  # another run built it while this one waited
         log(f"cached: {name} ({key})")
         return final
     tmp = final + ".building"

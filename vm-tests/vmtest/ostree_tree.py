@@ -41,6 +41,21 @@ Gateway=10.0.2.2
 """
 GUEST_CACHE_TAG = "cpython-311"
 PYTHON_DIRS = ("/usr/lib/python3.11", "/usr/lib/python3/dist-packages")
+# The initramfs holds what a test machine's boot needs and no more: systemd in the
+# initrd, our module (sysroot) and the drivers of a virtio disk with ext4. Debian's
+# default set adds a dozen more modules (crypt, dm, resume, ...), whose hooks made the
+# initrd take about twice as long under TCG (measured: switch root after 34 s instead
+# of 74 s on a loaded machine).
+INITRD_MODULES = ("systemd", "systemd-initrd", "dracut-systemd", "kernel-modules",
+                  "rootfs-block", "udev-rules", "base", "fs-lib", "shutdown", "sysroot")
+INITRD_DRIVERS = ("virtio_pci", "virtio_blk", "ext4", "crc32c_generic")
+# Units a test machine has no use for, masked: each costs a fraction of a second of
+# every boot under TCG. No graphics card (vmtest/qemu.py), so no gettys on virtual
+# consoles; no periodic maintenance in machines that live for minutes.
+LEAN_MASKS = ("getty@.service", "getty-static.service", "apt-daily.timer",
+              "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer",
+              "e2scrub_reap.service", "fstrim.timer", "systemd-binfmt.service",
+              "proc-sys-fs-binfmt_misc.automount")
 TMPFILES = """\
 # sysroot test image: what the deployment layout moved to /var
 d /var/roothome 0700 root root -
@@ -69,7 +84,8 @@ def build_tree(rootfs: str, log) -> str:
                      os.path.join(moddir, "vmlinuz"))
         with mounted_api_fs(path):
             chroot(path, "dracut", "--force", "--no-hostonly", "--no-hostonly-cmdline",
-                   "--add", "sysroot", "--kver", kver, f"/usr/lib/modules/{kver}/initramfs.img")
+                   "--modules", " ".join(INITRD_MODULES), "--drivers", " ".join(INITRD_DRIVERS),
+                   "--kver", kver, f"/usr/lib/modules/{kver}/initramfs.img")
             # A deployment's files have mtime 0, so Debian's timestamp-checked .pyc files
             # never match their sources there and, /usr being read-only, every Python
             # start compiles every module it imports again (seconds each under TCG).
@@ -117,7 +133,8 @@ def install_project(root: str) -> None:
     # the driver's terminal).
     masks = os.path.join(root, "etc/systemd/system")
     os.makedirs(masks, exist_ok=True)
-    os.symlink("/dev/null", os.path.join(masks, "serial-getty@ttyS0.service"))
+    for unit in ("serial-getty@ttyS0.service", *LEAN_MASKS):
+        os.symlink("/dev/null", os.path.join(masks, unit))
     with open(os.path.join(root, "usr/lib/tmpfiles.d/sysroot-vmtest.conf"), "w") as f:
         f.write(TMPFILES)
     with open(os.path.join(root, "usr/lib/systemd/network/10-vmtest.network"), "w") as f:

@@ -13,7 +13,9 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 OVMF_CODE = "/usr/share/OVMF/OVMF_CODE.fd"
@@ -22,12 +24,30 @@ MARK_RE = re.compile(r"@@VMT-MARK (\S+)")
 OUT_RE = re.compile(r"@@VMT: ?(.*)")
 END_RE = re.compile(r"@@VMT-END rc=(\d+)")
 LOCKUP = "watchdog: BUG: soft lockup"
+BEGIN = "@@VMT-BEGIN"
+END = "@@VMT-END"
+# One vCPU per guest: under TCG a vCPU is one host thread, and the runner runs one
+# guest per host core side by side (vmtest/schedule.py), which gets more boots done
+# than one guest with two vCPUs (measured in vm-tests/README.md).
+VCPUS = 1
+# Set when the run is stopped (SIGTERM, ^C): every running boot kills its qemu and
+# raises Stopped, so the worker threads end and the runner's cleanup can run.
+STOP = threading.Event()
 
 
-def _qemu_base(accel: str) -> list[str]:
+class Stopped(BaseException):
+    """Not an Exception: no scenario may take it for a failure and go on."""
+
+
+def _qemu_base(accel: str, vcpus: int = VCPUS, network: bool = False) -> list[str]:
     return ["qemu-system-x86_64", "-machine", "q35", "-accel", accel, "-m", "2048",
-            "-smp", "2", "-display", "none", "-monitor", "none",
-            "-nic", "user,model=virtio-net-pci",
+            "-smp", str(vcpus), "-display", "none", "-monitor", "none",
+            # no graphics card: the console is serial, and under TCG the kernel spent
+            # 10 s of every boot drawing its frame-buffer console on the emulated one
+            "-vga", "none",
+            # a network card only for a scenario that uses it: qemu's user network (the
+            # host's loopback is 10.0.2.2 to the guest)
+            *(["-nic", "user,model=virtio-net-pci"] if network else ["-nic", "none"]),
             "-no-reboot"]
 
 
@@ -64,6 +84,18 @@ class BootResult:
     killed: bool = False
     seconds: float = 0.0
     locked_up: bool = False  # killed by us: the guest hung before the script began
+    # host-side times (seconds after qemu started) at which the console showed the
+    # script begin and end; None if it never did
+    script_began: float | None = None
+    script_ended: float | None = None
+
+    def phases(self) -> tuple[float, float, float]:
+        """(firmware to the script's start, the script, the script's end to qemu's exit)
+        in seconds; a boot cut or hung mid-script counts up to its end as script time."""
+        if self.script_began is None:
+            return self.seconds, 0.0, 0.0
+        end = self.script_ended if self.script_ended is not None else self.seconds
+        return self.script_began, end - self.script_began, self.seconds - end
 
     def values(self) -> dict[str, str]:
         """`R: key=value` lines the script printed."""
@@ -78,26 +110,29 @@ class BootResult:
 class Machine:
     """One disk image booted again and again, as one machine would be."""
 
-    def __init__(self, image: str, workdir: str, accel: str, log=print):
+    def __init__(self, image: str, workdir: str, accel: str, log=print,
+                 on_boot: Callable[[BootResult], None] | None = None):
         self.image = image
         self.workdir = workdir
         self.accel = accel
         self.log = log
+        self.on_boot = on_boot  # told of every boot, e.g. to add up the suite's time
         self.vars = os.path.join(workdir, "OVMF_VARS.fd")
         shutil.copyfile(OVMF_VARS, self.vars)
         self.boots = 0
         self.lockups = 0
 
     def boot(self, script: str, *, timeout: float = 900, kill_after: str | None = None,
-             kill_delay: float = 0.0) -> BootResult:
+             kill_delay: float = 0.0, network: bool = False) -> BootResult:
         """Boot, run script in the guest, wait for qemu to exit (or kill it kill_delay
         seconds after the console showed the text kill_after, e.g. a script's mark).
+        network: give the guest a network card (qemu's user network).
 
         A guest that locks up before the script starts (seen now and then under TCG with
         two vCPUs: "soft lockup" on both, in early user space) is booted again, at most
         twice; each time is logged and counted in self.lockups."""
         for attempt in range(3):
-            result = self._boot_once(script, timeout, kill_after, kill_delay)
+            result = self._boot_once(script, timeout, kill_after, kill_delay, network)
             self.log(f"boot {self.boots}: {boot_summary(result)}")
             if not result.locked_up:
                 return result
@@ -107,14 +142,14 @@ class Machine:
         return result
 
     def _boot_once(self, script: str, timeout: float, kill_after: str | None,
-                   kill_delay: float) -> BootResult:
+                   kill_delay: float, network: bool) -> BootResult:
         self.boots += 1
         log = os.path.join(self.workdir, f"serial-{self.boots}.log")
         disk = os.path.join(self.workdir, f"script-{self.boots}.img")
         data = (PREAMBLE + script).encode()
         with open(disk, "wb") as f:
             f.write(data + b"\0" * (-len(data) % 512 or 512))
-        argv = _qemu_base(self.accel) + [
+        argv = _qemu_base(self.accel, network=network) + [
             "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
             "-drive", f"if=pflash,format=raw,unit=1,file={self.vars}",
             "-drive", f"if=virtio,format=raw,file={self.image}",
@@ -123,24 +158,29 @@ class Machine:
         start = time.monotonic()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, start_new_session=True)
+        console = Console(log)
         killed = locked_up = False
-        mark_seen_at = None
-        next_lockup_check = start
+        began = ended = mark_seen_at = None
         try:
             while proc.poll() is None:
-                if time.monotonic() >= next_lockup_check:
-                    next_lockup_check += 2
-                    if _console_has(log, LOCKUP) and not _console_has(log, "@@VMT-BEGIN"):
-                        locked_up = True
-                        break
-                if time.monotonic() - start > timeout:
+                if STOP.is_set():
+                    raise Stopped("the run was stopped")
+                now = time.monotonic()
+                console.read()
+                if began is None and console.has(BEGIN):
+                    began = now - start
+                if ended is None and console.has(END):
+                    ended = now - start
+                if began is None and console.has(LOCKUP):
+                    locked_up = True
+                    break
+                if now - start > timeout:
                     raise TimeoutError(f"guest did not finish within {timeout:.0f} s "
                                        f"(serial log: {log})")
                 if kill_after:
-                    if mark_seen_at is None and _console_has(log, kill_after):
-                        mark_seen_at = time.monotonic()
-                    if mark_seen_at is not None and \
-                            time.monotonic() - mark_seen_at >= kill_delay:
+                    if mark_seen_at is None and console.has(kill_after):
+                        mark_seen_at = now
+                    if mark_seen_at is not None and now - mark_seen_at >= kill_delay:
                         os.kill(proc.pid, signal.SIGKILL)  # the power cut
                         killed = True
                         proc.wait()
@@ -158,6 +198,13 @@ class Machine:
             text += f"\n[qemu exited with {proc.returncode}: {err.strip()}]\n"
         result = parse_console(text, killed, seconds)
         result.locked_up = locked_up
+        if began is None and BEGIN in text:  # qemu exited between two reads
+            began = seconds
+        if ended is None and END in text:
+            ended = seconds
+        result.script_began, result.script_ended = began, ended
+        if self.on_boot is not None:
+            self.on_boot(result)
         return result
 
 
@@ -179,12 +226,24 @@ def mark(name: str) -> str:
     return f"@@VMT-MARK {name}"
 
 
-def _console_has(log: str, text: str) -> bool:
-    try:
-        with open(log, "rb") as f:
-            return text.encode() in f.read()
-    except FileNotFoundError:
-        return False
+class Console:
+    """The serial log as qemu writes it, read as it grows (not again from the start
+    at every look: the host looks 20 times a second)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.data = bytearray()
+
+    def read(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(len(self.data))
+                self.data += f.read()
+        except FileNotFoundError:
+            pass
+
+    def has(self, text: str) -> bool:
+        return text.encode() in self.data
 
 
 def parse_console(text: str, killed: bool, seconds: float) -> BootResult:

@@ -10,12 +10,14 @@ log of the boot that failed.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from vmtest.disk import OS, BaseDisk
 from vmtest.hostcheck import HostReport, check_disk
 from vmtest.qemu import BootResult, Machine, mark
 from vmtest.serve import serving
+from vmtest.timing import Ledger, Stage
 
 
 class ScenarioFailed(Exception):
@@ -97,7 +99,9 @@ def deployment_of(values: dict, key: str) -> str:
 class Context:
     disk: BaseDisk
     machine: Machine
-    log: object
+    log: Callable[[str], None]
+    ledger: Ledger | None = None  # where the host checks' time is added up
+    job: str = ""  # the name the ledger knows this scenario's job by
 
 
 def check_booted_system(ctx: Context, v: dict, boot: BootResult, commit: str) -> None:
@@ -313,6 +317,8 @@ def check_on_host(ctx: Context, boot: BootResult, *, after_cut: bool,
     report = check_disk(machine.image, ctx.disk.backend,
                         os.path.join(machine.workdir, f"hostcheck-{machine.boots}"),
                         after_cut=after_cut, cleaned=cleaned)
+    if ctx.ledger is not None:
+        ctx.ledger.add(Stage.HOST_CHECK, ctx.job, report.seconds["total"])
     ctx.log(f"host check of the disk after boot {machine.boots}"
             f"{' (cut)' if after_cut else ''}: {report.timing()}")
     expect(not report.problems, "on the host, the disk after boot "
@@ -444,14 +450,14 @@ def scenario_6(ctx: Context) -> str:
 
         # 1: stage, then cut the power before any shutdown could finalize it
         boot = ctx.machine.boot(script(UPGRADE_SETUP, STAGE_UPGRADE, POWER_CUT),
-                                kill_after=mark("staged"), kill_delay=0)
+                                kill_after=mark("staged"), kill_delay=0, network=True)
         v = boot.values()
         expect_equal(v, "remote_rc", "0", boot)
         expect_equal(v, "set_origin_rc", "0", boot)
         staged_ok(v, boot)
         fetched_first = len(requests)
         # 2: the old deployment boots, nothing staged; stage again, edit /etc, reboot
-        boot = ctx.machine.boot(script(STAGE_UPGRADE, LATE_EDIT_AND_REBOOT))
+        boot = ctx.machine.boot(script(STAGE_UPGRADE, LATE_EDIT_AND_REBOOT), network=True)
         v = finished(boot)
         first = first_values(boot)
         expect(deployment_of(first, "booted") == disk.commit1,
@@ -459,7 +465,7 @@ def scenario_6(ctx: Context) -> str:
         expect_equal(first, "staged", "none", boot)
         staged_ok(v, boot)
         # 3: finalized at shutdown: commit 3 runs with the late edit and the new default
-        boot = ctx.machine.boot(script(SYSTEM_FACTS, FINALIZE_JOURNAL))
+        boot = ctx.machine.boot(script(SYSTEM_FACTS, FINALIZE_JOURNAL), network=True)
         v = finished(boot)
         check_booted_system(ctx, v, boot, disk.commit3)
         expect(deployment_of(v, "rollback") == disk.commit1, "commit 1 is not the rollback",
