@@ -12,6 +12,9 @@ depends() {
     echo systemd
 }
 
+# moddir, initdir and systemdsystemunitdir are set by dracut, which sources this file
+# and then calls install(); they are not assigned here on purpose.
+# shellcheck disable=SC2154
 install() {
     inst_multiple mount readlink mkdir sed grep cat
     inst_script "$moddir/sysroot-prepare-root.sh" /usr/lib/sysroot/sysroot-prepare-root

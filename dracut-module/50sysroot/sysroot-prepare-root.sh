@@ -23,11 +23,17 @@ die() {
 }
 
 target=
-for word in $(cat /proc/cmdline); do
+cmdline=$(cat /proc/cmdline)
+# Split the command line into words, but never glob-expand them: an argument such as
+# "*" or "foo=*" must not turn into names of files (possibly "ostree=...") of the
+# current directory.
+set -f
+for word in $cmdline; do
     case $word in
         ostree=*) target=${word#ostree=} ;;
     esac
 done
+set +f
 [ -n "$target" ] || die "no ostree= argument on the kernel command line"
 case $target in
     /*) ;;

@@ -1,5 +1,5 @@
 """Boot-loader back ends, chosen by `sysroot.bootloader` in the repo config (ostree's
-key and values: none, auto, grub2, systemd-boot).
+key and values: none, auto, grub2, systemd-boot; BootloaderKind).
 
 - `none`: BLS entries only, in `boot/loader.N/entries`, switched by the one symlink
   swap `boot/loader -> loader.N` (libostree's scheme; a BLS-aware loader reads them).
@@ -12,63 +12,378 @@ key and values: none, auto, grub2, systemd-boot).
 - `auto`: systemd-boot when /boot is FAT or boot/loader already is a real directory;
   grub2 when boot/grub/grub.cfg or boot/grub2/grub.cfg exists; else none.
 
+Each back end owns everything in which it differs from the others: its on-disk scheme
+(BootScheme; deploy/ maps it to the writer class), how the active entries, the commit
+marker and the boot serials are read, what cleanup removes, and its part of the boot
+invariant. A new concern that differs per back end (boot counting) is one more
+abstract method on Backend, so no back end can be left without it.
+
 A back end's write_config() runs after the entries of loader.N are written, before the
-swap; post_swap() after it.
+swap; post_swap() after it. `layout` arguments are deploy/layout.py's SysrootLayout
+(only its paths are used here; boot/ does not import deploy/).
 """
 
 from __future__ import annotations
 
+import abc
+import enum
+import errno
 import os
+import shutil
+from dataclasses import dataclass, field
 
-from sysroot.boot import systemd_boot
-from sysroot.boot.grub2 import Grub2Backend
-from sysroot.errors import SysrootError
+from sysroot.boot import grub2, systemd_boot
+from sysroot.boot.bls import BootEntry, strverscmp_key
+from sysroot.errors import FormatError, SysrootError
+from sysroot.util import fsutil
 
 
-class NoneBackend:
-    name = "none"
+class BootloaderKind(enum.Enum):
+    """The values of sysroot.bootloader, spelled exactly as ostree's config has them."""
+
+    NONE = "none"
+    GRUB2 = "grub2"
+    SYSTEMD_BOOT = "systemd-boot"
+    AUTO = "auto"
+
+    def resolve(self, layout) -> BootloaderKind:
+        """AUTO as detect() decides for this sysroot; any other kind is itself."""
+        return detect(layout) if self is BootloaderKind.AUTO else self
+
+
+class BootScheme(enum.Enum):
+    """How the next boot is switched on disk: what every reader and writer follows."""
+
+    LOADER_SYMLINK = "symlink"  # boot/loader -> loader.N, swapped in one rename
+    ENTRIES_DIR = "entries-dir"  # boot/loader a real directory: entry names decide
+
+
+@dataclass
+class BootListing:
+    """The active boot configuration as its scheme reads it."""
+
+    entries: list[BootEntry]  # in boot order
+    marker: tuple  # what a write's commit point changes (see commit_marker())
+    bootversion: int = 0
+    subbootversion: int = 0
+    garbage: list[str] = field(default_factory=list)  # ENTRIES_DIR: debris, file names
+
+
+# ---------------------------------------------------------------- the loader.N scheme
+def read_bootversion(layout) -> int:
+    try:
+        target = os.readlink(layout.loader_link)
+    except FileNotFoundError:
+        return 0
+    except OSError as e:
+        if e.errno == errno.EINVAL:
+            raise SysrootError(f"{layout.loader_link}: not a symbolic link") from None
+        raise
+    if target == "loader.0":
+        return 0
+    if target == "loader.1":
+        return 1
+    raise SysrootError(f"{layout.loader_link}: invalid target '{target}' "
+                       "(expected loader.0 or loader.1)")
+
+
+def read_subbootversion(layout, bootversion: int) -> int:
+    try:
+        target = os.readlink(layout.bootlink_base(bootversion))
+    except FileNotFoundError:
+        return 0
+    if target == f"boot.{bootversion}.0":
+        return 0
+    if target == f"boot.{bootversion}.1":
+        return 1
+    raise SysrootError(f"{layout.bootlink_base(bootversion)}: invalid target '{target}'")
+
+
+def read_loader_entries(entries_dir: str) -> list[BootEntry]:
+    """Our entries of a loader.N/entries, newest first: BLS `version` descending,
+    entries without version last (libostree's order)."""
+    try:
+        names = os.listdir(entries_dir)
+    except FileNotFoundError:
+        return []
+    entries = []
+    for name in names:
+        if not (name.startswith("ostree-") and name.endswith(".conf")):
+            continue
+        path = os.path.join(entries_dir, name)
+        if not os.path.isfile(path) or os.path.islink(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as f:
+                entries.append(BootEntry.parse(f.read(), filename=path))
+        except UnicodeDecodeError:
+            raise FormatError(f"{path}: boot entry is not valid UTF-8") from None
+    versioned = [e for e in entries if e.get("version") is not None]
+    versioned.sort(key=lambda e: strverscmp_key(e.get("version")), reverse=True)
+    return versioned + [e for e in entries if e.get("version") is None]
+
+
+def remove_path(path: str) -> None:
+    """Unlink a file or symlink, or remove a directory tree; nothing if absent."""
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        with fsutil.errors_about(path):  # rmtree names only the entry that failed
+            shutil.rmtree(path)
+
+
+# ---------------------------------------------------------------- back ends
+class Backend(abc.ABC):
+    """What every back end answers. The hooks of a write default to nothing to do."""
+
+    kind: BootloaderKind
+    scheme: BootScheme
 
     def write_config(self, layout, bootversion: int, entries) -> None:
-        """Called after the entries of loader.N are written, before the swap."""
+        """Called after the entries of loader.N are written, before the swap.
+        entries: (deployment, BootEntry) in boot order."""
+        for path, text in self.config_files(layout, bootversion,
+                                            [entry for _d, entry in entries]):
+            fsutil.atomic_write(path, text.encode(), mode=0o644)
 
     def post_swap(self, layout, bootversion: int, entries) -> None:
         """Called after boot/loader points at the new configuration."""
+        return None  # nothing to do unless a back end links its config somewhere
+
+    def config_files(self, layout, bootversion: int,
+                     entries: list[BootEntry]) -> list[tuple[str, str]]:
+        """(path, text) of the loader's own configuration made from entries (checked,
+        so it raises before anything is written). None here."""
+        return []
+
+    def check_config(self, layout, bootversion: int, entries: list[BootEntry]) -> list[str]:
+        """This back end's part of the boot invariant: problems, [] if none."""
+        return []
+
+    @abc.abstractmethod
+    def edits_entries_in_place(self) -> bool:
+        """Whether a change of kernel arguments may rewrite the live entries in place
+        (else it takes a whole write round)."""
+
+    @abc.abstractmethod
+    def refuse_other_scheme(self, layout, name: str) -> None:
+        """SysrootError when boot/ already uses another scheme (name: the configured
+        value, for the message): switching schemes is not supported."""
+
+    @abc.abstractmethod
+    def read(self, layout) -> BootListing:
+        """The active entries, in boot order, with the versions and the commit marker."""
+
+    @abc.abstractmethod
+    def commit_marker(self, layout) -> tuple:
+        """What a write's commit point changes: equal before and after a write means the
+        write did not commit."""
+
+    @abc.abstractmethod
+    def boot_serials(self, found: list[tuple[str, int]]) -> list[int]:
+        """The boot serial of each deployment in boot order, from (bootcsum, serial its
+        entry names)."""
+
+    @abc.abstractmethod
+    def remove_inactive(self, layout, listing: BootListing, kernel_dirs: list[str]) -> None:
+        """Cleanup's first step: what no configuration uses any more, before any
+        deployment or kernel it names goes. kernel_dirs: those of live deployments."""
+
+    @abc.abstractmethod
+    def remove_kernel_dir(self, kernels_dir: str, name: str, fsync: bool) -> None:
+        """Delete boot/ostree/NAME, which no deployment uses."""
 
 
-class SystemdBootBackend(NoneBackend):
-    """Selects the entries-directory writer (sdwriter.py); nothing to add to it."""
+class NoneBackend(Backend):
+    """BLS entries only, switched by the boot/loader -> loader.N swap."""
 
-    name = systemd_boot.NAME
+    kind = BootloaderKind.NONE
+    scheme = BootScheme.LOADER_SYMLINK
+
+    def edits_entries_in_place(self) -> bool:
+        return True  # loader.N is ours alone; each file is replaced atomically
+
+    def refuse_other_scheme(self, layout, name: str) -> None:
+        loader = layout.loader_link
+        if systemd_boot.uses_entries_dir(loader):
+            raise SysrootError(f"sysroot.bootloader={name}, but {loader} is a directory "
+                               "(the systemd-boot scheme): use systemd-boot or auto")
+
+    def read(self, layout) -> BootListing:
+        bv = read_bootversion(layout)
+        sub = read_subbootversion(layout, bv)
+        return BootListing(read_loader_entries(layout.entries_dir(bv)), (bv, sub), bv, sub)
+
+    def commit_marker(self, layout) -> tuple:
+        bv = read_bootversion(layout)
+        return (bv, read_subbootversion(layout, bv))
+
+    def boot_serials(self, found: list[tuple[str, int]]) -> list[int]:
+        return [serial for _bootcsum, serial in found]  # ostree=/ostree/boot.N/.../SERIAL
+
+    def remove_inactive(self, layout, listing: BootListing, kernel_dirs: list[str]) -> None:
+        """The inactive boot/loader.N and ostree/boot.N* halves, and temporaries."""
+        bv, sub = listing.bootversion, listing.subbootversion
+        other = 1 - bv
+        for p in (layout.loader_dir(other), layout.bootlink_base(other),
+                  layout.bootlink_dir(other, 0), layout.bootlink_dir(other, 1),
+                  layout.bootlink_dir(bv, 1 - sub), os.path.join(layout.boot, "loader.tmp"),
+                  layout.path("ostree", "boot.0.tmp"), layout.path("ostree", "boot.1.tmp")):
+            remove_path(p)
+
+    def remove_kernel_dir(self, kernels_dir: str, name: str, fsync: bool) -> None:
+        """Rename out of the way first: the writer takes an existing `$os-$bootcsum` as
+        complete, so an interrupted delete must never leave a partial one under that
+        name."""
+        if name.startswith("."):
+            remove_path(os.path.join(kernels_dir, name))  # already a temporary name
+            return
+        doomed = os.path.join(kernels_dir, f".{name}.tmp")  # the writer's staging name
+        shutil.rmtree(doomed, ignore_errors=True)
+        os.rename(os.path.join(kernels_dir, name), doomed)
+        if fsync:
+            fsutil.fsync_dir(kernels_dir)
+        remove_path(doomed)
 
 
-_BACKENDS = {"none": NoneBackend, "grub2": Grub2Backend,
-             systemd_boot.NAME: SystemdBootBackend}
+class Grub2Backend(NoneBackend):
+    """As none, plus loader.N/grub.cfg made from its entries (grub2.py)."""
+
+    kind = BootloaderKind.GRUB2
+
+    def config_files(self, layout, bootversion: int,
+                     entries: list[BootEntry]) -> list[tuple[str, str]]:
+        path = os.path.join(layout.loader_dir(bootversion), grub2.CONFIG_NAME)
+        return [(path, grub2.render_config(entries))]
+
+    def post_swap(self, layout, bootversion: int, entries) -> None:
+        """Point GRUB's grub.cfg at the live loader's, once (a link, so later swaps
+        switch it too)."""
+        directory = grub2.grub_dir(layout.boot)
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        link = os.path.join(directory, grub2.CONFIG_NAME)
+        try:
+            if os.readlink(link) == grub2.LINK_TARGET:
+                return
+        except OSError:
+            pass  # missing, or a regular file (a distribution's generated one): replaced
+        fsutil.atomic_symlink(grub2.LINK_TARGET, link)
+
+    def check_config(self, layout, bootversion: int, entries: list[BootEntry]) -> list[str]:
+        """loader.N/grub.cfg is exactly what render_config() makes of its entries."""
+        cfg = os.path.join(layout.loader_dir(bootversion), grub2.CONFIG_NAME)
+        try:  # render_config refuses entries no writer of ours makes (words.py)
+            expected = grub2.render_config(entries)
+        except SysrootError as e:
+            return [f"{cfg}: {e}"]
+        with open(cfg, encoding="utf-8") as f:
+            if f.read() != expected:
+                return [f"{cfg} does not match the entries of loader.{bootversion}"]
+        return []
 
 
-def detect(layout) -> str:
-    """What `auto` means for this sysroot."""
-    if systemd_boot.uses_entries_dir(layout.loader_link) or systemd_boot.is_fat(layout.boot):
-        return systemd_boot.NAME
-    if any(os.path.lexists(os.path.join(layout.boot, d, "grub.cfg")) for d in ("grub", "grub2")):
-        return "grub2"
-    return "none"
+class SystemdBootBackend(Backend):
+    """boot/loader a real directory, entry names as the switch (systemd_boot.py); the
+    writer is deploy/sdwriter.py."""
 
+    kind = BootloaderKind.SYSTEMD_BOOT
+    scheme = BootScheme.ENTRIES_DIR
 
-def backend_for(layout, repo):
-    name = repo.config.get("sysroot", "bootloader", "auto") or "auto"
-    if name == "auto":
-        name = detect(layout)
-    try:
-        backend = _BACKENDS[name]()
-    except KeyError:
-        raise SysrootError(f"Unsupported sysroot.bootloader '{name}' in {repo.path}/config "
-                           f"(supported: auto, {', '.join(sorted(_BACKENDS))})") from None
-    loader = layout.loader_link
-    if backend.name == systemd_boot.NAME:
+    def edits_entries_in_place(self) -> bool:
+        return False  # names decide the boot: every change is a whole round
+
+    def refuse_other_scheme(self, layout, name: str) -> None:
+        loader = layout.loader_link
         if os.path.islink(loader):
             raise SysrootError(f"sysroot.bootloader={name}, but {loader} is a symlink "
                                "(the loader.N scheme): switching schemes is not supported")
-    elif systemd_boot.uses_entries_dir(loader):
-        raise SysrootError(f"sysroot.bootloader={name}, but {loader} is a directory "
-                           "(the systemd-boot scheme): use systemd-boot or auto")
+
+    def read(self, layout) -> BootListing:
+        # no loader.N / boot.N.S halves: versions stay 0 (refs ostree/0/0/N)
+        sel = systemd_boot.select(layout.boot, layout.loader_entries_dir)
+        return BootListing(sel.entries, self._marker(sel), garbage=sel.garbage)
+
+    def commit_marker(self, layout) -> tuple:
+        return self._marker(systemd_boot.select(layout.boot, layout.loader_entries_dir))
+
+    @staticmethod
+    def _marker(sel: systemd_boot.Selection) -> tuple:
+        return ("entries", sel.default[0].filename if sel.default else None)
+
+    def boot_serials(self, found: list[tuple[str, int]]) -> list[int]:
+        # no link farm to read them from: by order among deployments of one bootcsum
+        seen: dict[str, int] = {}
+        serials = []
+        for bootcsum, _serial in found:
+            seen[bootcsum] = seen.get(bootcsum, -1) + 1
+            serials.append(seen[bootcsum])
+        return serials
+
+    def remove_inactive(self, layout, listing: BootListing, kernel_dirs: list[str]) -> None:
+        """Entries no configuration uses, and leftovers of interrupted file writes (only
+        those sharing no data with a live file, see systemd_boot.remove_leftover())."""
+        edir = layout.loader_entries_dir
+        for name in sorted(listing.garbage):
+            systemd_boot.remove_leftover(os.path.join(edir, name))
+        systemd_boot.remove_tmp_under(edir)
+        if os.path.isdir(edir):
+            fsutil.fsync_dir(edir)  # gone before the kernels and deployments they name
+        for kdir in kernel_dirs:
+            if os.path.isdir(kdir):
+                systemd_boot.remove_tmp_under(kdir)
+
+    def remove_kernel_dir(self, kernels_dir: str, name: str, fsync: bool) -> None:
+        """In place, files first, then directories, deepest first: a directory renamed
+        on FAT may share its clusters with its old name after a power cut (the writer
+        verifies existing kernel directories instead)."""
+        path = os.path.join(kernels_dir, name)
+        if name.startswith("."):
+            remove_path(path)  # a temporary name: nothing takes it as complete
+            return
+        for dirpath, dirnames, filenames in os.walk(path, topdown=False):
+            for fname in filenames:
+                os.unlink(os.path.join(dirpath, fname))
+            for dname in dirnames:
+                os.rmdir(os.path.join(dirpath, dname))
+        os.rmdir(path)
+
+
+_BACKENDS: dict[BootloaderKind, type[Backend]] = {
+    BootloaderKind.NONE: NoneBackend,
+    BootloaderKind.GRUB2: Grub2Backend,
+    BootloaderKind.SYSTEMD_BOOT: SystemdBootBackend,
+}
+
+
+def detect(layout) -> BootloaderKind:
+    """What `auto` means for this sysroot."""
+    if systemd_boot.uses_entries_dir(layout.loader_link) or systemd_boot.is_fat(layout.boot):
+        return BootloaderKind.SYSTEMD_BOOT
+    if any(os.path.lexists(os.path.join(layout.boot, d, "grub.cfg")) for d in ("grub", "grub2")):
+        return BootloaderKind.GRUB2
+    return BootloaderKind.NONE
+
+
+def on_disk(layout) -> Backend:
+    """The back end whose files boot/ holds, for reading it without the repo config:
+    systemd-boot when boot/loader is a real directory, grub2 when the live loader.N has
+    a grub.cfg (which then must match its entries), else none."""
+    if systemd_boot.uses_entries_dir(layout.loader_link):
+        return SystemdBootBackend()
+    if os.path.exists(os.path.join(layout.loader_link, grub2.CONFIG_NAME)):
+        return Grub2Backend()
+    return NoneBackend()
+
+
+def backend_for(layout, repo) -> Backend:
+    """The configured back end (auto resolved); refused when boot/ uses another scheme."""
+    value = repo.config.get("sysroot", "bootloader", "auto") or "auto"
+    try:
+        kind = BootloaderKind(value).resolve(layout)
+    except ValueError:
+        raise SysrootError(f"Unsupported sysroot.bootloader '{value}' in {repo.path}/config "
+                           f"(supported: auto, "
+                           f"{', '.join(sorted(k.value for k in _BACKENDS))})") from None
+    backend = _BACKENDS[kind]()
+    backend.refuse_other_scheme(layout, kind.value)
     return backend

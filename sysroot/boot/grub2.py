@@ -14,6 +14,7 @@ sysroot.bootprefix=true. Every word is single-quoted (kernel arguments may hold 
 Whitespace and control characters never reach a word (BootEntry.validate).
 Local settings (a timeout, extra entries) go to `custom.cfg` beside the grub.cfg GRUB
 loaded (`$config_directory`), which this file sources after its own defaults.
+The back end that writes and checks these files is backends.Grub2Backend.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import os
 
 from sysroot.boot.bls import BootEntry
 from sysroot.boot.kargs import split_words
-from sysroot.util import fsutil
 
 CONFIG_NAME = "grub.cfg"
 LINK_TARGET = "../loader/grub.cfg"
@@ -71,25 +71,3 @@ def grub_dir(boot: str) -> str:
     grub, grub2 = os.path.join(boot, "grub"), os.path.join(boot, "grub2")
     return grub2 if os.path.isdir(grub2) and not os.path.lexists(grub) else grub
 
-
-class Grub2Backend:
-    name = "grub2"
-
-    def write_config(self, layout, bootversion: int, entries) -> None:
-        """entries: (deployment, BootEntry) in boot order, just written to loader.N."""
-        text = render_config([entry for _d, entry in entries])
-        path = os.path.join(layout.loader_dir(bootversion), CONFIG_NAME)
-        fsutil.atomic_write(path, text.encode(), mode=0o644)
-
-    def post_swap(self, layout, bootversion: int, entries) -> None:
-        """Point GRUB's grub.cfg at the live loader's, once (a link, so later swaps
-        switch it too)."""
-        directory = grub_dir(layout.boot)
-        os.makedirs(directory, mode=0o755, exist_ok=True)
-        link = os.path.join(directory, CONFIG_NAME)
-        try:
-            if os.readlink(link) == LINK_TARGET:
-                return
-        except OSError:
-            pass  # missing, or a regular file (a distribution's generated one): replaced
-        fsutil.atomic_symlink(LINK_TARGET, link)

@@ -45,7 +45,6 @@ from sysroot.boot.bls import BootEntry
 from sysroot.errors import FormatError
 from sysroot.util import fsutil
 
-NAME = "systemd-boot"
 DEFAULT_R = 9999
 MAX_ENTRIES = 9998  # the default plus R = 9998 .. 1 (R = 0 kept free)
 _ENTRY_RE = re.compile(r"^ostree-([0-9]+)-([0-9]+)-(.+)\.conf$")

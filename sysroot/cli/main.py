@@ -39,6 +39,11 @@ COMMAND_MODULES = {
     "remote": "remote", "gpg-sign": "sign", "sign": "sign",
 }
 
+# Module -> modules holding more of its verbs: after the module's register() returns its
+# subparsers, each of these adds its own there with register_verbs(). Wired here so that
+# no command module imports another (tests/test_lint.py checks that).
+NESTED_COMMAND_MODULES = {"admin": ("admin_upgrade",)}
+
 
 def command_name(argv: list[str]) -> str | None:
     """The subcommand of argv: the first word that is neither an option nor its value."""
@@ -68,7 +73,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     else:
         names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__))
     for name in names:
-        importlib.import_module(f"{pkg.__name__}.{name}").register(sub)
+        verbs = importlib.import_module(f"{pkg.__name__}.{name}").register(sub)
+        for nested in NESTED_COMMAND_MODULES.get(name, ()):
+            importlib.import_module(f"{pkg.__name__}.{nested}").register_verbs(verbs)
     return parser
 
 

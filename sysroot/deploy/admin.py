@@ -8,10 +8,12 @@ import os
 import shutil
 from dataclasses import dataclass, replace
 
+from sysroot.boot.backends import BootScheme, backend_for
 from sysroot.boot.words import check_name
 from sysroot.deploy import deploy as dep
 from sysroot.deploy.cleanup import CleanupResult, cleanup
 from sysroot.deploy.layout import SysrootLayout
+from sysroot.deploy.sdwriter import SdBootWriter
 from sysroot.deploy.state import (
     Deployment,
     SysrootLock,
@@ -25,6 +27,12 @@ from sysroot.store.modes import RepoMode
 from sysroot.store.repo import Repo, parse_refspec
 from sysroot.util import fsutil
 from sysroot.util.mounts import make_writable_privately
+
+# The writer each on-disk scheme needs (boot/ names the scheme; writers live here).
+_WRITERS: dict[BootScheme, type[BootWriter]] = {
+    BootScheme.LOADER_SYMLINK: BootWriter,
+    BootScheme.ENTRIES_DIR: SdBootWriter,
+}
 
 
 class _Undo:
@@ -113,13 +121,8 @@ class Sysroot:
         return SysrootLock(self.layout)
 
     def _writer(self, state: SysrootState, repo: Repo) -> BootWriter:
-        from sysroot.boot import systemd_boot
-        from sysroot.boot.backends import backend_for
-        from sysroot.deploy.sdwriter import SdBootWriter
-
         backend = backend_for(self.layout, repo)
-        cls = SdBootWriter if backend.name == systemd_boot.NAME else BootWriter
-        return cls(state, bootloader=backend, fsync=repo.fsync_enabled,
+        return _WRITERS[backend.scheme](state, bootloader=backend, fsync=repo.fsync_enabled,
                    bootprefix=repo.config.get_bool("sysroot", "bootprefix", False))
 
     def _apply(self, state: SysrootState, repo: Repo, new: list[Deployment], *,
@@ -356,7 +359,7 @@ class Sysroot:
         """ostree's `set-origin REMOTE URL [BRANCH]`: add the remote unless it exists
         (options are its settings), then track REMOTE:BRANCH (default: the branch the
         deployment tracks now) with a fresh origin, as ostree writes one."""
-        from sysroot.pull.remotes import add_remote
+        from sysroot.store.remotes import add_remote
 
         repo = self.open_repo()
         with self.lock():
@@ -386,7 +389,6 @@ class Sysroot:
     def kargs_edit_in_place(self, append_if_missing: list[str],
                             delete_if_present: list[str]) -> int:
         """Edit every entry of the current boot version in place (no boot swap)."""
-        from sysroot.boot import grub2, systemd_boot
         from sysroot.boot.kargs import KernelArgs
         from sysroot.util import fsutil
 
@@ -400,8 +402,8 @@ class Sysroot:
 
         with self.lock():
             state = self.load()
-            if state.scheme == systemd_boot.NAME:
-                # entries are never edited in place there: a whole round, as any change
+            if not state.backend.edits_entries_in_place():
+                # systemd-boot: entries are never edited in place, a whole round
                 new = [replace(d, kargs=edited(d.kargs)) for d in state.deployments]
                 self._apply(state, self.open_repo(), new, prune=False)
                 return len(new)
@@ -410,10 +412,9 @@ class Sysroot:
                 entry.set("options", edited(entry.require("options")))
             # everything rendered (and so checked, words.py) before the first write
             texts = [(entry.filename, entry.to_text()) for entry in entries]
-            cfg = os.path.join(self.layout.loader_dir(state.bootversion), grub2.CONFIG_NAME)
-            if entries and os.path.exists(cfg):
-                # the menu follows the entries it was generated from
-                texts.append((cfg, grub2.render_config(entries)))
+            if entries:
+                # the loader's own configuration (grub2's grub.cfg) follows its entries
+                texts += state.backend.config_files(self.layout, state.bootversion, entries)
             for path, text in texts:
                 fsutil.atomic_write(path, text.encode(), mode=0o644)
             return len(state.deployments)

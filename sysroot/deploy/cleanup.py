@@ -8,12 +8,13 @@
    commits alive, regenerated; then (optionally) a prune of unreachable objects.
 Each step is safe on its own, so an interrupted cleanup is finished by the next one.
 
-In the systemd-boot scheme (boot/loader a real directory on FAT, see
-boot/systemd_boot.py) step 1 instead deletes the debris entries of interrupted rounds
-and leftover `*.tmp` files (only those sharing no data with a live file), before any
-deployment or kernel they name goes; kernels are deleted in place, not renamed away
-(a renamed directory on FAT may share its clusters with its old name after a power
-cut; the writer verifies existing kernel directories instead).
+Steps 1 and 3 differ per boot-loader back end and are theirs (boot/backends.py): in the
+systemd-boot scheme (boot/loader a real directory on FAT, see boot/systemd_boot.py)
+step 1 instead deletes the debris entries of interrupted rounds and leftover `*.tmp`
+files (only those sharing no data with a live file), before any deployment or kernel
+they name goes; kernels are deleted in place, not renamed away (a renamed directory on
+FAT may share its clusters with its old name after a power cut; the writer verifies
+existing kernel directories instead).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
-from sysroot.boot import systemd_boot
+from sysroot.boot.backends import remove_path
 from sysroot.deploy.deploy import STAGING_PREFIX
 from sysroot.deploy.state import DEPLOY_DIR_RE, SysrootState
 from sysroot.store.repo import Repo
@@ -37,73 +38,18 @@ class CleanupResult:
     freed_bytes: int = 0
 
 
-def _rm(path: str) -> None:
-    if os.path.islink(path) or os.path.isfile(path):
-        os.unlink(path)
-    elif os.path.isdir(path):
-        with fsutil.errors_about(path):  # rmtree names only the entry that failed
-            shutil.rmtree(path)
-
-
 def _remove_deployment_dir(path: str) -> None:
     fsutil.set_immutable(path, False)
     with fsutil.errors_about(path):
         shutil.rmtree(path)
 
 
-def _remove_kernel_dir(kernels_dir: str, name: str, fsync: bool) -> None:
-    """Rename out of the way first: the writer takes an existing `$os-$bootcsum` as
-    complete, so an interrupted delete must never leave a partial one under that name."""
-    if name.startswith("."):
-        _rm(os.path.join(kernels_dir, name))  # already a temporary name
-        return
-    doomed = os.path.join(kernels_dir, f".{name}.tmp")  # the writer's staging name
-    shutil.rmtree(doomed, ignore_errors=True)
-    os.rename(os.path.join(kernels_dir, name), doomed)
-    if fsync:
-        fsutil.fsync_dir(kernels_dir)
-    _rm(doomed)
-
-
-def _remove_kernel_dir_in_place(path: str) -> None:
-    """Files first, then directories, deepest first: no rename on FAT (see above)."""
-    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
-        for name in filenames:
-            os.unlink(os.path.join(dirpath, name))
-        for name in dirnames:
-            os.rmdir(os.path.join(dirpath, name))
-    os.rmdir(path)
-
-
-def _sd_debris(state: SysrootState) -> None:
-    """Entries no configuration uses, and leftovers of interrupted file writes."""
-    layout = state.layout
-    edir = layout.loader_entries_dir
-    for name in sorted(state.garbage_entries):
-        systemd_boot.remove_leftover(os.path.join(edir, name))
-    systemd_boot.remove_tmp_under(edir)
-    if os.path.isdir(edir):
-        fsutil.fsync_dir(edir)  # gone before the kernels and deployments they name
-    for d in state.deployments:
-        kdir = layout.kernel_dir(d.osname, d.bootcsum)
-        if os.path.isdir(kdir):
-            systemd_boot.remove_tmp_under(kdir)
-
-
 def cleanup(state: SysrootState, repo: Repo, *, prune: bool = True) -> CleanupResult:
     layout = state.layout
-    bv, sub = state.bootversion, state.subbootversion
-    sd_scheme = state.scheme == systemd_boot.NAME
     # 1. inactive boot halves (systemd-boot scheme: debris entries)
-    other = 1 - bv
-    if sd_scheme:
-        _sd_debris(state)
-    else:
-        for p in (layout.loader_dir(other), layout.bootlink_base(other),
-                  layout.bootlink_dir(other, 0), layout.bootlink_dir(other, 1),
-                  layout.bootlink_dir(bv, 1 - sub), os.path.join(layout.boot, "loader.tmp"),
-                  layout.path("ostree", "boot.0.tmp"), layout.path("ostree", "boot.1.tmp")):
-            _rm(p)
+    state.backend.remove_inactive(layout, state.listing,
+                                  [layout.kernel_dir(d.osname, d.bootcsum)
+                                   for d in state.deployments])
     # 2. unreferenced deployments
     active = {(d.osname, d.name) for d in state.deployments}
     if state.booted is not None:
@@ -118,10 +64,10 @@ def cleanup(state: SysrootState, repo: Repo, *, prune: bool = True) -> CleanupRe
         for name in names:
             path = os.path.join(parent, name)
             if name.startswith(STAGING_PREFIX):
-                _remove_deployment_dir(path) if os.path.isdir(path) else _rm(path)
+                _remove_deployment_dir(path) if os.path.isdir(path) else remove_path(path)
                 continue
             if fsutil.is_temp_name(name):  # an origin whose atomic write was interrupted
-                _rm(path)
+                remove_path(path)
                 continue
             base = name[:-len(".origin")] if name.endswith(".origin") else name
             if not DEPLOY_DIR_RE.match(base) or (osname, base) in active:
@@ -148,10 +94,7 @@ def cleanup(state: SysrootState, repo: Repo, *, prune: bool = True) -> CleanupRe
         if name in used or name == "initramfs-overlays" or not os.path.isdir(
                 os.path.join(kernels_dir, name)):
             continue
-        if sd_scheme and not name.startswith("."):
-            _remove_kernel_dir_in_place(os.path.join(kernels_dir, name))
-        else:
-            _remove_kernel_dir(kernels_dir, name, repo.fsync_enabled)
+        state.backend.remove_kernel_dir(kernels_dir, name, repo.fsync_enabled)
         deleted_kernels.append(name)
     # 4. deployment refs, then prune
     regenerate_deployment_refs(state, repo)

@@ -4,8 +4,9 @@
 complete; the kernel, initramfs and device tree it names exist under `boot/`; its
 `ostree=` argument resolves, through `ostree/boot.N -> boot.N.S`, to an existing
 deployment directory that has its origin. A sysroot where nothing was deployed yet
-(no `boot/loader`) satisfies it trivially. With the grub2 back end, `loader.N/grub.cfg`
-is exactly what grub2.render_config() makes of that directory's entries.
+(no `boot/loader`) satisfies it trivially. Each back end adds its own part
+(Backend.check_config): with grub2, `loader.N/grub.cfg` is exactly what
+grub2.render_config() makes of that directory's entries.
 
 systemd-boot scheme (boot/loader a real directory): the entry systemd-boot would boot
 and every valid non-default entry (systemd_boot.select()) are complete, name an
@@ -20,18 +21,13 @@ from __future__ import annotations
 import os
 import re
 
-from sysroot.boot import grub2, systemd_boot
+from sysroot.boot import backends, systemd_boot
+from sysroot.boot.backends import BootScheme, read_bootversion, read_subbootversion
 from sysroot.boot.bls import BootEntry
 from sysroot.boot.kargs import KernelArgs
 from sysroot.boot.kernel import hash_boot_files
 from sysroot.deploy.layout import SysrootLayout
-from sysroot.deploy.state import (
-    DEPLOY_TARGET_RE,
-    SysrootState,
-    parse_ostree_karg,
-    read_bootversion,
-    read_subbootversion,
-)
+from sysroot.deploy.state import DEPLOY_TARGET_RE, SysrootState, parse_ostree_karg
 from sysroot.errors import SysrootError
 
 _REQUIRED_KEYS = ("title", "version", "options", "linux")
@@ -44,8 +40,10 @@ def check_boot_invariant(sysroot_path: str | os.PathLike) -> list[str]:
     layout = SysrootLayout(os.path.abspath(os.fspath(sysroot_path)))
     if not os.path.lexists(layout.loader_link):
         return []
-    if systemd_boot.uses_entries_dir(layout.loader_link):
-        return _check_entries_dir(layout)
+    return _CHECKS[backends.on_disk(layout).scheme](layout)
+
+
+def _check_loader_symlink(layout: SysrootLayout) -> list[str]:
     try:
         bootversion = read_bootversion(layout)
         subbootversion = read_subbootversion(layout, bootversion)
@@ -76,16 +74,8 @@ def check_boot_invariant(sysroot_path: str | os.PathLike) -> list[str]:
             if len(state.deployments) != len(names):
                 problems.append(f"{len(names)} entries but {len(state.deployments)} "
                                 "deployments")
-            cfg = os.path.join(layout.loader_dir(bootversion), grub2.CONFIG_NAME)
-            if os.path.exists(cfg):
-                try:  # render_config refuses entries no writer of ours makes (words.py)
-                    expected = grub2.render_config([d.entry for d in state.deployments])
-                except SysrootError as e:
-                    return problems + [f"{cfg}: {e}"]
-                with open(cfg, encoding="utf-8") as f:
-                    if f.read() != expected:
-                        problems.append(f"{cfg} does not match the entries of "
-                                        f"loader.{bootversion}")
+            problems += state.backend.check_config(layout, bootversion,
+                                                   [d.entry for d in state.deployments])
     return problems
 
 
@@ -111,7 +101,13 @@ def _check_entries_dir(layout: SysrootLayout) -> list[str]:
         if [d.entry.filename for d in state.deployments] != \
                 [e.filename for e in sel.entries]:
             problems.append("state reads other entries than the boot loader's choice")
+        problems += state.backend.check_config(layout, state.bootversion,
+                                               [d.entry for d in state.deployments])
     return problems
+
+
+_CHECKS = {BootScheme.LOADER_SYMLINK: _check_loader_symlink,
+           BootScheme.ENTRIES_DIR: _check_entries_dir}
 
 
 def _listdir(path: str) -> list[str]:

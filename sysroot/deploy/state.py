@@ -5,14 +5,14 @@ the BLS entries of the active `boot/loader.N`), the booted deployment, the lock.
 from __future__ import annotations
 
 import copy
-import errno
 import os
 import re
 import time
 from dataclasses import dataclass, field, replace
 
-from sysroot.boot import systemd_boot
-from sysroot.boot.bls import BootEntry, strverscmp_key
+from sysroot.boot import backends
+from sysroot.boot.backends import Backend, BootListing, BootScheme
+from sysroot.boot.bls import BootEntry
 from sysroot.boot.kargs import KernelArgs
 from sysroot.deploy.layout import SysrootLayout
 from sysroot.errors import FormatError, SysrootError
@@ -78,35 +78,6 @@ def read_origin(path: str) -> KeyFile | None:
     return KeyFile.parse(text, source=path)
 
 
-def read_bootversion(layout: SysrootLayout) -> int:
-    try:
-        target = os.readlink(layout.loader_link)
-    except FileNotFoundError:
-        return 0
-    except OSError as e:
-        if e.errno == errno.EINVAL:
-            raise SysrootError(f"{layout.loader_link}: not a symbolic link") from None
-        raise
-    if target == "loader.0":
-        return 0
-    if target == "loader.1":
-        return 1
-    raise SysrootError(f"{layout.loader_link}: invalid target '{target}' "
-                       "(expected loader.0 or loader.1)")
-
-
-def read_subbootversion(layout: SysrootLayout, bootversion: int) -> int:
-    try:
-        target = os.readlink(layout.bootlink_base(bootversion))
-    except FileNotFoundError:
-        return 0
-    if target == f"boot.{bootversion}.0":
-        return 0
-    if target == f"boot.{bootversion}.1":
-        return 1
-    raise SysrootError(f"{layout.bootlink_base(bootversion)}: invalid target '{target}'")
-
-
 def parse_ostree_karg(value: str) -> tuple[int, str, str, int]:
     m = _BOOTLINK_RE.match(value)
     if not m:
@@ -124,11 +95,7 @@ def commit_marker(layout: SysrootLayout) -> tuple:
     """What a write's commit point changes: (bootversion, subbootversion) for the symlink
     swap, the default entry's name for the systemd-boot scheme. Equal before and after a
     write means the write did not commit."""
-    if systemd_boot.uses_entries_dir(layout.loader_link):
-        sel = systemd_boot.select(layout.boot, layout.loader_entries_dir)
-        return ("entries", sel.default[0].filename if sel.default else None)
-    bv = read_bootversion(layout)
-    return (bv, read_subbootversion(layout, bv))
+    return backends.on_disk(layout).commit_marker(layout)
 
 
 class SysrootState:
@@ -140,13 +107,22 @@ class SysrootState:
         self.subbootversion = 0
         self.deployments: list[Deployment] = []
         self.booted: Deployment | None = None
-        # "systemd-boot" when boot/loader is a real directory (FAT): see boot/systemd_boot.py
-        self.scheme = "symlink"
-        self.garbage_entries: list[str] = []  # systemd-boot scheme: debris, by file name
+        # the back end boot/ is laid out for (backends.on_disk()): it reads the entries
+        self.backend: Backend = backends.NoneBackend()
+        self.listing = BootListing([], (0, 0))
         self.marker: tuple = (0, 0)
         self.staged: Deployment | None = None  # also deployments[0] when set
         self.staged_record = None  # its staged.StagedRecord
         self.staged_error: str | None = None  # why the staged record was not usable
+
+    @property
+    def scheme(self) -> BootScheme:
+        return self.backend.scheme
+
+    @property
+    def garbage_entries(self) -> list[str]:
+        """Systemd-boot scheme: debris entries, by file name (else none)."""
+        return self.listing.garbage
 
     @classmethod
     def load(cls, root: str) -> SysrootState:
@@ -161,59 +137,22 @@ class SysrootState:
                                "(no ostree/deploy or ostree/repo); run admin init-fs")
 
     def _load(self) -> None:
-        layout = self.layout
-        if systemd_boot.uses_entries_dir(layout.loader_link):
-            # no loader.N / boot.N.S halves: versions stay 0 (refs ostree/0/0/N)
-            self.scheme = systemd_boot.NAME
-            sel = systemd_boot.select(layout.boot, layout.loader_entries_dir)
-            entries = sel.entries
-            self.garbage_entries = sel.garbage
-            self.marker = ("entries", sel.default[0].filename if sel.default else None)
-        else:
-            self.bootversion = read_bootversion(layout)
-            self.subbootversion = read_subbootversion(layout, self.bootversion)
-            self.marker = (self.bootversion, self.subbootversion)
-            entries = self._read_entries()
-        deployments = []
-        for entry in entries:
-            deployments.append(self._deployment_from_entry(entry))
-        serials: dict[str, int] = {}
-        self.deployments = []
-        for i, d in enumerate(deployments):
-            serial = d.bootserial
-            if self.scheme == systemd_boot.NAME:  # no link farm to read it from: by order
-                serial = serials[d.bootcsum] = serials.get(d.bootcsum, -1) + 1
-            self.deployments.append(Deployment(d.osname, d.csum, d.deployserial, d.bootcsum,
-                                               serial, i, d.kargs, d.entry, d.origin))
+        self.backend = backends.on_disk(self.layout)
+        listing = self.listing = self.backend.read(self.layout)
+        self.bootversion, self.subbootversion = listing.bootversion, listing.subbootversion
+        self.marker = listing.marker
+        deployments = [self._deployment_from_entry(entry) for entry in listing.entries]
+        serials = self.backend.boot_serials([(d.bootcsum, d.bootserial) for d in deployments])
+        self.deployments = [Deployment(d.osname, d.csum, d.deployserial, d.bootcsum, serial,
+                                       i, d.kargs, d.entry, d.origin)
+                            for i, (d, serial) in enumerate(zip(deployments, serials,
+                                                                strict=True))]
         self.booted = self._find_booted()
         if self.booted is not None:
             # as libostree: only a booted system has staged deployments, listed first
             from sysroot.deploy import staged
 
             staged.load_into(self)
-
-    def _read_entries(self) -> list[BootEntry]:
-        d = self.layout.entries_dir(self.bootversion)
-        try:
-            names = os.listdir(d)
-        except FileNotFoundError:
-            return []
-        entries = []
-        for name in names:
-            if not (name.startswith("ostree-") and name.endswith(".conf")):
-                continue
-            path = os.path.join(d, name)
-            if not os.path.isfile(path) or os.path.islink(path):
-                continue
-            try:
-                with open(path, encoding="utf-8") as f:
-                    entries.append(BootEntry.parse(f.read(), filename=path))
-            except UnicodeDecodeError:
-                raise FormatError(f"{path}: boot entry is not valid UTF-8") from None
-        # Newest first: BLS `version` descending, entries without version last.
-        versioned = [e for e in entries if e.get("version") is not None]
-        versioned.sort(key=lambda e: strverscmp_key(e.get("version")), reverse=True)
-        return versioned + [e for e in entries if e.get("version") is None]
 
     def _deployment_from_entry(self, entry: BootEntry) -> Deployment:
         options = entry.get("options")

@@ -200,7 +200,7 @@ class Upgrader:
         as it was. The first pull moves no ref, so no crash leaves one on a commit whose
         content is missing."""
         from sysroot.pull.pull import PullOptions, pull
-        from sysroot.pull.remotes import load_remote
+        from sysroot.store.remotes import load_remote
 
         repo = self.repo
         remote = load_remote(repo, self.remote, sysroot=self.sysroot.path)

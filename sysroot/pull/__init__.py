@@ -1,1 +1,1 @@
-"""Fetching from remote repositories: remote configuration, HTTP fetching, pulls."""
+"""Fetching from remote repositories: HTTP fetching, pulls (remotes: store.remotes)."""

@@ -54,7 +54,6 @@ from sysroot.formats.objects import (
 from sysroot.pull import filez
 from sysroot.pull.fetch import Fetcher, FetchOptions
 from sysroot.pull.progress import Progress
-from sysroot.pull.remotes import load_remote
 from sysroot.pull.workers import TaskResult, WorkerPool
 from sysroot.sign import verify as signatures
 from sysroot.sign.detached import read_commitmeta
@@ -69,6 +68,7 @@ from sysroot.store.pull_local import (
     unmark_partial,
     verify_history,
 )
+from sysroot.store.remotes import load_remote
 from sysroot.store.repo import Repo, validate_ref_name
 from sysroot.store.summary import Summary
 from sysroot.store.timestamps import compare_timestamps
@@ -129,8 +129,11 @@ def _transferred(n: int) -> str:
 
 # ---------------------------------------------------------------- remotes, verification
 
-def _fetch_options(remote, base: FetchOptions) -> FetchOptions:
-    """The remote's TLS/proxy options over the caller's (http2 is ignored: HTTP/1.1)."""
+def fetch_options(remote, base: FetchOptions | None = None) -> FetchOptions:
+    """The remote's TLS/proxy/timeout/size options over the caller's (http2 is ignored:
+    HTTP/1.1). Every fetch from a remote (pull, `remote refs`, `remote summary`) builds
+    its options here, so they all reach the server the same way."""
+    base = base or FetchOptions()
     if remote is None:
         return base
     return replace(
@@ -182,7 +185,7 @@ def pull(repo: Repo, remote_or_url, refs: Sequence[str] = (),
                            "not supported")
     if url.startswith("file://"):
         return _pull_file(repo, remote, url, refs, options)
-    with Fetcher(url, _fetch_options(remote, options.fetch)) as fetcher:
+    with Fetcher(url, fetch_options(remote, options.fetch)) as fetcher:
         return _HttpPull(repo, fetcher, remote, options).run(refs)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sysroot.errors import SysrootError
-from sysroot.pull.remotes import Remote, keyring_path
+from sysroot.store.remotes import Remote, keyring_path
 from sysroot.util import fsutil
 from sysroot.util.run import run
 

@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 
 from sysroot.errors import NotFoundError, SysrootError
 from sysroot.formats.objects import ObjectType, is_checksum
-from sysroot.pull.remotes import SIGN_ENGINES, Remote, load_remote
 from sysroot.sign import detached, ed25519, gpg
 from sysroot.store.pull_local import resolve_pull_targets
+from sysroot.store.remotes import SIGN_ENGINES, Remote, load_remote
 from sysroot.store.summary import Summary
 
 

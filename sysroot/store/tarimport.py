@@ -33,7 +33,7 @@ from urllib.parse import unquote_to_bytes
 
 from sysroot.errors import NotFoundError, SysrootError
 from sysroot.formats.objects import DirMeta, FileHeader, ObjectType
-from sysroot.store.commit import CommitModifier, check_utf8
+from sysroot.store.commitmods import CommitModifier, check_utf8
 from sysroot.store.mtree import MutableTree
 
 _CHUNK = 1 << 20

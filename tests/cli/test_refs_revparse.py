@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from sysroot.cli.commands.refs import ghash_order, str_hash
 from sysroot.cli.main import main
+from sysroot.store.refs import ghash_order, str_hash
 
 
 def ours(capfdbinary, *argv) -> tuple[int, bytes, bytes]:

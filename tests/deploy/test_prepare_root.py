@@ -53,12 +53,14 @@ rm -f "$p/etc/.probe" "$p/var/.probe" "$p/sysroot/.probe"
 """
 
 
-def prepare_root(physroot: Path, cmdline: str, deploy: str = "") -> tuple[dict, list[str]]:
-    """Run the script in a new mount namespace; return the probe's values and its output."""
+def prepare_root(physroot: Path, cmdline: str, deploy: str = "",
+                 cwd: Path | None = None) -> tuple[dict, list[str]]:
+    """Run the script in a new mount namespace (in cwd); return the probe's values and its
+    output."""
     env = {**os.environ, "PREPARE": str(SCRIPT), "DEPLOY": deploy}
     proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
                            HARNESS, "harness", str(physroot), cmdline, PROBE],
-                          capture_output=True, text=True, env=env, timeout=60)
+                          capture_output=True, text=True, env=env, timeout=60, cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     values, out = {}, []
     for line in proc.stdout.splitlines():
@@ -149,5 +151,18 @@ def test_a_wrong_target_stops_with_one_line_and_mounts_nothing(deployed, case):
 def test_last_ostree_argument_wins(deployed):
     sr, bootlink, deploy = deployed
     values, out = prepare_root(sr.path, f"ostree=/nonexistent ostree={bootlink}", deploy)
+    assert values["rc"] == "0", out
+    assert values["root_is_deployment"] == "yes"
+
+
+def test_kernel_arguments_are_not_glob_expanded(deployed, tmp_path):
+    """A `*` on the kernel command line is a word, not a pattern: expanded in a directory
+    that holds a file named ostree=relative, it would become a second ostree= argument
+    and win over the real one."""
+    sr, bootlink, deploy = deployed
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (cwd / "ostree=relative").touch()
+    values, out = prepare_root(sr.path, f"ostree={bootlink} * quiet", deploy, cwd=cwd)
     assert values["rc"] == "0", out
     assert values["root_is_deployment"] == "yes"

@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sysroot.errors import UsageError
 from sysroot.formats import gvariant
-from sysroot.pull import remotes
 from sysroot.sign import detached, ed25519
 from sysroot.sign.verify import SignatureError, verify_commit, verify_summary
+from sysroot.store import remotes
 from sysroot.store.repo import Repo
 from tests.conftest import one_error_line
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from sysroot.formats.gvariant import Variant
-from sysroot.pull import remotes
 from sysroot.sign import detached
 from sysroot.sign.verify import SignatureError, verify_commit, verify_summary
+from sysroot.store import remotes
 from sysroot.store.repo import Repo
 from tests.conftest import one_error_line
 

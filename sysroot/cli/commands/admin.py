@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 
-from sysroot.deploy.admin import Change, Sysroot
+from sysroot.cli.common import add_sysroot_options, say_change
+from sysroot.deploy.admin import Sysroot
 from sysroot.deploy.deploy import DeployOptions, KargOptions
 from sysroot.deploy.state import SysrootState, options_without_ostree
 from sysroot.errors import SysrootError, UsageError
@@ -15,15 +17,9 @@ from sysroot.formats.keyfile import KeyFile
 STATUS_SCHEMA = "sysroot-status/v1"
 
 
-def _common(p, *, os_option: bool = True) -> None:
-    p.add_argument("--sysroot", default="/", metavar="PATH",
-                   help="Create a new OSTree sysroot at PATH (default /)")
-    if os_option:
-        p.add_argument("--os", "--stateroot", dest="os", metavar="OSNAME",
-                       help="Use a different operating system root than the current one")
-
-
-def register(sub) -> None:
+def register(sub) -> argparse._SubParsersAction:
+    """Adds `admin` and returns its subcommands: cli/main.py adds admin_upgrade.py's
+    verbs to them (so that this module need not import that one)."""
     admin = sub.add_parser("admin", help="Manage deployments (like ostree admin)")
     asub = admin.add_subparsers(dest="admin_command", metavar="COMMAND",
                                 parser_class=type(admin))
@@ -37,12 +33,12 @@ def register(sub) -> None:
 
     for name in ("os-init", "stateroot-init"):
         p = asub.add_parser(name, help="Initialize empty state for given operating system")
-        _common(p, os_option=False)
+        add_sysroot_options(p, os_option=False)
         p.add_argument("osname", metavar="OSNAME")
         p.set_defaults(func=run_os_init)
 
     p = asub.add_parser("deploy", help="Checkout revision REFSPEC as the new default deployment")
-    _common(p)
+    add_sysroot_options(p)
     p.add_argument("refspec", metavar="REFSPEC")
     p.add_argument("--origin-file", metavar="FILENAME", help="Specify origin file")
     p.add_argument("--karg", action="append", default=[], metavar="NAME=VALUE",
@@ -67,19 +63,19 @@ def register(sub) -> None:
 
     p = asub.add_parser("finalize-staged",
                         help="Make the staged deployment the default (run at shutdown)")
-    _common(p, os_option=False)
+    add_sysroot_options(p, os_option=False)
     p.add_argument("--hold", action="store_true",
                    help="Hold /boot open during finalization (until SIGTERM)")
     p.set_defaults(func=run_finalize_staged)
 
     p = asub.add_parser("lock-finalization",
                         help="Prevent the staged deployment from being finalized at shutdown")
-    _common(p, os_option=False)
+    add_sysroot_options(p, os_option=False)
     p.add_argument("-u", "--unlock", action="store_true", help="Unlock finalization")
     p.set_defaults(func=run_lock_finalization)
 
     p = asub.add_parser("status", help="List deployments")
-    _common(p)
+    add_sysroot_options(p)
     p.add_argument("--json", "-J", action="store_true", help="Machine-readable output")
     p.add_argument("-D", "--is-default", action="store_true",
                    help="Print 'default' if booted deployment is the default, else 'not-default'")
@@ -88,36 +84,36 @@ def register(sub) -> None:
     p.set_defaults(func=run_status)
 
     p = asub.add_parser("undeploy", help="Delete deployment INDEX")
-    _common(p)
+    add_sysroot_options(p)
     p.add_argument("index", metavar="INDEX")
     p.set_defaults(func=run_undeploy)
 
     p = asub.add_parser("cleanup", help="Delete untagged deployments and repository objects")
-    _common(p)
+    add_sysroot_options(p)
     p.set_defaults(func=run_cleanup)
 
     p = asub.add_parser("config-diff", help="Diff current /etc configuration versus default")
-    _common(p)
+    add_sysroot_options(p)
     p.set_defaults(func=run_config_diff)
 
     p = asub.add_parser("set-default", help="Make INDEX the default for the next boot")
-    _common(p)
+    add_sysroot_options(p)
     p.add_argument("index", metavar="INDEX")
     p.set_defaults(func=run_set_default)
 
     p = asub.add_parser("rollback",
                         help="Make the previous deployment the default for the next boot")
-    _common(p)
+    add_sysroot_options(p)
     p.set_defaults(func=run_rollback)
 
     p = asub.add_parser("pin", help="Change the \"pinning\" state of a deployment")
-    _common(p)
+    add_sysroot_options(p)
     p.add_argument("indexes", nargs="+", metavar="INDEX")
     p.add_argument("-u", "--unpin", action="store_true", help="Unset pin")
     p.set_defaults(func=run_pin)
 
     p = asub.add_parser("set-origin", help="Set origin refspec of a deployment")
-    _common(p)
+    add_sysroot_options(p)
     p.add_argument("remote", metavar="REMOTENAME")
     p.add_argument("url", metavar="URL", nargs="?")
     p.add_argument("branch", metavar="BRANCH", nargs="?")
@@ -129,24 +125,11 @@ def register(sub) -> None:
     ksub = kargs.add_subparsers(dest="kargs_command", metavar="COMMAND",
                                 parser_class=type(admin))
     p = ksub.add_parser("edit-in-place", help="Edit the arguments of every deployment in place")
-    _common(p)
+    add_sysroot_options(p)
     p.add_argument("--append-if-missing", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--delete-if-present", action="append", default=[], metavar="NAME=VALUE")
     p.set_defaults(func=run_kargs_edit)
-
-    from sysroot.cli.commands import admin_upgrade  # upgrade, switch: their own module
-    admin_upgrade.register(asub, _common)
-
-
-def _say_change(change: Change) -> None:
-    if change.etc_summary:
-        print(change.etc_summary)
-    print(f"{change.summary}, deployment count change: "
-          f"{change.count_change}")
-    if change.cleanup is not None and change.cleanup.freed_bytes:
-        from sysroot.util.units import format_size
-
-        print(f"Freed objects: {format_size(change.cleanup.freed_bytes)}")
+    return asub
 
 
 def run_init_fs(args) -> int:
@@ -186,7 +169,7 @@ def run_deploy(args) -> int:
     )
     change = Sysroot(args.sysroot).deploy(args.refspec, options)
     if change.summary:  # a staged deployment changes no boot configuration: silent
-        _say_change(change)
+        say_change(change)
     return 0
 
 
@@ -197,7 +180,7 @@ def run_finalize_staged(args) -> int:
         return 0
     change = sr.finalize_staged()
     if change is not None:
-        _say_change(change)
+        say_change(change)
     return 0
 
 
@@ -322,8 +305,8 @@ def _status_verified(sr: Sysroot, state: SysrootState, data: dict) -> None:
     the listing with an error (what was printed before stays)."""
     from functools import partial
 
-    from sysroot.pull.remotes import load_remote
     from sysroot.sign.verify import describe_deployment_signatures
+    from sysroot.store.remotes import load_remote
     from sysroot.store.repo import Repo, parse_refspec
     from sysroot.store.timestamps import format_glib_time
 
@@ -343,7 +326,7 @@ def _status_verified(sr: Sysroot, state: SysrootState, data: dict) -> None:
 def run_undeploy(args) -> int:
     target, change = Sysroot(args.sysroot).undeploy(args.index)
     if change.summary:  # empty when only a staged deployment went: no boot change
-        _say_change(change)
+        say_change(change)
     print(f"Deleted deployment {target.name}")
     return 0
 
@@ -381,13 +364,13 @@ def run_config_diff(args) -> int:
 def run_set_default(args) -> int:
     change = Sysroot(args.sysroot).set_default(args.index)
     if change.count_change or change.summary != "already the default":
-        _say_change(change)
+        say_change(change)
     return 0
 
 
 def run_rollback(args) -> int:
     target, change = Sysroot(args.sysroot).rollback()
-    _say_change(change)
+    say_change(change)
     print(f"Next boot: {target.osname} {target.name}")
     return 0
 

@@ -13,21 +13,23 @@ import datetime as dt
 import os
 import sys
 
+from sysroot.cli.common import add_sysroot_options, say_change
 from sysroot.errors import SysrootError, UsageError
 from sysroot.util.run import run
 
 EXIT_NO_UPDATE = 77
 
 
-def register(asub, common=None) -> None:
-    """Adds `upgrade` and `switch` to the admin subcommands; common(p) adds --sysroot/--os.
-    (The command discovery also calls this with the top-level subparsers only: nothing
-    to add there, these are admin verbs.)"""
-    if common is None:
-        return
+def register(sub) -> None:
+    """Nothing at the top level: `upgrade` and `switch` are admin verbs, which
+    register_verbs() adds (cli/main.py calls it with admin's subcommands)."""
+
+
+def register_verbs(asub) -> None:
+    """Adds `upgrade` and `switch` to the admin subcommands."""
     p = asub.add_parser("upgrade", help="Construct new tree from current origin and deploy "
                         "it, if it changed")
-    common(p)
+    add_sysroot_options(p)
     p.add_argument("-r", "--reboot", action="store_true",
                    help="Reboot after a successful upgrade")
     p.add_argument("--allow-downgrade", action="store_true",
@@ -46,7 +48,7 @@ def register(asub, common=None) -> None:
     p.set_defaults(func=run_upgrade)
 
     p = asub.add_parser("switch", help="Construct new tree from REFSPEC and deploy it")
-    common(p)
+    add_sysroot_options(p)
     p.add_argument("-r", "--reboot", action="store_true", help="Reboot after switching trees")
     p.add_argument("refspec", metavar="REFSPEC", nargs="?")
     p.set_defaults(func=run_switch)
@@ -103,7 +105,6 @@ def _report(up, result, *, diff: bool) -> None:
 
 
 def run_upgrade(args) -> int:
-    from sysroot.cli.commands.admin import _say_change
     from sysroot.deploy.admin import Sysroot
     from sysroot.deploy.upgrade import Upgrader
 
@@ -136,7 +137,7 @@ def run_upgrade(args) -> int:
         if not args.pull_only:
             change = up.deploy(stage=args.stage)
             if change.summary:  # a staged deployment changes no boot configuration yet
-                _say_change(change)
+                say_change(change)
     if args.reboot:
         _reboot(args.sysroot)
     return 0
@@ -148,11 +149,9 @@ def run_switch(args) -> int:
 
     if args.refspec is None:
         raise UsageError("REFSPEC must be specified")
-    from sysroot.cli.commands.admin import _say_change
-
     done = switch(Sysroot(args.sysroot), args.refspec, args.os)
     if done.change.summary:
-        _say_change(done.change)
+        say_change(done.change)
     # ostree 2022.7 prints a local ref as '(null):REF'; the ref's real name is clearer
     print(f"Deleting ref '{done.old_refspec}'")
     _warn_endoflife(done.upgrade)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import re
 
+from sysroot.cli.common import parse_timestamp
 from sysroot.cli.main import add_repo_option, open_repo
 from sysroot.errors import SysrootError, UsageError
 from sysroot.formats.gvariant import Variant
 from sysroot.formats.gvariant_text import parse_text
 from sysroot.formats.objects import ObjectType, is_checksum
-from sysroot.store.commit import CommitBuilder, CommitModifier, MetadataItems, check_utf8
+from sysroot.store.commit import CommitBuilder, MetadataItems
+from sysroot.store.commitmods import CommitModifier, check_utf8
 from sysroot.store.repo import validate_ref_name
 
 
@@ -60,30 +60,6 @@ def _id(text: str) -> int:
     if not 0 <= value < 1 << 32:
         raise argparse.ArgumentTypeError(f"id {value} out of range")
     return value
-
-
-_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
-
-
-def parse_timestamp(text: str) -> int:
-    """The date forms scripts pass to `ostree commit --timestamp`."""
-    s = text.strip()
-    if re.fullmatch(r"@-?\d+", s):
-        return int(s[1:])
-    tz = dt.UTC
-    m = re.fullmatch(r"(.*?)\s*(Z|UTC|[+-]\d{2}:?\d{2})", s)
-    if m and m.group(1):
-        s, zone = m.group(1), m.group(2)
-        if zone not in ("Z", "UTC"):
-            sign = -1 if zone[0] == "-" else 1
-            digits = zone[1:].replace(":", "")
-            tz = dt.timezone(sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
-    for fmt in _DATE_FORMATS:
-        try:
-            return int(dt.datetime.strptime(s, fmt).replace(tzinfo=tz).timestamp())
-        except ValueError:
-            continue
-    raise UsageError(f"Could not parse '{text}'")
 
 
 def _key_value(text: str, option: str) -> tuple[str, str]:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 
-from sysroot.cli.commands.refs import validate_collection_id
 from sysroot.cli.main import add_repo_option
 from sysroot.errors import SysrootError, UsageError
 from sysroot.store.modes import RepoMode
+from sysroot.store.refs import validate_collection_id
 from sysroot.store.repo import Repo
 
 

@@ -29,6 +29,8 @@ from sysroot.formats.objects import (
     is_checksum,
     sha256_hex,
 )
+from sysroot.formats.sizes import commit_object_sizes
+from sysroot.util.units import format_size
 
 HISTORY_END = "<< History beyond this commit not fetched >>\n"
 
@@ -164,49 +166,6 @@ def _format_raw(objtype: ObjectType, checksum: str, value: Any, swap: bool) -> s
     return f"{objtype.type_name} {checksum}\n{text}\n"
 
 
-def format_size(size: int) -> str:
-    """g_format_size(): SI units, one decimal, a no-break space before the unit."""
-    if size < 1000:
-        return f"{size} byte" if size == 1 else f"{size} bytes"
-    units = ("kB", "MB", "GB", "TB", "PB", "EB")
-    for power, unit in enumerate(units, start=1):
-        if size < 1000 ** (power + 1) or unit == units[-1]:
-            return f"{size / 1000 ** power:.1f}\u00a0{unit}"
-    raise AssertionError("unreachable")
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data):
-            raise FormatError("Invalid object size metadata")
-        b = data[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return value, pos
-
-
-def object_sizes(commit: Commit) -> list[tuple[str, ObjectType, int, int]]:
-    """The ostree.sizes entries: (checksum, type, archived size, unpacked size)."""
-    v = commit.metadata.get("ostree.sizes")
-    if v is None or v.signature != "aay":
-        raise NotFoundError("No metadata key ostree.sizes in commit")
-    entries = []
-    for raw in v.value:
-        if len(raw) < 32:
-            raise FormatError("Invalid object size metadata")
-        archived, pos = _varint(raw, 32)
-        unpacked, pos = _varint(raw, pos)
-        try:
-            objtype = ObjectType(raw[pos]) if pos < len(raw) else ObjectType.FILE
-        except ValueError:
-            raise FormatError(f"Invalid object type {raw[pos]} in size metadata") from None
-        entries.append((raw[:32].hex(), objtype, archived, unpacked))
-    return entries
-
-
 # ------------------------------------------------------------------ commands
 
 
@@ -315,10 +274,10 @@ def _show_sizes(repo, checksum: str) -> None:
     commit, _ = _load_commit(repo, checksum)
     total = [0, 0, 0]
     needed = [0, 0, 0]
-    for csum, objtype, archived, unpacked in object_sizes(commit):
-        total = [total[0] + archived, total[1] + unpacked, total[2] + 1]
-        if not repo.has_object(objtype, csum):
-            needed = [needed[0] + archived, needed[1] + unpacked, needed[2] + 1]
+    for size in commit_object_sizes(commit):
+        total = [total[0] + size.archived, total[1] + size.unpacked, total[2] + 1]
+        if not repo.has_object(size.objtype, size.checksum):
+            needed = [needed[0] + size.archived, needed[1] + size.unpacked, needed[2] + 1]
     _write(f"Compressed size (needed/total): {format_size(needed[0])}/{format_size(total[0])}\n"
            f"Unpacked size (needed/total): {format_size(needed[1])}/{format_size(total[1])}\n"
            f"Number of objects (needed/total): {needed[2]}/{total[2]}\n")

@@ -6,6 +6,7 @@ import calendar
 import re
 import time
 
+from sysroot.cli.common import parse_timestamp
 from sysroot.cli.main import add_repo_option, open_repo
 from sysroot.errors import SysrootError, UsageError
 from sysroot.store.prune import PruneOptions, delete_commit, prune, prune_static_deltas
@@ -87,8 +88,6 @@ def parse_date(text: str, now: float | None = None) -> int:
     """The dates scripts give `ostree prune --keep-younger-than`: absolute ones as
     `ostree commit --timestamp` takes them, plus "now", "today", "yesterday" (UTC) and
     "N days ago" (also seconds, minutes, hours, weeks, months, years)."""
-    from sysroot.cli.commands.commit import parse_timestamp
-
     now = time.time() if now is None else now
     s = text.strip().lower()
     midnight = int(now) - int(now) % 86400

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from sysroot.cli.commands.pull_local import allow_intermixed
+from sysroot.cli.common import allow_intermixed
 from sysroot.cli.main import add_repo_option, open_repo
 from sysroot.errors import UsageError
 

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
+from sysroot.cli.common import allow_intermixed
 from sysroot.cli.main import add_repo_option, open_repo
 from sysroot.errors import UsageError
 from sysroot.sign.verify import local_pull_check
 from sysroot.store.pull_local import pull_local
 from sysroot.store.repo import Repo
 from sysroot.util.units import format_size
-
-
-def allow_intermixed(parser) -> None:
-    """Accept options between positional arguments, as ostree's option parser does
-    (`pull-local SRC --depth=1 REF`); plain argparse stops filling positionals."""
-    plain = parser.parse_known_args
-
-    def parse_known_args(args=None, namespace=None):
-        parser.parse_known_args = plain  # the intermixed parser calls it twice itself
-        try:
-            return parser.parse_known_intermixed_args(args, namespace)
-        finally:
-            parser.parse_known_args = parse_known_args
-
-    parser.parse_known_args = parse_known_args
 
 
 def register(sub) -> None:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import sys
 
+from sysroot.cli.common import summary_view_text
 from sysroot.cli.main import add_repo_option, open_repo
 from sysroot.errors import SysrootError, UsageError
-from sysroot.pull import remotes
 from sysroot.sign import ed25519
+from sysroot.store import remotes
 
 
 def _subparser(sub, name: str, help: str, func):
@@ -227,16 +228,15 @@ def run_gpg_import(args) -> int:
 
 def _fetch_summary(args, missing: str):
     """The remote's summary, fetched and checked as its config requires."""
-    from sysroot.pull.fetch import Fetcher, FetchOptions
+    from sysroot.pull.fetch import Fetcher
+    from sysroot.pull.pull import fetch_options
     from sysroot.sign.verify import verify_summary
     from sysroot.store.summary import Summary
 
     with open_repo(args) as repo:
         remote = remotes.load_remote(repo, args.name)
-        options = FetchOptions(tls_permissive=remote.option_bool("tls-permissive", False),
-                               tls_ca_path=remote.option("tls-ca-path"),
-                               proxy=remote.option("proxy"))
-        with Fetcher(_url(remote), options) as fetcher:
+        # the options pull uses (client certificate, timeouts, size bound...), not a copy
+        with Fetcher(_url(remote), fetch_options(remote)) as fetcher:
             sig = fetcher.get_optional("summary.sig")
             data = fetcher.get_optional("summary")
         if data is None:
@@ -257,8 +257,6 @@ def run_refs(args) -> int:
 
 
 def run_summary(args) -> int:
-    from sysroot.cli.commands.summary import view_text
-
     _, summary = _fetch_summary(args, "Remote server has no summary file")
-    print(view_text(summary), end="")
+    print(summary_view_text(summary), end="")
     return 0

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from sysroot.cli.common import summary_view_text
 from sysroot.cli.main import add_repo_option, open_repo
 from sysroot.errors import UsageError
 from sysroot.formats.gvariant import Variant
-from sysroot.formats.gvariant_text import parse_text, print_value
+from sysroot.formats.gvariant_text import parse_text
 from sysroot.store import summary as summ
-from sysroot.util.units import format_size
 
 
 def register(sub) -> None:
@@ -61,7 +61,7 @@ def run(args) -> int:
             if secrets:
                 sign_commit.ed25519_sign_summary(repo, secrets)
         if args.view:
-            print(view_text(summ.read_summary(repo)), end="")
+            print(summary_view_text(summ.read_summary(repo)), end="")
     return 0
 
 
@@ -73,53 +73,3 @@ def _summary_secret_keys(args) -> list[bytes]:
     if args.sign_type != ed25519.NAME:
         raise UsageError(f"Requested signature type is not implemented: {args.sign_type}")
     return [ed25519.parse_secret_key(k) for k in args.sign]
-
-
-def _value_text(v: Variant) -> str:
-    return print_value(v.signature, v.value, type_annotate=False)
-
-
-_LABELS = {
-    summ.KEY_LAST_MODIFIED: "Last-Modified",
-    summ.KEY_EXPIRES: "Expires",
-    summ.KEY_COLLECTION_ID: "Collection ID",
-    summ.KEY_STATIC_DELTAS: "Static Deltas",
-    summ.KEY_MODE: "Repository Mode",
-    summ.KEY_TOMBSTONES: "Has Tombstone Commits",
-    summ.KEY_VERSION: "Version",
-    summ.KEY_TIMESTAMP: "Timestamp",
-}
-
-
-def _field(key: str, v: Variant) -> str:
-    """One metadata line as `ostree summary --view` words it."""
-    label = _LABELS.get(key)
-    sig = v.signature
-    if label is None:
-        return f"{key}: {_value_text(v)}"
-    if key in (summ.KEY_LAST_MODIFIED, summ.KEY_EXPIRES, summ.KEY_TIMESTAMP) and sig == "t":
-        text = summ.format_timestamp(v.value)
-    elif key == summ.KEY_TOMBSTONES and sig == "b":
-        text = "Yes" if v.value else "No"
-    elif sig == "s":
-        text = v.value
-    else:
-        text = _value_text(v)
-    return f"{label} ({key}): {text}"
-
-
-def view_text(s: summ.Summary) -> str:
-    lines = []
-    collection = s.metadata.get(summ.KEY_COLLECTION_ID)
-    for ref in s.refs:
-        name = ref.name
-        if collection is not None and collection.signature == "s":
-            name = f"({collection.value}, {ref.name})"
-        lines.append(f"* {name}")
-        lines.append(f"    Latest Commit ({format_size(ref.commit_size)}):")
-        lines.append(f"      {ref.checksum}")
-        lines.extend(f"    {_field(k, v)}" for k, v in ref.metadata.items())
-        lines.append("")
-    lines.extend(_field(k, v) for k, v in s.metadata.items())
-    return "".join(line + "\n" for line in lines)
-

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sysroot.errors import FormatError, NotFoundError, SysrootError
-from sysroot.pull import remotes
+from sysroot.store import remotes
 from sysroot.store.repo import Repo
 from tests.conftest import one_error_line
 

@@ -1,0 +1,138 @@
+"""What several command modules share, so that no command module imports another.
+
+Command modules import from here, from sysroot.cli.main (the entry point's helpers)
+and from the library; never from each other (tests/test_lint.py checks it). Imports
+beyond the standard library stay inside the functions: every command's start-up loads
+this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+from typing import TYPE_CHECKING
+
+from sysroot.errors import UsageError
+
+if TYPE_CHECKING:
+    from sysroot.deploy.admin import Change
+    from sysroot.formats.gvariant import Variant
+    from sysroot.store.summary import Summary
+
+
+# ------------------------------------------------------------------ argument parsing
+
+
+def allow_intermixed(parser: argparse.ArgumentParser) -> None:
+    """Accept options between positional arguments, as ostree's option parser does
+    (`pull-local SRC --depth=1 REF`); plain argparse stops filling positionals."""
+    plain = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        parser.parse_known_args = plain  # the intermixed parser calls it twice itself
+        try:
+            return parser.parse_known_intermixed_args(args, namespace)
+        finally:
+            parser.parse_known_args = parse_known_args
+
+    parser.parse_known_args = parse_known_args
+
+
+def add_sysroot_options(parser: argparse.ArgumentParser, *, os_option: bool = True) -> None:
+    """`ostree admin`'s --sysroot, and --os/--stateroot unless os_option is False."""
+    parser.add_argument("--sysroot", default="/", metavar="PATH",
+                        help="Create a new OSTree sysroot at PATH (default /)")
+    if os_option:
+        parser.add_argument("--os", "--stateroot", dest="os", metavar="OSNAME",
+                            help="Use a different operating system root than the current one")
+
+
+_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+
+
+def parse_timestamp(text: str) -> int:
+    """The date forms scripts pass to `ostree commit --timestamp`."""
+    s = text.strip()
+    if re.fullmatch(r"@-?\d+", s):
+        return int(s[1:])
+    tz = dt.UTC
+    m = re.fullmatch(r"(.*?)\s*(Z|UTC|[+-]\d{2}:?\d{2})", s)
+    if m and m.group(1):
+        s, zone = m.group(1), m.group(2)
+        if zone not in ("Z", "UTC"):
+            sign = -1 if zone[0] == "-" else 1
+            digits = zone[1:].replace(":", "")
+            tz = dt.timezone(sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+    for fmt in _DATE_FORMATS:
+        try:
+            return int(dt.datetime.strptime(s, fmt).replace(tzinfo=tz).timestamp())
+        except ValueError:
+            continue
+    raise UsageError(f"Could not parse '{text}'")
+
+
+# ------------------------------------------------------------------ output
+
+
+def say_change(change: Change) -> None:
+    """What `ostree admin deploy/upgrade/switch/...` print after changing the boot
+    configuration: the /etc merge summary, the change, the space cleanup freed."""
+    if change.etc_summary:
+        print(change.etc_summary)
+    print(f"{change.summary}, deployment count change: "
+          f"{change.count_change}")
+    if change.cleanup is not None and change.cleanup.freed_bytes:
+        from sysroot.util.units import format_size
+
+        print(f"Freed objects: {format_size(change.cleanup.freed_bytes)}")
+
+
+def summary_view_text(s: Summary) -> str:
+    """A summary as `ostree summary --view` (and `ostree remote summary`) print it."""
+    from sysroot.store import summary as summ
+    from sysroot.util.units import format_size
+
+    lines = []
+    collection = s.metadata.get(summ.KEY_COLLECTION_ID)
+    for ref in s.refs:
+        name = ref.name
+        if collection is not None and collection.signature == "s":
+            name = f"({collection.value}, {ref.name})"
+        lines.append(f"* {name}")
+        lines.append(f"    Latest Commit ({format_size(ref.commit_size)}):")
+        lines.append(f"      {ref.checksum}")
+        lines.extend(f"    {_summary_field(k, v)}" for k, v in ref.metadata.items())
+        lines.append("")
+    lines.extend(_summary_field(k, v) for k, v in s.metadata.items())
+    return "".join(line + "\n" for line in lines)
+
+
+def _summary_field(key: str, v: Variant) -> str:
+    """One metadata line as `ostree summary --view` words it."""
+    from sysroot.formats.gvariant_text import print_value
+    from sysroot.store import summary as summ
+
+    labels = {
+        summ.KEY_LAST_MODIFIED: "Last-Modified",
+        summ.KEY_EXPIRES: "Expires",
+        summ.KEY_COLLECTION_ID: "Collection ID",
+        summ.KEY_STATIC_DELTAS: "Static Deltas",
+        summ.KEY_MODE: "Repository Mode",
+        summ.KEY_TOMBSTONES: "Has Tombstone Commits",
+        summ.KEY_VERSION: "Version",
+        summ.KEY_TIMESTAMP: "Timestamp",
+    }
+    label = labels.get(key)
+    sig = v.signature
+    if label is None:
+        return f"{key}: {print_value(sig, v.value, type_annotate=False)}"
+    if key in (summ.KEY_LAST_MODIFIED, summ.KEY_EXPIRES, summ.KEY_TIMESTAMP) and sig == "t":
+        text = summ.format_timestamp(v.value)
+    elif key == summ.KEY_TOMBSTONES and sig == "b":
+        text = "Yes" if v.value else "No"
+    elif sig == "s":
+        text = v.value
+    else:
+        text = print_value(sig, v.value, type_annotate=False)
+    return f"{label} ({key}): {text}"
