@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -137,6 +138,9 @@ def test_an_interruption_while_waiting_sets_stop_and_waits_for_the_running_jobs(
 
 
 def test_a_real_sigint_while_waiting_sets_stop():
+    # Python's own ^C handler, even when the suite was started with SIGINT ignored
+    # (in the background of a script)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     stop = threading.Event()
 
     def interrupt() -> None:
@@ -144,8 +148,11 @@ def test_a_real_sigint_while_waiting_sets_stop():
         os.kill(os.getpid(), 2)  # SIGINT: delivered to the main thread
         stop.wait(timeout=3)
 
-    with pytest.raises(KeyboardInterrupt):
-        Schedule([Job("i", interrupt)], workers=1).run(stop=stop)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Schedule([Job("i", interrupt)], workers=1).run(stop=stop)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert stop.is_set()
 
 

@@ -303,6 +303,13 @@ def test_interrupted_commit_is_completed(served, reference, ostree, sysroot, tmp
     ostree("fsck", f"--repo={repo}")
 
 
+def _ctrl_c_as_at_a_terminal() -> None:
+    """SIGINT's default action in the child, as in a terminal: a test suite started in
+    the background (`cmd &` in a script) inherits SIGINT ignored, and Python then
+    never turns ^C into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_held_pull(ostree, served, tmp_path, server):
     """A pull running in the background, one of its fetch workers waiting for the
     biggest object (the server holds it back): (repo, process)."""
@@ -310,7 +317,8 @@ def _start_held_pull(ostree, served, tmp_path, server):
     server.faults[biggest_object(served)] = "hold"
     proc = subprocess.Popen([sys.executable, "-m", "sysroot", "pull", f"--repo={repo}",
                              "--network-retries=1", "origin", "main"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_ctrl_c_as_at_a_terminal)
     assert server.held.wait(60), "the pull never asked for the held object"
     return repo, proc
 
