@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from sysroot.errors import UsageError
 
 if TYPE_CHECKING:
-    from sysroot.deploy.admin import Change
+    from sysroot.deploy.transaction import Change
     from sysroot.formats.gvariant import Variant
     from sysroot.store.summary import Summary
 

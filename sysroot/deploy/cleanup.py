@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from sysroot.boot.backends import remove_path
 from sysroot.deploy.deploy import STAGING_PREFIX
 from sysroot.deploy.state import DEPLOY_DIR_RE, SysrootState
+from sysroot.store.prune import PruneOptions
+from sysroot.store.prune import prune as prune_repo
 from sysroot.store.repo import Repo
 from sysroot.util import fsutil
 
@@ -100,9 +102,6 @@ def cleanup(state: SysrootState, repo: Repo, *, prune: bool = True) -> CleanupRe
     regenerate_deployment_refs(state, repo)
     result = CleanupResult(deleted, deleted_kernels)
     if prune:
-        from sysroot.store.prune import PruneOptions
-        from sysroot.store.prune import prune as prune_repo
-
         pr = prune_repo(repo, PruneOptions(refs_only=True, depth=0))
         result.pruned_objects = pr.pruned
         result.freed_bytes = pr.freed

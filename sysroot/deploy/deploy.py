@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 
 from sysroot.boot.kargs import KernelArgs
 from sysroot.boot.kernel import find_kernel
-from sysroot.boot.words import check_line
+from sysroot.boot.words import check_line, check_name
+from sysroot.deploy.etcmerge import copy_tree, merge_etc, merge_summary
 from sysroot.deploy.layout import SysrootLayout
 from sysroot.deploy.state import DEPLOY_DIR_RE, Deployment, SysrootState
 from sysroot.deploy.writer import EntryInputs, read_os_release_name
-from sysroot.errors import SysrootError
+from sysroot.errors import NotFoundError, SysrootError, UsageError
 from sysroot.formats.keyfile import KeyFile
+from sysroot.store.checkout import checkout_tree
+from sysroot.store.freespace import check_deploy_space
 from sysroot.store.repo import Repo
 from sysroot.util import fsutil
 
@@ -150,10 +153,6 @@ def create_deployment(state: SysrootState, repo: Repo, csum: str, osname: str,
     """Check out, prepare /etc, merge, write the origin; publish under its final name.
     notes collects the messages ostree prints on the way (etc merge, /var relabel)."""
     notes = [] if notes is None else notes
-    from sysroot.deploy.etcmerge import copy_tree
-    from sysroot.store.checkout import checkout_tree
-    from sysroot.store.freespace import check_deploy_space
-
     layout = state.layout
     parent = layout.deploy_parent(osname)
     os.makedirs(parent, mode=0o755, exist_ok=True)
@@ -191,11 +190,43 @@ def create_deployment(state: SysrootState, repo: Repo, csum: str, osname: str,
     return Deployment(osname, csum, serial, kernel.bootcsum, 0, 0, kargs, None, origin)
 
 
+def deploy_inputs(state: SysrootState, repo: Repo, revision: str,
+                  options: DeployOptions) -> tuple[str, str, Deployment | None, KeyFile]:
+    """(stateroot, commit, merge deployment or None, origin) of a deploy, checked
+    before anything is written."""
+    layout = state.layout
+    osname = check_name(options.osname or state.default_osname(), "stateroot name",
+                        UsageError)
+    if not os.path.isdir(layout.stateroot(osname)):
+        raise NotFoundError(f"No stateroot '{osname}' in {layout.root}: "
+                            f"run 'admin os-init {osname}' first")
+    csum = repo.resolve_rev(revision)
+    repo.load_commit(csum)  # a missing or corrupt commit fails here, before writing
+    merge = None if options.no_merge else state.merge_deployment(osname)
+    origin = options.origin or default_origin(revision)
+    # signatures: checked only when the remote asks for them. A lazy import: sign/ loads
+    # the cryptography package, which the other admin commands (status...) need not load
+    from sysroot.sign.verify import verify_deployable
+
+    verify_deployable(repo, origin.get("origin", "refspec"), csum, sysroot=layout.root)
+    return osname, csum, merge, origin
+
+
+def remove_deployment_dir(state: SysrootState, d: Deployment) -> None:
+    """A deployment's directory and origin, for one no boot entry names (staged)."""
+    path = state.deployment_path(d)
+    if os.path.isdir(path):
+        fsutil.set_immutable(path, False)
+        with fsutil.errors_about(path):
+            shutil.rmtree(path)
+    origin = state.layout.origin_path(d.osname, d.csum, d.deployserial)
+    if os.path.lexists(origin):
+        os.unlink(origin)
+
+
 def merge_config(state: SysrootState, merge: Deployment, root: str, notes: list[str]) -> None:
     """The 3-way /etc merge: merge's changes (usr/etc -> etc, as its /etc is now)
     applied to root/etc."""
-    from sysroot.deploy.etcmerge import merge_etc, merge_summary
-
     old = state.deployment_path(merge)
     if os.path.isdir(os.path.join(old, "usr", "etc")) and os.path.isdir(os.path.join(old, "etc")) \
             and os.path.isdir(os.path.join(root, "etc")):

@@ -1,5 +1,7 @@
 """Reading a sysroot's state the way libostree does: boot version, deployments (from
-the BLS entries of the active `boot/loader.N`), the booted deployment, the lock.
+the BLS entries of the active `boot/loader.N`), the booted deployment, the staged one
+(its record read through stagedrecord.py), the lock. A loaded state is a snapshot:
+nothing else changes it; reload after every change.
 """
 
 from __future__ import annotations
@@ -7,6 +9,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass, field, replace
 
@@ -15,6 +18,7 @@ from sysroot.boot.backends import Backend, BootListing, BootScheme
 from sysroot.boot.bls import BootEntry
 from sysroot.boot.kargs import KernelArgs
 from sysroot.deploy.layout import SysrootLayout
+from sysroot.deploy.stagedrecord import StagedRecord, legacy_locked, read_record
 from sysroot.errors import FormatError, SysrootError
 from sysroot.formats.keyfile import KeyFile
 from sysroot.store.lock import ofd_lock
@@ -91,6 +95,27 @@ def options_without_ostree(options: str) -> str:
     return str(kargs)
 
 
+def read_staged(layout: SysrootLayout) -> tuple[Deployment | None, StagedRecord | None,
+                                                 str | None]:
+    """(the staged deployment, its record, None), or (None, None, None) when nothing is
+    staged. A record that cannot be used is not fatal here (it would break every
+    command until someone deletes it): (None, None, why), status warns with it and
+    finalize fails with it (stamped), and the deployments load without it."""
+    try:
+        record = read_record()
+        if record is None:
+            return None, None, None
+        t = record.target
+        origin = read_origin(layout.origin_path(t.osname, t.csum, t.serial))
+    except FormatError as e:
+        return None, None, str(e)
+    locked = record.locked or legacy_locked()
+    staged = Deployment(t.osname, t.csum, t.serial, t.bootcsum, 0, 0,
+                        " ".join(record.kargs or ()), None, origin, staged=True,
+                        finalization_locked=locked)
+    return staged, record, None
+
+
 def commit_marker(layout: SysrootLayout) -> tuple:
     """What a write's commit point changes: (bootversion, subbootversion) for the symlink
     swap, the default entry's name for the systemd-boot scheme. Equal before and after a
@@ -112,7 +137,7 @@ class SysrootState:
         self.listing = BootListing([], (0, 0))
         self.marker: tuple = (0, 0)
         self.staged: Deployment | None = None  # also deployments[0] when set
-        self.staged_record = None  # its staged.StagedRecord
+        self.staged_record: StagedRecord | None = None  # its record (stagedrecord.py)
         self.staged_error: str | None = None  # why the staged record was not usable
 
     @property
@@ -150,9 +175,11 @@ class SysrootState:
         self.booted = self._find_booted()
         if self.booted is not None:
             # as libostree: only a booted system has staged deployments, listed first
-            from sysroot.deploy import staged
-
-            staged.load_into(self)
+            staged, self.staged_record, self.staged_error = read_staged(self.layout)
+            if staged is not None:
+                self.deployments = [staged] + [replace(d, index=i + 1)
+                                               for i, d in enumerate(self.deployments)]
+                self.staged = staged
 
     def _deployment_from_entry(self, entry: BootEntry) -> Deployment:
         options = entry.get("options")
@@ -316,8 +343,6 @@ class SysrootLock:
                 raise SysrootError(f"Sysroot {self.layout.root} is locked by another process "
                                    f"({path})")
             if not announced:
-                import sys
-
                 print("Waiting for sysroot lock...", file=sys.stderr)
                 announced = True
             time.sleep(0.1)

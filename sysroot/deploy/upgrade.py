@@ -21,12 +21,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from sysroot.deploy.admin import Change, Sysroot
+from sysroot.deploy.admin import Sysroot
 from sysroot.deploy.deploy import DeployOptions
 from sysroot.deploy.state import Deployment
+from sysroot.deploy.transaction import Change
 from sysroot.errors import NotFoundError, SysrootError, UsageError
 from sysroot.formats.keyfile import KeyFile
 from sysroot.formats.objects import is_checksum
+from sysroot.store.remotes import load_remote
 from sysroot.store.repo import Repo, parse_refspec, validate_ref_name
 from sysroot.store.timestamps import check_timestamps
 
@@ -199,8 +201,9 @@ class Upgrader:
         fetched or the ref moves. peek: fetch the commit object only and leave the ref
         as it was. The first pull moves no ref, so no crash leaves one on a commit whose
         content is missing."""
+        # lazy: pull/ loads the HTTP fetcher and sign/ (the cryptography package), which
+        # --deploy-only and the other admin commands need not pay for
         from sysroot.pull.pull import PullOptions, pull
-        from sysroot.store.remotes import load_remote
 
         repo = self.repo
         remote = load_remote(repo, self.remote, sysroot=self.sysroot.path)

@@ -22,7 +22,7 @@ from sysroot.boot.backends import (
     backend_for,
     detect,
 )
-from sysroot.deploy import admin
+from sysroot.deploy import transaction
 from sysroot.deploy.layout import SysrootLayout
 from sysroot.deploy.sdwriter import SdBootWriter
 from sysroot.deploy.state import SysrootState
@@ -121,7 +121,7 @@ def test_auto_on_fat_is_systemd_boot(tmp_path):
         assert BootloaderKind.AUTO.resolve(layout) is BootloaderKind.SYSTEMD_BOOT
         backend = backend_for(layout, fake_repo(tmp_path, "auto"))
         assert isinstance(backend, SystemdBootBackend)
-        assert admin._WRITERS[backend.scheme] is SdBootWriter
+        assert transaction.WRITERS[backend.scheme] is SdBootWriter
     finally:
         mounts.release()
 
@@ -144,14 +144,14 @@ def test_each_backend_reports_its_scheme_and_writer(tmp_path, value, cls, scheme
     assert type(backend) is cls
     assert backend.kind is BootloaderKind(value)
     assert backend.scheme is scheme
-    assert admin._WRITERS[backend.scheme] is writer
+    assert transaction.WRITERS[backend.scheme] is writer
     assert backend.edits_entries_in_place() == (scheme is BootScheme.LOADER_SYMLINK)
 
 
 def test_every_scheme_has_a_writer_and_an_invariant_check():
     from sysroot.deploy import invariant
 
-    assert set(admin._WRITERS) == set(BootScheme) == set(invariant._CHECKS)
+    assert set(transaction.WRITERS) == set(BootScheme) == set(invariant._CHECKS)
 
 
 @pytest.mark.parametrize("make, cls", [
