@@ -43,11 +43,26 @@ def make_bootable(tree: str, etc_files: int) -> None:
 def fresh_sysroot(path: str, tree: str) -> None:
     os.makedirs(path)
     subprocess.run(["ostree", "admin", "init-fs", path], check=True, capture_output=True)
-    subprocess.run(["ostree", "admin", "os-init", f"--sysroot={path}", "bench"], check=True,
-                   capture_output=True)
-    subprocess.run(["ostree", f"--repo={path}/ostree/repo", "commit", "-b", "bench/os",
-                    "--timestamp=2020-01-01 00:00:00", "-s", "bench", tree], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["ostree", "admin", "os-init", f"--sysroot={path}", "bench"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            "ostree",
+            f"--repo={path}/ostree/repo",
+            "commit",
+            "-b",
+            "bench/os",
+            "--timestamp=2020-01-01 00:00:00",
+            "-s",
+            "bench",
+            tree,
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 def remove_sysroot(path: str) -> None:
@@ -69,8 +84,10 @@ def main() -> int:
         tree = os.path.join(work, "tree")
         size = generate_tree(tree, args.files, args.dirs)
         make_bootable(tree, args.etc_files)
-        print(f"tree: {args.files} files, {size / 1e6:.0f} MB + 38 MB kernel/initramfs, "
-              f"{args.etc_files} files in usr/etc")
+        print(
+            f"tree: {args.files} files, {size / 1e6:.0f} MB + 38 MB kernel/initramfs, "
+            f"{args.etc_files} files in usr/etc"
+        )
         results: dict[str, list[tuple[float, int]]] = {}
         for rnd in range(args.rounds):
             order = ["ostree", "sysroot"] if rnd % 2 == 0 else ["sysroot", "ostree"]
@@ -79,9 +96,18 @@ def main() -> int:
                 remove_sysroot(sr)
                 fresh_sysroot(sr, tree)
                 os.sync()
-                results.setdefault(tool, []).append(timed(
-                    [*tool_argv(tool), "admin", "deploy", f"--sysroot={sr}", "--os=bench",
-                     "bench/os"]))
+                results.setdefault(tool, []).append(
+                    timed(
+                        [
+                            *tool_argv(tool),
+                            "admin",
+                            "deploy",
+                            f"--sysroot={sr}",
+                            "--os=bench",
+                            "bench/os",
+                        ]
+                    )
+                )
             floor = os.path.join(work, "cp-al")
             shutil.rmtree(floor, ignore_errors=True)
             os.sync()
@@ -93,11 +119,14 @@ def main() -> int:
         f_t = min(t for t, _ in results["cp -al"])
         print(f"{'tool':<8} {'seconds':>8} {'peak MiB':>9}")
         for tool in ("ostree", "sysroot"):
-            print(f"{tool:<8} {min(t for t, _ in results[tool]):8.2f} "
-                  f"{max(m for _, m in results[tool]):9d}")
+            print(
+                f"{tool:<8} {min(t for t, _ in results[tool]):8.2f} "
+                f"{max(m for _, m in results[tool]):9d}"
+            )
         print(f"{'cp -al':<8} {f_t:8.2f}")
-        print(f"ratio sysroot/ostree {s_t / o_t:.2f} (target <= 1.5); "
-              f"sysroot/cp-al {s_t / f_t:.2f}")
+        print(
+            f"ratio sysroot/ostree {s_t / o_t:.2f} (target <= 1.5); sysroot/cp-al {s_t / f_t:.2f}"
+        )
     finally:
         for name in ("sr-ostree", "sr-sysroot"):
             remove_sysroot(os.path.join(work, name))

@@ -50,14 +50,28 @@ def served_repo(cache: Path, files: int, dirs: int) -> Path:
     t0 = time.perf_counter()
     size = _repo_bench().generate_tree(str(tree), files, dirs)
     subprocess.run(["ostree", "init", f"--repo={repo}", "--mode=archive"], check=True)
-    subprocess.run(["ostree", "commit", f"--repo={repo}", "-b", "bench", "-s", "bench",
-                    "--timestamp=2020-01-01 00:00:00", str(tree)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            "ostree",
+            "commit",
+            f"--repo={repo}",
+            "-b",
+            "bench",
+            "-s",
+            "bench",
+            "--timestamp=2020-01-01 00:00:00",
+            str(tree),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     subprocess.run(["ostree", "summary", f"--repo={repo}", "-u"], check=True)
     shutil.rmtree(tree)
     stamp.write_text(key)
-    print(f"built served repo: {files} files, {size / 1e6:.0f} MB in "
-          f"{time.perf_counter() - t0:.0f} s ({repo})")
+    print(
+        f"built served repo: {files} files, {size / 1e6:.0f} MB in "
+        f"{time.perf_counter() - t0:.0f} s ({repo})"
+    )
     return repo
 
 
@@ -90,12 +104,16 @@ def tool_argv(tool: str) -> list[str]:
 def timed_pull(tool: str, repo: Path, url: str, mode: str, extra: list[str]) -> float:
     shutil.rmtree(repo, ignore_errors=True)
     subprocess.run(["ostree", "init", f"--repo={repo}", f"--mode={mode}"], check=True)
-    subprocess.run(["ostree", "remote", "add", f"--repo={repo}", "--no-gpg-verify", "origin",
-                    url], check=True)
+    subprocess.run(
+        ["ostree", "remote", "add", f"--repo={repo}", "--no-gpg-verify", "origin", url], check=True
+    )
     os.sync()
     start = time.perf_counter()
-    proc = subprocess.run([*tool_argv(tool), "pull", f"--repo={repo}", *extra, "origin",
-                           "bench"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [*tool_argv(tool), "pull", f"--repo={repo}", *extra, "origin", "bench"],
+        capture_output=True,
+        text=True,
+    )
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{tool} pull failed: {proc.stderr.strip()}")
@@ -111,12 +129,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=20000)
     ap.add_argument("--dirs", type=int, default=2000)
-    ap.add_argument("--mode", default="archive",
-                    choices=["archive", "bare", "bare-user", "bare-user-only"])
+    ap.add_argument(
+        "--mode", default="archive", choices=["archive", "bare", "bare-user", "bare-user-only"]
+    )
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--connections", type=int, default=8)
-    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(),
-                                                    "sysroot-bench-pull"))
+    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "sysroot-bench-pull"))
     args = ap.parse_args()
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -124,8 +142,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="sysroot-bench-pull-"))
     try:
         with Server(served, work) as server:
-            print(f"serving {served} with {server.kind} at {server.url}; "
-                  f"pulling into {args.mode} repos")
+            print(
+                f"serving {served} with {server.kind} at {server.url}; "
+                f"pulling into {args.mode} repos"
+            )
             best: dict[str, float] = {}
             for rnd in range(args.rounds):
                 order = ["ostree", "sysroot"] if rnd % 2 == 0 else ["sysroot", "ostree"]
@@ -134,15 +154,21 @@ def main() -> int:
                     t = timed_pull(tool, work / f"repo-{tool}", server.url, args.mode, extra)
                     best[tool] = min(best.get(tool, t), t)
         theirs, ours = work / "repo-ostree", work / "repo-sysroot"
-        same = object_set(theirs) == object_set(ours) and \
-            (theirs / "refs/remotes/origin/bench").read_text() == \
-            (ours / "refs/remotes/origin/bench").read_text()
+        same = (
+            object_set(theirs) == object_set(ours)
+            and (theirs / "refs/remotes/origin/bench").read_text()
+            == (ours / "refs/remotes/origin/bench").read_text()
+        )
         fsck = subprocess.run(["ostree", "fsck", f"--repo={ours}"], capture_output=True)
-        print(f"same ref and objects: {same}; ostree fsck of sysroot's repo: "
-              f"{'clean' if fsck.returncode == 0 else 'FAILED'}")
+        print(
+            f"same ref and objects: {same}; ostree fsck of sysroot's repo: "
+            f"{'clean' if fsck.returncode == 0 else 'FAILED'}"
+        )
         ratio = best["sysroot"] / best["ostree"]
-        print(f"best of {args.rounds}: ostree {best['ostree']:.2f} s, sysroot "
-              f"{best['sysroot']:.2f} s, ratio {ratio:.2f} (target <= 1.2)")
+        print(
+            f"best of {args.rounds}: ostree {best['ostree']:.2f} s, sysroot "
+            f"{best['sysroot']:.2f} s, ratio {ratio:.2f} (target <= 1.2)"
+        )
         return 0 if same and fsck.returncode == 0 else 1
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -46,7 +46,7 @@ def generate_tree(root: str, n_files: int, n_dirs: int, seed: int = 42) -> int:
         size = min(size, 200_000)
         off = rng.randrange(0, len(blob) - size) if size < len(blob) else 0
         # Make every file unique so no tool wins by deduplication.
-        data = f"{i}\n".encode() + blob[off:off + size]
+        data = f"{i}\n".encode() + blob[off : off + size]
         with open(path, "wb") as f:
             f.write(data)
         total += len(data)
@@ -88,8 +88,10 @@ def main() -> int:
         tree = os.path.join(work, "tree")
         t0 = time.perf_counter()
         size = generate_tree(tree, args.files, args.dirs)
-        print(f"tree: {args.files} files in {args.dirs} dirs, {size / 1e6:.0f} MB "
-              f"(generated in {time.perf_counter() - t0:.1f} s)")
+        print(
+            f"tree: {args.files} files in {args.dirs} dirs, {size / 1e6:.0f} MB "
+            f"(generated in {time.perf_counter() - t0:.1f} s)"
+        )
         results: dict[tuple[str, str], list[tuple[float, int]]] = {}
         for rnd in range(args.rounds):
             order = ["ostree", "sysroot"] if rnd % 2 == 0 else ["sysroot", "ostree"]
@@ -98,22 +100,46 @@ def main() -> int:
                 co = os.path.join(work, f"co-{tool}")
                 shutil.rmtree(repo, ignore_errors=True)
                 shutil.rmtree(co, ignore_errors=True)
-                subprocess.run([*tool_argv(tool), "init", f"--repo={repo}", "--mode=bare"],
-                               check=True)
+                subprocess.run(
+                    [*tool_argv(tool), "init", f"--repo={repo}", "--mode=bare"], check=True
+                )
                 os.sync()
-                results.setdefault((tool, "commit"), []).append(timed(
-                    [*tool_argv(tool), "commit", f"--repo={repo}", "-b", "bench",
-                     "--timestamp=2020-01-01 00:00:00", "-s", "bench", tree]))
+                results.setdefault((tool, "commit"), []).append(
+                    timed(
+                        [
+                            *tool_argv(tool),
+                            "commit",
+                            f"--repo={repo}",
+                            "-b",
+                            "bench",
+                            "--timestamp=2020-01-01 00:00:00",
+                            "-s",
+                            "bench",
+                            tree,
+                        ]
+                    )
+                )
                 os.sync()
-                results.setdefault((tool, "checkout"), []).append(timed(
-                    [*tool_argv(tool), "checkout", f"--repo={repo}", "bench", co]))
-        same = subprocess.run(["ostree", "rev-parse", f"--repo={work}/repo-ostree", "bench"],
-                              capture_output=True, text=True).stdout.strip() == \
-            subprocess.run(["ostree", "rev-parse", f"--repo={work}/repo-sysroot", "bench"],
-                           capture_output=True, text=True).stdout.strip()
+                results.setdefault((tool, "checkout"), []).append(
+                    timed([*tool_argv(tool), "checkout", f"--repo={repo}", "bench", co])
+                )
+        same = (
+            subprocess.run(
+                ["ostree", "rev-parse", f"--repo={work}/repo-ostree", "bench"],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            == subprocess.run(
+                ["ostree", "rev-parse", f"--repo={work}/repo-sysroot", "bench"],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+        )
         print(f"same commit checksum from both tools: {same}")
-        print(f"{'operation':<10} {'ostree s':>9} {'sysroot s':>10} {'ratio':>6} "
-              f"{'ostree MiB':>11} {'sysroot MiB':>12}")
+        print(
+            f"{'operation':<10} {'ostree s':>9} {'sysroot s':>10} {'ratio':>6} "
+            f"{'ostree MiB':>11} {'sysroot MiB':>12}"
+        )
         worst = 0.0
         for op in ("commit", "checkout"):
             o_t = min(t for t, _ in results[("ostree", op)])

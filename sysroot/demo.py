@@ -51,8 +51,10 @@ def _remove_old_demo(work: str) -> None:
 
 
 def build_tree(root: str, version: str) -> None:
-    _write(f"{root}/usr/lib/os-release",
-           f'NAME="Demo OS"\nPRETTY_NAME="Demo OS {version}"\nVERSION_ID={version}\n')
+    _write(
+        f"{root}/usr/lib/os-release",
+        f'NAME="Demo OS"\nPRETTY_NAME="Demo OS {version}"\nVERSION_ID={version}\n',
+    )
     _write(f"{root}/usr/bin/hello", f"#!/bin/sh\necho 'hello from Demo OS {version}'\n", 0o755)
     _write(f"{root}/usr/etc/motd", f"Welcome to Demo OS {version}\n")
     _write(f"{root}/usr/etc/hostname", "demo\n")
@@ -87,11 +89,29 @@ def _demo(argv: list[str]) -> int:
     build_tree(f"{work}/tree", "1.0")
 
     print("# 2. Commit it, twice: the second commit changes one file")
-    _sysroot("commit", repo, "-b", "demo/stable", "-s", "Demo OS 1.0",
-             "--add-metadata-string=version=1.0", "tree", cwd=work)
+    _sysroot(
+        "commit",
+        repo,
+        "-b",
+        "demo/stable",
+        "-s",
+        "Demo OS 1.0",
+        "--add-metadata-string=version=1.0",
+        "tree",
+        cwd=work,
+    )
     build_tree(f"{work}/tree", "2.0")
-    _sysroot("commit", repo, "-b", "demo/stable", "-s", "Demo OS 2.0",
-             "--add-metadata-string=version=2.0", "tree", cwd=work)
+    _sysroot(
+        "commit",
+        repo,
+        "-b",
+        "demo/stable",
+        "-s",
+        "Demo OS 2.0",
+        "--add-metadata-string=version=2.0",
+        "tree",
+        cwd=work,
+    )
 
     print("# 3. History, content and differences")
     _sysroot("log", repo, "demo/stable", cwd=work)
@@ -107,10 +127,18 @@ def _demo(argv: list[str]) -> int:
     sysroot = "--sysroot=machine"
     _sysroot("admin", "init-fs", "machine", cwd=work)
     _sysroot("admin", "os-init", sysroot, "demo", cwd=work)
-    _sysroot("pull-local", "--repo=machine/ostree/repo", "--depth=1", "repo", "demo/stable",
-             cwd=work)
-    _sysroot("admin", "deploy", sysroot, "--os=demo", "--karg=root=LABEL=demo-root",
-             "demo/stable^", cwd=work)
+    _sysroot(
+        "pull-local", "--repo=machine/ostree/repo", "--depth=1", "repo", "demo/stable", cwd=work
+    )
+    _sysroot(
+        "admin",
+        "deploy",
+        sysroot,
+        "--os=demo",
+        "--karg=root=LABEL=demo-root",
+        "demo/stable^",
+        cwd=work,
+    )
     status = _sysroot("admin", "status", sysroot, "--json", cwd=work)
     import json
 
@@ -123,8 +151,14 @@ def _demo(argv: list[str]) -> int:
     _sysroot("admin", "status", sysroot, cwd=work)
     new = json.loads(_sysroot("admin", "status", sysroot, "--json", cwd=work))
     new_root = new["deployments"][0]["path"]
-    _show(["cat", f"{os.path.relpath(new_root, work)}/etc/hostname",
-           f"{os.path.relpath(new_root, work)}/etc/motd"], cwd=work)
+    _show(
+        [
+            "cat",
+            f"{os.path.relpath(new_root, work)}/etc/hostname",
+            f"{os.path.relpath(new_root, work)}/etc/motd",
+        ],
+        cwd=work,
+    )
     _show(["cat", "machine/boot/loader/entries/ostree-2-demo.conf"], cwd=work)
 
     print("# 6. Roll back: the previous deployment boots next")

@@ -20,7 +20,11 @@ OSTREE = shutil.which("ostree")
 
 def _run(argv, *, check, input=None, cwd=None):
     proc = subprocess.run(
-        [str(a) for a in argv], input=input, capture_output=True, env=clean_env(), cwd=cwd,
+        [str(a) for a in argv],
+        input=input,
+        capture_output=True,
+        env=clean_env(),
+        cwd=cwd,
     )
     if check and proc.returncode != 0:
         raise AssertionError(
@@ -97,8 +101,9 @@ def make_rich_tree(root: Path, *, xattrs: bool = True) -> Path:
         os.setxattr(root / "usr/bin/tool", "user.test", b"value")
         os.setxattr(root / "usr/bin/tool", "user.another", b"\x00\x01binary")
         os.setxattr(root / "usr/share", "user.dir", b"dirvalue")
-        os.setxattr(root / "link-to-tool", "user.onlink", b"l", follow_symlinks=False) \
-            if _symlink_xattrs_ok() else None
+        os.setxattr(
+            root / "link-to-tool", "user.onlink", b"l", follow_symlinks=False
+        ) if _symlink_xattrs_ok() else None
     return root
 
 
@@ -122,5 +127,11 @@ def one_error_line(proc) -> str:
     return lines[0]
 
 
-COMMIT_ARGS = ["-s", "Subject", "--body", "Body text", "--timestamp=2021-05-04 03:02:01",
-               "--add-metadata-string=version=42.1"]
+COMMIT_ARGS = [
+    "-s",
+    "Subject",
+    "--body",
+    "Body text",
+    "--timestamp=2021-05-04 03:02:01",
+    "--add-metadata-string=version=42.1",
+]

@@ -10,11 +10,27 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+PYTHON_TREES = ("sysroot", "tests", "bench", "vm-tests")
 
 
 def test_ruff_check_is_clean():
-    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "sysroot", "tests", "bench",
-                           "vm-tests"], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", *PYTHON_TREES],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ruff_format_is_clean():
+    # one layout for all Python: a diff shows what changed, not who typed it
+    proc = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", *PYTHON_TREES],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -43,8 +59,9 @@ def shell_scripts() -> tuple[dict[str, list[str]], list[str]]:
     unknown: list[str] = []
     for tree in SHELL_TREES:
         for dirpath, dirnames, filenames in os.walk(ROOT / tree):
-            dirnames[:] = sorted(d for d in dirnames
-                                 if not d.startswith(".") and d != "__pycache__")
+            dirnames[:] = sorted(
+                d for d in dirnames if not d.startswith(".") and d != "__pycache__"
+            )
             for name in sorted(filenames):
                 path = Path(dirpath, name)
                 if path.is_symlink() or not path.is_file():
@@ -75,11 +92,17 @@ def test_shellcheck_is_clean():
     report = []
     for dialect, scripts in sorted(by_dialect.items()):
         # --norc: a ~/.shellcheckrc must not change the verdict
-        proc = subprocess.run([shellcheck, "--norc", "-s", dialect, "--", *scripts],
-                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [shellcheck, "--norc", "-s", dialect, "--", *scripts],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if proc.returncode != 0:
-            report.append(f"shellcheck -s {dialect} (exit {proc.returncode}):\n"
-                          f"{proc.stdout}{proc.stderr}")
+            report.append(
+                f"shellcheck -s {dialect} (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}"
+            )
     assert not report, "\n".join(report)
 
 
@@ -95,8 +118,16 @@ PROCESS_ALLOWED: dict[str, set[str]] = {
 }
 PROCESS_MODULES = ("subprocess", "multiprocessing", "_posixsubprocess")
 PROCESS_FUNCTIONS = {
-    "os": ("system", "popen", "fork", "forkpty", "posix_spawn", "posix_spawnp", "exec",
-           "spawn"),  # exec and spawn: every os.exec* and os.spawn*
+    "os": (
+        "system",
+        "popen",
+        "fork",
+        "forkpty",
+        "posix_spawn",
+        "posix_spawnp",
+        "exec",
+        "spawn",
+    ),  # exec and spawn: every os.exec* and os.spawn*
     "pty": ("spawn", "fork"),
     "asyncio": ("create_subprocess_exec", "create_subprocess_shell", "subprocess"),
     "concurrent.futures": ("ProcessPoolExecutor",),
@@ -141,10 +172,17 @@ def process_uses(source: str, filename: str) -> list[tuple[int, str]]:
                     aliases[a.asname or a.name] = full
         elif isinstance(node, ast.Call) and node.args:
             func, arg = node.func, node.args[0]
-            name = func.id if isinstance(func, ast.Name) else (
-                func.attr if isinstance(func, ast.Attribute) else "")
-            if (name in ("__import__", "import_module") and isinstance(arg, ast.Constant)
-                    and isinstance(arg.value, str) and _process_module(arg.value)):
+            name = (
+                func.id
+                if isinstance(func, ast.Name)
+                else (func.attr if isinstance(func, ast.Attribute) else "")
+            )
+            if (
+                name in ("__import__", "import_module")
+                and isinstance(arg, ast.Constant)
+                and isinstance(arg.value, str)
+                and _process_module(arg.value)
+            ):
                 found.append((node.lineno, arg.value))
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute):
@@ -180,10 +218,12 @@ def test_process_uses_are_found():
         "from os import posix_spawn as ps": ["os.posix_spawn"],
         "import pty\npty.spawn(['sh'])": ["pty.spawn"],
         "import asyncio\nasyncio.create_subprocess_exec('x')": ["asyncio.create_subprocess_exec"],
-        "import concurrent.futures\nconcurrent.futures.ProcessPoolExecutor()":
-            ["concurrent.futures.ProcessPoolExecutor"],
-        "from concurrent.futures import ProcessPoolExecutor":
-            ["concurrent.futures.ProcessPoolExecutor"],
+        "import concurrent.futures\nconcurrent.futures.ProcessPoolExecutor()": [
+            "concurrent.futures.ProcessPoolExecutor"
+        ],
+        "from concurrent.futures import ProcessPoolExecutor": [
+            "concurrent.futures.ProcessPoolExecutor"
+        ],
         "__import__('subprocess')": ["subprocess"],
         "import importlib\nimportlib.import_module('subprocess')": ["subprocess"],
         "import os\nos.getpid()": [],
@@ -206,8 +246,9 @@ def test_only_run_py_starts_processes():
         for line, what in process_uses(path.read_text(), rel):
             if what not in allowed:
                 offenders.append(f"{rel}:{line}: {what}")
-    assert not offenders, ("processes are started through sysroot/util/run.py only:\n"
-                           + "\n".join(offenders))
+    assert not offenders, "processes are started through sysroot/util/run.py only:\n" + "\n".join(
+        offenders
+    )
     for rel in PROCESS_ALLOWED:  # an allow-list entry for a file that is gone is stale
         assert (ROOT / rel).is_file(), f"stale PROCESS_ALLOWED entry {rel}"
 
@@ -239,17 +280,25 @@ def command_imports(source: str, filename: str, module: str) -> list[tuple[int, 
             base = node.module or ""
             if node.level:  # relative to this module's package
                 parts = package.split(".")
-                parent = ".".join(parts[:len(parts) - node.level + 1])
+                parent = ".".join(parts[: len(parts) - node.level + 1])
                 base = f"{parent}.{base}" if base else parent
             # `from pkg import x` may name a module of pkg (or the package itself)
-            names = [f"{base}.{a.name}" if COMMANDS_PACKAGE in (base, f"{base}.{a.name}")
-                     else base for a in node.names]
+            names = [
+                f"{base}.{a.name}" if COMMANDS_PACKAGE in (base, f"{base}.{a.name}") else base
+                for a in node.names
+            ]
         elif isinstance(node, ast.Call) and node.args:
             func, arg = node.func, node.args[0]
-            name = func.id if isinstance(func, ast.Name) else (
-                func.attr if isinstance(func, ast.Attribute) else "")
-            if (name in ("__import__", "import_module") and isinstance(arg, ast.Constant)
-                    and isinstance(arg.value, str)):
+            name = (
+                func.id
+                if isinstance(func, ast.Name)
+                else (func.attr if isinstance(func, ast.Attribute) else "")
+            )
+            if (
+                name in ("__import__", "import_module")
+                and isinstance(arg, ast.Constant)
+                and isinstance(arg.value, str)
+            ):
                 names = [arg.value]
         found.extend((node.lineno, n) for n in names if inside(n) and n != module)
     return sorted(set(found))
@@ -266,8 +315,9 @@ def test_command_imports_are_found():
         "from . import pull_local": [f"{COMMANDS_PACKAGE}.pull_local"],
         "from .commit import parse_timestamp": [f"{COMMANDS_PACKAGE}.commit"],
         "def f():\n    from sysroot.cli.commands.refs import x": [f"{COMMANDS_PACKAGE}.refs"],
-        "import importlib\nimportlib.import_module('sysroot.cli.commands.diff')":
-            [f"{COMMANDS_PACKAGE}.diff"],
+        "import importlib\nimportlib.import_module('sysroot.cli.commands.diff')": [
+            f"{COMMANDS_PACKAGE}.diff"
+        ],
         "from sysroot.cli.common import say_change": [],
         "from sysroot.cli.main import add_repo_option": [],
         "from .. import common": [],
@@ -289,8 +339,10 @@ def test_no_command_module_imports_another():
         for line, what in command_imports(path.read_text(), rel, module):
             if what not in allowed:
                 offenders.append(f"{rel}:{line}: imports {what}")
-    assert not offenders, ("command modules share code through sysroot/cli/common.py, "
-                           "not by importing each other:\n" + "\n".join(offenders))
+    assert not offenders, (
+        "command modules share code through sysroot/cli/common.py, "
+        "not by importing each other:\n" + "\n".join(offenders)
+    )
     for rel, names in COMMAND_IMPORTS_ALLOWED.items():  # a fixed exception must go
         module = f"{COMMANDS_PACKAGE}.{Path(rel).stem}"
         used = {what for _, what in command_imports((ROOT / rel).read_text(), rel, module)}

@@ -33,8 +33,10 @@ CONSOLE = """\
 def test_console_results_are_read_between_the_markers():
     result = parse_console(CONSOLE, killed=False, seconds=1.0)
     assert result.rc == 0
-    assert result.values() == {"booted": "abc.0",
-                               "cmdline": "root=UUID=x ostree=/ostree/deploy/os/deploy/abc.0"}
+    assert result.values() == {
+        "booted": "abc.0",
+        "cmdline": "root=UUID=x ostree=/ostree/deploy/os/deploy/abc.0",
+    }
     assert "plain output" in result.output
 
 
@@ -80,8 +82,12 @@ def test_an_interrupted_build_is_never_taken_for_a_product(cache_root):
     with pytest.raises(RuntimeError):
         cache.cached("thing", "0123456789abcdef", failing, log=lambda m: None)
     built = []
-    cache.cached("thing", "0123456789abcdef", lambda p: (built.append(p), Path(p).mkdir()),
-                 log=lambda m: None)
+    cache.cached(
+        "thing",
+        "0123456789abcdef",
+        lambda p: (built.append(p), Path(p).mkdir()),
+        log=lambda m: None,
+    )
     assert built  # rebuilt, not reused
 
 
@@ -109,7 +115,9 @@ SFDISK_JSON = """{"partitiontable": {"label": "gpt", "sectorsize": 512, "partiti
 
 def test_partitions_are_read_in_bytes_from_sfdisk_json():
     assert hostcheck.parse_partitions(SFDISK_JSON) == [
-        Partition(2048 * 512, 1048576 * 512), Partition(1050624 * 512, 7337983 * 512)]
+        Partition(2048 * 512, 1048576 * 512),
+        Partition(1050624 * 512, 7337983 * 512),
+    ]
     four_k = SFDISK_JSON.replace('"sectorsize": 512', '"sectorsize": 4096')
     assert hostcheck.parse_partitions(four_k)[0] == Partition(2048 * 4096, 1048576 * 4096)
 
@@ -117,7 +125,10 @@ def test_partitions_are_read_in_bytes_from_sfdisk_json():
 def test_only_listed_deployments_and_their_origins_may_stay_after_cleanup():
     names = ["a.0", "a.0.origin", "b.1", "b.1.origin", "b.2", "c.0.origin", "tmp-staging"]
     assert hostcheck.stray_deploy_entries(names, ["a.0", "b.1"]) == [
-        "b.2", "c.0.origin", "tmp-staging"]
+        "b.2",
+        "c.0.origin",
+        "tmp-staging",
+    ]
     assert hostcheck.stray_deploy_entries(["a.0", "a.0.origin"], ["a.0"]) == []
 
 
@@ -129,8 +140,9 @@ def test_the_boot_log_line_says_how_each_boot_ended():
 
 
 def _loops_of(image: Path) -> str:
-    return subprocess.run(["losetup", "-j", str(image)], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["losetup", "-j", str(image)], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -152,19 +164,42 @@ def small_disk(tmp_path):
         subprocess.run(["mount", dev, str(mnt)], check=True)
         try:
             env = {**os.environ, "PYTHONPATH": str(Path(cache.SOURCE))}
-            for args in (["admin", "init-fs", str(mnt)],
-                         ["admin", "os-init", f"--sysroot={mnt}", "testos"],
-                         [f"--repo={mnt}/ostree/repo", "config", "set", "sysroot.bootloader",
-                          "systemd-boot"]):
-                subprocess.run([sys.executable, "-m", "sysroot", *args], env=env,
-                               check=True, capture_output=True)
+            for args in (
+                ["admin", "init-fs", str(mnt)],
+                ["admin", "os-init", f"--sysroot={mnt}", "testos"],
+                [
+                    f"--repo={mnt}/ostree/repo",
+                    "config",
+                    "set",
+                    "sysroot.bootloader",
+                    "systemd-boot",
+                ],
+            ):
+                subprocess.run(
+                    [sys.executable, "-m", "sysroot", *args],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                )
             (mnt / "ostree/deploy/testos/deploy/leftover.0").mkdir(parents=True)
             content = tmp_path / "tree"
             (content / "usr").mkdir(parents=True)
             (content / "usr/hello").write_text("hello\n")
-            subprocess.run([sys.executable, "-m", "sysroot", f"--repo={mnt}/ostree/repo",
-                            "commit", "-b", "testos/stable", f"--tree=dir={content}"],
-                           env=env, check=True, capture_output=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "sysroot",
+                    f"--repo={mnt}/ostree/repo",
+                    "commit",
+                    "-b",
+                    "testos/stable",
+                    f"--tree=dir={content}",
+                ],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
         finally:
             subprocess.run(["umount", str(mnt)], check=True)
     yield image
@@ -172,10 +207,15 @@ def small_disk(tmp_path):
 
 
 def test_the_sysroot_is_mounted_read_only_with_the_esp_at_boot_and_always_released(
-        small_disk, tmp_path):
+    small_disk, tmp_path
+):
     work = tmp_path / "check"
-    with pytest.raises(RuntimeError, match="failed inside"), hostcheck.mounted_sysroot(
-            str(small_disk), "systemd-boot", str(work), writable_device=False) as root:
+    with (
+        pytest.raises(RuntimeError, match="failed inside"),
+        hostcheck.mounted_sysroot(
+            str(small_disk), "systemd-boot", str(work), writable_device=False
+        ) as root,
+    ):
         entry = Path(root, "boot/loader/entries/vmtest.conf")
         assert entry.read_text() == "title vmtest\n"
         assert Path(root, "ostree/repo/config").is_file()
@@ -193,34 +233,43 @@ def test_the_sysroot_is_mounted_read_only_with_the_esp_at_boot_and_always_releas
 
 def test_a_disk_check_finds_what_cleanup_left_and_leaves_the_image_alone(small_disk, tmp_path):
     before = small_disk.read_bytes()
-    report = hostcheck.check_disk(str(small_disk), "systemd-boot", str(tmp_path / "c1"),
-                                  after_cut=True, cleaned=True)
+    report = hostcheck.check_disk(
+        str(small_disk), "systemd-boot", str(tmp_path / "c1"), after_cut=True, cleaned=True
+    )
     assert len(report.problems) == 1 and "leftover.0" in report.problems[0], report.problems
     assert report.deployments == []
     assert {"snapshot", "attach", "fsck", "ostree fsck", "total"} <= set(report.seconds)
     assert not (tmp_path / "c1.snapshot.img").exists()
     assert small_disk.read_bytes() == before
-    clean = hostcheck.check_disk(str(small_disk), "systemd-boot", str(tmp_path / "c2"),
-                                 after_cut=False, cleaned=False)
+    clean = hostcheck.check_disk(
+        str(small_disk), "systemd-boot", str(tmp_path / "c2"), after_cut=False, cleaned=False
+    )
     assert clean.problems == []
     assert small_disk.read_bytes() == before
 
 
 def test_a_corrupt_object_fails_the_host_fsck(small_disk, tmp_path):
-    parts = hostcheck.parse_partitions(subprocess.run(
-        ["sfdisk", "--json", str(small_disk)], capture_output=True, check=True).stdout)
+    parts = hostcheck.parse_partitions(
+        subprocess.run(
+            ["sfdisk", "--json", str(small_disk)], capture_output=True, check=True
+        ).stdout
+    )
     with loop_devices(str(small_disk), parts[1:]) as (dev,):
         mnt = tmp_path / "mnt-corrupt"
         mnt.mkdir()
         subprocess.run(["mount", dev, str(mnt)], check=True)
         try:
-            (obj,) = [p for p in (mnt / "ostree/repo/objects").glob("*/*.file")
-                      if p.read_bytes() == b"hello\n"]
+            (obj,) = [
+                p
+                for p in (mnt / "ostree/repo/objects").glob("*/*.file")
+                if p.read_bytes() == b"hello\n"
+            ]
             obj.write_bytes(b"jello\n")
         finally:
             subprocess.run(["umount", str(mnt)], check=True)
-    report = hostcheck.check_disk(str(small_disk), "systemd-boot", str(tmp_path / "c"),
-                                  after_cut=False, cleaned=False)
+    report = hostcheck.check_disk(
+        str(small_disk), "systemd-boot", str(tmp_path / "c"), after_cut=False, cleaned=False
+    )
     assert len(report.problems) == 2, report.problems
     ours, oracle = report.problems
     assert ours.startswith("sysroot fsck exited with 1: ") and "corrupt" in ours.lower()
@@ -228,18 +277,24 @@ def test_a_corrupt_object_fails_the_host_fsck(small_disk, tmp_path):
 
 
 def test_ostree_is_shown_a_bootloader_value_it_knows():
-    config = ("[core]\nrepo_version=1\nmode=bare\n\n[sysroot]\nbootloader=systemd-boot\n"
-              "readonly=true\n")
+    config = (
+        "[core]\nrepo_version=1\nmode=bare\n\n[sysroot]\nbootloader=systemd-boot\nreadonly=true\n"
+    )
     assert hostcheck.config_for_ostree(config) == config.replace(
-        "bootloader=systemd-boot", "bootloader=none")
-    for known in ("[sysroot]\nbootloader=grub2\n", "[other]\nbootloader=systemd-boot\n",
-                  "[core]\nmode=bare\n"):
+        "bootloader=systemd-boot", "bootloader=none"
+    )
+    for known in (
+        "[sysroot]\nbootloader=grub2\n",
+        "[other]\nbootloader=systemd-boot\n",
+        "[core]\nmode=bare\n",
+    ):
         assert hostcheck.config_for_ostree(known) == known
 
 
 def test_the_guest_check_timing_comes_from_its_uptime_results():
     assert guest_check_timing({"uptime_start": "31.52", "uptime_checked": "52.90"}) == (
-        "the guest's checks began 32 s after boot and took 21 s")
+        "the guest's checks began 32 s after boot and took 21 s"
+    )
     assert "did not finish" in guest_check_timing({"uptime_start": "31.52"})
     assert "did not finish" in guest_check_timing({"uptime_start": "x", "uptime_checked": "1"})
 
@@ -251,13 +306,13 @@ def _boot_reporting(**values: str) -> BootResult:
 def test_after_a_cut_the_guest_must_list_what_the_host_read_off_the_disk():
     before = {"deployments": "c1.0", "deploy_commit": "c2"}
     host = hostcheck.HostReport(deployments=["c2.0", "c1.0"])
-    boot = _boot_reporting(status_rc="0", deployments="c2.0,c1.0", booted="c2.0",
-                           cleanup_rc="0")
+    boot = _boot_reporting(status_rc="0", deployments="c2.0,c1.0", booted="c2.0", cleanup_rc="0")
     assert check_after_cut(before, boot, host) == "new"
     host.deployments = ["c1.0"]
     with pytest.raises(ScenarioFailed, match="the host read 'c1.0'"):
         check_after_cut(before, boot, host)
-    failed_cleanup = _boot_reporting(status_rc="0", deployments="c1.0", booted="c1.0",
-                                     cleanup_rc="1")
+    failed_cleanup = _boot_reporting(
+        status_rc="0", deployments="c1.0", booted="c1.0", cleanup_rc="1"
+    )
     with pytest.raises(ScenarioFailed, match="cleanup_rc"):
         check_after_cut(before, failed_cleanup, host)

@@ -26,6 +26,7 @@ from vmtest.timing import BUDGET_SECONDS, Ledger, Stage  # noqa: E402
 
 # --- the job graph (vmtest/schedule.py) ---
 
+
 class Recorder:
     """Jobs that note when they start and how many run at once."""
 
@@ -36,8 +37,9 @@ class Recorder:
         self.running = 0
         self.most = 0
 
-    def job(self, name: str, seconds: float = 0.05, fail: bool = False,
-            needs: tuple[str, ...] = ()) -> Job:
+    def job(
+        self, name: str, seconds: float = 0.05, fail: bool = False, needs: tuple[str, ...] = ()
+    ) -> Job:
         def run() -> str:
             with self.lock:
                 self.started.append(name)
@@ -52,6 +54,7 @@ class Recorder:
             finally:
                 with self.lock:
                     self.running -= 1
+
         return Job(name, run, needs)
 
 
@@ -85,8 +88,12 @@ def test_a_job_is_timed_from_its_start_not_from_when_it_became_ready():
 
 def test_jobs_after_a_failed_one_do_not_run_down_the_whole_chain():
     rec = Recorder()
-    jobs = [rec.job("a", fail=True), rec.job("b", needs=("a",)),
-            rec.job("c", needs=("b",)), rec.job("d", needs=("c", "a"))]
+    jobs = [
+        rec.job("a", fail=True),
+        rec.job("b", needs=("a",)),
+        rec.job("c", needs=("b",)),
+        rec.job("d", needs=("c", "a")),
+    ]
     told = []
     outcomes = Schedule(jobs, workers=2).run(lambda name, o: told.append((name, o.state)))
     assert rec.started == ["a"]
@@ -102,19 +109,28 @@ def test_jobs_after_a_failed_one_do_not_run_down_the_whole_chain():
 
 def test_a_failure_stops_only_the_jobs_that_need_it():
     rec = Recorder()
-    jobs = [rec.job("disk x", fail=True), rec.job("disk y", 0.1),
-            rec.job("x/1", needs=("disk x",)), rec.job("y/1", needs=("disk y",)),
-            rec.job("x/2", needs=("x/1",)), rec.job("y/2", needs=("y/1",))]
+    jobs = [
+        rec.job("disk x", fail=True),
+        rec.job("disk y", 0.1),
+        rec.job("x/1", needs=("disk x",)),
+        rec.job("y/1", needs=("disk y",)),
+        rec.job("x/2", needs=("x/1",)),
+        rec.job("y/2", needs=("y/1",)),
+    ]
     outcomes = Schedule(jobs, workers=2).run()
     assert {n: o.state for n, o in outcomes.items()} == {
-        "disk x": State.FAILED, "disk y": State.PASSED, "x/1": State.NOT_RUN,
-        "y/1": State.PASSED, "x/2": State.NOT_RUN, "y/2": State.PASSED}
+        "disk x": State.FAILED,
+        "disk y": State.PASSED,
+        "x/1": State.NOT_RUN,
+        "y/1": State.PASSED,
+        "x/2": State.NOT_RUN,
+        "y/2": State.PASSED,
+    }
     assert sorted(rec.started) == ["disk x", "disk y", "y/1", "y/2"]
 
 
 @pytest.mark.parametrize("interruption", [SystemExit(143), KeyboardInterrupt()])
-def test_an_interruption_while_waiting_sets_stop_and_waits_for_the_running_jobs(
-        interruption):
+def test_an_interruption_while_waiting_sets_stop_and_waits_for_the_running_jobs(interruption):
     stop = threading.Event()
     saw_stop = []
 
@@ -179,11 +195,13 @@ def test_a_cycle_of_needs_fails_instead_of_hanging():
 
 # --- where the time goes (vmtest/timing.py) ---
 
+
 def _ledger() -> Ledger:
     ledger = Ledger()
     ledger.add(Stage.BUILD, "disk grub2", 120.0)
-    ledger.add_boot("grub2/4", BootResult(log="", seconds=50.0, script_began=10.0,
-                                          script_ended=40.0))
+    ledger.add_boot(
+        "grub2/4", BootResult(log="", seconds=50.0, script_began=10.0, script_ended=40.0)
+    )
     ledger.add_boot("grub2/4", BootResult(log="", seconds=30.0))  # never reached the script
     ledger.add(Stage.HOST_CHECK, "grub2/4", 7.0)
     ledger.add_boot("grub2/5", BootResult(log="", seconds=20.0, script_began=5.0))
@@ -220,8 +238,11 @@ def test_the_time_table_has_stages_jobs_and_the_budget():
     table = _ledger().table(300.0, 2, [("disk grub2", 120.0), ("grub2/4", 95.0)])
     lines = table.splitlines()
     assert "2 worker(s)" in lines[0]
-    stage_rows = {line.split("  ")[1].strip(): line.split()[-2:] for line in lines
-                  if line.startswith("  boot:") or line.startswith("  build ")}
+    stage_rows = {
+        line.split("  ")[1].strip(): line.split()[-2:]
+        for line in lines
+        if line.startswith("  boot:") or line.startswith("  build ")
+    }
     assert stage_rows["boot: firmware to test script"] == ["3", "45"]  # 10 + 30 + 5
     assert stage_rows["boot: test script (in-guest checks)"] == ["3", "45"]
     assert stage_rows["build"] == ["1", "120"]
@@ -241,12 +262,19 @@ def test_the_budget_line_says_over_only_past_the_budget():
 
 # --- boots (vmtest/qemu.py) ---
 
+
 def test_a_boot_splits_into_firmware_script_and_shutdown():
-    assert BootResult(log="", seconds=50.0, script_began=10.0,
-                      script_ended=40.0).phases() == (10.0, 30.0, 10.0)
+    assert BootResult(log="", seconds=50.0, script_began=10.0, script_ended=40.0).phases() == (
+        10.0,
+        30.0,
+        10.0,
+    )
     # killed mid-script (a power cut): up to the end is script time
-    assert BootResult(log="", seconds=50.0, script_began=10.0,
-                      killed=True).phases() == (10.0, 40.0, 0.0)
+    assert BootResult(log="", seconds=50.0, script_began=10.0, killed=True).phases() == (
+        10.0,
+        40.0,
+        0.0,
+    )
     # the script never began: all of it is firmware and kernel
     assert BootResult(log="", seconds=50.0).phases() == (50.0, 0.0, 0.0)
 
@@ -290,6 +318,7 @@ def test_qemu_runs_without_a_graphics_card_on_one_vcpu_by_default():
 
 # --- the plan of a run (vmtest/main.py) ---
 
+
 @pytest.fixture
 def a_run(tmp_path):
     return main.Run(str(tmp_path), "tcg", Ledger(), str(tmp_path / "tree"), {})
@@ -298,8 +327,17 @@ def a_run(tmp_path):
 def test_the_plan_builds_disks_first_then_the_long_scenarios(a_run):
     jobs, labels = main.plan(a_run, ["systemd-boot", "grub2"], ["1", "2", "3", "4", "5", "6"])
     assert [j.name for j in jobs] == [
-        "disk systemd-boot", "disk grub2", "systemd-boot/4", "grub2/4", "systemd-boot/6",
-        "grub2/6", "systemd-boot/1,2,3", "grub2/1,2,3", "systemd-boot/5", "grub2/5"]
+        "disk systemd-boot",
+        "disk grub2",
+        "systemd-boot/4",
+        "grub2/4",
+        "systemd-boot/6",
+        "grub2/6",
+        "systemd-boot/1,2,3",
+        "grub2/1,2,3",
+        "systemd-boot/5",
+        "grub2/5",
+    ]
     needs = {j.name: j.needs for j in jobs}
     assert needs["disk grub2"] == () and needs["disk systemd-boot"] == ()
     for job in jobs[2:]:
@@ -336,11 +374,20 @@ def test_a_failed_disk_leaves_its_back_ends_scenarios_unrun(a_run):
     outcomes = Schedule(jobs, workers=2).run()
     assert ran[:2] == ["disk systemd-boot", "disk grub2"]
     for name, outcome in outcomes.items():
-        expected = (State.FAILED if name == "disk grub2" else
-                    State.NOT_RUN if name.startswith("grub2/") else State.PASSED)
+        expected = (
+            State.FAILED
+            if name == "disk grub2"
+            else State.NOT_RUN
+            if name.startswith("grub2/")
+            else State.PASSED
+        )
         assert outcome.state is expected, name
     assert [n for n in ran if n.startswith("systemd-boot/")] == [
-        "systemd-boot/4", "systemd-boot/6", "systemd-boot/1,2,3", "systemd-boot/5"]
+        "systemd-boot/4",
+        "systemd-boot/6",
+        "systemd-boot/1,2,3",
+        "systemd-boot/5",
+    ]
 
 
 def test_the_default_workers_are_one_per_core_as_memory_allows(monkeypatch):
@@ -351,6 +398,7 @@ def test_the_default_workers_are_one_per_core_as_memory_allows(monkeypatch):
         def fake_open(path, *args, **kwargs):
             assert path == "/proc/meminfo"
             return __import__("io").StringIO(f"MemTotal: 99999999 kB\nMemAvailable: {kib} kB\n")
+
         return fake_open
 
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
@@ -398,8 +446,15 @@ print(cache.cached("slow", "0123456789abcdef", build, log=lambda m: None))
 
 def test_two_processes_asking_at_once_build_a_product_once(tmp_path):
     env = {**os.environ, "SYSROOT_VM_CACHE": str(tmp_path / "cache")}
-    procs = [subprocess.Popen([sys.executable, "-c", BUILDER, str(VM_TESTS), str(tmp_path)],
-                              env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", BUILDER, str(VM_TESTS), str(tmp_path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     try:
         deadline = time.monotonic() + 10
         while len(list(tmp_path.glob("ready-*"))) < 2:  # both started: let them go at once

@@ -83,8 +83,9 @@ def read_bootversion(layout) -> int:
         return 0
     if target == "loader.1":
         return 1
-    raise SysrootError(f"{layout.loader_link}: invalid target '{target}' "
-                       "(expected loader.0 or loader.1)")
+    raise SysrootError(
+        f"{layout.loader_link}: invalid target '{target}' (expected loader.0 or loader.1)"
+    )
 
 
 def read_subbootversion(layout, bootversion: int) -> int:
@@ -142,16 +143,16 @@ class Backend(abc.ABC):
     def write_config(self, layout, bootversion: int, entries) -> None:
         """Called after the entries of loader.N are written, before the swap.
         entries: (deployment, BootEntry) in boot order."""
-        for path, text in self.config_files(layout, bootversion,
-                                            [entry for _d, entry in entries]):
+        for path, text in self.config_files(layout, bootversion, [entry for _d, entry in entries]):
             fsutil.atomic_write(path, text.encode(), mode=0o644)
 
     def post_swap(self, layout, bootversion: int, entries) -> None:
         """Called after boot/loader points at the new configuration."""
         return None  # nothing to do unless a back end links its config somewhere
 
-    def config_files(self, layout, bootversion: int,
-                     entries: list[BootEntry]) -> list[tuple[str, str]]:
+    def config_files(
+        self, layout, bootversion: int, entries: list[BootEntry]
+    ) -> list[tuple[str, str]]:
         """(path, text) of the loader's own configuration made from entries (checked,
         so it raises before anything is written). None here."""
         return []
@@ -206,8 +207,10 @@ class NoneBackend(Backend):
     def refuse_other_scheme(self, layout, name: str) -> None:
         loader = layout.loader_link
         if systemd_boot.uses_entries_dir(loader):
-            raise SysrootError(f"sysroot.bootloader={name}, but {loader} is a directory "
-                               "(the systemd-boot scheme): use systemd-boot or auto")
+            raise SysrootError(
+                f"sysroot.bootloader={name}, but {loader} is a directory "
+                "(the systemd-boot scheme): use systemd-boot or auto"
+            )
 
     def read(self, layout) -> BootListing:
         bv = read_bootversion(layout)
@@ -225,10 +228,16 @@ class NoneBackend(Backend):
         """The inactive boot/loader.N and ostree/boot.N* halves, and temporaries."""
         bv, sub = listing.bootversion, listing.subbootversion
         other = 1 - bv
-        for p in (layout.loader_dir(other), layout.bootlink_base(other),
-                  layout.bootlink_dir(other, 0), layout.bootlink_dir(other, 1),
-                  layout.bootlink_dir(bv, 1 - sub), os.path.join(layout.boot, "loader.tmp"),
-                  layout.path("ostree", "boot.0.tmp"), layout.path("ostree", "boot.1.tmp")):
+        for p in (
+            layout.loader_dir(other),
+            layout.bootlink_base(other),
+            layout.bootlink_dir(other, 0),
+            layout.bootlink_dir(other, 1),
+            layout.bootlink_dir(bv, 1 - sub),
+            os.path.join(layout.boot, "loader.tmp"),
+            layout.path("ostree", "boot.0.tmp"),
+            layout.path("ostree", "boot.1.tmp"),
+        ):
             remove_path(p)
 
     def remove_kernel_dir(self, kernels_dir: str, name: str, fsync: bool) -> None:
@@ -251,8 +260,9 @@ class Grub2Backend(NoneBackend):
 
     kind = BootloaderKind.GRUB2
 
-    def config_files(self, layout, bootversion: int,
-                     entries: list[BootEntry]) -> list[tuple[str, str]]:
+    def config_files(
+        self, layout, bootversion: int, entries: list[BootEntry]
+    ) -> list[tuple[str, str]]:
         path = os.path.join(layout.loader_dir(bootversion), grub2.CONFIG_NAME)
         return [(path, grub2.render_config(entries))]
 
@@ -295,8 +305,10 @@ class SystemdBootBackend(Backend):
     def refuse_other_scheme(self, layout, name: str) -> None:
         loader = layout.loader_link
         if os.path.islink(loader):
-            raise SysrootError(f"sysroot.bootloader={name}, but {loader} is a symlink "
-                               "(the loader.N scheme): switching schemes is not supported")
+            raise SysrootError(
+                f"sysroot.bootloader={name}, but {loader} is a symlink "
+                "(the loader.N scheme): switching schemes is not supported"
+            )
 
     def read(self, layout) -> BootListing:
         # no loader.N / boot.N.S halves: versions stay 0 (refs ostree/0/0/N)
@@ -381,9 +393,11 @@ def backend_for(layout, repo) -> Backend:
     try:
         kind = BootloaderKind(value).resolve(layout)
     except ValueError:
-        raise SysrootError(f"Unsupported sysroot.bootloader '{value}' in {repo.path}/config "
-                           f"(supported: auto, "
-                           f"{', '.join(sorted(k.value for k in _BACKENDS))})") from None
+        raise SysrootError(
+            f"Unsupported sysroot.bootloader '{value}' in {repo.path}/config "
+            f"(supported: auto, "
+            f"{', '.join(sorted(k.value for k in _BACKENDS))})"
+        ) from None
     backend = _BACKENDS[kind]()
     backend.refuse_other_scheme(layout, kind.value)
     return backend

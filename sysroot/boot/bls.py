@@ -90,8 +90,9 @@ class BootEntry:
             out.append((k, v))
         if not placed:
             out.append((key, value))
-            out.sort(key=lambda kv: KEY_ORDER.index(kv[0]) if kv[0] in KEY_ORDER
-                     else len(KEY_ORDER))
+            out.sort(
+                key=lambda kv: KEY_ORDER.index(kv[0]) if kv[0] in KEY_ORDER else len(KEY_ORDER)
+            )
         self.items = out
 
     def add(self, key: str, value: str) -> None:

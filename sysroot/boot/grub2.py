@@ -52,8 +52,10 @@ def render_config(entries: list[BootEntry]) -> str:
     out = [_HEADER]
     for i, entry in enumerate(entries):
         entry.validate()
-        out.append(f"\nmenuentry {quote(entry.get('title') or f'entry {i}')} "
-                   f"--id {quote(f'sysroot-{i}')} {{\n")
+        out.append(
+            f"\nmenuentry {quote(entry.get('title') or f'entry {i}')} "
+            f"--id {quote(f'sysroot-{i}')} {{\n"
+        )
         words = [entry.require("linux")] + split_words(entry.get("options") or "")
         out.append("  linux " + " ".join(quote(w) for w in words) + "\n")
         initrds = entry.get_all("initrd")
@@ -70,4 +72,3 @@ def grub_dir(boot: str) -> str:
     """Debian's boot/grub, or boot/grub2 where only that exists (Fedora-style)."""
     grub, grub2 = os.path.join(boot, "grub"), os.path.join(boot, "grub2")
     return grub2 if os.path.isdir(grub2) and not os.path.lexists(grub) else grub
-

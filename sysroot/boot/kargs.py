@@ -45,8 +45,7 @@ class KernelArgs:
 
     @classmethod
     def from_proc_cmdline(cls, text: str) -> KernelArgs:
-        kept = [w for w in split_words(text.rstrip())
-                if not w.startswith(_PROC_CMDLINE_SKIP)]
+        kept = [w for w in split_words(text.rstrip()) if not w.startswith(_PROC_CMDLINE_SKIP)]
         for w in kept:
             _words.check_word(w, "kernel argument in /proc/cmdline", FormatError)
         return cls(kept)
@@ -100,8 +99,10 @@ class KernelArgs:
             return
         if word not in self.words:
             if not sep:
-                raise UsageError(f"Multiple values for key '{key}' found. "
-                                 "Use e.g. 'key=' to delete a specific value")
+                raise UsageError(
+                    f"Multiple values for key '{key}' found. "
+                    "Use e.g. 'key=' to delete a specific value"
+                )
             raise UsageError(f"No karg '{word}' found")
         self.words.remove(word)
 

@@ -40,8 +40,11 @@ class KernelLayout:
     def files(self) -> list[tuple[str, str]]:
         """(source path in tree, installed name) of each single file to install."""
         out = [(self.kernel, self.kernel_name)]
-        for src, name in ((self.initramfs, self.initramfs_name),
-                          (self.devicetree, self.devicetree_name), (self.hmac, self.hmac_name)):
+        for src, name in (
+            (self.initramfs, self.initramfs_name),
+            (self.devicetree, self.devicetree_name),
+            (self.hmac, self.hmac_name),
+        ):
             if src is not None:
                 out.append((src, name))
         return out
@@ -79,28 +82,43 @@ def _modern(root: str) -> KernelLayout | None:
         d = f"{base}/{kver}"
         if not _is_file(root, f"{d}/vmlinuz"):
             continue
-        initramfs = next((f"{d}/{n}" for n in ("initramfs.img", "initramfs")
-                          if _is_file(root, f"{d}/{n}")), None)
+        initramfs = next(
+            (f"{d}/{n}" for n in ("initramfs.img", "initramfs") if _is_file(root, f"{d}/{n}")), None
+        )
         devicetree = f"{d}/devicetree" if _is_file(root, f"{d}/devicetree") else None
-        dtb = f"{d}/dtb" if devicetree is None and os.path.isdir(
-            os.path.join(root, f"{d}/dtb")) else None
+        dtb = (
+            f"{d}/dtb"
+            if devicetree is None and os.path.isdir(os.path.join(root, f"{d}/dtb"))
+            else None
+        )
         hmac = f"{d}/.vmlinuz.hmac" if _is_file(root, f"{d}/.vmlinuz.hmac") else None
+
         def at(rel):
             return os.path.join(root, rel) if rel else None
 
         bootcsum = hash_boot_files(at(f"{d}/vmlinuz"), at(initramfs), at(devicetree), at(dtb))
         return KernelLayout(
-            kver=kver, kernel=f"{d}/vmlinuz", kernel_name=f"vmlinuz-{kver}",
-            initramfs=initramfs, initramfs_name=f"initramfs-{kver}.img" if initramfs else None,
-            devicetree=devicetree, devicetree_name=f"devicetree-{kver}" if devicetree else None,
-            dtb_dir=dtb, hmac=hmac, hmac_name=f".vmlinuz-{kver}.hmac" if hmac else None,
+            kver=kver,
+            kernel=f"{d}/vmlinuz",
+            kernel_name=f"vmlinuz-{kver}",
+            initramfs=initramfs,
+            initramfs_name=f"initramfs-{kver}.img" if initramfs else None,
+            devicetree=devicetree,
+            devicetree_name=f"devicetree-{kver}" if devicetree else None,
+            dtb_dir=dtb,
+            hmac=hmac,
+            hmac_name=f".vmlinuz-{kver}.hmac" if hmac else None,
             bootcsum=bootcsum,
         )
     return None
 
 
-def hash_boot_files(kernel: str, initramfs: str | None = None, devicetree: str | None = None,
-                    dtb_dir: str | None = None) -> str:
+def hash_boot_files(
+    kernel: str,
+    initramfs: str | None = None,
+    devicetree: str | None = None,
+    dtb_dir: str | None = None,
+) -> str:
     """The boot checksum of these files (libostree's: sha256 over kernel, initramfs, then
     the device tree or every file of the dtb directory). Also what an installed kernel
     directory is verified against where it cannot be published by one rename (FAT)."""
@@ -135,15 +153,24 @@ def _legacy(root: str) -> KernelLayout | None:
         if "vmlinuz" not in found:
             continue
         if len(checksums) > 1:
-            raise SysrootError(f"Mismatched kernel checksums in {d}: "
-                               + ", ".join(sorted(checksums)))
+            raise SysrootError(
+                f"Mismatched kernel checksums in {d}: " + ", ".join(sorted(checksums))
+            )
         kernel, kname = found["vmlinuz"]
         initramfs, iname = found.get("initramfs", (None, None))
         dt, dtname = found.get("devicetree", (None, None))
         return KernelLayout(
-            kver=None, kernel=kernel, kernel_name=kname, initramfs=initramfs,
-            initramfs_name=iname, devicetree=dt, devicetree_name=dtname, dtb_dir=None,
-            hmac=None, hmac_name=None, bootcsum=checksums.pop(),
+            kver=None,
+            kernel=kernel,
+            kernel_name=kname,
+            initramfs=initramfs,
+            initramfs_name=iname,
+            devicetree=dt,
+            devicetree_name=dtname,
+            dtb_dir=None,
+            hmac=None,
+            hmac_name=None,
+            bootcsum=checksums.pop(),
         )
     return None
 
@@ -156,8 +183,10 @@ def find_kernel(root: str) -> KernelLayout:
         return legacy
     layout = modern or legacy
     if layout is None:
-        raise SysrootError(f"Failed to find kernel in {root}: no usr/lib/modules/*/vmlinuz, "
-                           "usr/lib/ostree-boot/vmlinuz-* or boot/vmlinuz-*")
+        raise SysrootError(
+            f"Failed to find kernel in {root}: no usr/lib/modules/*/vmlinuz, "
+            "usr/lib/ostree-boot/vmlinuz-* or boot/vmlinuz-*"
+        )
     # the installed names (made of the kernel version) are paths in every boot entry
     for _src, name in layout.files():
         words.check_name(name, "kernel file name from the commit")

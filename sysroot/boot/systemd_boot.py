@@ -174,8 +174,9 @@ def select(boot: str, entries_dir: str) -> Selection:
 def _rename_partner(a: str, b: str) -> bool:
     """Whether names a and b can be the two ends of one of our renames (X.tmp or X.N.tmp
     to X): the only pairs an interrupted rename can leave sharing clusters."""
-    return any(re.fullmatch(re.escape(final) + r"(\.[0-9]+)?\.tmp", tmp)
-               for tmp, final in ((a, b), (b, a)))
+    return any(
+        re.fullmatch(re.escape(final) + r"(\.[0-9]+)?\.tmp", tmp) for tmp, final in ((a, b), (b, a))
+    )
 
 
 def _may_share(path: str, sibling: str) -> bool:
@@ -189,8 +190,9 @@ def _may_share(path: str, sibling: str) -> bool:
     # bytes might not be, so those count as shared.
     if not _rename_partner(os.path.basename(path), os.path.basename(sibling)):
         return False
-    return os.path.getsize(path) == os.path.getsize(sibling) and \
-        filecmp.cmp(path, sibling, shallow=False)
+    return os.path.getsize(path) == os.path.getsize(sibling) and filecmp.cmp(
+        path, sibling, shallow=False
+    )
 
 
 def remove_leftover(path: str) -> bool:
@@ -206,9 +208,11 @@ def remove_leftover(path: str) -> bool:
     for sib in siblings:
         sp = os.path.join(parent, sib)
         if os.path.isfile(sp) and not os.path.islink(sp) and _may_share(path, sp):
-            print(f"warning: {path} may share its data with {sp} (a rename interrupted "
-                  "on FAT); left in place: run fsck.fat on the boot file system",
-                  file=sys.stderr)
+            print(
+                f"warning: {path} may share its data with {sp} (a rename interrupted "
+                "on FAT); left in place: run fsck.fat on the boot file system",
+                file=sys.stderr,
+            )
             return False
     os.unlink(path)
     return True

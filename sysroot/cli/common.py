@@ -41,11 +41,20 @@ def allow_intermixed(parser: argparse.ArgumentParser) -> None:
 
 def add_sysroot_options(parser: argparse.ArgumentParser, *, os_option: bool = True) -> None:
     """`ostree admin`'s --sysroot, and --os/--stateroot unless os_option is False."""
-    parser.add_argument("--sysroot", default="/", metavar="PATH",
-                        help="Create a new OSTree sysroot at PATH (default /)")
+    parser.add_argument(
+        "--sysroot",
+        default="/",
+        metavar="PATH",
+        help="Create a new OSTree sysroot at PATH (default /)",
+    )
     if os_option:
-        parser.add_argument("--os", "--stateroot", dest="os", metavar="OSNAME",
-                            help="Use a different operating system root than the current one")
+        parser.add_argument(
+            "--os",
+            "--stateroot",
+            dest="os",
+            metavar="OSNAME",
+            help="Use a different operating system root than the current one",
+        )
 
 
 _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
@@ -80,8 +89,7 @@ def say_change(change: Change) -> None:
     configuration: the /etc merge summary, the change, the space cleanup freed."""
     if change.etc_summary:
         print(change.etc_summary)
-    print(f"{change.summary}, deployment count change: "
-          f"{change.count_change}")
+    print(f"{change.summary}, deployment count change: {change.count_change}")
     if change.cleanup is not None and change.cleanup.freed_bytes:
         from sysroot.util.units import format_size
 

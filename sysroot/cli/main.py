@@ -25,18 +25,37 @@ class _Parser(argparse.ArgumentParser):
 
 def add_repo_option(parser: argparse.ArgumentParser) -> None:
     """--repo=PATH, accepted after the subcommand too (ostree allows both places)."""
-    parser.add_argument("--repo", metavar="PATH", default=argparse.SUPPRESS,
-                        help="Path to the OSTree repository (default: $OSTREE_REPO)")
+    parser.add_argument(
+        "--repo",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="Path to the OSTree repository (default: $OSTREE_REPO)",
+    )
 
 
 # Command name -> its module in sysroot/cli/commands/. Only the module of the command
 # being run is imported, so start-up stays fast; --help and unknown names load all.
 COMMAND_MODULES = {
-    "admin": "admin", "cat": "ls_cat", "checkout": "checkout", "commit": "commit",
-    "config": "config", "diff": "diff", "fsck": "fsck", "init": "init", "log": "log_show",
-    "ls": "ls_cat", "prune": "prune", "pull": "pull", "pull-local": "pull_local", "refs": "refs",
-    "rev-parse": "refs", "show": "log_show", "summary": "summary",
-    "remote": "remote", "gpg-sign": "sign", "sign": "sign",
+    "admin": "admin",
+    "cat": "ls_cat",
+    "checkout": "checkout",
+    "commit": "commit",
+    "config": "config",
+    "diff": "diff",
+    "fsck": "fsck",
+    "init": "init",
+    "log": "log_show",
+    "ls": "ls_cat",
+    "prune": "prune",
+    "pull": "pull",
+    "pull-local": "pull_local",
+    "refs": "refs",
+    "rev-parse": "refs",
+    "show": "log_show",
+    "summary": "summary",
+    "remote": "remote",
+    "gpg-sign": "sign",
+    "sign": "sign",
 }
 
 # Module -> modules holding more of its verbs: after the module's register() returns its
@@ -60,10 +79,15 @@ def command_name(argv: list[str]) -> str | None:
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="sysroot", description=GLOBAL_HELP)
-    parser.add_argument("--repo", metavar="PATH", default=None,
-                        help="Path to the OSTree repository (default: $OSTREE_REPO)")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="Print debug information and tracebacks")
+    parser.add_argument(
+        "--repo",
+        metavar="PATH",
+        default=None,
+        help="Path to the OSTree repository (default: $OSTREE_REPO)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="Print debug information and tracebacks"
+    )
     parser.add_argument("--version", action="store_true", help="Print version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     import sysroot.cli.commands as pkg
@@ -91,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     # --verbose is global but accepted anywhere on the line, as ostree accepts it
     verbose = "--verbose" in argv or argv[:1] == ["-v"]
     argv = [a for a in argv if a != "--verbose"]
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s: %(message)s"
+    )
     try:
         parser = build_parser(command_name(argv))
         args = parser.parse_args(argv)

@@ -28,8 +28,15 @@ from sysroot.errors import SysrootError, UsageError
 from sysroot.store.modes import RepoMode
 from sysroot.store.repo import Repo, parse_refspec
 
-_ROOT_DIRS = (("dev", 0o755), ("home", 0o755), ("proc", 0o755), ("run", 0o755),
-              ("sys", 0o755), ("root", 0o700), ("tmp", 0o1777))
+_ROOT_DIRS = (
+    ("dev", 0o755),
+    ("home", 0o755),
+    ("proc", 0o755),
+    ("run", 0o755),
+    ("sys", 0o755),
+    ("root", 0o700),
+    ("tmp", 0o1777),
+)
 
 
 class Sysroot:
@@ -69,8 +76,9 @@ class Sysroot:
         # the name goes into paths, entry names and ostree= (ostree 2022.7 takes any)
         check_name(osname, "stateroot name", UsageError)
         if not os.path.isdir(self.layout.deploy_base):
-            raise SysrootError(f"{self.path} is not an initialized sysroot; "
-                               "run 'admin init-fs' first")
+            raise SysrootError(
+                f"{self.path} is not an initialized sysroot; run 'admin init-fs' first"
+            )
         with self.lock():
             stateroot = self.layout.stateroot(osname)
             if os.path.lexists(stateroot):
@@ -129,21 +137,28 @@ class Sysroot:
         with transaction(self.layout, repo=False) as tx:
             return ops.pin(tx, index, pinned)
 
-    def set_origin(self, refspec: str, index: str | None = None,
-                   extra: dict[str, str] | None = None) -> Deployment:
+    def set_origin(
+        self, refspec: str, index: str | None = None, extra: dict[str, str] | None = None
+    ) -> Deployment:
         parse_refspec(refspec)
         with transaction(self.layout, repo=False) as tx:
             return ops.set_origin(tx, refspec, index, extra)
 
-    def set_origin_remote(self, remote: str, url: str, branch: str | None = None,
-                          index: str | None = None,
-                          options: dict[str, str] | None = None) -> Deployment:
+    def set_origin_remote(
+        self,
+        remote: str,
+        url: str,
+        branch: str | None = None,
+        index: str | None = None,
+        options: dict[str, str] | None = None,
+    ) -> Deployment:
         """ostree's `set-origin REMOTE URL [BRANCH]` (operations.set_origin_remote)."""
         with transaction(self.layout) as tx:
             return ops.set_origin_remote(tx, remote, url, branch, index, options)
 
-    def kargs_edit_in_place(self, append_if_missing: list[str],
-                            delete_if_present: list[str]) -> int:
+    def kargs_edit_in_place(
+        self, append_if_missing: list[str], delete_if_present: list[str]
+    ) -> int:
         """Edit every entry of the current boot version in place (no boot swap)."""
         with transaction(self.layout, repo=False) as tx:
             return ops.kargs_edit_in_place(tx, append_if_missing, delete_if_present)

@@ -49,9 +49,9 @@ def _remove_deployment_dir(path: str) -> None:
 def cleanup(state: SysrootState, repo: Repo, *, prune: bool = True) -> CleanupResult:
     layout = state.layout
     # 1. inactive boot halves (systemd-boot scheme: debris entries)
-    state.backend.remove_inactive(layout, state.listing,
-                                  [layout.kernel_dir(d.osname, d.bootcsum)
-                                   for d in state.deployments])
+    state.backend.remove_inactive(
+        layout, state.listing, [layout.kernel_dir(d.osname, d.bootcsum) for d in state.deployments]
+    )
     # 2. unreferenced deployments
     active = {(d.osname, d.name) for d in state.deployments}
     if state.booted is not None:
@@ -71,7 +71,7 @@ def cleanup(state: SysrootState, repo: Repo, *, prune: bool = True) -> CleanupRe
             if fsutil.is_temp_name(name):  # an origin whose atomic write was interrupted
                 remove_path(path)
                 continue
-            base = name[:-len(".origin")] if name.endswith(".origin") else name
+            base = name[: -len(".origin")] if name.endswith(".origin") else name
             if not DEPLOY_DIR_RE.match(base) or (osname, base) in active:
                 continue
             if name.endswith(".origin"):
@@ -93,8 +93,11 @@ def cleanup(state: SysrootState, repo: Repo, *, prune: bool = True) -> CleanupRe
     except FileNotFoundError:
         names = []
     for name in names:
-        if name in used or name == "initramfs-overlays" or not os.path.isdir(
-                os.path.join(kernels_dir, name)):
+        if (
+            name in used
+            or name == "initramfs-overlays"
+            or not os.path.isdir(os.path.join(kernels_dir, name))
+        ):
             continue
         state.backend.remove_kernel_dir(kernels_dir, name, repo.fsync_enabled)
         deleted_kernels.append(name)
@@ -109,10 +112,13 @@ def cleanup(state: SysrootState, repo: Repo, *, prune: bool = True) -> CleanupRe
 
 
 def regenerate_deployment_refs(state: SysrootState, repo: Repo) -> None:
-    wanted = {f"ostree/{state.bootversion}/{state.subbootversion}/{d.index}": d.csum
-              for d in state.deployments}
-    existing = {name: csum for name, csum in repo.list_refs("ostree").items()
-                if name.startswith("ostree/")}
+    wanted = {
+        f"ostree/{state.bootversion}/{state.subbootversion}/{d.index}": d.csum
+        for d in state.deployments
+    }
+    existing = {
+        name: csum for name, csum in repo.list_refs("ostree").items() if name.startswith("ostree/")
+    }
     # New refs first: interrupted in between, every deployed commit is still protected
     # from a prune.
     for name, csum in wanted.items():

@@ -147,9 +147,17 @@ def default_origin(refspec: str) -> KeyFile:
     return kf
 
 
-def create_deployment(state: SysrootState, repo: Repo, csum: str, osname: str,
-                      origin: KeyFile, merge: Deployment | None, kargs: str,
-                      fsync: bool = True, notes: list[str] | None = None) -> Deployment:
+def create_deployment(
+    state: SysrootState,
+    repo: Repo,
+    csum: str,
+    osname: str,
+    origin: KeyFile,
+    merge: Deployment | None,
+    kargs: str,
+    fsync: bool = True,
+    notes: list[str] | None = None,
+) -> Deployment:
     """Check out, prepare /etc, merge, write the origin; publish under its final name.
     notes collects the messages ostree prints on the way (etc merge, /var relabel)."""
     notes = [] if notes is None else notes
@@ -190,16 +198,17 @@ def create_deployment(state: SysrootState, repo: Repo, csum: str, osname: str,
     return Deployment(osname, csum, serial, kernel.bootcsum, 0, 0, kargs, None, origin)
 
 
-def deploy_inputs(state: SysrootState, repo: Repo, revision: str,
-                  options: DeployOptions) -> tuple[str, str, Deployment | None, KeyFile]:
+def deploy_inputs(
+    state: SysrootState, repo: Repo, revision: str, options: DeployOptions
+) -> tuple[str, str, Deployment | None, KeyFile]:
     """(stateroot, commit, merge deployment or None, origin) of a deploy, checked
     before anything is written."""
     layout = state.layout
-    osname = check_name(options.osname or state.default_osname(), "stateroot name",
-                        UsageError)
+    osname = check_name(options.osname or state.default_osname(), "stateroot name", UsageError)
     if not os.path.isdir(layout.stateroot(osname)):
-        raise NotFoundError(f"No stateroot '{osname}' in {layout.root}: "
-                            f"run 'admin os-init {osname}' first")
+        raise NotFoundError(
+            f"No stateroot '{osname}' in {layout.root}: run 'admin os-init {osname}' first"
+        )
     csum = repo.resolve_rev(revision)
     repo.load_commit(csum)  # a missing or corrupt commit fails here, before writing
     merge = None if options.no_merge else state.merge_deployment(osname)
@@ -228,10 +237,17 @@ def merge_config(state: SysrootState, merge: Deployment, root: str, notes: list[
     """The 3-way /etc merge: merge's changes (usr/etc -> etc, as its /etc is now)
     applied to root/etc."""
     old = state.deployment_path(merge)
-    if os.path.isdir(os.path.join(old, "usr", "etc")) and os.path.isdir(os.path.join(old, "etc")) \
-            and os.path.isdir(os.path.join(root, "etc")):
-        diff = _with_dirs(merge_etc, os.path.join(old, "usr", "etc"), os.path.join(old, "etc"),
-                          os.path.join(root, "etc"))
+    if (
+        os.path.isdir(os.path.join(old, "usr", "etc"))
+        and os.path.isdir(os.path.join(old, "etc"))
+        and os.path.isdir(os.path.join(root, "etc"))
+    ):
+        diff = _with_dirs(
+            merge_etc,
+            os.path.join(old, "usr", "etc"),
+            os.path.join(old, "etc"),
+            os.path.join(root, "etc"),
+        )
         notes.append(merge_summary(diff))
 
 
@@ -244,9 +260,16 @@ def _with_dirs(fn, *paths):
             os.close(fd)
 
 
-def simple_write_list(state: SysrootState, new: Deployment, merge: Deployment | None, *,
-                      retain: bool, retain_pending: bool, retain_rollback: bool,
-                      make_default: bool) -> list[Deployment]:
+def simple_write_list(
+    state: SysrootState,
+    new: Deployment,
+    merge: Deployment | None,
+    *,
+    retain: bool,
+    retain_pending: bool,
+    retain_rollback: bool,
+    make_default: bool,
+) -> list[Deployment]:
     """libostree's retention rules for one new deployment."""
     booted = state.booted
     if booted is None and merge is None and (retain_pending or retain_rollback):
@@ -265,9 +288,15 @@ def simple_write_list(state: SysrootState, new: Deployment, merge: Deployment | 
         if is_merge:
             before_merge = False
         passed_crossover = (not before_booted) if booted is not None else (not before_merge)
-        keep = (retain or d.pinned or d.osname != new.osname or is_booted or is_merge
-                or (retain_rollback and passed_crossover)
-                or (retain_pending and not passed_crossover))
+        keep = (
+            retain
+            or d.pinned
+            or d.osname != new.osname
+            or is_booted
+            or is_merge
+            or (retain_rollback and passed_crossover)
+            or (retain_pending and not passed_crossover)
+        )
         if keep and d.identity != new.identity:
             out.append(d)
         if not added and passed_crossover:
@@ -278,8 +307,9 @@ def simple_write_list(state: SysrootState, new: Deployment, merge: Deployment | 
     return out
 
 
-def entry_inputs(state: SysrootState, repo: Repo, deployments: list[Deployment],
-                 kernels: dict | None = None) -> list[EntryInputs]:
+def entry_inputs(
+    state: SysrootState, repo: Repo, deployments: list[Deployment], kernels: dict | None = None
+) -> list[EntryInputs]:
     """What each deployment's entry is made of, checked before anything is written:
     the commit's `version` and the os-release name go into the title line."""
     out = []

@@ -67,8 +67,10 @@ def format_config_diff(diff: EtcDiff) -> str:
 
 def merge_summary(diff: EtcDiff) -> str:
     """The line ostree logs (and `ostree admin deploy` prints) before applying a merge."""
-    return (f"Copying /etc changes: {len(diff.modified)} modified, "
-            f"{len(diff.removed)} removed, {len(diff.added)} added")
+    return (
+        f"Copying /etc changes: {len(diff.modified)} modified, "
+        f"{len(diff.removed)} removed, {len(diff.added)} added"
+    )
 
 
 # ---------------------------------------------------------------- diff
@@ -85,8 +87,9 @@ def diff_etc(usr_etc_fd: int, etc_fd: int) -> EtcDiff:
     return EtcDiff(tuple(modified), tuple(removed), tuple(added))
 
 
-def _diff_dirs(a_fd: int, b_fd: int, prefix: str, modified: list[str], removed: list[str],
-               added: list[str]) -> None:
+def _diff_dirs(
+    a_fd: int, b_fd: int, prefix: str, modified: list[str], removed: list[str], added: list[str]
+) -> None:
     for name in _gio_listdir(a_fd):
         a_st = _lstat_or_none(a_fd, name)
         if a_st is None:
@@ -239,8 +242,11 @@ def _copy_modified(old_etc_fd: int, new_etc_fd: int, path: str) -> None:
     parent, name = _split(path)
     with _opendir_path(old_etc_fd, parent) as src_parent:
         src_st = os.lstat(name, dir_fd=src_parent)
-        dst_parent = (_ensure_dir_from_template(old_etc_fd, new_etc_fd, parent) if parent
-                      else os.dup(new_etc_fd))
+        dst_parent = (
+            _ensure_dir_from_template(old_etc_fd, new_etc_fd, parent)
+            if parent
+            else os.dup(new_etc_fd)
+        )
         try:
             dst_st = _lstat_or_none(dst_parent, name)
             if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
@@ -248,7 +254,8 @@ def _copy_modified(old_etc_fd: int, new_etc_fd: int, path: str) -> None:
                     raise SysrootError(
                         "During /etc merge: Modified config file newly defaults to "
                         f"directory '{path}', cannot merge",
-                        hint=f"move your /etc/{path} aside, deploy, then merge it by hand")
+                        hint=f"move your /etc/{path} aside, deploy, then merge it by hand",
+                    )
                 return  # directory attributes are not carried over (ostree neither)
             if dst_st is not None:
                 os.unlink(name, dir_fd=dst_parent)
@@ -257,8 +264,7 @@ def _copy_modified(old_etc_fd: int, new_etc_fd: int, path: str) -> None:
             elif stat.S_ISREG(src_st.st_mode) or stat.S_ISLNK(src_st.st_mode):
                 _copy_file(src_parent, name, src_st, dst_parent, keep_times=True)
             else:  # fifo, socket, device: dropped (the new default, if any, is gone too)
-                log.info("Ignoring non-regular/non-symlink file found during /etc merge: %s",
-                         path)
+                log.info("Ignoring non-regular/non-symlink file found during /etc merge: %s", path)
         finally:
             os.close(dst_parent)
 
@@ -326,15 +332,18 @@ def _copy_children(src: int, dst: int, rel: str, *, merge: bool) -> None:
         elif stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
             _copy_file(src, entry.name, st, dst, keep_times=merge)
         elif merge:
-            raise SysrootError(f"During /etc merge: cannot copy /etc/{child}: not a regular "
-                               "file, symlink or directory",
-                               hint="remove it (or move it out of /etc) and deploy again")
+            raise SysrootError(
+                f"During /etc merge: cannot copy /etc/{child}: not a regular "
+                "file, symlink or directory",
+                hint="remove it (or move it out of /etc) and deploy again",
+            )
         else:
             log.info("Ignoring non-regular/non-symlink file %s", child)
 
 
-def _copy_file(src_dir: int, name: str, st: os.stat_result, dst_dir: int, *,
-               keep_times: bool) -> None:
+def _copy_file(
+    src_dir: int, name: str, st: os.stat_result, dst_dir: int, *, keep_times: bool
+) -> None:
     """Copy a regular file or symlink over dst_dir/name through a temporary sibling, as
     glnx_file_copy_at(OVERWRITE): owner, then xattrs (chown drops security.capability),
     then mode (chown drops setuid bits), then for files atime and mtime."""
@@ -351,14 +360,18 @@ def _copy_file(src_dir: int, name: str, st: os.stat_result, dst_dir: int, *,
         return
     src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_dir)
     try:
-        dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                      0o600, dir_fd=dst_dir)
+        dst = os.open(
+            tmp,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+            dir_fd=dst_dir,
+        )
         try:
             try:
                 while chunk := os.read(src, _COPY_CHUNK):
                     view = memoryview(chunk)
                     while view:
-                        view = view[os.write(dst, view):]
+                        view = view[os.write(dst, view) :]
                 os.fchown(dst, st.st_uid, st.st_gid)
                 write_xattrs(dst, read_xattrs(src), follow_symlinks=True)
                 os.fchmod(dst, stat.S_IMODE(st.st_mode))
@@ -483,7 +496,8 @@ def _escape_error(path: str, link: tuple[str, str] | None) -> SysrootError:
     return SysrootError(
         f"During /etc merge: /etc/{path}{via} leads outside the new /etc; refusing to "
         "write through it",
-        hint="the new default replaced a directory by a symlink; move your changes aside")
+        hint="the new default replaced a directory by a symlink; move your changes aside",
+    )
 
 
 def _proc_path(dir_fd: int, name: str) -> str:

@@ -51,15 +51,17 @@ def _check_loader_symlink(layout: SysrootLayout) -> list[str]:
         return [str(e)]
     entries_dir = layout.entries_dir(bootversion)
     if not os.path.isdir(entries_dir):
-        return [f"{layout.loader_link} -> loader.{bootversion}, but {entries_dir} "
-                "is not a directory"]
+        return [
+            f"{layout.loader_link} -> loader.{bootversion}, but {entries_dir} is not a directory"
+        ]
     if not os.path.islink(layout.bootlink_base(bootversion)):
         # Even without entries: the next writer keys subbootversions off this link.
         problems = [f"{layout.bootlink_base(bootversion)} is missing"]
     else:
         problems = []
-    names = sorted(n for n in os.listdir(entries_dir)
-                   if n.startswith("ostree-") and n.endswith(".conf"))
+    names = sorted(
+        n for n in os.listdir(entries_dir) if n.startswith("ostree-") and n.endswith(".conf")
+    )
     for name in names:
         problems += _check_entry(layout, bootversion, os.path.join(entries_dir, name))
     if not problems:
@@ -72,10 +74,10 @@ def _check_loader_symlink(layout: SysrootLayout) -> list[str]:
             if (state.bootversion, state.subbootversion) != (bootversion, subbootversion):
                 problems.append("state reads a different boot version")
             if len(state.deployments) != len(names):
-                problems.append(f"{len(names)} entries but {len(state.deployments)} "
-                                "deployments")
-            problems += state.backend.check_config(layout, bootversion,
-                                                   [d.entry for d in state.deployments])
+                problems.append(f"{len(names)} entries but {len(state.deployments)} deployments")
+            problems += state.backend.check_config(
+                layout, bootversion, [d.entry for d in state.deployments]
+            )
     return problems
 
 
@@ -98,16 +100,18 @@ def _check_entries_dir(layout: SysrootLayout) -> list[str]:
             state = SysrootState.load(layout.root)
         except (SysrootError, OSError) as e:
             return [f"state does not load: {e}"]
-        if [d.entry.filename for d in state.deployments] != \
-                [e.filename for e in sel.entries]:
+        if [d.entry.filename for d in state.deployments] != [e.filename for e in sel.entries]:
             problems.append("state reads other entries than the boot loader's choice")
-        problems += state.backend.check_config(layout, state.bootversion,
-                                               [d.entry for d in state.deployments])
+        problems += state.backend.check_config(
+            layout, state.bootversion, [d.entry for d in state.deployments]
+        )
     return problems
 
 
-_CHECKS = {BootScheme.LOADER_SYMLINK: _check_loader_symlink,
-           BootScheme.ENTRIES_DIR: _check_entries_dir}
+_CHECKS = {
+    BootScheme.LOADER_SYMLINK: _check_loader_symlink,
+    BootScheme.ENTRIES_DIR: _check_entries_dir,
+}
 
 
 def _listdir(path: str) -> list[str]:
@@ -146,11 +150,13 @@ def _check_direct_entry(layout: SysrootLayout, entry: BootEntry) -> list[str]:
     if not k:
         return problems + [f"{path}: linux is not in /ostree/$os-$bootcsum/"]
     if not problems:
-        got = hash_boot_files(files["linux"], files.get("initrd"), files.get("devicetree"),
-                              files.get("fdtdir"))
+        got = hash_boot_files(
+            files["linux"], files.get("initrd"), files.get("devicetree"), files.get("fdtdir")
+        )
         if got != k.group(1):
-            problems.append(f"{path}: the kernel files hash to {got}, not to the boot "
-                            f"checksum {k.group(1)}")
+            problems.append(
+                f"{path}: the kernel files hash to {got}, not to the boot checksum {k.group(1)}"
+            )
     return problems
 
 

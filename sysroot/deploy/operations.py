@@ -34,15 +34,21 @@ def deploy(tx: Transaction, revision: str, options: dep.DeployOptions) -> Change
     notes: list[str] = []
     tx.begin(state, osname)
     try:
-        new = dep.create_deployment(state, repo, csum, osname, origin, merge, kargs,
-                                    fsync=repo.fsync_enabled, notes=notes)
+        new = dep.create_deployment(
+            state, repo, csum, osname, origin, merge, kargs, fsync=repo.fsync_enabled, notes=notes
+        )
     except BaseException:
         tx.rollback()
         raise
     deployments = dep.simple_write_list(
-        state, new, merge, retain=options.retain,
-        retain_pending=options.retain_pending, retain_rollback=options.retain_rollback,
-        make_default=not options.not_as_default)
+        state,
+        new,
+        merge,
+        retain=options.retain,
+        retain_pending=options.retain_pending,
+        retain_rollback=options.retain_rollback,
+        make_default=not options.not_as_default,
+    )
     change = tx.apply(state, deployments, prune=options.prune)
     change.deployment = new
     change.etc_summary = "\n".join(notes) or None
@@ -66,8 +72,7 @@ def resolve_index(state: SysrootState, index: str) -> Deployment:
     except ValueError:
         raise UsageError(f"Invalid deployment index '{index}'") from None
     if i < 0 or i >= len(state.deployments):
-        raise UsageError(f"Out of range deployment index {i}, expected < "
-                         f"{len(state.deployments)}")
+        raise UsageError(f"Out of range deployment index {i}, expected < {len(state.deployments)}")
     return state.deployments[i]
 
 
@@ -135,8 +140,9 @@ def pin(tx: Transaction, index: str, pinned: bool) -> Deployment:
     return d
 
 
-def set_origin(tx: Transaction, refspec: str, index: str | None = None,
-               extra: dict[str, str] | None = None) -> Deployment:
+def set_origin(
+    tx: Transaction, refspec: str, index: str | None = None, extra: dict[str, str] | None = None
+) -> Deployment:
     """`admin set-origin REFSPEC` (refspec checked by the caller, before the lock)."""
     state = tx.load()
     d = origin_target(state, index)
@@ -149,9 +155,14 @@ def set_origin(tx: Transaction, refspec: str, index: str | None = None,
     return d
 
 
-def set_origin_remote(tx: Transaction, remote: str, url: str, branch: str | None = None,
-                      index: str | None = None,
-                      options: dict[str, str] | None = None) -> Deployment:
+def set_origin_remote(
+    tx: Transaction,
+    remote: str,
+    url: str,
+    branch: str | None = None,
+    index: str | None = None,
+    options: dict[str, str] | None = None,
+) -> Deployment:
     """ostree's `set-origin REMOTE URL [BRANCH]`: add the remote unless it exists
     (options are its settings), then track REMOTE:BRANCH (default: the branch the
     deployment tracks now) with a fresh origin, as ostree writes one."""
@@ -162,8 +173,9 @@ def set_origin_remote(tx: Transaction, remote: str, url: str, branch: str | None
     add_remote(tx.repo, remote, url, options=options or {}, if_not_exists=True)
     old = d.origin.get("origin", "refspec") if d.origin is not None else None
     if not old:
-        raise SysrootError("No origin/refspec in current deployment origin; cannot "
-                           "change via ostree")
+        raise SysrootError(
+            "No origin/refspec in current deployment origin; cannot change via ostree"
+        )
     old_remote, old_ref = parse_refspec(old)
     if old_remote != remote or (branch is not None and branch != old_ref):
         _rewrite_origin(tx.layout, d, dep.default_origin(f"{remote}:{branch or old_ref}"))
@@ -171,8 +183,9 @@ def set_origin_remote(tx: Transaction, remote: str, url: str, branch: str | None
 
 
 # ------------------------------------------------------------------ kernel arguments
-def kargs_edit_in_place(tx: Transaction, append_if_missing: list[str],
-                        delete_if_present: list[str]) -> int:
+def kargs_edit_in_place(
+    tx: Transaction, append_if_missing: list[str], delete_if_present: list[str]
+) -> int:
     """Edit every entry of the current boot version in place (no boot swap)."""
 
     def edited(options: str) -> str:

@@ -41,13 +41,17 @@ class SdBootWriter(BootWriter):
     def write(self, entries: list[EntryInputs], old_versions: dict) -> str:
         deployments, entries = self._prepare(entries)
         if len(entries) > sd.MAX_ENTRIES:
-            raise SysrootError(f"Too many deployments ({len(entries)}): the systemd-boot "
-                               f"scheme names at most {sd.MAX_ENTRIES}")
+            raise SysrootError(
+                f"Too many deployments ({len(entries)}): the systemd-boot "
+                f"scheme names at most {sd.MAX_ENTRIES}"
+            )
         layout = self.layout
         edir = layout.loader_entries_dir
         if os.path.lexists(layout.loader_link) and not sd.uses_entries_dir(layout.loader_link):
-            raise SysrootError(f"{layout.loader_link} is not a directory: the systemd-boot "
-                               "scheme needs boot/loader to be one")
+            raise SysrootError(
+                f"{layout.loader_link} is not a directory: the systemd-boot "
+                "scheme needs boot/loader to be one"
+            )
         for d in (layout.loader_link, edir):
             if not os.path.isdir(d):
                 os.mkdir(d, 0o755)
@@ -58,14 +62,17 @@ class SdBootWriter(BootWriter):
         for name in current.garbage:
             sd.remove_leftover(os.path.join(edir, name))
         sd.remove_tmp_under(edir)
-        gc, r_top = (current.default[0].g, current.default[0].r) if current.default \
-            else (0, sd.DEFAULT_R)
+        gc, r_top = (
+            (current.default[0].g, current.default[0].r) if current.default else (0, sd.DEFAULT_R)
+        )
         # non-defaults must sort below the current default; only a hand-made default has
         # R < 9999, then they count down from below it
         base = sd.DEFAULT_R if r_top == sd.DEFAULT_R else r_top
         if base - len(entries) < 0:
-            raise SysrootError(f"The current default entry {current.default[0].filename} "
-                               "leaves no room for the other entries' names")
+            raise SysrootError(
+                f"The current default entry {current.default[0].filename} "
+                "leaves no room for the other entries' names"
+            )
         # 1. kernels
         for e in entries:
             self._install_kernel(e)
@@ -109,8 +116,15 @@ class SdBootWriter(BootWriter):
         entry = self._make_entry(e, 0, n, multi)
         self._write_file(edir, name, data=entry.to_text().encode(), mode=0o644)
 
-    def _write_file(self, parent: str, name: str, *, data: bytes | None = None,
-                    src: str | None = None, mode: int = 0o644) -> None:
+    def _write_file(
+        self,
+        parent: str,
+        name: str,
+        *,
+        data: bytes | None = None,
+        src: str | None = None,
+        mode: int = 0o644,
+    ) -> None:
         """parent/name replaced by one rename from a `.tmp` name, flushed first."""
         tmp = self._free_tmp(parent, name)
         tmp_path = os.path.join(parent, tmp)
@@ -155,8 +169,9 @@ class SdBootWriter(BootWriter):
             for dirpath, _dirs, names in os.walk(top):
                 rel = os.path.relpath(dirpath, top)
                 for n in sorted(names):
-                    files.append((os.path.join(dirpath, n),
-                                  os.path.normpath(os.path.join("dtb", rel, n))))
+                    files.append(
+                        (os.path.join(dirpath, n), os.path.normpath(os.path.join("dtb", rel, n)))
+                    )
         if os.path.isdir(kdir):
             sd.remove_tmp_under(kdir)
             if installed_ok(kdir, k, d.bootcsum):
@@ -173,12 +188,14 @@ class SdBootWriter(BootWriter):
             parent = os.path.dirname(dst)
             if not os.path.isdir(parent):
                 os.makedirs(parent, 0o755)
-            self._write_file(parent, os.path.basename(dst), src=src,
-                             mode=os.stat(src).st_mode & 0o777)
+            self._write_file(
+                parent, os.path.basename(dst), src=src, mode=os.stat(src).st_mode & 0o777
+            )
 
 
 def installed_ok(kdir: str, k, bootcsum: str) -> bool:
     """Whether kdir holds every file of kernel layout k and they hash to bootcsum."""
+
     def at(name):
         return os.path.join(kdir, name) if name else None
 
@@ -187,5 +204,12 @@ def installed_ok(kdir: str, k, bootcsum: str) -> bool:
         return False
     if k.dtb_dir and not os.path.isdir(at("dtb")):
         return False
-    return hash_boot_files(at(k.kernel_name), at(k.initramfs_name), at(k.devicetree_name),
-                           at("dtb") if k.dtb_dir else None) == bootcsum
+    return (
+        hash_boot_files(
+            at(k.kernel_name),
+            at(k.initramfs_name),
+            at(k.devicetree_name),
+            at("dtb") if k.dtb_dir else None,
+        )
+        == bootcsum
+    )

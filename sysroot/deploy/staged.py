@@ -71,8 +71,7 @@ def stage(tx: Transaction, revision: str, options: dep.DeployOptions) -> Change:
     repo = tx.repo
     state = tx.load()
     if state.booted is None:
-        raise SysrootError("Cannot stage deployment: Not currently booted into an "
-                           "OSTree system")
+        raise SysrootError("Cannot stage deployment: Not currently booted into an OSTree system")
     osname, csum, merge, origin = dep.deploy_inputs(state, repo, revision, options)
     if merge is not None and merge.staged:
         merge = None  # never merge from a configuration that was itself not merged
@@ -83,14 +82,17 @@ def stage(tx: Transaction, revision: str, options: dep.DeployOptions) -> Change:
     tx.begin(state, osname)
     try:
         # no /etc merge now (merge=None): that is finalize's, from /etc as it is then
-        new = dep.create_deployment(state, repo, csum, osname, origin, None,
-                                    kargs or "", fsync=repo.fsync_enabled, notes=[])
+        new = dep.create_deployment(
+            state, repo, csum, osname, origin, None, kargs or "", fsync=repo.fsync_enabled, notes=[]
+        )
         # what finalize will put in its entry, refused now rather than at shutdown
         dep.entry_inputs(state, repo, [new])
         record = StagedRecord(
-            DeploymentRef.of(new), DeploymentRef.of(merge) if merge else None,
+            DeploymentRef.of(new),
+            DeploymentRef.of(merge) if merge else None,
             tuple(KernelArgs.parse(kargs).words) if kargs is not None else None,
-            locked=options.lock_finalization)
+            locked=options.lock_finalization,
+        )
         write_record(record)  # the commit point
     except BaseException:
         tx.rollback()
@@ -100,9 +102,13 @@ def stage(tx: Transaction, revision: str, options: dep.DeployOptions) -> Change:
         dep.remove_deployment_dir(state, previous)
     set_legacy_lock(options.lock_finalization)
     os.utime(tx.layout.deploy_base)
-    journal.send(f"Staged deployment {new.name}", message_id=journal.STAGE_ID,
-                 stderr=False,  # ostree prints nothing either
-                 SYSROOT_DEPLOYMENT=new.name, SYSROOT_STATEROOT=new.osname)
+    journal.send(
+        f"Staged deployment {new.name}",
+        message_id=journal.STAGE_ID,
+        stderr=False,  # ostree prints nothing either
+        SYSROOT_DEPLOYMENT=new.name,
+        SYSROOT_STATEROOT=new.osname,
+    )
     # as libostree: refs for the deployments (the staged one's protects its commit)
     result = cleanup(tx.load(), repo, prune=False)
     return Change("", 0, result, replace(new, staged=True))
@@ -126,15 +132,21 @@ def finalize(tx: Transaction) -> Change | None:
     try:
         change = _finalize(tx, state)
     except (SysrootError, OSError) as e:
-        message = str(e) if isinstance(e, SysrootError) else \
-            f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}"
+        message = (
+            str(e)
+            if isinstance(e, SysrootError)
+            else f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}"
+        )
         _write_failure(state.layout, message)
         target = state.staged
-        journal.send(f"Failed to finalize staged deployment: {message}",
-                     priority=journal.ERR, message_id=journal.FINALIZE_ID,
-                     SYSROOT_DEPLOYMENT=target.name if target else None,
-                     SYSROOT_STATEROOT=target.osname if target else None,
-                     SYSROOT_RESULT="failure")
+        journal.send(
+            f"Failed to finalize staged deployment: {message}",
+            priority=journal.ERR,
+            message_id=journal.FINALIZE_ID,
+            SYSROOT_DEPLOYMENT=target.name if target else None,
+            SYSROOT_STATEROOT=target.osname if target else None,
+            SYSROOT_RESULT="failure",
+        )
         raise
     stamp = os.path.join(state.layout.boot, FAILURE_STAMP)
     if os.path.lexists(stamp):  # an earlier attempt failed; this one did not
@@ -158,11 +170,12 @@ def _finalize(tx: Transaction, state: SysrootState) -> Change | None:
     base = state.without_staged()
     merge = None
     if record.merge is not None:
-        merge = next((d for d in base.deployments if d.identity == record.merge.identity),
-                     None)
+        merge = next((d for d in base.deployments if d.identity == record.merge.identity), None)
         if merge is None:
-            raise SysrootError(f"Failed to find merge deployment {record.merge.csum}."
-                               f"{record.merge.serial} for staged")
+            raise SysrootError(
+                f"Failed to find merge deployment {record.merge.csum}."
+                f"{record.merge.serial} for staged"
+            )
     root = state.deployment_path(staged)
     if not os.path.isdir(root):
         raise SysrootError(f"Unable to find expected deployment root: {root}")
@@ -172,16 +185,30 @@ def _finalize(tx: Transaction, state: SysrootState) -> Change | None:
     notes: list[str] = []
     if merge is not None:
         dep.merge_config(state, merge, root, notes)
-    kargs = " ".join(record.kargs) if record.kargs is not None else \
-        (merge.kargs if merge is not None else "")
+    kargs = (
+        " ".join(record.kargs)
+        if record.kargs is not None
+        else (merge.kargs if merge is not None else "")
+    )
     new = replace(staged, staged=False, finalization_locked=False, kargs=kargs, index=0)
-    deployments = dep.simple_write_list(base, new, merge, retain=False, retain_pending=False,
-                                        retain_rollback=False, make_default=True)
+    deployments = dep.simple_write_list(
+        base,
+        new,
+        merge,
+        retain=False,
+        retain_pending=False,
+        retain_rollback=False,
+        make_default=True,
+    )
     change = tx.apply(base, deployments, prune=False)
     change.deployment = new
     change.etc_summary = "\n".join(notes) or None
-    journal.send("Finalized staged deployment", message_id=journal.FINALIZE_ID,
-                 SYSROOT_RESULT="success", **fields)
+    journal.send(
+        "Finalized staged deployment",
+        message_id=journal.FINALIZE_ID,
+        SYSROOT_RESULT="success",
+        **fields,
+    )
     return change
 
 
@@ -200,8 +227,11 @@ def change_lock(tx: Transaction, unlock: bool) -> str:
         return "Staged deployment is already finalization locked"
     write_record(replace(state.staged_record, locked=not unlock))
     set_legacy_lock(not unlock)
-    return ("Staged deployment is now queued to apply on shutdown" if unlock
-            else "Staged deployment is now finalization locked")
+    return (
+        "Staged deployment is now queued to apply on shutdown"
+        if unlock
+        else "Staged deployment is now finalization locked"
+    )
 
 
 def hold(layout: SysrootLayout) -> None:

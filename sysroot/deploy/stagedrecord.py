@@ -68,9 +68,14 @@ class DeploymentRef:
         return (self.osname, self.csum, self.serial)
 
     def to_variant(self) -> Variant:
-        return Variant("a{sv}", {"name": Variant("s", f"{self.csum}.{self.serial}"),
-                                 "osname": Variant("s", self.osname),
-                                 "bootcsum": Variant("s", self.bootcsum)})
+        return Variant(
+            "a{sv}",
+            {
+                "name": Variant("s", f"{self.csum}.{self.serial}"),
+                "osname": Variant("s", self.osname),
+                "bootcsum": Variant("s", self.bootcsum),
+            },
+        )
 
     @classmethod
     def from_variant(cls, v: object, key: str) -> DeploymentRef:
@@ -86,11 +91,13 @@ class DeploymentRef:
             values[name] = item.value
         m = _DEPLOYMENT_NAME.fullmatch(values["name"])
         if not m:
-            raise FormatError(f"{staged_path()}: {key}: invalid deployment name "
-                              f"{words.shown(values['name'])}")
+            raise FormatError(
+                f"{staged_path()}: {key}: invalid deployment name {words.shown(values['name'])}"
+            )
         if not _CHECKSUM.fullmatch(values["bootcsum"]):
-            raise FormatError(f"{staged_path()}: {key}: invalid boot checksum "
-                              f"{words.shown(values['bootcsum'])}")
+            raise FormatError(
+                f"{staged_path()}: {key}: invalid boot checksum {words.shown(values['bootcsum'])}"
+            )
         try:
             words.check_name(values["osname"], "stateroot name")
         except FormatError as e:
@@ -131,8 +138,11 @@ class StagedRecord:
         if "target" not in d:
             return None
         target = DeploymentRef.from_variant(d["target"], "target")
-        merge = (DeploymentRef.from_variant(d["merge-deployment"], "merge-deployment")
-                 if "merge-deployment" in d else None)
+        merge = (
+            DeploymentRef.from_variant(d["merge-deployment"], "merge-deployment")
+            if "merge-deployment" in d
+            else None
+        )
         kargs = d.get("kargs")
         if kargs is not None and kargs.signature != "as":
             raise FormatError(f"{staged_path()}: 'kargs' is not a string array")
@@ -142,11 +152,16 @@ class StagedRecord:
         except FormatError as e:
             raise FormatError(f"{staged_path()}: kargs: {e}") from None
         locked = d.get("locked")
-        other = {k: v for k, v in d.items()
-                 if k not in ("target", "merge-deployment", "kargs", "locked")}
-        return cls(target, merge, tuple(kargs.value) if kargs is not None else None,
-                   bool(locked.value) if locked is not None and locked.signature == "b"
-                   else False, other)
+        other = {
+            k: v for k, v in d.items() if k not in ("target", "merge-deployment", "kargs", "locked")
+        }
+        return cls(
+            target,
+            merge,
+            tuple(kargs.value) if kargs is not None else None,
+            bool(locked.value) if locked is not None and locked.signature == "b" else False,
+            other,
+        )
 
 
 def read_record() -> StagedRecord | None:
@@ -173,8 +188,9 @@ def write_record(record: StagedRecord) -> None:
 def set_legacy_lock(locked: bool) -> None:
     if locked:
         os.makedirs(RUN_DIR, mode=0o755, exist_ok=True)
-        os.close(os.open(locked_path(), os.O_CREAT | os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC,
-                         0o640))
+        os.close(
+            os.open(locked_path(), os.O_CREAT | os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC, 0o640)
+        )
     else:
         try:
             os.unlink(locked_path())

@@ -95,8 +95,7 @@ def options_without_ostree(options: str) -> str:
     return str(kargs)
 
 
-def read_staged(layout: SysrootLayout) -> tuple[Deployment | None, StagedRecord | None,
-                                                 str | None]:
+def read_staged(layout: SysrootLayout) -> tuple[Deployment | None, StagedRecord | None, str | None]:
     """(the staged deployment, its record, None), or (None, None, None) when nothing is
     staged. A record that cannot be used is not fatal here (it would break every
     command until someone deletes it): (None, None, why), status warns with it and
@@ -110,9 +109,19 @@ def read_staged(layout: SysrootLayout) -> tuple[Deployment | None, StagedRecord 
     except FormatError as e:
         return None, None, str(e)
     locked = record.locked or legacy_locked()
-    staged = Deployment(t.osname, t.csum, t.serial, t.bootcsum, 0, 0,
-                        " ".join(record.kargs or ()), None, origin, staged=True,
-                        finalization_locked=locked)
+    staged = Deployment(
+        t.osname,
+        t.csum,
+        t.serial,
+        t.bootcsum,
+        0,
+        0,
+        " ".join(record.kargs or ()),
+        None,
+        origin,
+        staged=True,
+        finalization_locked=locked,
+    )
     return staged, record, None
 
 
@@ -156,10 +165,13 @@ class SysrootState:
         return state
 
     def require_initialized(self) -> None:
-        if not os.path.isdir(self.layout.deploy_base) or \
-                not os.path.isdir(os.path.join(self.layout.repo, "objects")):
-            raise SysrootError(f"{self.layout.root} is not an initialized sysroot "
-                               "(no ostree/deploy or ostree/repo); run admin init-fs")
+        if not os.path.isdir(self.layout.deploy_base) or not os.path.isdir(
+            os.path.join(self.layout.repo, "objects")
+        ):
+            raise SysrootError(
+                f"{self.layout.root} is not an initialized sysroot "
+                "(no ostree/deploy or ostree/repo); run admin init-fs"
+            )
 
     def _load(self) -> None:
         self.backend = backends.on_disk(self.layout)
@@ -168,17 +180,20 @@ class SysrootState:
         self.marker = listing.marker
         deployments = [self._deployment_from_entry(entry) for entry in listing.entries]
         serials = self.backend.boot_serials([(d.bootcsum, d.bootserial) for d in deployments])
-        self.deployments = [Deployment(d.osname, d.csum, d.deployserial, d.bootcsum, serial,
-                                       i, d.kargs, d.entry, d.origin)
-                            for i, (d, serial) in enumerate(zip(deployments, serials,
-                                                                strict=True))]
+        self.deployments = [
+            Deployment(
+                d.osname, d.csum, d.deployserial, d.bootcsum, serial, i, d.kargs, d.entry, d.origin
+            )
+            for i, (d, serial) in enumerate(zip(deployments, serials, strict=True))
+        ]
         self.booted = self._find_booted()
         if self.booted is not None:
             # as libostree: only a booted system has staged deployments, listed first
             staged, self.staged_record, self.staged_error = read_staged(self.layout)
             if staged is not None:
-                self.deployments = [staged] + [replace(d, index=i + 1)
-                                               for i, d in enumerate(self.deployments)]
+                self.deployments = [staged] + [
+                    replace(d, index=i + 1) for i, d in enumerate(self.deployments)
+                ]
                 self.staged = staged
 
     def _deployment_from_entry(self, entry: BootEntry) -> Deployment:
@@ -199,11 +214,9 @@ class SysrootState:
         try:
             target = os.readlink(link)
         except FileNotFoundError:
-            raise FormatError(f"{entry.filename}: ostree= target {link} does not exist") \
-                from None
+            raise FormatError(f"{entry.filename}: ostree= target {link} does not exist") from None
         except OSError as e:
-            raise FormatError(f"{entry.filename}: ostree= target {link}: {e.strerror}") \
-                from None
+            raise FormatError(f"{entry.filename}: ostree= target {link}: {e.strerror}") from None
         m = _DEPLOY_TARGET_RE.match(target)
         if not m:
             raise FormatError(f"{link}: invalid deployment link target '{target}'")
@@ -211,16 +224,16 @@ class SysrootState:
         if not os.path.isdir(self.layout.deploy_dir(link_os, csum, int(serial))):
             raise FormatError(f"{entry.filename}: deployment {csum}.{serial} is missing")
         origin = read_origin(self.layout.origin_path(link_os, csum, serial))
-        return Deployment(link_os, csum, serial, bootcsum, bootserial, 0,
-                          options, entry, origin)
+        return Deployment(link_os, csum, serial, bootcsum, bootserial, 0, options, entry, origin)
 
     def _deployment_from_direct(self, entry: BootEntry, options: str, m) -> Deployment:
         """ostree=/ostree/deploy/$os/deploy/$csum.$serial (systemd-boot scheme)."""
         osname, csum, serial = m.group(1), m.group(2), int(m.group(3))
         k = _KERNEL_PATH_RE.match(entry.get("linux") or "")
         if not k:
-            raise FormatError(f"{entry.filename}: linux {entry.get('linux')!r} is not "
-                              "/ostree/$os-$bootcsum/FILE")
+            raise FormatError(
+                f"{entry.filename}: linux {entry.get('linux')!r} is not /ostree/$os-$bootcsum/FILE"
+            )
         if not os.path.isdir(self.layout.deploy_dir(osname, csum, serial)):
             raise FormatError(f"{entry.filename}: deployment {csum}.{serial} is missing")
         origin = read_origin(self.layout.origin_path(osname, csum, serial))
@@ -248,16 +261,20 @@ class SysrootState:
         if self.staged is None:
             return self
         other = copy.copy(self)
-        other.deployments = [replace(d, index=i) for i, d in
-                             enumerate(d for d in self.deployments if not d.staged)]
+        other.deployments = [
+            replace(d, index=i) for i, d in enumerate(d for d in self.deployments if not d.staged)
+        ]
         other.staged = other.staged_record = None
         return other
 
     # ---------------------------------------------------------------- queries
     def stateroots(self) -> list[str]:
         try:
-            return sorted(n for n in os.listdir(self.layout.deploy_base)
-                          if os.path.isdir(os.path.join(self.layout.deploy_base, n)))
+            return sorted(
+                n
+                for n in os.listdir(self.layout.deploy_base)
+                if os.path.isdir(os.path.join(self.layout.deploy_base, n))
+            )
         except FileNotFoundError:
             return []
 
@@ -328,8 +345,9 @@ class SysrootLock:
         deadline = time.monotonic() + self.timeout
         announced = False
         while True:
-            fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC |
-                         os.O_NOCTTY, 0o600)
+            fd = os.open(
+                path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY, 0o600
+            )
             if ofd_lock(fd, exclusive=True, wait=False):
                 # The previous owner may have unlinked the file we locked: retry if so.
                 if os.fstat(fd).st_nlink > 0:
@@ -340,8 +358,9 @@ class SysrootLock:
                 continue
             os.close(fd)
             if not self.wait or time.monotonic() > deadline:
-                raise SysrootError(f"Sysroot {self.layout.root} is locked by another process "
-                                   f"({path})")
+                raise SysrootError(
+                    f"Sysroot {self.layout.root} is locked by another process ({path})"
+                )
             if not announced:
                 print("Waiting for sysroot lock...", file=sys.stderr)
                 announced = True

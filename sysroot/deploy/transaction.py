@@ -57,8 +57,7 @@ class Undo:
         self.state = state
         dirs = [layout.boot, os.path.join(layout.boot, "ostree"), layout.ostree]
         if osname is not None:
-            dirs += [layout.stateroot(osname), layout.deploy_parent(osname),
-                     layout.var(osname)]
+            dirs += [layout.stateroot(osname), layout.deploy_parent(osname), layout.var(osname)]
         self.before = {d: _names(d) for d in dirs}
 
     def rollback(self) -> None:
@@ -92,8 +91,10 @@ def _names(path: str) -> set[str]:
 # ---------------------------------------------------------------------- opening
 def open_repo(layout: SysrootLayout) -> Repo:
     if not os.path.isdir(os.path.join(layout.repo, "objects")):
-        raise SysrootError(f"{layout.root} is not an initialized sysroot (no ostree/repo); "
-                           "run 'admin init-fs' first")
+        raise SysrootError(
+            f"{layout.root} is not an initialized sysroot (no ostree/repo); "
+            "run 'admin init-fs' first"
+        )
     # before any file descriptor is opened: one from the old mount namespace would
     # still see the read-only mount
     make_writable_privately(layout.ostree)
@@ -102,8 +103,9 @@ def open_repo(layout: SysrootLayout) -> Repo:
 
 def take_lock(layout: SysrootLayout) -> SysrootLock:
     if not os.path.isdir(layout.ostree):
-        raise SysrootError(f"{layout.root} is not an initialized sysroot (no ostree/); "
-                           "run 'admin init-fs' first")
+        raise SysrootError(
+            f"{layout.root} is not an initialized sysroot (no ostree/); run 'admin init-fs' first"
+        )
     make_writable_privately(layout.ostree)  # [sysroot] readonly=true
     return SysrootLock(layout)
 
@@ -160,11 +162,21 @@ class Transaction:
     def writer(self, state: SysrootState) -> BootWriter:
         repo = self.repo
         backend = backend_for(self.layout, repo)
-        return WRITERS[backend.scheme](state, bootloader=backend, fsync=repo.fsync_enabled,
-                   bootprefix=repo.config.get_bool("sysroot", "bootprefix", False))
+        return WRITERS[backend.scheme](
+            state,
+            bootloader=backend,
+            fsync=repo.fsync_enabled,
+            bootprefix=repo.config.get_bool("sysroot", "bootprefix", False),
+        )
 
-    def apply(self, state: SysrootState, new: list[Deployment], *, prune: bool = True,
-              kernels: dict | None = None) -> Change:
+    def apply(
+        self,
+        state: SysrootState,
+        new: list[Deployment],
+        *,
+        prune: bool = True,
+        kernels: dict | None = None,
+    ) -> Change:
         """Write new (in boot order), reload, clean up. A write that fails before its
         commit point takes back what it added (the undo record begun, else one taken
         now), so the sysroot is as before. A staged deployment stays only as new[0]
@@ -176,8 +188,9 @@ class Transaction:
         # libostree's count: a staged deployment that stays is still counted as current
         count_change = len(new) - len(state.deployments) + (1 if drop else 0)
         written = state.without_staged()
-        if drop and [(d.identity, d.kargs) for d in new] == \
-                [(d.identity, d.kargs) for d in written.deployments]:
+        if drop and [(d.identity, d.kargs) for d in new] == [
+            (d.identity, d.kargs) for d in written.deployments
+        ]:
             os.utime(self.layout.deploy_base)  # only the staged one went: no boot change
             return Change("", count_change, cleanup(self.load(), repo, prune=prune))
         undo = self.undo or Undo(written)

@@ -110,8 +110,9 @@ class Upgrade:
 class Upgrader:
     """Upgrades one stateroot of a sysroot from its merge deployment's origin."""
 
-    def __init__(self, sysroot: Sysroot, osname: str | None = None, *,
-                 ignore_unconfigured: bool = False):
+    def __init__(
+        self, sysroot: Sysroot, osname: str | None = None, *, ignore_unconfigured: bool = False
+    ):
         self.sysroot = sysroot
         self._osname = osname
         self.ignore_unconfigured = ignore_unconfigured
@@ -137,8 +138,7 @@ class Upgrader:
         state = self.sysroot.load()
         state.require_initialized()
         if state.booted is None and osname is None:
-            raise SysrootError("Not currently booted into an OSTree system and no OS "
-                               "specified")
+            raise SysrootError("Not currently booted into an OSTree system and no OS specified")
         if osname == "":
             raise UsageError("Invalid empty osname")
         self.osname = osname or state.booted.osname
@@ -161,13 +161,16 @@ class Upgrader:
                 raise SysrootError(f"origin unconfigured-state: {text}")
         refspec = origin.get("origin", "refspec")
         if refspec is None:
-            raise SysrootError("No origin/refspec in current deployment origin; cannot "
-                               "upgrade via ostree")
+            raise SysrootError(
+                "No origin/refspec in current deployment origin; cannot upgrade via ostree"
+            )
         remote, ref = parse_refspec(refspec)
         override = origin.get("origin", "override-commit")
         if override is not None and not is_checksum(override):
-            raise UsageError(f"Invalid rev {override}: override-commit must be a full "
-                             "64-character commit checksum")
+            raise UsageError(
+                f"Invalid rev {override}: override-commit must be a full "
+                "64-character commit checksum"
+            )
         self.origin, self.remote, self.ref, self.override = origin, remote, ref, override
 
     def dup_origin(self) -> OriginFile:
@@ -210,8 +213,9 @@ class Upgrader:
         dest = None if is_checksum(target) else f"{self.remote}:{target}"
         head = target
         if check_from is not None or peek:
-            res = pull(repo, remote, [target],
-                       PullOptions(commit_metadata_only=True, update_refs=False))
+            res = pull(
+                repo, remote, [target], PullOptions(commit_metadata_only=True, update_refs=False)
+            )
             head = res.refs.get(dest, target) if dest else target
             if check_from is not None and head != check_from:
                 check_timestamps(repo, check_from, head)
@@ -220,8 +224,9 @@ class Upgrader:
         res = pull(repo, remote, [target], PullOptions())
         return res.refs.get(dest, target) if dest else target
 
-    def pull(self, *, allow_older: bool = False, synthetic: bool = False,
-             peek: bool = False) -> Upgrade:
+    def pull(
+        self, *, allow_older: bool = False, synthetic: bool = False, peek: bool = False
+    ) -> Upgrade:
         """Fetch what the origin points at. synthetic: no network, use what the repo
         has (--deploy-only). peek: fetch commit objects only and move no ref (--check).
         Raises on a commit older than the merge deployment's unless allow_older."""

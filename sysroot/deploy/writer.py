@@ -82,13 +82,17 @@ def assign_bootserials(deployments: list[Deployment]) -> list[Deployment]:
     for i, d in enumerate(deployments):
         serial = counts.get(d.bootcsum, 0)
         counts[d.bootcsum] = serial + 1
-        out.append(Deployment(d.osname, d.csum, d.deployserial, d.bootcsum, serial, i,
-                              d.kargs, d.entry, d.origin))
+        out.append(
+            Deployment(
+                d.osname, d.csum, d.deployserial, d.bootcsum, serial, i, d.kargs, d.entry, d.origin
+            )
+        )
     return out
 
 
-def _needs_new_bootversion(old: list[Deployment], new: list[EntryInputs],
-                           old_versions: dict) -> bool:
+def _needs_new_bootversion(
+    old: list[Deployment], new: list[EntryInputs], old_versions: dict
+) -> bool:
     if len(old) != len(new):
         return True
     for a, b in zip(old, new, strict=True):
@@ -106,8 +110,9 @@ def _needs_new_bootversion(old: list[Deployment], new: list[EntryInputs],
 class BootWriter:
     """Applies one deployment list to the sysroot's boot configuration."""
 
-    def __init__(self, state: SysrootState, *, bootloader=None, fsync: bool = True,
-                 bootprefix: bool = False):
+    def __init__(
+        self, state: SysrootState, *, bootloader=None, fsync: bool = True, bootprefix: bool = False
+    ):
         self.state = state
         self.layout: SysrootLayout = state.layout
         self.bootloader = bootloader
@@ -124,8 +129,12 @@ class BootWriter:
             new_sub = 1 - state.subbootversion
             self._write_bootlinks(bv, new_sub, deployments)
             self._sync()
-            fsutil.atomic_symlink(f"boot.{bv}.{new_sub}", self.layout.bootlink_base(bv),
-                                  fsync=self.fsync, tmp_name=f"boot.{bv}.tmp")
+            fsutil.atomic_symlink(
+                f"boot.{bv}.{new_sub}",
+                self.layout.bootlink_base(bv),
+                fsync=self.fsync,
+                tmp_name=f"boot.{bv}.tmp",
+            )
             self._bump_mtime()
             # ostree calls a links-only swap atomic: "Transaction complete"
             return f"Transaction complete; bootconfig swap: no; bootversion: boot.{bv}.{new_sub}"
@@ -152,14 +161,19 @@ class BootWriter:
             self.bootloader.write_config(self.layout, nbv, written)
         self._write_bootlinks(nbv, new_sub, deployments)
         self._sync()
-        fsutil.atomic_symlink(f"boot.{nbv}.{new_sub}", self.layout.bootlink_base(nbv),
-                              fsync=self.fsync, tmp_name=f"boot.{nbv}.tmp")
+        fsutil.atomic_symlink(
+            f"boot.{nbv}.{new_sub}",
+            self.layout.bootlink_base(nbv),
+            fsync=self.fsync,
+            tmp_name=f"boot.{nbv}.tmp",
+        )
         if not os.path.lexists(os.path.join(self.layout.boot, "boot")):
             os.symlink(".", os.path.join(self.layout.boot, "boot"))  # creating a name is atomic
         self._sync()
         # The commit point: one rename decides which configuration boots next.
-        fsutil.atomic_symlink(f"loader.{nbv}", self.layout.loader_link, fsync=self.fsync,
-                              tmp_name="loader.tmp")
+        fsutil.atomic_symlink(
+            f"loader.{nbv}", self.layout.loader_link, fsync=self.fsync, tmp_name="loader.tmp"
+        )
         self._sync()
         if self.bootloader is not None:
             self.bootloader.post_swap(self.layout, nbv, written)
@@ -167,17 +181,21 @@ class BootWriter:
         return f"Bootloader updated; bootconfig swap: yes; bootversion: boot.{nbv}.{new_sub}"
 
     # ------------------------------------------------------------------ steps
-    def _prepare(self, entries: list[EntryInputs]) -> tuple[list[Deployment],
-                                                            list[EntryInputs]]:
+    def _prepare(self, entries: list[EntryInputs]) -> tuple[list[Deployment], list[EntryInputs]]:
         """Boot serials assigned; refuses a list without the booted deployment."""
         state = self.state
         deployments = assign_bootserials([e.deployment for e in entries])
-        entries = [EntryInputs(d, e.kernel, e.version, e.pretty_name)
-                   for d, e in zip(deployments, entries, strict=True)]
+        entries = [
+            EntryInputs(d, e.kernel, e.version, e.pretty_name)
+            for d, e in zip(deployments, entries, strict=True)
+        ]
         if state.booted is not None and not any(
-                d.identity == state.booted.identity for d in deployments):
-            raise SysrootError("Refusing to remove the booted deployment "
-                               f"{state.booted.name} from the boot configuration")
+            d.identity == state.booted.identity for d in deployments
+        ):
+            raise SysrootError(
+                "Refusing to remove the booted deployment "
+                f"{state.booted.name} from the boot configuration"
+            )
         return deployments, entries
 
     def _ostree_arg(self, d: Deployment, nbv: int) -> str:
@@ -198,7 +216,7 @@ class BootWriter:
         # libostree updates the deployment's parsed entry: keys it does not set (added by
         # hand or by other tools) stay. Overlay initrds (extra `initrd` lines) do not.
         values: dict[str, str] = {}
-        for key, value in (d.entry.items if d.entry is not None else ()):
+        for key, value in d.entry.items if d.entry is not None else ():
             values.setdefault(key, value)
         values["title"] = entry_title(e, d.index, multi)
         values["version"] = str(n - d.index)
@@ -239,8 +257,9 @@ class BootWriter:
         for src, name in e.kernel.files():
             _copy_file(os.path.join(src_root, src), os.path.join(tmp, name), self.fsync)
         if e.kernel.dtb_dir:
-            shutil.copytree(os.path.join(src_root, e.kernel.dtb_dir), os.path.join(tmp, "dtb"),
-                            symlinks=True)
+            shutil.copytree(
+                os.path.join(src_root, e.kernel.dtb_dir), os.path.join(tmp, "dtb"), symlinks=True
+            )
         if self.fsync:
             fsutil.fsync_dir(tmp)
         os.rename(tmp, final)

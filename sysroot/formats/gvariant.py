@@ -146,8 +146,9 @@ def _parse_one(s: str) -> tuple[GType, str]:
         if not rest:
             raise FormatError(f"unterminated GVariant type string {s!r}")
         rest = rest[1:]
-        if c == "{" and (len(children) != 2 or children[0].kind not in
-                         set(_BASIC_FIXED) | set(_STRINGS)):
+        if c == "{" and (
+            len(children) != 2 or children[0].kind not in set(_BASIC_FIXED) | set(_STRINGS)
+        ):
             raise FormatError(f"invalid dict entry type in {s!r}")
         return GType(s[: len(s) - len(rest)], c, tuple(children)), rest
     raise FormatError(f"invalid character {c!r} in GVariant type string")
@@ -246,8 +247,9 @@ def _encode_array(buf: bytearray, elem: GType, value: Any) -> None:
 
 def _encode_struct(buf: bytearray, children: tuple[GType, ...], value: Any, t: GType) -> None:
     if len(value) != len(children):
-        raise FormatError(f"value for {t.string} has {len(value)} members, "
-                          f"expected {len(children)}")
+        raise FormatError(
+            f"value for {t.string} has {len(value)} members, expected {len(children)}"
+        )
     if not children:
         buf += b"\0"
         return
@@ -282,7 +284,7 @@ def decode(signature: str | GType, data: bytes | memoryview) -> Any:
 
 
 def _read_uint(view: memoryview, start: int, width: int) -> int:
-    return int.from_bytes(view[start:start + width], "little")
+    return int.from_bytes(view[start : start + width], "little")
 
 
 def _decode(t: GType, view: memoryview) -> Any:
@@ -308,7 +310,7 @@ def _decode(t: GType, view: memoryview) -> Any:
         nul = raw.rfind(b"\0")
         if nul < 0:
             raise FormatError("variant has no type signature")
-        sig = raw[nul + 1:].decode("ascii")
+        sig = raw[nul + 1 :].decode("ascii")
         child = parse_type(sig)
         return Variant(sig, _decode(child, view[:nul]))
     if k == "a":
@@ -333,7 +335,7 @@ def _decode_array(elem: GType, view: memoryview) -> Any:
         size = elem.fixed_size
         if len(view) % size:
             raise FormatError(f"array of {elem.string} has a size not a multiple of {size}")
-        items = [_decode(elem, view[i:i + size]) for i in range(0, len(view), size)]
+        items = [_decode(elem, view[i : i + size]) for i in range(0, len(view), size)]
         return make_dict(items) if dict_like else items
     n = len(view)
     if n == 0:

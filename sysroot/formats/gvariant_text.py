@@ -29,14 +29,29 @@ from sysroot.formats.gvariant import GType, Variant, make_dict, parse_type
 MAX_DEPTH = 128  # G_VARIANT_MAX_RECURSION_DEPTH
 
 _KEYWORD_TYPES = {
-    "boolean": "b", "byte": "y", "int16": "n", "uint16": "q", "int32": "i", "handle": "h",
-    "uint32": "u", "int64": "x", "uint64": "t", "objectpath": "o", "signature": "g",
-    "string": "s", "double": "d",
+    "boolean": "b",
+    "byte": "y",
+    "int16": "n",
+    "uint16": "q",
+    "int32": "i",
+    "handle": "h",
+    "uint32": "u",
+    "int64": "x",
+    "uint64": "t",
+    "objectpath": "o",
+    "signature": "g",
+    "string": "s",
+    "double": "d",
 }
 _INT_RANGES = {
-    "y": (0, 0xFF), "n": (-(1 << 15), (1 << 15) - 1), "q": (0, 0xFFFF),
-    "i": (-(1 << 31), (1 << 31) - 1), "u": (0, 0xFFFFFFFF), "h": (-(1 << 31), (1 << 31) - 1),
-    "x": (-(1 << 63), (1 << 63) - 1), "t": (0, (1 << 64) - 1),
+    "y": (0, 0xFF),
+    "n": (-(1 << 15), (1 << 15) - 1),
+    "q": (0, 0xFFFF),
+    "i": (-(1 << 31), (1 << 31) - 1),
+    "u": (0, 0xFFFFFFFF),
+    "h": (-(1 << 31), (1 << 31) - 1),
+    "x": (-(1 << 63), (1 << 63) - 1),
+    "t": (0, (1 << 64) - 1),
 }
 _NUMERIC = "ynqiuxthd"
 _BASIC = "bynqiuxthdsog"
@@ -134,8 +149,9 @@ class _Tokens:
         raise _err(self.text, (self.start, self.pos if whole_token else self.start), message)
 
 
-def _err(text: str, ref: tuple[int, int], message: str,
-         other: tuple[int, int] | None = None) -> GVariantParseError:
+def _err(
+    text: str, ref: tuple[int, int], message: str, other: tuple[int, int] | None = None
+) -> GVariantParseError:
     def b(pos: int) -> int:  # GLib counts bytes, not characters
         return len(text[:pos].encode())
 
@@ -176,7 +192,7 @@ def _coalesce(left: str, right: str) -> str | None:
             o, t = pats[one][idx[one]], pats[other][idx[other]]
             if o == "*" and t not in ")}":
                 end = _skip(pats[other], idx[other])
-                out.append(pats[other][idx[other]:end])
+                out.append(pats[other][idx[other] : end])
                 idx[one] += 1
                 idx[other] = end
             elif o == "M" and t == "m":
@@ -281,8 +297,7 @@ class _Number(_Node):
 
     def pattern(self):
         tok = self.token
-        if "." in tok or ("e" in tok and not tok.startswith("0x")) or "inf" in tok \
-                or "nan" in tok:
+        if "." in tok or ("e" in tok and not tok.startswith("0x")) or "inf" in tok or "nan" in tok:
             return "Md"
         return "MN"
 
@@ -308,8 +323,9 @@ class _Number(_Node):
             if m.end() != len(body):
                 raise self._bad_char(offset + m.end())
             digits = m.group(1)
-            magnitude = int(digits, 16 if digits[1:2] in ("x", "X") else
-                            8 if digits.startswith("0") else 10)
+            magnitude = int(
+                digits, 16 if digits[1:2] in ("x", "X") else 8 if digits.startswith("0") else 10
+            )
         if magnitude > (1 << 64) - 1:
             raise self.error("integer too big for any type")
         value = -magnitude if negative else magnitude
@@ -331,11 +347,13 @@ class _Number(_Node):
         except (ValueError, OverflowError):
             raise self.error("number too big for any type") from None
         lowered = text.lower()
-        mantissa = (re.sub(r"p.*", "", lowered.replace("0x", "")) if "0x" in lowered
-                    else re.sub(r"e.*", "", lowered))
+        mantissa = (
+            re.sub(r"p.*", "", lowered.replace("0x", ""))
+            if "0x" in lowered
+            else re.sub(r"e.*", "", lowered)
+        )
         overflow = math.isinf(v) and "inf" not in text.lower()
-        underflow = (v != 0 and abs(v) < _DBL_MIN) or (v == 0 and re.search(r"[1-9a-f]",
-                                                                           mantissa))
+        underflow = (v != 0 and abs(v) < _DBL_MIN) or (v == 0 and re.search(r"[1-9a-f]", mantissa))
         if overflow or underflow:  # strtod's ERANGE
             raise self.error("number too big for any type")
         return v
@@ -454,8 +472,9 @@ class _Dict(_Node):
         if t.kind != "a" or t.children[0].kind != "{":
             raise self.type_error(t)
         kt, vt = t.children[0].children
-        return make_dict([(k.value(kt), v.value(vt))
-                         for k, v in zip(self.keys, self.values, strict=True)])
+        return make_dict(
+            [(k.value(kt), v.value(vt)) for k, v in zip(self.keys, self.values, strict=True)]
+        )
 
 
 class _Variant(_Node):
@@ -653,15 +672,16 @@ class _Parser:
         return "".join(out)
 
     def _unicode(self, tok: str, i: int, n: int, start: int) -> str:
-        digits = tok[i:i + n]
+        digits = tok[i : i + n]
         valid = 0
         while valid < len(digits) and digits[valid] in "0123456789abcdefABCDEF":
             valid += 1
         code = int(digits, 16) if valid == n else 0
         # GLib accepts surrogates and values past U+10FFFF and then crashes; refuse them
         if code == 0 or 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
-            raise _err(self.text, (start + i, start + i + valid),
-                       f"invalid {n}-character unicode escape")
+            raise _err(
+                self.text, (start + i, start + i + valid), f"invalid {n}-character unicode escape"
+            )
         return chr(code)
 
     def _bytestring(self, tok: str, start: int) -> bytes:
@@ -726,8 +746,7 @@ def parse_typed(text: str, sig: str) -> Any:
 
 # ------------------------------------------------------------------- byteswap
 
-_SWAP_FORMATS = {"n": "h", "q": "H", "i": "i", "u": "I", "h": "i", "x": "q", "t": "Q",
-                 "d": "d"}
+_SWAP_FORMATS = {"n": "h", "q": "H", "i": "i", "u": "I", "h": "i", "x": "q", "t": "Q", "d": "d"}
 
 
 def byteswap(sig: str | GType, value: Any) -> Any:
@@ -761,8 +780,9 @@ def _swap(t: GType, v: Any) -> Any:
 # ------------------------------------------------------------------- printing
 
 
-def print_value(sig: str | GType, value: Any, type_annotate: bool = True, *,
-                byteswap: bool = False) -> str:
+def print_value(
+    sig: str | GType, value: Any, type_annotate: bool = True, *, byteswap: bool = False
+) -> str:
     """g_variant_print(): the text form of value of type sig.
 
     byteswap=True prints it the way ostree's `show` does (g_variant_byteswap first).
@@ -775,10 +795,18 @@ def print_value(sig: str | GType, value: Any, type_annotate: bool = True, *,
     return "".join(out)
 
 
-_STRING_ESCAPES = {"\a": "a", "\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t",
-                   "\v": "v"}
-_NUM_PREFIX = {"y": "byte ", "n": "int16 ", "q": "uint16 ", "u": "uint32 ", "x": "int64 ",
-               "t": "uint64 ", "h": "handle ", "i": "", "d": ""}
+_STRING_ESCAPES = {"\a": "a", "\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t", "\v": "v"}
+_NUM_PREFIX = {
+    "y": "byte ",
+    "n": "int16 ",
+    "q": "uint16 ",
+    "u": "uint32 ",
+    "x": "int64 ",
+    "t": "uint64 ",
+    "h": "handle ",
+    "i": "",
+    "d": "",
+}
 
 
 def _isprint(ch: str) -> bool:
@@ -804,8 +832,16 @@ def _quote(s: str) -> str:
     return "".join(out)
 
 
-_STRESCAPE = {0x08: "\\b", 0x0C: "\\f", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x0B: "\\v",
-              0x5C: "\\\\", 0x22: '\\"'}
+_STRESCAPE = {
+    0x08: "\\b",
+    0x0C: "\\f",
+    0x0A: "\\n",
+    0x0D: "\\r",
+    0x09: "\\t",
+    0x0B: "\\v",
+    0x5C: "\\\\",
+    0x22: '\\"',
+}
 
 
 def _strescape(data: bytes) -> str:

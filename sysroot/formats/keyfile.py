@@ -127,8 +127,9 @@ class KeyFile:
             return True
         if value.strip() in ("false", "0"):
             return False
-        raise FormatError(f"key '{key}' in group '{group}' has value '{value}' "
-                          "which is not a boolean")
+        raise FormatError(
+            f"key '{key}' in group '{group}' has value '{value}' which is not a boolean"
+        )
 
     def get_int(self, group: str, key: str, default: int) -> int:
         value = self.get(group, key)
@@ -137,8 +138,9 @@ class KeyFile:
         try:
             return int(value.strip())
         except ValueError:
-            raise FormatError(f"key '{key}' in group '{group}' has value '{value}' "
-                              "which is not an integer") from None
+            raise FormatError(
+                f"key '{key}' in group '{group}' has value '{value}' which is not an integer"
+            ) from None
 
     def get_list(self, group: str, key: str) -> list[str]:
         value = self.get(group, key)

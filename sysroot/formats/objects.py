@@ -140,8 +140,7 @@ class DirMeta:
     def serialize(self) -> bytes:
         return gvariant.encode(
             DIRMETA_TYPE,
-            (bswap32(self.uid), bswap32(self.gid), bswap32(self.mode),
-             _xattr_list(self.xattrs)),
+            (bswap32(self.uid), bswap32(self.gid), bswap32(self.mode), _xattr_list(self.xattrs)),
         )
 
     @classmethod
@@ -239,9 +238,7 @@ class Commit:
 
     @classmethod
     def parse(cls, data: bytes) -> Commit:
-        meta, parent, related, subject, body, ts, tree, dmeta = gvariant.decode(
-            COMMIT_TYPE, data
-        )
+        meta, parent, related, subject, body, ts, tree, dmeta = gvariant.decode(COMMIT_TYPE, data)
         if parent and len(parent) != 32:
             raise FormatError(f"commit parent checksum has {len(parent)} bytes")
         return cls(
@@ -297,8 +294,14 @@ class FileHeader:
         return stat.S_ISREG(self.mode)
 
     def _values(self) -> tuple:
-        return (bswap32(self.uid), bswap32(self.gid), bswap32(self.mode), bswap32(self.rdev),
-                self.symlink_target, _xattr_list(self.xattrs))
+        return (
+            bswap32(self.uid),
+            bswap32(self.gid),
+            bswap32(self.mode),
+            bswap32(self.rdev),
+            self.symlink_target,
+            _xattr_list(self.xattrs),
+        )
 
     def serialize(self) -> bytes:
         return gvariant.encode(FILE_HEADER_TYPE, self._values())
@@ -313,14 +316,16 @@ class FileHeader:
     @classmethod
     def parse(cls, data: bytes) -> FileHeader:
         uid, gid, mode, rdev, target, xattrs = gvariant.decode(FILE_HEADER_TYPE, data)
-        return cls(bswap32(uid), bswap32(gid), bswap32(mode), target, _parse_xattrs(xattrs),
-                   bswap32(rdev))
+        return cls(
+            bswap32(uid), bswap32(gid), bswap32(mode), target, _parse_xattrs(xattrs), bswap32(rdev)
+        )
 
     @classmethod
     def parse_zlib(cls, data: bytes) -> tuple[FileHeader, int]:
         size, uid, gid, mode, rdev, target, xattrs = gvariant.decode(ZLIB_FILE_HEADER_TYPE, data)
-        header = cls(bswap32(uid), bswap32(gid), bswap32(mode), target, _parse_xattrs(xattrs),
-                     bswap32(rdev))
+        header = cls(
+            bswap32(uid), bswap32(gid), bswap32(mode), target, _parse_xattrs(xattrs), bswap32(rdev)
+        )
         return header, bswap64(size)
 
     def serialize_filemeta(self) -> bytes:
@@ -333,13 +338,19 @@ class FileHeader:
     @classmethod
     def parse_filemeta(cls, data: bytes, symlink_target: str = "") -> FileHeader:
         uid, gid, mode, xattrs = gvariant.decode(FILEMETA_TYPE, data)
-        return cls(bswap32(uid), bswap32(gid), bswap32(mode), symlink_target,
-                   tuple(sorted(_parse_xattrs(xattrs))))
+        return cls(
+            bswap32(uid),
+            bswap32(gid),
+            bswap32(mode),
+            symlink_target,
+            tuple(sorted(_parse_xattrs(xattrs))),
+        )
 
     def validate(self) -> None:
         if not (self.is_regular or self.is_symlink):
-            raise FormatError(f"Invalid file metadata mode {self.mode:o}: "
-                              "not a regular file or symlink")
+            raise FormatError(
+                f"Invalid file metadata mode {self.mode:o}: not a regular file or symlink"
+            )
         if self.rdev != 0:
             raise FormatError("Corrupted file object; invalid nonzero rdev")
         if self.mode & ~(stat.S_IFMT(self.mode) | 0o7777):
@@ -365,7 +376,7 @@ def split_length_prefixed(data: bytes) -> tuple[bytes, int]:
     (length,) = _LEN_PREFIX.unpack_from(data)
     if length == 0 or 8 + length > len(data):
         raise FormatError(f"content stream header length {length} out of range")
-    return data[8:8 + length], 8 + length
+    return data[8 : 8 + length], 8 + length
 
 
 def content_checksum(header: FileHeader, payload_chunks) -> str:

@@ -112,14 +112,15 @@ class _Budget:
         return min(per_read, left)
 
     def stalled(self) -> FetchError:
-        return FetchError(f"Fetching {self.url} failed: no data received in "
-                          f"{self.stall:g} s (stall-timeout-secs)")
+        return FetchError(
+            f"Fetching {self.url} failed: no data received in {self.stall:g} s (stall-timeout-secs)"
+        )
 
     def again(self, error: FetchError) -> None:
         """Wait before the next attempt, or raise: no retries or no time left."""
         if self.attempt >= self.retries:
             raise error
-        pause = min(0.1 * 2 ** self.attempt, 2.0)
+        pause = min(0.1 * 2**self.attempt, 2.0)
         if time.monotonic() + pause >= self.deadline:
             raise self.stalled() if self.deadline <= time.monotonic() else error
         self.attempt += 1
@@ -135,8 +136,9 @@ class Fetcher:
         parsed = urllib.parse.urlsplit(self.base_url)
         self.scheme = parsed.scheme
         if self.scheme not in ("http", "https", "file"):
-            raise SysrootError(f"Unsupported URL {base_url}: only http://, https:// and "
-                               "file:// are supported")
+            raise SysrootError(
+                f"Unsupported URL {base_url}: only http://, https:// and file:// are supported"
+            )
         self.bytes_transferred = 0
         self.requests = 0
         self._lock = threading.Lock()
@@ -153,11 +155,24 @@ class Fetcher:
         # Only redirects are urllib3's: the retries are stream()'s, which knows the
         # stall deadline (urllib3 would give each retry the full timeout again).
         self._retry = urllib3.Retry(
-            total=None, connect=0, read=0, status=0, other=0, redirect=5,
-            allowed_methods=("GET",), raise_on_status=False, raise_on_redirect=True)
-        kw = dict(num_pools=4, maxsize=opts.connections, block=True,
-                  timeout=urllib3.Timeout(connect=opts.timeout, read=opts.timeout),
-                  retries=self._retry, headers=dict(opts.headers))
+            total=None,
+            connect=0,
+            read=0,
+            status=0,
+            other=0,
+            redirect=5,
+            allowed_methods=("GET",),
+            raise_on_status=False,
+            raise_on_redirect=True,
+        )
+        kw = dict(
+            num_pools=4,
+            maxsize=opts.connections,
+            block=True,
+            timeout=urllib3.Timeout(connect=opts.timeout, read=opts.timeout),
+            retries=self._retry,
+            headers=dict(opts.headers),
+        )
         if self.scheme == "https":
             if opts.tls_permissive:
                 kw["cert_reqs"] = "CERT_NONE"
@@ -169,8 +184,9 @@ class Fetcher:
             if opts.tls_client_cert_path:
                 kw["cert_file"] = opts.tls_client_cert_path
                 kw["key_file"] = opts.tls_client_key_path
-        self._pool = (urllib3.ProxyManager(opts.proxy, **kw) if opts.proxy
-                      else urllib3.PoolManager(**kw))
+        self._pool = (
+            urllib3.ProxyManager(opts.proxy, **kw) if opts.proxy else urllib3.PoolManager(**kw)
+        )
         # Every object lives on the base URL's host: asking that host's pool directly
         # skips the manager's per-request URL parsing and pool lookup, which cost as
         # much CPU as the rest of a small object's fetch. Redirects (maybe to another
@@ -199,8 +215,9 @@ class Fetcher:
     def _budget(self, path: str) -> _Budget:
         return _Budget(self.url(path), self.options.retries, self.options.stall_timeout)
 
-    def stream(self, path: str, limit: int | None = None,
-               budget: _Budget | None = None) -> Iterator[bytes]:
+    def stream(
+        self, path: str, limit: int | None = None, budget: _Budget | None = None
+    ) -> Iterator[bytes]:
         """The file's bytes in chunks; NotFoundError if the server has no such file.
 
         More than limit bytes (if given) is an error. Failures before the first chunk
@@ -249,20 +266,19 @@ class Fetcher:
         if resp.status != 200:
             _discard(resp)
             if resp.status in (500, 502, 503, 504):
-                raise _Retriable(f"Fetching {url} failed: server returned HTTP "
-                                 f"{resp.status}")
+                raise _Retriable(f"Fetching {url} failed: server returned HTTP {resp.status}")
             if resp.status == 404:
                 raise NotFoundError(f"Fetching {url} failed: server returned HTTP 404")
             raise FetchError(f"Fetching {url} failed: server returned HTTP {resp.status}")
         declared = resp.headers.get("Content-Length")
-        if limit is not None and declared and declared.strip().isdigit() \
-                and int(declared) > limit:
+        if limit is not None and declared and declared.strip().isdigit() and int(declared) > limit:
             _discard(resp)
             raise _too_large(url, limit)  # refused before reading any of it
         return resp
 
-    def _bounded(self, chunks: Iterator[bytes], url: str, limit: int | None,
-                 budget: _Budget) -> Iterator[bytes]:
+    def _bounded(
+        self, chunks: Iterator[bytes], url: str, limit: int | None, budget: _Budget
+    ) -> Iterator[bytes]:
         total = 0
         for chunk in chunks:
             budget.progress()
@@ -274,11 +290,16 @@ class Fetcher:
 
     def _get(self, url: str, path: str, timeout: urllib3.Timeout):
         # enforce_content_length: 2.x defaults to it, Debian 12's 1.26 does not
-        kw = dict(preload_content=False, decode_content=False, enforce_content_length=True,
-                  timeout=timeout)
+        kw = dict(
+            preload_content=False,
+            decode_content=False,
+            enforce_content_length=True,
+            timeout=timeout,
+        )
         if self._host_pool is not None:
-            resp = self._host_pool.urlopen("GET", self._base_path + path.lstrip("/"),
-                                           redirect=False, **kw)
+            resp = self._host_pool.urlopen(
+                "GET", self._base_path + path.lstrip("/"), redirect=False, **kw
+            )
             if not resp.get_redirect_location():
                 return resp
             _discard(resp)
@@ -299,8 +320,9 @@ class Fetcher:
             except OSError as e:
                 raise FetchError(f"Fetching {url} failed: {e.strerror}") from None
 
-    def retrying(self, path: str, use: Callable[[Iterator[bytes]], _T],
-                 limit: int | None = None) -> _T:
+    def retrying(
+        self, path: str, use: Callable[[Iterator[bytes]], _T], limit: int | None = None
+    ) -> _T:
         """use(chunks of the file), again on a fresh stream when the body is cut off
         midway, while the file's retries and stall deadline last."""
         budget = self._budget(path)

@@ -64,17 +64,20 @@ class FilezDecoder:
             if len(self._buf) < 8 + length:
                 return
             try:
-                self.header, self.size = FileHeader.parse_zlib(bytes(self._buf[8:8 + length]))
+                self.header, self.size = FileHeader.parse_zlib(bytes(self._buf[8 : 8 + length]))
                 self.header.validate()
             except FormatError as e:
                 raise self._corrupt(str(e)) from None
-            self._raw_limit = 8 + length + _max_compressed(
-                0 if self.header.is_symlink else self.size)
-            chunk = bytes(self._buf[8 + length:])
+            self._raw_limit = (
+                8 + length + _max_compressed(0 if self.header.is_symlink else self.size)
+            )
+            chunk = bytes(self._buf[8 + length :])
             self._buf = bytearray()
         if self.raw > self._raw_limit:
-            raise self._corrupt(f"more than {self._raw_limit} bytes, too long for the "
-                                f"{self.size} bytes its header says")
+            raise self._corrupt(
+                f"more than {self._raw_limit} bytes, too long for the "
+                f"{self.size} bytes its header says"
+            )
         if self.header.is_symlink:
             return  # a symlink has no payload: anything after the header is ignored
         while chunk and not self._z.eof:  # after the end: ignored (and bounded above)
@@ -85,8 +88,7 @@ class FilezDecoder:
             chunk = self._z.unconsumed_tail
             self.total += len(out)
             if self.total > self.size:
-                raise self._corrupt(f"payload is longer than the {self.size} bytes its "
-                                    "header says")
+                raise self._corrupt(f"payload is longer than the {self.size} bytes its header says")
             if out:
                 yield out
 
@@ -101,8 +103,9 @@ class FilezDecoder:
             raise self._corrupt(f"bad compressed data: {e}") from None
         self.total += len(out)
         if not self._z.eof or self.total != self.size:
-            raise self._corrupt(f"compressed payload gives {self.total} bytes, header says "
-                                f"{self.size}")
+            raise self._corrupt(
+                f"compressed payload gives {self.total} bytes, header says {self.size}"
+            )
         return out
 
 
@@ -128,9 +131,12 @@ def decode(chunks: Iterable[bytes], checksum: str) -> tuple[FileHeader, Iterator
     return dec.header, payload()
 
 
-def verified_raw(chunks: Iterable[bytes], checksum: str,
-                 on_header: Callable[[FileHeader], None] | None = None,
-                 counter: Callable[[int], None] | None = None) -> Iterator[bytes]:
+def verified_raw(
+    chunks: Iterable[bytes],
+    checksum: str,
+    on_header: Callable[[FileHeader], None] | None = None,
+    counter: Callable[[int], None] | None = None,
+) -> Iterator[bytes]:
     """The .filez bytes unchanged, decoded and hashed on the way; raises at the end,
     instead of finishing, unless they are exactly the content object checksum."""
     dec = FilezDecoder(checksum)

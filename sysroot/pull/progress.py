@@ -45,8 +45,10 @@ class Progress:
         with self._lock:
             done, total = self.fetched, self.total
         pct = 100 * done // total if total else 0
-        return (f"Receiving objects: {pct}% ({done}/{total}) {format_size(received)} "
-                f"{format_size(int(received / elapsed))}/s")
+        return (
+            f"Receiving objects: {pct}% ({done}/{total}) {format_size(received)} "
+            f"{format_size(int(received / elapsed))}/s"
+        )
 
     def __enter__(self) -> Progress:
         self.start = time.monotonic()

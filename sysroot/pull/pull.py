@@ -106,12 +106,16 @@ class PullResult:
     def summary_line(self) -> str:
         """The line `ostree pull` prints at the end."""
         if self.imported:
-            return (f"{self.metadata} metadata, {self.content} content objects imported; "
-                    f"{format_size(self.content_bytes)} content written")
-        return (f"{self.metadata} metadata, {self.content} content objects fetched; "
-                f"{_transferred(self.bytes_transferred)} transferred in "
-                f"{int(self.seconds)} seconds; {format_size(self.content_bytes)} "
-                "content written")
+            return (
+                f"{self.metadata} metadata, {self.content} content objects imported; "
+                f"{format_size(self.content_bytes)} content written"
+            )
+        return (
+            f"{self.metadata} metadata, {self.content} content objects fetched; "
+            f"{_transferred(self.bytes_transferred)} transferred in "
+            f"{int(self.seconds)} seconds; {format_size(self.content_bytes)} "
+            "content written"
+        )
 
 
 _BATCH = 16  # objects per task of a fetch worker: small enough to share out evenly
@@ -129,6 +133,7 @@ def _transferred(n: int) -> str:
 
 # ---------------------------------------------------------------- remotes, verification
 
+
 def fetch_options(remote, base: FetchOptions | None = None) -> FetchOptions:
     """The remote's TLS/proxy/timeout/size options over the caller's (http2 is ignored:
     HTTP/1.1). Every fetch from a remote (pull, `remote refs`, `remote summary`) builds
@@ -144,8 +149,9 @@ def fetch_options(remote, base: FetchOptions | None = None) -> FetchOptions:
         tls_client_key_path=remote.option("tls-client-key-path"),
         proxy=base.proxy or remote.option("proxy"),
         stall_timeout=remote.option_number("stall-timeout-secs", base.stall_timeout),
-        max_metadata_size=int(remote.option_number("max-metadata-size",
-                                                   base.max_metadata_size, integer=True)),
+        max_metadata_size=int(
+            remote.option_number("max-metadata-size", base.max_metadata_size, integer=True)
+        ),
     )
 
 
@@ -156,14 +162,15 @@ def _commit_verification(remote):
 
 
 def _summary_verification(remote) -> bool:
-    return remote is not None and bool(remote.gpg_verify_summary
-                                       or remote.sign_verify_summary)
+    return remote is not None and bool(remote.gpg_verify_summary or remote.sign_verify_summary)
 
 
 # ---------------------------------------------------------------- entry point
 
-def pull(repo: Repo, remote_or_url, refs: Sequence[str] = (),
-         options: PullOptions | None = None) -> PullResult:
+
+def pull(
+    repo: Repo, remote_or_url, refs: Sequence[str] = (), options: PullOptions | None = None
+) -> PullResult:
     """Pull refs (or commit checksums) from a remote (a Remote, or its name) or a URL.
 
     With no refs: every ref of the remote in mirror mode, else the remote's branches.
@@ -174,15 +181,16 @@ def pull(repo: Repo, remote_or_url, refs: Sequence[str] = (),
     if isinstance(remote_or_url, str) and "://" in remote_or_url:
         remote, url = None, remote_or_url  # a URL: never verified, refs in refs/heads
     else:
-        remote = (load_remote(repo, remote_or_url) if isinstance(remote_or_url, str)
-                  else remote_or_url)
+        remote = (
+            load_remote(repo, remote_or_url) if isinstance(remote_or_url, str) else remote_or_url
+        )
         url = options.url or remote.url
         if not url:
-            raise SysrootError(f"Remote {remote.name} has no url (metalinks are not "
-                               "supported)")
+            raise SysrootError(f"Remote {remote.name} has no url (metalinks are not supported)")
     if url.startswith(("mirrorlist=", "metalink=")):
-        raise SysrootError(f"Unsupported remote URL {url}: mirror lists and metalinks are "
-                           "not supported")
+        raise SysrootError(
+            f"Unsupported remote URL {url}: mirror lists and metalinks are not supported"
+        )
     if url.startswith("file://"):
         return _pull_file(repo, remote, url, refs, options)
     with Fetcher(url, fetch_options(remote, options.fetch)) as fetcher:
@@ -195,8 +203,10 @@ def check_ref_binding(commit: Commit, checksum: str, ref: str) -> None:
     bindings = commit.metadata_value("ostree.ref-binding")
     if bindings is not None and ref not in bindings:
         listed = "', '".join(bindings)
-        raise SysrootError(f"Commit {checksum}: Commit has no requested ref '{ref}' in ref "
-                           f"binding metadata ('{listed}')")
+        raise SysrootError(
+            f"Commit {checksum}: Commit has no requested ref '{ref}' in ref "
+            f"binding metadata ('{listed}')"
+        )
 
 
 @dataclass(frozen=True)
@@ -223,20 +233,25 @@ def _local_timestamp(repo: Repo, rev: str, what: str) -> tuple[str, int]:
         raise type(e)(f"Reading {what}: {e}") from None
 
 
-def _rollback_check(repo: Repo, options: PullOptions, names: Sequence[str]
-                    ) -> _RollbackCheck | None:
+def _rollback_check(
+    repo: Repo, options: PullOptions, names: Sequence[str]
+) -> _RollbackCheck | None:
     if not options.timestamp_check and options.timestamp_check_from_rev is None:
         return None
     originals: dict[str, tuple[str, int]] = {}
     if options.timestamp_check:
         # ostree 2022.7 aborts on an assertion in both cases; refused here up front
         if options.depth != 0:
-            raise UsageError("--timestamp-check requires --depth=0: only the commits "
-                             "the refs point at are compared")
+            raise UsageError(
+                "--timestamp-check requires --depth=0: only the commits "
+                "the refs point at are compared"
+            )
         for name in names:
             if is_checksum(name):
-                raise UsageError(f"--timestamp-check needs refs, not a commit checksum "
-                                 f"({name}): use --timestamp-check-from-rev")
+                raise UsageError(
+                    f"--timestamp-check needs refs, not a commit checksum "
+                    f"({name}): use --timestamp-check-from-rev"
+                )
             # As ostree: the name as given, resolved here like `rev-parse NAME`
             # (refs/heads, then each remote's), not the remote:ref the pull moves.
             # None yet: nothing to compare, the first pull is accepted.
@@ -261,24 +276,35 @@ def _default_refs(remote, mirror: bool) -> list[str]:
         return []  # resolved to every ref of the remote
     branches = remote.branches if remote is not None else []
     if not branches:
-        raise SysrootError(f"No configured branches for remote "
-                           f"{remote.name if remote else 'at this URL'}")
+        raise SysrootError(
+            f"No configured branches for remote {remote.name if remote else 'at this URL'}"
+        )
     return branches
 
 
 # ---------------------------------------------------------------- file:// remotes
 
-def _pull_file(repo: Repo, remote, url: str, refs: Sequence[str],
-               options: PullOptions) -> PullResult:
+
+def _pull_file(
+    repo: Repo, remote, url: str, refs: Sequence[str], options: PullOptions
+) -> PullResult:
     start = time.monotonic()
     path = url.removeprefix("file://")
     names = list(refs) or _default_refs(remote, options.mirror)
     with Repo.open(path) as src:
         targets = resolve_pull_targets(src, names, None)
         if _summary_verification(remote):  # as over http, before anything is copied
-            signatures.verify_local_summary(repo, remote, src.path, [
-                (n, c) for n, (_, c) in zip(names or src.list_refs(include_remotes=False),
-                                            targets, strict=True)])
+            signatures.verify_local_summary(
+                repo,
+                remote,
+                src.path,
+                [
+                    (n, c)
+                    for n, (_, c) in zip(
+                        names or src.list_refs(include_remotes=False), targets, strict=True
+                    )
+                ],
+            )
         all_names = names or list(src.list_refs(include_remotes=False))
         for name, (_, checksum) in zip(all_names, targets, strict=True):
             if options.verify_bindings and not is_checksum(name):
@@ -286,29 +312,48 @@ def _pull_file(repo: Repo, remote, url: str, refs: Sequence[str],
         rollback = _rollback_check(repo, options, all_names)
         if rollback is not None:  # before anything is copied, like the signatures
             for name, (_, checksum) in zip(all_names, targets, strict=True):
-                _check_local_history(repo, src, rollback, checksum,
-                                     None if is_checksum(name) else name, options.depth)
+                _check_local_history(
+                    repo,
+                    src,
+                    rollback,
+                    checksum,
+                    None if is_checksum(name) else name,
+                    options.depth,
+                )
         as_remote = None if options.mirror or remote is None else remote.name
         # the remote's policy checks every commit before anything is copied, the ones
         # the repository has already too
-        res = pull_local(src, repo, names, remote=as_remote, depth=options.depth,
-                         commit_metadata_only=options.commit_metadata_only,
-                         bareuseronly_files=options.bareuseronly_files,
-                         update_refs=options.update_refs,
-                         verify=_commit_verification(remote))
+        res = pull_local(
+            src,
+            repo,
+            names,
+            remote=as_remote,
+            depth=options.depth,
+            commit_metadata_only=options.commit_metadata_only,
+            bareuseronly_files=options.bareuseronly_files,
+            update_refs=options.update_refs,
+            verify=_commit_verification(remote),
+        )
         if options.mirror and not refs:
-            _store_summary(repo, _read_optional(src, "summary"),
-                           _read_optional(src, "summary.sig"))
-    return PullResult(res.metadata, res.content, res.content_bytes, 0,
-                      time.monotonic() - start, res.refs, imported=True)
+            _store_summary(repo, _read_optional(src, "summary"), _read_optional(src, "summary.sig"))
+    return PullResult(
+        res.metadata,
+        res.content,
+        res.content_bytes,
+        0,
+        time.monotonic() - start,
+        res.refs,
+        imported=True,
+    )
 
 
-def _check_local_history(repo: Repo, src: Repo, rollback: _RollbackCheck, tip: str,
-                         name: str | None, depth: int) -> None:
+def _check_local_history(
+    repo: Repo, src: Repo, rollback: _RollbackCheck, tip: str, name: str | None, depth: int
+) -> None:
     """The rollback check on a commit of a file:// remote and the parents --depth takes."""
+
     def check(_repo: Repo, checksum: str, data: bytes, _meta: bytes | None) -> None:
-        commit = parse_object(Commit.parse, ObjectType.COMMIT, checksum, data,
-                              f"commit {checksum}")
+        commit = parse_object(Commit.parse, ObjectType.COMMIT, checksum, data, f"commit {checksum}")
         rollback.check(checksum, commit, name, 0 if checksum == tip else 1)
 
     verify_history(repo, src, tip, depth, check)
@@ -339,6 +384,7 @@ def _store_summary(repo: Repo, summary: bytes | None, sig: bytes | None) -> None
 
 # ---------------------------------------------------------------- http(s) remotes
 
+
 class _HttpPull:
     def __init__(self, repo: Repo, fetcher: Fetcher, remote, options: PullOptions):
         self.repo = repo
@@ -348,8 +394,7 @@ class _HttpPull:
         self.url = fetcher.base_url
         self.tx = None
         self.raw_content = repo.mode is RepoMode.ARCHIVE  # keep the .filez bytes as served
-        self.check_bareuseronly = (options.bareuseronly_files
-                                   or repo.mode is RepoMode.BARE_USER_ONLY)
+        self.check_bareuseronly = options.bareuseronly_files or repo.mode is RepoMode.BARE_USER_ONLY
         self.verify = _commit_verification(remote)
         self.rollback: _RollbackCheck | None = None
         self.progress = options.progress or Progress(live=False)
@@ -384,21 +429,26 @@ class _HttpPull:
         except (FormatError, UnicodeDecodeError) as e:
             raise FormatError(f"Invalid remote config {self.url}config: {e}") from None
         if mode is not RepoMode.ARCHIVE:
-            raise SysrootError(f"Can't pull from archives with mode \"{mode.value}\" "
-                               f"({self.url}): only archive repositories can be served")
+            raise SysrootError(
+                f'Can\'t pull from archives with mode "{mode.value}" '
+                f"({self.url}): only archive repositories can be served"
+            )
 
     def _summary(self) -> tuple[bytes | None, bytes | None]:
         sig = self.fetcher.get_optional("summary.sig")
         summary = self.fetcher.get_optional("summary")
         if _summary_verification(self.remote):
             if summary is None:
-                raise SysrootError(f"Remote {self.remote.name} requires a signed summary, "
-                                   f"but {self.url}summary does not exist")
+                raise SysrootError(
+                    f"Remote {self.remote.name} requires a signed summary, "
+                    f"but {self.url}summary does not exist"
+                )
             signatures.verify_summary(self.repo, self.remote, summary, sig)
         return summary, sig
 
-    def _resolve(self, refs: Sequence[str], summary: bytes | None
-                 ) -> tuple[list[tuple[str | None, str]], list[str]]:
+    def _resolve(
+        self, refs: Sequence[str], summary: bytes | None
+    ) -> tuple[list[tuple[str | None, str]], list[str]]:
         """(destination ref or None, commit) for each name, and the names."""
         mirror = self.options.mirror
         names = list(refs) or _default_refs(self.remote, mirror)
@@ -410,8 +460,9 @@ class _HttpPull:
                 raise FormatError(f"Invalid summary {self.url}summary: {e}") from None
         if not names:
             if heads is None:
-                raise SysrootError(f"Fetching all refs was requested in mirror mode, but "
-                                   f"{self.url} has no summary")
+                raise SysrootError(
+                    f"Fetching all refs was requested in mirror mode, but {self.url} has no summary"
+                )
             names = list(heads)
         out: list[tuple[str | None, str]] = []
         for name in names:
@@ -422,14 +473,16 @@ class _HttpPull:
             if heads is not None:
                 checksum = heads.get(name)
                 if checksum is None:
-                    raise NotFoundError(f"No such branch '{name}' in repository summary "
-                                        f"({self.url}summary)")
+                    raise NotFoundError(
+                        f"No such branch '{name}' in repository summary ({self.url}summary)"
+                    )
             else:
                 try:
                     text = self.fetcher.get(f"refs/heads/{name}").decode("ascii", "replace")
                 except NotFoundError:
-                    raise NotFoundError(f"Ref '{name}' not found at {self.url} (no summary, "
-                                        f"no refs/heads/{name})") from None
+                    raise NotFoundError(
+                        f"Ref '{name}' not found at {self.url} (no summary, no refs/heads/{name})"
+                    ) from None
                 checksum = text.strip()
                 if not is_checksum(checksum):
                     raise FormatError(f"Invalid checksum in {self.url}refs/heads/{name}")
@@ -440,13 +493,13 @@ class _HttpPull:
     def _object_path(self, objtype: ObjectType, checksum: str) -> str:
         return f"objects/{checksum[:2]}/{checksum[2:]}.{objtype.extension(True)}"
 
-    def _store_metadata(self, objtype: ObjectType, checksum: str, data: bytes,
-                        where: str) -> None:
+    def _store_metadata(self, objtype: ObjectType, checksum: str, data: bytes, where: str) -> None:
         try:
             self.tx.write_metadata(objtype, data, expected=checksum)
         except CorruptObjectError as e:
             raise CorruptObjectError(
-                checksum, objtype.type_name,
+                checksum,
+                objtype.type_name,
                 f"{e.problem} ({where}, from {self.url}{self._object_path(objtype, checksum)})",
             ) from None
         self.metadata += 1
@@ -487,14 +540,16 @@ class _HttpPull:
             raise NotFoundError(f"Commit {checksum} not found at {self.url}{path}") from None
         actual = hashlib.sha256(data).hexdigest()
         if actual != checksum:
-            raise CorruptObjectError(checksum, "commit",
-                                     f"content hashes to {actual} (from {self.url}{path})")
+            raise CorruptObjectError(
+                checksum, "commit", f"content hashes to {actual} (from {self.url}{path})"
+            )
         commit = parse_object(Commit.parse, ObjectType.COMMIT, checksum, data, label)
         if ref is not None:
             check_ref_binding(commit, checksum, ref)
         if meta is not None and not gvariant.is_normal_form(METADATA_DICT_TYPE, meta):
-            raise CorruptObjectError(checksum, "commitmeta",
-                                     f"not a valid a{{sv}} ({self.url}{path}meta)")
+            raise CorruptObjectError(
+                checksum, "commitmeta", f"not a valid a{{sv}} ({self.url}{path}meta)"
+            )
         if self.verify is not None:  # before anything of it is stored
             self.verify(self.repo, checksum, data, meta)
         if self.rollback is not None:  # verified, and still nothing of it stored
@@ -518,8 +573,9 @@ class _HttpPull:
             self.verify(self.repo, checksum, data, read_commitmeta(self.repo, checksum))
             return
         if not gvariant.is_normal_form(METADATA_DICT_TYPE, meta):
-            raise CorruptObjectError(checksum, "commitmeta",
-                                     f"not a valid a{{sv}} ({self.url}{path})")
+            raise CorruptObjectError(
+                checksum, "commitmeta", f"not a valid a{{sv}} ({self.url}{path})"
+            )
         self.verify(self.repo, checksum, data, meta)
         store_detached(self.repo, checksum, meta)  # the remote's, verified: kept, as ostree
 
@@ -532,8 +588,9 @@ class _HttpPull:
         2022.7 skips it (the commit is scanned once) and lets that ref move back."""
         if self.rollback is not None and self.tx.has_object(ObjectType.COMMIT, checksum):
             data = self.tx.read_metadata(ObjectType.COMMIT, checksum)
-            commit = parse_object(Commit.parse, ObjectType.COMMIT, checksum, data,
-                                  f"commit {checksum}")
+            commit = parse_object(
+                Commit.parse, ObjectType.COMMIT, checksum, data, f"commit {checksum}"
+            )
             self.rollback.check(checksum, commit, name, 0)
 
     def _commit_chain(self, checksum: str, name: str | None) -> None:
@@ -563,9 +620,15 @@ class _HttpPull:
             return
         with contextlib.ExitStack() as stack:
             with self.progress.paused():  # no drawing thread inside a write when forking
-                pool = stack.enter_context(WorkerPool(
-                    len(os.sched_getaffinity(0)), self.options.fetch.connections,
-                    self._worker_setup, self._work, lambda: self.fetcher.bytes_transferred))
+                pool = stack.enter_context(
+                    WorkerPool(
+                        len(os.sched_getaffinity(0)),
+                        self.options.fetch.connections,
+                        self._worker_setup,
+                        self._work,
+                        lambda: self.fetcher.bytes_transferred,
+                    )
+                )
             self._pool = pool
             stack.callback(self._keep_worker_bytes, pool)
             self._visit([(tree, meta, "/", label) for tree, meta, label in self.roots])
@@ -594,8 +657,9 @@ class _HttpPull:
             if meta not in self.seen_metas:
                 self.seen_metas.add(meta)
                 if self.tx.has_object(ObjectType.DIR_META, meta):
-                    self._check_dirmeta(meta, self.tx.read_metadata(ObjectType.DIR_META, meta),
-                                        where)
+                    self._check_dirmeta(
+                        meta, self.tx.read_metadata(ObjectType.DIR_META, meta), where
+                    )
                 else:
                     want_meta.append((ObjectType.DIR_META, meta, where))
             if tree in self.seen_trees:
@@ -609,30 +673,28 @@ class _HttpPull:
                 want_meta.append((ObjectType.DIR_TREE, tree, where))
         self.progress.add_total(len(want_meta))
         for i in range(0, len(want_meta), _BATCH):
-            self._pool.submit("meta", want_meta[i:i + _BATCH], urgent=True)
+            self._pool.submit("meta", want_meta[i : i + _BATCH], urgent=True)
         for i in range(0, len(self.want_files), _BATCH):
-            self._pool.submit("file", self.want_files[i:i + _BATCH])
+            self._pool.submit("file", self.want_files[i : i + _BATCH])
         self.want_files = []
 
     def _check_dirmeta(self, checksum: str, data: bytes, where: str) -> None:
         parse_object(DirMeta.parse, ObjectType.DIR_META, checksum, data, where)
 
-    def _expand(self, tree: str, data: bytes, path: str, label: str
-                ) -> list[tuple[str, str, str, str]]:
+    def _expand(
+        self, tree: str, data: bytes, path: str, label: str
+    ) -> list[tuple[str, str, str, str]]:
         """The subdirectories of a dirtree; its files go to the content queue."""
-        dirtree = parse_object(DirTree.parse, ObjectType.DIR_TREE, tree, data,
-                               f"{path} of {label}")
+        dirtree = parse_object(DirTree.parse, ObjectType.DIR_TREE, tree, data, f"{path} of {label}")
         prefix = path.rstrip("/") + "/"
         for name, checksum in dirtree.files:
             self._content(checksum, f"{prefix}{name} of {label}")
-        return [(subtree, submeta, prefix + name, label)
-                for name, subtree, submeta in dirtree.dirs]
+        return [(subtree, submeta, prefix + name, label) for name, subtree, submeta in dirtree.dirs]
 
     def _handle(self, result: TaskResult) -> None:
         """Keep what a task completed, then raise what stopped it."""
         if result.kind == "meta":
-            for (objtype, checksum, where), data in zip(result.items, result.outputs,
-                                                        strict=False):
+            for (objtype, checksum, where), data in zip(result.items, result.outputs, strict=False):
                 self._store_metadata(objtype, checksum, data, where)
                 if objtype is ObjectType.DIR_META:
                     self._check_dirmeta(checksum, data, where)
@@ -677,14 +739,17 @@ class _HttpPull:
             # again from the start when the body is cut off midway; its size is bounded
             # by what its header declares (filez)
             return self.fetcher.retrying(
-                path, lambda chunks: self._store_content(checksum, chunks, where))
+                path, lambda chunks: self._store_content(checksum, chunks, where)
+            )
         except CorruptObjectError as e:
-            raise CorruptObjectError(checksum, "file",
-                                     f"{e.problem} ({where}, from {self.url}{path})") \
-                from None
+            raise CorruptObjectError(
+                checksum, "file", f"{e.problem} ({where}, from {self.url}{path})"
+            ) from None
         except OSError as e:
-            raise SysrootError(f"Writing content object {checksum} ({where}) to "
-                               f"{self.repo.path}: {e.strerror or e}") from None
+            raise SysrootError(
+                f"Writing content object {checksum} ({where}) to "
+                f"{self.repo.path}: {e.strerror or e}"
+            ) from None
 
     def _check_header(self, header, checksum: str, where: str) -> None:
         if self.check_bareuseronly:
@@ -693,9 +758,13 @@ class _HttpPull:
     def _store_content(self, checksum: str, chunks: Iterator[bytes], where: str) -> int:
         if self.raw_content:
             sizes = []
-            self.tx.write_raw(checksum, ObjectType.FILE, filez.verified_raw(
-                chunks, checksum, lambda h: self._check_header(h, checksum, where),
-                sizes.append))
+            self.tx.write_raw(
+                checksum,
+                ObjectType.FILE,
+                filez.verified_raw(
+                    chunks, checksum, lambda h: self._check_header(h, checksum, where), sizes.append
+                ),
+            )
             return sizes[0] if sizes else 0
         header, payload = filez.decode(chunks, checksum)
         self._check_header(header, checksum, where)
@@ -745,13 +814,19 @@ class _HttpPull:
             if isinstance(failure, KeyboardInterrupt):
                 raise failure
             if isinstance(failure, OSError):
-                raise SysrootError(f"Pull into {self.repo.path} failed: "
-                                   f"{failure.strerror or failure}") from None
+                raise SysrootError(
+                    f"Pull into {self.repo.path} failed: {failure.strerror or failure}"
+                ) from None
             raise failure
         if not self.options.commit_metadata_only:
             unmark_partial(self.repo, self.partial)  # the commits are complete now
         if self.options.mirror and not refs:
             _store_summary(self.repo, summary, sig)
-        return PullResult(self.metadata, self.content, self.content_bytes,
-                          self._received(), time.monotonic() - start,
-                          {d: c for d, c in targets if d is not None})
+        return PullResult(
+            self.metadata,
+            self.content,
+            self.content_bytes,
+            self._received(),
+            time.monotonic() - start,
+            {d: c for d, c in targets if d is not None},
+        )

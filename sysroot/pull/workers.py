@@ -59,8 +59,14 @@ class WorkerPool:
     every item; received() there gives the bytes that process has received so far.
     """
 
-    def __init__(self, processes: int, lanes: int, setup: Callable[[], None],
-                 work: Callable[[str, object], object], received: Callable[[], int]):
+    def __init__(
+        self,
+        processes: int,
+        lanes: int,
+        setup: Callable[[], None],
+        work: Callable[[str, object], object],
+        received: Callable[[], int],
+    ):
         self.processes = max(1, min(processes, lanes))
         self.lanes = max(lanes, 1)
         self._setup = setup
@@ -82,8 +88,11 @@ class WorkerPool:
             for index in range(self.processes):
                 count = self.lanes // self.processes + (index < self.lanes % self.processes)
                 pipes = [ctx.Pipe() for _ in range(count)]
-                proc = ctx.Process(target=self._serve, daemon=True,
-                                   args=(index, [c for _, c in pipes], [p for p, _ in pipes]))
+                proc = ctx.Process(
+                    target=self._serve,
+                    daemon=True,
+                    args=(index, [c for _, c in pipes], [p for p, _ in pipes]),
+                )
                 proc.start()
                 self._procs.append(proc)
                 for parent, child in pipes:
@@ -142,8 +151,11 @@ class WorkerPool:
         while self.busy:
             self._dispatch()
             waiting = [ln for ln in self._lanes if ln.tasks]
-            ready = set(multiprocessing.connection.wait(
-                [ln.conn for ln in waiting] + list({ln.process.sentinel for ln in waiting})))
+            ready = set(
+                multiprocessing.connection.wait(
+                    [ln.conn for ln in waiting] + list({ln.process.sentinel for ln in waiting})
+                )
+            )
             for lane in waiting:
                 if lane.conn not in ready and lane.process.sentinel not in ready:
                     continue
@@ -155,8 +167,14 @@ class WorkerPool:
                     self.stop()
                     proc = lane.process
                     proc.join(1)
-                    yield TaskResult(kind, items, [], SysrootError(
-                        f"A fetch worker (pid {proc.pid}) died (exit status {proc.exitcode})"))
+                    yield TaskResult(
+                        kind,
+                        items,
+                        [],
+                        SysrootError(
+                            f"A fetch worker (pid {proc.pid}) died (exit status {proc.exitcode})"
+                        ),
+                    )
                     continue
                 kind, items = lane.tasks.popleft()
                 if error is not None:
@@ -190,8 +208,10 @@ class WorkerPool:
             broken = None
         except BaseException as e:
             broken = _portable(e)  # reported as the failure of each lane's first task
-        threads = [threading.Thread(target=self._serve_lane, args=(index, conn, broken))
-                   for conn in conns[1:]]
+        threads = [
+            threading.Thread(target=self._serve_lane, args=(index, conn, broken))
+            for conn in conns[1:]
+        ]
         for t in threads:
             t.start()
         self._serve_lane(index, conns[0], broken)

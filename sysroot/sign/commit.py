@@ -20,8 +20,7 @@ def commit_bytes(repo, checksum: str) -> bytes:
     return data
 
 
-def gpg_sign_commit(repo, checksum: str, key_ids: Sequence[str],
-                    homedir: str | None) -> None:
+def gpg_sign_commit(repo, checksum: str, key_ids: Sequence[str], homedir: str | None) -> None:
     data = commit_bytes(repo, checksum)
     sigs = [gpg.sign_detached(data, k, homedir) for k in key_ids]  # all before writing
     meta = detached.load_commitmeta(repo, checksum)
@@ -41,8 +40,9 @@ def gpg_delete_signatures(repo, checksum: str, key_ids: Sequence[str]) -> int:
         if not any(gpg.matches_key_id(k, issuer) for k in key_ids):
             keep.append(sig)
     if len(keep) != len(sigs):
-        detached.write_commitmeta(repo, checksum,
-                                  detached.with_signatures(meta, detached.KEY_GPG, keep))
+        detached.write_commitmeta(
+            repo, checksum, detached.with_signatures(meta, detached.KEY_GPG, keep)
+        )
     return len(sigs) - len(keep)
 
 
@@ -50,8 +50,7 @@ def ed25519_sign_commit(repo, checksum: str, secrets: Sequence[bytes]) -> None:
     data = commit_bytes(repo, checksum)
     meta = detached.load_commitmeta(repo, checksum)
     for secret in secrets:
-        meta = detached.append_signature(meta, detached.KEY_ED25519,
-                                         ed25519.sign(data, secret))
+        meta = detached.append_signature(meta, detached.KEY_ED25519, ed25519.sign(data, secret))
     detached.write_commitmeta(repo, checksum, meta)
 
 
@@ -60,19 +59,23 @@ def ed25519_delete_signatures(repo, checksum: str, publics: Sequence[bytes]) -> 
     data = commit_bytes(repo, checksum)
     meta = detached.load_commitmeta(repo, checksum)
     sigs = detached.signatures(meta, detached.KEY_ED25519)
-    keep = [s for s in sigs if len(s) != ed25519.SIGNATURE_SIZE
-            or not any(ed25519.check(data, s, k) for k in publics)]
+    keep = [
+        s
+        for s in sigs
+        if len(s) != ed25519.SIGNATURE_SIZE or not any(ed25519.check(data, s, k) for k in publics)
+    ]
     if len(keep) != len(sigs):
-        detached.write_commitmeta(repo, checksum, detached.with_signatures(
-            meta, detached.KEY_ED25519, keep))
+        detached.write_commitmeta(
+            repo, checksum, detached.with_signatures(meta, detached.KEY_ED25519, keep)
+        )
     return len(sigs) - len(keep)
 
 
-def ed25519_verify_commit(repo, checksum: str, publics: Sequence[bytes],
-                          revoked: Sequence[bytes] = ()) -> tuple[bytes | None, str]:
+def ed25519_verify_commit(
+    repo, checksum: str, publics: Sequence[bytes], revoked: Sequence[bytes] = ()
+) -> tuple[bytes | None, str]:
     data = commit_bytes(repo, checksum)
-    sigs = detached.signatures(detached.load_commitmeta(repo, checksum),
-                               detached.KEY_ED25519)
+    sigs = detached.signatures(detached.load_commitmeta(repo, checksum), detached.KEY_ED25519)
     if not sigs:
         return None, "no ed25519 signatures found"
     return ed25519.find_valid(data, sigs, publics, revoked)
@@ -83,8 +86,9 @@ def _summary_bytes(repo) -> bytes:
         with open(os.path.join(repo.path, "summary"), "rb") as f:
             return f.read()
     except FileNotFoundError:
-        raise NotFoundError(f"No summary file in repository {repo.path}",
-                            hint="generate one with 'summary -u'") from None
+        raise NotFoundError(
+            f"No summary file in repository {repo.path}", hint="generate one with 'summary -u'"
+        ) from None
 
 
 def _summary_meta(repo) -> detached.Metadata:
@@ -104,6 +108,5 @@ def ed25519_sign_summary(repo, secrets: Sequence[bytes]) -> None:
     data = _summary_bytes(repo)
     meta = _summary_meta(repo)
     for secret in secrets:
-        meta = detached.append_signature(meta, detached.KEY_ED25519,
-                                         ed25519.sign(data, secret))
+        meta = detached.append_signature(meta, detached.KEY_ED25519, ed25519.sign(data, secret))
     detached.write_summary_sig(repo, meta)

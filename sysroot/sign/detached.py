@@ -87,5 +87,9 @@ def read_summary_sig(repo) -> bytes | None:
 
 
 def write_summary_sig(repo, meta: Metadata) -> None:
-    fsutil.atomic_write(os.path.join(repo.path, "summary.sig"), serialize(meta), mode=0o644,
-                        fsync=repo.fsync_enabled)
+    fsutil.atomic_write(
+        os.path.join(repo.path, "summary.sig"),
+        serialize(meta),
+        mode=0o644,
+        fsync=repo.fsync_enabled,
+    )

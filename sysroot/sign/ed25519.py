@@ -56,8 +56,10 @@ def public_from_seed(seed: bytes) -> bytes:
 def parse_secret_key(text: str) -> bytes:
     raw = _decode(text, SECRET_KEY_SIZE, "ed25519 secret key")
     if public_from_seed(raw[:32]) != raw[32:]:
-        raise UsageError(f"Invalid ed25519 secret key '{text[:8]}…': its second half is "
-                         "not the public key of its seed")
+        raise UsageError(
+            f"Invalid ed25519 secret key '{text[:8]}…': its second half is "
+            "not the public key of its seed"
+        )
     return raw
 
 
@@ -119,22 +121,29 @@ def system_keys(dirs: Iterable[str] = SYSTEM_KEY_DIRS) -> tuple[list[bytes], set
     return trusted, revoked
 
 
-def find_valid(data: bytes, sigs: Sequence[bytes], trusted: Sequence[bytes],
-               revoked: Iterable[bytes] = ()) -> tuple[bytes | None, str]:
+def find_valid(
+    data: bytes, sigs: Sequence[bytes], trusted: Sequence[bytes], revoked: Iterable[bytes] = ()
+) -> tuple[bytes | None, str]:
     """(the trusted key one of sigs verifies with, "") or (None, why not)."""
     for sig in sigs:
         if len(sig) != SIGNATURE_SIZE:
-            return None, (f"Invalid ed25519 signature length of {len(sig)} bytes, "
-                          f"expected {SIGNATURE_SIZE}")
+            return None, (
+                f"Invalid ed25519 signature length of {len(sig)} bytes, expected {SIGNATURE_SIZE}"
+            )
     revoked = set(revoked)
     usable = [k for k in trusted if k not in revoked]
     if not usable:
-        why = "all trusted ed25519 keys are revoked" if trusted \
+        why = (
+            "all trusted ed25519 keys are revoked"
+            if trusted
             else "no ed25519 public keys to verify with"
+        )
         return None, why
     for sig in sigs:
         for key in usable:
             if check(data, sig, key):
                 return key, ""
-    return None, (f"no valid ed25519 signatures found ({len(sigs)} signature(s), "
-                  f"{len(usable)} trusted key(s))")
+    return None, (
+        f"no valid ed25519 signatures found ({len(sigs)} signature(s), "
+        f"{len(usable)} trusted key(s))"
+    )

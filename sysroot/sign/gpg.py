@@ -45,18 +45,19 @@ def sign_detached(data: bytes, key_id: str, homedir: str | None) -> bytes:
     """A binary detached signature of data made with key_id's secret key."""
     probe = _gpg(homedir, "--with-colons", "--list-secret-keys", "--", key_id, check=False)
     if probe.returncode != 0:
-        raise SysrootError(f"No gpg key found with ID {key_id} "
-                           f"(homedir: {homedir or 'default'})")
-    return _gpg(homedir, "--local-user", key_id, "--detach-sign", "--output", "-",
-                input=data).stdout
+        raise SysrootError(f"No gpg key found with ID {key_id} (homedir: {homedir or 'default'})")
+    return _gpg(
+        homedir, "--local-user", key_id, "--detach-sign", "--output", "-", input=data
+    ).stdout
 
 
 def signature_issuer(sig: bytes) -> tuple[str | None, str | None]:
     """(long key ID, fingerprint) of a signature's issuer, as `gpg --list-packets` reads it."""
     with tempfile.TemporaryDirectory(prefix="sysroot-gpg-") as tmp:
         home = _private_dir(tmp, "home")
-        out = _gpg(home, "--no-autostart", "--list-packets", input=sig,
-                   check=False).stdout.decode(errors="replace")
+        out = _gpg(home, "--no-autostart", "--list-packets", input=sig, check=False).stdout.decode(
+            errors="replace"
+        )
     keyid = re.search(r"^:signature packet: .*keyid ([0-9A-Fa-f]+)", out, re.M)
     fpr = re.search(r"issuer fpr v\d ([0-9A-Fa-f]+)", out)
     return (keyid.group(1).upper() if keyid else None, fpr.group(1).upper() if fpr else None)
@@ -72,8 +73,17 @@ def matches_key_id(key_id: str, issuer: tuple[str | None, str | None]) -> bool:
 
 
 # OpenPGP public-key algorithm numbers as gpgme names them (gpgme_pubkey_algo_name)
-_ALGO_NAMES = {"1": "RSA", "2": "RSA-E", "3": "RSA-S", "16": "ELG-E", "17": "DSA",
-               "18": "ECDH", "19": "ECDSA", "20": "ELG", "22": "EdDSA"}
+_ALGO_NAMES = {
+    "1": "RSA",
+    "2": "RSA-E",
+    "3": "RSA-S",
+    "16": "ELG-E",
+    "17": "DSA",
+    "18": "ECDH",
+    "19": "ECDSA",
+    "20": "ELG",
+    "22": "EdDSA",
+}
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,7 @@ class SigCheck:
 
     def describe(self) -> str:
         if self.valid:
-            who = f" from \"{self.user_id}\"" if self.user_id else ""
+            who = f' from "{self.user_id}"' if self.user_id else ""
             return f"Good signature{who} by key {self.key_id}"
         return f"key {self.key_id or 'unknown'}: {self.problem}"
 
@@ -100,13 +110,15 @@ class SigCheck:
         format_time(unix seconds) -> GLib's %c in local time."""
         if not self.created:
             return None
-        made = (f"Signature made {format_time(self.created)} using "
-                f"{_ALGO_NAMES.get(self.algo, 'unknown')} key ID {self.key_id[-16:]}")
+        made = (
+            f"Signature made {format_time(self.created)} using "
+            f"{_ALGO_NAMES.get(self.algo, 'unknown')} key ID {self.key_id[-16:]}"
+        )
         if not self.valid:
             if self.problem != "public key not found":
                 return None
             return [made, "Can't check signature: public key not found"]
-        lines = [made, f"Good signature from \"{self.user_id}\""]
+        lines = [made, f'Good signature from "{self.user_id}"']
         if self.primary and self.primary != self.key_id:
             lines.append(f"Primary key ID {self.primary[-16:]}")
         if self.expires:
@@ -127,8 +139,13 @@ def _parse_status(text: str) -> SigCheck:
         if line.startswith("[GNUPG:] "):
             word, _, rest = line[9:].partition(" ")
             status.setdefault(word, rest.split(" "))
-    key = (status.get("VALIDSIG") or status.get("ERRSIG") or status.get("BADSIG")
-           or status.get("GOODSIG") or [""])[0]
+    key = (
+        status.get("VALIDSIG")
+        or status.get("ERRSIG")
+        or status.get("BADSIG")
+        or status.get("GOODSIG")
+        or [""]
+    )[0]
     for word in ("GOODSIG", "BADSIG", "EXPSIG", "EXPKEYSIG", "REVKEYSIG"):
         if word in status:
             user = " ".join(status[word][1:])
@@ -138,24 +155,42 @@ def _parse_status(text: str) -> SigCheck:
     if "GOODSIG" in status and "VALIDSIG" in status:
         # VALIDSIG fpr date created expires version 0 pk-algo hash-algo class primary-fpr
         v = status["VALIDSIG"]
-        return SigCheck(True, v[0], user, "", created=_int(v, 2), algo=v[6] if len(v) > 6
-                        else "", expires=_int(v, 3), primary=v[9] if len(v) > 9 else "")
-    for word, problem in (("BADSIG", "bad signature"), ("EXPKEYSIG", "key expired"),
-                          ("REVKEYSIG", "key revoked"), ("EXPSIG", "signature expired")):
+        return SigCheck(
+            True,
+            v[0],
+            user,
+            "",
+            created=_int(v, 2),
+            algo=v[6] if len(v) > 6 else "",
+            expires=_int(v, 3),
+            primary=v[9] if len(v) > 9 else "",
+        )
+    for word, problem in (
+        ("BADSIG", "bad signature"),
+        ("EXPKEYSIG", "key expired"),
+        ("REVKEYSIG", "key revoked"),
+        ("EXPSIG", "signature expired"),
+    ):
         if word in status:
             return SigCheck(False, key, user, problem)
     if "ERRSIG" in status:
         # ERRSIG keyid pk-algo hash-algo class created rc [fpr]
         e = status["ERRSIG"]
         missing = "NO_PUBKEY" in status or e[5:6] == ["9"]
-        return SigCheck(False, key, "", "public key not found" if missing
-                        else "signature cannot be checked", created=_int(e, 4),
-                        algo=e[1] if len(e) > 1 else "")
+        return SigCheck(
+            False,
+            key,
+            "",
+            "public key not found" if missing else "signature cannot be checked",
+            created=_int(e, 4),
+            algo=e[1] if len(e) > 1 else "",
+        )
     return SigCheck(False, "", "", "not a valid OpenPGP signature")
 
 
-def verify_signatures(data: bytes, sigs: Sequence[bytes], keyrings: Sequence[str]) \
-        -> list[SigCheck]:
+def verify_signatures(
+    data: bytes, sigs: Sequence[bytes], keyrings: Sequence[str]
+) -> list[SigCheck]:
     """Check every signature of data against the keyrings, one gpgv run each."""
     with tempfile.TemporaryDirectory(prefix="sysroot-gpgv-") as tmp:
         home = _private_dir(tmp, "home")
@@ -173,8 +208,9 @@ def verify_signatures(data: bytes, sigs: Sequence[bytes], keyrings: Sequence[str
             proc = run(argv + [sig_path, data_path], check=False)
             check = _parse_status(proc.stdout.decode(errors="replace"))
             if check.valid and proc.returncode != 0:
-                check = SigCheck(False, check.key_id, check.user_id,
-                                 f"gpgv exited with status {proc.returncode}")
+                check = SigCheck(
+                    False, check.key_id, check.user_id, f"gpgv exited with status {proc.returncode}"
+                )
             out.append(check)
         return out
 
@@ -184,8 +220,11 @@ def _keyring_files(directory: str) -> list[str]:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
     except FileNotFoundError:
         return []
-    return [e.path for e in entries if e.is_file() and e.name.endswith(".gpg")
-            and e.name not in _NOT_KEYRINGS]
+    return [
+        e.path
+        for e in entries
+        if e.is_file() and e.name.endswith(".gpg") and e.name not in _NOT_KEYRINGS
+    ]
 
 
 def _as_keyring(path: str, workdir: str, n: int) -> str:
@@ -205,8 +244,9 @@ def _as_keyring(path: str, workdir: str, n: int) -> str:
     return out
 
 
-def remote_keyrings(repo, remote: Remote, workdir: str, *,
-                    gpg_homedir: str | None = None) -> list[str]:
+def remote_keyrings(
+    repo, remote: Remote, workdir: str, *, gpg_homedir: str | None = None
+) -> list[str]:
     """The keyrings ostree trusts for remote, in the order it adds them."""
     out = []
     own = keyring_path(repo, remote.name)
@@ -214,8 +254,11 @@ def remote_keyrings(repo, remote: Remote, workdir: str, *,
         out.append(own)
     paths = [p.strip() for p in (remote.option("gpgkeypath") or "").split(";") if p.strip()]
     for path in paths:
-        files = sorted(e.path for e in os.scandir(path) if e.is_file()) \
-            if os.path.isdir(path) else [path]
+        files = (
+            sorted(e.path for e in os.scandir(path) if e.is_file())
+            if os.path.isdir(path)
+            else [path]
+        )
         out += [_as_keyring(f, workdir, len(out)) for f in files]
     if gpg_homedir is not None:
         out += _keyring_files(gpg_homedir)
@@ -229,8 +272,14 @@ def remote_keyrings(repo, remote: Remote, workdir: str, *,
 # ------------------------------------------------------------------ importing
 
 
-def import_keys(repo, remote_name: str, sources: Sequence[bytes] | None,
-                key_ids: Sequence[str] = (), *, homedir: str | None = None) -> int:
+def import_keys(
+    repo,
+    remote_name: str,
+    sources: Sequence[bytes] | None,
+    key_ids: Sequence[str] = (),
+    *,
+    homedir: str | None = None,
+) -> int:
     """Add keys to the remote's keyring; returns how many were new, as ostree counts.
 
     sources: key data (armored or binary keyrings) to take keys from; None means the
@@ -258,8 +307,9 @@ def import_keys(repo, remote_name: str, sources: Sequence[bytes] | None,
             current = b""
         with open(ring, "wb") as f:
             f.write(current)
-        status = _gpg(target_home, "--no-autostart", "--status-fd", "1", "--import",
-                      input=exported).stdout.decode(errors="replace")
+        status = _gpg(
+            target_home, "--no-autostart", "--status-fd", "1", "--import", input=exported
+        ).stdout.decode(errors="replace")
         m = re.search(r"^\[GNUPG:\] IMPORT_RES \d+ \d+ (\d+)", status, re.M)
         with open(ring, "rb") as f:
             new = f.read()

@@ -28,19 +28,23 @@ class SignatureError(SysrootError):
     """A signature a remote requires is missing or does not verify."""
 
 
-def _gpg_check(repo, remote: Remote, data: bytes, meta: detached.Metadata, what: str,
-               gpg_homedir: str | None) -> str:
+def _gpg_check(
+    repo, remote: Remote, data: bytes, meta: detached.Metadata, what: str, gpg_homedir: str | None
+) -> str:
     checks = _gpg_checks(repo, remote, data, meta, what, gpg_homedir)
     return next(f"GPG signature by key {c.key_id}" for c in checks if c.valid)
 
 
-def _gpg_checks(repo, remote: Remote, data: bytes, meta: detached.Metadata, what: str,
-                gpg_homedir: str | None) -> list[gpg.SigCheck]:
+def _gpg_checks(
+    repo, remote: Remote, data: bytes, meta: detached.Metadata, what: str, gpg_homedir: str | None
+) -> list[gpg.SigCheck]:
     """Every signature's check; raises unless one is good."""
     sigs = detached.signatures(meta, detached.KEY_GPG)
     if not sigs:
-        raise SignatureError(f"{what}: GPG verification enabled, but no signatures found "
-                             "(use gpg-verify=false in remote config to disable)")
+        raise SignatureError(
+            f"{what}: GPG verification enabled, but no signatures found "
+            "(use gpg-verify=false in remote config to disable)"
+        )
     with tempfile.TemporaryDirectory(prefix="sysroot-keyrings-") as work:
         try:
             keyrings = gpg.remote_keyrings(repo, remote, work, gpg_homedir=gpg_homedir)
@@ -50,12 +54,14 @@ def _gpg_checks(repo, remote: Remote, data: bytes, meta: detached.Metadata, what
     if any(c.valid for c in checks):
         return checks
     details = "; ".join(c.describe() for c in checks)
-    raise SignatureError(f"{what}: GPG signatures found, but none are in trusted keyring "
-                         f"({details})")
+    raise SignatureError(
+        f"{what}: GPG signatures found, but none are in trusted keyring ({details})"
+    )
 
 
-def _ed25519_keys(remote: Remote, required: bool,
-                  keys_dirs: Sequence[str]) -> tuple[list[bytes], set[bytes]]:
+def _ed25519_keys(
+    remote: Remote, required: bool, keys_dirs: Sequence[str]
+) -> tuple[list[bytes], set[bytes]]:
     trusted: list[bytes] = []
     path = remote.option("verification-ed25519-file")
     inline = remote.option("verification-ed25519-key")
@@ -71,14 +77,20 @@ def _ed25519_keys(remote: Remote, required: bool,
     return trusted, revoked
 
 
-def _sign_check(remote: Remote, engines: list[str], required_keys: bool, data: bytes,
-                meta: detached.Metadata, what: str, keys_dirs: Sequence[str]) -> str:
+def _sign_check(
+    remote: Remote,
+    engines: list[str],
+    required_keys: bool,
+    data: bytes,
+    meta: detached.Metadata,
+    what: str,
+    keys_dirs: Sequence[str],
+) -> str:
     reasons = []
     found = False
     for engine in engines:
         if engine not in SIGN_ENGINES:
-            raise SignatureError(f"{what}: Requested signature type is not implemented: "
-                                 f"{engine}")
+            raise SignatureError(f"{what}: Requested signature type is not implemented: {engine}")
         try:
             trusted, revoked = _ed25519_keys(remote, required_keys, keys_dirs)
         except SysrootError as e:
@@ -92,8 +104,10 @@ def _sign_check(remote: Remote, engines: list[str], required_keys: bool, data: b
             return f"ed25519 signature by key {ed25519.encode_key(key)}"
         reasons.append(why)
     if not found:
-        raise SignatureError(f"{what}: signature verification enabled "
-                             f"({', '.join(engines)}), but no signatures found")
+        raise SignatureError(
+            f"{what}: signature verification enabled "
+            f"({', '.join(engines)}), but no signatures found"
+        )
     raise SignatureError(f"{what}: {reasons[0]}")
 
 
@@ -104,8 +118,16 @@ def _parse_meta(data: bytes | None, what: str) -> detached.Metadata:
         raise SignatureError(str(e)) from None
 
 
-def _verify(repo, remote: Remote, what: str, data: bytes, sig_bytes: bytes | None,
-            required, keys_dirs: Sequence[str], gpg_homedir: str | None) -> str:
+def _verify(
+    repo,
+    remote: Remote,
+    what: str,
+    data: bytes,
+    sig_bytes: bytes | None,
+    required,
+    keys_dirs: Sequence[str],
+    gpg_homedir: str | None,
+) -> str:
     """required(remote) -> (gpg on?, engines, explicit engine list?) names what to check."""
     try:
         use_gpg, engines, explicit = required(remote)
@@ -122,28 +144,55 @@ def _verify(repo, remote: Remote, what: str, data: bytes, sig_bytes: bytes | Non
     return "; ".join(done)
 
 
-def verify_commit(repo, remote: Remote, checksum: str, commit_bytes: bytes,
-                  commitmeta_bytes: bytes | None, *,
-                  keys_dirs: Sequence[str] = ed25519.SYSTEM_KEY_DIRS,
-                  gpg_homedir: str | None = None) -> str:
+def verify_commit(
+    repo,
+    remote: Remote,
+    checksum: str,
+    commit_bytes: bytes,
+    commitmeta_bytes: bytes | None,
+    *,
+    keys_dirs: Sequence[str] = ed25519.SYSTEM_KEY_DIRS,
+    gpg_homedir: str | None = None,
+) -> str:
     """Raise SignatureError unless the commit carries the signatures remote requires;
     returns what verified ("" when the remote requires nothing)."""
-    return _verify(repo, remote, f'Commit {checksum} from remote "{remote.name}"',
-                   commit_bytes, commitmeta_bytes,
-                   lambda r: (r.gpg_verify, r.sign_verify, r.sign_verify_is_list),
-                   keys_dirs, gpg_homedir)
+    return _verify(
+        repo,
+        remote,
+        f'Commit {checksum} from remote "{remote.name}"',
+        commit_bytes,
+        commitmeta_bytes,
+        lambda r: (r.gpg_verify, r.sign_verify, r.sign_verify_is_list),
+        keys_dirs,
+        gpg_homedir,
+    )
 
 
-def verify_summary(repo, remote: Remote, summary_bytes: bytes, sig_bytes: bytes | None, *,
-                   keys_dirs: Sequence[str] = ed25519.SYSTEM_KEY_DIRS,
-                   gpg_homedir: str | None = None) -> str:
+def verify_summary(
+    repo,
+    remote: Remote,
+    summary_bytes: bytes,
+    sig_bytes: bytes | None,
+    *,
+    keys_dirs: Sequence[str] = ed25519.SYSTEM_KEY_DIRS,
+    gpg_homedir: str | None = None,
+) -> str:
     """The same for a remote's summary and its summary.sig."""
+
     def required(r: Remote):
         raw = (r.option("sign-verify-summary") or "").strip()
         return r.gpg_verify_summary, r.sign_verify_summary, raw not in ("true", "1")
 
-    return _verify(repo, remote, f'Summary of remote "{remote.name}"', summary_bytes,
-                   sig_bytes, required, keys_dirs, gpg_homedir)
+    return _verify(
+        repo,
+        remote,
+        f'Summary of remote "{remote.name}"',
+        summary_bytes,
+        sig_bytes,
+        required,
+        keys_dirs,
+        gpg_homedir,
+    )
 
 
 # (repo, commit checksum, commit bytes, detached metadata bytes or None) -> what verified
@@ -155,12 +204,12 @@ def commit_check(remote: Remote | None) -> CommitCheck | None:
     asks for no signatures (then nothing costs a round trip or a gpgv run)."""
     if remote is None or not (remote.gpg_verify or remote.sign_verify):
         return None
-    return lambda repo, checksum, data, meta: verify_commit(repo, remote, checksum, data,
-                                                            meta)
+    return lambda repo, checksum, data, meta: verify_commit(repo, remote, checksum, data, meta)
 
 
-def remote_commit_check(repo, name: str | None, *,
-                        sysroot: str | None = None) -> CommitCheck | None:
+def remote_commit_check(
+    repo, name: str | None, *, sysroot: str | None = None
+) -> CommitCheck | None:
     """commit_check of the remote called name in repo's configuration; None when there is
     no such remote (a ref name alone carries no policy)."""
     if not name:
@@ -171,9 +220,15 @@ def remote_commit_check(repo, name: str | None, *,
         return None
 
 
-def local_pull_check(dst, src, remote: str | None, refs: Sequence[str], *,
-                     force_gpg: bool = False,
-                     force_gpg_summary: bool = False) -> CommitCheck | None:
+def local_pull_check(
+    dst,
+    src,
+    remote: str | None,
+    refs: Sequence[str],
+    *,
+    force_gpg: bool = False,
+    force_gpg_summary: bool = False,
+) -> CommitCheck | None:
     """The check of `pull-local --remote=REMOTE` (and of a file:// remote): what dst's
     remote REMOTE requires (gpg-verify, sign-verify; force_gpg and force_gpg_summary:
     ostree's --gpg-verify and --gpg-verify-summary),
@@ -189,18 +244,26 @@ def local_pull_check(dst, src, remote: str | None, refs: Sequence[str], *,
         if force_gpg or force_gpg_summary:
             raise
         return None  # a remote that is not configured asks for nothing
-    forced = {k: "true" for k, on in (("gpg-verify", force_gpg),
-                                       ("gpg-verify-summary", force_gpg_summary)) if on}
+    forced = {
+        k: "true"
+        for k, on in (("gpg-verify", force_gpg), ("gpg-verify-summary", force_gpg_summary))
+        if on
+    }
     config = dataclasses.replace(config, options={**config.options, **forced})
     targets = resolve_pull_targets(src, refs, remote)
     names = list(refs) or list(src.list_refs(include_remotes=False))
-    verify_local_summary(dst, config, src.path, [
-        (n, c) for n, (_, c) in zip(names, targets, strict=False) if not is_checksum(n)])
+    verify_local_summary(
+        dst,
+        config,
+        src.path,
+        [(n, c) for n, (_, c) in zip(names, targets, strict=False) if not is_checksum(n)],
+    )
     return commit_check(config)
 
 
-def verify_stored_commit(repo, check: CommitCheck, checksum: str,
-                         commitmeta: bytes | None = None) -> str:
+def verify_stored_commit(
+    repo, check: CommitCheck, checksum: str, commitmeta: bytes | None = None
+) -> str:
     """Run check on a commit of repo with commitmeta, or when None the detached metadata
     stored beside the commit (as ostree falls back to it when a remote has none)."""
     data = repo.read_metadata(ObjectType.COMMIT, checksum)
@@ -212,8 +275,9 @@ def verify_stored_commit(repo, check: CommitCheck, checksum: str,
     return check(repo, checksum, data, commitmeta)
 
 
-def verify_deployable(repo, refspec: str | None, checksum: str, *,
-                      sysroot: str | None = None) -> None:
+def verify_deployable(
+    repo, refspec: str | None, checksum: str, *, sysroot: str | None = None
+) -> None:
     """Refuse to deploy a commit that the remote of its origin's refspec would not have
     let become one of its refs (beyond ostree 2022.7, which deploys any local ref): a
     ref or commit that came in unverified (`refs --create`, an older pull, a policy
@@ -225,8 +289,9 @@ def verify_deployable(repo, refspec: str | None, checksum: str, *,
         verify_stored_commit(repo, check, checksum)
 
 
-def verify_local_summary(repo, remote: Remote, src_path: str,
-                         refs: Sequence[tuple[str, str]]) -> None:
+def verify_local_summary(
+    repo, remote: Remote, src_path: str, refs: Sequence[tuple[str, str]]
+) -> None:
     """For a remote with gpg-verify-summary / sign-verify-summary, a local source (a
     file:// remote, pull-local --remote) must have a summary signed as the remote
     requires, and every ref taken from it (name, commit) must be the summary's: the
@@ -241,26 +306,36 @@ def verify_local_summary(repo, remote: Remote, src_path: str,
         except FileNotFoundError:
             files[name] = None
     if files["summary"] is None:
-        raise SignatureError(f"Remote {remote.name} requires a signed summary, but "
-                             f"{src_path}/summary does not exist")
+        raise SignatureError(
+            f"Remote {remote.name} requires a signed summary, but {src_path}/summary does not exist"
+        )
     verify_summary(repo, remote, files["summary"], files["summary.sig"])
     heads = {r.name: r.checksum for r in Summary.parse(files["summary"]).refs}
     for name, checksum in refs:
         if heads.get(name, checksum) != checksum:
-            raise SignatureError(f'Ref {name} of {src_path} is not the commit its signed '
-                                 f'summary names ({heads[name]}) (remote "{remote.name}")')
+            raise SignatureError(
+                f"Ref {name} of {src_path} is not the commit its signed "
+                f'summary names ({heads[name]}) (remote "{remote.name}")'
+            )
 
 
-def describe_deployment_signatures(repo, remote: Remote, checksum: str, format_time, *,
-                                   keys_dirs: Sequence[str] = ed25519.SYSTEM_KEY_DIRS
-                                   ) -> list[str]:
+def describe_deployment_signatures(
+    repo,
+    remote: Remote,
+    checksum: str,
+    format_time,
+    *,
+    keys_dirs: Sequence[str] = ed25519.SYSTEM_KEY_DIRS,
+) -> list[str]:
     """What `ostree admin status -V` prints under a deployment of remote's commit
     checksum: the description of each GPG signature ("GPG: " lines, as gpgme's are
     described by ostree) and, for sign-verify, the engine's success message. Raises
     SignatureError (ostree's messages where it has them) when it does not verify."""
     if not remote.gpg_verify and not remote.sign_verify:
-        raise SignatureError(f"Cannot verify commit for remote {remote.name}; GPG "
-                             "verification disabled, and no signapi verifiers configured")
+        raise SignatureError(
+            f"Cannot verify commit for remote {remote.name}; GPG "
+            "verification disabled, and no signapi verifiers configured"
+        )
     try:
         meta_bytes = repo.read_metadata(ObjectType.COMMIT_META, checksum)
     except NotFoundError:
@@ -274,8 +349,9 @@ def describe_deployment_signatures(repo, remote: Remote, checksum: str, format_t
             described = c.describe_lines(format_time)
             lines += [f"GPG: {ln}" for ln in described or [c.describe()]]
     if remote.sign_verify:
-        done = _sign_check(remote, remote.sign_verify, remote.sign_verify_is_list, data,
-                           meta, what, keys_dirs)
+        done = _sign_check(
+            remote, remote.sign_verify, remote.sign_verify_is_list, data, meta, what, keys_dirs
+        )
         engine, _, key = done.partition(" signature by key ")
         lines.append(f"{engine}: Signature verified successfully with key '{key}'")
     return lines

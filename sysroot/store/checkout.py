@@ -121,7 +121,7 @@ def split_repo_path(path: str, base: tuple[str, ...] = ()) -> tuple[str, ...]:
             comps.append(path)
             return tuple(comps)
         comps.append(path[:slash])
-        path = path[slash + 1:]
+        path = path[slash + 1 :]
 
 
 def _width(size: int) -> int:
@@ -140,7 +140,7 @@ def _fast_dirtree(data: bytes) -> DirTree | None:
     if n == 0:
         return None
     w = _width(n)
-    split = int.from_bytes(data[n - w:], "little")
+    split = int.from_bytes(data[n - w :], "little")
     if split > n - w:
         return None
     files = _fast_array(data, 0, split, 1)
@@ -157,28 +157,28 @@ def _fast_array(data: bytes, start: int, end: int, nsums: int) -> list[tuple] | 
         return []
     w = _width(size)
     frombytes = int.from_bytes
-    table = start + frombytes(data[end - w:end], "little")
+    table = start + frombytes(data[end - w : end], "little")
     if table > end or (end - table) % w or table == end:
         return None
     out = []
     append = out.append
     pos = start
     for t in range(table, end, w):
-        elem_end = start + frombytes(data[t:t + w], "little")
+        elem_end = start + frombytes(data[t : t + w], "little")
         esize = elem_end - pos
         if esize <= 0 or elem_end > table:
             return None
         ew = 1 if esize <= 0xFF else _width(esize)
         # the member framing offsets sit at the element's end, the name's last
-        name_end = pos + frombytes(data[elem_end - ew:elem_end], "little")
+        name_end = pos + frombytes(data[elem_end - ew : elem_end], "little")
         if nsums == 1:
             sum_ends = (elem_end - ew,)
         else:
-            mid = pos + frombytes(data[elem_end - 2 * ew:elem_end - ew], "little")
+            mid = pos + frombytes(data[elem_end - 2 * ew : elem_end - ew], "little")
             sum_ends = (mid, elem_end - 2 * ew)
         if not pos < name_end <= elem_end or data[name_end - 1] != 0:
             return None
-        raw = data[pos:name_end - 1]
+        raw = data[pos : name_end - 1]
         if b"\0" in raw:
             return None
         try:
@@ -211,8 +211,9 @@ class TreeReader:
     def dirtree(self, checksum: str) -> DirTree:
         tree = self._trees.get(checksum)
         if tree is None:
-            tree = _fast_dirtree(self.repo.read_metadata(ObjectType.DIR_TREE, checksum)) \
-                or self.repo.load_dirtree(checksum)
+            tree = _fast_dirtree(
+                self.repo.read_metadata(ObjectType.DIR_TREE, checksum)
+            ) or self.repo.load_dirtree(checksum)
             try:
                 tree.validate()
             except FormatError as e:
@@ -260,8 +261,9 @@ class TreeReader:
         """Files first, then directories, each in dirtree order (as ostree lists them)."""
         tree = self.dirtree(parent.tree)  # type: ignore[arg-type]
         comps = parent.components
-        return ([TreeEntry(comps + (n,), c) for n, c in tree.files]
-                + [TreeEntry(comps + (n,), m, t) for n, t, m in tree.dirs])
+        return [TreeEntry(comps + (n,), c) for n, c in tree.files] + [
+            TreeEntry(comps + (n,), m, t) for n, t, m in tree.dirs
+        ]
 
     def lookup(self, components: tuple[str, ...]) -> TreeEntry:
         """The entry at components; NotFoundError names the first missing one."""
@@ -271,7 +273,7 @@ class TreeReader:
                 raise NotFoundError("Not a directory")
             child = self.child(node, name)
             if child is None:
-                missing = "/" + "/".join(components[:i + 1])
+                missing = "/" + "/".join(components[: i + 1])
                 raise NotFoundError(f"No such file or directory: {missing}")
             node = child
         return node
@@ -337,8 +339,9 @@ class _Checkout:
         # ostree: a bare-user-only repo only ever makes user-mode checkouts
         self.user_mode = options.user_mode or mode is RepoMode.BARE_USER_ONLY
         self.usermode_repo = mode in (RepoMode.BARE_USER, RepoMode.BARE_USER_ONLY)
-        self.hardlinkable = (mode is RepoMode.BARE and not self.user_mode) or \
-            (self.usermode_repo and self.user_mode)
+        self.hardlinkable = (mode is RepoMode.BARE and not self.user_mode) or (
+            self.usermode_repo and self.user_mode
+        )
         can_link = self.hardlinkable and not options.force_copy
         # bare repo + root checkout: every object (symlinks too) is exactly the file
         # wanted, so the hot loop is one linkat per file with no metadata reads.
@@ -354,8 +357,9 @@ class _Checkout:
             self.objects_fd = -1
 
     # ------------------------------------------------------------------ directories
-    def open_dir(self, parent_fd: int, name: str, path: str, meta: DirMeta,
-                 *, top: bool = False) -> _Frame:
+    def open_dir(
+        self, parent_fd: int, name: str, path: str, meta: DirMeta, *, top: bool = False
+    ) -> _Frame:
         did_exist = False
         try:
             os.mkdir(name, 0o700, dir_fd=parent_fd)
@@ -371,15 +375,18 @@ class _Checkout:
         except OSError as e:
             if e.errno in (errno.ELOOP, errno.ENOTDIR):
                 what = "a symlink" if _is_symlink(parent_fd, name) else "not a directory"
-                raise SysrootError(f"Refusing to check out into {path}: existing entry is "
-                                   f"{what}") from None
+                raise SysrootError(
+                    f"Refusing to check out into {path}: existing entry is {what}"
+                ) from None
             raise
         try:
             if self.opts.require_hardlinks:
                 dev = os.fstat(fd).st_dev
                 if dev != self.repo_dev:
-                    raise SysrootError("Unable to do hardlink checkout across devices "
-                                       f"(src={self.repo_dev} destination={dev})")
+                    raise SysrootError(
+                        "Unable to do hardlink checkout across devices "
+                        f"(src={self.repo_dev} destination={dev})"
+                    )
             if not did_exist and not self.user_mode:
                 for xname, value in meta.xattrs:
                     os.setxattr(fd, xname.rstrip(b"\0"), value)
@@ -404,8 +411,9 @@ class _Checkout:
                 # ostree gives checked-out directories mtime 0, so checkouts compare equal
                 os.utime(fd, ns=(os.fstat(fd).st_atime_ns, 0))
 
-    def write_tree(self, parent_fd: int, name: str, tree_csum: str, meta_csum: str,
-                   path: str, *, top: bool) -> None:
+    def write_tree(
+        self, parent_fd: int, name: str, tree_csum: str, meta_csum: str, path: str, *, top: bool
+    ) -> None:
         reader = self.reader
         stack: list[_Frame] = []
         try:
@@ -485,16 +493,20 @@ class _Checkout:
 
     def _link(self, dfd: int, name: str, csum: str, dirpath: str) -> None:
         try:
-            os.link(f"{csum[:2]}/{csum[2:]}.file", name, src_dir_fd=self.objects_fd,
-                    dst_dir_fd=dfd, follow_symlinks=False)
+            os.link(
+                f"{csum[:2]}/{csum[2:]}.file",
+                name,
+                src_dir_fd=self.objects_fd,
+                dst_dir_fd=dfd,
+                follow_symlinks=False,
+            )
             self.stats.hardlinked += 1
         except OSError as e:
             self.link_failed(e, dfd, name, csum, dirpath)
 
     def _cannot_hardlink(self) -> SysrootError:
         if self.usermode_repo:
-            return SysrootError("User repository mode requires user checkout mode to "
-                                "hardlink")
+            return SysrootError("User repository mode requires user checkout mode to hardlink")
         return SysrootError("Bare repository mode cannot hardlink in user checkout mode")
 
     def link_failed(self, e: OSError, dfd: int, name: str, csum: str, dirpath: str) -> None:
@@ -514,23 +526,26 @@ class _Checkout:
                 self.stats.skipped += 1
                 return
             if mode is OverwriteMode.UNION_IDENTICAL:
-                if not stat.S_ISDIR(dst.st_mode) and \
-                        _checksum_existing(dfd, name, dst, self.repo.disable_xattrs) == csum:
+                if (
+                    not stat.S_ISDIR(dst.st_mode)
+                    and _checksum_existing(dfd, name, dst, self.repo.disable_xattrs) == csum
+                ):
                     self.stats.skipped += 1
                     return
                 raise SysrootError(f"Cannot check out {path}: a different file exists")
             # --union: link under a temporary name, then rename over the old entry
             # (rename replaces a file or symlink, never writes through it).
-            tmp = _temp_entry(lambda t: os.link(objrel, t, src_dir_fd=self.objects_fd,
-                                                dst_dir_fd=dfd, follow_symlinks=False))
+            tmp = _temp_entry(
+                lambda t: os.link(
+                    objrel, t, src_dir_fd=self.objects_fd, dst_dir_fd=dfd, follow_symlinks=False
+                )
+            )
             _replace(tmp, name, dfd, path)
             self.stats.hardlinked += 1
             return
         if e.errno == errno.ENOENT and not self.repo.has_object(ObjectType.FILE, csum):
-            raise NotFoundError(f"No such content object {csum} (needed for {path})") \
-                from None
-        if e.errno in (errno.EMLINK, errno.EXDEV, errno.EPERM) and \
-                not self.opts.require_hardlinks:
+            raise NotFoundError(f"No such content object {csum} (needed for {path})") from None
+        if e.errno in (errno.EMLINK, errno.EXDEV, errno.EPERM) and not self.opts.require_hardlinks:
             info = self.reader.file_info(csum, path)
             if info.header.is_symlink:
                 self.make_symlink(dfd, name, info.header, path)
@@ -554,8 +569,7 @@ class _Checkout:
                 if _is_symlink(dfd, name) and os.readlink(name, dir_fd=dfd) == target:
                     self.stats.skipped += 1
                     return
-                raise SysrootError(f"Cannot check out {path}: a different file exists") \
-                    from None
+                raise SysrootError(f"Cannot check out {path}: a different file exists") from None
             tmp = _temp_entry(lambda t: os.symlink(target, t, dir_fd=dfd))
             self._set_symlink_meta(dfd, tmp, header)
             _replace(tmp, name, dfd, path)
@@ -571,18 +585,18 @@ class _Checkout:
         if header.xattrs:
             # setxattr has no dir_fd form; /proc/self/fd/N names the directory we
             # hold, and the last component is not followed.
-            fsutil.write_xattrs(f"/proc/self/fd/{dfd}/{name}", header.xattrs,
-                                follow_symlinks=False)
+            fsutil.write_xattrs(f"/proc/self/fd/{dfd}/{name}", header.xattrs, follow_symlinks=False)
 
-    def copy_regular(self, dfd: int, name: str, csum: str, info: ContentInfo,
-                     path: str) -> None:
+    def copy_regular(self, dfd: int, name: str, csum: str, info: ContentInfo, path: str) -> None:
         overwrite = self.opts.overwrite
         keep = (OverwriteMode.ADD_FILES, OverwriteMode.UNION_IDENTICAL)
         if overwrite in keep and _exists(dfd, name):
             if overwrite is OverwriteMode.UNION_IDENTICAL:
                 st = os.lstat(name, dir_fd=dfd)
-                if stat.S_ISDIR(st.st_mode) or _checksum_existing(
-                        dfd, name, st, self.repo.disable_xattrs) != csum:
+                if (
+                    stat.S_ISDIR(st.st_mode)
+                    or _checksum_existing(dfd, name, st, self.repo.disable_xattrs) != csum
+                ):
                     raise SysrootError(f"Cannot check out {path}: a different file exists")
             self.stats.skipped += 1
             return
@@ -619,8 +633,11 @@ class _Checkout:
             for chunk in self.repo.iter_payload(csum):
                 _write_all(fd, chunk)
         else:
-            src = os.open(f"{csum[:2]}/{csum[2:]}.file", os.O_RDONLY | os.O_CLOEXEC |
-                          os.O_NOFOLLOW, dir_fd=self.objects_fd)
+            src = os.open(
+                f"{csum[:2]}/{csum[2:]}.file",
+                os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW,
+                dir_fd=self.objects_fd,
+            )
             try:
                 _copy_fd(src, fd, info.size)
             finally:
@@ -681,7 +698,7 @@ def _replace(tmp: str, name: str, dfd: int, path: str) -> None:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _copy_fd(src: int, dst: int, size: int) -> None:
@@ -767,9 +784,14 @@ def _remove_created(parent_fd: int, name: str) -> None:
 # ---------------------------------------------------------------------------- entry point
 
 
-def checkout_tree(repo: Repo, commit_or_rev: str, target: str | os.PathLike,
-                  options: CheckoutOptions | None = None, *,
-                  dir_fd: int | None = None) -> CheckoutStats | None:
+def checkout_tree(
+    repo: Repo,
+    commit_or_rev: str,
+    target: str | os.PathLike,
+    options: CheckoutOptions | None = None,
+    *,
+    dir_fd: int | None = None,
+) -> CheckoutStats | None:
     """Check out commit_or_rev (or options.subpath inside it) as the directory target.
 
     target is created; with --union/--union-add it may already exist. A file subpath
@@ -804,8 +826,14 @@ def checkout_tree(repo: Repo, commit_or_rev: str, target: str | os.PathLike,
     created = not _exists(parent_fd, name)
     try:
         if entry.is_dir:
-            job.write_tree(parent_fd, name, entry.tree, entry.checksum,  # type: ignore[arg-type]
-                           target, top=True)
+            job.write_tree(
+                parent_fd,
+                name,
+                entry.tree,
+                entry.checksum,  # type: ignore[arg-type]
+                target,
+                top=True,
+            )
         else:
             _checkout_single_file(job, parent_fd, name, entry, target)
         if options.fsync:
@@ -824,8 +852,9 @@ def checkout_tree(repo: Repo, commit_or_rev: str, target: str | os.PathLike,
     return job.stats
 
 
-def _checkout_single_file(job: _Checkout, parent_fd: int, name: str, entry: TreeEntry,
-                          target: str) -> None:
+def _checkout_single_file(
+    job: _Checkout, parent_fd: int, name: str, entry: TreeEntry, target: str
+) -> None:
     """A file subpath: like ostree, make the directory (it may exist) and put the file in."""
     try:
         os.mkdir(name, 0o700, dir_fd=parent_fd)

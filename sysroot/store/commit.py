@@ -27,14 +27,20 @@ _READ_CHUNK = 1 << 20
 # --add-metadata-string of that key) and the checksum depends on it.
 MetadataItems = list[tuple[str, Variant]]
 
-_KINDS = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket", stat.S_IFCHR: "character device",
-          stat.S_IFBLK: "block device"}
+_KINDS = {
+    stat.S_IFIFO: "fifo",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+}
 
 
 def _file_type_error(path: str, mode: int) -> SysrootError:
     kind = _KINDS.get(stat.S_IFMT(mode), f"file type {stat.S_IFMT(mode):o}")
-    return SysrootError(f"Not a regular file or symlink: {path} (a {kind}); "
-                        "only files, symlinks and directories can be committed")
+    return SysrootError(
+        f"Not a regular file or symlink: {path} (a {kind}); "
+        "only files, symlinks and directories can be committed"
+    )
 
 
 class DirectoryImporter:
@@ -86,8 +92,9 @@ class DirectoryImporter:
             mode = est.st_mode
             if stat.S_ISDIR(mode):
                 child = mtree.ensure_dir(tx, name)
-                cfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                              dir_fd=dfd)
+                cfd = os.open(
+                    name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd
+                )
                 try:
                     self._import_dir(child, cfd, f"{path}/{name}")
                 finally:
@@ -170,8 +177,7 @@ class RepoTreeImporter:
         if done is not None:
             return done
         old = self.repo.load_file(checksum).header
-        new = self.modifier.file_header(old.uid, old.gid, old.mode, old.symlink_target,
-                                        old.xattrs)
+        new = self.modifier.file_header(old.uid, old.gid, old.mode, old.symlink_target, old.xattrs)
         if new == old and self._faithful:
             result = checksum
         else:
@@ -204,12 +210,12 @@ class CommitBuilder:
         # Like ostree, stored trees are reused as they are unless the user asked for
         # metadata changes or the repo forces canonical permissions (bare-user-only);
         # core.disable-xattrs alone does not rewrite them.
-        self._reimport_commits = (self.modifier.changes_metadata
-                                  or repo.mode is RepoMode.BARE_USER_ONLY)
+        self._reimport_commits = (
+            self.modifier.changes_metadata or repo.mode is RepoMode.BARE_USER_ONLY
+        )
         # ostree's tar import keeps pax xattrs even with --canonical-permissions or
         # core.disable-xattrs; only --no-xattrs and bare-user-only drop them.
-        self._tar_xattrs = not (self.modifier.skip_xattrs
-                                or repo.mode is RepoMode.BARE_USER_ONLY)
+        self._tar_xattrs = not (self.modifier.skip_xattrs or repo.mode is RepoMode.BARE_USER_ONLY)
         self.modifier = for_repo(self.modifier, repo)
         self._sources: list[str] = []
 
@@ -222,7 +228,8 @@ class CommitBuilder:
         commit = self.tx.repo.load_commit(checksum)
         if self._reimport_commits:
             RepoTreeImporter(self.tx, self.modifier).import_into(
-                self.root, commit.root_tree, commit.root_meta)
+                self.root, commit.root_tree, commit.root_meta
+            )
         else:
             self.root.merge(self.tx, MutableTree.backed(commit.root_tree, commit.root_meta))
 
@@ -230,21 +237,42 @@ class CommitBuilder:
         # imported here: tarfile, lzma and zlib load only when a tarball is committed
         from sysroot.store.tarimport import import_tarball
 
-        import_tarball(self.tx, self.root, path, self.modifier,
-                       autocreate_parents=autocreate_parents, keep_xattrs=self._tar_xattrs)
+        import_tarball(
+            self.tx,
+            self.root,
+            path,
+            self.modifier,
+            autocreate_parents=autocreate_parents,
+            keep_xattrs=self._tar_xattrs,
+        )
 
     def seal(self) -> tuple[str, str]:
         if self.root.metadata is None:
-            raise SysrootError("Can't commit an empty tree: no layer gave the root "
-                               "directory metadata")
+            raise SysrootError(
+                "Can't commit an empty tree: no layer gave the root directory metadata"
+            )
         return self.root.seal(self.tx)
 
-    def write(self, *, subject: str = "", body: str = "", parent: str | None = None,
-              metadata: dict[str, Variant] | MetadataItems | None = None,
-              timestamp: int | None = None) -> str:
+    def write(
+        self,
+        *,
+        subject: str = "",
+        body: str = "",
+        parent: str | None = None,
+        metadata: dict[str, Variant] | MetadataItems | None = None,
+        timestamp: int | None = None,
+    ) -> str:
         tree, meta = self.seal()
-        return write_commit(self.tx, tree=tree, meta=meta, subject=subject, body=body,
-                            parent=parent, metadata=metadata, timestamp=timestamp)
+        return write_commit(
+            self.tx,
+            tree=tree,
+            meta=meta,
+            subject=subject,
+            body=body,
+            parent=parent,
+            metadata=metadata,
+            timestamp=timestamp,
+        )
 
     def consume_sources(self) -> None:
         """Delete the imported directories (--consume); call after the transaction.
@@ -274,10 +302,17 @@ def default_timestamp() -> int:
     return int(time.time())
 
 
-def write_commit(tx, *, tree: str, meta: str, subject: str = "", body: str = "",
-                 parent: str | None = None,
-                 metadata: dict[str, Variant] | MetadataItems | None = None,
-                 timestamp: int | None = None) -> str:
+def write_commit(
+    tx,
+    *,
+    tree: str,
+    meta: str,
+    subject: str = "",
+    body: str = "",
+    parent: str | None = None,
+    metadata: dict[str, Variant] | MetadataItems | None = None,
+    timestamp: int | None = None,
+) -> str:
     # A list of pairs is serialized as given (duplicates included); see MetadataItems.
     items = list(metadata) if isinstance(metadata, list) else dict(metadata or {})
     commit = Commit(

@@ -27,8 +27,9 @@ class CommitModifier:
         uid, gid, mode = self.ids_mode(uid, gid, mode)
         return DirMeta(uid, gid, mode, () if self._drop_xattrs else tuple(xattrs))
 
-    def file_header(self, st_uid: int, st_gid: int, st_mode: int, target: str,
-                    xattrs) -> FileHeader:
+    def file_header(
+        self, st_uid: int, st_gid: int, st_mode: int, target: str, xattrs
+    ) -> FileHeader:
         uid, gid, mode = self.ids_mode(st_uid, st_gid, st_mode)
         return FileHeader(uid, gid, mode, target, () if self._drop_xattrs else tuple(xattrs))
 
@@ -56,8 +57,12 @@ class CommitModifier:
     @property
     def changes_metadata(self) -> bool:
         """Whether any file's uid, gid, mode or xattrs may differ from its source."""
-        return (self.skip_xattrs or self.canonical_permissions or self.owner_uid is not None
-                or self.owner_gid is not None)
+        return (
+            self.skip_xattrs
+            or self.canonical_permissions
+            or self.owner_uid is not None
+            or self.owner_gid is not None
+        )
 
 
 def for_repo(modifier: CommitModifier, repo) -> CommitModifier:

@@ -96,16 +96,26 @@ class LocalTree:
 
     native = True
 
-    def __init__(self, path: str, *, ignore_xattrs: bool = False,
-                 owner_uid: int | None = None, owner_gid: int | None = None):
+    def __init__(
+        self,
+        path: str,
+        *,
+        ignore_xattrs: bool = False,
+        owner_uid: int | None = None,
+        owner_gid: int | None = None,
+    ):
         self.path = path
         self.ignore_xattrs = ignore_xattrs
         self.owner_uid = owner_uid
         self.owner_gid = owner_gid
 
     def _child(self, path: str) -> LocalTree:
-        return LocalTree(path, ignore_xattrs=self.ignore_xattrs, owner_uid=self.owner_uid,
-                         owner_gid=self.owner_gid)
+        return LocalTree(
+            path,
+            ignore_xattrs=self.ignore_xattrs,
+            owner_uid=self.owner_uid,
+            owner_gid=self.owner_gid,
+        )
 
     def entries(self) -> Iterator[_Entry]:
         try:
@@ -114,7 +124,7 @@ class LocalTree:
         except OSError as e:
             raise SysrootError(f"Reading directory {self.path}: {e.strerror}") from None
         for start in range(0, len(scanned), _GIO_BATCH):
-            batch = sorted(scanned[start:start + _GIO_BATCH], key=lambda e: e[1])
+            batch = sorted(scanned[start : start + _GIO_BATCH], key=lambda e: e[1])
             for name, _ in batch:
                 path = os.path.join(self.path, name)
                 try:
@@ -253,8 +263,9 @@ def diff_dirs(a: str, b: str, *, ignore_xattrs: bool = False) -> TreeDiff:
     for path in (a, b):
         if not os.path.isdir(path):
             raise NotFoundError(f"{path}: not a directory")
-    return diff_trees(LocalTree(a, ignore_xattrs=ignore_xattrs),
-                      LocalTree(b, ignore_xattrs=ignore_xattrs))
+    return diff_trees(
+        LocalTree(a, ignore_xattrs=ignore_xattrs), LocalTree(b, ignore_xattrs=ignore_xattrs)
+    )
 
 
 # ---------------------------------------------------------------- --stats

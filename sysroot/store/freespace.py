@@ -92,8 +92,10 @@ def parse_percent(text: str) -> int:
 def parse_size_mb(text: str) -> int:
     m = _SIZE_RE.fullmatch(text)
     if not m:
-        raise FormatError(f"Invalid min-free-space-size '{text}': It should be of the "
-                          "format '123MB', '123GB' or '123TB'")
+        raise FormatError(
+            f"Invalid min-free-space-size '{text}': It should be of the "
+            "format '123MB', '123GB' or '123TB'"
+        )
     shifts = _SHIFTS[m.group(2)]
     number = int(m.group(1))
     if number >> (64 - shifts) or number >= 1 << 64:  # ostree: the bytes fit in 64 bits
@@ -106,8 +108,13 @@ def format_size(size: int) -> str:
     if size < 1000:
         return f"{size}\u00a0byte" if size == 1 else f"{size}\u00a0bytes"
     unit, factor = "kB", 1000
-    for name, f in (("MB", 1000**2), ("GB", 1000**3), ("TB", 1000**4), ("PB", 1000**5),
-                    ("EB", 1000**6)):
+    for name, f in (
+        ("MB", 1000**2),
+        ("GB", 1000**3),
+        ("TB", 1000**4),
+        ("PB", 1000**5),
+        ("EB", 1000**6),
+    ):
         if size >= f:
             unit, factor = name, f
     return f"{size / factor:.1f}\u00a0{unit}"
@@ -133,8 +140,10 @@ class SpaceGuard:
         self._mutex = threading.Lock()
 
     def error(self, required: int) -> FreeSpaceError:
-        return FreeSpaceError(f"Writing content object: {self.policy.describe()} would be "
-                              f"exceeded, at least {format_size(required)} requested")
+        return FreeSpaceError(
+            f"Writing content object: {self.policy.describe()} would be "
+            f"exceeded, at least {format_size(required)} requested"
+        )
 
     def admit(self, size: int) -> int:
         """Admit an object of size bytes (0: unknown yet) or raise FreeSpaceError; the
@@ -219,5 +228,7 @@ def check_deploy_space(repo, commit: str, deploy_parent: str) -> None:
             stack.append((child, in_etc or child.components == ("usr", "etc")))
     free = st.f_bfree if os.getuid() == 0 else st.f_bavail
     if free - blocks < policy.reserved_blocks(st):
-        raise FreeSpaceError(f"Deploying {commit}: {policy.describe()} would be exceeded, "
-                             f"at least {format_size(blocks * bsize)} requested")
+        raise FreeSpaceError(
+            f"Deploying {commit}: {policy.describe()} would be exceeded, "
+            f"at least {format_size(blocks * bsize)} requested"
+        )

@@ -85,26 +85,33 @@ class FsckReport:
         return not self.problems and not self.fsck_partial
 
 
-def fsck(repo, *, delete: bool = False, verify_bindings: bool = False,
-         verify_back_refs: bool = False) -> FsckReport:
+def fsck(
+    repo, *, delete: bool = False, verify_bindings: bool = False, verify_back_refs: bool = False
+) -> FsckReport:
     """Check repo; fix nothing but what ostree fixes (see the module docstring)."""
     with _shared_lock(repo):
-        return _Fsck(repo, delete, verify_bindings or verify_back_refs,
-                     verify_back_refs).run()
+        return _Fsck(repo, delete, verify_bindings or verify_back_refs, verify_back_refs).run()
 
 
 def mark_commit_partial(repo, checksum: str, content: bytes = FSCK_PARTIAL) -> None:
     """Create state/<checksum>.commitpartial, so a pull fetches what the commit lacks."""
     os.makedirs(os.path.join(repo.path, "state"), mode=0o775, exist_ok=True)
-    fsutil.atomic_write(os.path.join(repo.path, "state", f"{checksum}.commitpartial"),
-                        content, mode=0o644, fsync=repo.fsync_enabled)
+    fsutil.atomic_write(
+        os.path.join(repo.path, "state", f"{checksum}.commitpartial"),
+        content,
+        mode=0o644,
+        fsync=repo.fsync_enabled,
+    )
 
 
 def read_commit_partial(repo, checksum: str) -> bytes | None:
     """The content of a commit's commitpartial marker, None when it is complete."""
     try:
-        fd = os.open(f"state/{checksum}.commitpartial",
-                     os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=repo.dfd)
+        fd = os.open(
+            f"state/{checksum}.commitpartial",
+            os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW,
+            dir_fd=repo.dfd,
+        )
     except FileNotFoundError:
         return None
     with os.fdopen(fd, "rb") as f:
@@ -171,12 +178,12 @@ class _Fsck:
         checksum = ref.checksum
         if checksum is None:
             shown = ref.value[:64] + ("…" if len(ref.value) > 64 else "")
-            self._problem(FsckProblem("ref", f"holds '{shown}', not a commit checksum",
-                                      ref=ref.name))
+            self._problem(
+                FsckProblem("ref", f"holds '{shown}', not a commit checksum", ref=ref.name)
+            )
             return None
         if not self.repo.has_object(ObjectType.COMMIT, checksum):
-            self._problem(FsckProblem("ref", f"points to missing commit {checksum}",
-                                      ref=ref.name))
+            self._problem(FsckProblem("ref", f"points to missing commit {checksum}", ref=ref.name))
             return None
         return checksum
 
@@ -184,19 +191,32 @@ class _Fsck:
         bound = commit.metadata_value("ostree.ref-binding")
         if bound is None:
             if ref.collection is not None:
-                self._problem(FsckProblem("ref", "commit has no ref binding metadata, "
-                                          "expected one for a collection ref", ref=ref.name))
+                self._problem(
+                    FsckProblem(
+                        "ref",
+                        "commit has no ref binding metadata, expected one for a collection ref",
+                        ref=ref.name,
+                    )
+                )
             return
         if ref.ref not in bound:
             listed = ", ".join(f"'{b}'" for b in bound) or "no refs"
-            self._problem(FsckProblem(
-                "ref", f"commit has no ref binding for '{ref.ref}' (binds {listed})",
-                ref=ref.name))
+            self._problem(
+                FsckProblem(
+                    "ref",
+                    f"commit has no ref binding for '{ref.ref}' (binds {listed})",
+                    ref=ref.name,
+                )
+            )
         coll = commit.metadata_value("ostree.collection-binding")
         if ref.collection is not None and coll != ref.collection:
-            self._problem(FsckProblem(
-                "ref", f"commit is bound to collection {coll!r}, not {ref.collection!r}",
-                ref=ref.name))
+            self._problem(
+                FsckProblem(
+                    "ref",
+                    f"commit is bound to collection {coll!r}, not {ref.collection!r}",
+                    ref=ref.name,
+                )
+            )
 
     # ------------------------------------------------------------------ commits
     def _commits(self) -> list[str]:
@@ -284,10 +304,14 @@ class _Fsck:
             header.validate()
         except FormatError as e:
             return self._found(name, "invalid", f"invalid file header: {e}")
-        if self.repo.mode is RepoMode.BARE_USER_ONLY and header.is_regular \
-                and header.mode & ~(stat.S_IFREG | 0o775):
-            return self._found(name, "invalid", f"invalid mode {header.mode:o} for a "
-                               "bare-user-only repository")
+        if (
+            self.repo.mode is RepoMode.BARE_USER_ONLY
+            and header.is_regular
+            and header.mode & ~(stat.S_IFREG | 0o775)
+        ):
+            return self._found(
+                name, "invalid", f"invalid mode {header.mode:o} for a bare-user-only repository"
+            )
         payload = () if header.is_symlink else self.repo.iter_payload(checksum)
         actual = content_checksum(header, payload)
         if actual != checksum:
@@ -305,11 +329,12 @@ class _Fsck:
     # ------------------------------------------------------------------ results
     def _collect_problems(self) -> None:
         to_mark: set[str] = set()
-        object_problems = sorted((p for p in self.checked.values() if p is not None),
-                                 key=lambda p: (p.name[1] is not ObjectType.COMMIT, p.name))
+        object_problems = sorted(
+            (p for p in self.checked.values() if p is not None),
+            key=lambda p: (p.name[1] is not ObjectType.COMMIT, p.name),
+        )
         for p in object_problems:
-            commits = tuple(c for c in self.walker.commits_containing(p.name)
-                            if c != p.name[0])
+            commits = tuple(c for c in self.walker.commits_containing(p.name) if c != p.name[0])
             self._problem(FsckProblem(p.kind, p.message, name=p.name, commits=commits))
             gone = p.kind == "missing"
             if self.delete and not gone:

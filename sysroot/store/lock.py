@@ -42,8 +42,9 @@ def ofd_lock(fd: int, *, exclusive: bool, wait: bool) -> bool:
 class RepoLock:
     """Shared or exclusive lock on `<repo>/.lock`, with a timeout like core.lock-timeout-secs."""
 
-    def __init__(self, repo_fd: int, *, exclusive: bool, timeout: float = 300,
-                 enabled: bool = True):
+    def __init__(
+        self, repo_fd: int, *, exclusive: bool, timeout: float = 300, enabled: bool = True
+    ):
         self.repo_fd = repo_fd
         self.exclusive = exclusive
         self.timeout = timeout
@@ -59,8 +60,10 @@ class RepoLock:
             if deadline is not None and time.monotonic() >= deadline:
                 os.close(fd)
                 what = "exclusive" if self.exclusive else "shared"
-                raise SysrootError(f"Locking repo {what} failed: timed out after "
-                                   f"{self.timeout:g} s; another process holds the lock")
+                raise SysrootError(
+                    f"Locking repo {what} failed: timed out after "
+                    f"{self.timeout:g} s; another process holds the lock"
+                )
             time.sleep(0.05)
         self.fd = fd
         return self

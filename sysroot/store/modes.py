@@ -20,9 +20,7 @@ class RepoMode(enum.Enum):
         try:
             return cls(text)
         except ValueError:
-            raise FormatError(
-                f"Invalid mode '{text}' in repository configuration"
-            ) from None
+            raise FormatError(f"Invalid mode '{text}' in repository configuration") from None
 
     @property
     def config_string(self) -> str:

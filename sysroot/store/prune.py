@@ -45,8 +45,9 @@ class PruneOptions:
     @property
     def per_ref(self) -> bool:
         """ostree's "newer" options: depth chosen per ref, always from refs only."""
-        return bool(self.keep_younger_than is not None or self.retain_branch_depth
-                    or self.only_branches)
+        return bool(
+            self.keep_younger_than is not None or self.retain_branch_depth or self.only_branches
+        )
 
 
 @dataclass
@@ -102,8 +103,9 @@ def _prune_locked(repo, options: PruneOptions) -> PruneResult:
                 delete_object(repo, name)
     if not options.no_prune:
         prune_static_deltas(repo)
-    return PruneResult(len(objects), len(unreachable), freed, unreachable,
-                       options.commit_only, options.no_prune)
+    return PruneResult(
+        len(objects), len(unreachable), freed, unreachable, options.commit_only, options.no_prune
+    )
 
 
 def _walk_refs(repo, walker: Walker, options: PruneOptions) -> None:
@@ -112,8 +114,10 @@ def _walk_refs(repo, walker: Walker, options: PruneOptions) -> None:
     if bad:
         # what such a ref protects is unknown: deleting anything could lose its history
         what = bad[0].error or f"holds '{(bad[0].value or '')[:64]}'"
-        raise SysrootError(f"Ref {bad[0].name} is not a valid checksum ({what}); "
-                           "not pruning", hint="fix or delete the ref, see `sysroot fsck`")
+        raise SysrootError(
+            f"Ref {bad[0].name} is not a valid checksum ({what}); not pruning",
+            hint="fix or delete the ref, see `sysroot fsck`",
+        )
     depths = dict(options.retain_branch_depth)
     if options.only_branches:
         names = {r.name for r in refs}
@@ -166,16 +170,22 @@ def delete_object(repo, name: ObjectName) -> None:
     os.unlink(repo.object_relpath(checksum, objtype), dir_fd=repo.dfd)
     if objtype is not ObjectType.COMMIT:
         return
-    for rel in (repo.object_relpath(checksum, ObjectType.COMMIT_META),
-                f"state/{checksum}.commitpartial"):
+    for rel in (
+        repo.object_relpath(checksum, ObjectType.COMMIT_META),
+        f"state/{checksum}.commitpartial",
+    ):
         try:
             os.unlink(rel, dir_fd=repo.dfd)
         except FileNotFoundError:
             pass
     if repo.config.get_bool("core", "tombstone-commits", False):
         data = gvariant.encode("a{sv}", {"commit": Variant("ay", checksum.encode() + b"\0")})
-        fsutil.atomic_write(repo.object_path(checksum, ObjectType.TOMBSTONE_COMMIT), data,
-                            mode=0o644, fsync=repo.fsync_enabled)
+        fsutil.atomic_write(
+            repo.object_path(checksum, ObjectType.TOMBSTONE_COMMIT),
+            data,
+            mode=0o644,
+            fsync=repo.fsync_enabled,
+        )
 
 
 def delete_commit(repo, checksum: str) -> None:
@@ -253,4 +263,3 @@ def prune_static_deltas(repo, commit: str | None = None) -> list[str]:
 
 
 # ---------------------------------------------------------------------- output
-

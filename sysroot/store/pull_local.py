@@ -42,8 +42,9 @@ class PullResult:
     refs: dict[str, str] = field(default_factory=dict)  # destination ref -> commit
 
 
-def resolve_pull_targets(src: Repo, refs: Sequence[str],
-                         remote: str | None) -> list[tuple[str | None, str]]:
+def resolve_pull_targets(
+    src: Repo, refs: Sequence[str], remote: str | None
+) -> list[tuple[str | None, str]]:
     """(destination ref or None, commit) for each ref or commit checksum asked for.
 
     With no refs, every ref in the source's refs/heads. Refs are looked up only in
@@ -82,9 +83,11 @@ def check_bareuseronly(header, checksum: str, where: str) -> None:
     if header.is_regular:
         bits = stat.S_IMODE(header.mode) & ~0o775
         if bits:
-            raise SysrootError(f"Content object {checksum} ({where}): invalid mode "
-                               f"0{header.mode:o} with bits 0{bits:o} for a "
-                               "bare-user-only repository")
+            raise SysrootError(
+                f"Content object {checksum} ({where}): invalid mode "
+                f"0{header.mode:o} with bits 0{bits:o} for a "
+                "bare-user-only repository"
+            )
 
 
 def store_detached(dst: Repo, checksum: str, data: bytes) -> None:
@@ -97,8 +100,12 @@ def store_detached(dst: Repo, checksum: str, data: bytes) -> None:
 def mark_partial(dst: Repo, checksums) -> None:
     """`state/<commit>.commitpartial`: the commit's objects are not all there yet."""
     for checksum in checksums:
-        fd = os.open(f"state/{checksum}.commitpartial",
-                     os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644, dir_fd=dst.dfd)
+        fd = os.open(
+            f"state/{checksum}.commitpartial",
+            os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
+            0o644,
+            dir_fd=dst.dfd,
+        )
         os.close(fd)
     if checksums and dst.fsync_enabled:
         fsutil.fsync_dir("state", dir_fd=dst.dfd)
@@ -113,14 +120,12 @@ def unmark_partial(dst: Repo, checksums) -> None:
 
 
 class _Puller:
-    def __init__(self, src: Repo, tx, *, commit_metadata_only: bool,
-                 bareuseronly_files: bool):
+    def __init__(self, src: Repo, tx, *, commit_metadata_only: bool, bareuseronly_files: bool):
         self.src = src
         self.tx = tx
         self.dst: Repo = tx.repo
         self.commit_metadata_only = commit_metadata_only
-        self.check_bareuseronly = (bareuseronly_files
-                                   or self.dst.mode is RepoMode.BARE_USER_ONLY)
+        self.check_bareuseronly = bareuseronly_files or self.dst.mode is RepoMode.BARE_USER_ONLY
         self.seen_commits: dict[str, float] = {}  # commit -> parents still to walk
         self.seen_trees: set[str] = set()
         self.seen_metas: set[str] = set()
@@ -143,15 +148,17 @@ class _Puller:
         try:
             self.tx.write_metadata(objtype, data, expected=checksum)
         except CorruptObjectError as e:
-            raise CorruptObjectError(checksum, objtype.type_name,
-                                     f"{e.problem} ({where} in {self.src.path})") from None
+            raise CorruptObjectError(
+                checksum, objtype.type_name, f"{e.problem} ({where} in {self.src.path})"
+            ) from None
         return data
 
     def _require(self, objtype: ObjectType, checksum: str, where: str) -> bytes:
         data = self._metadata(objtype, checksum, where)
         if data is None:
-            raise NotFoundError(f"{objtype.type_name} object {checksum} ({where}) is missing "
-                                f"from {self.src.path}")
+            raise NotFoundError(
+                f"{objtype.type_name} object {checksum} ({where}) is missing from {self.src.path}"
+            )
         return data
 
     _parse = staticmethod(parse_object)
@@ -166,19 +173,22 @@ class _Puller:
             info = self.src.load_file(checksum)
             header = info.header
         except NotFoundError:
-            raise NotFoundError(f"Content object {checksum} ({where}) is missing from "
-                                f"{self.src.path}") from None
+            raise NotFoundError(
+                f"Content object {checksum} ({where}) is missing from {self.src.path}"
+            ) from None
         if self.check_bareuseronly:
             check_bareuseronly(header, checksum, where)
         payload = None if header.is_symlink else self.src.iter_payload(checksum)
         try:
             self.tx.write_content(header, payload, expected=checksum, size=info.size)
         except CorruptObjectError as e:
-            raise CorruptObjectError(checksum, "file",
-                                     f"{e.problem} ({where} in {self.src.path})") from None
+            raise CorruptObjectError(
+                checksum, "file", f"{e.problem} ({where} in {self.src.path})"
+            ) from None
         except FormatError as e:
-            raise CorruptObjectError(checksum, "file",
-                                     f"{e} ({where} in {self.src.path})") from None
+            raise CorruptObjectError(
+                checksum, "file", f"{e} ({where} in {self.src.path})"
+            ) from None
 
     def _tree(self, tree: str, meta: str, label: str) -> None:
         stack = [(tree, meta, "/")]
@@ -206,8 +216,9 @@ class _Puller:
         except NotFoundError:
             return
         if not gvariant.is_normal_form(METADATA_DICT_TYPE, data):
-            raise CorruptObjectError(checksum, "commitmeta",
-                                     f"not a valid a{{sv}} ({self.src.path})")
+            raise CorruptObjectError(
+                checksum, "commitmeta", f"not a valid a{{sv}} ({self.src.path})"
+            )
         try:
             if self.dst.read_metadata(ObjectType.COMMIT_META, checksum) == data:
                 return
@@ -265,8 +276,7 @@ class _Puller:
 CommitCheck = Callable[[Repo, str, bytes, "bytes | None"], object]
 
 
-def verify_history(dst: Repo, src: Repo, checksum: str, depth: int,
-                   check: CommitCheck) -> None:
+def verify_history(dst: Repo, src: Repo, checksum: str, depth: int, check: CommitCheck) -> None:
     """Run check on a commit of src and depth parents (-1: all src has), before
     anything is copied. The detached metadata is src's, else the one dst already holds
     (ostree's fallback when a remote has none)."""
@@ -293,10 +303,18 @@ def _optional_commitmeta(repo: Repo, checksum: str) -> bytes | None:
         return None
 
 
-def pull_local(src: Repo, dst: Repo, refs: Sequence[str] = (), *, remote: str | None = None,
-               depth: int = 0, commit_metadata_only: bool = False,
-               bareuseronly_files: bool = False, update_refs: bool = True,
-               verify: CommitCheck | None = None) -> PullResult:
+def pull_local(
+    src: Repo,
+    dst: Repo,
+    refs: Sequence[str] = (),
+    *,
+    remote: str | None = None,
+    depth: int = 0,
+    commit_metadata_only: bool = False,
+    bareuseronly_files: bool = False,
+    update_refs: bool = True,
+    verify: CommitCheck | None = None,
+) -> PullResult:
     """Copy refs (default: all of src's refs/heads) and their objects from src to dst;
     with update_refs=False the objects only (the result still names the commits).
 
@@ -311,8 +329,12 @@ def pull_local(src: Repo, dst: Repo, refs: Sequence[str] = (), *, remote: str | 
         for _, checksum in targets:
             verify_history(dst, src, checksum, depth, verify)
     with dst.transaction() as tx:
-        puller = _Puller(src, tx, commit_metadata_only=commit_metadata_only,
-                         bareuseronly_files=bareuseronly_files)
+        puller = _Puller(
+            src,
+            tx,
+            commit_metadata_only=commit_metadata_only,
+            bareuseronly_files=bareuseronly_files,
+        )
         for dest_ref, checksum in targets:
             puller.pull_commit(checksum, depth)
             if dest_ref is not None and update_refs:
@@ -320,5 +342,9 @@ def pull_local(src: Repo, dst: Repo, refs: Sequence[str] = (), *, remote: str | 
         puller.write_detached_and_markers()
         stats = dict(tx.stats)
     puller.clear_markers()
-    return PullResult(stats["metadata"], stats["content"], stats["content_bytes"],
-                      {r: c for r, c in targets if r is not None})
+    return PullResult(
+        stats["metadata"],
+        stats["content"],
+        stats["content_bytes"],
+        {r: c for r, c in targets if r is not None},
+    )

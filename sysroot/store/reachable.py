@@ -55,8 +55,15 @@ class Walker:
     commit_only: follow only commits and their parents, not their trees.
     """
 
-    def __init__(self, repo, *, strict: bool = True, track_parents: bool = False,
-                 commit_only: bool = False, check: MetadataCheck | None = None):
+    def __init__(
+        self,
+        repo,
+        *,
+        strict: bool = True,
+        track_parents: bool = False,
+        commit_only: bool = False,
+        check: MetadataCheck | None = None,
+    ):
         self.repo = repo
         self.strict = strict
         self.commit_only = commit_only
@@ -87,8 +94,12 @@ class Walker:
                 self.commits[checksum] = commit
                 self.reachable.add(name)
                 if not self.commit_only:
-                    self._walk_tree(commit.root_tree, commit.root_meta, name,
-                                    partial=self.repo.is_partial(checksum))
+                    self._walk_tree(
+                        commit.root_tree,
+                        commit.root_meta,
+                        name,
+                        partial=self.repo.is_partial(checksum),
+                    )
             self._depth[checksum] = remaining
             if commit.parent is None or remaining == 0:
                 return

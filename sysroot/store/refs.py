@@ -21,9 +21,40 @@ from sysroot.util import fsutil
 
 # ------------------------------------------------------------------ GHashTable order
 
-_PRIME_MOD = (1, 2, 3, 7, 13, 31, 61, 127, 251, 509, 1021, 2039, 4093, 8191, 16381, 32749,
-              65521, 131071, 262139, 524287, 1048573, 2097143, 4194301, 8388593, 16777213,
-              33554393, 67108859, 134217689, 268435399, 536870909, 1073741789, 2147483647)
+_PRIME_MOD = (
+    1,
+    2,
+    3,
+    7,
+    13,
+    31,
+    61,
+    127,
+    251,
+    509,
+    1021,
+    2039,
+    4093,
+    8191,
+    16381,
+    32749,
+    65521,
+    131071,
+    262139,
+    524287,
+    1048573,
+    2097143,
+    4194301,
+    8388593,
+    16777213,
+    33554393,
+    67108859,
+    134217689,
+    268435399,
+    536870909,
+    1073741789,
+    2147483647,
+)
 
 
 def str_hash(s: str) -> int:
@@ -34,8 +65,7 @@ def str_hash(s: str) -> int:
     return h
 
 
-def ghash_order(keys: Iterable[Hashable], hash_func: Callable[[Hashable], int] = str_hash
-                ) -> list:
+def ghash_order(keys: Iterable[Hashable], hash_func: Callable[[Hashable], int] = str_hash) -> list:
     """The order a GLib 2.74 GHashTable iterates keys inserted in this order."""
     size, mod = 8, 7
     hashes = [0] * size  # 0: unused; GLib maps real hashes below 2 to 2
@@ -137,8 +167,9 @@ def _named(remote: str | None) -> Callable[[str], str]:
     return (lambda name: f"{remote}:{name}") if remote else (lambda name: name)
 
 
-def list_refs(repo, prefix: str | None = None, *, cut: bool = False,
-              aliases: bool = False) -> list[tuple[str, str]]:
+def list_refs(
+    repo, prefix: str | None = None, *, cut: bool = False, aliases: bool = False
+) -> list[tuple[str, str]]:
     """(name, value) pairs in `ostree refs` order; value is the ref file's content, or
     the alias target with aliases=True. cut=True drops a directory prefix from names."""
     lister = _Lister(aliases)
@@ -176,9 +207,10 @@ def _scandir(path: str) -> list[os.DirEntry]:
 def _parse_prefix(prefix: str) -> tuple[str | None, str]:
     # ostree special-cases "REMOTE:" and "REMOTE:." (all of a remote's refs)
     for suffix in (":", ":."):
-        if prefix.endswith(suffix) and re.fullmatch(r"[\w\d][-._\w\d]*",
-                                                    prefix[:-len(suffix)], re.ASCII):
-            return prefix[:-len(suffix)], "."
+        if prefix.endswith(suffix) and re.fullmatch(
+            r"[\w\d][-._\w\d]*", prefix[: -len(suffix)], re.ASCII
+        ):
+            return prefix[: -len(suffix)], "."
     try:
         return parse_refspec(prefix)
     except SysrootError as e:
@@ -193,8 +225,7 @@ _COLLECTION_ELEMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 def validate_collection_id(cid: str) -> None:
     parts = cid.split(".")
-    if len(cid) > 255 or len(parts) < 2 or not all(_COLLECTION_ELEMENT.fullmatch(p)
-                                                   for p in parts):
+    if len(cid) > 255 or len(parts) < 2 or not all(_COLLECTION_ELEMENT.fullmatch(p) for p in parts):
         raise UsageError(f"Invalid collection ID {cid}")
 
 

@@ -66,8 +66,10 @@ class Remote:
             return True
         if value.strip() in _FALSE:
             return False
-        raise FormatError(f'Remote "{self.name}" ({self.source}): key "{key}" has value '
-                          f'"{value}" which is not a boolean')
+        raise FormatError(
+            f'Remote "{self.name}" ({self.source}): key "{key}" has value '
+            f'"{value}" which is not a boolean'
+        )
 
     def option_number(self, key: str, default: float, *, integer: bool = False) -> float:
         """A positive number option (`max-metadata-size`, `stall-timeout-secs`)."""
@@ -79,9 +81,11 @@ class Remote:
         except ValueError:
             number = 0
         if not number > 0 or number == float("inf"):
-            raise FormatError(f'Remote "{self.name}" ({self.source}): key "{key}" has value '
-                              f'"{value}" which is not a positive '
-                              f'{"integer" if integer else "number"}')
+            raise FormatError(
+                f'Remote "{self.name}" ({self.source}): key "{key}" has value '
+                f'"{value}" which is not a positive '
+                f"{'integer' if integer else 'number'}"
+            )
         return number
 
     @property
@@ -220,26 +224,31 @@ def _validate_url(name: str, url: str) -> None:
     target = url
     for prefix in ("metalink=", "mirrorlist="):
         if url.startswith(prefix):
-            target = url[len(prefix):]
+            target = url[len(prefix) :]
             break
-    if not target.startswith(_URL_SCHEMES) or len(target) <= len(target.split("//")[0]) + 2 \
-            or any(c in target for c in "\n\r\t ") or not target.isprintable():
-        raise UsageError(f"Invalid URL '{url}' for remote {name}: expected a file://, "
-                         "http:// or https:// URL")
+    if (
+        not target.startswith(_URL_SCHEMES)
+        or len(target) <= len(target.split("//")[0]) + 2
+        or any(c in target for c in "\n\r\t ")
+        or not target.isprintable()
+    ):
+        raise UsageError(
+            f"Invalid URL '{url}' for remote {name}: expected a file://, http:// or https:// URL"
+        )
 
 
 def validate_option_key(key: str) -> None:
-    if not key or any(c in key for c in "=[]\n\r") or key != key.strip() \
-            or not key.isprintable():
+    if not key or any(c in key for c in "=[]\n\r") or key != key.strip() or not key.isprintable():
         raise UsageError(f"Invalid remote option name '{key}'")
 
 
-def _fill_group(kf: KeyFile, name: str, url: str, branches: Iterable[str],
-                options: Mapping[str, str]) -> None:
+def _fill_group(
+    kf: KeyFile, name: str, url: str, branches: Iterable[str], options: Mapping[str, str]
+) -> None:
     """The keys ostree writes, in its order; a repeated key keeps its first position."""
     group = group_name(name)
     if url.startswith("metalink="):
-        kf.set(group, "metalink", url[len("metalink="):])
+        kf.set(group, "metalink", url[len("metalink=") :])
     else:
         kf.set(group, "url", url)
     branches = list(branches)
@@ -253,9 +262,17 @@ def _write_keyfile(repo, path: str, kf: KeyFile) -> None:
     fsutil.atomic_write(path, kf.to_text().encode(), mode=0o644, fsync=repo.fsync_enabled)
 
 
-def add_remote(repo, name: str, url: str, *, options: Mapping[str, str],
-               branches: Iterable[str] = (), if_not_exists: bool = False,
-               force: bool = False, sysroot: str | None = None) -> Remote:
+def add_remote(
+    repo,
+    name: str,
+    url: str,
+    *,
+    options: Mapping[str, str],
+    branches: Iterable[str] = (),
+    if_not_exists: bool = False,
+    force: bool = False,
+    sysroot: str | None = None,
+) -> Remote:
     """Add (or with force, replace) a remote; returns it as now configured."""
     validate_remote_name(name)
     if if_not_exists and force:
@@ -291,8 +308,7 @@ def add_remote(repo, name: str, url: str, *, options: Mapping[str, str],
     return load_remote(repo, name, sysroot=sysroot)
 
 
-def delete_remote(repo, name: str, *, if_exists: bool = False,
-                  sysroot: str | None = None) -> None:
+def delete_remote(repo, name: str, *, if_exists: bool = False, sysroot: str | None = None) -> None:
     """Remove a remote from where it is defined, and its imported GPG keyring."""
     validate_remote_name(name)
     remote = _scan(repo, sysroot).get(name)

@@ -31,8 +31,16 @@ from sysroot.store.lock import RepoLock
 from sysroot.store.modes import RepoMode
 from sysroot.util import fsutil
 
-REPO_DIRS = ("tmp", "extensions", "state", "refs", "refs/heads", "refs/mirrors",
-             "refs/remotes", "objects")
+REPO_DIRS = (
+    "tmp",
+    "extensions",
+    "state",
+    "refs",
+    "refs/heads",
+    "refs/mirrors",
+    "refs/remotes",
+    "objects",
+)
 _REF_FRAGMENT = r"[\w\d][-._\w\d]*"
 _REF_RE = re.compile(rf"^{_REF_FRAGMENT}(/{_REF_FRAGMENT})*$", re.ASCII)
 _REMOTE_RE = re.compile(rf"^{_REF_FRAGMENT}$", re.ASCII)
@@ -91,8 +99,7 @@ class Repo:
                 if os.path.isdir("/ostree/repo/objects"):
                     path = "/ostree/repo"
                 else:
-                    raise SysrootError("No repository given: use --repo=PATH or set "
-                                       "$OSTREE_REPO")
+                    raise SysrootError("No repository given: use --repo=PATH or set $OSTREE_REPO")
         path = os.fspath(path)
         try:
             dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -102,8 +109,9 @@ class Repo:
             raise SysrootError(f"Repository {path}: not a directory") from None
         try:
             if not os.path.isdir(os.path.join(path, "objects")):
-                raise SysrootError(f"Repository {path}: not an OSTree repository "
-                                   "(no objects/ directory)")
+                raise SysrootError(
+                    f"Repository {path}: not an OSTree repository (no objects/ directory)"
+                )
             try:
                 with open(os.path.join(path, "config"), encoding="utf-8") as f:
                     text = f.read()
@@ -116,11 +124,12 @@ class Repo:
             if version is None:
                 raise FormatError(f"{path}/config: no repo_version in [core]")
             if version.strip() != "1":
-                raise FormatError(f"{path}/config: invalid repo_version '{version}', "
-                                  "expected 1")
+                raise FormatError(f"{path}/config: invalid repo_version '{version}', expected 1")
             if config.get_bool("core", "archive", False):
-                raise FormatError(f"{path}/config: this version no longer supports "
-                                  "core.archive=true; use mode=archive-z2")
+                raise FormatError(
+                    f"{path}/config: this version no longer supports "
+                    "core.archive=true; use mode=archive-z2"
+                )
             repo = cls(path, dfd, config)
         except BaseException:
             os.close(dfd)
@@ -128,8 +137,9 @@ class Repo:
         return repo
 
     @classmethod
-    def create(cls, path: str | os.PathLike, mode: RepoMode,
-               collection_id: str | None = None) -> Repo:
+    def create(
+        cls, path: str | os.PathLike, mode: RepoMode, collection_id: str | None = None
+    ) -> Repo:
         """Create (or, like ostree, re-open) a repository at path."""
         path = os.fspath(path)
         os.makedirs(path, mode=0o775, exist_ok=True)
@@ -137,8 +147,9 @@ class Repo:
             existing = cls.open(path)
             if existing.mode is not mode:
                 existing.close()
-                raise SysrootError(f"Repository {path} exists with mode "
-                                   f"{existing.mode.value}, not {mode.value}")
+                raise SysrootError(
+                    f"Repository {path} exists with mode {existing.mode.value}, not {mode.value}"
+                )
             return existing
         text = f"[core]\nrepo_version=1\nmode={mode.config_string}\n"
         if collection_id:
@@ -183,8 +194,11 @@ class Repo:
         )
 
     def write_config(self) -> None:
-        fsutil.atomic_write(os.path.join(self.path, "config"),
-                            self.config.to_text().encode(), fsync=self.fsync_enabled)
+        fsutil.atomic_write(
+            os.path.join(self.path, "config"),
+            self.config.to_text().encode(),
+            fsync=self.fsync_enabled,
+        )
 
     # ------------------------------------------------------------------ objects
     def object_relpath(self, checksum: str, objtype: ObjectType) -> str:
@@ -227,11 +241,13 @@ class Repo:
         if not is_checksum(checksum):
             raise SysrootError(f"Invalid checksum '{checksum}'")
         try:
-            fd = os.open(self.object_relpath(checksum, objtype),
-                         os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=self.dfd)
+            fd = os.open(
+                self.object_relpath(checksum, objtype),
+                os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW,
+                dir_fd=self.dfd,
+            )
         except FileNotFoundError:
-            raise NotFoundError(f"No such metadata object {checksum}.{objtype.type_name}") \
-                from None
+            raise NotFoundError(f"No such metadata object {checksum}.{objtype.type_name}") from None
         except OSError as e:
             raise CorruptObjectError(checksum, objtype.type_name, e.strerror) from None
         with os.fdopen(fd, "rb") as f:
@@ -242,8 +258,7 @@ class Repo:
         # a damaged object must not be read as if it were the one it is named after
         actual = hashlib.sha256(data).hexdigest()
         if actual != checksum:
-            raise CorruptObjectError(checksum, objtype.type_name,
-                                     f"content has checksum {actual}")
+            raise CorruptObjectError(checksum, objtype.type_name, f"content has checksum {actual}")
         try:
             return parser(data)
         except FormatError as e:
@@ -314,8 +329,7 @@ class Repo:
             meta = os.getxattr(path, _OSTREEMETA, follow_symlinks=False)
         except OSError as e:
             if e.errno == errno.ENODATA:
-                raise CorruptObjectError(checksum, "file",
-                                         f"missing {_OSTREEMETA} xattr") from None
+                raise CorruptObjectError(checksum, "file", f"missing {_OSTREEMETA} xattr") from None
             raise
         try:
             header = FileHeader.parse_filemeta(meta)
@@ -325,8 +339,9 @@ class Repo:
             with open(path, "rb") as f:
                 raw = f.read(4097)
             target = raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            return ContentInfo(FileHeader(header.uid, header.gid, header.mode, target,
-                                          header.xattrs), 0)
+            return ContentInfo(
+                FileHeader(header.uid, header.gid, header.mode, target, header.xattrs), 0
+            )
         return ContentInfo(header, st.st_size)
 
     def _read_filez_header(self, checksum: str, f) -> tuple[FileHeader, int, int]:
@@ -379,15 +394,14 @@ class Repo:
                     yield out
                 out = d.flush()
             except zlib.error as e:
-                raise CorruptObjectError(checksum, "file", f"bad compressed data: {e}") \
-                    from None
+                raise CorruptObjectError(checksum, "file", f"bad compressed data: {e}") from None
             total += len(out)
             if out:
                 yield out
             if not d.eof or total != size:
-                raise CorruptObjectError(checksum, "file",
-                                         f"compressed payload gives {total} bytes, "
-                                         f"header says {size}")
+                raise CorruptObjectError(
+                    checksum, "file", f"compressed payload gives {total} bytes, header says {size}"
+                )
 
     def read_payload(self, checksum: str) -> bytes:
         return b"".join(self.iter_payload(checksum))
@@ -395,8 +409,7 @@ class Repo:
     # ------------------------------------------------------------------ refs
     def _read_ref_file(self, relpath: str, name: str) -> str | None:
         try:
-            with open(os.path.join(self.path, relpath), encoding="ascii",
-                      errors="replace") as f:
+            with open(os.path.join(self.path, relpath), encoding="ascii", errors="replace") as f:
                 text = f.read()
         except (FileNotFoundError, NotADirectoryError):
             return None
@@ -405,8 +418,9 @@ class Repo:
         value = text.rstrip()  # like g_strchomp: leading blanks are an error
         if not is_checksum(value):
             shown = value[:64] + ("…" if len(value) > 64 else "")
-            raise FormatError(f"Invalid checksum '{shown}' in ref '{name}' "
-                              f"({os.path.join(self.path, relpath)})")
+            raise FormatError(
+                f"Invalid checksum '{shown}' in ref '{name}' ({os.path.join(self.path, relpath)})"
+            )
         return value
 
     def read_ref(self, refspec: str) -> str | None:
@@ -420,8 +434,11 @@ class Repo:
                 return value
         # then, like ostree, the ref under each remote, in directory order
         try:
-            remotes = [e.name for e in os.scandir(os.path.join(self.path, "refs/remotes"))
-                       if e.is_dir(follow_symlinks=False)]
+            remotes = [
+                e.name
+                for e in os.scandir(os.path.join(self.path, "refs/remotes"))
+                if e.is_dir(follow_symlinks=False)
+            ]
         except FileNotFoundError:
             remotes = []
         for r in remotes:
@@ -430,8 +447,9 @@ class Repo:
                 return value
         return None
 
-    def list_refs(self, prefix: str | None = None, *, remote: str | None = None,
-                  include_remotes: bool = True) -> dict[str, str]:
+    def list_refs(
+        self, prefix: str | None = None, *, remote: str | None = None, include_remotes: bool = True
+    ) -> dict[str, str]:
         """All refs (name -> checksum) as `ostree refs` names them, sorted."""
         out: dict[str, str] = {}
         if remote is not None:
@@ -443,9 +461,14 @@ class Repo:
                 for r in sorted(os.listdir(base)) if os.path.isdir(base) else ():
                     self._walk_refs(f"refs/remotes/{r}", f"{r}:", out)
         if prefix:
-            out = {k: v for k, v in out.items()
-                   if k == prefix or k.startswith(prefix.rstrip("/") + "/")
-                   or k.startswith(prefix) and prefix.endswith(":")}
+            out = {
+                k: v
+                for k, v in out.items()
+                if k == prefix
+                or k.startswith(prefix.rstrip("/") + "/")
+                or k.startswith(prefix)
+                and prefix.endswith(":")
+            }
         return dict(sorted(out.items()))
 
     def _walk_refs(self, relbase: str, name_prefix: str, out: dict[str, str]) -> None:
@@ -453,8 +476,7 @@ class Repo:
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames.sort()
             rel = os.path.relpath(dirpath, base)
-            for fn in filenames + [d for d in dirnames
-                                   if os.path.islink(os.path.join(dirpath, d))]:
+            for fn in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
                 if fn.startswith("."):
                     continue  # like ostree: e.g. the temp file of an interrupted ref write
                 name = fn if rel == "." else f"{rel}/{fn}"
@@ -514,8 +536,11 @@ class Repo:
                 names = os.listdir(os.path.join(objdir, sub))
             except (FileNotFoundError, NotADirectoryError):
                 continue
-            found += [sub + n[:62] for n in names
-                      if n.endswith(".commit") and n.startswith(rest) and len(n) == 69]
+            found += [
+                sub + n[:62]
+                for n in names
+                if n.endswith(".commit") and n.startswith(rest) and len(n) == 69
+            ]
         return sorted(found)
 
     def write_ref(self, refspec: str, checksum: str | None) -> None:
@@ -538,8 +563,9 @@ class Repo:
                 os.unlink(path)
             elif os.path.isdir(path):
                 os.rmdir(path)  # like ostree: an empty directory left by deleted refs
-            fsutil.atomic_write(path, (checksum + "\n").encode(), mode=0o644,
-                                fsync=self.fsync_enabled)
+            fsutil.atomic_write(
+                path, (checksum + "\n").encode(), mode=0o644, fsync=self.fsync_enabled
+            )
         os.utime(self.dfd)  # like libostree: a ref change bumps the repo mtime
 
     @staticmethod

@@ -43,8 +43,31 @@ _MAX_TIMESTAMP = 253402300799
 
 # ---------------------------------------------------------------- GHashTable order
 
-_PRIME_MOD = (1, 2, 3, 7, 13, 31, 61, 127, 251, 509, 1021, 2039, 4093, 8191, 16381,
-              32749, 65521, 131071, 262139, 524287, 1048573, 2097143, 4194301)
+_PRIME_MOD = (
+    1,
+    2,
+    3,
+    7,
+    13,
+    31,
+    61,
+    127,
+    251,
+    509,
+    1021,
+    2039,
+    4093,
+    8191,
+    16381,
+    32749,
+    65521,
+    131071,
+    262139,
+    524287,
+    1048573,
+    2097143,
+    4194301,
+)
 
 
 def _g_str_hash(key: str) -> int:
@@ -162,8 +185,7 @@ class Summary:
         return cls(out, meta)
 
     def serialize(self) -> bytes:
-        refs = [(r.name, (r.commit_size, bytes.fromhex(r.checksum), r.metadata))
-                for r in self.refs]
+        refs = [(r.name, (r.commit_size, bytes.fromhex(r.checksum), r.metadata)) for r in self.refs]
         return gvariant.encode(SUMMARY_TYPE, (refs, self.metadata))
 
 
@@ -216,11 +238,13 @@ def list_static_deltas(repo) -> list[tuple[str, str]]:
     return out
 
 
-def build_summary(repo, additional: Mapping[str, Variant] | None = None, *,
-                  now: int | None = None) -> Summary:
+def build_summary(
+    repo, additional: Mapping[str, Variant] | None = None, *, now: int | None = None
+) -> Summary:
     """The summary ostree would write for repo now (refs/heads only, sorted)."""
-    refs = [_ref_entry(repo, name, csum)
-            for name, csum in repo.list_refs(include_remotes=False).items()]
+    refs = [
+        _ref_entry(repo, name, csum) for name, csum in repo.list_refs(include_remotes=False).items()
+    ]
     refs.sort(key=lambda r: r.name.encode())
     items: list[tuple[str, Variant]] = list((additional or {}).items())
     deltas = list_static_deltas(repo)
@@ -230,8 +254,9 @@ def build_summary(repo, additional: Mapping[str, Variant] | None = None, *,
     stamp = int(time.time()) if now is None else now
     items.append((KEY_LAST_MODIFIED, Variant("t", bswap64(stamp))))
     items.append((KEY_MODE, Variant("s", repo.config.get("core", "mode", "bare") or "bare")))
-    items.append((KEY_TOMBSTONES, Variant("b", repo.config.get_bool(
-        "core", "tombstone-commits", False))))
+    items.append(
+        (KEY_TOMBSTONES, Variant("b", repo.config.get_bool("core", "tombstone-commits", False)))
+    )
     items.append((KEY_INDEXED_DELTAS, Variant("b", True)))
     collection_id = repo.config.get("core", "collection-id")
     if collection_id:
@@ -239,14 +264,16 @@ def build_summary(repo, additional: Mapping[str, Variant] | None = None, *,
     return Summary(refs, _dict_in_glib_order(items))
 
 
-def regenerate_summary(repo, additional: Mapping[str, Variant] | None = None, *,
-                       now: int | None = None) -> Summary:
+def regenerate_summary(
+    repo, additional: Mapping[str, Variant] | None = None, *, now: int | None = None
+) -> Summary:
     """Write `summary` atomically (and drop a now stale `summary.sig`), like ostree."""
     with repo.lock(exclusive=True):
         summary = build_summary(repo, additional, now=now)
         fsync = repo.fsync_enabled
-        fsutil.atomic_write(os.path.join(repo.path, "summary"), summary.serialize(),
-                            mode=0o644, fsync=fsync)
+        fsutil.atomic_write(
+            os.path.join(repo.path, "summary"), summary.serialize(), mode=0o644, fsync=fsync
+        )
         try:
             os.unlink("summary.sig", dir_fd=repo.dfd)
         except FileNotFoundError:
@@ -262,8 +289,9 @@ def read_summary(repo) -> Summary:
     try:
         fd = os.open("summary", os.O_RDONLY | os.O_CLOEXEC, dir_fd=repo.dfd)
     except FileNotFoundError:
-        raise NotFoundError(f"No summary file in repository {repo.path}",
-                            hint="generate one with 'summary -u'") from None
+        raise NotFoundError(
+            f"No summary file in repository {repo.path}", hint="generate one with 'summary -u'"
+        ) from None
     with os.fdopen(fd, "rb") as f:
         data = f.read()
     try:

@@ -52,8 +52,15 @@ class _Hardlink:
     member: str
 
 
-def import_tarball(tx, mtree: MutableTree, path: str, modifier: CommitModifier, *,
-                   autocreate_parents: bool = False, keep_xattrs: bool = True) -> None:
+def import_tarball(
+    tx,
+    mtree: MutableTree,
+    path: str,
+    modifier: CommitModifier,
+    *,
+    autocreate_parents: bool = False,
+    keep_xattrs: bool = True,
+) -> None:
     """Add the archive at path to mtree, writing its content into the transaction.
 
     The modifier changes ownership and modes; xattrs follow keep_xattrs alone.
@@ -61,8 +68,12 @@ def import_tarball(tx, mtree: MutableTree, path: str, modifier: CommitModifier, 
     importer = _TarImporter(tx, mtree, modifier, path, autocreate_parents, keep_xattrs)
     try:
         # Streaming mode ("|"): one pass, no seeking, any size.
-        with open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|*", encoding="utf-8",
-                                                 errors="surrogateescape") as archive:
+        with (
+            open(path, "rb") as f,
+            tarfile.open(
+                fileobj=f, mode="r|*", encoding="utf-8", errors="surrogateescape"
+            ) as archive,
+        ):
             for member in archive:
                 importer.add(archive, member)
     except _ARCHIVE_ERRORS as e:
@@ -76,8 +87,15 @@ def import_tarball(tx, mtree: MutableTree, path: str, modifier: CommitModifier, 
 
 
 class _TarImporter:
-    def __init__(self, tx, root: MutableTree, modifier: CommitModifier, path: str,
-                 autocreate_parents: bool, keep_xattrs: bool):
+    def __init__(
+        self,
+        tx,
+        root: MutableTree,
+        modifier: CommitModifier,
+        path: str,
+        autocreate_parents: bool,
+        keep_xattrs: bool,
+    ):
         self.tx = tx
         self.root = root
         self.modifier = modifier
@@ -90,8 +108,10 @@ class _TarImporter:
         where = f"'{member}' in tar archive {self.path}"
         check_utf8(name, "path", where)
         if name.startswith("/"):
-            raise SysrootError(f"Absolute path '{name}' for {where}: member names and "
-                               "hardlink targets must be relative")
+            raise SysrootError(
+                f"Absolute path '{name}' for {where}: member names and "
+                "hardlink targets must be relative"
+            )
         parts = [p for p in name.split("/") if p not in ("", ".")]
         if ".." in parts:
             raise SysrootError(f"Invalid uplink '..' in path '{name}' for {where}")
@@ -101,25 +121,27 @@ class _TarImporter:
         tx = self.tx
         parts = self._split(m.name, m.name)
         if m.isdir():
-            uid, gid, mode = self.modifier.ids_mode(m.uid, m.gid,
-                                                    stat.S_IFDIR | (m.mode & 0o7777))
+            uid, gid, mode = self.modifier.ids_mode(m.uid, m.gid, stat.S_IFDIR | (m.mode & 0o7777))
             meta = DirMeta(uid, gid, mode, self._xattrs(m))
             node = self.root if not parts else self._parent(parts, m).ensure_dir(tx, parts[-1])
             node.metadata = tx.write_metadata(ObjectType.DIR_META, meta.serialize())
             return
         if not (m.isreg() or m.issym() or m.islnk()):
-            raise SysrootError(f"Unsupported file type for path '{m.name}' in tar archive "
-                               f"{self.path}: only files, symlinks, hardlinks and "
-                               "directories can be committed")
+            raise SysrootError(
+                f"Unsupported file type for path '{m.name}' in tar archive "
+                f"{self.path}: only files, symlinks, hardlinks and "
+                "directories can be committed"
+            )
         if not parts:
-            raise SysrootError(f"Can't import file as root: '{m.name}' in tar archive "
-                               f"{self.path}")
+            raise SysrootError(f"Can't import file as root: '{m.name}' in tar archive {self.path}")
         parent = self._parent(parts, m)
         if m.islnk():
             target = self._split(m.linkname, m.name)
             if not target:
-                raise SysrootError(f"Invalid hardlink path '{m.linkname}' for '{m.name}' "
-                                   f"in tar archive {self.path}")
+                raise SysrootError(
+                    f"Invalid hardlink path '{m.linkname}' for '{m.name}' "
+                    f"in tar archive {self.path}"
+                )
             self._links.append(_Hardlink(parent, parts[-1], target, m.name))
             return
         parent.replace_file(tx, parts[-1], self._content(archive, m))
@@ -129,8 +151,10 @@ class _TarImporter:
             return self.root.walk(self.tx, parts[:-1])
         except NotFoundError as e:
             if not self.autocreate:
-                raise NotFoundError(f"{e} (parent of '{m.name}' in tar archive {self.path})",
-                                    hint="use --tar-autocreate-parents") from None
+                raise NotFoundError(
+                    f"{e} (parent of '{m.name}' in tar archive {self.path})",
+                    hint="use --tar-autocreate-parents",
+                ) from None
         meta = DirMeta(m.uid, m.gid, stat.S_IFDIR | 0o755)
         checksum = self.tx.write_metadata(ObjectType.DIR_META, meta.serialize())
         node = self.root
@@ -147,14 +171,15 @@ class _TarImporter:
         for key, value in m.pax_headers.items():
             raw = value.encode("utf-8", "surrogateescape")
             if key.startswith(_SCHILY):
-                name = key[len(_SCHILY):].encode("utf-8", "surrogateescape")
+                name = key[len(_SCHILY) :].encode("utf-8", "surrogateescape")
             elif key.startswith(_LIBARCHIVE):
-                name = unquote_to_bytes(key[len(_LIBARCHIVE):])
+                name = unquote_to_bytes(key[len(_LIBARCHIVE) :])
                 try:
                     raw = base64.b64decode(raw + b"=" * (-len(raw) % 4))
                 except binascii.Error:
-                    raise SysrootError(f"Invalid base64 value of {key} for '{m.name}' in "
-                                       f"tar archive {self.path}") from None
+                    raise SysrootError(
+                        f"Invalid base64 value of {key} for '{m.name}' in tar archive {self.path}"
+                    ) from None
             elif key == _RHT_SELINUX:
                 name = b"security.selinux"
             else:
@@ -188,11 +213,15 @@ class _TarImporter:
             except NotFoundError:
                 found = None
             if found is None:
-                raise SysrootError(f"Hardlink '{link.member}' in tar archive {self.path}: "
-                                   f"target '{shown}' not found")
+                raise SysrootError(
+                    f"Hardlink '{link.member}' in tar archive {self.path}: "
+                    f"target '{shown}' not found"
+                )
             if isinstance(found, MutableTree):
-                raise SysrootError(f"Hardlink '{link.member}' in tar archive {self.path}: "
-                                   f"target '{shown}' is a directory")
+                raise SysrootError(
+                    f"Hardlink '{link.member}' in tar archive {self.path}: "
+                    f"target '{shown}' is a directory"
+                )
             link.parent.replace_file(tx, link.name, found)
         if self.autocreate and self.root.metadata is None:
             meta = DirMeta(0, 0, stat.S_IFDIR | 0o755)

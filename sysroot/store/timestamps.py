@@ -41,16 +41,20 @@ def compare_timestamps(current_rev: str, current_ts: int, new_rev: str, new_ts: 
     try:
         old_text, new_text = format_glib_time(current_ts), format_glib_time(new_ts)
     except (ValueError, OverflowError, OSError):
-        raise SysrootError(f"Upgrade target revision '{new_rev}' timestamp ({new_ts}) or "
-                           f"current revision '{current_rev}' timestamp ({current_ts}) is "
-                           "invalid") from None
+        raise SysrootError(
+            f"Upgrade target revision '{new_rev}' timestamp ({new_ts}) or "
+            f"current revision '{current_rev}' timestamp ({current_ts}) is "
+            "invalid"
+        ) from None
     raise SysrootError(
         f"Upgrade target revision '{new_rev}' with timestamp '{new_text}' is "
         f"chronologically older than current revision '{current_rev}' with timestamp "
-        f"'{old_text}'; use --allow-downgrade to permit")
+        f"'{old_text}'; use --allow-downgrade to permit"
+    )
 
 
 def check_timestamps(repo: Repo, from_rev: str, to_rev: str) -> None:
     """compare_timestamps for two commits of repo."""
-    compare_timestamps(from_rev, repo.load_commit(from_rev).timestamp,
-                       to_rev, repo.load_commit(to_rev).timestamp)
+    compare_timestamps(
+        from_rev, repo.load_commit(from_rev).timestamp, to_rev, repo.load_commit(to_rev).timestamp
+    )

@@ -90,16 +90,16 @@ class Transaction:
         prefix = f"staging-{_boot_id()}-"
         for _ in range(100):
             name = prefix + secrets.token_hex(3)
-            lockfd = os.open(f"tmp/{name}-lock",
-                             os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600, dir_fd=repo.dfd)
+            lockfd = os.open(
+                f"tmp/{name}-lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600, dir_fd=repo.dfd
+            )
             try:
                 if not ofd_lock(lockfd, exclusive=True, wait=False):
                     raise FileExistsError
                 # A concurrent stale-tmp cleanup may have unlinked the lock file between
                 # our open and lock; a lock on an unlinked file protects nothing.
                 try:
-                    on_disk = os.stat(f"tmp/{name}-lock", dir_fd=repo.dfd,
-                                      follow_symlinks=False)
+                    on_disk = os.stat(f"tmp/{name}-lock", dir_fd=repo.dfd, follow_symlinks=False)
                 except FileNotFoundError:
                     raise FileExistsError from None
                 mine = os.fstat(lockfd)
@@ -112,8 +112,9 @@ class Transaction:
             self._lockfd = lockfd
             self.staging_name = name
             self.staging_path = os.path.join(repo.path, "tmp", name)
-            self.staging_fd = os.open(self.staging_path, os.O_RDONLY | os.O_DIRECTORY |
-                                      os.O_CLOEXEC)
+            self.staging_fd = os.open(
+                self.staging_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+            )
             return
         raise SysrootError(f"Could not allocate a staging directory in {repo.path}/tmp")
 
@@ -170,13 +171,11 @@ class Transaction:
         return self.repo.read_metadata(objtype, checksum)
 
     # ------------------------------------------------------------------ metadata
-    def write_metadata(self, objtype: ObjectType, data: bytes,
-                       expected: str | None = None) -> str:
+    def write_metadata(self, objtype: ObjectType, data: bytes, expected: str | None = None) -> str:
         """Store a metadata object; with expected, refuse data that does not hash to it."""
         checksum = sha256_hex(data)
         if expected is not None and checksum != expected:
-            raise CorruptObjectError(expected, objtype.type_name,
-                                     f"content hashes to {checksum}")
+            raise CorruptObjectError(expected, objtype.type_name, f"content hashes to {checksum}")
         if self.has_object(objtype, checksum):
             return checksum
         self._put(checksum, objtype, data)
@@ -188,8 +187,9 @@ class Transaction:
         data = gvariant.encode("a{sv}", metadata)
         rel = self.repo.object_relpath(commit, ObjectType.COMMIT_META)
         os.makedirs(os.path.dirname(os.path.join(self.repo.path, rel)), 0o775, exist_ok=True)
-        fsutil.atomic_write(os.path.join(self.repo.path, rel), data, mode=0o644,
-                            fsync=self.repo.fsync_enabled)
+        fsutil.atomic_write(
+            os.path.join(self.repo.path, rel), data, mode=0o644, fsync=self.repo.fsync_enabled
+        )
 
     def _staged_relpath(self, checksum: str, objtype: ObjectType) -> tuple[str, str]:
         # Staged objects sit flat in the staging dir: creating and removing up to 256
@@ -215,8 +215,14 @@ class Transaction:
         self._staged.add((checksum, objtype))
 
     # ------------------------------------------------------------------ content
-    def write_content(self, header: FileHeader, payload: Iterable[bytes] | None,
-                      expected: str | None = None, *, size: int | None = None) -> str:
+    def write_content(
+        self,
+        header: FileHeader,
+        payload: Iterable[bytes] | None,
+        expected: str | None = None,
+        *,
+        size: int | None = None,
+    ) -> str:
         """Store a content object from its header and payload chunks (None for symlinks).
 
         The checksum is computed while writing; with expected, a mismatch is an error
@@ -234,8 +240,9 @@ class Transaction:
         finally:
             self.space.release(admitted)
 
-    def _write_content(self, header: FileHeader, payload: Iterable[bytes],
-                       expected: str | None) -> str:
+    def _write_content(
+        self, header: FileHeader, payload: Iterable[bytes], expected: str | None
+    ) -> str:
         prefix = header.content_stream_prefix()
         h = hashlib.sha256(prefix)
         tmp = f"{self._tmp_prefix}{next(self._tmp_names)}"
@@ -297,8 +304,9 @@ class Transaction:
         return True
 
     def _write_raw_tmp(self, tmp: str, chunks: Iterable[bytes]) -> None:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600,
-                     dir_fd=self.staging_fd)
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=self.staging_fd
+        )
         try:
             for chunk in chunks:
                 _write_all(fd, chunk)
@@ -312,8 +320,12 @@ class Transaction:
     def _write_symlink(self, tmp: str, header: FileHeader) -> None:
         mode = self.mode
         if mode is RepoMode.BARE_USER:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644,
-                         dir_fd=self.staging_fd)
+            fd = os.open(
+                tmp,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                0o644,
+                dir_fd=self.staging_fd,
+            )
             try:
                 os.fchmod(fd, 0o644)
                 _write_all(fd, header.symlink_target.encode("utf-8") + b"\0")
@@ -331,11 +343,11 @@ class Transaction:
             os.chown(path, header.uid, header.gid, follow_symlinks=False)
             fsutil.write_xattrs(path, header.xattrs, follow_symlinks=False)
 
-    def _write_regular(self, tmp: str, header: FileHeader, payload: Iterable[bytes],
-                       h) -> int:
+    def _write_regular(self, tmp: str, header: FileHeader, payload: Iterable[bytes], h) -> int:
         mode = self.mode
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600,
-                     dir_fd=self.staging_fd)
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=self.staging_fd
+        )
         size = 0
         try:
             if mode is RepoMode.ARCHIVE:
@@ -367,8 +379,10 @@ class Transaction:
             else:  # bare-user-only
                 perms = stat.S_IMODE(header.mode)
                 if perms & ~0o775:
-                    raise FormatError(f"Invalid mode {perms:o} for a bare-user-only repo: "
-                                      "only 0775 bits are allowed")
+                    raise FormatError(
+                        f"Invalid mode {perms:o} for a bare-user-only repo: "
+                        "only 0775 bits are allowed"
+                    )
                 os.fchmod(fd, perms)
             os.utime(fd, ns=(self._now_ns, 0))
             return size
@@ -428,8 +442,12 @@ class Transaction:
 
     def _publish(self, checksum: str, objtype: ObjectType) -> None:
         _, rel = self._staged_relpath(checksum, objtype)
-        fsutil.rename_noreplace(rel, self.repo.object_relpath(checksum, objtype),
-                                src_dir_fd=self.staging_fd, dst_dir_fd=self.repo.dfd)
+        fsutil.rename_noreplace(
+            rel,
+            self.repo.object_relpath(checksum, objtype),
+            src_dir_fd=self.staging_fd,
+            dst_dir_fd=self.repo.dfd,
+        )
 
     def _cleanup_stale_tmp(self) -> None:
         """Remove staging dirs of dead transactions (unlocked) and old tmp entries."""
@@ -504,4 +522,4 @@ def _filez_header(header: FileHeader, size: int) -> bytes:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]

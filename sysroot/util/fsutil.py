@@ -48,8 +48,9 @@ def errors_about(path: str | os.PathLike):
         raise
 
 
-def rename_noreplace(src: str, dst: str, *, src_dir_fd: int | None = None,
-                     dst_dir_fd: int | None = None) -> bool:
+def rename_noreplace(
+    src: str, dst: str, *, src_dir_fd: int | None = None, dst_dir_fd: int | None = None
+) -> bool:
     """Rename src to dst unless dst exists. Returns False when dst already existed."""
     sfd = _AT_FDCWD if src_dir_fd is None else src_dir_fd
     dfd = _AT_FDCWD if dst_dir_fd is None else dst_dir_fd
@@ -62,8 +63,7 @@ def rename_noreplace(src: str, dst: str, *, src_dir_fd: int | None = None,
     if err in (errno.EINVAL, errno.ENOSYS):
         # File system without RENAME_NOREPLACE: link + unlink gives the same guarantee.
         try:
-            os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd,
-                    follow_symlinks=False)
+            os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
         except FileExistsError:
             os.unlink(src, dir_fd=src_dir_fd)
             return False
@@ -94,28 +94,32 @@ def is_temp_name(name: str) -> bool:
     return re.fullmatch(r"\..+\.tmp-[0-9a-f]{8}", name) is not None
 
 
-def atomic_write(path: str | os.PathLike, data: bytes, *, mode: int = 0o644,
-                 dir_fd: int | None = None, fsync: bool = True) -> None:
+def atomic_write(
+    path: str | os.PathLike,
+    data: bytes,
+    *,
+    mode: int = 0o644,
+    dir_fd: int | None = None,
+    fsync: bool = True,
+) -> None:
     """Replace path with data atomically (temp sibling, fsync, rename, fsync dir)."""
     path = os.fspath(path)
     with errors_about(path):
         _atomic_write(path, data, mode, dir_fd, fsync)
 
 
-def _atomic_write(path: str, data: bytes, mode: int, dir_fd: int | None,
-                  fsync: bool) -> None:
+def _atomic_write(path: str, data: bytes, mode: int, dir_fd: int | None, fsync: bool) -> None:
     parent, name = os.path.split(path)
     pfd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=dir_fd)
     try:
         tmp = temp_name(name)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode,
-                     dir_fd=pfd)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode, dir_fd=pfd)
         try:
             try:
                 os.fchmod(fd, mode)
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 if fsync:
                     os.fsync(fd)
             finally:
@@ -134,8 +138,14 @@ def _atomic_write(path: str, data: bytes, mode: int, dir_fd: int | None,
         os.close(pfd)
 
 
-def atomic_symlink(target: str, path: str | os.PathLike, *, dir_fd: int | None = None,
-                   fsync: bool = True, tmp_name: str | None = None) -> None:
+def atomic_symlink(
+    target: str,
+    path: str | os.PathLike,
+    *,
+    dir_fd: int | None = None,
+    fsync: bool = True,
+    tmp_name: str | None = None,
+) -> None:
     """Point symlink path at target atomically.
 
     tmp_name: a fixed temporary name (libostree's `loader.tmp`) instead of a random one,
@@ -147,8 +157,9 @@ def atomic_symlink(target: str, path: str | os.PathLike, *, dir_fd: int | None =
         _atomic_symlink(target, path, dir_fd, fsync, tmp_name)
 
 
-def _atomic_symlink(target: str, path: str, dir_fd: int | None, fsync: bool,
-                    tmp_name: str | None) -> None:
+def _atomic_symlink(
+    target: str, path: str, dir_fd: int | None, fsync: bool, tmp_name: str | None
+) -> None:
     parent, name = os.path.split(path)
     pfd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=dir_fd)
     try:
@@ -199,8 +210,9 @@ def read_xattrs(path: str | int, *, follow_symlinks: bool = False) -> list[tuple
     return out
 
 
-def write_xattrs(path: str | int, xattrs: Iterable[tuple[bytes, bytes]], *,
-                 follow_symlinks: bool = False) -> None:
+def write_xattrs(
+    path: str | int, xattrs: Iterable[tuple[bytes, bytes]], *, follow_symlinks: bool = False
+) -> None:
     for name, value in xattrs:
         os.setxattr(path, name.rstrip(b"\0"), value, follow_symlinks=follow_symlinks)
 

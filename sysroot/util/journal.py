@@ -34,8 +34,14 @@ def _journal_module():
     return journal
 
 
-def send(message: str, *, priority: int = INFO, message_id: str | None = None,
-         stderr: bool = True, **fields: object) -> bool:
+def send(
+    message: str,
+    *,
+    priority: int = INFO,
+    message_id: str | None = None,
+    stderr: bool = True,
+    **fields: object,
+) -> bool:
     """Log message with extra FIELDS (None values are left out). Returns True when
     it went to the journal; else it is printed to stderr (unless stderr=False, for
     messages only worth keeping in a journal) and False is returned."""
@@ -45,8 +51,7 @@ def send(message: str, *, priority: int = INFO, message_id: str | None = None,
     journal = _journal_module()
     if journal is not None:
         try:
-            journal.send(message, PRIORITY=str(priority), SYSLOG_IDENTIFIER=IDENTIFIER,
-                         **extra)
+            journal.send(message, PRIORITY=str(priority), SYSLOG_IDENTIFIER=IDENTIFIER, **extra)
             return True
         except OSError:
             pass  # e.g. the journal went away during shutdown: stderr still works

@@ -24,8 +24,12 @@ def is_read_only(path: str) -> bool:
 
 
 def mount_point_of(path: str) -> str:
-    return run(["findmnt", "--noheadings", "--output", "TARGET", "--target", path]
-               ).stdout.decode().strip().splitlines()[-1]
+    return (
+        run(["findmnt", "--noheadings", "--output", "TARGET", "--target", path])
+        .stdout.decode()
+        .strip()
+        .splitlines()[-1]
+    )
 
 
 def make_writable_privately(path: str) -> bool:
@@ -36,8 +40,10 @@ def make_writable_privately(path: str) -> bool:
     target = mount_point_of(path)
     if _libc.unshare(CLONE_NEWNS) != 0:
         err = ctypes.get_errno()
-        raise SysrootError(f"{target} is read-only and a private mount namespace to write "
-                           f"to it cannot be made: {os.strerror(err)}")
+        raise SysrootError(
+            f"{target} is read-only and a private mount namespace to write "
+            f"to it cannot be made: {os.strerror(err)}"
+        )
     # nothing done in this namespace may propagate back to the system's mounts
     run(["mount", "--make-rslave", "/"])
     # first the per-mount flag (how sysroot-prepare-root makes it read-only); if the

@@ -38,8 +38,9 @@ CONFIG_VALUES = ("none", "grub2", "systemd-boot", "auto")  # ostree's, ostree-sy
 def fake_repo(path: Path, value: str | None) -> types.SimpleNamespace:
     """What backend_for reads of a repo: its config and its path."""
     group = f"[sysroot]\nbootloader={value}\n" if value is not None else ""
-    return types.SimpleNamespace(config=KeyFile.parse("[core]\nrepo_version=1\n" + group),
-                                 path=str(path / "repo"))
+    return types.SimpleNamespace(
+        config=KeyFile.parse("[core]\nrepo_version=1\n" + group), path=str(path / "repo")
+    )
 
 
 def layout_of(root: Path) -> SysrootLayout:
@@ -93,15 +94,18 @@ def _loader_symlink(root: Path) -> None:
     os.symlink("loader.0", root / "boot/loader")
 
 
-@pytest.mark.parametrize("make, expected", [
-    (_plain, BootloaderKind.NONE),
-    (_loader_symlink, BootloaderKind.NONE),
-    (_grub, BootloaderKind.GRUB2),
-    (_grub2_dir, BootloaderKind.GRUB2),
-    (_grub_link, BootloaderKind.GRUB2),
-    (_loader_dir, BootloaderKind.SYSTEMD_BOOT),
-    (_loader_dir_and_grub, BootloaderKind.SYSTEMD_BOOT),
-])
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (_plain, BootloaderKind.NONE),
+        (_loader_symlink, BootloaderKind.NONE),
+        (_grub, BootloaderKind.GRUB2),
+        (_grub2_dir, BootloaderKind.GRUB2),
+        (_grub_link, BootloaderKind.GRUB2),
+        (_loader_dir, BootloaderKind.SYSTEMD_BOOT),
+        (_loader_dir_and_grub, BootloaderKind.SYSTEMD_BOOT),
+    ],
+)
 def test_auto_resolves_as_detect_says(tmp_path, make, expected):
     layout = layout_of(tmp_path)
     make(tmp_path)
@@ -134,11 +138,14 @@ def test_explicit_kinds_resolve_to_themselves(tmp_path, kind):
 
 
 # ---------------------------------------------------------------- what each owns
-@pytest.mark.parametrize("value, cls, scheme, writer", [
-    ("none", NoneBackend, BootScheme.LOADER_SYMLINK, BootWriter),
-    ("grub2", Grub2Backend, BootScheme.LOADER_SYMLINK, BootWriter),
-    ("systemd-boot", SystemdBootBackend, BootScheme.ENTRIES_DIR, SdBootWriter),
-])
+@pytest.mark.parametrize(
+    "value, cls, scheme, writer",
+    [
+        ("none", NoneBackend, BootScheme.LOADER_SYMLINK, BootWriter),
+        ("grub2", Grub2Backend, BootScheme.LOADER_SYMLINK, BootWriter),
+        ("systemd-boot", SystemdBootBackend, BootScheme.ENTRIES_DIR, SdBootWriter),
+    ],
+)
 def test_each_backend_reports_its_scheme_and_writer(tmp_path, value, cls, scheme, writer):
     backend = backend_for(layout_of(tmp_path), fake_repo(tmp_path, value))
     assert type(backend) is cls
@@ -154,11 +161,14 @@ def test_every_scheme_has_a_writer_and_an_invariant_check():
     assert set(transaction.WRITERS) == set(BootScheme) == set(invariant._CHECKS)
 
 
-@pytest.mark.parametrize("make, cls", [
-    (_plain, NoneBackend),
-    (_loader_symlink, NoneBackend),
-    (_loader_dir, SystemdBootBackend),
-])
+@pytest.mark.parametrize(
+    "make, cls",
+    [
+        (_plain, NoneBackend),
+        (_loader_symlink, NoneBackend),
+        (_loader_dir, SystemdBootBackend),
+    ],
+)
 def test_state_reads_with_the_backend_on_disk(tmp_path, make, cls):
     layout_of(tmp_path)
     make(tmp_path)
@@ -204,9 +214,11 @@ def test_unsupported_value_keeps_the_exact_message(tmp_path, value):
     repo = fake_repo(tmp_path, value)
     with pytest.raises(SysrootError) as exc:
         backend_for(layout_of(tmp_path), repo)
-    assert str(exc.value) == (f"Unsupported sysroot.bootloader '{value}' in "
-                              f"{tmp_path}/repo/config (supported: auto, grub2, none, "
-                              "systemd-boot)")
+    assert str(exc.value) == (
+        f"Unsupported sysroot.bootloader '{value}' in "
+        f"{tmp_path}/repo/config (supported: auto, grub2, none, "
+        "systemd-boot)"
+    )
 
 
 @pytest.mark.parametrize("value", ["none", "grub2"])
@@ -215,8 +227,10 @@ def test_symlink_backends_refuse_an_entries_dir(tmp_path, value):
     _loader_dir(tmp_path)
     with pytest.raises(SysrootError) as exc:
         backend_for(layout, fake_repo(tmp_path, value))
-    assert str(exc.value) == (f"sysroot.bootloader={value}, but {tmp_path}/boot/loader is a "
-                              "directory (the systemd-boot scheme): use systemd-boot or auto")
+    assert str(exc.value) == (
+        f"sysroot.bootloader={value}, but {tmp_path}/boot/loader is a "
+        "directory (the systemd-boot scheme): use systemd-boot or auto"
+    )
 
 
 def test_systemd_boot_refuses_a_loader_symlink(tmp_path):
@@ -224,9 +238,11 @@ def test_systemd_boot_refuses_a_loader_symlink(tmp_path):
     _loader_symlink(tmp_path)
     with pytest.raises(SysrootError) as exc:
         backend_for(layout, fake_repo(tmp_path, "systemd-boot"))
-    assert str(exc.value) == (f"sysroot.bootloader=systemd-boot, but {tmp_path}/boot/loader "
-                              "is a symlink (the loader.N scheme): switching schemes is not "
-                              "supported")
+    assert str(exc.value) == (
+        f"sysroot.bootloader=systemd-boot, but {tmp_path}/boot/loader "
+        "is a symlink (the loader.N scheme): switching schemes is not "
+        "supported"
+    )
 
 
 def test_deploy_with_an_unknown_bootloader_is_refused_like_ostree(tmp_path, ostree, sysroot):
@@ -237,15 +253,20 @@ def test_deploy_with_an_unknown_bootloader_is_refused_like_ostree(tmp_path, ostr
         sr = init_sysroot(tmp_path / name, tool, ostree)
         sr.commit(make_os_tree(tmp_path / f"tree-{name}"), f"{OSNAME}/1")
         ostree(f"--repo={sr.repo}", "config", "set", "sysroot.bootloader", "grub")
-        proc = tool("admin", "deploy", f"--sysroot={sr.path}", f"--os={OSNAME}", f"{OSNAME}/1",
-                    check=False)
+        proc = tool(
+            "admin", "deploy", f"--sysroot={sr.path}", f"--os={OSNAME}", f"{OSNAME}/1", check=False
+        )
         deploy_dir = sr.path / "ostree/deploy" / OSNAME / "deploy"
-        results[name] = (proc.returncode, sorted(os.listdir(sr.path / "boot")),
-                         sorted(os.listdir(deploy_dir)) if deploy_dir.exists() else [])
+        results[name] = (
+            proc.returncode,
+            sorted(os.listdir(sr.path / "boot")),
+            sorted(os.listdir(deploy_dir)) if deploy_dir.exists() else [],
+        )
         if name == "sysroot":
             assert proc.stderr.decode() == (
                 f"error: Unsupported sysroot.bootloader 'grub' in {sr.repo}/config "
-                "(supported: auto, grub2, none, systemd-boot)\n")
+                "(supported: auto, grub2, none, systemd-boot)\n"
+            )
         else:
             assert b"'grub'" in proc.stderr
     clear_immutable_under(tmp_path)

@@ -36,8 +36,11 @@ def sr(tmp_path, ostree, sysroot):
     """A sysroot made by sysroot, with two commits and sysroot.bootloader=grub2."""
     s = init_sysroot(tmp_path / "sr", sysroot, ostree)
     for n in (1, 2):
-        tree = make_os_tree(tmp_path / f"tree{n}", kernel=f"kernel-{n}\n".encode(),
-                            initramfs=f"initramfs-{n}\n".encode())
+        tree = make_os_tree(
+            tmp_path / f"tree{n}",
+            kernel=f"kernel-{n}\n".encode(),
+            initramfs=f"initramfs-{n}\n".encode(),
+        )
         s.commit(tree, f"{OSNAME}/{n}", version=f"{n}.0")
     ostree(f"--repo={s.repo}", "config", "set", "sysroot.bootloader", "grub2")
     return s
@@ -64,9 +67,12 @@ def expected_menu(root: Path) -> list[dict]:
     out = []
     for i, name in enumerate(crash.ostree_status_names(root)):
         e = by_name[name]
-        item = {"title": e.get("title"), "id": f"sysroot-{i}",
-                "linux": [e.get("linux")] + e.get("options").split(" "),
-                "initrd": e.get_all("initrd")}
+        item = {
+            "title": e.get("title"),
+            "id": f"sysroot-{i}",
+            "linux": [e.get("linux")] + e.get("options").split(" "),
+            "initrd": e.get_all("initrd"),
+        }
         out.append(item)
     return out
 
@@ -104,8 +110,9 @@ def test_deploy_twice_and_rollback(sr):
     # the link was already right: left alone, only boot/loader moved
     assert os.lstat(sr.path / "boot/grub/grub.cfg").st_ino == before.st_ino
     # the inactive half is gone, with its menu
-    assert sorted(p.name for p in (sr.path / "boot").glob("loader.*")) == \
-        [f"loader.{SysrootState.load(str(sr.path)).bootversion}"]
+    assert sorted(p.name for p in (sr.path / "boot").glob("loader.*")) == [
+        f"loader.{SysrootState.load(str(sr.path)).bootversion}"
+    ]
 
 
 def test_grub2_directory_and_replacing_a_generated_cfg(sr, ostree):
@@ -125,10 +132,11 @@ def test_kargs_are_quoted(sr, tmp_path):
     cfg = check_live_menu(sr.path)
     assert "'quote=it'\\''s'" in cfg
     assert "'dollar=$HOME;echo'" in cfg
-    assert menu(cfg)[0]["linux"][1:1 + len(words)] == words  # then ostree=
+    assert menu(cfg)[0]["linux"][1 : 1 + len(words)] == words  # then ostree=
     # kargs edited in place: the menu follows
-    sr.tool("admin", "kargs", "edit-in-place", f"--sysroot={sr.path}",
-            "--append-if-missing=added=1")
+    sr.tool(
+        "admin", "kargs", "edit-in-place", f"--sysroot={sr.path}", "--append-if-missing=added=1"
+    )
     cfg = check_live_menu(sr.path)
     assert menu(cfg)[0]["linux"][-1] == "added=1"
 
@@ -153,11 +161,20 @@ def test_invariant_sees_a_stale_menu(sr):
 def test_render_quotes_every_word():
     from sysroot.boot.bls import BootEntry
 
-    e = BootEntry.parse("title it's\nversion 1\noptions a=$x b='c'\nlinux /k\n"
-                        "initrd /i1\ninitrd /i2\ndevicetree /dt\n")
+    e = BootEntry.parse(
+        "title it's\nversion 1\noptions a=$x b='c'\nlinux /k\n"
+        "initrd /i1\ninitrd /i2\ndevicetree /dt\n"
+    )
     cfg = grub2.render_config([e])
-    assert menu(cfg) == [{"title": "it's", "id": "sysroot-0", "linux": ["/k", "a=$x", "b='c'"],
-                          "initrd": ["/i1", "/i2"], "devicetree": ["/dt"]}]
+    assert menu(cfg) == [
+        {
+            "title": "it's",
+            "id": "sysroot-0",
+            "linux": ["/k", "a=$x", "b='c'"],
+            "initrd": ["/i1", "/i2"],
+            "devicetree": ["/dt"],
+        }
+    ]
 
 
 @pytest.mark.parametrize("op", ["deploy", "rollback"])
@@ -188,8 +205,7 @@ def test_killed_anywhere_menu_matches_entries(sr, tmp_path, op):
     def kill(i: int, point: crash.Point) -> list[str]:
         root = crash.clone(sr.path, tmp_path / f"k{i}")
         try:
-            res = crash.run_interrupted(argv(root), point, "signal=KILL",
-                                        tmp_path / f"k{i}.log")
+            res = crash.run_interrupted(argv(root), point, "signal=KILL", tmp_path / f"k{i}.log")
             if res.hit is None:
                 return [f"{point}: the kill did not land"]
             problems = [f"{point}: {p}" for p in check_boot_invariant(root)]

@@ -38,11 +38,13 @@ def test_dracut_module_install_into_a_tree(tmp_path):
     assert run(ROOT / "dracut-module/install", tmp_path).returncode == 0
     mod = tmp_path / "usr/lib/dracut/modules.d/50sysroot"
     assert sorted(p.name for p in mod.iterdir()) == [
-        "module-setup.sh", "sysroot-prepare-root.service", "sysroot-prepare-root.sh"]
+        "module-setup.sh",
+        "sysroot-prepare-root.service",
+        "sysroot-prepare-root.sh",
+    ]
     assert os.access(mod / "sysroot-prepare-root.sh", os.X_OK)
     # dracut sources module-setup.sh and calls these; the module needs systemd in the initrd
-    probe = run("bash", "-c", f'. "{mod}/module-setup.sh"; check && depends && '
-                "declare -F install")
+    probe = run("bash", "-c", f'. "{mod}/module-setup.sh"; check && depends && declare -F install')
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.split() == ["systemd", "install"]
     for script in ("sysroot-prepare-root.sh",):

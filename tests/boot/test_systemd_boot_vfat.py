@@ -52,10 +52,12 @@ class FatMounts:
     def mount(self, image: Path, mountpoint: Path) -> None:
         assert MKFS and LOSETUP, "mkfs.vfat (dosfstools) and losetup are required"
         mountpoint.mkdir(parents=True, exist_ok=True)
-        loop = subprocess.run([LOSETUP, "--find", "--show", str(image)], capture_output=True,
-                              text=True, check=True).stdout.strip()
-        proc = subprocess.run(["mount", "-t", "vfat", loop, str(mountpoint)],
-                              capture_output=True, text=True)
+        loop = subprocess.run(
+            [LOSETUP, "--find", "--show", str(image)], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        proc = subprocess.run(
+            ["mount", "-t", "vfat", loop, str(mountpoint)], capture_output=True, text=True
+        )
         if proc.returncode != 0:
             # no vfat in this kernel: the user-space FAT driver on the image itself
             subprocess.run([LOSETUP, "-d", loop], check=True)
@@ -63,10 +65,12 @@ class FatMounts:
             assert FUSEFAT, f"cannot mount vfat ({proc.stderr.strip()}) and no fusefat"
             # foreground and single-threaded: unmounting then waits for it to exit, so
             # the image is complete before anyone copies or checks it
-            daemon = subprocess.Popen([FUSEFAT, "-f", "-s", "-o", "rw+,hard_remove",
-                                       str(image), str(mountpoint)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      stdin=subprocess.DEVNULL)
+            daemon = subprocess.Popen(
+                [FUSEFAT, "-f", "-s", "-o", "rw+,hard_remove", str(image), str(mountpoint)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+            )
             deadline = time.monotonic() + 10
             while not os.path.ismount(mountpoint):
                 assert daemon.poll() is None, f"fusefat exited with {daemon.returncode}"
@@ -202,8 +206,13 @@ def boot_list(root: Path) -> list[tuple[str, str, str]]:
         if not linux or not (root / "boot" / linux.lstrip("/")).is_file():
             linux = "MISSING"
         ostree = re.search(r"(?:^| )ostree=(\S+)", keys.get("options", ""))
-        out.append((os.path.basename(ostree.group(1)) if ostree else "no ostree=", linux,
-                    keys.get("options", "")))
+        out.append(
+            (
+                os.path.basename(ostree.group(1)) if ostree else "no ostree=",
+                linux,
+                keys.get("options", ""),
+            )
+        )
     return out
 
 
@@ -212,8 +221,10 @@ def check_list(root: Path, expected: list[tuple[str, str, str]]) -> list[str]:
     got = boot_list(root)
     problems = []
     if got != expected:
-        problems.append(f"deployment list {[d for d, *_ in got]} "
-                        f"(entries {got}), expected {[d for d, *_ in expected]}")
+        problems.append(
+            f"deployment list {[d for d, *_ in got]} "
+            f"(entries {got}), expected {[d for d, *_ in expected]}"
+        )
     reader = [d.name for d in SysrootState.load(str(root)).deployments]
     if reader != [d for d, *_ in got]:
         problems.append(f"the reader lists {reader}, the model {[d for d, *_ in got]}")
@@ -221,8 +232,9 @@ def check_list(root: Path, expected: list[tuple[str, str, str]]) -> list[str]:
 
 
 def entry_names(root: Path) -> list[str]:
-    return sorted(os.listdir(root / "boot/loader/entries"), key=lambda n: _version_key(n),
-                  reverse=True)
+    return sorted(
+        os.listdir(root / "boot/loader/entries"), key=lambda n: _version_key(n), reverse=True
+    )
 
 
 def tidy(root: Path) -> list[str]:
@@ -243,8 +255,9 @@ def tidy(root: Path) -> list[str]:
         if tmp:
             problems.append(f"temporary files left in {k}: {tmp}")
     deployed = sorted(p.name for p in root.glob("ostree/deploy/*/deploy/*"))
-    want_d = sorted([d.name for d in state.deployments] +
-                    [d.name + ".origin" for d in state.deployments])
+    want_d = sorted(
+        [d.name for d in state.deployments] + [d.name + ".origin" for d in state.deployments]
+    )
     if deployed != want_d:
         problems.append(f"deploy dir holds {deployed}, expected {want_d}")
     if list(root.glob("ostree/boot.*")):
@@ -254,8 +267,9 @@ def tidy(root: Path) -> list[str]:
 
 # ============================================================== sysroots on FAT
 def cli(*args, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(crash.cli(*args), capture_output=True, text=True, env=crash.ENV,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        crash.cli(*args), capture_output=True, text=True, env=crash.ENV, stdin=subprocess.DEVNULL
+    )
     if check:
         assert proc.returncode == 0, f"{args}: {proc.stderr}"
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -299,8 +313,9 @@ class FatWorld:
 
     def clone(self, src: Path, dst: Path) -> Path:
         crash.clone(src, dst)
-        subprocess.run(["cp", "--sparse=always", str(image_of(src)), str(image_of(dst))],
-                       check=True)
+        subprocess.run(
+            ["cp", "--sparse=always", str(image_of(src)), str(image_of(dst))], check=True
+        )
         return dst
 
     def discard(self, root: Path) -> None:
@@ -324,13 +339,26 @@ class FatWorld:
         assert (root / "boot/loader/entries").is_dir()
         admin(root, "os-init", OSNAME)
         for n, kernel in ((1, "K1"), (2, "K2"), (3, "K3"), (4, "K1")):
-            tree = make_os_tree(self.base / f"tree{n}", kernel=f"vmlinuz {kernel}\n".encode(),
-                                initramfs=f"initramfs {kernel}\n".encode(),
-                                extra={"usr/share/marker": f"c{n}\n"})
+            tree = make_os_tree(
+                self.base / f"tree{n}",
+                kernel=f"vmlinuz {kernel}\n".encode(),
+                initramfs=f"initramfs {kernel}\n".encode(),
+                extra={"usr/share/marker": f"c{n}\n"},
+            )
             self.commits[n] = subprocess.run(
-                ["ostree", f"--repo={root}/ostree/repo", "commit", f"--branch={OSNAME}/{n}",
-                 f"--timestamp={crash.TIMESTAMP}", f"--tree=dir={tree}", "--subject=test"],
-                capture_output=True, text=True, check=True).stdout.strip()
+                [
+                    "ostree",
+                    f"--repo={root}/ostree/repo",
+                    "commit",
+                    f"--branch={OSNAME}/{n}",
+                    f"--timestamp={crash.TIMESTAMP}",
+                    f"--tree=dir={tree}",
+                    "--subject=test",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
         self.umount(root)
         self.states["base"] = root
 
@@ -398,17 +426,20 @@ def test_operations(fat, fat_sysroot):
     check([2, 1], ["ostree-4-9999-testos.conf", "ostree-3-9998-testos.conf"])
     assert status(root)["deployments"][1]["pinned"] is True
     admin(root, "deploy", f"--os={OSNAME}", f"{OSNAME}/3")
-    check([3, 2, 1], ["ostree-5-9999-testos.conf", "ostree-4-9998-testos.conf",
-                      "ostree-4-9997-testos.conf"])
+    check(
+        [3, 2, 1],
+        ["ostree-5-9999-testos.conf", "ostree-4-9998-testos.conf", "ostree-4-9997-testos.conf"],
+    )
     data = status(root)
     assert (data["bootversion"], data["subbootversion"]) == (0, 0)
-    assert [d["boot_entry"].rsplit("/", 1)[1] for d in data["deployments"]] == \
-        entry_names(root)
+    assert [d["boot_entry"].rsplit("/", 1)[1] for d in data["deployments"]] == entry_names(root)
     assert "Pinned: yes" in admin(root, "status").stdout
     # kargs: a whole new round, never an edit in place
     cli("admin", "kargs", "edit-in-place", f"--sysroot={root}", "--append-if-missing=quiet")
-    check([3, 2, 1], ["ostree-6-9999-testos.conf", "ostree-5-9998-testos.conf",
-                      "ostree-5-9997-testos.conf"])
+    check(
+        [3, 2, 1],
+        ["ostree-6-9999-testos.conf", "ostree-5-9998-testos.conf", "ostree-5-9997-testos.conf"],
+    )
     for name in entry_names(root):
         assert (root / "boot/loader/entries" / name).read_text().count(" quiet\n") == 1
     admin(root, "pin", "--unpin", "2")
@@ -419,8 +450,9 @@ def test_operations(fat, fat_sysroot):
     # debris of interrupted rounds: cleanup removes it, the boot stays
     edir = root / "boot/loader/entries"
     # a non-default of a round that never committed (G of the default: not valid)
-    (edir / "ostree-8-9998-testos.conf").write_text((edir / "ostree-8-9999-testos.conf")
-                                                    .read_text())
+    (edir / "ostree-8-9998-testos.conf").write_text(
+        (edir / "ostree-8-9999-testos.conf").read_text()
+    )
     (edir / "ostree-9-9998-testos.conf.tmp").write_text("partial")
     assert check_choice(root, dname(fat, 2)) == []
     admin(root, "cleanup")
@@ -450,8 +482,10 @@ def test_same_kernel_dir_is_verified_and_repaired(fat, fat_sysroot):
 def test_scheme_mismatch_is_refused(fat, fat_sysroot):
     root = fat_sysroot
     admin(root, "deploy", f"--os={OSNAME}", f"{OSNAME}/1")
-    subprocess.run(["ostree", f"--repo={root}/ostree/repo", "config", "set",
-                    "sysroot.bootloader", "grub2"], check=True)
+    subprocess.run(
+        ["ostree", f"--repo={root}/ostree/repo", "config", "set", "sysroot.bootloader", "grub2"],
+        check=True,
+    )
     before = entry_names(root)
     proc = admin(root, "deploy", f"--os={OSNAME}", f"{OSNAME}/2", check=False)
     assert proc.returncode != 0
@@ -468,13 +502,11 @@ def test_systemd_boot_on_any_fs_and_symlink_refusal(tmp_path, ostree):
         cli("admin", "init-fs", str(root))
         admin(root, "os-init", OSNAME)
         tree = make_os_tree(tmp_path / f"tree-{name}")
-        ostree(f"--repo={root}/ostree/repo", "commit", f"--branch={OSNAME}/1",
-               f"--tree=dir={tree}")
+        ostree(f"--repo={root}/ostree/repo", "commit", f"--branch={OSNAME}/1", f"--tree=dir={tree}")
     admin(roots["linked"], "deploy", f"--os={OSNAME}", f"{OSNAME}/1")
     for root in roots.values():
         # set last: ostree 2022.7 refuses to open a repo with this value
-        ostree(f"--repo={root}/ostree/repo", "config", "set", "sysroot.bootloader",
-               "systemd-boot")
+        ostree(f"--repo={root}/ostree/repo", "config", "set", "sysroot.bootloader", "systemd-boot")
     admin(roots["plain"], "deploy", f"--os={OSNAME}", f"{OSNAME}/1")
     assert entry_names(roots["plain"]) == ["ostree-1-9999-testos.conf"]
     assert check_boot_invariant(roots["plain"]) == []
@@ -519,8 +551,11 @@ def test_leftover_removal_on_fat(fat, fat_sysroot):
         fiemap = True
     except OSError:
         fiemap = False
-    assert left == (["a", "b", "vmlinuz-6.1.0"] if fiemap
-                    else ["a", "a.tmp", "b", "vmlinuz-6.1.0", "vmlinuz-6.1.0.1.tmp"])
+    assert left == (
+        ["a", "b", "vmlinuz-6.1.0"]
+        if fiemap
+        else ["a", "a.tmp", "b", "vmlinuz-6.1.0", "vmlinuz-6.1.0.1.tmp"]
+    )
 
 
 # ============================================================== crash safety
@@ -542,13 +577,13 @@ OPS = {
 }
 
 
-def _kill_and_check(fat: FatWorld, op: Op, point: crash.Point, target: str,
-                    dry: Path, lists: tuple[list, list]) -> list[str]:
+def _kill_and_check(
+    fat: FatWorld, op: Op, point: crash.Point, target: str, dry: Path, lists: tuple[list, list]
+) -> list[str]:
     root = fat.clone(fat.state("two"), fat.scratch(op.name))
     try:
         fat.mount(root)
-        res = crash.run_interrupted(op.argv(root), point, "signal=KILL",
-                                    root.with_suffix(".log"))
+        res = crash.run_interrupted(op.argv(root), point, "signal=KILL", root.with_suffix(".log"))
         if res.hit is None:
             return [f"{point}: the kill did not land (rc {res.returncode})"]
         committed = res.committed({target.replace(str(dry), str(root))})
@@ -596,11 +631,12 @@ def test_killed_anywhere(fat, name):
         assert check_list(dry, new) == []
         target = str(dry / "boot/loader/entries" / boot_choice(dry).name)
         points = crash.interruption_points(calls, dry, KILLS_PER_OPERATION, {target})
-        assert any(p.what.endswith(f"{os.path.basename(target)}) = 0") for p in points), \
+        assert any(p.what.endswith(f"{os.path.basename(target)}) = 0") for p in points), (
             "the commit (the new default's rename) must be among the points"
+        )
     finally:
         fat.umount(dry)
-    problems = crash.run_all(_kill_and_check,
-                             [(fat, op, p, target, dry, (old, new)) for p in points])
+    problems = crash.run_all(
+        _kill_and_check, [(fat, op, p, target, dry, (old, new)) for p in points]
+    )
     assert not problems, "\n".join(problems)
-

@@ -40,8 +40,21 @@ COMMANDS = {
     "prune": ["prune", "--refs-only"],
 }
 
-_COMMIT_READERS = {"commit", "rev-parse", "log", "show", "show-object", "ls", "cat", "checkout",
-                   "fsck", "pull-local", "diff", "summary", "prune"}
+_COMMIT_READERS = {
+    "commit",
+    "rev-parse",
+    "log",
+    "show",
+    "show-object",
+    "ls",
+    "cat",
+    "checkout",
+    "fsck",
+    "pull-local",
+    "diff",
+    "summary",
+    "prune",
+}
 _TREE_READERS = {"show-object", "ls", "cat", "checkout", "fsck", "pull-local", "diff", "prune"}
 _META_READERS = {"show-object", "ls", "checkout", "fsck", "pull-local"}
 
@@ -69,8 +82,9 @@ _CONFIG_OR_REFS_ONLY = {"refs", "config"}
 
 _VERBOSE_CHECKED: set[str] = set()
 
-CASES = [(d, "archive") for d in MUST_FAIL] + \
-    [(d, "bare") for d in ("flip-file", "truncate-file", "missing-file")]
+CASES = [(d, "archive") for d in MUST_FAIL] + [
+    (d, "bare") for d in ("flip-file", "truncate-file", "missing-file")
+]
 
 
 def ours(capfdbinary, argv) -> tuple[int, bytes, bytes]:
@@ -100,8 +114,7 @@ def pristine(ostree, tmp_path_factory):
         ostree("init", f"--repo={repo}", f"--mode={mode}")
         for i, text in enumerate(("first\n", "second\n")):
             (tree / "f").write_text(text * 100)
-            ostree("commit", f"--repo={repo}", "-b", "main", "-s", "c", f"--timestamp=@{i}",
-                   tree)
+            ostree("commit", f"--repo={repo}", "-b", "main", "-s", "c", f"--timestamp=@{i}", tree)
         repos[mode] = repo
     return repos
 
@@ -111,9 +124,12 @@ def damage(repo, mode: str, kind: str) -> str:
     head = (repo / "refs/heads/main").read_text().strip()
     commit = Commit.parse(_object_path(repo, head, "commit").read_bytes())
     files = dict(DirTree.parse(_object_path(repo, commit.root_tree, "dirtree").read_bytes()).files)
-    targets = {"commit": (head, "commit"), "dirtree": (commit.root_tree, "dirtree"),
-               "dirmeta": (commit.root_meta, "dirmeta"),
-               "file": (files["f"], "filez" if mode == "archive" else "file")}
+    targets = {
+        "commit": (head, "commit"),
+        "dirtree": (commit.root_tree, "dirtree"),
+        "dirmeta": (commit.root_meta, "dirmeta"),
+        "file": (files["f"], "filez" if mode == "archive" else "file"),
+    }
     how, _, what = kind.partition("-")
     if how in ("flip", "truncate", "missing"):
         checksum, ext = targets[what]
@@ -125,7 +141,7 @@ def damage(repo, mode: str, kind: str) -> str:
         if how == "flip":
             data[len(data) // 2] ^= 0x10
         else:
-            data = data[:len(data) // 2]
+            data = data[: len(data) // 2]
         xattrs = {k: os.getxattr(path, k) for k in os.listxattr(path)}
         path.unlink()  # bare objects may be hardlinked into checkouts: never write through
         path.write_bytes(bytes(data))

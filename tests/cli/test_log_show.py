@@ -55,12 +55,28 @@ def make_tree(root) -> None:
 
 
 HISTORY = [
-    ["-s", "Subj", "-m", "Body line1\nline2", "--timestamp=2021-05-04 03:02:01",
-     "--add-metadata-string=version=1.0", "--add-metadata=n=42"],
-    ["-m", "body\nwith trailing\n\n", "--timestamp=2021-05-05 00:00:00",
-     "--add-metadata=version=42"],
-    ["-s", "line1\nline2 ünïcødé", "--timestamp=2022-01-01 12:00:00",
-     "--add-metadata-string=version=2.0", "--add-metadata=d=<[1.5, -0.0]>"],
+    [
+        "-s",
+        "Subj",
+        "-m",
+        "Body line1\nline2",
+        "--timestamp=2021-05-04 03:02:01",
+        "--add-metadata-string=version=1.0",
+        "--add-metadata=n=42",
+    ],
+    [
+        "-m",
+        "body\nwith trailing\n\n",
+        "--timestamp=2021-05-05 00:00:00",
+        "--add-metadata=version=42",
+    ],
+    [
+        "-s",
+        "line1\nline2 ünïcødé",
+        "--timestamp=2022-01-01 12:00:00",
+        "--add-metadata-string=version=2.0",
+        "--add-metadata=d=<[1.5, -0.0]>",
+    ],
     ["-s", "Last", "--timestamp=@0"],
     ["-s", "Before 1970, year 68", "--timestamp=@-60000000000"],
 ]
@@ -73,8 +89,9 @@ def history(request, ostree, tmp_path_factory):
     repo, tree = tmp / "repo", tmp / "tree"
     make_tree(tree)
     ostree("init", f"--repo={repo}", f"--mode={request.param}")
-    commits = [ostree.out("commit", f"--repo={repo}", "-b", "main", *args, tree)
-               for args in HISTORY]
+    commits = [
+        ostree.out("commit", f"--repo={repo}", "-b", "main", *args, tree) for args in HISTORY
+    ]
     ostree("commit", f"--repo={repo}", "-b", "other", "-s", "x", tree)
     return repo, commits
 
@@ -118,10 +135,18 @@ def test_show_metadata_keys(history, ostree, capfdbinary):
     repo, commits = history
     for key in ("version", "n", "d", "ostree.ref-binding", "nope"):
         for flags in ([], ["-B"]):
-            assert_same(ostree, capfdbinary, "show", f"--repo={repo}", commits[2],
-                        f"--print-metadata-key={key}", *flags)
-    assert_same(ostree, capfdbinary, "show", f"--repo={repo}", "main",
-                "--print-detached-metadata-key=x")
+            assert_same(
+                ostree,
+                capfdbinary,
+                "show",
+                f"--repo={repo}",
+                commits[2],
+                f"--print-metadata-key={key}",
+                *flags,
+            )
+    assert_same(
+        ostree, capfdbinary, "show", f"--repo={repo}", "main", "--print-detached-metadata-key=x"
+    )
     assert_same(ostree, capfdbinary, "show", f"--repo={repo}", "main", "--print-related")
 
 
@@ -129,8 +154,14 @@ def test_show_metadata_keys(history, ostree, capfdbinary):
 def test_errors(history, ostree, capfdbinary):
     repo, _ = history
     missing = "0" * 64
-    for argv in (["show", missing], ["show", "nope"], ["log", "nope"], ["show", "main^^^^^"],
-                 ["log", missing], ["show", "main", "--print-sizes"]):
+    for argv in (
+        ["show", missing],
+        ["show", "nope"],
+        ["log", "nope"],
+        ["show", "main^^^^^"],
+        ["log", missing],
+        ["show", "main", "--print-sizes"],
+    ):
         assert_same(ostree, capfdbinary, argv[0], f"--repo={repo}", *argv[1:])
     for argv in (["show"], ["log"]):  # usage errors: ostree adds its --help text
         assert theirs(ostree, argv[0], f"--repo={repo}")[0] != 0
@@ -168,11 +199,25 @@ def test_detached_metadata_and_sizes(ostree, tmp_path, capfdbinary):
     repo, tree = tmp_path / "repo", tmp_path / "tree"
     make_tree(tree)
     ostree("init", f"--repo={repo}", "--mode=archive")
-    ostree("commit", f"--repo={repo}", "-b", "main", "--generate-sizes",
-           "--add-detached-metadata-string=sig=abc", "--add-metadata-string=z=1", tree)
+    ostree(
+        "commit",
+        f"--repo={repo}",
+        "-b",
+        "main",
+        "--generate-sizes",
+        "--add-detached-metadata-string=sig=abc",
+        "--add-metadata-string=z=1",
+        tree,
+    )
     for key in ("sig", "nope"):
-        assert_same(ostree, capfdbinary, "show", f"--repo={repo}", "main",
-                    f"--print-detached-metadata-key={key}")
+        assert_same(
+            ostree,
+            capfdbinary,
+            "show",
+            f"--repo={repo}",
+            "main",
+            f"--print-detached-metadata-key={key}",
+        )
     assert_same(ostree, capfdbinary, "show", f"--repo={repo}", "main", "--print-sizes")
     # objects missing locally count as "needed"
     for path in sorted((repo / "objects").rglob("*.filez"))[:2]:
@@ -181,8 +226,9 @@ def test_detached_metadata_and_sizes(ostree, tmp_path, capfdbinary):
     # newer ostree's key listing (not in 2022.7): sorted like strcmp
     rc, out, _ = ours(capfdbinary, "show", f"--repo={repo}", "main", "--list-metadata-keys")
     assert rc == 0 and out == b"ostree.ref-binding\nostree.sizes\nz\n"
-    rc, out, _ = ours(capfdbinary, "show", f"--repo={repo}", "main",
-                      "--list-detached-metadata-keys")
+    rc, out, _ = ours(
+        capfdbinary, "show", f"--repo={repo}", "main", "--list-detached-metadata-keys"
+    )
     assert rc == 0 and out == b"sig\n"
 
 
@@ -192,10 +238,22 @@ def test_print_variant_type(ostree, tmp_path, capfdbinary):
     ostree("init", f"--repo={repo}", "--mode=bare")
     checksum = ostree.out("commit", f"--repo={repo}", "-b", "main", tree)
     path = repo / "objects" / checksum[:2] / f"{checksum[2:]}.commit"
-    assert_same(ostree, capfdbinary, "show", f"--repo={repo}",
-                "--print-variant-type=(a{sv}aya(say)sstayay)", path)
-    assert_same(ostree, capfdbinary, "show", f"--repo={repo}", "--print-variant-type=as",
-                path.parent / "missing")
+    assert_same(
+        ostree,
+        capfdbinary,
+        "show",
+        f"--repo={repo}",
+        "--print-variant-type=(a{sv}aya(say)sstayay)",
+        path,
+    )
+    assert_same(
+        ostree,
+        capfdbinary,
+        "show",
+        f"--repo={repo}",
+        "--print-variant-type=as",
+        path.parent / "missing",
+    )
 
 
 @pytest.mark.parametrize("history", ["archive"], indirect=True)
@@ -236,10 +294,16 @@ METADATA_COMBOS = [
     ["--add-metadata-string=a=1", "--add-metadata-string=a=2", "--add-metadata=a=3"],
     ["--add-metadata=t=uint64 3", "--add-metadata=b=true", "--add-metadata=d=3.5"],
     ["--add-metadata=l=['a','b']", "--add-metadata=e=@as []", "--add-metadata=y=byte 0x01"],
-    ["--add-metadata=tup=(1, 'x')", "--add-metadata=v=<<'nested'>>",
-     "--add-metadata=dict={'k': <[1, 2]>}"],
-    ["--add-metadata=bs=b'bytes'", "--add-metadata=ba=[byte 0x00, 0xff]",
-     "--add-metadata-string=q=it's \"quoted\"\nnew line ünï"],
+    [
+        "--add-metadata=tup=(1, 'x')",
+        "--add-metadata=v=<<'nested'>>",
+        "--add-metadata=dict={'k': <[1, 2]>}",
+    ],
+    [
+        "--add-metadata=bs=b'bytes'",
+        "--add-metadata=ba=[byte 0x00, 0xff]",
+        '--add-metadata-string=q=it\'s "quoted"\nnew line ünï',
+    ],
     ["--add-metadata=big=[" + ", ".join(str(i) for i in range(300)) + "]"],
     ["--add-metadata-string=ostree.ref-binding=fake", "--add-metadata-string=version="],
     ["--add-metadata=m=just 5", "--add-metadata=o=objectpath '/a'", "--add-metadata=z=@mi nothing"],
@@ -264,7 +328,7 @@ def test_commit_metadata_checksums(ostree, tmp_path, capfdbinary, meta):
     assert checksums[0] == checksums[1]
     # and our show prints it like ostree does
     shutil.rmtree(tmp_path / "ours")
-    data = (tmp_path / "theirs/objects" / checksums[0][:2] / f"{checksums[0][2:]}.commit")
+    data = tmp_path / "theirs/objects" / checksums[0][:2] / f"{checksums[0][2:]}.commit"
     value = gvariant.decode(ObjectType.COMMIT.gvariant_type, data.read_bytes())
     assert gvariant.encode(ObjectType.COMMIT.gvariant_type, value) == data.read_bytes()
     assert_same(ostree, capfdbinary, "show", f"--repo={tmp_path / 'theirs'}", "main", "--raw")

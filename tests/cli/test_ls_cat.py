@@ -25,11 +25,30 @@ LS_CASES = [  # (options, paths): every option, alone and combined, on dirs, fil
 ]
 # paths ostree resolves oddly or not at all: errors must match too
 LS_BAD_PATHS = ["/nonexist", "usr//bin", "/usr/bin/", "/usr/bin/tool/x", ".", "./usr", ""]
-CAT_PATHS = [["/link-to-tool"], ["usr/share/big"],
-             ["/usr/bin/tool", "/ünïcødé-ñame", "/owned/f", "/a", "/B", "/empty-file",
-              "/usr/share/doc/readme", "/readonly/sub/inside", "/link-to-tool"]]
-CAT_BAD_PATHS = ["/usr/bin", "/dangling", "/abs-link", "/nonexist", "usr//bin/tool",
-                 "/usr/bin/tool/x", "/"]
+CAT_PATHS = [
+    ["/link-to-tool"],
+    ["usr/share/big"],
+    [
+        "/usr/bin/tool",
+        "/ünïcødé-ñame",
+        "/owned/f",
+        "/a",
+        "/B",
+        "/empty-file",
+        "/usr/share/doc/readme",
+        "/readonly/sub/inside",
+        "/link-to-tool",
+    ],
+]
+CAT_BAD_PATHS = [
+    "/usr/bin",
+    "/dangling",
+    "/abs-link",
+    "/nonexist",
+    "usr//bin/tool",
+    "/usr/bin/tool/x",
+    "/",
+]
 
 
 @pytest.fixture(scope="session")
@@ -83,8 +102,7 @@ def test_errors_match_ostree(repos, ostree, capsysbinary, mode):
         cases = [["ls", f"--repo={repo}", "t", p] for p in LS_BAD_PATHS]
         cases += [["ls", f"--repo={repo}", "t", "/usr", "/nonexist", "/tmp"]]  # stops midway
         cases += [["cat", f"--repo={repo}", "t", p] for p in CAT_BAD_PATHS]
-        cases += [["ls", f"--repo={repo}", "nosuchref"],
-                  ["cat", f"--repo={repo}", "nosuch", "/a"]]
+        cases += [["ls", f"--repo={repo}", "nosuchref"], ["cat", f"--repo={repo}", "nosuch", "/a"]]
     else:  # symlinks are stored differently in each mode: following them must not differ
         cases = [["cat", f"--repo={repo}", "t", p] for p in ("/dangling", "/abs-link")]
         cases += [["ls", f"--repo={repo}", "t", "/usr/bin/tool/x"]]
@@ -99,9 +117,11 @@ def test_errors_match_ostree(repos, ostree, capsysbinary, mode):
 def test_ls_cat_subprocess(repos, ostree, sysroot):
     """The real `sysroot` process, not just main(): same bytes on stdout."""
     repo = repos.get("bare-user")
-    for args in (["ls", f"--repo={repo}", "-R", "-C", "-X", "t"],
-                 ["ls", f"--repo={repo}", "-R", "--nul-filenames-only", "t", "/usr"],
-                 ["cat", f"--repo={repo}", "t", "/usr/share/big", "/link-to-tool"]):
+    for args in (
+        ["ls", f"--repo={repo}", "-R", "-C", "-X", "t"],
+        ["ls", f"--repo={repo}", "-R", "--nul-filenames-only", "t", "/usr"],
+        ["cat", f"--repo={repo}", "t", "/usr/share/big", "/link-to-tool"],
+    ):
         assert sysroot(*args).stdout == ostree(*args).stdout
     res = sysroot("ls", f"--repo={repo}", "t", "/nonexist", check=False)
     assert res.returncode == 1
@@ -123,10 +143,15 @@ def test_ls_xattr_values_print_like_ostree(ostree, capsysbinary, tmp_path, repo_
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "f").write_text("a\n")
-    for name, value in [("user.nul", b"hello\0"), ("user.quote", b"it's \"q\"\0"),
-                        ("user.uni", "ünï\n".encode() + b"\0"), ("user.ctl", b"a\x01b\0"),
-                        ("user.hi", b"\xff\xfe\0"), ("user.one", b"\0"),
-                        ("user.bin", b"\x00\x01\x02")]:
+    for name, value in [
+        ("user.nul", b"hello\0"),
+        ("user.quote", b'it\'s "q"\0'),
+        ("user.uni", "ünï\n".encode() + b"\0"),
+        ("user.ctl", b"a\x01b\0"),
+        ("user.hi", b"\xff\xfe\0"),
+        ("user.one", b"\0"),
+        ("user.bin", b"\x00\x01\x02"),
+    ]:
         os.setxattr(tree / "f", name, value)
     os.setxattr(tree, "user.dir", b"d\0")
     repo = tmp_path / "repo"

@@ -24,8 +24,9 @@ def ours(capfdbinary, *argv) -> tuple[int, bytes, bytes]:
 def compare(ostree, capfdbinary, *argv, ours_repo=None) -> bytes:
     """Run ostree on argv and ours on argv (optionally on a twin repository)."""
     proc = ostree(*argv, check=False)
-    mine = [a.replace(str(argv_repo(argv)), str(ours_repo)) if ours_repo else a
-            for a in map(str, argv)]
+    mine = [
+        a.replace(str(argv_repo(argv)), str(ours_repo)) if ours_repo else a for a in map(str, argv)
+    ]
     rc, out, err = ours(capfdbinary, *mine)
     assert out == proc.stdout, argv
     assert (rc == 0) == (proc.returncode == 0), (argv, err)
@@ -80,8 +81,10 @@ def test_listing(ostree, capfdbinary, base_repo):
     rng = random.Random(5)
     names = set()
     while len(names) < 150:
-        parts = [rng.choice("abcdefgh") + "".join(rng.choices("xyz019._-", k=rng.randint(0, 4)))
-                 for _ in range(rng.randint(1, 3))]
+        parts = [
+            rng.choice("abcdefgh") + "".join(rng.choices("xyz019._-", k=rng.randint(0, 4)))
+            for _ in range(rng.randint(1, 3))
+        ]
         names.add("/".join(parts))
     for name in sorted(names):
         path = repo / "refs/heads" / name
@@ -96,15 +99,33 @@ def test_listing(ostree, capfdbinary, base_repo):
             (repo / "refs/remotes" / remote / ref).parent.mkdir(parents=True, exist_ok=True)
             (repo / "refs/remotes" / remote / ref).write_text(second + "\n")
     os.symlink("base", repo / "refs/heads/alias1")
-    os.symlink("../base", repo / "refs/heads/a/alias2") if (repo / "refs/heads/a").is_dir() \
-        else None
+    os.symlink("../base", repo / "refs/heads/a/alias2") if (
+        repo / "refs/heads/a"
+    ).is_dir() else None
     (repo / "refs/heads/.hidden").write_text(first + "\n")
     (repo / "refs/heads/garbage").write_text("not a checksum\n")
     r = f"--repo={repo}"
-    for args in ([], ["--list"], ["-A"], ["a"], ["a/"], ["--list", "a"], ["b", "c"],
-                 ["origin:"], ["origin:."], ["--list", "origin:"], ["origin:sub"],
-                 ["origin"], ["nonexistent"], ["base"], ["garbage"], ["-A", "a"], ["origin:main"],
-                 [":x"], ["a//b"]):
+    for args in (
+        [],
+        ["--list"],
+        ["-A"],
+        ["a"],
+        ["a/"],
+        ["--list", "a"],
+        ["b", "c"],
+        ["origin:"],
+        ["origin:."],
+        ["--list", "origin:"],
+        ["origin:sub"],
+        ["origin"],
+        ["nonexistent"],
+        ["base"],
+        ["garbage"],
+        ["-A", "a"],
+        ["origin:main"],
+        [":x"],
+        ["a//b"],
+    ):
         compare(ostree, capfdbinary, "refs", r, *args)
     listed = compare(ostree, capfdbinary, "refs", r).decode().split()
     assert len(listed) > 100 and listed != sorted(listed)
@@ -115,16 +136,41 @@ def test_create_and_delete(ostree, capfdbinary, base_repo):
     twin = repo.parent / "twin"
     shutil.copytree(repo, twin, symlinks=True)
     steps = [
-        ["--create=al", "-A", "base"], ["-A"], [], ["--create=dir/al2", "-A", "base"], ["-A"],
-        ["--create=al", "-A", "base"], ["--create=al", "base"], ["--create=al", "--force", "base"],
-        ["--create=n1", "base", "extra"], ["--create=n1"], ["--delete"], ["--delete", "nope"],
-        ["--create=origin:foo", "base"], [], ["--delete", "origin:foo"],
-        [f"--create={first}", "base"], ["--create=bad/", "base"], ["--create=n2", "nonexist"],
-        ["--create=n3", first], ["--create=n4", second[:8]], ["-A", "--create=al3", "nonexist"],
-        ["-A", "--create=al4", first], [], ["--delete", "dir/al2"], ["--create=dir", "base"],
-        ["--create=origin:x", "-A", "base"], ["--create=y", "-A", "origin:foo"],
-        ["--delete", "n"], ["--delete", "n3"], ["--delete", "-A", "al"], ["-A"], [],
-        ["--create=base/sub", "base"], ["--create=deep/er/ref", "base^"], ["--list", "deep"],
+        ["--create=al", "-A", "base"],
+        ["-A"],
+        [],
+        ["--create=dir/al2", "-A", "base"],
+        ["-A"],
+        ["--create=al", "-A", "base"],
+        ["--create=al", "base"],
+        ["--create=al", "--force", "base"],
+        ["--create=n1", "base", "extra"],
+        ["--create=n1"],
+        ["--delete"],
+        ["--delete", "nope"],
+        ["--create=origin:foo", "base"],
+        [],
+        ["--delete", "origin:foo"],
+        [f"--create={first}", "base"],
+        ["--create=bad/", "base"],
+        ["--create=n2", "nonexist"],
+        ["--create=n3", first],
+        ["--create=n4", second[:8]],
+        ["-A", "--create=al3", "nonexist"],
+        ["-A", "--create=al4", first],
+        [],
+        ["--delete", "dir/al2"],
+        ["--create=dir", "base"],
+        ["--create=origin:x", "-A", "base"],
+        ["--create=y", "-A", "origin:foo"],
+        ["--delete", "n"],
+        ["--delete", "n3"],
+        ["--delete", "-A", "al"],
+        ["-A"],
+        [],
+        ["--create=base/sub", "base"],
+        ["--create=deep/er/ref", "base^"],
+        ["--list", "deep"],
     ]
     for step in steps:
         compare(ostree, capfdbinary, "refs", f"--repo={repo}", *step, ours_repo=twin)
@@ -137,16 +183,33 @@ def test_collections(ostree, capfdbinary, tmp_path):
     ostree("init", f"--repo={repo}", "--collection-id=org.main.C")
     checksum = ostree.out("commit", f"--repo={repo}", "-b", "h1", tree)
     ostree("commit", f"--repo={repo}", "-b", "h2/x", tree)
-    ostree("remote", "add", f"--repo={repo}", "--no-gpg-verify", "--collection-id=org.rem.C",
-           "orig", "file:///nonexistent")
+    ostree(
+        "remote",
+        "add",
+        f"--repo={repo}",
+        "--no-gpg-verify",
+        "--collection-id=org.rem.C",
+        "orig",
+        "file:///nonexistent",
+    )
     for rel in ("mirrors/org.ex.M/m1", "mirrors/org.ex.M/sub/m2", "remotes/orig/r1"):
         (repo / "refs" / rel).parent.mkdir(parents=True, exist_ok=True)
         (repo / "refs" / rel).write_text(checksum + "\n")
     twin = tmp_path / "twin"
     shutil.copytree(repo, twin, symlinks=True)
-    for step in ([], ["org.ex.M"], ["org.main.C"], ["--list"], ["--create=org.new.C:nr", "h1"],
-                 ["--create=bad:nr", "h1"], [], ["--delete", "org.new.C"], [],
-                 ["--create=org.main.C:h3", "h1"], []):
+    for step in (
+        [],
+        ["org.ex.M"],
+        ["org.main.C"],
+        ["--list"],
+        ["--create=org.new.C:nr", "h1"],
+        ["--create=bad:nr", "h1"],
+        [],
+        ["--delete", "org.new.C"],
+        [],
+        ["--create=org.main.C:h3", "h1"],
+        [],
+    ):
         compare(ostree, capfdbinary, "refs", f"--repo={repo}", "-c", *step, ours_repo=twin)
         assert refs_tree(twin) == refs_tree(repo), step
 
@@ -155,8 +218,10 @@ def test_rev_parse(ostree, capfdbinary, tmp_path):
     repo, tree = tmp_path / "repo", tmp_path / "tree"
     tree.mkdir()
     ostree("init", f"--repo={repo}", "--mode=archive")
-    commits = [ostree.out("commit", f"--repo={repo}", "-b", "main", f"--timestamp=@{i}", tree)
-               for i in range(18)]
+    commits = [
+        ostree.out("commit", f"--repo={repo}", "-b", "main", f"--timestamp=@{i}", tree)
+        for i in range(18)
+    ]
     for rel in ("remotes/origin/up", "remotes/origin/sub/y", "heads/garbage", "heads/lead"):
         (repo / "refs" / rel).parent.mkdir(parents=True, exist_ok=True)
         (repo / "refs" / rel).write_text(commits[3] + "\n")
@@ -169,11 +234,31 @@ def test_rev_parse(ostree, capfdbinary, tmp_path):
     ambiguous = next(k for k, v in by_first.items() if len(v) > 1)
     unique = next((k for k, v in by_first.items() if len(v) == 1), commits[0][:12])
     r = f"--repo={repo}"
-    for args in (["main"], ["main^"], ["main^^^"], [commits[0] + "^"], [commits[5][:6]],
-                 [commits[5][:2]], [ambiguous], [unique], [""], [commits[0].upper()],
-                 ["origin:up"], ["up"], ["sub/y"], ["origin:sub/y"], ["nope"], ["a/"], [":x"],
-                 ["a//b"], ["origin:"], ["main", "up", "nope", "main"], ["-S"],
-                 ["--single", "main"], []):
+    for args in (
+        ["main"],
+        ["main^"],
+        ["main^^^"],
+        [commits[0] + "^"],
+        [commits[5][:6]],
+        [commits[5][:2]],
+        [ambiguous],
+        [unique],
+        [""],
+        [commits[0].upper()],
+        ["origin:up"],
+        ["up"],
+        ["sub/y"],
+        ["origin:sub/y"],
+        ["nope"],
+        ["a/"],
+        [":x"],
+        ["a//b"],
+        ["origin:"],
+        ["main", "up", "nope", "main"],
+        ["-S"],
+        ["--single", "main"],
+        [],
+    ):
         compare(ostree, capfdbinary, "rev-parse", r, *args)
     # broken refs: both fail; our message also names the ref file (ostree's only the content)
     for ref in ("garbage", "lead", "emptydir"):

@@ -27,10 +27,18 @@ TIMESTAMP = "2023-01-02 03:04:05"
 OS_RELEASE = 'NAME="Test OS"\nID=testos\nPRETTY_NAME="Test OS"\n'
 
 
-def make_os_tree(root: Path, *, kernel: bytes = b"kernel-1\n", initramfs: bytes | None =
-                 b"initramfs-1\n", kver: str = "6.1.0", legacy: bool = False,
-                 devicetree: bytes | None = None, etc: str = "usr/etc",
-                 extra: dict[str, str] | None = None, no_kernel: bool = False) -> Path:
+def make_os_tree(
+    root: Path,
+    *,
+    kernel: bytes = b"kernel-1\n",
+    initramfs: bytes | None = b"initramfs-1\n",
+    kver: str = "6.1.0",
+    legacy: bool = False,
+    devicetree: bytes | None = None,
+    etc: str = "usr/etc",
+    extra: dict[str, str] | None = None,
+    no_kernel: bool = False,
+) -> Path:
     """A small OS tree ostree can deploy.
 
     etc: where the default configuration lives: "usr/etc" (modern), "etc" (old trees,
@@ -119,10 +127,24 @@ class Sysroot:
         cmd, *rest = args
         return self.ostree("admin", cmd, f"--sysroot={self.path}", *rest, check=check)
 
-    def commit(self, tree: Path, branch: str = f"{OSNAME}/x", *, version: str | None = None,
-               subject: str = "test", extra: tuple[str, ...] = ()) -> str:
-        args = [f"--repo={self.repo}", "commit", f"--branch={branch}", f"--subject={subject}",
-                f"--timestamp={TIMESTAMP}", f"--tree=dir={tree}", *extra]
+    def commit(
+        self,
+        tree: Path,
+        branch: str = f"{OSNAME}/x",
+        *,
+        version: str | None = None,
+        subject: str = "test",
+        extra: tuple[str, ...] = (),
+    ) -> str:
+        args = [
+            f"--repo={self.repo}",
+            "commit",
+            f"--branch={branch}",
+            f"--subject={subject}",
+            f"--timestamp={TIMESTAMP}",
+            f"--tree=dir={tree}",
+            *extra,
+        ]
         if version is not None:
             args.append(f"--add-metadata-string=version={version}")
         return self.ostree.out(*args)
@@ -175,8 +197,7 @@ def boot_state(root: Path) -> dict[str, str]:
     def add(p: Path) -> None:
         rel = str(p.relative_to(root))
         st = p.lstat()
-        if stat.S_ISDIR(st.st_mode) and p.parent.name == "deploy" and \
-                not p.name.startswith("."):
+        if stat.S_ISDIR(st.st_mode) and p.parent.name == "deploy" and not p.name.startswith("."):
             # a deployment root: its tree, as path, type, mode and owner (contents are
             # the repo's objects, which `ostree fsck` checks elsewhere)
             out[rel] = f"dir {st.st_mode & 0o7777:o}"
@@ -185,9 +206,10 @@ def boot_state(root: Path) -> dict[str, str]:
                 for name in sorted(dirnames + filenames):
                     c = Path(dirpath, name)
                     cst = c.lstat()
-                    out[str(c.relative_to(root))] = \
-                        f"{stat.S_IFMT(cst.st_mode):o} {cst.st_mode & 0o7777:o} " \
+                    out[str(c.relative_to(root))] = (
+                        f"{stat.S_IFMT(cst.st_mode):o} {cst.st_mode & 0o7777:o} "
                         f"{cst.st_uid}:{cst.st_gid} {cst.st_nlink > 1}"
+                    )
             return
         if stat.S_ISLNK(st.st_mode):
             out[rel] = "-> " + os.readlink(p)
@@ -195,7 +217,8 @@ def boot_state(root: Path) -> dict[str, str]:
             out[rel] = f"dir {st.st_mode & 0o7777:o}"
         else:
             out[rel] = f"file {st.st_mode & 0o7777:o} " + p.read_bytes().decode(
-                errors="backslashreplace")
+                errors="backslashreplace"
+            )
 
     def walk(p: Path) -> None:
         if not p.exists() and not p.is_symlink():
@@ -243,8 +266,9 @@ def snapshot(root: Path) -> dict[str, str]:
                 if os.path.islink(p):
                     continue
             elif stat.S_ISREG(st.st_mode):
-                out[rel] = (f"file {st.st_mode & 0o7777:o} "
-                            + hashlib.sha256(p.read_bytes()).hexdigest())
+                out[rel] = (
+                    f"file {st.st_mode & 0o7777:o} " + hashlib.sha256(p.read_bytes()).hexdigest()
+                )
             else:
                 out[rel] = f"other {st.st_mode:o}"
     return out
@@ -272,9 +296,11 @@ class Pair:
         ra = self.a.oadmin(*args, check=False)
         rb = self.b.admin(*args, check=False)
         self.log.append(" ".join(args))
-        detail = (f"admin {' '.join(args)}\nostree rc={ra.returncode} "
-                  f"stderr={ra.stderr.decode()!r}\nsysroot rc={rb.returncode} "
-                  f"stderr={rb.stderr.decode()!r}")
+        detail = (
+            f"admin {' '.join(args)}\nostree rc={ra.returncode} "
+            f"stderr={ra.stderr.decode()!r}\nsysroot rc={rb.returncode} "
+            f"stderr={rb.stderr.decode()!r}"
+        )
         assert (ra.returncode == 0) == (rb.returncode == 0), detail
         assert (ra.returncode == 0) == expect_ok, detail
         if not expect_ok:

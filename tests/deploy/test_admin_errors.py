@@ -44,8 +44,11 @@ def expect_error(sr: Sysroot, *args, contains: str, oracle_fails: bool = True) -
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert contains in lines[0], err
     after = snapshot(sr.path)
-    assert after == before, {k: (before.get(k), after.get(k))
-                             for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    assert after == before, {
+        k: (before.get(k), after.get(k))
+        for k in set(before) | set(after)
+        if before.get(k) != after.get(k)
+    }
     if oracle_fails:
         o = sr.oadmin(*args, check=False)
         assert o.returncode != 0, (args, o.stdout, o.stderr)
@@ -77,8 +80,9 @@ def test_undeploy_index_out_of_range(sr):
     expect_error(sr, "undeploy", "-1", contains="-1", oracle_fails=False)
     expect_error(sr, "undeploy", "two", contains="two", oracle_fails=False)
     expect_error(sr, "pin", "7", contains="Out of range deployment index 7")
-    expect_error(sr, "set-default", "9", contains="Out of range deployment index 9",
-                 oracle_fails=False)  # (no set-default in ostree 2022.7)
+    expect_error(
+        sr, "set-default", "9", contains="Out of range deployment index 9", oracle_fails=False
+    )  # (no set-default in ostree 2022.7)
 
 
 # ---------------------------------------------------------------------- damaged state
@@ -89,8 +93,9 @@ def test_malformed_origin(sr):
         expect_error(sr, *args, contains=origin.name)
 
 
-@pytest.mark.parametrize("damage", ["no-options", "no-ostree-karg", "bad-ostree-path",
-                                    "dangling-ostree-path"])
+@pytest.mark.parametrize(
+    "damage", ["no-options", "no-ostree-karg", "bad-ostree-path", "dangling-ostree-path"]
+)
 def test_hand_edited_boot_entry(sr, damage):
     entry = sr.path / "boot/loader/entries/ostree-2-testos.conf"
     lines = entry.read_text().splitlines()
@@ -111,10 +116,21 @@ def test_hand_edited_boot_entry(sr, damage):
 def test_not_initialised(tmp_path, ostree, sysroot):
     empty = Sysroot(tmp_path / "empty", sysroot, ostree)
     empty.path.mkdir()
-    for args in (("status",), ("deploy", OS, REF), ("undeploy", "0"), ("cleanup",),
-                 ("pin", "0"), ("set-default", "0"), ("config-diff", OS)):
-        expect_error(empty, *args, contains="not an initialized sysroot",
-                     oracle_fails=args[0] != "set-default")
+    for args in (
+        ("status",),
+        ("deploy", OS, REF),
+        ("undeploy", "0"),
+        ("cleanup",),
+        ("pin", "0"),
+        ("set-default", "0"),
+        ("config-diff", OS),
+    ):
+        expect_error(
+            empty,
+            *args,
+            contains="not an initialized sysroot",
+            oracle_fails=args[0] != "set-default",
+        )
     missing = Sysroot(tmp_path / "missing", sysroot, ostree)
     r = missing.admin("status", check=False)
     assert r.returncode != 0 and r.stderr.decode().startswith("error: ")
@@ -176,8 +192,7 @@ def test_disk_full_mid_deploy(tmp_path, ostree, sysroot):
         # the free-space guard would refuse up front (test_free_space.py): off, to
         # test running out of space midway
         ostree("config", f"--repo={sr.repo}", "set", "core.min-free-space-percent", "0")
-        expect_error(sr, "deploy", OS, REF, contains="No space left on device",
-                     oracle_fails=False)
+        expect_error(sr, "deploy", OS, REF, contains="No space left on device", oracle_fails=False)
         assert len(deployment_dirs(sr)) == 1
         _sh("mount", "-o", "remount,size=64m", str(mnt))
         sr.admin("deploy", OS, REF)

@@ -54,16 +54,21 @@ COMMANDS = {
     "rollback": ((("rollback",), ()), True),
     "pin": ((("pin",), ("1",)), True),
     "cleanup": ((("cleanup",), ()), False),
-    "set-origin": ((("set-origin",), ("--index=0", "other", "http://127.0.0.1:9/",
-                                      f"{OSNAME}/3")), True),
+    "set-origin": (
+        (("set-origin",), ("--index=0", "other", "http://127.0.0.1:9/", f"{OSNAME}/3")),
+        True,
+    ),
     "set-origin-refspec": ((("set-origin",), ("--index=0", f"other:{OSNAME}/3")), True),
-    "kargs-edit-in-place": ((("kargs", "edit-in-place"), ("--append-if-missing=quiet",)),
-                            True),
+    "kargs-edit-in-place": ((("kargs", "edit-in-place"), ("--append-if-missing=quiet",)), True),
     "os-init": ((("os-init",), ("newos",)), True),
 }
 # in a (faked) booted system, one after the other: (arguments after `admin`)
-STAGED_COMMANDS = [("deploy", "--stage", f"{OSNAME}/x"), ("lock-finalization",),
-                   ("lock-finalization", "--unlock"), ("finalize-staged",)]
+STAGED_COMMANDS = [
+    ("deploy", "--stage", f"{OSNAME}/x"),
+    ("lock-finalization",),
+    ("lock-finalization", "--unlock"),
+    ("finalize-staged",),
+]
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +80,17 @@ def base(tmp_path_factory, ostree) -> Path:
     ostree("admin", "init-fs", str(root))
     ostree("admin", "os-init", f"--sysroot={root}", OSNAME)
     for n in (1, 2, 3):
-        tree = make_os_tree(work / f"tree{n}", kernel=f"kernel-{n}\n".encode(),
-                            extra={"usr/share/marker": f"{n}\n"})
-        ostree(f"--repo={root}/ostree/repo", "commit", f"--branch={OSNAME}/{n}",
-               "--timestamp=2023-01-02 03:04:05", f"--tree=dir={tree}", "--subject=t")
+        tree = make_os_tree(
+            work / f"tree{n}", kernel=f"kernel-{n}\n".encode(), extra={"usr/share/marker": f"{n}\n"}
+        )
+        ostree(
+            f"--repo={root}/ostree/repo",
+            "commit",
+            f"--branch={OSNAME}/{n}",
+            "--timestamp=2023-01-02 03:04:05",
+            f"--tree=dir={tree}",
+            "--subject=t",
+        )
     for n in (1, 2):
         ostree("admin", "deploy", f"--sysroot={root}", f"--os={OSNAME}", f"{OSNAME}/{n}")
     yield root
@@ -89,9 +101,12 @@ class Holder:
     """A process holding ostree/lock of root until release()."""
 
     def __init__(self, kind: str, root: Path):
-        self.proc = subprocess.Popen([sys.executable, "-c", HOLDERS[kind], str(root)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", HOLDERS[kind], str(root)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         line = self.proc.stdout.readline()
         assert line == b"locked\n", self.proc.stderr.read().decode()
 
@@ -108,8 +123,9 @@ class Watched:
     """A command whose output (stdout and stderr, merged) is read as it comes."""
 
     def __init__(self, argv: list[str]):
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         self.output: list[str] = []
         self.waiting = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -126,9 +142,10 @@ class Watched:
         """Until it announces the wait; failing if it ends (or gets nowhere) first."""
         deadline = time.monotonic() + 30
         while not self.waiting.wait(0.05):
-            assert self.proc.poll() is None, \
-                f"ran without waiting for the lock (rc {self.proc.returncode}): " \
+            assert self.proc.poll() is None, (
+                f"ran without waiting for the lock (rc {self.proc.returncode}): "
                 f"{''.join(self.output)}"
+            )
             assert time.monotonic() < deadline, "no wait announced in 30 s"
 
     def finish(self) -> str:
@@ -146,8 +163,9 @@ def snapshots(paths: list[Path]) -> list[dict]:
     return [snapshot(p) for p in paths]
 
 
-def blocks_then_completes(root: Path, holder_kind: str, argv: list[str],
-                          also: tuple[Path, ...] = ()) -> tuple[dict, str]:
+def blocks_then_completes(
+    root: Path, holder_kind: str, argv: list[str], also: tuple[Path, ...] = ()
+) -> tuple[dict, str]:
     """Run argv while the lock of root is held; the snapshot of root before, and the
     output. Neither root nor the directories `also` may change while it waits."""
     holder = Holder(holder_kind, root)
@@ -208,8 +226,9 @@ def test_lock_file_is_the_one_ostree_locks(base, tmp_path):
         fd = os.open(root / "ostree/lock", os.O_RDWR | os.O_CLOEXEC)
         try:
             with pytest.raises(BlockingIOError):
-                fcntl.fcntl(fd, fcntl.F_OFD_SETLK,
-                            struct.pack("hhqqi4x", fcntl.F_WRLCK, 0, 0, 0, 0))
+                fcntl.fcntl(
+                    fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_WRLCK, 0, 0, 0, 0)
+                )
         finally:
             os.close(fd)
     finally:
@@ -224,10 +243,28 @@ def test_staged_commands_wait_for_the_lock(make_booted, holder):  # noqa: F811
     b = make_booted()
     staged = b.staged_file
     for args in STAGED_COMMANDS:
-        argv = ["unshare", "--mount", "--pid", "--fork", "--propagation", "private", "sh",
-                "-c", HARNESS, "harness", str(b.deploy_parent / b.booted), str(b.path),
-                str(b.run), str(b.path / "ostree/deploy" / OSNAME / "var"), " ".join(BINDS),
-                sys.executable, "-m", "sysroot", "admin", *args]
+        argv = [
+            "unshare",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            HARNESS,
+            "harness",
+            str(b.deploy_parent / b.booted),
+            str(b.path),
+            str(b.run),
+            str(b.path / "ostree/deploy" / OSNAME / "var"),
+            " ".join(BINDS),
+            sys.executable,
+            "-m",
+            "sysroot",
+            "admin",
+            *args,
+        ]
         record = staged.read_bytes() if staged.exists() else None
         blocks_then_completes(b.path, holder, argv, also=(b.run,))
         after = staged.read_bytes() if staged.exists() else None

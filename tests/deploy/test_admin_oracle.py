@@ -87,8 +87,12 @@ def test_kargs_options(pair: Pair, tmp_path):
     # without any --karg option the merge deployment's arguments carry over
     pair.admin("deploy", OS, REF)
     pair.assert_same()
-    options = [line for e in entries(pair.b.path).values() for line in e.splitlines()
-               if line.startswith("options ")]
+    options = [
+        line
+        for e in entries(pair.b.path).values()
+        for line in e.splitlines()
+        if line.startswith("options ")
+    ]
     assert options and all(o.startswith("options root=LABEL=root ostree=") for o in options)
 
 
@@ -134,8 +138,12 @@ def test_version_metadata_in_titles(pair: Pair, tmp_path):
     pair.commit(t3, version="3.0")
     pair.admin("deploy", OS, REF)
     pair.assert_same()
-    titles = sorted(line for e in entries(pair.b.path).values() for line in e.splitlines()
-                    if line.startswith("title "))
+    titles = sorted(
+        line
+        for e in entries(pair.b.path).values()
+        for line in e.splitlines()
+        if line.startswith("title ")
+    )
     assert titles == ["title Test OS (ostree:1)", "title Test OS 3.0 (ostree:0)"]
     t4 = make_os_tree(tmp_path / "t4", extra={"usr/share/x": "4"})
     (t4 / "usr/lib/os-release").write_text("ID=testos\n")  # no PRETTY_NAME: ID is used
@@ -153,8 +161,7 @@ def test_two_stateroots(pair: Pair, tmp_path):
     pair.b.admin("os-init", "otheros")
     tree = make_os_tree(tmp_path / "t")
     pair.commit(tree, version="1")
-    pair.commit(make_os_tree(tmp_path / "o", kernel=b"other kernel\n"), "otheros/y",
-                version="9")
+    pair.commit(make_os_tree(tmp_path / "o", kernel=b"other kernel\n"), "otheros/y", version="9")
     pair.admin("deploy", OS, "--karg=root=/dev/sda1", REF)
     pair.assert_same()
     pair.admin("deploy", "--os=otheros", "--karg=root=/dev/sdb1", "otheros/y")
@@ -177,8 +184,14 @@ def test_retention_options(pair: Pair, tmp_path):
     before/after the merge one with --retain-pending/--retain-rollback; --not-as-default
     puts the new one after the merge deployment."""
     # one branch each: the prune after a deploy keeps only ref heads and deployments
-    commits = [pair.commit(make_os_tree(tmp_path / f"t{i}", extra={"usr/share/n": str(i)}),
-                           f"{OSNAME}/c{i}", version=f"{i}.0") for i in range(5)]
+    commits = [
+        pair.commit(
+            make_os_tree(tmp_path / f"t{i}", extra={"usr/share/n": str(i)}),
+            f"{OSNAME}/c{i}",
+            version=f"{i}.0",
+        )
+        for i in range(5)
+    ]
     pair.admin("deploy", OS, "--karg=root=/dev/sda1", commits[0])
     pair.admin("deploy", OS, commits[1])
     pair.admin("deploy", OS, commits[2])  # drops the first one (neither merge nor kept)
@@ -230,8 +243,10 @@ def test_origin_file(pair: Pair, tmp_path):
     by blank lines); without it the origin names the refspec."""
     pair.commit(make_os_tree(tmp_path / "t"))
     origin = tmp_path / "my.origin"
-    origin.write_text("# a comment\n[origin]\nrefspec=remote:os/stable\n"
-                      "custom-key=some value\n\n[rpmostree]\nrequested-packages=a;b;\n")
+    origin.write_text(
+        "# a comment\n[origin]\nrefspec=remote:os/stable\n"
+        "custom-key=some value\n\n[rpmostree]\nrequested-packages=a;b;\n"
+    )
     pair.admin("deploy", OS, f"--origin-file={origin}", REF)
     pair.assert_same()
     pair.admin("deploy", OS, REF)
@@ -248,13 +263,19 @@ def test_set_origin_with_remote(pair: Pair, tmp_path):
     pair.admin("deploy", OS, REF)
     # not booted: only with --index, in both tools
     pair.admin("set-origin", "upstream", "http://example.com/repo", expect_ok=False)
-    pair.admin("set-origin", "--index=0", "--set=gpg-verify=false",
-               "--set=tls-permissive=true", "upstream", "http://example.com/repo", "os/stable")
+    pair.admin(
+        "set-origin",
+        "--index=0",
+        "--set=gpg-verify=false",
+        "--set=tls-permissive=true",
+        "upstream",
+        "http://example.com/repo",
+        "os/stable",
+    )
     pair.assert_same()
     pair.admin("set-origin", "--index=0", "upstream", "http://example.com/other")  # kept
     # (gpg-verify off: ostree's status would verify the deployment's commit otherwise)
-    pair.admin("set-origin", "--index=0", "--set=gpg-verify=false", "mirror",
-               "file:///srv/repo")
+    pair.admin("set-origin", "--index=0", "--set=gpg-verify=false", "mirror", "file:///srv/repo")
     pair.assert_same()
     assert (pair.a.repo / "config").read_text() == (pair.b.repo / "config").read_text()
     assert "origin refspec: mirror:os/stable" in pair.b.status()
@@ -280,8 +301,14 @@ def test_tree_with_only_etc(pair: Pair, tmp_path):
     assert "etc/conf.d/a.conf" in files and "usr/etc/conf.d/a.conf" in files
     assert pair.b.status(pair.ostree) == pair.b.status()
     # ostree takes over: deploys a modern tree, merging the /etc we made, then cleans up
-    (pair.b.path / "ostree/deploy" / OSNAME / "deploy" / deploy_names(pair.b.path)[0] /
-     "etc/hostname").write_text("mine\n")
+    (
+        pair.b.path
+        / "ostree/deploy"
+        / OSNAME
+        / "deploy"
+        / deploy_names(pair.b.path)[0]
+        / "etc/hostname"
+    ).write_text("mine\n")
     pair.b.commit(make_os_tree(tmp_path / "t2"), version="2")
     pair.b.oadmin("deploy", OS, REF)
     pair.b.oadmin("undeploy", "1")
@@ -319,8 +346,9 @@ def test_legacy_kernel_layout(pair: Pair, tmp_path):
     pair.admin("deploy", OS, "--karg=root=/dev/sda1", REF)
     pair.assert_same()
     kernels = list((pair.b.path / "boot/ostree").iterdir())
-    assert [sorted(p.name for p in k.iterdir()) for k in kernels] == \
-        [["initramfs-6.1.0.img", "vmlinuz-6.1.0"]]
+    assert [sorted(p.name for p in k.iterdir()) for k in kernels] == [
+        ["initramfs-6.1.0.img", "vmlinuz-6.1.0"]
+    ]
 
 
 def test_devicetree_and_no_initramfs(pair: Pair, tmp_path):
@@ -358,8 +386,12 @@ def _ostree_sysroot_with_everything(make_sysroot, tmp_path):
     sr = make_sysroot("st", by="ostree", osnames=(OSNAME, "otheros"))
     sr.commit(make_os_tree(tmp_path / "t1"), version="1.0")
     sr.commit(make_os_tree(tmp_path / "t2", extra={"usr/share/v": "2"}))
-    sr.commit(make_os_tree(tmp_path / "t3", kernel=b"k3\n"), "otheros/y", version="3",
-              extra=("--add-metadata-string=ostree.source-title=built from x",))
+    sr.commit(
+        make_os_tree(tmp_path / "t3", kernel=b"k3\n"),
+        "otheros/y",
+        version="3",
+        extra=("--add-metadata-string=ostree.source-title=built from x",),
+    )
     sr.oadmin("deploy", OS, "--karg=root=/dev/sda1", REF + "^")
     sr.oadmin("deploy", OS, REF)
     sr.oadmin("deploy", "--os=otheros", "otheros/y")
@@ -399,7 +431,8 @@ def test_status_json_of_ostree_sysroot(make_sysroot, tmp_path, ostree, sysroot):
     assert data["sysroot"] == str(sr.path)
     assert data["bootversion"] == int((sr.path / "boot/loader").readlink().name[-1])
     assert data["subbootversion"] == int(
-        (sr.path / f"ostree/boot.{data['bootversion']}").readlink().name[-1])
+        (sr.path / f"ostree/boot.{data['bootversion']}").readlink().name[-1]
+    )
     # the text status of the oracle, rebuilt from the JSON
     lines = []
     for d in data["deployments"]:
@@ -412,8 +445,11 @@ def test_status_json_of_ostree_sysroot(make_sysroot, tmp_path, ostree, sysroot):
         if d["pinned"]:
             lines.append("    Pinned: yes")
         assert d["origin_file"] is True
-        lines.append(f"    origin refspec: {d['origin']}" if d["origin"] is not None
-                     else "    origin: <unknown origin type>")
+        lines.append(
+            f"    origin refspec: {d['origin']}"
+            if d["origin"] is not None
+            else "    origin: <unknown origin type>"
+        )
         if d["source_title"]:
             lines.append(f"    `- {d['source_title']}")
     assert "\n".join(lines) + "\n" == sr.status(ostree)
@@ -422,14 +458,26 @@ def test_status_json_of_ostree_sysroot(make_sysroot, tmp_path, ostree, sysroot):
         entry = Path(d["boot_entry"])
         assert entry.parent == sr.path / f"boot/loader.{data['bootversion']}/entries"
         text = entry.read_text()
-        assert f"\noptions {d['kargs']} ostree=/ostree/boot." in text or \
-            (d["kargs"] == "" and "\noptions ostree=" in text)
+        assert f"\noptions {d['kargs']} ostree=/ostree/boot." in text or (
+            d["kargs"] == "" and "\noptions ostree=" in text
+        )
         assert f"/ostree/{d['stateroot']}-{d['bootcsum']}/vmlinuz" in text
-        link = sr.path / f"ostree/boot.{data['bootversion']}" / d["stateroot"] / \
-            d["bootcsum"] / str(d["bootserial"])
+        link = (
+            sr.path
+            / f"ostree/boot.{data['bootversion']}"
+            / d["stateroot"]
+            / d["bootcsum"]
+            / str(d["bootserial"])
+        )
         assert link.readlink().name == f"{d['checksum']}.{d['serial']}"
-        assert Path(d["path"]) == sr.path / "ostree/deploy" / d["stateroot"] / "deploy" / \
-            f"{d['checksum']}.{d['serial']}"
+        assert (
+            Path(d["path"])
+            == sr.path
+            / "ostree/deploy"
+            / d["stateroot"]
+            / "deploy"
+            / f"{d['checksum']}.{d['serial']}"
+        )
     assert [d["pinned"] for d in data["deployments"]] == [False, False, True, False]
     assert [d["unlocked"] for d in data["deployments"]] == ["hotfix", "none", "none", "none"]
 
@@ -460,9 +508,16 @@ def test_config_diff(pair: Pair, tmp_path):
     for sr in (pair.a, pair.b):
         expected = sr.oadmin("config-diff", OS).stdout.decode()
         assert sorted(expected.splitlines()) == [
-            "A    link", "A    new-dir", "A    new-dir/inner", "A    new-dir/inner/x",
-            "A    new-file", "D    conf.d/a.conf", "D    sub/deep/f", "M    hostname",
-            "M    passwd"]
+            "A    link",
+            "A    new-dir",
+            "A    new-dir/inner",
+            "A    new-dir/inner/x",
+            "A    new-file",
+            "D    conf.d/a.conf",
+            "D    sub/deep/f",
+            "M    hostname",
+            "M    passwd",
+        ]
         assert sr.admin("config-diff", OS).stdout.decode() == expected
 
 
@@ -475,20 +530,29 @@ def check_consistent(sr, ostree, context: str) -> None:
     text = sr.status(ostree)
     assert our_status(sr.path) == text, context
     fsck = ostree(f"--repo={sr.repo}", "fsck", check=False)
-    assert fsck.returncode == 0 and b"error" not in fsck.stderr.lower(), \
-        (context, fsck.stdout, fsck.stderr)
+    assert fsck.returncode == 0 and b"error" not in fsck.stderr.lower(), (
+        context,
+        fsck.stdout,
+        fsck.stderr,
+    )
     root = sr.path
-    listed = [line.split()[:2] for line in text.splitlines() if line.startswith("  ")
-              and not line.startswith("    ")]
+    listed = [
+        line.split()[:2]
+        for line in text.splitlines()
+        if line.startswith("  ") and not line.startswith("    ")
+    ]
     if not (root / "boot/loader").is_symlink():
         assert listed == [], context
         return
     bv = int(str((root / "boot/loader").readlink())[-1])
     sub = int(str((root / f"ostree/boot.{bv}").readlink())[-1])
-    assert sorted(p.name for p in (root / "boot").iterdir()) == \
-        sorted(["boot", "loader", f"loader.{bv}", "ostree"]), context
-    assert sorted(p.name for p in (root / "ostree").iterdir() if p.name.startswith("boot")) \
-        == [f"boot.{bv}", f"boot.{bv}.{sub}"], context
+    assert sorted(p.name for p in (root / "boot").iterdir()) == sorted(
+        ["boot", "loader", f"loader.{bv}", "ostree"]
+    ), context
+    assert sorted(p.name for p in (root / "ostree").iterdir() if p.name.startswith("boot")) == [
+        f"boot.{bv}",
+        f"boot.{bv}.{sub}",
+    ], context
     kernels = set()
     for e in (root / f"boot/loader.{bv}/entries").iterdir():
         for line in e.read_text().splitlines():
@@ -499,10 +563,14 @@ def check_consistent(sr, ostree, context: str) -> None:
         want = {name for os_, name in listed if os_ == osdir.name}
         have = {p.name for p in (osdir / "deploy").iterdir()}
         assert have == want | {f"{n}.origin" for n in want}, context
-    refs = {str(p.relative_to(sr.repo / "refs/heads")): p.read_text().strip()
-            for p in (sr.repo / "refs/heads/ostree").rglob("*") if p.is_file()}
-    assert refs == {f"ostree/{bv}/{sub}/{i}": name.split(".")[0]
-                    for i, (_os, name) in enumerate(listed)}, context
+    refs = {
+        str(p.relative_to(sr.repo / "refs/heads")): p.read_text().strip()
+        for p in (sr.repo / "refs/heads/ostree").rglob("*")
+        if p.is_file()
+    }
+    assert refs == {
+        f"ostree/{bv}/{sub}/{i}": name.split(".")[0] for i, (_os, name) in enumerate(listed)
+    }, context
 
 
 # (tool, command...): "O" ostree or our sysroot, "S" the other one, "S!" always sysroot
@@ -529,11 +597,21 @@ INTERLEAVED = [
 def test_interleaved_tools(first, make_sysroot, tmp_path, ostree, sysroot):
     """One sysroot, the two tools taking turns; "O" is `first`, "S" the other one."""
     sr = make_sysroot("sr", by=first)
-    commits = {f"@c{i}": sr.commit(make_os_tree(tmp_path / f"t{i}", kernel=b"k%d\n" % (i % 2),
-                                                extra={"usr/share/n": str(i)}),
-                                   f"{OSNAME}/c{i}", version=str(i)) for i in range(3)}
-    tools = {"O": ostree if first == "ostree" else sysroot,
-             "S": sysroot if first == "ostree" else ostree, "S!": sysroot}
+    commits = {
+        f"@c{i}": sr.commit(
+            make_os_tree(
+                tmp_path / f"t{i}", kernel=b"k%d\n" % (i % 2), extra={"usr/share/n": str(i)}
+            ),
+            f"{OSNAME}/c{i}",
+            version=str(i),
+        )
+        for i in range(3)
+    }
+    tools = {
+        "O": ostree if first == "ostree" else sysroot,
+        "S": sysroot if first == "ostree" else ostree,
+        "S!": sysroot,
+    }
     for step, (who, cmd, *args) in enumerate(INTERLEAVED):
         args = [commits.get(a, a) for a in args]
         tool = tools[who]
@@ -552,8 +630,9 @@ def test_hand_edited_entries_carry_over(pair: Pair, tmp_path):
     pair.admin("deploy", OS, "--karg=root=/dev/sda1", REF)
     for sr in (pair.a, pair.b):
         (entry,) = (sr.path / "boot/loader/entries").iterdir()
-        text = entry.read_text().replace("options root=/dev/sda1 ",
-                                         "options  root=/dev/sda1 debug  splash ")
+        text = entry.read_text().replace(
+            "options root=/dev/sda1 ", "options  root=/dev/sda1 debug  splash "
+        )
         entry.write_text("# edited by hand\n" + text + "x-custom hello world\n= odd line\n")
     pair.assert_same()
     pair.admin("deploy", OS, REF)
@@ -567,8 +646,11 @@ def test_prune_after_undeploy(pair: Pair, tmp_path, ostree):
     """A commit that only a deployment kept alive is pruned with it: same objects freed,
     same messages, and a repo that `ostree fsck` accepts."""
     pair.commit(make_os_tree(tmp_path / "t0"), f"{OSNAME}/c0", version="0")
-    pair.commit(make_os_tree(tmp_path / "t1", extra={"usr/share/big": "b" * 5000}),
-                f"{OSNAME}/c1", version="1")
+    pair.commit(
+        make_os_tree(tmp_path / "t1", extra={"usr/share/big": "b" * 5000}),
+        f"{OSNAME}/c1",
+        version="1",
+    )
     pair.admin("deploy", OS, f"{OSNAME}/c1")
     pair.admin("deploy", OS, f"{OSNAME}/c0")
     for sr in (pair.a, pair.b):
@@ -579,5 +661,6 @@ def test_prune_after_undeploy(pair: Pair, tmp_path, ostree):
     pair.assert_same()
     for sr in (pair.a, pair.b):
         ostree(f"--repo={sr.repo}", "fsck")
-    assert ostree.out(f"--repo={pair.b.repo}", "refs") == \
-        ostree.out(f"--repo={pair.a.repo}", "refs")
+    assert ostree.out(f"--repo={pair.b.repo}", "refs") == ostree.out(
+        f"--repo={pair.a.repo}", "refs"
+    )

@@ -61,12 +61,40 @@ KILLS_PER_OPERATION = 18
 
 RENAMES = ("rename", "renameat", "renameat2")
 # Calls that change or flush a file system (openat and ioctl only in some forms).
-CHANGING = (*RENAMES, "symlink", "symlinkat", "link", "linkat", "mkdir", "mkdirat",
-            "unlink", "unlinkat", "rmdir", "write", "fsync", "fdatasync", "syncfs",
-            "openat", "ioctl")
+CHANGING = (
+    *RENAMES,
+    "symlink",
+    "symlinkat",
+    "link",
+    "linkat",
+    "mkdir",
+    "mkdirat",
+    "unlink",
+    "unlinkat",
+    "rmdir",
+    "write",
+    "fsync",
+    "fdatasync",
+    "syncfs",
+    "openat",
+    "ioctl",
+)
 FLUSHES = ("fsync", "fdatasync", "syncfs")
-FAULTS = ("fsync", "write", "rename", "renameat", "renameat2", "symlink", "symlinkat",
-          "mkdir", "mkdirat", "linkat", "openat", "syncfs", "unlinkat")
+FAULTS = (
+    "fsync",
+    "write",
+    "rename",
+    "renameat",
+    "renameat2",
+    "symlink",
+    "symlinkat",
+    "mkdir",
+    "mkdirat",
+    "linkat",
+    "openat",
+    "syncfs",
+    "unlinkat",
+)
 
 
 # ============================================================== strace logs
@@ -220,8 +248,18 @@ def parse_strace(text: str, cwd: str) -> list[Call]:
 
 
 def strace_command(argv: list[str], log: Path, syscalls, inject: str | None = None):
-    cmd = [STRACE, "-f", "-qq", "-y", "-e", "signal=none", "-o", str(log),
-           "-e", "trace=" + ",".join(f"?{s}" for s in syscalls)]
+    cmd = [
+        STRACE,
+        "-f",
+        "-qq",
+        "-y",
+        "-e",
+        "signal=none",
+        "-o",
+        str(log),
+        "-e",
+        "trace=" + ",".join(f"?{s}" for s in syscalls),
+    ]
     if inject:
         cmd += ["-e", f"inject={inject}"]
     else:
@@ -231,12 +269,24 @@ def strace_command(argv: list[str], log: Path, syscalls, inject: str | None = No
     return cmd + [str(a) for a in argv]
 
 
-def traced_run(argv: list[str], log: Path, *, syscalls=CHANGING, inject: str | None = None,
-               cwd: Path | None = None) -> tuple[subprocess.CompletedProcess, list[Call]]:
+def traced_run(
+    argv: list[str],
+    log: Path,
+    *,
+    syscalls=CHANGING,
+    inject: str | None = None,
+    cwd: Path | None = None,
+) -> tuple[subprocess.CompletedProcess, list[Call]]:
     """Run argv under strace; its completed process and its calls of `syscalls`."""
     cwd = cwd or log.parent
-    proc = subprocess.run(strace_command(argv, log, syscalls, inject), capture_output=True,
-                          env=ENV, cwd=cwd, timeout=120, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        strace_command(argv, log, syscalls, inject),
+        capture_output=True,
+        env=ENV,
+        cwd=cwd,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     return proc, parse_strace(log.read_text(errors="replace"), str(cwd))
 
 
@@ -259,8 +309,11 @@ def _is_lock(path: str) -> bool:
 
 def sysroot_calls(calls: list[Call], root: Path) -> list[Call]:
     """Calls that change or flush something in the sysroot, lock files aside."""
-    return [c for c in calls if (c.changes or c.flush) and c.under(root)
-            and not any(_is_lock(p) for p in c.paths)]
+    return [
+        c
+        for c in calls
+        if (c.changes or c.flush) and c.under(root) and not any(_is_lock(p) for p in c.paths)
+    ]
 
 
 def spread(items: list, k: int) -> list:
@@ -280,12 +333,16 @@ def _publishes(c: Call, root: Path) -> bool:
     if not (c.name in RENAMES or c.name.startswith("symlink")) or "/.staging-" in c.dest:
         return False
     parent = os.path.relpath(os.path.dirname(c.dest), root)
-    return parent in ("boot", "boot/ostree", "ostree") or re.fullmatch(
-        r"ostree/deploy/[^/]+/deploy", parent) is not None
+    return (
+        parent in ("boot", "boot/ostree", "ostree")
+        or re.fullmatch(r"ostree/deploy/[^/]+/deploy", parent) is not None
+    )
 
 
-_UNITS = re.compile(r"^(boot/ostree/[^/]+|boot/loader\.[01]|ostree/boot\.[01]\.[01]"
-                    r"|ostree/deploy/[^/]+/deploy/[^/]+)/")
+_UNITS = re.compile(
+    r"^(boot/ostree/[^/]+|boot/loader\.[01]|ostree/boot\.[01]\.[01]"
+    r"|ostree/deploy/[^/]+/deploy/[^/]+)/"
+)
 
 
 def _half_done(cands: list[Call], root: Path) -> set[int]:
@@ -299,8 +356,9 @@ def _half_done(cands: list[Call], root: Path) -> set[int]:
     return {idx[len(idx) // 2] for idx in units.values() if len(idx) >= 2}
 
 
-def interruption_points(calls: list[Call], root: Path, limit: int,
-                        targets: set[str]) -> list[Point]:
+def interruption_points(
+    calls: list[Call], root: Path, limit: int, targets: set[str]
+) -> list[Point]:
     """Up to `limit` points: the commit (a rename onto one of targets) and the call right
     after it; then, in tiers, the renames and symlinks that publish something, the
     middle of each unit built or removed file by file, the other renames and symlinks,
@@ -337,8 +395,9 @@ class Interrupted:
 def run_interrupted(argv: list[str], point: Point, action: str, log: Path) -> Interrupted:
     """Run argv, interrupted at point by action: `signal=KILL`, `error=EIO`, ..."""
     syscalls = sorted(set(RENAMES) | {point.syscall})
-    proc, calls = traced_run(argv, log, syscalls=syscalls,
-                             inject=f"{point.syscall}:{action}:when={point.when}")
+    proc, calls = traced_run(
+        argv, log, syscalls=syscalls, inject=f"{point.syscall}:{action}:when={point.when}"
+    )
     hit = None
     if action.startswith("signal="):
         # strace ends itself with the tracee's signal, maybe before logging "+++ killed"
@@ -346,8 +405,7 @@ def run_interrupted(argv: list[str], point: Point, action: str, log: Path) -> In
             hit = next((c for c in reversed(calls) if c.result == "?"), None)
     else:
         hit = next((c for c in calls if c.injected), None)
-    return Interrupted(point, proc.returncode, proc.stderr.decode(errors="replace"), calls,
-                       hit)
+    return Interrupted(point, proc.returncode, proc.stderr.decode(errors="replace"), calls, hit)
 
 
 # ============================================================== sysroot state
@@ -355,9 +413,18 @@ def boot_config(root: Path) -> tuple:
     """What boots next, in boot order: each entry's options, kernel, initramfs, title
     and version, with the deployment its ostree= argument leads to."""
     state = SysrootState.load(str(root))
-    return tuple((d.entry.get("options"), d.entry.get("linux"), tuple(d.entry.get_all("initrd")),
-                  d.entry.get("title"), d.entry.get("version"), d.osname, d.name)
-                 for d in state.deployments)
+    return tuple(
+        (
+            d.entry.get("options"),
+            d.entry.get("linux"),
+            tuple(d.entry.get_all("initrd")),
+            d.entry.get("title"),
+            d.entry.get("version"),
+            d.osname,
+            d.name,
+        )
+        for d in state.deployments
+    )
 
 
 def commit_targets(root: Path) -> set[str]:
@@ -372,11 +439,18 @@ def live_paths(root: Path) -> list[str]:
     state = SysrootState.load(str(root))
     layout = state.layout
     bv, sub = state.bootversion, state.subbootversion
-    out = [layout.loader_link, layout.loader_dir(bv), layout.bootlink_base(bv),
-           layout.bootlink_dir(bv, sub)]
+    out = [
+        layout.loader_link,
+        layout.loader_dir(bv),
+        layout.bootlink_base(bv),
+        layout.bootlink_dir(bv, sub),
+    ]
     for d in state.deployments:
-        out += [state.deployment_path(d), state.deployment_path(d) + ".origin",
-                layout.kernel_dir(d.osname, d.bootcsum)]
+        out += [
+            state.deployment_path(d),
+            state.deployment_path(d) + ".origin",
+            layout.kernel_dir(d.osname, d.bootcsum),
+        ]
     return out
 
 
@@ -394,13 +468,18 @@ def leftovers(root: Path) -> list[str]:
             names = os.listdir(directory)
         except FileNotFoundError:
             return
-        out.extend(f"{os.path.relpath(os.path.join(directory, n), root)}"
-                   for n in sorted(names) if n not in allowed)
+        out.extend(
+            f"{os.path.relpath(os.path.join(directory, n), root)}"
+            for n in sorted(names)
+            if n not in allowed
+        )
 
     boot_allowed = {"ostree", "boot"} | ({"loader", f"loader.{bv}"} if configured else set())
     extra(layout.boot, boot_allowed)
-    extra(os.path.join(layout.boot, "ostree"),
-          {layout.kernel_dir_name(d.osname, d.bootcsum) for d in state.deployments})
+    extra(
+        os.path.join(layout.boot, "ostree"),
+        {layout.kernel_dir_name(d.osname, d.bootcsum) for d in state.deployments},
+    )
     ostree_allowed = {"repo", "deploy", "lock"}
     if configured:
         ostree_allowed |= {f"boot.{bv}", f"boot.{bv}.{sub}"}
@@ -418,16 +497,18 @@ def leftovers(root: Path) -> list[str]:
 
 def ostree_status_names(root: Path) -> list[str]:
     """Deployments (csum.serial) in the order the real ostree lists them."""
-    proc = subprocess.run([OSTREE, "admin", "status", f"--sysroot={root}"],
-                          capture_output=True, env=ENV)
+    proc = subprocess.run(
+        [OSTREE, "admin", "status", f"--sysroot={root}"], capture_output=True, env=ENV
+    )
     if proc.returncode != 0:
         raise AssertionError(f"ostree admin status failed: {proc.stderr.decode()}")
     return re.findall(r"^[ *] \S+ ([0-9a-f]{64}\.\d+)", proc.stdout.decode(), re.M)
 
 
 def ostree_fsck(root: Path) -> str | None:
-    proc = subprocess.run([OSTREE, "fsck", f"--repo={root}/ostree/repo"],
-                          capture_output=True, env=ENV)
+    proc = subprocess.run(
+        [OSTREE, "fsck", f"--repo={root}/ostree/repo"], capture_output=True, env=ENV
+    )
     if proc.returncode != 0:
         return f"ostree fsck failed: {proc.stdout.decode()} {proc.stderr.decode()}"
     return None
@@ -547,8 +628,16 @@ class World:
             old, targets, live = boot_config(root), commit_targets(root), live_paths(root)
             proc, calls = traced_run(scenario.argv(root), root.with_suffix(".log"))
             assert proc.returncode == 0, proc.stderr.decode()
-            self.dry[scenario.name] = DryRun(calls, root, old, boot_config(root), targets,
-                                             live, live_paths(root), proc.stdout.decode())
+            self.dry[scenario.name] = DryRun(
+                calls,
+                root,
+                old,
+                boot_config(root),
+                targets,
+                live,
+                live_paths(root),
+                proc.stdout.decode(),
+            )
         return self.dry[scenario.name]
 
     def state(self, name: str) -> Path:
@@ -561,12 +650,26 @@ class World:
         run_ok(cli("admin", "init-fs", root))
         run_ok(cli("admin", "os-init", f"--sysroot={root}", OSNAME))
         repo = root / "ostree/repo"
-        for n, kernel, version in ((1, "K1", "1.0"), (2, "K2", "2.0"), (3, "K2", "2.0"),
-                                   (4, "K3", "3.0"), (5, "K1", "1.0")):
+        for n, kernel, version in (
+            (1, "K1", "1.0"),
+            (2, "K2", "2.0"),
+            (3, "K2", "2.0"),
+            (4, "K3", "3.0"),
+            (5, "K1", "1.0"),
+        ):
             tree = make_tree(self.base / f"tree{n}", kernel, f"c{n}")
-            run_ok([OSTREE, f"--repo={repo}", "commit", f"--branch=testos/{n}",
-                    f"--timestamp={TIMESTAMP}", f"--tree=dir={tree}", "--subject=test",
-                    f"--add-metadata-string=version={version}"])
+            run_ok(
+                [
+                    OSTREE,
+                    f"--repo={repo}",
+                    "commit",
+                    f"--branch=testos/{n}",
+                    f"--timestamp={TIMESTAMP}",
+                    f"--tree=dir={tree}",
+                    "--subject=test",
+                    f"--add-metadata-string=version={version}",
+                ]
+            )
         self.states["base"] = root
 
     def _derive(self, name: str, start: str, *commands: tuple[str, ...]) -> None:
@@ -578,8 +681,7 @@ class World:
     def _make_one(self) -> None:
         self._derive("one", "base", ("deploy", f"--os={OSNAME}", "testos/1"))
         # c1 is then kept only by its deployment: removing that deployment prunes it
-        run_ok([OSTREE, f"--repo={self.states['one']}/ostree/repo", "refs", "--delete",
-                "testos/1"])
+        run_ok([OSTREE, f"--repo={self.states['one']}/ostree/repo", "refs", "--delete", "testos/1"])
 
     def _make_two(self) -> None:
         self._derive("two", "one", ("deploy", f"--os={OSNAME}", "testos/2"))
@@ -596,8 +698,12 @@ class World:
         argv = SCENARIOS["deploy"].argv(root)
         first_sync = next(c for c in dry.calls if c.name == "syncfs")
         for call in (commit, first_sync):
-            res = run_interrupted(argv, Point(call.name, call.ordinal, call.label()),
-                                  "signal=KILL", root.with_suffix(f".{call.name}.log"))
+            res = run_interrupted(
+                argv,
+                Point(call.name, call.ordinal, call.label()),
+                "signal=KILL",
+                root.with_suffix(f".{call.name}.log"),
+            )
             assert res.hit is not None, f"no kill at {call.label()}"
         self.states["debris"] = root
 
@@ -614,8 +720,9 @@ def world(tmp_path_factory):
 
 
 # ============================================================== checks
-def check_after_interruption(scenario: Scenario, dry: DryRun, root: Path,
-                             res: Interrupted) -> list[str]:
+def check_after_interruption(
+    scenario: Scenario, dry: DryRun, root: Path, res: Interrupted
+) -> list[str]:
     """The checks after one interruption; problems as text."""
     problems = [f"invariant: {p}" for p in check_boot_invariant(root)]
     if problems:
@@ -628,8 +735,9 @@ def check_after_interruption(scenario: Scenario, dry: DryRun, root: Path,
         return [f"configuration does not load: {e}"]
     if got != expected:
         which = "old" if got == dry.old else "new" if got == dry.new else "neither"
-        problems.append(f"configuration is {which}, expected the "
-                        f"{'new' if committed else 'old'} one: {got}")
+        problems.append(
+            f"configuration is {which}, expected the {'new' if committed else 'old'} one: {got}"
+        )
     try:
         names = ostree_status_names(root)
         if names != [c[-1] for c in got]:
@@ -661,8 +769,7 @@ def kill_and_check(world: World, scenario: Scenario, point: Point) -> list[str]:
     dry = world.dry_run(scenario)
     root = clone(world.state(scenario.start), world.scratch(scenario.name))
     try:
-        res = run_interrupted(scenario.argv(root), point, "signal=KILL",
-                              root.with_suffix(".log"))
+        res = run_interrupted(scenario.argv(root), point, "signal=KILL", root.with_suffix(".log"))
         if res.hit is None:
             return [f"{point}: the kill did not land (rc {res.returncode})"]
         problems = check_after_interruption(scenario, dry, root, res)
@@ -678,8 +785,9 @@ def fault_and_check(world: World, scenario: Scenario, point: Point, error: str) 
     root = clone(world.state(scenario.start), world.scratch(f"fault-{scenario.name}"))
     where = f"{scenario.name} with {error} at {point}"
     try:
-        res = run_interrupted(scenario.argv(root), point, f"error={error}",
-                              root.with_suffix(".log"))
+        res = run_interrupted(
+            scenario.argv(root), point, f"error={error}", root.with_suffix(".log")
+        )
         if res.hit is None:
             return [f"{where}: the fault was not injected (rc {res.returncode})"]
         problems = []
@@ -688,10 +796,16 @@ def fault_and_check(world: World, scenario: Scenario, point: Point, error: str) 
             # A tolerated failure (e.g. a hard link falling back to a copy)
             if boot_config(root) != dry.new:
                 problems.append("exit 0 but not the new configuration")
-        elif res.returncode < 0 or len(lines) != 1 or "Traceback" in res.stderr or \
-                not re.fullmatch(rf"error: .+: {os.strerror(getattr(errno, error))}", lines[0]):
-            problems.append(f"rc {res.returncode}, expected one line 'error: WHAT: "
-                            f"{os.strerror(getattr(errno, error))}', got {res.stderr!r}")
+        elif (
+            res.returncode < 0
+            or len(lines) != 1
+            or "Traceback" in res.stderr
+            or not re.fullmatch(rf"error: .+: {os.strerror(getattr(errno, error))}", lines[0])
+        ):
+            problems.append(
+                f"rc {res.returncode}, expected one line 'error: WHAT: "
+                f"{os.strerror(getattr(errno, error))}', got {res.stderr!r}"
+            )
         problems += check_after_interruption(scenario, dry, root, res)
         if not problems:
             problems = check_followup(scenario, root, world.lock)
@@ -717,8 +831,7 @@ def test_invariant_holds_for_both_tools(world, tmp_path, ostree):
     ostree("admin", "os-init", f"--sysroot={root}", OSNAME)
     for n in (1, 2):
         tree = make_tree(tmp_path / f"t{n}", f"K{n}", f"c{n}")
-        ostree(f"--repo={root}/ostree/repo", "commit", f"--branch=testos/{n}",
-               f"--tree=dir={tree}")
+        ostree(f"--repo={root}/ostree/repo", "commit", f"--branch=testos/{n}", f"--tree=dir={tree}")
         ostree("admin", "deploy", f"--sysroot={root}", f"--os={OSNAME}", f"testos/{n}")
     assert check_boot_invariant(root) == []
     assert leftovers(root) == []
@@ -761,8 +874,19 @@ def _break(root: Path, how: str) -> str:
     raise AssertionError(how)
 
 
-@pytest.mark.parametrize("how", ["kernel", "initrd", "origin", "deployment", "bootlink",
-                                 "loader", "incomplete-entry", "entries"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "kernel",
+        "initrd",
+        "origin",
+        "deployment",
+        "bootlink",
+        "loader",
+        "incomplete-entry",
+        "entries",
+    ],
+)
 def test_invariant_detects_breakage(world, tmp_path, how):
     root = clone(world.state("two"), tmp_path / "sr")
     word = _break(root, how)
@@ -804,9 +928,14 @@ def fault_points(dry: DryRun) -> list[tuple[Point, str]]:
     """For each kind of call: the last one before the commit (mostly the boot writer's);
     for some also the first (preparing the deployment) and the first after the commit
     (cleanup)."""
-    cands = [c for c in dry.calls if c.under(dry.root) and c.name in FAULTS
-             and not any(_is_lock(p) for p in c.paths)
-             and (c.changes or c.flush or c.name == "openat")]
+    cands = [
+        c
+        for c in dry.calls
+        if c.under(dry.root)
+        and c.name in FAULTS
+        and not any(_is_lock(p) for p in c.paths)
+        and (c.changes or c.flush or c.name == "openat")
+    ]
     commit = next(c.seq for c in dry.calls if c.name in RENAMES and c.dest in dry.targets)
     out = []
     for kind in FAULTS:
@@ -829,15 +958,25 @@ def test_faults_fail_cleanly(world):
     dry = world.dry_run(scenario)
     jobs = fault_points(dry)
     kinds = {p.syscall for p, _ in jobs}
-    assert {"fsync", "write", "renameat", "rename", "symlinkat", "mkdir", "linkat",
-            "openat", "syncfs"} <= kinds, kinds
+    assert {
+        "fsync",
+        "write",
+        "renameat",
+        "rename",
+        "symlinkat",
+        "mkdir",
+        "linkat",
+        "openat",
+        "syncfs",
+    } <= kinds, kinds
     problems = run_all(fault_and_check, [(world, scenario, p, e) for p, e in jobs])
     assert not problems, "\n".join(problems)
 
 
 # ---------------------------------------------------------------- order of operations
-def check_commit_protocol(calls: list[Call], root: Path, live: list[str],
-                          targets: set[str], new_live: list[str]) -> list[str]:
+def check_commit_protocol(
+    calls: list[Call], root: Path, live: list[str], targets: set[str], new_live: list[str]
+) -> list[str]:
     """The writer's claim, checked on the trace of one uninterrupted run.
 
     - exactly one rename changes what boots (onto a commit target), from a fixed
@@ -869,23 +1008,33 @@ def check_commit_protocol(calls: list[Call], root: Path, live: list[str],
     if not tmp_link:
         problems.append(f"no symlink creates {src} before the commit")
         return problems
-    changes = [c for c in before if c.changes and c.seq < tmp_link[-1].seq
-               and not (c.name.startswith("unlink") and c.dest == src)]
+    changes = [
+        c
+        for c in before
+        if c.changes
+        and c.seq < tmp_link[-1].seq
+        and not (c.name.startswith("unlink") and c.dest == src)
+    ]
     last_change = changes[-1].seq if changes else -1
-    synced = {fs for c in before if c.name == "syncfs" and c.seq > last_change
-              for fs in ("boot", "ostree") if _within(c.dest, root / fs)}
+    synced = {
+        fs
+        for c in before
+        if c.name == "syncfs" and c.seq > last_change
+        for fs in ("boot", "ostree")
+        if _within(c.dest, root / fs)
+    }
     if synced != {"boot", "ostree"}:
-        problems.append(f"after the last change ({changes[-1].label(root)}) only "
-                        f"{sorted(synced)} are synced before the commit")
+        problems.append(
+            f"after the last change ({changes[-1].label(root)}) only "
+            f"{sorted(synced)} are synced before the commit"
+        )
     parent = os.path.dirname(src)
     if not any(c.flush and c.dest == parent and c.seq > tmp_link[-1].seq for c in before):
         problems.append(f"{src} is not flushed before the rename")
     after = [c for c in mine if c.seq > commit.seq]
-    first_delete = next((c for c in after if c.changes and any(is_live(p) for p in c.paths)),
-                        None)
+    first_delete = next((c for c in after if c.changes and any(is_live(p) for p in c.paths)), None)
     limit = first_delete.seq if first_delete else len(calls)
-    if not any(c.flush and c.dest == os.path.dirname(commit.dest) and c.seq < limit
-               for c in after):
+    if not any(c.flush and c.dest == os.path.dirname(commit.dest) and c.seq < limit for c in after):
         problems.append("the commit is not fsynced before the old configuration is removed")
     for c in after:
         if c.changes and any(_within(p, n) for p in c.paths for n in new_live):
@@ -893,8 +1042,9 @@ def check_commit_protocol(calls: list[Call], root: Path, live: list[str],
     return problems
 
 
-def check_published_by_rename(calls: list[Call], final: str, staging_re: str,
-                              root: Path) -> list[str]:
+def check_published_by_rename(
+    calls: list[Call], final: str, staging_re: str, root: Path
+) -> list[str]:
     """`final` appears by one rename from a staging name, after its content was written
     and flushed; nothing changes under the final name before that (the immutable flag
     aside)."""
@@ -911,10 +1061,13 @@ def check_published_by_rename(calls: list[Call], final: str, staging_re: str,
             problems.append(f"{c.label(root)} before {final} is published")
         if c.seq > pub.seq and c.changes and c.under(staging):
             problems.append(f"{c.label(root)} after {staging} was published")
-    last = max((c.seq for c in calls if c.seq < pub.seq and c.changes and c.under(staging)),
-               default=-1)
-    if not any(c.flush and last < c.seq < pub.seq and (c.name == "syncfs" or c.dest == staging)
-               for c in calls):
+    last = max(
+        (c.seq for c in calls if c.seq < pub.seq and c.changes and c.under(staging)), default=-1
+    )
+    if not any(
+        c.flush and last < c.seq < pub.seq and (c.name == "syncfs" or c.dest == staging)
+        for c in calls
+    ):
         problems.append(f"{staging} is not flushed between its last change and the rename")
     return problems
 
@@ -930,22 +1083,24 @@ def test_deploy_commits_with_one_flushed_rename(world):
     state = SysrootState.load(str(root))
     new = state.deployments[0]
     kernel = state.layout.kernel_dir(new.osname, new.bootcsum)
-    problems += check_published_by_rename(dry.calls, state.deployment_path(new),
-                                          r"\.staging-.*", root)
+    problems += check_published_by_rename(
+        dry.calls, state.deployment_path(new), r"\.staging-.*", root
+    )
     problems += check_published_by_rename(dry.calls, kernel, r"\..*\.tmp", root)
     origin = state.deployment_path(new) + ".origin"
-    published = next(c.seq for c in dry.calls if c.dest == state.deployment_path(new)
-                     and c.name in RENAMES)
-    assert any(c.name in RENAMES and c.dest == origin and c.seq < published
-               for c in dry.calls), "the origin must be in place before the deployment"
+    published = next(
+        c.seq for c in dry.calls if c.dest == state.deployment_path(new) and c.name in RENAMES
+    )
+    assert any(c.name in RENAMES and c.dest == origin and c.seq < published for c in dry.calls), (
+        "the origin must be in place before the deployment"
+    )
     assert not problems, "\n".join(problems)
 
 
 def test_subbootversion_swap_commits_with_one_flushed_rename(world):
     dry = world.dry_run(SCENARIOS["set-default"])
     assert "bootconfig swap: no" in dry.stdout
-    problems = check_commit_protocol(dry.calls, dry.root, dry.live, dry.targets,
-                                     dry.new_live)
+    problems = check_commit_protocol(dry.calls, dry.root, dry.live, dry.targets, dry.new_live)
     assert not problems, "\n".join(problems)
     commit = next(c for c in dry.calls if c.name in RENAMES and c.dest in dry.targets)
     assert re.fullmatch(r".*/ostree/boot\.[01]", commit.dest), commit.label(dry.root)
@@ -959,8 +1114,10 @@ def test_protocol_check_catches_a_live_write(world):
     commit = next(c for c in dry.calls if c.name in RENAMES and c.dest in dry.targets)
     live_entry = os.path.join(dry.live[1], "entries", "ostree-1-testos.conf")
     bad = Call(0, "unlink", 1, (f'"{live_entry}"',), "0", (live_entry,))
-    calls = [Call(i, c.name, c.ordinal, c.args, c.result, c.paths) for i, c in
-             enumerate(dry.calls[:commit.seq - 3] + [bad] + dry.calls[commit.seq - 3:])]
+    calls = [
+        Call(i, c.name, c.ordinal, c.args, c.result, c.paths)
+        for i, c in enumerate(dry.calls[: commit.seq - 3] + [bad] + dry.calls[commit.seq - 3 :])
+    ]
     problems = check_commit_protocol(calls, dry.root, dry.live, dry.targets, dry.new_live)
     assert any("live configuration changed" in p for p in problems), problems
     no_sync = [c for c in dry.calls if c.name != "syncfs"]

@@ -45,8 +45,13 @@ def _mutable_deployments(monkeypatch):
 # ---------------------------------------------------------------- tree helpers
 
 
-def w(etc: Path, rel: str, data: str | bytes = "x\n", mode: int = 0o644,
-      owner: tuple[int, int] = (0, 0)) -> Path:
+def w(
+    etc: Path,
+    rel: str,
+    data: str | bytes = "x\n",
+    mode: int = 0o644,
+    owner: tuple[int, int] = (0, 0),
+) -> Path:
     p = etc / rel
     p.parent.mkdir(parents=True, exist_ok=True)
     if p.is_symlink() or p.is_file():
@@ -95,8 +100,12 @@ def snapshot(root: Path, *, times: bool = False) -> dict[str, tuple]:
             payload = p.read_bytes()
         else:
             payload = None
-        xattrs = tuple(sorted((n, os.getxattr(p, n, follow_symlinks=False))
-                              for n in os.listxattr(p, follow_symlinks=False)))
+        xattrs = tuple(
+            sorted(
+                (n, os.getxattr(p, n, follow_symlinks=False))
+                for n in os.listxattr(p, follow_symlinks=False)
+            )
+        )
         rec = (stat.filemode(st.st_mode), st.st_uid, st.st_gid, payload, xattrs)
         if times and not stat.S_ISLNK(st.st_mode):
             rec += (st.st_mtime_ns, st.st_ino)
@@ -142,15 +151,17 @@ class Sysroot:
         self.ostree(f"--repo={self.repo}", "commit", "-b", REF, f"--tree=dir={tree}")
 
     def deploy(self, *, check: bool = True):
-        return self.ostree("admin", "deploy", f"--sysroot={self.path}", f"--os={OS}", REF,
-                           check=check)
+        return self.ostree(
+            "admin", "deploy", f"--sysroot={self.path}", f"--os={OS}", REF, check=check
+        )
 
     def current(self) -> Path:
         return Path(self.ostree.out("admin", f"--sysroot={self.path}", "--print-current-dir"))
 
     def config_diff(self) -> str:
-        return self.ostree("admin", "config-diff", f"--sysroot={self.path}",
-                           f"--os={OS}").stdout.decode()
+        return self.ostree(
+            "admin", "config-diff", f"--sysroot={self.path}", f"--os={OS}"
+        ).stdout.decode()
 
     def checkout_usr_etc(self) -> Path:
         dest = self.base / f"co{self.commits}"
@@ -380,16 +391,32 @@ CASES = [
     Case("edit-equals-new-default", _edit_equals_new_default, _v2_changed),
     Case("special-files", _edit_special, _v2_changed),
     # 2022.7 refuses a fifo inside a directory it copies whole (later versions skip it).
-    Case("special-file-in-added-dir", _edit_special_in_copied_dir, _v2_changed,
-         error=(r"cannot copy /etc/withfifo/pipe", "Cannot copy non-regular/non-symlink")),
+    Case(
+        "special-file-in-added-dir",
+        _edit_special_in_copied_dir,
+        _v2_changed,
+        error=(r"cannot copy /etc/withfifo/pipe", "Cannot copy non-regular/non-symlink"),
+    ),
     Case("parent-attributes", _edit_parent_attrs, _v2_changed),
     Case("symlinked-parent-in-new-etc", _edit_in_symlinked_dir, _v2_symlinked_dir),
-    Case("file-where-new-default-is-dir", _edit_file_where_dir_comes, _v2_dir_where_file_was,
-         error=NEWLY_DIR),
-    Case("dir-made-file-but-default-stays-dir", _edit_dir_to_file, _v2_changed,
-         error=(r"newly defaults to directory 'ssh'", "newly defaults to directory")),
-    Case("removed-under-a-new-default-file", _edit_remove_in_dir, _v2_dir_becomes_file,
-         error=(r"removing /etc/ssh/ssh_config.*Not a directory", "Not a directory")),
+    Case(
+        "file-where-new-default-is-dir",
+        _edit_file_where_dir_comes,
+        _v2_dir_where_file_was,
+        error=NEWLY_DIR,
+    ),
+    Case(
+        "dir-made-file-but-default-stays-dir",
+        _edit_dir_to_file,
+        _v2_changed,
+        error=(r"newly defaults to directory 'ssh'", "newly defaults to directory"),
+    ),
+    Case(
+        "removed-under-a-new-default-file",
+        _edit_remove_in_dir,
+        _v2_dir_becomes_file,
+        error=(r"removing /etc/ssh/ssh_config.*Not a directory", "Not a directory"),
+    ),
 ]
 
 
@@ -408,8 +435,7 @@ def test_merge_matches_ostree_deploy(sr: Sysroot, tmp_path: Path, case: Case):
     with dirfd(sr.checkout_usr_etc()) as seed, dirfd(mine) as parent:
         copy_tree(seed, parent, "etc")
     before = snapshot(old / "etc", times=True), snapshot(old / "usr/etc", times=True)
-    with (dirfd(old / "usr/etc") as a, dirfd(old / "etc") as b,
-          dirfd(mine / "etc") as new):
+    with dirfd(old / "usr/etc") as a, dirfd(old / "etc") as b, dirfd(mine / "etc") as new:
         if case.error:
             with pytest.raises(SysrootError, match=case.error[0]):
                 merge_etc(a, b, new)
@@ -449,8 +475,7 @@ def test_case_expectations(sr: Sysroot, tmp_path: Path):
     mine = d(tmp_path, "mine")
     with dirfd(sr.checkout_usr_etc()) as seed, dirfd(mine) as parent:
         copy_tree(seed, parent, "etc")
-    with (dirfd(old / "usr/etc") as a, dirfd(old / "etc") as b,
-          dirfd(mine / "etc") as new):
+    with dirfd(old / "usr/etc") as a, dirfd(old / "etc") as b, dirfd(mine / "etc") as new:
         diff = merge_etc(a, b, new)
     etc = mine / "etc"
     assert diff.modified == ("hosts",)
@@ -510,8 +535,11 @@ def test_copy_tree_matches_ostree_initial_etc(sr: Sysroot, tmp_path: Path):
     assert snapshot(tmp_path / "etc") == snapshot(dep / "etc")
     # A copy, never hardlinks into the repo's objects.
     assert os.stat(tmp_path / "etc/hosts").st_nlink == 1
-    with dirfd(dep / "usr/etc") as src, dirfd(tmp_path) as parent, \
-            pytest.raises(SysrootError, match="File exists"):
+    with (
+        dirfd(dep / "usr/etc") as src,
+        dirfd(tmp_path) as parent,
+        pytest.raises(SysrootError, match="File exists"),
+    ):
         copy_tree(src, parent, "etc")
     assert snapshot(tmp_path / "etc") == snapshot(dep / "etc")  # the existing one untouched
 
@@ -530,8 +558,11 @@ def test_copy_tree_failure_leaves_nothing(tmp_path: Path, monkeypatch):
         return real(*args, **kw)
 
     monkeypatch.setattr(etcmerge, "_copy_file", failing)
-    with dirfd(src) as s, dirfd(tmp_path) as parent, \
-            pytest.raises(SysrootError, match="Copying a tree to dst.*No space left"):
+    with (
+        dirfd(src) as s,
+        dirfd(tmp_path) as parent,
+        pytest.raises(SysrootError, match="Copying a tree to dst.*No space left"),
+    ):
         copy_tree(s, parent, "dst")
     assert sorted(os.listdir(tmp_path)) == ["src"]
 
@@ -603,8 +634,12 @@ def test_refuses_new_etc_symlink_leading_outside(tmp_path: Path, target: str):
 
     a, b, n = _merge_dirs(tmp_path / "x", usr_etc, etc, new)
     before = snapshot(tmp_path, times=True)
-    with dirfd(a) as fa, dirfd(b) as fb, dirfd(n) as fn, \
-            pytest.raises(SysrootError, match=r"through symlink conf\.d -> .* leads outside"):
+    with (
+        dirfd(a) as fa,
+        dirfd(b) as fb,
+        dirfd(n) as fn,
+        pytest.raises(SysrootError, match=r"through symlink conf\.d -> .* leads outside"),
+    ):
         merge_etc(fa, fb, fn)
     assert snapshot(tmp_path, times=True) == before
 
@@ -622,8 +657,12 @@ def test_symlink_loop_in_new_etc_is_an_error(tmp_path: Path):
         ln(p, "loop", "conf.d")
 
     a, b, n = _merge_dirs(tmp_path, usr_etc, etc, new)
-    with dirfd(a) as fa, dirfd(b) as fb, dirfd(n) as fn, \
-            pytest.raises(SysrootError, match="During /etc merge: copying /etc/conf.d/local"):
+    with (
+        dirfd(a) as fa,
+        dirfd(b) as fb,
+        dirfd(n) as fn,
+        pytest.raises(SysrootError, match="During /etc merge: copying /etc/conf.d/local"),
+    ):
         merge_etc(fa, fb, fn)
 
 

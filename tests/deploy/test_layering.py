@@ -35,7 +35,7 @@ def _imports(path: Path) -> list[tuple[str, bool]]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                parts = PACKAGE.split(".")[:len(PACKAGE.split(".")) - node.level + 1]
+                parts = PACKAGE.split(".")[: len(PACKAGE.split(".")) - node.level + 1]
                 base = ".".join(parts + ([base] if base else []))
             # `from sysroot.deploy import staged` names a module of the package
             names = [f"{base}.{a.name}" if base == PACKAGE else base for a in node.names]
@@ -46,16 +46,25 @@ def _imports(path: Path) -> list[tuple[str, bool]]:
 
 
 def _modules() -> dict[str, Path]:
-    return {p.stem: p for p in sorted((ROOT / "sysroot" / "deploy").glob("*.py"))
-            if p.stem != "__init__"}
+    return {
+        p.stem: p
+        for p in sorted((ROOT / "sysroot" / "deploy").glob("*.py"))
+        if p.stem != "__init__"
+    }
 
 
 def test_no_import_circle_in_deploy():
     modules = _modules()
     assert {"admin", "operations", "state", "staged", "stagedrecord", "transaction"} <= set(modules)
-    edges = {m: {name.split(".")[2] for name, _ in _imports(p)
-                 if name.startswith(PACKAGE + ".") and name.split(".")[2] in modules}
-             - {m} for m, p in modules.items()}
+    edges = {
+        m: {
+            name.split(".")[2]
+            for name, _ in _imports(p)
+            if name.startswith(PACKAGE + ".") and name.split(".")[2] in modules
+        }
+        - {m}
+        for m, p in modules.items()
+    }
     # Kahn's algorithm: what is left over lies on or above a circle
     below = {m: set(e) for m, e in edges.items()}
     while True:
@@ -70,6 +79,5 @@ def test_no_import_circle_in_deploy():
 
 
 def test_no_import_inside_a_function_but_the_lazy_ones():
-    found = {(p.name, name) for p in _modules().values()
-             for name, inside in _imports(p) if inside}
+    found = {(p.name, name) for p in _modules().values() for name, inside in _imports(p) if inside}
     assert found <= LAZY_ALLOWED, sorted(found - LAZY_ALLOWED)

@@ -53,14 +53,32 @@ rm -f "$p/etc/.probe" "$p/var/.probe" "$p/sysroot/.probe"
 """
 
 
-def prepare_root(physroot: Path, cmdline: str, deploy: str = "",
-                 cwd: Path | None = None) -> tuple[dict, list[str]]:
+def prepare_root(
+    physroot: Path, cmdline: str, deploy: str = "", cwd: Path | None = None
+) -> tuple[dict, list[str]]:
     """Run the script in a new mount namespace (in cwd); return the probe's values and its
     output."""
     env = {**os.environ, "PREPARE": str(SCRIPT), "DEPLOY": deploy}
-    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                           HARNESS, "harness", str(physroot), cmdline, PROBE],
-                          capture_output=True, text=True, env=env, timeout=60, cwd=cwd)
+    proc = subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            HARNESS,
+            "harness",
+            str(physroot),
+            cmdline,
+            PROBE,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=cwd,
+    )
     assert proc.returncode == 0, proc.stderr
     values, out = {}, []
     for line in proc.stdout.splitlines():
@@ -84,8 +102,11 @@ def deployed(make_sysroot, tmp_path):
     entry = next((sr.path / "boot/loader/entries").glob("*.conf")).read_text()
     options = next(line for line in entry.splitlines() if line.startswith("options "))
     bootlink = next(w for w in options.split() if w.startswith("ostree=")).split("=", 1)[1]
-    (deploy,) = [p.name for p in (sr.path / "ostree/deploy" / OSNAME / "deploy").iterdir()
-                 if not p.name.endswith(".origin")]
+    (deploy,) = [
+        p.name
+        for p in (sr.path / "ostree/deploy" / OSNAME / "deploy").iterdir()
+        if not p.name.endswith(".origin")
+    ]
     return sr, bootlink, deploy
 
 
@@ -95,8 +116,9 @@ def test_prepares_the_deployment_as_root(deployed, form):
     target = bootlink if form == "bootlink" else f"/ostree/deploy/{OSNAME}/deploy/{deploy}"
     values, out = prepare_root(sr.path, f"root=/dev/vda2 rw ostree={target} quiet", deploy)
     assert values["rc"] == "0", out
-    assert out == [f"sysroot-prepare-root: booting deployment /ostree/deploy/{OSNAME}/deploy/"
-                   f"{deploy}"]
+    assert out == [
+        f"sysroot-prepare-root: booting deployment /ostree/deploy/{OSNAME}/deploy/{deploy}"
+    ]
     assert values["root_is_deployment"] == "yes"
     assert values["physroot_at_sysroot"] == "yes"
     assert values["var_is_stateroot"] == "yes"
@@ -125,8 +147,10 @@ def bad_targets(bootlink: str, deploy: str) -> dict[str, tuple[str, str]]:
         "no ostree=": ("root=/dev/vda2 rw", "no ostree= argument"),
         "empty": ("ostree=", "no ostree= argument"),
         "relative": (f"ostree=ostree/deploy/{OSNAME}/deploy/{deploy}", "not an absolute path"),
-        "missing deployment": (f"ostree=/ostree/deploy/{OSNAME}/deploy/{missing}",
-                               "does not exist"),
+        "missing deployment": (
+            f"ostree=/ostree/deploy/{OSNAME}/deploy/{missing}",
+            "does not exist",
+        ),
         "missing boot link": (f"ostree={bootlink[:-1]}7", "does not exist"),
         "not a deployment": ("ostree=/ostree/repo", "not a deployment"),
         "link leading out": ("ostree=/ostree/escape", "not a deployment"),

@@ -24,14 +24,21 @@ touch "$sr/ostree/.probe" 2>/dev/null && echo after=writable || echo after=read-
 """
 
 
-def test_admin_writes_to_a_read_only_sysroot_without_making_it_writable(make_sysroot,
-                                                                         tmp_path):
+def test_admin_writes_to_a_read_only_sysroot_without_making_it_writable(make_sysroot, tmp_path):
     sr = make_sysroot(by="sysroot")
     sr.commit(make_os_tree(tmp_path / "tree"))
     sr.admin("deploy", f"--os={OSNAME}", f"{OSNAME}/x")
-    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", SCRIPT,
-                           "t", str(sr.path)], capture_output=True, text=True, timeout=120,
-                          env={"PYTHON": sys.executable, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    proc = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", SCRIPT, "t", str(sr.path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHON": sys.executable, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+    )
     values = dict(line.split("=", 1) for line in proc.stdout.split())
-    assert values == {"before": "read-only", "deploy_rc": "0", "after": "read-only",
-                      "count": "2"}, proc.stderr
+    assert values == {
+        "before": "read-only",
+        "deploy_rc": "0",
+        "after": "read-only",
+        "count": "2",
+    }, proc.stderr

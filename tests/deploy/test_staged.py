@@ -47,18 +47,37 @@ exec chroot "$root" /usr/bin/env PYTHONSAFEPATH=1 "$@"
 
 # host directories the tools need inside the chroot: /usr, and the top directories of
 # this Python (a venv's and the interpreter's it links to) and of this checkout
-BINDS = sorted({"/usr"} | {"/" + Path(p).resolve().parts[1] for p in (
-    sys.prefix, sys.base_prefix, sys.executable, sysroot_pkg.__file__)})
+BINDS = sorted(
+    {"/usr"}
+    | {
+        "/" + Path(p).resolve().parts[1]
+        for p in (sys.prefix, sys.base_prefix, sys.executable, sysroot_pkg.__file__)
+    }
+)
 
 
 def booted_tree(root: Path, conf: str = "a=1\n") -> Path:
     """An OS tree that can be the root of a (faked) booted system."""
     make_os_tree(root, extra={"usr/etc/conf.d/a.conf": conf})
-    for d in ["sysroot", "boot", "var", "run", "proc", "dev", "tmp", "sys",
-              *(b.lstrip("/") for b in BINDS if b != "/usr")]:
+    for d in [
+        "sysroot",
+        "boot",
+        "var",
+        "run",
+        "proc",
+        "dev",
+        "tmp",
+        "sys",
+        *(b.lstrip("/") for b in BINDS if b != "/usr"),
+    ]:
         (root / d).mkdir(exist_ok=True)
-    for name, target in (("ostree", "sysroot/ostree"), ("bin", "usr/bin"), ("lib", "usr/lib"),
-                         ("lib64", "usr/lib64"), ("sbin", "usr/sbin")):
+    for name, target in (
+        ("ostree", "sysroot/ostree"),
+        ("bin", "usr/bin"),
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+        ("sbin", "usr/sbin"),
+    ):
         (root / name).symlink_to(target)
     return root
 
@@ -91,22 +110,43 @@ class Booted:
 
     def __call__(self, tool: str, *args: str, check: bool = True, env: dict | None = None):
         proc = subprocess.run(
-            ["unshare", "--mount", "--pid", "--fork", "--propagation", "private", "sh", "-c",
-             HARNESS, "harness", str(self.deploy_parent / self.booted), str(self.path),
-             str(self.run), str(self.path / "ostree/deploy" / OSNAME / "var"), " ".join(BINDS),
-             *tool_argv(tool), *args],
-            capture_output=True, env=clean_env(env), timeout=120)
+            [
+                "unshare",
+                "--mount",
+                "--pid",
+                "--fork",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                HARNESS,
+                "harness",
+                str(self.deploy_parent / self.booted),
+                str(self.path),
+                str(self.run),
+                str(self.path / "ostree/deploy" / OSNAME / "var"),
+                " ".join(BINDS),
+                *tool_argv(tool),
+                *args,
+            ],
+            capture_output=True,
+            env=clean_env(env),
+            timeout=120,
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"{tool} {' '.join(args)} exited {proc.returncode}\n"
-                                 f"stdout: {proc.stdout.decode()}\nstderr: {proc.stderr.decode()}")
+            raise AssertionError(
+                f"{tool} {' '.join(args)} exited {proc.returncode}\n"
+                f"stdout: {proc.stdout.decode()}\nstderr: {proc.stderr.decode()}"
+            )
         return proc
 
     def out(self, tool: str, *args: str) -> str:
         return self(tool, *args).stdout.decode()
 
     def deployments(self) -> list[str]:
-        return sorted(p.name for p in self.deploy_parent.iterdir()
-                      if not p.name.endswith(".origin"))
+        return sorted(
+            p.name for p in self.deploy_parent.iterdir() if not p.name.endswith(".origin")
+        )
 
     def deployment(self, csum: str) -> Path:
         (name,) = [n for n in self.deployments() if n.startswith(csum + ".")]
@@ -128,8 +168,11 @@ def make_booted(make_sysroot, tmp_path):
         run = tmp_path / f"{name}-run"
         run.mkdir()
         (run / "ostree-booted").write_bytes(b"")
-        (booted,) = [p.name for p in (sr.path / "ostree/deploy" / OSNAME / "deploy").iterdir()
-                     if not p.name.endswith(".origin")]
+        (booted,) = [
+            p.name
+            for p in (sr.path / "ostree/deploy" / OSNAME / "deploy").iterdir()
+            if not p.name.endswith(".origin")
+        ]
         return Booted(sr.path, run, booted, v2)
 
     return make
@@ -167,14 +210,19 @@ def test_status_json_marks_the_staged_deployment(make_booted):
     b("sysroot", "admin", "deploy", "--stage", f"{OSNAME}/x")
     data = json.loads(b.out("sysroot", "admin", "status", "--json"))
     first, second = data["deployments"]
-    assert (first["checksum"], first["index"], first["staged"], first["booted"]) == \
-        (b.v2, 0, True, False)
+    assert (first["checksum"], first["index"], first["staged"], first["booted"]) == (
+        b.v2,
+        0,
+        True,
+        False,
+    )
     assert first["finalization_locked"] is False and first["boot_entry"] is None
     assert (second["staged"], second["booted"], second["index"]) == (False, True, 1)
 
 
-@pytest.mark.parametrize("stager,finalizer", [("sysroot", "sysroot"), ("ostree", "sysroot"),
-                                              ("sysroot", "ostree")])
+@pytest.mark.parametrize(
+    "stager,finalizer", [("sysroot", "sysroot"), ("ostree", "sysroot"), ("sysroot", "ostree")]
+)
 def test_finalize_merges_etc_as_it_is_at_finalize_time(make_booted, stager, finalizer):
     """The point of staging: /etc edited after staging is in the new deployment."""
     b = make_booted(by=stager)
@@ -230,8 +278,9 @@ def test_undeploy_of_the_staged_deployment_drops_it(make_booted):
     def without_refs(state: dict) -> dict:
         return {k: v for k, v in state.items() if not k.startswith("ostree/repo/refs/")}
 
-    assert_dicts_equal(without_refs(boot_state(a.path)), without_refs(boot_state(b.path)),
-                       "after undeploy 0")
+    assert_dicts_equal(
+        without_refs(boot_state(a.path)), without_refs(boot_state(b.path)), "after undeploy 0"
+    )
     refs = {k: v for k, v in boot_state(b.path).items() if k.startswith("ostree/repo/refs/")}
     assert list(refs.values()) == [f"ref {b.booted[:-2]}"]
 
@@ -277,10 +326,14 @@ def test_locked_staging_is_not_finalized(make_booted):
         assert r.stdout == b""
         assert b.staged_file.exists()
         assert boot_state(b.path) == before
-    assert b.out("sysroot", "admin", "lock-finalization") == \
-        "Staged deployment is already finalization locked\n"
-    assert b.out("sysroot", "admin", "lock-finalization", "--unlock") == \
-        "Staged deployment is now queued to apply on shutdown\n"
+    assert (
+        b.out("sysroot", "admin", "lock-finalization")
+        == "Staged deployment is already finalization locked\n"
+    )
+    assert (
+        b.out("sysroot", "admin", "lock-finalization", "--unlock")
+        == "Staged deployment is now queued to apply on shutdown\n"
+    )
     assert "locked" not in record(b) or record(b)["locked"].value is False
     assert not (b.run / "ostree/staged-deployment-locked").exists()
     b("sysroot", "admin", "finalize-staged")
@@ -291,8 +344,10 @@ def test_locked_staging_is_not_finalized(make_booted):
 def test_lock_finalization_locks(make_booted):
     b = make_booted()
     b("sysroot", "admin", "deploy", "--stage", f"{OSNAME}/x")
-    assert b.out("sysroot", "admin", "lock-finalization") == \
-        "Staged deployment is now finalization locked\n"
+    assert (
+        b.out("sysroot", "admin", "lock-finalization")
+        == "Staged deployment is now finalization locked\n"
+    )
     assert record(b)["locked"].value is True
     b("ostree", "admin", "finalize-staged")
     assert b.staged_file.exists()
@@ -344,8 +399,10 @@ def test_stage_needs_a_booted_system(make_sysroot, tmp_path, ostree, sysroot):
     ra = sr.oadmin("deploy", "--stage", f"--os={OSNAME}", f"{OSNAME}/x", check=False)
     rb = sr.admin("deploy", "--stage", f"--os={OSNAME}", f"{OSNAME}/x", check=False)
     assert ra.returncode != 0 and rb.returncode != 0
-    assert rb.stderr.decode() == "error: Cannot stage deployment: Not currently booted into " \
+    assert (
+        rb.stderr.decode() == "error: Cannot stage deployment: Not currently booted into "
         "an OSTree system\n"
+    )
     assert b"Not currently booted into an OSTree system" in ra.stderr
     assert boot_state(sr.path) == before
     # finalize-staged outside a booted system: nothing, as ostree
@@ -354,10 +411,13 @@ def test_stage_needs_a_booted_system(make_sysroot, tmp_path, ostree, sysroot):
         assert (r.stdout, r.stderr) == (b"", b"")
 
 
-@pytest.mark.parametrize("args,message", [
-    (("--retain-pending",), "--stage cannot currently be combined with --retain arguments"),
-    (("--not-as-default",), "--stage cannot currently be combined with --not-as-default"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("--retain-pending",), "--stage cannot currently be combined with --retain arguments"),
+        (("--not-as-default",), "--stage cannot currently be combined with --not-as-default"),
+    ],
+)
 def test_stage_refuses_options_it_cannot_honour(make_booted, args, message):
     b = make_booted()
     r = b("sysroot", "admin", "deploy", "--stage", *args, f"{OSNAME}/x", check=False)
@@ -372,8 +432,12 @@ def test_bad_staged_record_and_no_staged_deployment_are_one_line(make_booted):
     r = b("sysroot", "admin", "lock-finalization", check=False)
     assert r.returncode != 0 and r.stderr.decode() == "error: No staged deployment\n"
     (b.run / "ostree").mkdir()
-    b.staged_file.write_bytes(gvariant.encode("a{sv}", {
-        "target": gvariant.Variant("a{sv}", {"name": gvariant.Variant("s", "nonsense")})}))
+    b.staged_file.write_bytes(
+        gvariant.encode(
+            "a{sv}",
+            {"target": gvariant.Variant("a{sv}", {"name": gvariant.Variant("s", "nonsense")})},
+        )
+    )
     # a bad record does not break status (one warning; tests/deploy/test_staged_record.py)
     r = b("sysroot", "admin", "status", check=False)
     assert r.returncode == 0 and b"Traceback" not in r.stderr
@@ -401,13 +465,21 @@ def test_stage_starts_the_finalize_unit_when_systemd_runs(make_booted):
     fake.write_text('#!/bin/sh\necho "$@" >> /run/systemctl.log\nexit ${FAIL:-0}\n')
     fake.chmod(0o755)
     path = "/run/bin:" + os.environ["PATH"]
-    r = b("sysroot", "admin", "deploy", "--stage", f"{OSNAME}/x", check=False,
-          env={"PATH": path, "FAIL": "1"})
+    r = b(
+        "sysroot",
+        "admin",
+        "deploy",
+        "--stage",
+        f"{OSNAME}/x",
+        check=False,
+        env={"PATH": path, "FAIL": "1"},
+    )
     assert r.returncode != 0 and b"systemctl start" in r.stderr
     assert not b.staged_file.exists() and b.deployments() == [b.booted]
     b("sysroot", "admin", "deploy", "--stage", f"{OSNAME}/x", env={"PATH": path})
-    assert (b.run / "systemctl.log").read_text() == \
-        "start --quiet sysroot-finalize-staged.service\n" * 2
+    assert (
+        b.run / "systemctl.log"
+    ).read_text() == "start --quiet sysroot-finalize-staged.service\n" * 2
     assert b.staged_file.exists()
 
 
@@ -422,18 +494,31 @@ def test_units_install_and_verify(tmp_path):
     (dest / "usr/bin").mkdir(parents=True)
     (dest / "usr/bin/sysroot").write_text("#!/bin/sh\n")  # what the units run
     (dest / "usr/bin/sysroot").chmod(0o755)
-    names = ["sysroot-finalize-staged.service", "sysroot-finalize-staged-hold.service",
-             "sysroot-finalize-staged.path"]
-    r = subprocess.run(["systemd-analyze", "verify", f"--root={dest}",
-                        *(str(unitdir / n) for n in names)],
-                       capture_output=True, env=clean_env({"SYSTEMD_LOG_LEVEL": "err"}))
+    names = [
+        "sysroot-finalize-staged.service",
+        "sysroot-finalize-staged-hold.service",
+        "sysroot-finalize-staged.path",
+    ]
+    r = subprocess.run(
+        ["systemd-analyze", "verify", f"--root={dest}", *(str(unitdir / n) for n in names)],
+        capture_output=True,
+        env=clean_env({"SYSTEMD_LOG_LEVEL": "err"}),
+    )
     assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
-    assert os.readlink(unitdir / "multi-user.target.wants/sysroot-finalize-staged.path") == \
-        "../sysroot-finalize-staged.path"
+    assert (
+        os.readlink(unitdir / "multi-user.target.wants/sysroot-finalize-staged.path")
+        == "../sysroot-finalize-staged.path"
+    )
     service = (unitdir / names[0]).read_text().splitlines()
-    for line in ("Type=oneshot", "RemainAfterExit=yes", "DefaultDependencies=no",
-                 "ExecStop=/usr/bin/sysroot admin finalize-staged",
-                 "RequiresMountsFor=/sysroot /boot", "Conflicts=final.target",
-                 "Before=basic.target final.target", "ConditionPathExists=/run/ostree-booted"):
+    for line in (
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        "DefaultDependencies=no",
+        "ExecStop=/usr/bin/sysroot admin finalize-staged",
+        "RequiresMountsFor=/sysroot /boot",
+        "Conflicts=final.target",
+        "Before=basic.target final.target",
+        "ConditionPathExists=/run/ostree-booted",
+    ):
         assert line in service
     assert "PathExists=/run/ostree/staged-deployment" in (unitdir / names[2]).read_text()

@@ -44,7 +44,7 @@ def _hostile(record: dict, case: str) -> bytes:
     if case == "garbage":
         return b"garbage\x00\x01"
     if case == "truncated":
-        return good[:len(good) // 2]
+        return good[: len(good) // 2]
     if case == "traversing-osname":
         # resolves (through /ostree -> sysroot/ostree) to the real staged deployment,
         # while the kernel directory /boot/ostree/$os-$bootcsum leaves /boot
@@ -59,16 +59,26 @@ def _hostile(record: dict, case: str) -> bytes:
         csum = record["target"].value["name"].value.split(".")[0]
         return _with_target(record, name=f"{csum}.0\n")
     if case == "kargs":
-        return gvariant.encode("a{sv}", {**record, "kargs": Variant(
-            "as", ["root=/dev/sda\ninitrd /evil.img"])})
+        return gvariant.encode(
+            "a{sv}", {**record, "kargs": Variant("as", ["root=/dev/sda\ninitrd /evil.img"])}
+        )
     if case == "not-utf8":
         bad = _with_target(record, osname="\u00e9vil")
         return bad.replace("\u00e9".encode(), b"\xff\xfe")
     raise AssertionError(case)
 
 
-CASES = ["garbage", "truncated", "traversing-osname", "evil-osname", "osname-with-space",
-         "bootcsum", "name", "kargs", "not-utf8"]
+CASES = [
+    "garbage",
+    "truncated",
+    "traversing-osname",
+    "evil-osname",
+    "osname-with-space",
+    "bootcsum",
+    "name",
+    "kargs",
+    "not-utf8",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -83,8 +93,10 @@ def test_bad_record_is_one_line_stamped_and_changes_nothing(make_booted, case):
     r = b("sysroot", "admin", "status", check=False)
     err = r.stderr.decode()
     assert r.returncode == 0, err
-    assert err.startswith("warning: ignoring the staged deployment: "
-                          "/run/ostree/staged-deployment: ") and err.count("\n") == 1, err
+    assert (
+        err.startswith("warning: ignoring the staged deployment: /run/ostree/staged-deployment: ")
+        and err.count("\n") == 1
+    ), err
     assert r.stdout.decode().splitlines()[0] == f"* {OSNAME} {b.booted}"
     assert "(staged)" not in r.stdout.decode()
 

@@ -27,8 +27,12 @@ from tests.sign.test_gpg import _make_key
 
 OS = f"--os={OSNAME}"
 X, Y = f"{OSNAME}/x", f"{OSNAME}/y"
-T0, T1, T2, T3 = ("2023-01-02 03:04:05", "2023-01-03 03:04:05", "2023-01-04 03:04:05",
-                  "2023-01-05 03:04:05")
+T0, T1, T2, T3 = (
+    "2023-01-02 03:04:05",
+    "2023-01-03 03:04:05",
+    "2023-01-04 03:04:05",
+    "2023-01-05 03:04:05",
+)
 OLDER = "2022-06-01 00:00:00"
 
 
@@ -43,15 +47,30 @@ class Served:
     n: int = 0
     summary_mtime: float = 0.0
 
-    def commit(self, branch: str = X, *, ts: str, version: str | None = None,
-               meta: dict[str, str] | None = None, sign: tuple[str, Path] | None = None,
-               files: dict[str, str] | None = None) -> str:
+    def commit(
+        self,
+        branch: str = X,
+        *,
+        ts: str,
+        version: str | None = None,
+        meta: dict[str, str] | None = None,
+        sign: tuple[str, Path] | None = None,
+        files: dict[str, str] | None = None,
+    ) -> str:
         """Commit an OS tree (different each time) and update the summary."""
         self.n += 1
-        tree = make_os_tree(self.base / f"tree{self.n}", extra={
-            "usr/share/serial": f"{self.n}\n", **(files or {})})
-        args = [f"--repo={self.repo}", "commit", f"--branch={branch}", "-s", f"c{self.n}",
-                f"--timestamp={ts}", f"--tree=dir={tree}"]
+        tree = make_os_tree(
+            self.base / f"tree{self.n}", extra={"usr/share/serial": f"{self.n}\n", **(files or {})}
+        )
+        args = [
+            f"--repo={self.repo}",
+            "commit",
+            f"--branch={branch}",
+            "-s",
+            f"c{self.n}",
+            f"--timestamp={ts}",
+            f"--tree=dir={tree}",
+        ]
         if version is not None:
             args.append(f"--add-metadata-string=version={version}")
         for k, v in (meta or {}).items():
@@ -86,9 +105,11 @@ def served(tmp_path, ostree):
 
 def repo_state(repo: Path) -> dict:
     state = repo / "state"
-    return {"refs": refs_of(repo),
-            "state": sorted(p.name for p in state.iterdir()) if state.is_dir() else [],
-            "objects": object_names(repo)}
+    return {
+        "refs": refs_of(repo),
+        "state": sorted(p.name for p in state.iterdir()) if state.is_dir() else [],
+        "objects": object_names(repo),
+    }
 
 
 def assert_same(pair: Pair, ours_extra: frozenset[str] = frozenset()) -> None:
@@ -101,26 +122,36 @@ def assert_same(pair: Pair, ours_extra: frozenset[str] = frozenset()) -> None:
     assert_dicts_equal(repo_state(pair.a.repo), b, f"repos: {pair.log}")
 
 
-def track(pair: Pair, served: Served, *, gpg_keyring: Path | None = None,
-          refspec: str = f"origin:{X}") -> None:
+def track(
+    pair: Pair, served: Served, *, gpg_keyring: Path | None = None, refspec: str = f"origin:{X}"
+) -> None:
     """Add the remote to both sysroots (with ostree: setup, not under test), pull the
     ref with ostree into both, and deploy it with each tool."""
     for sr in (pair.a, pair.b):
         if gpg_keyring is None:
-            pair.ostree("remote", "add", f"--repo={sr.repo}", "--no-gpg-verify", "origin",
-                        served.server.url)
+            pair.ostree(
+                "remote", "add", f"--repo={sr.repo}", "--no-gpg-verify", "origin", served.server.url
+            )
         else:
-            pair.ostree("remote", "add", f"--repo={sr.repo}", "--set=gpg-verify=true",
-                        "origin", served.server.url)
-            pair.ostree("remote", "gpg-import", f"--repo={sr.repo}", "origin", "-k",
-                        str(gpg_keyring))
+            pair.ostree(
+                "remote",
+                "add",
+                f"--repo={sr.repo}",
+                "--set=gpg-verify=true",
+                "origin",
+                served.server.url,
+            )
+            pair.ostree(
+                "remote", "gpg-import", f"--repo={sr.repo}", "origin", "-k", str(gpg_keyring)
+            )
         pair.ostree("pull", f"--repo={sr.repo}", "origin", X)
     pair.admin("deploy", OS, refspec)
     assert_same(pair)
 
 
-def failed_alike(pair: Pair, *args: str, same_message: bool = True,
-                 ours_extra: frozenset[str] = frozenset()) -> str:
+def failed_alike(
+    pair: Pair, *args: str, same_message: bool = True, ours_extra: frozenset[str] = frozenset()
+) -> str:
     """Both tools refuse, ours on one line, and nothing changed in either sysroot."""
     before = (boot_state(pair.a.path), repo_state(pair.a.repo)["refs"])
     ra, rb = pair.admin(*args, expect_ok=False)
@@ -168,11 +199,14 @@ def test_downgrade_refused_then_allowed(pair: Pair, served: Served):
     older = served.commit(ts=OLDER, version="0")
     # the refused commit object stays in our repository (unreferenced: the next prune
     # takes it), where ostree's was left in its transaction's staging directory
-    line = failed_alike(pair, "upgrade", OS,
-                        ours_extra=frozenset({f"{older[:2]}/{older[2:]}.commit"}))
+    line = failed_alike(
+        pair, "upgrade", OS, ours_extra=frozenset({f"{older[:2]}/{older[2:]}.commit"})
+    )
     # GLib pads the day with a figure space in a UTF-8 locale (the tests run in C.UTF-8)
-    assert f"Upgrade target revision '{older}' with timestamp 'Wed Jun \u20071 00:00:00 " \
-           "2022' is chronologically older than" in line
+    assert (
+        f"Upgrade target revision '{older}' with timestamp 'Wed Jun \u20071 00:00:00 "
+        "2022' is chronologically older than" in line
+    )
     # the refused commit object was fetched (and is partial), the ref did not move
     assert f"{older}.commitpartial" in repo_state(pair.b.repo)["state"]
     pair.admin("upgrade", OS, "--allow-downgrade")
@@ -189,7 +223,8 @@ def test_override_commit_and_transient_state(pair: Pair, served: Served):
     for sr in (pair.a, pair.b):
         default_origin(pair, sr).write_text(
             "# vendor\n[origin]\nrefspec=origin:testos/x\nunlocked=hotfix\n\n\n"
-            "[libostree-transient]\npinned=true\n[extra]\n# why\nkey=value\n")
+            "[libostree-transient]\npinned=true\n[extra]\n# why\nkey=value\n"
+        )
     pair.admin("upgrade", OS, f"--override-commit={second}")
     assert_same(pair)
     assert "override-commit=" in default_origin(pair, pair.b).read_text()
@@ -227,7 +262,8 @@ def test_unconfigured_state_and_bad_input(pair: Pair, served: Served, tmp_path):
     failed_alike(pair, "upgrade", "--os=empty")
     for sr in (pair.a, pair.b):
         default_origin(pair, sr).write_text(
-            "[origin]\nrefspec=origin:testos/x\nunconfigured-state=Run vendor-register first\n")
+            "[origin]\nrefspec=origin:testos/x\nunconfigured-state=Run vendor-register first\n"
+        )
     line = failed_alike(pair, "upgrade", OS)
     assert line == "error: origin unconfigured-state: Run vendor-register first"
     rb = pair.sysroot("admin", "upgrade", f"--sysroot={tmp_path / 'nothing'}", OS, check=False)
@@ -248,8 +284,9 @@ def test_endoflife_and_rebase(pair: Pair, served: Served):
     assert rb.stderr.decode() == f"warning: origin:{X} is end-of-life: Stream x is over\n"
     assert_same(pair)
     served.commit(Y, ts=T2, version="y1")
-    served.commit(ts=T3, version="eol", meta={"ostree.endoflife": "Moved to y",
-                                             "ostree.endoflife-rebase": Y})
+    served.commit(
+        ts=T3, version="eol", meta={"ostree.endoflife": "Moved to y", "ostree.endoflife-rebase": Y}
+    )
     pair.admin("upgrade", OS)
     assert_same(pair)
     assert default_origin(pair, pair.b).read_text() == f"[origin]\nrefspec=origin:{Y}\n"
@@ -274,8 +311,11 @@ def test_switch_remote_ref(pair: Pair, served: Served):
 
 def test_switch_local_ref(pair: Pair, tmp_path):
     pair.commit(make_os_tree(tmp_path / "ta"), "local/a")
-    pair.commit(make_os_tree(tmp_path / "tb", extra={"usr/share/b": "b\n"}), "local/b",
-                extra=("--timestamp=2020-01-01 00:00:00",))
+    pair.commit(
+        make_os_tree(tmp_path / "tb", extra={"usr/share/b": "b\n"}),
+        "local/b",
+        extra=("--timestamp=2020-01-01 00:00:00",),
+    )
     pair.admin("deploy", OS, "local/a")
     ra, _ = pair.admin("upgrade", OS)
     assert ra.stdout.decode() == "No update available.\n"
@@ -288,8 +328,7 @@ def test_switch_local_ref(pair: Pair, tmp_path):
     # a local ref needs no pull: --check compares it with the deployment
     rc, out, _ = ours("admin", "upgrade", f"--sysroot={pair.b.path}", OS, "--check")
     assert (rc, out) == (77, "No update available.\n")
-    newer = pair.commit(make_os_tree(tmp_path / "tc", extra={"usr/share/c": "c\n"}),
-                        "local/b")
+    newer = pair.commit(make_os_tree(tmp_path / "tc", extra={"usr/share/c": "c\n"}), "local/b")
     rc, out, _ = ours("admin", "upgrade", f"--sysroot={pair.b.path}", OS, "--check")
     assert rc == 0 and f"  Commit: {newer}\n" in out, out
     pair.admin("upgrade", OS)
@@ -338,8 +377,7 @@ def test_check_and_preview(pair: Pair, served: Served, ostree):
     assert_same(pair)
     lines = ostree.out("diff", f"--repo={pair.a.repo}", first, new).splitlines()
     counts = {k: sum(1 for ln in lines if ln.startswith(k + " ")) for k in "ADM"}
-    assert f"  Files: {counts['A']} added, {counts['D']} removed, {counts['M']} modified\n" \
-        in out
+    assert f"  Files: {counts['A']} added, {counts['D']} removed, {counts['M']} modified\n" in out
     assert counts["A"] >= 1 and counts["M"] >= 1
     pair.admin("upgrade", OS)
     for flag in ("--check", "--preview"):

@@ -20,22 +20,58 @@ from sysroot.formats.gvariant_text import print_value
 
 # (type, value) covering every shape ostree uses and then some
 SHAPES = [
-    ("y", 0), ("y", 255), ("b", True), ("b", False), ("n", -32768), ("q", 65535),
-    ("i", -(1 << 31)), ("u", (1 << 32) - 1), ("x", -(1 << 63)), ("t", (1 << 64) - 1),
-    ("h", 3), ("d", 3.5), ("d", -0.0), ("d", float("inf")),
-    ("s", ""), ("s", "héllo wörld"), ("o", "/org/example/Path"), ("g", "a{sv}"),
-    ("v", Variant("i", 5)), ("v", Variant("as", ["a", "bc"])),
+    ("y", 0),
+    ("y", 255),
+    ("b", True),
+    ("b", False),
+    ("n", -32768),
+    ("q", 65535),
+    ("i", -(1 << 31)),
+    ("u", (1 << 32) - 1),
+    ("x", -(1 << 63)),
+    ("t", (1 << 64) - 1),
+    ("h", 3),
+    ("d", 3.5),
+    ("d", -0.0),
+    ("d", float("inf")),
+    ("s", ""),
+    ("s", "héllo wörld"),
+    ("o", "/org/example/Path"),
+    ("g", "a{sv}"),
+    ("v", Variant("i", 5)),
+    ("v", Variant("as", ["a", "bc"])),
     ("v", Variant("v", Variant("s", "x"))),
-    ("ay", b""), ("ay", b"\x00\x01\xff"), ("ai", [1, -2, 3]), ("as", ["", "a", "bcd"]),
-    ("aay", [b"", b"x", b"yz"]), ("a(is)", [(1, "one"), (2, "")]), ("a(yi)", [(1, 2), (3, 4)]),
-    ("a{sv}", {"version": Variant("s", "1.0"), "n": Variant("t", 7)}), ("a{ss}", {}),
-    ("a{ys}", {1: "a", 2: "b"}), ("a{sa{sv}}", {"g": {"k": Variant("b", True)}, "e": {}}),
-    ("mi", None), ("mi", 5), ("ms", None), ("ms", "x"), ("ms", ""), ("mas", ["a"]),
-    ("m(ii)", (1, 2)), ("may", b"\x01"),
-    ("()", ()), ("(is)", (1, "x")), ("(yi)", (1, 2)), ("(iy)", (1, 2)), ("(ay)", (b"x",)),
-    ("(sss)", ("a", "", "ccc")), ("((ii)s)", ((1, 2), "z")), ("(uuua(ayay))", (1, 2, 3, [])),
-    ("(a{sv}aya(say)sstayay)", ({"a": Variant("s", "b")}, b"", [], "subj", "body", 1 << 40,
-                                bytes(range(32)), bytes(32))),
+    ("ay", b""),
+    ("ay", b"\x00\x01\xff"),
+    ("ai", [1, -2, 3]),
+    ("as", ["", "a", "bcd"]),
+    ("aay", [b"", b"x", b"yz"]),
+    ("a(is)", [(1, "one"), (2, "")]),
+    ("a(yi)", [(1, 2), (3, 4)]),
+    ("a{sv}", {"version": Variant("s", "1.0"), "n": Variant("t", 7)}),
+    ("a{ss}", {}),
+    ("a{ys}", {1: "a", 2: "b"}),
+    ("a{sa{sv}}", {"g": {"k": Variant("b", True)}, "e": {}}),
+    ("mi", None),
+    ("mi", 5),
+    ("ms", None),
+    ("ms", "x"),
+    ("ms", ""),
+    ("mas", ["a"]),
+    ("m(ii)", (1, 2)),
+    ("may", b"\x01"),
+    ("()", ()),
+    ("(is)", (1, "x")),
+    ("(yi)", (1, 2)),
+    ("(iy)", (1, 2)),
+    ("(ay)", (b"x",)),
+    ("(sss)", ("a", "", "ccc")),
+    ("((ii)s)", ((1, 2), "z")),
+    ("(uuua(ayay))", (1, 2, 3, [])),
+    (
+        "(a{sv}aya(say)sstayay)",
+        ({"a": Variant("s", "b")}, b"", [], "subj", "body", 1 << 40, bytes(range(32)), bytes(32)),
+    ),
     ("a{sv}", MultiDict([("a", Variant("s", "1")), ("a", Variant("i", 2))])),
 ]
 
@@ -65,13 +101,14 @@ def test_round_trip_and_glib_reads_it(ostree, dummy_repo, tmp_path, sig, value):
         assert str(decoded) == str(value)  # keeps the sign of -0.0
     else:
         assert decoded == value
-    assert _ostree_print(ostree, dummy_repo, tmp_path, sig, data) == \
-        print_value(sig, value, byteswap=True)
+    assert _ostree_print(ostree, dummy_repo, tmp_path, sig, data) == print_value(
+        sig, value, byteswap=True
+    )
 
 
 def _offsets_tail(data: bytes, count: int, width: int) -> list[int]:
-    tail = data[len(data) - count * width:]
-    return [int.from_bytes(tail[i:i + width], "little") for i in range(0, len(tail), width)]
+    tail = data[len(data) - count * width :]
+    return [int.from_bytes(tail[i : i + width], "little") for i in range(0, len(tail), width)]
 
 
 @pytest.mark.parametrize(("item_len", "width"), [(10, 1), (100, 2), (30000, 4)])
@@ -100,10 +137,17 @@ def test_glib_serialization_reproduced_at_every_width(ostree, tmp_path):
     big = "[" + ", ".join(f"'{chr(97 + i % 26) * 1000}'" for i in range(70)) + "]"
     medium = "[" + ", ".join(f"'{i}' " for i in range(60)) + "]"
     checksum = ostree.out(
-        "commit", f"--repo={repo}", "-b", "main", "--timestamp=2021-01-01",
-        "--add-metadata=small=['a', 'b']", f"--add-metadata=medium={medium}",
-        f"--add-metadata=big={big}", "--add-metadata=t=(1, 'x', [byte 0x01], <@as []>)",
-        "--add-metadata-string=version=1", tree,
+        "commit",
+        f"--repo={repo}",
+        "-b",
+        "main",
+        "--timestamp=2021-01-01",
+        "--add-metadata=small=['a', 'b']",
+        f"--add-metadata=medium={medium}",
+        f"--add-metadata=big={big}",
+        "--add-metadata=t=(1, 'x', [byte 0x01], <@as []>)",
+        "--add-metadata-string=version=1",
+        tree,
     )
     data = (repo / "objects" / checksum[:2] / f"{checksum[2:]}.commit").read_bytes()
     assert len(data) > 70000
@@ -166,11 +210,19 @@ def test_flipped_bytes_in_real_objects(ostree, tmp_path):
         for name in ("x", "yy", "zzz"):
             (tree / d / name).write_text(name)
     ostree("init", f"--repo={repo}", "--mode=archive")
-    ostree("commit", f"--repo={repo}", "-b", "main", "--timestamp=2021-01-01",
-           "--add-metadata=k=[(1, 'x'), (2, 'yy')]", tree)
+    ostree(
+        "commit",
+        f"--repo={repo}",
+        "-b",
+        "main",
+        "--timestamp=2021-01-01",
+        "--add-metadata=k=[(1, 'x'), (2, 'yy')]",
+        tree,
+    )
     rng = random.Random(4)
-    for path in sorted((repo / "objects").rglob("*.dirtree"))[:5] + \
-            sorted((repo / "objects").rglob("*.commit")):
+    for path in sorted((repo / "objects").rglob("*.dirtree"))[:5] + sorted(
+        (repo / "objects").rglob("*.commit")
+    ):
         sig = "(a(say)a(sayay))" if path.suffix == ".dirtree" else "(a{sv}aya(say)sstayay)"
         data = path.read_bytes()
         original = gvariant.decode(sig, data)
@@ -185,13 +237,17 @@ def test_flipped_bytes_in_real_objects(ostree, tmp_path):
             assert value != original or not gvariant.is_normal_form(sig, bytes(bad))
 
 
-@pytest.mark.parametrize("sig", ["(a{sv}aya(say)sstayay)", "(a(say)a(sayay))", "a{sv}",
-                                 "(uuuusa(ayay))", "aas", "m(sv)"])
+@pytest.mark.parametrize(
+    "sig", ["(a{sv}aya(say)sstayay)", "(a(say)a(sayay))", "a{sv}", "(uuuusa(ayay))", "aas", "m(sv)"]
+)
 def test_random_bytes_never_crash(sig):
     rng = random.Random(sig)
     for _ in range(400):
-        data = os.urandom(0) if rng.random() < 0.02 else \
-            bytes(rng.randrange(256) for _ in range(rng.randrange(1, 80)))
+        data = (
+            os.urandom(0)
+            if rng.random() < 0.02
+            else bytes(rng.randrange(256) for _ in range(rng.randrange(1, 80)))
+        )
         try:
             gvariant.decode(sig, data)
         except FormatError:

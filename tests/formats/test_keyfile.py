@@ -6,7 +6,7 @@ from sysroot.formats.keyfile import KeyFile
 
 
 def test_round_trip_keeps_comments_and_order():
-    text = "# head\n[core]\nrepo_version=1\n# note\nmode=bare\n\n[remote \"o\"]\nurl=x\n"
+    text = '# head\n[core]\nrepo_version=1\n# note\nmode=bare\n\n[remote "o"]\nurl=x\n'
     assert KeyFile.parse(text).to_text() == text
 
 

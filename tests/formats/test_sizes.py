@@ -49,8 +49,11 @@ def _commit(ostree, repo: Path, tree: Path, *extra: str) -> tuple[str, Commit]:
 
 
 def _object_path(repo: Path, size: ObjectSize) -> Path:
-    ext = {ObjectType.FILE: "filez", ObjectType.DIR_TREE: "dirtree",
-           ObjectType.DIR_META: "dirmeta"}[size.objtype]
+    ext = {
+        ObjectType.FILE: "filez",
+        ObjectType.DIR_TREE: "dirtree",
+        ObjectType.DIR_META: "dirmeta",
+    }[size.objtype]
     return repo / "objects" / size.checksum[:2] / f"{size.checksum[2:]}.{ext}"
 
 
@@ -101,7 +104,8 @@ def test_totals_match_ostree_show_print_sizes(ostree, tmp_path):
     assert ostree.out("show", f"--repo={repo}", "main", "--print-sizes") == (
         f"Compressed size (needed/total): 0 bytes/{archived}\n"
         f"Unpacked size (needed/total): 0 bytes/{unpacked}\n"
-        f"Number of objects (needed/total): 0/{len(sizes)}")
+        f"Number of objects (needed/total): 0/{len(sizes)}"
+    )
 
 
 def test_print_sizes_rounds_huge_sizes_as_glib(ostree, sysroot, tmp_path):
@@ -114,7 +118,8 @@ def test_print_sizes_rounds_huge_sizes_as_glib(ostree, sysroot, tmp_path):
     repo = tmp_path / "repo"
     _, commit = _commit(ostree, repo, tree, f"--add-metadata=ostree.sizes=[@ay [{text}]]")
     assert commit_object_sizes(commit) == [
-        ObjectSize(CSUM.hex(), ObjectType.FILE, 9_250_000_000_000_001, 9_350_000_000_000_001)]
+        ObjectSize(CSUM.hex(), ObjectType.FILE, 9_250_000_000_000_001, 9_350_000_000_000_001)
+    ]
     args = ("show", f"--repo={repo}", "main", "--print-sizes")
     expected = ostree(*args).stdout
     assert "9.2\u00a0PB/9.2\u00a0PB".encode() in expected
@@ -123,26 +128,37 @@ def test_print_sizes_rounds_huge_sizes_as_glib(ostree, sysroot, tmp_path):
 
 def test_entry_without_type_byte_is_a_content_object():
     # commits from before ostree 2020.1 have no type byte
-    assert decode_object_size(CSUM + _varint(300) + _varint(7)) == \
-        ObjectSize(CSUM.hex(), ObjectType.FILE, 300, 7)
+    assert decode_object_size(CSUM + _varint(300) + _varint(7)) == ObjectSize(
+        CSUM.hex(), ObjectType.FILE, 300, 7
+    )
     assert decode_object_size(CSUM + b"\x00\x00\x02").objtype is ObjectType.DIR_TREE
 
 
-@pytest.mark.parametrize("raw, message", [
-    (CSUM[:31], "Invalid object size metadata"),
-    (CSUM, "Invalid object size metadata"),
-    (CSUM + b"\x05", "Invalid object size metadata"),
-    (CSUM + b"\x05\x85", "Invalid object size metadata"),  # continuation bit, then EOF
-    (CSUM + b"\x05\x05\x63", "Invalid object type 99 in size metadata"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (CSUM[:31], "Invalid object size metadata"),
+        (CSUM, "Invalid object size metadata"),
+        (CSUM + b"\x05", "Invalid object size metadata"),
+        (CSUM + b"\x05\x85", "Invalid object size metadata"),  # continuation bit, then EOF
+        (CSUM + b"\x05\x05\x63", "Invalid object type 99 in size metadata"),
+    ],
+)
 def test_malformed_entries_are_refused(raw, message):
     with pytest.raises(FormatError, match=f"^{message}$"):
         decode_object_sizes([CSUM + b"\x01\x01", raw])
 
 
 def test_commit_without_sizes():
-    commit = Commit(metadata={}, parent=None, subject="", body="", timestamp=0,
-                    root_tree="00" * 32, root_meta="00" * 32)
+    commit = Commit(
+        metadata={},
+        parent=None,
+        subject="",
+        body="",
+        timestamp=0,
+        root_tree="00" * 32,
+        root_meta="00" * 32,
+    )
     with pytest.raises(NotFoundError, match="No metadata key ostree.sizes in commit"):
         commit_object_sizes(commit)
     wrong_type = Commit(**{**commit.__dict__, "metadata": {"ostree.sizes": Variant("s", "")}})

@@ -25,6 +25,7 @@ class Endless:
 
     declared: a (huge) Content-Length to announce instead of none; status: the HTTP
     status (an endless error page)."""
+
     declared: int | None = None
     status: int = 200
 
@@ -34,6 +35,7 @@ class WrongLength:
     """The file's real bytes under a Content-Length off by delta (negative: too short,
     the rest poisons the kept-alive connection; positive: the body ends early, then
     the connection closes, or stalls if stall is true)."""
+
     delta: int
     stall: bool = False
 
@@ -41,12 +43,14 @@ class WrongLength:
 @dataclass(frozen=True)
 class Stall:
     """The real Content-Length and the first `after` bytes, then nothing."""
+
     after: int = 0
 
 
 @dataclass(frozen=True)
 class Slow:
     """The real file in pieces of `piece` bytes, one every `interval` seconds."""
+
     piece: int
     interval: float
 
@@ -60,12 +64,14 @@ class RedirectLoop:
 class Bomb:
     """A .filez: the real object's header (a small size), then a deflate stream of
     zeros that never ends (before secs, if given, or the server's response_secs)."""
+
     secs: float | None = None
 
 
 @dataclass(frozen=True)
 class Replace:
     """These bytes instead of the file's, with a correct Content-Length (None: 404)."""
+
     data: bytes | None
 
 
@@ -132,8 +138,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         while time.monotonic() < end and not srv.stop.is_set():
             self.wfile.write(block)
 
-    def _wrong_length(self, srv: HostileServer, data: bytes | None,
-                      how: WrongLength) -> None:
+    def _wrong_length(self, srv: HostileServer, data: bytes | None, how: WrongLength) -> None:
         assert data is not None
         self._head(max(0, len(data) + how.delta))
         self.wfile.write(data)
@@ -146,7 +151,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _stall(self, srv: HostileServer, data: bytes | None, how: Stall) -> None:
         assert data is not None
         self._head(len(data))
-        self.wfile.write(data[:how.after])
+        self.wfile.write(data[: how.after])
         self.wfile.flush()
         srv.stop.wait(srv.response_secs)
         self.close_connection = True
@@ -157,12 +162,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         for start in range(0, len(data), how.piece):
             if srv.stop.wait(how.interval):
                 break
-            self.wfile.write(data[start:start + how.piece])
+            self.wfile.write(data[start : start + how.piece])
             self.wfile.flush()
 
     def _bomb(self, srv: HostileServer, data: bytes | None, how: Bomb) -> None:
         assert data is not None
-        header = data[:8 + int.from_bytes(data[:4], "big")]
+        header = data[: 8 + int.from_bytes(data[:4], "big")]
         self._head(None)
         self.wfile.write(header)
         z = zlib.compressobj(9, zlib.DEFLATED, -15)

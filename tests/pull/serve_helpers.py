@@ -139,11 +139,11 @@ error_log {workdir}/error.log;
 events {{ worker_connections {worker_connections}; }}
 http {{
     access_log {workdir}/access.log;
-    client_body_temp_path {temp['body']};
-    proxy_temp_path {temp['proxy']};
-    fastcgi_temp_path {temp['fastcgi']};
-    uwsgi_temp_path {temp['uwsgi']};
-    scgi_temp_path {temp['scgi']};
+    client_body_temp_path {temp["body"]};
+    proxy_temp_path {temp["proxy"]};
+    fastcgi_temp_path {temp["fastcgi"]};
+    uwsgi_temp_path {temp["uwsgi"]};
+    scgi_temp_path {temp["scgi"]};
     sendfile on;
     keepalive_requests 100000;
     server {{
@@ -156,9 +156,12 @@ http {{
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Nginx:
-        self.proc = subprocess.Popen([NGINX, "-p", str(self.workdir), "-c", str(self.conf)],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [NGINX, "-p", str(self.workdir), "-c", str(self.conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -188,13 +191,19 @@ http {{
 
 
 def object_names(repo: Path) -> set[str]:
-    return {str(p.relative_to(repo / "objects")) for p in (repo / "objects").rglob("*")
-            if not p.is_dir()}
+    return {
+        str(p.relative_to(repo / "objects"))
+        for p in (repo / "objects").rglob("*")
+        if not p.is_dir()
+    }
 
 
 def object_bytes(repo: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(repo / "objects")): p.read_bytes()
-            for p in (repo / "objects").rglob("*") if not p.is_dir()}
+    return {
+        str(p.relative_to(repo / "objects")): p.read_bytes()
+        for p in (repo / "objects").rglob("*")
+        if not p.is_dir()
+    }
 
 
 def refs_of(repo: Path) -> dict[str, str]:
@@ -206,8 +215,7 @@ def refs_of(repo: Path) -> dict[str, str]:
     return out
 
 
-def new_repo(ostree, path: Path, mode: str, url: str | None = None,
-             name: str = "origin") -> Path:
+def new_repo(ostree, path: Path, mode: str, url: str | None = None, name: str = "origin") -> Path:
     ostree("init", f"--repo={path}", f"--mode={mode}")
     if url is not None:
         ostree("remote", "add", f"--repo={path}", "--no-gpg-verify", name, url)

@@ -64,11 +64,16 @@ def served(tmp_path_factory, ostree) -> dict:
         return ostree.out("ls", f"--repo={repo}", "-C", "-d", c2, path).split()
 
     paths = {
-        "config": "config", "summary": "summary", "summary.sig": "summary.sig",
-        "commit": obj(c2, "commit"), "commitmeta": obj(c2, "commitmeta"),
-        "dirtree": obj(ls("/")[4], "dirtree"), "subtree": obj(ls("/sub")[4], "dirtree"),
+        "config": "config",
+        "summary": "summary",
+        "summary.sig": "summary.sig",
+        "commit": obj(c2, "commit"),
+        "commitmeta": obj(c2, "commitmeta"),
+        "dirtree": obj(ls("/")[4], "dirtree"),
+        "subtree": obj(ls("/sub")[4], "dirtree"),
         "dirmeta": obj(ls("/sub")[5], "dirmeta"),
-        "small": obj(ls("/hello")[4], "filez"), "big": obj(ls("/sub/big")[4], "filez"),
+        "small": obj(ls("/hello")[4], "filez"),
+        "big": obj(ls("/sub/big")[4], "filez"),
         "refs/heads/main": "refs/heads/main",
     }
     server = HostileServer(repo, response_secs=20, lifetime=600)
@@ -77,8 +82,7 @@ def served(tmp_path_factory, ostree) -> dict:
         ostree("pull", f"--repo={client}", "origin", c1)
         (client / "refs/remotes/origin").mkdir(parents=True, exist_ok=True)
         (client / "refs/remotes/origin/main").write_text(c1 + "\n")
-        yield {"repo": repo, "c1": c1, "c2": c2, "paths": paths, "server": server,
-               "client": client}
+        yield {"repo": repo, "c1": c1, "c2": c2, "paths": paths, "server": server, "client": client}
 
 
 @pytest.fixture
@@ -98,18 +102,24 @@ def _case_repo(served, tmp_path: Path, **options: str) -> Path:
 
 
 def _config_set(repo: Path, key: str, value: str) -> None:
-    subprocess.run([OSTREE, "config", f"--repo={repo}", "set", key, value], check=True,
-                   env=clean_env(), capture_output=True)
+    subprocess.run(
+        [OSTREE, "config", f"--repo={repo}", "set", key, value],
+        check=True,
+        env=clean_env(),
+        capture_output=True,
+    )
 
 
-def run_measured(argv: list[str], cwd: Path, timeout: float = 60
-                 ) -> tuple[subprocess.CompletedProcess, int, float]:
+def run_measured(
+    argv: list[str], cwd: Path, timeout: float = 60
+) -> tuple[subprocess.CompletedProcess, int, float]:
     """(result, peak RSS in KiB of it and its waited-for children, seconds)."""
     out, err = cwd / "stdout", cwd / "stderr"
     start = time.monotonic()
     with open(out, "wb") as o, open(err, "wb") as e:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=o, stderr=e,
-                                env=clean_env(), cwd=cwd)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=o, stderr=e, env=clean_env(), cwd=cwd
+        )
     killer = threading.Timer(timeout, proc.kill)  # a hung pull fails the test, no more
     killer.start()
     try:
@@ -118,8 +128,7 @@ def run_measured(argv: list[str], cwd: Path, timeout: float = 60
         killer.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
     elapsed = time.monotonic() - start
-    result = subprocess.CompletedProcess(argv, proc.returncode, out.read_bytes(),
-                                         err.read_bytes())
+    result = subprocess.CompletedProcess(argv, proc.returncode, out.read_bytes(), err.read_bytes())
     out.unlink()
     err.unlink()
     return result, usage.ru_maxrss, elapsed
@@ -127,12 +136,22 @@ def run_measured(argv: list[str], cwd: Path, timeout: float = 60
 
 def _outside(case: Path) -> set[str]:
     """Everything in the case directory but the repository."""
-    return {str(p.relative_to(case)) for p in case.rglob("*")
-            if "repo" not in p.relative_to(case).parts[:1]}
+    return {
+        str(p.relative_to(case))
+        for p in case.rglob("*")
+        if "repo" not in p.relative_to(case).parts[:1]
+    }
 
 
-def refuses(served, repo: Path, args: list[str], expect: str, *, timeout: float = 60,
-            tool: list[str] | None = None) -> str:
+def refuses(
+    served,
+    repo: Path,
+    args: list[str],
+    expect: str,
+    *,
+    timeout: float = 60,
+    tool: list[str] | None = None,
+) -> str:
     """Runs the pull, checks everything a refused pull must keep; its error line."""
     case = repo.parent
     refs = refs_of(repo)
@@ -146,26 +165,26 @@ def refuses(served, repo: Path, args: list[str], expect: str, *, timeout: float 
     assert refs_of(repo) == refs, "a ref moved"
     assert _outside(case) == before, "written outside the repository"
     assert not (repo.parent.parent / "x").exists()
-    fsck = subprocess.run([OSTREE, "fsck", f"--repo={repo}"], capture_output=True,
-                          env=clean_env())
+    fsck = subprocess.run([OSTREE, "fsck", f"--repo={repo}"], capture_output=True, env=clean_env())
     assert fsck.returncode == 0, fsck.stderr.decode()
     return line
 
 
 def honest_pull_completes(served, server: HostileServer, repo: Path) -> None:
     server.reset()
-    proc, _, _ = run_measured([sys.executable, "-m", "sysroot", "pull", f"--repo={repo}",
-                               "origin", "main"], repo.parent)
+    proc, _, _ = run_measured(
+        [sys.executable, "-m", "sysroot", "pull", f"--repo={repo}", "origin", "main"], repo.parent
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     assert refs_of(repo)["refs/remotes/origin/main"] == served["c2"]
-    subprocess.run([OSTREE, "fsck", f"--repo={repo}"], check=True, capture_output=True,
-                   env=clean_env())
+    subprocess.run(
+        [OSTREE, "fsck", f"--repo={repo}"], check=True, capture_output=True, env=clean_env()
+    )
 
 
 # --------------------------------------------------------------- endless and bounded
 
-ENDLESS = ["config", "summary", "summary.sig", "commit", "commitmeta", "dirtree",
-           "dirmeta"]
+ENDLESS = ["config", "summary", "summary.sig", "commit", "commitmeta", "dirtree", "dirmeta"]
 
 
 @pytest.mark.parametrize("what", ENDLESS)
@@ -173,8 +192,7 @@ def test_endless_metadata(served, server, tmp_path, what):
     """An endless body with no Content-Length stops at max-metadata-size."""
     repo = _case_repo(served, tmp_path, **{"max-metadata-size": str(SMALL)})
     server.behaviours[served["paths"][what]] = Endless()
-    line = refuses(served, repo, ["origin", "main"],
-                   f"exceeded maximum size of {SMALL} bytes")
+    line = refuses(served, repo, ["origin", "main"], f"exceeded maximum size of {SMALL} bytes")
     assert served["paths"][what] in line
     honest_pull_completes(served, server, repo)
 
@@ -203,10 +221,10 @@ def test_default_bound_like_ostree(served, server, tmp_path, what):
     """Without the option: ostree's 10 MiB, and ostree refuses the same file alike."""
     repo = _case_repo(served, tmp_path)
     server.behaviours[served["paths"][what]] = Endless()
-    ours = refuses(served, repo, ["origin", "main"],
-                   "exceeded maximum size of 10485760 bytes")
-    theirs = refuses(served, repo, ["origin", "main"],
-                     "exceeded maximum size of 10485760 bytes", tool=[OSTREE])
+    ours = refuses(served, repo, ["origin", "main"], "exceeded maximum size of 10485760 bytes")
+    theirs = refuses(
+        served, repo, ["origin", "main"], "exceeded maximum size of 10485760 bytes", tool=[OSTREE]
+    )
     assert served["paths"][what] in ours and served["paths"][what] in theirs
     honest_pull_completes(served, server, repo)
 
@@ -216,15 +234,20 @@ def test_endless_error_pages(served, server, tmp_path):
     pull goes on at once; an endless 503 is retried, then refused."""
     repo = _case_repo(served, tmp_path)
     server.behaviours[served["paths"]["commitmeta"]] = Endless(status=404)
-    proc, rss, elapsed = run_measured([sys.executable, "-m", "sysroot", "pull",
-                                       f"--repo={repo}", "origin", "main"], repo.parent)
+    proc, rss, elapsed = run_measured(
+        [sys.executable, "-m", "sysroot", "pull", f"--repo={repo}", "origin", "main"], repo.parent
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     assert elapsed < 10 and rss < MAX_RSS_KIB
     repo = _case_repo(served, tmp_path / "again")
     server.reset()
     server.behaviours["summary"] = Endless(status=503)
-    refuses(served, repo, ["--network-retries=2", "origin", "main"],
-            "summary failed: server returned HTTP 503")
+    refuses(
+        served,
+        repo,
+        ["--network-retries=2", "origin", "main"],
+        "summary failed: server returned HTTP 503",
+    )
     assert server.requests.count("summary") == 3
     honest_pull_completes(served, server, repo)
 
@@ -235,6 +258,7 @@ def test_max_metadata_size_option_checked(served, server, tmp_path):
 
 
 # --------------------------------------------------------------- content (.filez)
+
 
 @pytest.mark.parametrize("mode", ["archive", "bare-user"])
 def test_filez_bomb(served, server, tmp_path, ostree, mode):
@@ -249,8 +273,7 @@ def test_filez_bomb(served, server, tmp_path, ostree, mode):
         repo = new_repo(ostree, tmp_path / "case/repo", mode, server.url)
     server.behaviours[served["paths"]["small"]] = Bomb()
     start = time.monotonic()
-    refuses(served, repo, ["origin", "main"],
-            "payload is longer than the 6 bytes its header says")
+    refuses(served, repo, ["origin", "main"], "payload is longer than the 6 bytes its header says")
     assert time.monotonic() - start < 10
     if mode == "bare-user":
         server.behaviours[served["paths"]["small"]] = Bomb(secs=2)
@@ -267,10 +290,13 @@ def test_filez_endless_after_payload(served, server, tmp_path):
     honest_pull_completes(served, server, repo)
 
 
-@pytest.mark.parametrize(("served_instead", "target", "message"), [
-    ("small", "big", "Corrupted file object"),
-    ("subtree", "dirtree", "Corrupted dirtree object"),
-])
+@pytest.mark.parametrize(
+    ("served_instead", "target", "message"),
+    [
+        ("small", "big", "Corrupted file object"),
+        ("subtree", "dirtree", "Corrupted dirtree object"),
+    ],
+)
 def test_object_hashing_wrong(served, server, tmp_path, served_instead, target, message):
     """Another valid object served in place of a content object or a dirtree."""
     repo = _case_repo(served, tmp_path)
@@ -282,6 +308,7 @@ def test_object_hashing_wrong(served, server, tmp_path, served_instead, target, 
 
 
 # --------------------------------------------------------------- wrong Content-Length
+
 
 def test_content_length_too_short(served, server, tmp_path):
     """The object cut short by its own header, the rest left on the connection."""
@@ -304,12 +331,12 @@ def test_content_length_too_long(served, server, tmp_path):
 def test_content_length_too_long_then_stall(served, server, tmp_path):
     repo = _case_repo(served, tmp_path, **{"stall-timeout-secs": "2"})
     server.behaviours[served["paths"]["dirtree"]] = WrongLength(1000, stall=True)
-    refuses(served, repo, ["origin", "main"], "no data received in 2 s",
-            timeout=20)
+    refuses(served, repo, ["origin", "main"], "no data received in 2 s", timeout=20)
     honest_pull_completes(served, server, repo)
 
 
 # --------------------------------------------------------------- stalls
+
 
 @pytest.mark.parametrize("what", ["summary", "big"])
 def test_stall_ends_at_the_deadline(served, server, tmp_path, what):
@@ -317,8 +344,7 @@ def test_stall_ends_at_the_deadline(served, server, tmp_path, what):
     repo = _case_repo(served, tmp_path, **{"stall-timeout-secs": "2"})
     server.behaviours[served["paths"][what]] = Stall(after=100)
     start = time.monotonic()
-    line = refuses(served, repo, ["origin", "main"], "no data received in 2 s",
-                   timeout=30)
+    line = refuses(served, repo, ["origin", "main"], "no data received in 2 s", timeout=30)
     assert time.monotonic() - start < 15
     assert served["paths"][what] in line
     honest_pull_completes(served, server, repo)
@@ -328,8 +354,9 @@ def test_slow_but_progressing_is_not_cut_off(served, server, tmp_path):
     """16 KiB every 0.3 s (about 5 s for the file) under a 2 s stall timeout."""
     repo = _case_repo(served, tmp_path, **{"stall-timeout-secs": "2"})
     server.behaviours[served["paths"]["big"]] = Slow(16 << 10, 0.3)
-    proc, _, elapsed = run_measured([sys.executable, "-m", "sysroot", "pull",
-                                     f"--repo={repo}", "origin", "main"], repo.parent)
+    proc, _, elapsed = run_measured(
+        [sys.executable, "-m", "sysroot", "pull", f"--repo={repo}", "origin", "main"], repo.parent
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     assert elapsed > 4
     assert refs_of(repo)["refs/remotes/origin/main"] == served["c2"]
@@ -342,6 +369,7 @@ def test_stall_timeout_option_checked(served, server, tmp_path):
 
 
 # --------------------------------------------------------------- redirects, names
+
 
 def test_redirect_loop(served, server, tmp_path):
     repo = _case_repo(served, tmp_path)

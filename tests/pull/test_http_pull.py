@@ -28,8 +28,10 @@ from tests.pull.serve_helpers import (
     refs_of,
 )
 
-SUMMARY_LINE = re.compile(r"^\d+ metadata, \d+ content objects fetched; \d+ (B|KiB|MiB) "
-                          r"transferred in \d+ seconds; .+ content written$")
+SUMMARY_LINE = re.compile(
+    r"^\d+ metadata, \d+ content objects fetched; \d+ (B|KiB|MiB) "
+    r"transferred in \d+ seconds; .+ content written$"
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +58,9 @@ def assert_same(ostree, theirs: Path, ours: Path, mode: str) -> None:
         assert object_bytes(ours) == object_bytes(theirs)
     else:
         assert object_names(ours) == object_names(theirs)
-    assert sorted(p.name for p in (ours / "state").iterdir()) == \
-        sorted(p.name for p in (theirs / "state").iterdir())
+    assert sorted(p.name for p in (ours / "state").iterdir()) == sorted(
+        p.name for p in (theirs / "state").iterdir()
+    )
     ostree("fsck", f"--repo={ours}")
 
 
@@ -68,27 +71,38 @@ def test_pull_every_mode_like_ostree(served, ostree, sysroot, tmp_path, mode):
         ours = new_repo(ostree, tmp_path / "ours", mode, served["server"].url)
         err = ostree("pull", f"--repo={theirs}", "origin", "main", check=False).stderr
         assert b"invalid mode" in err
-        line = one_error_line(sysroot("pull", f"--repo={ours}", "origin", "main",
-                                      check=False))
+        line = one_error_line(sysroot("pull", f"--repo={ours}", "origin", "main", check=False))
         assert "invalid mode" in line and "bare-user-only" in line
         assert refs_of(ours) == refs_of(theirs) == {}
         ostree("fsck", f"--repo={ours}")
-        theirs, ours = both(ostree, sysroot, tmp_path, mode, served["server"].url,
-                            "origin", "other")
+        theirs, ours = both(
+            ostree, sysroot, tmp_path, mode, served["server"].url, "origin", "other"
+        )
         assert_same(ostree, theirs, ours, mode)
         return
-    theirs, ours = both(ostree, sysroot, tmp_path, mode, served["server"].url,
-                        "origin", "main")
+    theirs, ours = both(ostree, sysroot, tmp_path, mode, served["server"].url, "origin", "main")
     assert_same(ostree, theirs, ours, mode)
     assert refs_of(ours) == {"refs/remotes/origin/main": served["c2"]}
     # a checkout through ostree reproduces the tree ostree itself pulled
     if mode != "archive":
         for repo in (theirs, ours):
-            ostree("checkout", f"--repo={repo}", "-U" if mode != "bare" else "-H",
-                   "origin:main", str(repo.parent / f"co-{repo.name}"))
-        diff = subprocess.run(["diff", "-r", "--no-dereference",
-                               str(tmp_path / f"co-{theirs.name}"),
-                               str(tmp_path / f"co-{ours.name}")], capture_output=True)
+            ostree(
+                "checkout",
+                f"--repo={repo}",
+                "-U" if mode != "bare" else "-H",
+                "origin:main",
+                str(repo.parent / f"co-{repo.name}"),
+            )
+        diff = subprocess.run(
+            [
+                "diff",
+                "-r",
+                "--no-dereference",
+                str(tmp_path / f"co-{theirs.name}"),
+                str(tmp_path / f"co-{ours.name}"),
+            ],
+            capture_output=True,
+        )
         assert diff.returncode == 0, diff.stdout
 
 
@@ -104,15 +118,31 @@ def test_second_pull_fetches_nothing_new(served, ostree, sysroot, tmp_path):
 
 @pytest.mark.parametrize("depth", ["1", "-1"])
 def test_depth_like_ostree(served, ostree, sysroot, tmp_path, depth):
-    theirs, ours = both(ostree, sysroot, tmp_path, "archive", served["server"].url,
-                        f"--depth={depth}", "origin", "main")
+    theirs, ours = both(
+        ostree,
+        sysroot,
+        tmp_path,
+        "archive",
+        served["server"].url,
+        f"--depth={depth}",
+        "origin",
+        "main",
+    )
     assert_same(ostree, theirs, ours, "archive")
     assert (ours / f"objects/{served['c1'][:2]}/{served['c1'][2:]}.commit").exists()
 
 
 def test_commit_metadata_only_like_ostree(served, ostree, sysroot, tmp_path):
-    theirs, ours = both(ostree, sysroot, tmp_path, "bare-user", served["server"].url,
-                        "--commit-metadata-only", "origin", "main")
+    theirs, ours = both(
+        ostree,
+        sysroot,
+        tmp_path,
+        "bare-user",
+        served["server"].url,
+        "--commit-metadata-only",
+        "origin",
+        "main",
+    )
     assert_same(ostree, theirs, ours, "bare-user")
     assert [p.name for p in (ours / "state").iterdir()] == [f"{served['c2']}.commitpartial"]
     # a full pull afterwards completes the commit and clears the marker
@@ -123,8 +153,9 @@ def test_commit_metadata_only_like_ostree(served, ostree, sysroot, tmp_path):
 
 
 def test_mirror_all_refs_like_ostree(served, ostree, sysroot, tmp_path):
-    theirs, ours = both(ostree, sysroot, tmp_path, "archive", served["server"].url,
-                        "--mirror", "origin")
+    theirs, ours = both(
+        ostree, sysroot, tmp_path, "archive", served["server"].url, "--mirror", "origin"
+    )
     assert_same(ostree, theirs, ours, "archive")
     assert refs_of(ours) == {"refs/heads/main": served["c2"], "refs/heads/other": served["other"]}
     assert (ours / "summary").read_bytes() == (served["repo"] / "summary").read_bytes()
@@ -132,27 +163,32 @@ def test_mirror_all_refs_like_ostree(served, ostree, sysroot, tmp_path):
 
 
 def test_mirror_one_ref_and_refspec_spelling(served, ostree, sysroot, tmp_path):
-    theirs, ours = both(ostree, sysroot, tmp_path, "archive", served["server"].url,
-                        "--mirror", "origin:other")
+    theirs, ours = both(
+        ostree, sysroot, tmp_path, "archive", served["server"].url, "--mirror", "origin:other"
+    )
     assert_same(ostree, theirs, ours, "archive")
     assert refs_of(ours) == {"refs/heads/other": served["other"]}
     assert not (ours / "summary").exists() and not (theirs / "summary").exists()
 
 
 def test_pull_by_checksum_moves_no_ref(served, ostree, sysroot, tmp_path):
-    theirs, ours = both(ostree, sysroot, tmp_path, "bare", served["server"].url,
-                        "origin", served["c1"])
+    theirs, ours = both(
+        ostree, sysroot, tmp_path, "bare", served["server"].url, "origin", served["c1"]
+    )
     assert_same(ostree, theirs, ours, "bare")
     assert refs_of(ours) == {}
 
 
-@pytest.mark.parametrize("args", [
-    ["--dry-run", "origin", "main"],  # ostree: requires static deltas
-    ["origin"],  # no refs and no configured branches
-    ["origin", "nosuch"],  # not in the summary
-    ["nosuchremote", "main"],
-    ["origin", "0" * 64],  # no such commit on the server
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--dry-run", "origin", "main"],  # ostree: requires static deltas
+        ["origin"],  # no refs and no configured branches
+        ["origin", "nosuch"],  # not in the summary
+        ["nosuchremote", "main"],
+        ["origin", "0" * 64],  # no such commit on the server
+    ],
+)
 def test_refusals_like_ostree(served, ostree, sysroot, tmp_path, args):
     theirs = new_repo(ostree, tmp_path / "theirs", "archive", served["server"].url)
     ours = new_repo(ostree, tmp_path / "ours", "archive", served["server"].url)
@@ -176,8 +212,7 @@ def test_no_summary_uses_refs_heads(served, ostree, sysroot, tmp_path):
         # a commit served under a ref it was not made for is refused by both...
         err = ostree("pull", f"--repo={theirs}", "origin", "stray", check=False).stderr
         assert b"ref binding" in err
-        line = one_error_line(sysroot("pull", f"--repo={ours}", "origin", "stray",
-                                      check=False))
+        line = one_error_line(sysroot("pull", f"--repo={ours}", "origin", "stray", check=False))
         assert "has no requested ref 'stray' in ref binding metadata ('main')" in line
         # (ostree stores the commit, marked partial, before refusing it; we store nothing)
         assert refs_of(ours) == refs_of(theirs)
@@ -255,8 +290,15 @@ def test_redirects_to_another_host(served, ostree, sysroot, tmp_path):
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        theirs, ours = both(ostree, sysroot, tmp_path, "archive",
-                            f"http://127.0.0.1:{httpd.server_address[1]}/", "origin", "main")
+        theirs, ours = both(
+            ostree,
+            sysroot,
+            tmp_path,
+            "archive",
+            f"http://127.0.0.1:{httpd.server_address[1]}/",
+            "origin",
+            "main",
+        )
         assert httpd.hits > len(object_names(ours))  # ostree's and ours
     finally:
         httpd.shutdown()
@@ -275,19 +317,30 @@ def _tls_files(tmp_path: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
@@ -300,8 +353,9 @@ def test_https_with_tls_ca_path(served, ostree, sysroot, tmp_path):
         ours = new_repo(ostree, tmp_path / "ours", "archive", server.url)
         # an unknown certificate is refused by both
         assert ostree("pull", f"--repo={theirs}", "origin", "other", check=False).returncode
-        line = one_error_line(sysroot("pull", f"--repo={ours}", "--network-retries=0",
-                                      "origin", "other", check=False))
+        line = one_error_line(
+            sysroot("pull", f"--repo={ours}", "--network-retries=0", "origin", "other", check=False)
+        )
         assert server.url in line and "certificate" in line.lower()
         for repo in (theirs, ours):
             ostree("config", f"--repo={repo}", "set", 'remote "origin".tls-ca-path', str(cert))
@@ -328,8 +382,15 @@ def test_signed_commits_over_http(ostree, sysroot, tmp_path, alice):
     (tmp_path / "t/f").write_text("signed\n")
     unsigned = ostree.out("commit", f"--repo={src}", "-b", "unsigned", str(tmp_path / "t"))
     (tmp_path / "t/g").write_text("also signed\n")
-    signed = ostree.out("commit", f"--repo={src}", "-b", "main", str(tmp_path / "t"),
-                        f"--gpg-homedir={alice.home}", f"--gpg-sign={alice.long_id}")
+    signed = ostree.out(
+        "commit",
+        f"--repo={src}",
+        "-b",
+        "main",
+        str(tmp_path / "t"),
+        f"--gpg-homedir={alice.home}",
+        f"--gpg-sign={alice.long_id}",
+    )
     ostree("summary", f"--repo={src}", "-u")
     with RepoServer(src) as server:
         repos = {}
@@ -339,10 +400,8 @@ def test_signed_commits_over_http(ostree, sysroot, tmp_path, alice):
             ostree("remote", "add", f"--repo={repo}", "origin", server.url)
             ostree("remote", "gpg-import", f"--repo={repo}", "origin", "-k", alice.keyring)
         theirs, ours = repos["theirs"], repos["ours"]
-        assert ostree("pull", f"--repo={theirs}", "origin", "unsigned",
-                      check=False).returncode != 0
-        line = one_error_line(sysroot("pull", f"--repo={ours}", "origin", "unsigned",
-                                      check=False))
+        assert ostree("pull", f"--repo={theirs}", "origin", "unsigned", check=False).returncode != 0
+        line = one_error_line(sysroot("pull", f"--repo={ours}", "origin", "unsigned", check=False))
         assert "no signatures found" in line and unsigned in line
         assert object_names(ours) == set() and refs_of(ours) == {}
         ostree("pull", f"--repo={theirs}", "origin", "main")

@@ -87,10 +87,17 @@ def start_repo(ostree, served, path: Path, url: str, mode: str = "archive") -> P
     return repo
 
 
-def fail_then_resume(ostree, sysroot, served, reference, repo: Path, server: RepoServer,
-                     expect: str, mode: str = "archive") -> str:
-    proc = sysroot("pull", f"--repo={repo}", "--network-retries=1", "origin", "main",
-                   check=False)
+def fail_then_resume(
+    ostree,
+    sysroot,
+    served,
+    reference,
+    repo: Path,
+    server: RepoServer,
+    expect: str,
+    mode: str = "archive",
+) -> str:
+    proc = sysroot("pull", f"--repo={repo}", "--network-retries=1", "origin", "main", check=False)
     line = one_error_line(proc)
     assert expect in line, line
     assert refs_of(repo) == {"refs/remotes/origin/main": served["c1"]}  # not moved
@@ -100,8 +107,9 @@ def fail_then_resume(ostree, sysroot, served, reference, repo: Path, server: Rep
     return line
 
 
-def resumes(ostree, sysroot, served, reference, repo: Path, server: RepoServer,
-            mode: str = "archive") -> None:
+def resumes(
+    ostree, sysroot, served, reference, repo: Path, server: RepoServer, mode: str = "archive"
+) -> None:
     """The fault is gone: the next pull completes what is missing, and only that."""
     server.reset()
     sysroot("pull", f"--repo={repo}", "origin", "main")
@@ -117,8 +125,9 @@ def test_server_dies_mid_pull(served, reference, ostree, sysroot, tmp_path):
     with RepoServer(served["repo"]) as first:
         repo = start_repo(ostree, served, tmp_path / "repo", first.url)
         first.die_after = 30  # summary, config, commit, some trees and files
-        proc = sysroot("pull", f"--repo={repo}", "--network-retries=1", "origin", "main",
-                       check=False)
+        proc = sysroot(
+            "pull", f"--repo={repo}", "--network-retries=1", "origin", "main", check=False
+        )
     line = one_error_line(proc)
     assert first.url in line and "failed" in line, line
     assert refs_of(repo) == {"refs/remotes/origin/main": served["c1"]}
@@ -135,11 +144,14 @@ def test_server_dies_mid_pull(served, reference, ostree, sysroot, tmp_path):
     assert object_names(repo) == object_names(reference["repo"])
 
 
-@pytest.mark.parametrize("fault,expect", [
-    ("corrupt", "Corrupted file object"),
-    ("truncate", "truncated response"),
-    ("404", "HTTP 404"),
-])
+@pytest.mark.parametrize(
+    "fault,expect",
+    [
+        ("corrupt", "Corrupted file object"),
+        ("truncate", "truncated response"),
+        ("404", "HTTP 404"),
+    ],
+)
 def test_bad_content_object(served, reference, ostree, sysroot, tmp_path, fault, expect):
     with RepoServer(served["repo"]) as server:
         repo = start_repo(ostree, served, tmp_path / "repo", server.url)
@@ -176,10 +188,10 @@ def test_corrupt_content_into_bare_modes(plain, ostree, sysroot, tmp_path, mode,
             repo = start_repo(ostree, served, tmp_path / "repo", server.url, mode)
             server.faults[victim] = "corrupt"
             oracle = new_repo(ostree, tmp_path / "oracle", mode, server.url)
-            assert ostree("pull", f"--repo={oracle}", "origin", "main",
-                          check=False).returncode != 0
-            line = fail_then_resume(ostree, sysroot, served, reference, repo, server,
-                                    "Corrupted file object", mode)
+            assert ostree("pull", f"--repo={oracle}", "origin", "main", check=False).returncode != 0
+            line = fail_then_resume(
+                ostree, sysroot, served, reference, repo, server, "Corrupted file object", mode
+            )
         assert name in line, line
         return
     src = tmp_path / "src"
@@ -190,16 +202,24 @@ def test_corrupt_content_into_bare_modes(plain, ostree, sysroot, tmp_path, mode,
         argv = ["pull", f"--repo={repo}", "origin", "main"]
         oracle = new_repo(ostree, tmp_path / "oracle", mode, f"file://{src}")
         # ostree imports local sources unchecked unless --untrusted; we always check
-        assert ostree("pull", "--untrusted", f"--repo={oracle}", "origin", "main",
-                      check=False).returncode != 0
+        assert (
+            ostree(
+                "pull", "--untrusted", f"--repo={oracle}", "origin", "main", check=False
+            ).returncode
+            != 0
+        )
     else:
         repo = new_repo(ostree, tmp_path / "repo", mode)
         ostree("pull-local", f"--repo={repo}", str(src), served["c1"])
         (repo / "refs/heads/main").write_text(served["c1"] + "\n")
         argv = ["pull-local", f"--repo={repo}", str(src), "main"]
         oracle = new_repo(ostree, tmp_path / "oracle", mode)
-        assert ostree("pull-local", "--untrusted", f"--repo={oracle}", str(src), "main",
-                      check=False).returncode != 0
+        assert (
+            ostree(
+                "pull-local", "--untrusted", f"--repo={oracle}", str(src), "main", check=False
+            ).returncode
+            != 0
+        )
     before = refs_of(repo)
     assert set(before.values()) == {served["c1"]}
     line = one_error_line(sysroot(*argv, check=False))
@@ -235,10 +255,8 @@ def test_corrupt_commit_object(served, reference, ostree, sysroot, tmp_path, dam
     with RepoServer(copy) as server:
         repo = start_repo(ostree, served, tmp_path / "repo", server.url)
         oracle = new_repo(ostree, tmp_path / "oracle", "archive", server.url)
-        assert ostree("pull", f"--repo={oracle}", "origin", "main",
-                      check=False).returncode != 0
-        line = one_error_line(sysroot("pull", f"--repo={repo}", "origin", "main",
-                                      check=False))
+        assert ostree("pull", f"--repo={oracle}", "origin", "main", check=False).returncode != 0
+        line = one_error_line(sysroot("pull", f"--repo={repo}", "origin", "main", check=False))
         assert f"Corrupted commit object {c2}" in line, line
         assert refs_of(repo) == {"refs/remotes/origin/main": served["c1"]}
         assert list((repo / "state").iterdir()) == []
@@ -259,8 +277,16 @@ def test_corrupt_dirtree_into_bare_user(served, reference, ostree, sysroot, tmp_
     with RepoServer(served["repo"]) as server:
         repo = start_repo(ostree, served, tmp_path / "repo", server.url, "bare-user")
         server.faults[victim] = "corrupt"
-        fail_then_resume(ostree, sysroot, served, reference, repo, server,
-                         "Corrupted dirtree object", mode="bare-user")
+        fail_then_resume(
+            ostree,
+            sysroot,
+            served,
+            reference,
+            repo,
+            server,
+            "Corrupted dirtree object",
+            mode="bare-user",
+        )
 
 
 def test_disk_full(served, reference, ostree, sysroot, tmp_path):
@@ -292,8 +318,7 @@ def test_interrupted_commit_is_completed(served, reference, ostree, sysroot, tmp
         repo = new_repo(ostree, tmp_path / "repo", "archive", server.url)
         ostree("pull", f"--repo={repo}", "origin", served["c1"])
         sysroot("pull", f"--repo={repo}", "--commit-metadata-only", "origin", "main")
-        assert [p.name for p in (repo / "state").iterdir()] == \
-            [f"{served['c2']}.commitpartial"]
+        assert [p.name for p in (repo / "state").iterdir()] == [f"{served['c2']}.commitpartial"]
         ostree("fsck", f"--repo={repo}")
         server.reset()
         sysroot("pull", f"--repo={repo}", "origin", "main")
@@ -315,10 +340,21 @@ def _start_held_pull(ostree, served, tmp_path, server):
     biggest object (the server holds it back): (repo, process)."""
     repo = start_repo(ostree, served, tmp_path / "repo", server.url)
     server.faults[biggest_object(served)] = "hold"
-    proc = subprocess.Popen([sys.executable, "-m", "sysroot", "pull", f"--repo={repo}",
-                             "--network-retries=1", "origin", "main"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=_ctrl_c_as_at_a_terminal)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sysroot",
+            "pull",
+            f"--repo={repo}",
+            "--network-retries=1",
+            "origin",
+            "main",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_ctrl_c_as_at_a_terminal,
+    )
     assert server.held.wait(60), "the pull never asked for the held object"
     return repo, proc
 

@@ -24,8 +24,14 @@ def _served(ostree, tmp_path: Path) -> Path:
     tree.mkdir()
     (tree / "f").write_text("x\n")
     for ref in ("main", "other/branch"):
-        ostree("commit", f"--repo={src}", "-b", ref, f"--tree=dir={tree}",
-               "--add-metadata-string=version=1.0")
+        ostree(
+            "commit",
+            f"--repo={src}",
+            "-b",
+            ref,
+            f"--tree=dir={tree}",
+            "--add-metadata-string=version=1.0",
+        )
     ostree("summary", f"--repo={src}", "-u")
     return src
 
@@ -46,16 +52,20 @@ def test_remote_refs_and_summary_send_the_client_certificate(ostree, sysroot, tm
         assert ostree("remote", "refs", f"--repo={theirs}", "origin", check=False).returncode
         one_error_line(sysroot("remote", "refs", f"--repo={ours}", "origin", check=False))
         for repo in (theirs, ours):
-            ostree("config", f"--repo={repo}", "set",
-                   'remote "origin".tls-client-cert-path', str(cert))
-            ostree("config", f"--repo={repo}", "set",
-                   'remote "origin".tls-client-key-path', str(key))
+            ostree(
+                "config", f"--repo={repo}", "set", 'remote "origin".tls-client-cert-path', str(cert)
+            )
+            ostree(
+                "config", f"--repo={repo}", "set", 'remote "origin".tls-client-key-path', str(key)
+            )
         for cmd in ("refs", "summary"):
             ok = sysroot("remote", cmd, f"--repo={ours}", "origin", check=False)
             assert ok.returncode == 0, ok.stderr.decode()
             assert ok.stdout == ostree("remote", cmd, f"--repo={theirs}", "origin").stdout
-        assert sysroot.out("remote", "refs", f"--repo={ours}", "origin") == \
-            "origin:main\norigin:other/branch"
+        assert (
+            sysroot.out("remote", "refs", f"--repo={ours}", "origin")
+            == "origin:main\norigin:other/branch"
+        )
         # and pull, through the same options, gets in too
         sysroot("pull", f"--repo={ours}", "origin", "main")
         ostree("pull", f"--repo={theirs}", "origin", "main")
@@ -63,16 +73,29 @@ def test_remote_refs_and_summary_send_the_client_certificate(ostree, sysroot, tm
 
 
 def test_fetch_options_take_every_remote_setting():
-    remote = Remote("r", "https://r.example/", {
-        "tls-permissive": "true", "tls-ca-path": "/ca.pem",
-        "tls-client-cert-path": "/c.pem", "tls-client-key-path": "/k.pem",
-        "proxy": "http://proxy.example:3128", "stall-timeout-secs": "7",
-        "max-metadata-size": "1234"})
+    remote = Remote(
+        "r",
+        "https://r.example/",
+        {
+            "tls-permissive": "true",
+            "tls-ca-path": "/ca.pem",
+            "tls-client-cert-path": "/c.pem",
+            "tls-client-key-path": "/k.pem",
+            "proxy": "http://proxy.example:3128",
+            "stall-timeout-secs": "7",
+            "max-metadata-size": "1234",
+        },
+    )
     got = fetch_options(remote)
-    assert (got.tls_permissive, got.tls_ca_path, got.tls_client_cert_path,
-            got.tls_client_key_path, got.proxy, got.stall_timeout,
-            got.max_metadata_size) == (True, "/ca.pem", "/c.pem", "/k.pem",
-                                       "http://proxy.example:3128", 7.0, 1234)
+    assert (
+        got.tls_permissive,
+        got.tls_ca_path,
+        got.tls_client_cert_path,
+        got.tls_client_key_path,
+        got.proxy,
+        got.stall_timeout,
+        got.max_metadata_size,
+    ) == (True, "/ca.pem", "/c.pem", "/k.pem", "http://proxy.example:3128", 7.0, 1234)
     # the caller's own options (pull's command line) are kept; its proxy wins
     base = FetchOptions(connections=3, retries=1, proxy="http://cli.example:1/")
     got = fetch_options(remote, base)

@@ -27,8 +27,9 @@ def _stamp(ts: int) -> str:
 
 def _commit(ostree, repo: Path, tree: Path, branch: str, ts: int, subject: str) -> str:
     (tree / "file").write_text(subject + "\n")  # each commit its own content
-    return ostree.out("commit", f"--repo={repo}", "-b", branch, _stamp(ts), "-s", subject,
-                      str(tree))
+    return ostree.out(
+        "commit", f"--repo={repo}", "-b", branch, _stamp(ts), "-s", subject, str(tree)
+    )
 
 
 @pytest.fixture
@@ -57,8 +58,10 @@ def serve(ostree, repo: Path, ref: str, checksum: str) -> None:
 
 
 def pair(ostree, tmp_path: Path, url: str) -> tuple[Path, Path]:
-    return (new_repo(ostree, tmp_path / "theirs", "archive", url),
-            new_repo(ostree, tmp_path / "ours", "archive", url))
+    return (
+        new_repo(ostree, tmp_path / "theirs", "archive", url),
+        new_repo(ostree, tmp_path / "ours", "archive", url),
+    )
 
 
 def both(ostree, sysroot, repos: tuple[Path, Path], *args: str, ok: bool = True):
@@ -74,10 +77,12 @@ def both(ostree, sysroot, repos: tuple[Path, Path], *args: str, ok: bool = True)
 
 
 def refusal(new: str, new_ts: int, current: str, current_ts: int) -> str:
-    return (f"error: Upgrade target revision '{new}' with timestamp "
-            f"'{format_glib_time(new_ts)}' is chronologically older than current revision "
-            f"'{current}' with timestamp '{format_glib_time(current_ts)}'; use "
-            "--allow-downgrade to permit")
+    return (
+        f"error: Upgrade target revision '{new}' with timestamp "
+        f"'{format_glib_time(new_ts)}' is chronologically older than current revision "
+        f"'{current}' with timestamp '{format_glib_time(current_ts)}'; use "
+        "--allow-downgrade to permit"
+    )
 
 
 def state(repo: Path) -> tuple[dict, set, list]:
@@ -141,18 +146,27 @@ def test_timestamp_check_from_rev(tmp_path, ostree, sysroot, served):
     serve(ostree, served["repo"], "main", served["b"])
     expected = refusal(served["b"], TS_B, served["a"], TS_A)
     for rev in (served["a"], "origin:main"):  # newer than B, as a checksum or a ref
-        theirs, ours = both(ostree, sysroot, repos, f"--timestamp-check-from-rev={rev}",
-                            "origin", "main", ok=False)
+        theirs, ours = both(
+            ostree, sysroot, repos, f"--timestamp-check-from-rev={rev}", "origin", "main", ok=False
+        )
         assert theirs == ours == expected
         for repo in repos:
             assert refs_of(repo)["refs/remotes/origin/main"] == served["a"]
     # by checksum too: no ref, the commit itself is compared
-    theirs, ours = both(ostree, sysroot, repos, f"--timestamp-check-from-rev={served['a']}",
-                        "origin", served["b"], ok=False)
+    theirs, ours = both(
+        ostree,
+        sysroot,
+        repos,
+        f"--timestamp-check-from-rev={served['a']}",
+        "origin",
+        served["b"],
+        ok=False,
+    )
     assert theirs == ours == expected
     # an unknown rev: refused before anything is fetched
-    theirs, ours = both(ostree, sysroot, repos, "--timestamp-check-from-rev=nosuchref",
-                        "origin", "main", ok=False)
+    theirs, ours = both(
+        ostree, sysroot, repos, "--timestamp-check-from-rev=nosuchref", "origin", "main", ok=False
+    )
     assert theirs == ours == "error: Refspec 'nosuchref' not found"
     # older than B: accepted
     both(ostree, sysroot, repos, f"--timestamp-check-from-rev={served['o']}", "origin", "main")
@@ -165,8 +179,16 @@ def test_from_rev_checks_the_history_fetched(tmp_path, ostree, sysroot, served):
     repos = pair(ostree, tmp_path, served["server"].url)
     both(ostree, sysroot, repos, "origin", "main")  # A
     serve(ostree, served["repo"], "main", served["e"])  # E (A's time) <- A <- B (older)
-    theirs, ours = both(ostree, sysroot, repos, f"--timestamp-check-from-rev={served['a']}",
-                        "--depth=-1", "origin", "main", ok=False)
+    theirs, ours = both(
+        ostree,
+        sysroot,
+        repos,
+        f"--timestamp-check-from-rev={served['a']}",
+        "--depth=-1",
+        "origin",
+        "main",
+        ok=False,
+    )
     assert theirs == ours == refusal(served["b"], TS_B, served["a"], TS_A)
     for repo in repos:
         assert refs_of(repo) == {"refs/remotes/origin/main": served["a"]}
@@ -192,8 +214,15 @@ def test_file_remote(tmp_path, ostree, sysroot, served):
     theirs, ours = both(ostree, sysroot, repos, "-T", "origin", "main", ok=False)
     assert theirs == ours == refusal(served["b"], TS_B, served["a"], TS_A)
     assert state(repos[1]) == before
-    theirs, ours = both(ostree, sysroot, repos, f"--timestamp-check-from-rev={served['a']}",
-                        "origin", "main", ok=False)
+    theirs, ours = both(
+        ostree,
+        sysroot,
+        repos,
+        f"--timestamp-check-from-rev={served['a']}",
+        "origin",
+        "main",
+        ok=False,
+    )
     assert theirs == ours
     both(ostree, sysroot, repos, "origin", "main")  # without the check: accepted
     for repo in repos:
@@ -221,10 +250,8 @@ def test_pull_local_has_no_timestamp_check(tmp_path, ostree, sysroot, served):
     """ostree's pull-local has neither option; neither does sysroot's."""
     theirs, ours = pair(ostree, tmp_path, None)
     for opt in ("-T", "--timestamp-check-from-rev=main"):
-        p1 = ostree("pull-local", f"--repo={theirs}", opt, str(served["repo"]), "main",
-                    check=False)
-        p2 = sysroot("pull-local", f"--repo={ours}", opt, str(served["repo"]), "main",
-                     check=False)
+        p1 = ostree("pull-local", f"--repo={theirs}", opt, str(served["repo"]), "main", check=False)
+        p2 = sysroot("pull-local", f"--repo={ours}", opt, str(served["repo"]), "main", check=False)
         assert p1.returncode != 0 and p2.returncode != 0
         assert refs_of(theirs) == refs_of(ours) == {}
 
@@ -243,10 +270,12 @@ def test_two_refs_at_one_commit(tmp_path, ostree, sysroot, served):
         both(ostree, sysroot, repos, nobind, "origin", "main", "other")
         serve(ostree, served["repo"], "other", served["b"])  # other goes back, main stays
         theirs, ours = repos
-        ostree("pull", f"--repo={theirs}", nobind, "-T", "origin", "main", "other",
-               check=False)  # its outcome depends on the transport (see above)
-        p = sysroot("pull", f"--repo={ours}", nobind, "-T", "origin", "main", "other",
-                    check=False)
+        ostree(
+            "pull", f"--repo={theirs}", nobind, "-T", "origin", "main", "other", check=False
+        )  # its outcome depends on the transport (see above)
+        p = sysroot("pull", f"--repo={ours}", nobind, "-T", "origin", "main", "other", check=False)
         assert one_error_line(p) == refusal(served["b"], TS_B, served["a"], TS_A)
-        assert refs_of(ours) == {"refs/remotes/origin/main": served["b"],
-                                 "refs/remotes/origin/other": served["a"]}
+        assert refs_of(ours) == {
+            "refs/remotes/origin/main": served["b"],
+            "refs/remotes/origin/other": served["a"],
+        }

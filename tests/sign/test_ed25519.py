@@ -23,7 +23,8 @@ RFC_SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac
 RFC_PUBLIC = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
 RFC_SIGNATURE = bytes.fromhex(
     "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e3970"
-    "1cf9b46bd25bf5f0595bbe24655141438e7a100b")
+    "1cf9b46bd25bf5f0595bbe24655141438e7a100b"
+)
 
 
 def b64(raw: bytes) -> str:
@@ -54,8 +55,9 @@ def repo_commit(tmp_path, ostree):
     tree.mkdir()
     (tree / "file").write_text("signed\n")
     ostree("init", f"--repo={repo}", "--mode=archive")
-    checksum = ostree.out("commit", f"--repo={repo}", "-b", "main", f"--tree=dir={tree}",
-                          "-s", "subject")
+    checksum = ostree.out(
+        "commit", f"--repo={repo}", "-b", "main", f"--tree=dir={tree}", "-s", "subject"
+    )
     return repo, checksum
 
 
@@ -81,13 +83,17 @@ def test_sign_commit_format(repo_commit, ostree, sysroot, tmp_path):
     commit = (repo / "objects" / checksum[:2] / f"{checksum[2:]}.commit").read_bytes()
     for sig, pub in zip(sigs.value, (p1, p2), strict=True):
         Ed25519PublicKey.from_public_bytes(pub).verify(bytes(sig), commit)  # raises if bad
-    assert sysroot.out("sign", f"--repo={repo}", "--verify", checksum, b64(p2)) == \
-        f"ed25519: Signature verified successfully with key '{b64(p2)}'"
+    assert (
+        sysroot.out("sign", f"--repo={repo}", "--verify", checksum, b64(p2))
+        == f"ed25519: Signature verified successfully with key '{b64(p2)}'"
+    )
     # ostree reads the detached metadata we wrote without complaint
     ostree("fsck", f"--repo={repo}")
     assert "subject" in ostree.out("show", f"--repo={repo}", checksum)
-    assert sysroot.out("sign", f"--repo={repo}", "--delete", checksum, b64(p1)) == \
-        "Signatures deleted: 1"
+    assert (
+        sysroot.out("sign", f"--repo={repo}", "--delete", checksum, b64(p1))
+        == "Signatures deleted: 1"
+    )
     proc = sysroot("sign", f"--repo={repo}", "--verify", checksum, b64(p1), check=False)
     assert "No valid signatures found" in one_error_line(proc)
 
@@ -105,8 +111,9 @@ def _inline(public: bytes) -> str:
 def _check(repo: Path, checksum: str, remote: remotes.Remote, **kw) -> str:
     with Repo.open(repo) as r:
         commit = r.read_metadata(detached.ObjectType.COMMIT, checksum)
-        return verify_commit(r, remote, checksum, commit, detached.read_commitmeta(r, checksum),
-                             **kw)
+        return verify_commit(
+            r, remote, checksum, commit, detached.read_commitmeta(r, checksum), **kw
+        )
 
 
 def test_remote_sign_verify(repo_commit, sysroot, tmp_path):
@@ -152,8 +159,9 @@ def test_flipped_signature_fails(repo_commit, sysroot):
         meta = detached.load_commitmeta(r, checksum)
         sig = bytearray(detached.signatures(meta, detached.KEY_ED25519)[0])
         sig[10] ^= 0x80
-        detached.write_commitmeta(r, checksum, detached.with_signatures(
-            meta, detached.KEY_ED25519, [bytes(sig)]))
+        detached.write_commitmeta(
+            r, checksum, detached.with_signatures(meta, detached.KEY_ED25519, [bytes(sig)])
+        )
     remote = _remote(repo, sysroot, "--no-gpg-verify", _inline(public))
     with pytest.raises(SignatureError, match="no valid ed25519 signatures"):
         _check(repo, checksum, remote)
@@ -161,13 +169,16 @@ def test_flipped_signature_fails(repo_commit, sysroot):
     assert "No valid signatures found" in one_error_line(proc)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["COMMIT", "not-base64!"], "not base64"),
-    (["COMMIT", b64(bytes(32))], "expected 64"),
-    (["--sign-type=rsa", "COMMIT", b64(bytes(64))], "not implemented"),
-    (["--keys-file=/nonexistent", "COMMIT"], "no such file"),
-    (["COMMIT"], "Need at least one KEY-ID"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["COMMIT", "not-base64!"], "not base64"),
+        (["COMMIT", b64(bytes(32))], "expected 64"),
+        (["--sign-type=rsa", "COMMIT", b64(bytes(64))], "not implemented"),
+        (["--keys-file=/nonexistent", "COMMIT"], "no such file"),
+        (["COMMIT"], "Need at least one KEY-ID"),
+    ],
+)
 def test_bad_sign_input_changes_nothing(repo_commit, sysroot, args, message):
     repo, checksum = repo_commit
     argv = [checksum if a == "COMMIT" else a for a in args]
@@ -189,14 +200,23 @@ def test_summary_sign(repo_commit, ostree, sysroot, tmp_path):
     # ostree (built without ed25519) still reads the summary.sig we wrote
     ostree("remote", "add", f"--repo={client}", "--no-gpg-verify", "plain", f"file://{repo}")
     assert "Latest Commit" in ostree.out("remote", "summary", f"--repo={client}", "plain")
-    ostree("remote", "add", f"--repo={client}", "--no-gpg-verify",
-           "--set=sign-verify-summary=ed25519", f"--set=verification-ed25519-key={b64(public)}",
-           "origin", f"file://{repo}")
+    ostree(
+        "remote",
+        "add",
+        f"--repo={client}",
+        "--no-gpg-verify",
+        "--set=sign-verify-summary=ed25519",
+        f"--set=verification-ed25519-key={b64(public)}",
+        "origin",
+        f"file://{repo}",
+    )
     with Repo.open(client) as c:
         remote = remotes.load_remote(c, "origin")
         sig_bytes = (repo / "summary.sig").read_bytes()
-        assert verify_summary(c, remote, summary, sig_bytes) == \
-            f"ed25519 signature by key {b64(public)}"
+        assert (
+            verify_summary(c, remote, summary, sig_bytes)
+            == f"ed25519 signature by key {b64(public)}"
+        )
         with pytest.raises(SignatureError, match="no valid ed25519"):
             verify_summary(c, remote, summary + b"x", sig_bytes)
         with pytest.raises(SignatureError, match="no signatures found"):

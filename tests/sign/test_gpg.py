@@ -32,15 +32,26 @@ def _make_key(base: Path, name: str) -> Key:
     home = base / name
     home.mkdir(mode=0o700)
     gpg = ["gpg", "--homedir", str(home), "--batch"]
-    subprocess.run([*gpg, "--passphrase", "", "--quick-gen-key",
-                    f"{name} <{name}@example.com>", "ed25519", "sign", "never"],
-                   check=True, capture_output=True)
-    out = subprocess.run([*gpg, "--with-colons", "--list-keys"], check=True,
-                         capture_output=True, text=True).stdout
+    subprocess.run(
+        [
+            *gpg,
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            f"{name} <{name}@example.com>",
+            "ed25519",
+            "sign",
+            "never",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [*gpg, "--with-colons", "--list-keys"], check=True, capture_output=True, text=True
+    ).stdout
     fpr = next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
     keyring = base / f"{name}.gpg"
-    keyring.write_bytes(subprocess.run([*gpg, "--export"], check=True,
-                                       capture_output=True).stdout)
+    keyring.write_bytes(subprocess.run([*gpg, "--export"], check=True, capture_output=True).stdout)
     return Key(home, fpr, keyring)
 
 
@@ -62,8 +73,9 @@ def served(tmp_path, ostree, keys):
     tree.mkdir()
     (tree / "file").write_text("content\n")
     ostree("init", f"--repo={src}", "--mode=archive")
-    checksum = ostree.out("commit", f"--repo={src}", "-b", "main", f"--tree=dir={tree}",
-                          "-s", "subject")
+    checksum = ostree.out(
+        "commit", f"--repo={src}", "-b", "main", f"--tree=dir={tree}", "-s", "subject"
+    )
     client = tmp_path / "client"
     ostree("init", f"--repo={client}")
     ostree("remote", "add", f"--repo={client}", "origin", f"file://{src}")
@@ -74,8 +86,13 @@ def served(tmp_path, ostree, keys):
 def _verify(src: Path, client: Path, checksum: str) -> str:
     with Repo.open(src) as s, Repo.open(client) as c:
         commit = s.read_metadata(detached.ObjectType.COMMIT, checksum)
-        return verify_commit(c, remotes.load_remote(c, "origin"), checksum, commit,
-                             detached.read_commitmeta(s, checksum))
+        return verify_commit(
+            c,
+            remotes.load_remote(c, "origin"),
+            checksum,
+            commit,
+            detached.read_commitmeta(s, checksum),
+        )
 
 
 def _ostree_pulls(ostree, client: Path) -> bool:
@@ -84,16 +101,14 @@ def _ostree_pulls(ostree, client: Path) -> bool:
 
 def test_ostree_signature_verifies_in_sysroot(served, ostree, keys):
     src, client, checksum = served
-    ostree("gpg-sign", f"--repo={src}", f"--gpg-homedir={keys[0].home}", checksum,
-           keys[0].long_id)
+    ostree("gpg-sign", f"--repo={src}", f"--gpg-homedir={keys[0].home}", checksum, keys[0].long_id)
     assert _verify(src, client, checksum) == f"GPG signature by key {keys[0].fpr}"
     assert _ostree_pulls(ostree, client)
 
 
 def test_sysroot_signature_verifies_in_ostree(served, ostree, sysroot, keys):
     src, client, checksum = served
-    sysroot("gpg-sign", f"--repo={src}", f"--gpg-homedir={keys[0].home}", checksum,
-            keys[0].fpr)
+    sysroot("gpg-sign", f"--repo={src}", f"--gpg-homedir={keys[0].home}", checksum, keys[0].fpr)
     # `ostree show` needs the commit locally: check it in the source, trusting alice
     ostree("remote", "add", f"--repo={src}", "self", f"file://{src}")
     ostree("remote", "gpg-import", f"--repo={src}", "self", "-k", keys[0].keyring)
@@ -108,26 +123,32 @@ def _flip_signature_byte(src: Path, checksum: str) -> None:
         meta = detached.load_commitmeta(repo, checksum)
         sig = bytearray(detached.signatures(meta, detached.KEY_GPG)[0])
         sig[-5] ^= 0x01
-        detached.write_commitmeta(repo, checksum,
-                                  detached.with_signatures(meta, detached.KEY_GPG, [bytes(sig)]))
+        detached.write_commitmeta(
+            repo, checksum, detached.with_signatures(meta, detached.KEY_GPG, [bytes(sig)])
+        )
 
 
 @pytest.mark.parametrize("case", ["unsigned", "wrong-key", "corrupted"])
 def test_bad_signatures_fail_in_both(served, ostree, sysroot, keys, case):
     src, client, checksum = served
     if case == "wrong-key":
-        sysroot("gpg-sign", f"--repo={src}", f"--gpg-homedir={keys[1].home}", checksum,
-                keys[1].long_id)
+        sysroot(
+            "gpg-sign", f"--repo={src}", f"--gpg-homedir={keys[1].home}", checksum, keys[1].long_id
+        )
     elif case == "corrupted":
-        sysroot("gpg-sign", f"--repo={src}", f"--gpg-homedir={keys[0].home}", checksum,
-                keys[0].long_id)
+        sysroot(
+            "gpg-sign", f"--repo={src}", f"--gpg-homedir={keys[0].home}", checksum, keys[0].long_id
+        )
         _flip_signature_byte(src, checksum)
     with pytest.raises(SignatureError) as err:
         _verify(src, client, checksum)
     message = str(err.value)
     assert "\n" not in message and checksum in message and '"origin"' in message
-    expected = {"unsigned": "no signatures found", "wrong-key": "public key not found",
-                "corrupted": "bad signature"}[case]
+    expected = {
+        "unsigned": "no signatures found",
+        "wrong-key": "public key not found",
+        "corrupted": "bad signature",
+    }[case]
     assert expected in message
     assert not _ostree_pulls(ostree, client)
 
@@ -140,11 +161,15 @@ def test_gpg_verify_false_requires_nothing(served, ostree):
 
 def test_gpgkeypath_and_global_dir(served, ostree, keys, monkeypatch, tmp_path):
     src, client, checksum = served
-    ostree("gpg-sign", f"--repo={src}", f"--gpg-homedir={keys[1].home}", checksum,
-           keys[1].long_id)
+    ostree("gpg-sign", f"--repo={src}", f"--gpg-homedir={keys[1].home}", checksum, keys[1].long_id)
     armored = tmp_path / "mallory.asc"
-    armored.write_bytes(subprocess.run(["gpg", "--homedir", str(keys[1].home), "--armor",
-                                        "--export"], check=True, capture_output=True).stdout)
+    armored.write_bytes(
+        subprocess.run(
+            ["gpg", "--homedir", str(keys[1].home), "--armor", "--export"],
+            check=True,
+            capture_output=True,
+        ).stdout
+    )
     ostree("config", f"--repo={client}", "set", 'remote "origin".gpgkeypath', str(armored))
     assert _verify(src, client, checksum) == f"GPG signature by key {keys[1].fpr}"
     assert _ostree_pulls(ostree, client)
@@ -160,8 +185,10 @@ def test_gpg_sign_delete(served, ostree, sysroot, keys):
     src, client, checksum = served
     for k in (keys[0], keys[1], keys[0]):
         sysroot("gpg-sign", f"--repo={src}", f"--gpg-homedir={k.home}", checksum, k.long_id)
-    assert sysroot.out("gpg-sign", f"--repo={src}", "--delete", checksum,
-                       keys[0].fpr[-8:]) == "Signatures deleted: 2"
+    assert (
+        sysroot.out("gpg-sign", f"--repo={src}", "--delete", checksum, keys[0].fpr[-8:])
+        == "Signatures deleted: 2"
+    )
     with Repo.open(src) as repo:
         meta = detached.load_commitmeta(repo, checksum)
     assert list(meta) == ["ostree.gpgsigs"] and len(meta["ostree.gpgsigs"].value) == 1
@@ -175,8 +202,7 @@ def test_commitmeta_keeps_other_keys(served, sysroot, keys):
     src, _, checksum = served
     with Repo.open(src) as repo:
         detached.write_commitmeta(repo, checksum, {"custom": Variant("s", "kept")})
-    sysroot("gpg-sign", f"--repo={src}", f"--gpg-homedir={keys[0].home}", checksum,
-            keys[0].long_id)
+    sysroot("gpg-sign", f"--repo={src}", f"--gpg-homedir={keys[0].home}", checksum, keys[0].long_id)
     with Repo.open(src) as repo:
         meta = detached.load_commitmeta(repo, checksum)
     assert meta["custom"] == Variant("s", "kept") and len(meta["ostree.gpgsigs"].value) == 1
@@ -185,8 +211,14 @@ def test_commitmeta_keeps_other_keys(served, sysroot, keys):
 def test_unknown_key_is_one_line_and_changes_nothing(served, sysroot, keys):
     src, _, checksum = served
     meta = src / "objects" / checksum[:2] / f"{checksum[2:]}.commitmeta"
-    proc = sysroot("gpg-sign", f"--repo={src}", f"--gpg-homedir={keys[0].home}", checksum,
-                   "DEADBEEFDEADBEEF", check=False)
+    proc = sysroot(
+        "gpg-sign",
+        f"--repo={src}",
+        f"--gpg-homedir={keys[0].home}",
+        checksum,
+        "DEADBEEFDEADBEEF",
+        check=False,
+    )
     assert "No gpg key found with ID DEADBEEFDEADBEEF" in one_error_line(proc)
     assert not meta.exists()
     proc = sysroot("gpg-sign", f"--repo={src}", checksum, check=False)
@@ -196,23 +228,36 @@ def test_unknown_key_is_one_line_and_changes_nothing(served, sysroot, keys):
 def test_summary_signatures(served, ostree, sysroot, keys):
     src, client, _ = served
     ostree("config", f"--repo={client}", "set", 'remote "origin".gpg-verify-summary', "true")
-    sysroot("summary", f"--repo={src}", "-u", f"--gpg-sign={keys[0].long_id}",
-            f"--gpg-homedir={keys[0].home}")
+    sysroot(
+        "summary",
+        f"--repo={src}",
+        "-u",
+        f"--gpg-sign={keys[0].long_id}",
+        f"--gpg-homedir={keys[0].home}",
+    )
     shown = ostree.out("remote", "summary", f"--repo={client}", "origin")
     assert 'Good signature from "alice <alice@example.com>"' in shown
 
     def check() -> str:
         with Repo.open(client) as c:
             sig = src / "summary.sig"
-            return verify_summary(c, remotes.load_remote(c, "origin"),
-                                  (src / "summary").read_bytes(),
-                                  sig.read_bytes() if sig.exists() else None)
+            return verify_summary(
+                c,
+                remotes.load_remote(c, "origin"),
+                (src / "summary").read_bytes(),
+                sig.read_bytes() if sig.exists() else None,
+            )
 
     assert check() == f"GPG signature by key {keys[0].fpr}"
     assert "Latest Commit" in sysroot.out("remote", "summary", f"--repo={client}", "origin")
     # ostree's own signed summary verifies here too; a changed summary does not
-    ostree("summary", f"--repo={src}", "-u", f"--gpg-sign={keys[0].long_id}",
-           f"--gpg-homedir={keys[0].home}")
+    ostree(
+        "summary",
+        f"--repo={src}",
+        "-u",
+        f"--gpg-sign={keys[0].long_id}",
+        f"--gpg-homedir={keys[0].home}",
+    )
     assert check() == f"GPG signature by key {keys[0].fpr}"
     data = bytearray((src / "summary").read_bytes())
     data[-1] ^= 0x01
@@ -223,8 +268,7 @@ def test_summary_signatures(served, ostree, sysroot, keys):
     assert "bad signature" in one_error_line(proc)
     # ostree agrees (once its summary cache, keyed by the unchanged summary.sig, is gone)
     shutil.rmtree(client / "tmp/cache", ignore_errors=True)
-    assert ostree("remote", "summary", f"--repo={client}", "origin",
-                  check=False).returncode != 0
+    assert ostree("remote", "summary", f"--repo={client}", "origin", check=False).returncode != 0
     sysroot("summary", f"--repo={src}", "-u")  # regenerating drops the stale signature
     assert not (src / "summary.sig").exists()
     with pytest.raises(SignatureError, match="no signatures found"):

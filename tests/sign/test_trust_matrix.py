@@ -51,8 +51,11 @@ from tests.sign.test_gpg import _make_key
 
 OS = f"--os={OSNAME}"
 BASE = f"{OSNAME}/base"  # the deployed commit: signed by every trusted key
-KINDS = {"gpg": ("unsigned", "wrong", "good"), "gpgsum": ("unsigned", "wrong", "good"),
-         "ed": ("unsigned", "wrong", "good")}
+KINDS = {
+    "gpg": ("unsigned", "wrong", "good"),
+    "gpgsum": ("unsigned", "wrong", "good"),
+    "ed": ("unsigned", "wrong", "good"),
+}
 PRESEED = (None, "unv", "pull-local")
 MATRIX_SIZE: dict[str, int] = {}
 
@@ -83,8 +86,9 @@ class World:
     def served(self, policy: str, kind: str) -> tuple[str, str]:
         """(served repository name, branch) of a case."""
         if policy == "gpgsum":
-            return {"unsigned": "plain", "wrong": "badsum", "good": "goodsum"}[kind], \
-                f"{OSNAME}/unsigned"
+            return {"unsigned": "plain", "wrong": "badsum", "good": "goodsum"}[
+                kind
+            ], f"{OSNAME}/unsigned"
         return "plain", f"{OSNAME}/{kind}"
 
     def url(self, name: str, scheme: str = "http") -> str:
@@ -94,10 +98,15 @@ class World:
         """The remote under test ("signed") and the unverified one ("unv"): setup, by
         ostree for both tools' repositories."""
         o = self.ostree
-        sets = {"gpg": ["--set=gpg-verify=true"],
-                "gpgsum": ["--set=gpg-verify=false", "--set=gpg-verify-summary=true"],
-                "ed": ["--set=gpg-verify=false", "--set=sign-verify=ed25519",
-                       f"--set=verification-ed25519-key={ed25519.encode_key(self.ed_public)}"]}
+        sets = {
+            "gpg": ["--set=gpg-verify=true"],
+            "gpgsum": ["--set=gpg-verify=false", "--set=gpg-verify-summary=true"],
+            "ed": [
+                "--set=gpg-verify=false",
+                "--set=sign-verify=ed25519",
+                f"--set=verification-ed25519-key={ed25519.encode_key(self.ed_public)}",
+            ],
+        }
         o("remote", "add", f"--repo={repo}", *sets[policy], "signed", url)
         if policy != "ed":
             o("remote", "gpg-import", f"--repo={repo}", "signed", "-k", str(self.vendor.keyring))
@@ -112,8 +121,15 @@ class World:
 
 def _commit(ostree, repo: Path, base: Path, branch: str, n: int, ts: str) -> str:
     tree = make_os_tree(base / f"tree-{n}", extra={"usr/share/serial": f"{n}\n"})
-    return ostree.out("commit", f"--repo={repo}", f"--branch={branch}", "-s", f"c{n}",
-                      f"--timestamp={ts}", f"--tree=dir={tree}")
+    return ostree.out(
+        "commit",
+        f"--repo={repo}",
+        f"--branch={branch}",
+        "-s",
+        f"c{n}",
+        f"--timestamp={ts}",
+        f"--tree=dir={tree}",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -124,17 +140,24 @@ def world(tmp_path_factory, ostree):
     plain = base / "plain"
     ostree("init", f"--repo={plain}", "--mode=archive")
     commits = {}
-    for n, (name, ts) in enumerate((("base", "2023-01-01 00:00:00"),
-                                    ("unsigned", "2023-02-01 00:00:00"),
-                                    ("wrong", "2023-02-02 00:00:00"),
-                                    ("good", "2023-02-03 00:00:00"))):
+    for n, (name, ts) in enumerate(
+        (
+            ("base", "2023-01-01 00:00:00"),
+            ("unsigned", "2023-02-01 00:00:00"),
+            ("wrong", "2023-02-02 00:00:00"),
+            ("good", "2023-02-03 00:00:00"),
+        )
+    ):
         commits[name] = _commit(ostree, plain, base, f"{OSNAME}/{name}", n, ts)
 
     def gpg_sign(key, checksum: str) -> None:
         ostree("gpg-sign", f"--repo={plain}", f"--gpg-homedir={key.home}", checksum, key.fpr)
 
-    for name, key, ed in (("base", vendor, good_ed), ("good", vendor, good_ed),
-                          ("wrong", mallory, bad_ed)):
+    for name, key, ed in (
+        ("base", vendor, good_ed),
+        ("good", vendor, good_ed),
+        ("wrong", mallory, bad_ed),
+    ):
         gpg_sign(key, commits[name])
         with Repo.open(plain) as r:
             ed25519_sign_commit(r, commits[name], [ed])
@@ -143,8 +166,13 @@ def world(tmp_path_factory, ostree):
     for name, key in (("badsum", mallory), ("goodsum", vendor)):
         dirs[name] = base / name
         shutil.copytree(plain, dirs[name], symlinks=True)
-        ostree("summary", f"--repo={dirs[name]}", "-u", f"--gpg-sign={key.fpr}",
-               f"--gpg-homedir={key.home}")
+        ostree(
+            "summary",
+            f"--repo={dirs[name]}",
+            "-u",
+            f"--gpg-sign={key.fpr}",
+            f"--gpg-homedir={key.home}",
+        )
     servers = {name: RepoServer(d).__enter__() for name, d in dirs.items()}
     try:
         yield World(base, ostree, vendor, mallory, good_ed[32:], servers, dirs, commits)
@@ -152,8 +180,7 @@ def world(tmp_path_factory, ostree):
         for s in servers.values():
             s.__exit__(None, None, None)
         for k in (vendor, mallory):
-            subprocess.run(["gpgconf", "--homedir", str(k.home), "--kill", "all"],
-                           check=False)
+            subprocess.run(["gpgconf", "--homedir", str(k.home), "--kill", "all"], check=False)
         clear_immutable_under(base)
 
 
@@ -163,8 +190,9 @@ def _cases(ways, preseeds) -> list:
         for policy, kinds in KINDS.items():
             for kind in kinds:
                 for how in preseeds(way):
-                    out.append(pytest.param(way, policy, kind, how,
-                                            id=f"{way}-{policy}-{kind}-{how}"))
+                    out.append(
+                        pytest.param(way, policy, kind, how, id=f"{way}-{policy}-{kind}-{how}")
+                    )
     return out
 
 
@@ -184,8 +212,11 @@ def _same_refusal(ra, rb) -> None:
     line = one_error_line(rb).replace(' from remote "signed"', "")
     assert ra.returncode != 0, ra.stdout
     theirs = ra.stderr.decode().strip().splitlines()[-1]
-    for phrase in ("no signatures found", "none are in trusted keyring",
-                   "Signature verification enabled"):
+    for phrase in (
+        "no signatures found",
+        "none are in trusted keyring",
+        "Signature verification enabled",
+    ):
         if phrase.lower() in theirs.lower():
             assert phrase.lower() in line.lower(), (line, theirs)
             return
@@ -196,13 +227,15 @@ def _same_refusal(ra, rb) -> None:
 REPO_WAYS = ("http", "file", "metadata-only", "pull-local")
 
 
-@pytest.mark.parametrize(("way", "policy", "kind", "preseed"),
-                         _cases(REPO_WAYS, lambda way: PRESEED))
+@pytest.mark.parametrize(
+    ("way", "policy", "kind", "preseed"), _cases(REPO_WAYS, lambda way: PRESEED)
+)
 def test_repo_paths(world: World, tmp_path, way, policy, kind, preseed):
     MATRIX_SIZE["repo"] = MATRIX_SIZE.get("repo", 0) + 1
     source, branch = world.served(policy, kind)
     url = world.url(source, "file" if way == "file" else "http")
     repos = {}
+
     def make(repo: Path) -> None:
         world.ostree("init", f"--repo={repo}", "--mode=bare-user")
         world.add_remotes(repo, policy, url)
@@ -216,8 +249,12 @@ def test_repo_paths(world: World, tmp_path, way, policy, kind, preseed):
         args = ["pull-local", "--remote=signed", str(world.dirs[source]), branch]
         oracle = args[:2] + ["--gpg-verify"] + args[2:]  # ostree checks only when asked
     else:
-        args = ["pull", *(["--commit-metadata-only"] if way == "metadata-only" else []),
-                "signed", branch]
+        args = [
+            "pull",
+            *(["--commit-metadata-only"] if way == "metadata-only" else []),
+            "signed",
+            branch,
+        ]
         oracle = args
     rb = _in_process([args[0], f"--repo={repos['sysroot']}", *args[1:]])
     ra = None
@@ -259,18 +296,29 @@ def test_present_commit_refetches_commitmeta(world: World, tmp_path):
         pull = ["pull", f"--repo={repo}", "unv", branch]
         rc = world.ostree(*pull).returncode if tool == "ostree" else _in_process(pull).returncode
         results[tool, "unv"] = (rc, commitmeta in server.requests)
-        world.ostree("gpg-sign", f"--repo={repo}", f"--gpg-homedir={world.vendor.home}",
-                     world.commits["unsigned"], world.vendor.fpr)
+        world.ostree(
+            "gpg-sign",
+            f"--repo={repo}",
+            f"--gpg-homedir={world.vendor.home}",
+            world.commits["unsigned"],
+            world.vendor.fpr,
+        )
         server.requests.clear()
         pull = ["pull", f"--repo={repo}", "signed", branch]
-        rc = world.ostree(*pull, check=False).returncode if tool == "ostree" \
+        rc = (
+            world.ostree(*pull, check=False).returncode
+            if tool == "ostree"
             else _in_process(pull).returncode
+        )
         results[tool, "signed"] = (rc, commitmeta in server.requests)
-        assert refs_of(repo).get(f"refs/remotes/signed/{branch}") == \
-            world.commits["unsigned"]
+        assert refs_of(repo).get(f"refs/remotes/signed/{branch}") == world.commits["unsigned"]
     # ostree asks for it through the unverifying remote too; we save that round trip
-    assert results == {("ostree", "unv"): (0, True), ("sysroot", "unv"): (0, False),
-                       ("ostree", "signed"): (0, True), ("sysroot", "signed"): (0, True)}
+    assert results == {
+        ("ostree", "unv"): (0, True),
+        ("sysroot", "unv"): (0, False),
+        ("ostree", "signed"): (0, True),
+        ("sysroot", "signed"): (0, True),
+    }
 
 
 def test_local_source_ref_must_match_signed_summary(world: World, tmp_path):
@@ -283,15 +331,16 @@ def test_local_source_ref_must_match_signed_summary(world: World, tmp_path):
     repo = tmp_path / "repo"
     world.ostree("init", f"--repo={repo}", "--mode=bare-user")
     world.add_remotes(repo, "gpgsum", f"file://{src}")
-    for argv in (["pull-local", f"--repo={repo}", "--remote=signed", str(src)],
-                 ["pull", f"--repo={repo}", "signed"]):
+    for argv in (
+        ["pull-local", f"--repo={repo}", "--remote=signed", str(src)],
+        ["pull", f"--repo={repo}", "signed"],
+    ):
         rb = _in_process([*argv, f"{OSNAME}/unsigned"])
         assert "is not the commit its signed summary names" in one_error_line(rb)
         assert refs_of(repo) == {}
     # ostree resolves the ref through the signed summary instead: the summary's commit
     world.ostree("pull", f"--repo={repo}", "signed", f"{OSNAME}/unsigned")
-    assert refs_of(repo) == {f"refs/remotes/signed/{OSNAME}/unsigned":
-                             world.commits["unsigned"]}
+    assert refs_of(repo) == {f"refs/remotes/signed/{OSNAME}/unsigned": world.commits["unsigned"]}
 
 
 @pytest.mark.parametrize("flag", ["--gpg-verify", "--gpg-verify-summary"])
@@ -305,8 +354,11 @@ def test_pull_local_gpg_flags_like_ostree(world: World, tmp_path, flag):
         repo = tmp_path / tool
         world.ostree("init", f"--repo={repo}", "--mode=bare-user")
         world.add_remotes(repo, "gpg", world.url("plain"))
-        run = (lambda *a: world.ostree(*a, check=False)) if tool == "ostree" \
+        run = (
+            (lambda *a: world.ostree(*a, check=False))
+            if tool == "ostree"
             else (lambda *a: _in_process(list(a)))
+        )
         r = run("pull-local", f"--repo={repo}", flag, str(src), branch)
         assert "Must specify remote name to enable gpg verification" in one_error_line(r)
         r = run("pull-local", f"--repo={repo}", "--remote=unv", flag, str(src), branch)
@@ -314,8 +366,9 @@ def test_pull_local_gpg_flags_like_ostree(world: World, tmp_path, flag):
         assert ("no signatures found" if flag == "--gpg-verify" else "summary") in line.lower()
         assert refs_of(repo) == {}
         good = world.dirs["goodsum"]
-        r = run("pull-local", f"--repo={repo}", "--remote=signed", flag, str(good),
-                f"{OSNAME}/good")
+        r = run(
+            "pull-local", f"--repo={repo}", "--remote=signed", flag, str(good), f"{OSNAME}/good"
+        )
         assert r.returncode == 0, r.stderr
         assert refs_of(repo) == {f"refs/remotes/signed/{OSNAME}/good": world.commits["good"]}
 
@@ -352,16 +405,22 @@ def _sysroot_preseeds(way: str) -> tuple:
     return ("unv",) if way in ("deploy", "deploy-only") else (None, "unv")
 
 
-@pytest.mark.parametrize(("way", "policy", "kind", "preseed"),
-                         _cases(SYSROOT_WAYS, _sysroot_preseeds))
+@pytest.mark.parametrize(
+    ("way", "policy", "kind", "preseed"), _cases(SYSROOT_WAYS, _sysroot_preseeds)
+)
 def test_sysroot_paths(world: World, tmp_path, way, policy, kind, preseed):
     source, branch = world.served(policy, kind)
     checksum = world.commits[branch.split("/")[1]]
     local_ref = way in ("deploy", "deploy-only")  # the ref is made locally: no pull
     MATRIX_SIZE["sysroot"] = MATRIX_SIZE.get("sysroot", 0) + 1
-    roots = {tool: world.from_template(
-        ("sysroot", policy, source), lambda p: _make_sysroot(world, p, policy, source),
-        tmp_path / tool) for tool in ("ostree", "sysroot")}
+    roots = {
+        tool: world.from_template(
+            ("sysroot", policy, source),
+            lambda p: _make_sysroot(world, p, policy, source),
+            tmp_path / tool,
+        )
+        for tool in ("ostree", "sysroot")
+    }
     for root in roots.values():
         repo = root / "ostree/repo"
         world.preseed(repo, preseed, source, branch)
@@ -369,15 +428,20 @@ def test_sysroot_paths(world: World, tmp_path, way, policy, kind, preseed):
             world.ostree("refs", f"--repo={repo}", f"--create=signed:{branch}", checksum)
         if way in ("upgrade", "deploy-only"):
             _set_origin(root, f"signed:{branch}")
-    args = {"upgrade": ["upgrade", OS],
-            "override-commit": ["upgrade", OS, f"--override-commit={checksum}"],
-            "switch": ["switch", OS, f"signed:{branch}"],
-            "deploy": ["deploy", OS, f"signed:{branch}"],
-            "deploy-only": ["upgrade", OS, "--deploy-only"]}[way]
+    args = {
+        "upgrade": ["upgrade", OS],
+        "override-commit": ["upgrade", OS, f"--override-commit={checksum}"],
+        "switch": ["switch", OS, f"signed:{branch}"],
+        "deploy": ["deploy", OS, f"signed:{branch}"],
+        "deploy-only": ["upgrade", OS, "--deploy-only"],
+    }[way]
     before = {t: (_deployments(r), refs_of(r / "ostree/repo")) for t, r in roots.items()}
     rb = _in_process(["admin", args[0], f"--sysroot={roots['sysroot']}", *args[1:]])
-    ra = world.ostree("admin", args[0], f"--sysroot={roots['ostree']}", *args[1:],
-                      check=False) if policy != "ed" else None
+    ra = (
+        world.ostree("admin", args[0], f"--sysroot={roots['ostree']}", *args[1:], check=False)
+        if policy != "ed"
+        else None
+    )
     after = _deployments(roots["sysroot"])
     # a ref made locally for a remote whose only check is its signed summary: nothing
     # stored can vouch for the commit or against it, so neither tool refuses (a limit)
@@ -441,15 +505,18 @@ def test_status_verify_like_ostree(world: World, tmp_path):
     assert 'GPG: Good signature from "vendor <vendor@example.com>"\n\n' in out
     # a second deployment whose commit has mallory's signature only: the listing stops
     # there (ostree's error takes two lines, ours one)
-    world.ostree("pull-local", f"--repo={repo}", str(world.dirs["plain"]), f"{OSNAME}/wrong",
-                 f"{OSNAME}/unsigned")
-    world.ostree("admin", "deploy", f"--sysroot={root}", OS, "--retain",
-                 world.commits["wrong"])
+    world.ostree(
+        "pull-local",
+        f"--repo={repo}",
+        str(world.dirs["plain"]),
+        f"{OSNAME}/wrong",
+        f"{OSNAME}/unsigned",
+    )
+    world.ostree("admin", "deploy", f"--sysroot={root}", OS, "--retain", world.commits["wrong"])
     _origins(root, f"signed:{BASE}")
     both(expect_ok=False, same_error=False)
     world.ostree("admin", "undeploy", f"--sysroot={root}", "0")
-    world.ostree("admin", "deploy", f"--sysroot={root}", OS, "--retain",
-                 world.commits["unsigned"])
+    world.ostree("admin", "deploy", f"--sysroot={root}", OS, "--retain", world.commits["unsigned"])
     _origins(root, f"signed:{BASE}")
     both(expect_ok=False)  # Can't verify commit without detached metadata
     world.ostree("admin", "undeploy", f"--sysroot={root}", "0")
@@ -459,17 +526,24 @@ def test_status_verify_like_ostree(world: World, tmp_path):
     # ed25519: Debian's ostree has none ("Requested signature type is not implemented");
     # ours prints the engine's message, and refuses a commit signed by another key
     key = ed25519.encode_key(world.ed_public)
-    world.ostree("remote", "add", f"--repo={repo}", "--set=gpg-verify=false",
-                 "--set=sign-verify=ed25519", f"--set=verification-ed25519-key={key}", "ed",
-                 world.url("plain"))
+    world.ostree(
+        "remote",
+        "add",
+        f"--repo={repo}",
+        "--set=gpg-verify=false",
+        "--set=sign-verify=ed25519",
+        f"--set=verification-ed25519-key={key}",
+        "ed",
+        world.url("plain"),
+    )
     _origins(root, f"ed:{BASE}")
     rb = _in_process(["admin", "status", "-V", f"--sysroot={root}"])
     assert rb.returncode == 0, rb.stderr
     assert rb.stdout.decode().endswith(
         f"    origin refspec: ed:{BASE}\n"
-        f"ed25519: Signature verified successfully with key '{key}'\n\n")
-    world.ostree("admin", "deploy", f"--sysroot={root}", OS, "--retain",
-                 world.commits["wrong"])
+        f"ed25519: Signature verified successfully with key '{key}'\n\n"
+    )
+    world.ostree("admin", "deploy", f"--sysroot={root}", OS, "--retain", world.commits["wrong"])
     _origins(root, f"ed:{BASE}")
     rb = _in_process(["admin", "status", "-V", f"--sysroot={root}"])
     assert "ed25519" in one_error_line(rb)
@@ -485,8 +559,9 @@ def test_deploy_stage_refused(make_booted, ostree):  # noqa: F811 (the fixture)
     of a gpg-verify remote stages nothing; ostree stages any local ref (recorded)."""
     b = make_booted("sr", by="sysroot")
     repo = b.path / "ostree/repo"
-    ostree("remote", "add", f"--repo={repo}", "--set=gpg-verify=true", "signed",
-           "http://127.0.0.1:9/")  # never asked: the ref is made here
+    ostree(
+        "remote", "add", f"--repo={repo}", "--set=gpg-verify=true", "signed", "http://127.0.0.1:9/"
+    )  # never asked: the ref is made here
     ostree("refs", f"--repo={repo}", f"--create=signed:{OSNAME}/x", b.v2)
     before = b.deployments()
     rb = b("sysroot", "admin", "deploy", "--stage", OS, f"signed:{OSNAME}/x", check=False)

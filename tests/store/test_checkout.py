@@ -107,10 +107,17 @@ def snapshot(root: Path, *, dir_mtimes: bool = True) -> dict[str, tuple]:
         paths += [Path(dirpath) / n for n in dirnames + filenames]
     for p in paths:
         st = os.lstat(p)
-        xattrs = sorted((k, os.getxattr(p, k, follow_symlinks=False))
-                        for k in os.listxattr(p, follow_symlinks=False))
-        rec: tuple = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid,
-                      st.st_gid, tuple(xattrs))
+        xattrs = sorted(
+            (k, os.getxattr(p, k, follow_symlinks=False))
+            for k in os.listxattr(p, follow_symlinks=False)
+        )
+        rec: tuple = (
+            stat.S_IFMT(st.st_mode),
+            stat.S_IMODE(st.st_mode),
+            st.st_uid,
+            st.st_gid,
+            tuple(xattrs),
+        )
         if stat.S_ISLNK(st.st_mode):
             rec += (os.readlink(p),)
         elif stat.S_ISREG(st.st_mode):
@@ -202,18 +209,27 @@ def test_checkout_matches_ostree(repos, ostree, sysroot, tmp_path, mode, writer)
 # (mode, options, whether new directories get mtime 0): ostree leaves directory mtimes
 # alone with --force-copy, and a file subpath's directory is made with the current
 # time. Mode-dependent options run in every mode; subpaths in a linking and a copying one.
-OPTION_CASES = [(m, o, t) for m in MODES for o, t in ((["-U"], True), (["-C"], False),
-                                                     (["-M"], True))]
-OPTION_CASES += [(m, o, t) for m in ("bare-user", "archive") for o, t in (
-    (["--subpath=usr/share"], True),
-    (["--subpath=/usr/bin/tool"], False),
-    (["--subpath=/link-to-tool"], False),
-    (["-U", "--subpath=/usr/bin"], True))]
+OPTION_CASES = [
+    (m, o, t) for m in MODES for o, t in ((["-U"], True), (["-C"], False), (["-M"], True))
+]
+OPTION_CASES += [
+    (m, o, t)
+    for m in ("bare-user", "archive")
+    for o, t in (
+        (["--subpath=usr/share"], True),
+        (["--subpath=/usr/bin/tool"], False),
+        (["--subpath=/link-to-tool"], False),
+        (["-U", "--subpath=/usr/bin"], True),
+    )
+]
 OPTION_CASES += [("bare", ["--fsync=true"], True), ("bare", ["--fsync=false"], True)]
 
 
-@pytest.mark.parametrize(("repo_mode", "opts", "mtimes"), OPTION_CASES,
-                         ids=[f"{m}-{' '.join(o)}" for m, o, _ in OPTION_CASES])
+@pytest.mark.parametrize(
+    ("repo_mode", "opts", "mtimes"),
+    OPTION_CASES,
+    ids=[f"{m}-{' '.join(o)}" for m, o, _ in OPTION_CASES],
+)
 def test_checkout_options_match_ostree(repos, ostree, tmp_path, repo_mode, opts, mtimes):
     repo = repos.get(repo_mode)
     both(ostree, None, tmp_path, ["checkout", f"--repo={repo}", *opts, "t", "dest"])
@@ -231,7 +247,8 @@ def test_hardlinks_like_ostree(repos, ostree, tmp_path, mode, opts):
     assert ours == linked_paths(tmp_path / "ostree/dest", inodes)
     user = "-U" in opts or mode == "bare-user-only"
     expect_links = "-C" not in opts and (
-        (mode == "bare" and not user) or (mode.startswith("bare-user") and user))
+        (mode == "bare" and not user) or (mode.startswith("bare-user") and user)
+    )
     if expect_links:
         # every non-empty regular file; empty files are always copied
         assert "usr/bin/tool" in ours and "usr/share/big" in ours
@@ -256,12 +273,12 @@ def test_bare_checkout_shares_object_inodes(repos, sysroot, tmp_path, writer):
     repo.close()
 
 
-UNION_CASES = [("--union", []), ("--union-add", []), ("--union", ["-U"]),
-               ("--union-add", ["-C"])]
+UNION_CASES = [("--union", []), ("--union-add", []), ("--union", ["-U"]), ("--union-add", ["-C"])]
 
 
-@pytest.mark.parametrize(("union", "user"), UNION_CASES,
-                         ids=[" ".join([u, *o]) for u, o in UNION_CASES])
+@pytest.mark.parametrize(
+    ("union", "user"), UNION_CASES, ids=[" ".join([u, *o]) for u, o in UNION_CASES]
+)
 def test_union_matches_ostree(repos, ostree, tmp_path, mode, union, user):
     repo = repos.get(mode)
     for ref in ("t", "t2"):
@@ -291,8 +308,9 @@ def test_union_identical(repos, ostree, sysroot, tmp_path):
 @pytest.mark.parametrize("opts", [["-H"], ["-U", "-H"]], ids=" ".join)
 def test_require_hardlinks_like_ostree(repos, ostree, sysroot, tmp_path, mode, opts):
     repo = repos.get(mode)
-    res = both(ostree, None, tmp_path, ["checkout", f"--repo={repo}", *opts, "t", "dest"],
-               check=False)
+    res = both(
+        ostree, None, tmp_path, ["checkout", f"--repo={repo}", *opts, "t", "dest"], check=False
+    )
     ok = res["ostree"].returncode == 0
     assert (res["sysroot"].returncode == 0) == ok
     if ok:
@@ -307,8 +325,7 @@ def test_existing_destination_is_an_error(repos, ostree, sysroot, tmp_path):
     for name in ("ostree", "sysroot"):
         (tmp_path / name / "dest").mkdir(parents=True)
         (tmp_path / name / "dest/keep").write_text("mine")
-    res = both(ostree, None, tmp_path, ["checkout", f"--repo={repo}", "t", "dest"],
-               check=False)
+    res = both(ostree, None, tmp_path, ["checkout", f"--repo={repo}", "t", "dest"], check=False)
     assert res["ostree"].returncode != 0 and res["sysroot"].returncode != 0
     assert os.listdir(tmp_path / "sysroot/dest") == ["keep"]
     assert len(res["sysroot"].stderr.decode().strip().splitlines()) == 1
@@ -343,8 +360,15 @@ def test_from_stdin_matches_ostree(repos, ostree, sysroot, tmp_path):
     for name in ("ostree", "sysroot"):
         (tmp_path / name / "dest").mkdir(parents=True)
     for name, tool in (("ostree", ostree), ("sysroot", sysroot)):
-        tool("checkout", f"--repo={repo}", "--union", "--from-stdin", "dest",
-             input=b"t\0/usr\0t2\0/newdir\0", cwd=tmp_path / name)
+        tool(
+            "checkout",
+            f"--repo={repo}",
+            "--union",
+            "--from-stdin",
+            "dest",
+            input=b"t\0/usr\0t2\0/newdir\0",
+            cwd=tmp_path / name,
+        )
     ours = snapshot(tmp_path / "sysroot/dest", dir_mtimes=False)
     assert ours == snapshot(tmp_path / "ostree/dest", dir_mtimes=False)
     assert {"bin", "share", "f"} <= set(ours)
@@ -353,23 +377,33 @@ def test_from_stdin_matches_ostree(repos, ostree, sysroot, tmp_path):
 def test_library_api_options_and_stats(repos, tmp_path):
     repo = Repo.open(repos.get("bare"))
     stats = checkout_tree(repo, "t", tmp_path / "a")
-    files = [os.path.join(d, n) for d, dirs, names in os.walk(repos.tree1)
-             for n in names + [x for x in dirs if os.path.islink(os.path.join(d, x))]]
+    files = [
+        os.path.join(d, n)
+        for d, dirs, names in os.walk(repos.tree1)
+        for n in names + [x for x in dirs if os.path.islink(os.path.join(d, x))]
+    ]
     empty = [f for f in files if not os.path.islink(f) and os.path.getsize(f) == 0]
     assert (stats.hardlinked, stats.copied) == (len(files) - len(empty), len(empty))
     assert stats.directories == 1 + sum(
-        1 for d, dirs, _ in os.walk(repos.tree1) for x in dirs
-        if not os.path.islink(os.path.join(d, x)))
-    stats = checkout_tree(repo, "t2", tmp_path / "a",
-                          CheckoutOptions(overwrite=OverwriteMode.ADD_FILES))
+        1
+        for d, dirs, _ in os.walk(repos.tree1)
+        for x in dirs
+        if not os.path.islink(os.path.join(d, x))
+    )
+    stats = checkout_tree(
+        repo, "t2", tmp_path / "a", CheckoutOptions(overwrite=OverwriteMode.ADD_FILES)
+    )
     assert stats.skipped > 0 and (tmp_path / "a/B").read_text() == "B"
     with pytest.raises(UsageError):
-        checkout_tree(repo, "t", tmp_path / "b",
-                      CheckoutOptions(force_copy=True, require_hardlinks=True))
+        checkout_tree(
+            repo, "t", tmp_path / "b", CheckoutOptions(force_copy=True, require_hardlinks=True)
+        )
     with pytest.raises(NotFoundError):
         checkout_tree(repo, "t", tmp_path / "c", CheckoutOptions(subpath="/nope"))
-    assert checkout_tree(repo, "t", tmp_path / "c",
-                         CheckoutOptions(subpath="/nope", allow_noent=True)) is None
+    assert (
+        checkout_tree(repo, "t", tmp_path / "c", CheckoutOptions(subpath="/nope", allow_noent=True))
+        is None
+    )
     assert not (tmp_path / "c").exists()
     # dir_fd: the destination is taken relative to it
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
@@ -445,8 +479,9 @@ class Crafter:
 
         self.repo = Repo.create(path, RepoMode.parse(mode))
         with self.repo.transaction() as tx:
-            self.meta = tx.write_metadata(ObjectType.DIR_META,
-                                          DirMeta(0, 0, stat.S_IFDIR | 0o755).serialize())
+            self.meta = tx.write_metadata(
+                ObjectType.DIR_META, DirMeta(0, 0, stat.S_IFDIR | 0o755).serialize()
+            )
             self.file = tx.write_content(FileHeader(0, 0, stat.S_IFREG | 0o644), [b"pwned\n"])
 
     def symlink(self, target: str) -> str:
@@ -497,8 +532,10 @@ BAD_NAMES = ["..", ".", "", "a/b", "../escape", "x/../../escape"]
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_refuses_bad_names(crafter, tmp_path, name, as_dir):
     inner = crafter.tree([("escaped", crafter.file)])
-    root = crafter.tree([("ok", crafter.file)] + ([] if as_dir else [(name, crafter.file)]),
-                        [(name, inner)] if as_dir else [])
+    root = crafter.tree(
+        [("ok", crafter.file)] + ([] if as_dir else [(name, crafter.file)]),
+        [(name, inner)] if as_dir else [],
+    )
     crafter.commit(root, "evil")
     (tmp_path / "work").mkdir()
     before = _outside_state(tmp_path)
@@ -519,8 +556,7 @@ def test_refuses_bad_name_deep_before_writing(crafter, tmp_path):
     assert os.listdir(tmp_path) == ["repo"]
 
 
-@pytest.mark.parametrize("shape", ["duplicate-file", "duplicate-dir", "file-and-dir",
-                                   "unsorted"])
+@pytest.mark.parametrize("shape", ["duplicate-file", "duplicate-dir", "file-and-dir", "unsorted"])
 def test_refuses_duplicate_and_unsorted_entries(crafter, tmp_path, shape):
     link = crafter.symlink(str(tmp_path / "outside"))
     (tmp_path / "outside").mkdir()
@@ -534,8 +570,12 @@ def test_refuses_duplicate_and_unsorted_entries(crafter, tmp_path, shape):
     else:  # serialize() sorts, so build the unsorted bytes by hand
         from sysroot.formats import gvariant
 
-        root = crafter.raw_tree(gvariant.encode("(a(say)a(sayay))", (
-            [("b", bytes.fromhex(crafter.file)), ("a", bytes.fromhex(crafter.file))], [])))
+        root = crafter.raw_tree(
+            gvariant.encode(
+                "(a(say)a(sayay))",
+                ([("b", bytes.fromhex(crafter.file)), ("a", bytes.fromhex(crafter.file))], []),
+            )
+        )
     crafter.commit(root, "evil")
     with pytest.raises(CorruptObjectError):
         checkout_tree(crafter.repo, "evil", tmp_path / "dest")
@@ -545,15 +585,15 @@ def test_refuses_duplicate_and_unsorted_entries(crafter, tmp_path, shape):
 
 def test_cli_refusal_is_one_line(crafter, sysroot, tmp_path):
     crafter.commit(crafter.tree([("..", crafter.file)]), "evil")
-    res = sysroot("checkout", f"--repo={crafter.repo.path}", "evil", tmp_path / "dest",
-                  check=False)
+    res = sysroot("checkout", f"--repo={crafter.repo.path}", "evil", tmp_path / "dest", check=False)
     err = res.stderr.decode()
     assert res.returncode == 1 and err.startswith("error: ") and err.count("\n") == 1, err
     assert not (tmp_path / "dest").exists()
 
 
-@pytest.mark.parametrize("union", [OverwriteMode.UNION_FILES, OverwriteMode.ADD_FILES,
-                                   OverwriteMode.UNION_IDENTICAL])
+@pytest.mark.parametrize(
+    "union", [OverwriteMode.UNION_FILES, OverwriteMode.ADD_FILES, OverwriteMode.UNION_IDENTICAL]
+)
 def test_union_never_writes_through_existing_symlinked_dir(crafter, tmp_path, union):
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -562,8 +602,9 @@ def test_union_never_writes_through_existing_symlinked_dir(crafter, tmp_path, un
     crafter.commit(first, "first")
     crafter.commit(second, "second")
     checkout_tree(crafter.repo, "first", tmp_path / "dest")
-    opts = CheckoutOptions(overwrite=union,
-                           require_hardlinks=union is OverwriteMode.UNION_IDENTICAL)
+    opts = CheckoutOptions(
+        overwrite=union, require_hardlinks=union is OverwriteMode.UNION_IDENTICAL
+    )
     with pytest.raises(SysrootError) as exc:
         checkout_tree(crafter.repo, "second", tmp_path / "dest", opts)
     assert "symlink" in str(exc.value)
@@ -579,11 +620,19 @@ def test_union_replaces_symlink_not_its_target(tmp_path, mode):
     crafter.commit(crafter.tree([("f", crafter.symlink(str(victim)))]), "first")
     crafter.commit(crafter.tree([("f", crafter.file)]), "second")
     checkout_tree(crafter.repo, "first", tmp_path / "dest")
-    checkout_tree(crafter.repo, "second", tmp_path / "dest",
-                  CheckoutOptions(overwrite=OverwriteMode.ADD_FILES))
+    checkout_tree(
+        crafter.repo,
+        "second",
+        tmp_path / "dest",
+        CheckoutOptions(overwrite=OverwriteMode.ADD_FILES),
+    )
     assert os.path.islink(tmp_path / "dest/f")  # kept
-    checkout_tree(crafter.repo, "second", tmp_path / "dest",
-                  CheckoutOptions(overwrite=OverwriteMode.UNION_FILES))
+    checkout_tree(
+        crafter.repo,
+        "second",
+        tmp_path / "dest",
+        CheckoutOptions(overwrite=OverwriteMode.UNION_FILES),
+    )
     assert not os.path.islink(tmp_path / "dest/f")
     assert (tmp_path / "dest/f").read_text() == "pwned\n"
     assert victim.read_text() == "original\n"
@@ -596,15 +645,17 @@ def test_symlink_destination_is_followed_only_at_the_top(crafter, tmp_path):
     (tmp_path / "real").mkdir()
     os.symlink(tmp_path / "real", tmp_path / "alias")
     crafter.commit(crafter.tree([("a", crafter.file)]), "t")
-    checkout_tree(crafter.repo, "t", tmp_path / "alias",
-                  CheckoutOptions(overwrite=OverwriteMode.UNION_FILES))
+    checkout_tree(
+        crafter.repo, "t", tmp_path / "alias", CheckoutOptions(overwrite=OverwriteMode.UNION_FILES)
+    )
     assert (tmp_path / "real/a").read_text() == "pwned\n"
 
 
 def test_invalid_dirmeta_refused(crafter, tmp_path):
     with crafter.repo.transaction() as tx:
-        bad_meta = tx.write_metadata(ObjectType.DIR_META,
-                                     DirMeta(0, 0, stat.S_IFREG | 0o644).serialize())
+        bad_meta = tx.write_metadata(
+            ObjectType.DIR_META, DirMeta(0, 0, stat.S_IFREG | 0o644).serialize()
+        )
     crafter.commit(crafter.tree([("a", crafter.file)]), "evil", root_meta=bad_meta)
     with pytest.raises(CorruptObjectError) as exc:
         checkout_tree(crafter.repo, "evil", tmp_path / "dest")
@@ -632,11 +683,18 @@ def test_fast_dirtree_parser_agrees_with_generic(repos):
         return rnd.randbytes(32).hex()
 
     # > 64 KiB (4-byte offsets) and long names (2-byte element offsets)
-    samples.append(DirTree(tuple((f"f{i:05d}" + "x" * 60, csum()) for i in range(1500)),
-                           tuple((f"d{i:04d}", csum(), csum()) for i in range(300))).serialize())
-    samples.append(DirTree(tuple(("n" * 250 + str(i), csum()) for i in range(3)),
-                           tuple(("d" * 240 + str(i), csum(), csum()) for i in range(3))
-                           ).serialize())
+    samples.append(
+        DirTree(
+            tuple((f"f{i:05d}" + "x" * 60, csum()) for i in range(1500)),
+            tuple((f"d{i:04d}", csum(), csum()) for i in range(300)),
+        ).serialize()
+    )
+    samples.append(
+        DirTree(
+            tuple(("n" * 250 + str(i), csum()) for i in range(3)),
+            tuple(("d" * 240 + str(i), csum(), csum()) for i in range(3)),
+        ).serialize()
+    )
     for data in samples:
         assert _fast_dirtree(data) == DirTree.parse(data)
     decoded = 0

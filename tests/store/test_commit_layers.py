@@ -68,8 +68,7 @@ class Pair:
         self.has_layer_refs = False
 
     def run(self, *args) -> tuple[tuple[int, str], tuple[int, str, str]]:
-        o = self.ostree("commit", f"--repo={self.o}", "--timestamp=@1700000000", *args,
-                        check=False)
+        o = self.ostree("commit", f"--repo={self.o}", "--timestamp=@1700000000", *args, check=False)
         s = run_sysroot("commit", f"--repo={self.s}", "--timestamp=@1700000000", *args)
         return (o.returncode, o.stdout.decode().strip() + o.stderr.decode()), s
 
@@ -97,8 +96,9 @@ class Pair:
         same verdict, naming the same objects, on both repositories."""
         o, s = (self.ostree("fsck", f"--repo={repo}", check=False) for repo in (self.o, self.s))
         assert o.returncode == s.returncode
-        assert [ln for ln in o.stderr.decode().splitlines() if ln.startswith("error")] == \
-            [ln for ln in s.stderr.decode().splitlines() if ln.startswith("error")]
+        assert [ln for ln in o.stderr.decode().splitlines() if ln.startswith("error")] == [
+            ln for ln in s.stderr.decode().splitlines() if ln.startswith("error")
+        ]
 
 
 @pytest.fixture
@@ -116,6 +116,7 @@ def shared(tmp_path_factory, ostree):
         if mode not in cache:
             cache[mode] = Pair(ostree, tmp_path_factory.mktemp("pairs"), mode)
         return cache[mode]
+
     return get
 
 
@@ -139,8 +140,11 @@ def src_tree(tmp_path_factory) -> Path:
 
 
 def gnu_tar(out: Path, src: Path, options: list[str], members: list[str]) -> Path:
-    subprocess.run(["tar", *options, "-C", str(src), "-cf", str(out), *members], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["tar", *options, "-C", str(src), "-cf", str(out), *members],
+        check=True,
+        capture_output=True,
+    )
     return out
 
 
@@ -149,18 +153,23 @@ def gnu_tar(out: Path, src: Path, options: list[str], members: list[str]) -> Pat
 
 @pytest.mark.parametrize("mode", MODES)
 def test_gnu_tar_with_xattrs_matches(shared, tmp_path, src_tree, mode):
-    tarball = gnu_tar(tmp_path / "x.tar", src_tree,
-                      ["--format=posix", "--xattrs", "--xattrs-include=*"], ["."])
+    tarball = gnu_tar(
+        tmp_path / "x.tar", src_tree, ["--format=posix", "--xattrs", "--xattrs-include=*"], ["."]
+    )
     p = shared(mode)
     p.same("-b", "gnu-xattrs", *COMMIT_ARGS, f"--tree=tar={tarball}")
     p.fsck_like_ostree()
 
 
-@pytest.mark.parametrize("variant", [
-    (["--format=gnu", "-z"], "x.tar.gz"),
-    (["--format=ustar", "-J"], "x.tar.xz"),
-    (["--format=posix", "-j", "--numeric-owner"], "x.tar.bz2"),
-], ids=["gnu-gzip", "ustar-xz", "posix-bzip2"])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        (["--format=gnu", "-z"], "x.tar.gz"),
+        (["--format=ustar", "-J"], "x.tar.xz"),
+        (["--format=posix", "-j", "--numeric-owner"], "x.tar.bz2"),
+    ],
+    ids=["gnu-gzip", "ustar-xz", "posix-bzip2"],
+)
 def test_gnu_tar_formats_and_compression_match(shared, tmp_path, variant):
     args, name = variant
     src = tmp_path / "src"
@@ -195,8 +204,12 @@ def test_python_tarfile_archives_match(shared, tmp_path, src_tree, fmt):
             t.add(src_tree / name, arcname=name)
     p = shared("bare-user")
     p.same("-b", f"py-{fmt}", f"--tree=tar={tarball}")
-    p.same("-b", f"py-noroot-{fmt}", "--tar-autocreate-parents",
-           f"--tree=tar={tmp_path / 'noroot.tar'}")
+    p.same(
+        "-b",
+        f"py-noroot-{fmt}",
+        "--tar-autocreate-parents",
+        f"--tree=tar={tmp_path / 'noroot.tar'}",
+    )
     p.fsck()
 
 
@@ -206,47 +219,93 @@ def test_python_tarfile_archives_match(shared, tmp_path, src_tree, fmt):
 CASES = {
     # Missing parents, autocreated: the root and each directory on the path get 0755
     # and the member's uid/gid, even "a" which the archive had already given 0700.
-    "autocreate-resets-parents": [M("a/", D, mode=0o700, uid=5, gid=6),
-                                  M("a/b/f", data=b"x", uid=1000, gid=2000),
-                                  M("c/d", data=b"y", uid=7, gid=8)],
-    "root-entry-last": [M("a/f", data=b"x"), M("a", D, mode=0o700, uid=3, gid=3),
-                        M("./", D, mode=0o750, uid=1, gid=1)],
-    "repeated-dir-entry": [ROOT, M("a", D, mode=0o700, uid=3, gid=3), M("a/f", data=b"x"),
-                           M("a", D, mode=0o711, uid=4, gid=4)],
+    "autocreate-resets-parents": [
+        M("a/", D, mode=0o700, uid=5, gid=6),
+        M("a/b/f", data=b"x", uid=1000, gid=2000),
+        M("c/d", data=b"y", uid=7, gid=8),
+    ],
+    "root-entry-last": [
+        M("a/f", data=b"x"),
+        M("a", D, mode=0o700, uid=3, gid=3),
+        M("./", D, mode=0o750, uid=1, gid=1),
+    ],
+    "repeated-dir-entry": [
+        ROOT,
+        M("a", D, mode=0o700, uid=3, gid=3),
+        M("a/f", data=b"x"),
+        M("a", D, mode=0o711, uid=4, gid=4),
+    ],
     "hardlink-before-target": [ROOT, M("h", L, link="f"), M("f", data=b"x")],
-    "hardlink-follows-replacement": [ROOT, M("f", data=b"x"), M("h", L, link="f"),
-                                     M("f", data=b"yy", mode=0o600)],
+    "hardlink-follows-replacement": [
+        ROOT,
+        M("f", data=b"x"),
+        M("h", L, link="f"),
+        M("f", data=b"yy", mode=0o600),
+    ],
     "hardlink-to-symlink": [ROOT, M("s", S, mode=0o777, link="tgt"), M("h", L, link="s")],
-    "hardlink-new-parent": [ROOT, M("f", data=b"x"), M("d/h", L, mode=0o600, uid=9, gid=9,
-                                                       link="./f")],
+    "hardlink-new-parent": [
+        ROOT,
+        M("f", data=b"x"),
+        M("d/h", L, mode=0o600, uid=9, gid=9, link="./f"),
+    ],
     "dot-components": [M(".", D, mode=0o700), M("./a/./b", data=b"x")],
     "double-slash": [M("./", D, mode=0o700), M("a//b", data=b"x")],
     "only-a-subdir": [M("a/", D, mode=0o700, uid=5, gid=5)],
     "empty-archive": [],
-    "mode-bits": [M("./", D, mode=0o1777), M("f", data=b"x", mode=0o6777),
-                  M("s", S, mode=0o644, link="f")],
+    "mode-bits": [
+        M("./", D, mode=0o1777),
+        M("f", data=b"x", mode=0o6777),
+        M("s", S, mode=0o644, link="f"),
+    ],
     "pax-xattrs": [
-        M("./", D, mode=0o755, pax={"SCHILY.xattr.user.zz": "1", "SCHILY.xattr.user.aa": "2",
-                                   "SCHILY.xattr.user.empty": ""}),
-        M("f", pax={"SCHILY.xattr.user.bin": b"\x00\xff\x01".decode("utf-8",
-                                                                   "surrogateescape")}),
-        M("g", pax={"LIBARCHIVE.xattr.user.b%3Dx": base64.b64encode(b"\x00\x01").decode(),
-                    "SCHILY.xattr.user.c": "3"}),
-        M("dup", pax={"SCHILY.xattr.user.d": "1",
-                      "LIBARCHIVE.xattr.user.d": base64.b64encode(b"2").decode()}),
+        M(
+            "./",
+            D,
+            mode=0o755,
+            pax={
+                "SCHILY.xattr.user.zz": "1",
+                "SCHILY.xattr.user.aa": "2",
+                "SCHILY.xattr.user.empty": "",
+            },
+        ),
+        M("f", pax={"SCHILY.xattr.user.bin": b"\x00\xff\x01".decode("utf-8", "surrogateescape")}),
+        M(
+            "g",
+            pax={
+                "LIBARCHIVE.xattr.user.b%3Dx": base64.b64encode(b"\x00\x01").decode(),
+                "SCHILY.xattr.user.c": "3",
+            },
+        ),
+        M(
+            "dup",
+            pax={
+                "SCHILY.xattr.user.d": "1",
+                "LIBARCHIVE.xattr.user.d": base64.b64encode(b"2").decode(),
+            },
+        ),
         M("r", pax={"RHT.security.selinux": "system_u:object_r:etc_t:s0"}),
         M("s", S, mode=0o777, link="f", pax={"SCHILY.xattr.user.s": "v"}),
-        M("d", D, mode=0o755, pax={"SCHILY.xattr.security.selinux": "x_t\x00"})],
-    "owners": [M("./", D, mode=0o1777, uid=3, gid=4, pax={"SCHILY.xattr.user.r": "1"}),
-               M("f", data=b"x", mode=0o6775, uid=3, gid=4), M("d", D, mode=0o2775, uid=3,
-                                                                gid=4),
-               M("d/g", data=b"x", mode=0o664, uid=3, gid=4),
-               M("s", S, mode=0o777, uid=3, gid=4, link="f"),
-               M("e/x", data=b"x", mode=0o664, uid=5, gid=6)],
+        M("d", D, mode=0o755, pax={"SCHILY.xattr.security.selinux": "x_t\x00"}),
+    ],
+    "owners": [
+        M("./", D, mode=0o1777, uid=3, gid=4, pax={"SCHILY.xattr.user.r": "1"}),
+        M("f", data=b"x", mode=0o6775, uid=3, gid=4),
+        M("d", D, mode=0o2775, uid=3, gid=4),
+        M("d/g", data=b"x", mode=0o664, uid=3, gid=4),
+        M("s", S, mode=0o777, uid=3, gid=4, link="f"),
+        M("e/x", data=b"x", mode=0o664, uid=5, gid=6),
+    ],
 }
-NEEDS_AUTOCREATE = {"autocreate-resets-parents", "root-entry-last", "hardlink-new-parent",
-                    "dot-components", "double-slash", "only-a-subdir", "empty-archive",
-                    "owners"}
+NEEDS_AUTOCREATE = {
+    "autocreate-resets-parents",
+    "root-entry-last",
+    "hardlink-new-parent",
+    "dot-components",
+    "double-slash",
+    "only-a-subdir",
+    "empty-archive",
+    "owners",
+}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -266,11 +325,14 @@ def test_tar_modifiers_match(shared, tmp_path, mode):
     """The modifier applies to archive entries but not to autocreated parents, and
     --canonical-permissions (unlike for directories) keeps pax xattrs."""
     owners = write_tar(tmp_path / "owners.tar", CASES["owners"])
-    xattrs = write_tar(tmp_path / "xattrs.tar",
-                       [m for m in CASES["pax-xattrs"] if m.type != S])
+    xattrs = write_tar(tmp_path / "xattrs.tar", [m for m in CASES["pax-xattrs"] if m.type != S])
     p = shared(mode)
-    for args in (["--owner-uid=77"], ["--owner-gid=88"], ["--canonical-permissions"],
-                 ["--no-xattrs"]):
+    for args in (
+        ["--owner-uid=77"],
+        ["--owner-gid=88"],
+        ["--canonical-permissions"],
+        ["--no-xattrs"],
+    ):
         p.same("-b", "mod-owners", "--tar-autocreate-parents", *args, f"--tree=tar={owners}")
         p.same("-b", "mod-xattrs", *args, f"--tree=tar={xattrs}")
     p.fsck()
@@ -307,16 +369,26 @@ def test_tar_refusals_match(shared, tmp_path, case):
     branch_absent(p, f"refused-{case}")
 
 
-@pytest.mark.parametrize("members", [
-    [ROOT, M("/etc/f", data=b"x")],
-    [ROOT, M("f", data=b"x"), M("h", L, link="/f")],
-], ids=["absolute-member", "absolute-hardlink"])
+@pytest.mark.parametrize(
+    "members",
+    [
+        [ROOT, M("/etc/f", data=b"x")],
+        [ROOT, M("f", data=b"x"), M("h", L, link="/f")],
+    ],
+    ids=["absolute-member", "absolute-hardlink"],
+)
 def test_absolute_tar_paths_are_refused(tmp_path, members):
     """ostree strips a leading "/"; we refuse such archives rather than guess."""
     tarball = write_tar(tmp_path / "x.tar", members)
     run_sysroot("init", f"--repo={tmp_path / 'r'}", "--mode=archive")
-    rc, _, err = run_sysroot("commit", f"--repo={tmp_path / 'r'}", "-b", "main",
-                             "--tar-autocreate-parents", f"--tree=tar={tarball}")
+    rc, _, err = run_sysroot(
+        "commit",
+        f"--repo={tmp_path / 'r'}",
+        "-b",
+        "main",
+        "--tar-autocreate-parents",
+        f"--tree=tar={tarball}",
+    )
     assert rc != 0 and "Absolute path" in err and len(err.splitlines()) == 1, err
     assert os.listdir(tmp_path / "r/refs/heads") == []
 
@@ -324,18 +396,28 @@ def test_absolute_tar_paths_are_refused(tmp_path, members):
 @pytest.mark.parametrize("case", ["file-then-dir", "file-under-file"])
 def test_tar_conflicts_that_crash_ostree_are_refused(tmp_path, case):
     """ostree 2022.7 aborts on an assertion for these; we report the conflict."""
-    members = {"file-then-dir": [ROOT, M("a", data=b"x"), M("a", D)],
-               "file-under-file": [ROOT, M("a/", D), M("a/f", data=b"x"),
-                                   M("a/f/x", data=b"x")]}[case]
+    members = {
+        "file-then-dir": [ROOT, M("a", data=b"x"), M("a", D)],
+        "file-under-file": [ROOT, M("a/", D), M("a/f", data=b"x"), M("a/f/x", data=b"x")],
+    }[case]
     tarball = write_tar(tmp_path / "x.tar", members)
     run_sysroot("init", f"--repo={tmp_path / 'r'}", "--mode=archive")
-    rc, _, err = run_sysroot("commit", f"--repo={tmp_path / 'r'}", "-b", "main",
-                             "--tar-autocreate-parents", f"--tree=tar={tarball}")
+    rc, _, err = run_sysroot(
+        "commit",
+        f"--repo={tmp_path / 'r'}",
+        "-b",
+        "main",
+        "--tar-autocreate-parents",
+        f"--tree=tar={tarball}",
+    )
     assert rc != 0 and "Can't replace file with directory" in err, err
 
 
-@pytest.mark.parametrize("content", [b"", b"not a tar archive at all" * 50, "truncated"],
-                         ids=["empty-file", "garbage", "truncated"])
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"not a tar archive at all" * 50, "truncated"],
+    ids=["empty-file", "garbage", "truncated"],
+)
 def test_damaged_tarballs_are_refused(shared, tmp_path, content):
     tarball = tmp_path / "x.tar.gz"
     if content == "truncated":
@@ -391,27 +473,35 @@ def _refs_for(p: Pair, layer_dirs) -> None:
         p.has_layer_refs = True
 
 
-@pytest.mark.parametrize("layers", [
-    ["dir=A", "dir=B"],
-    ["ref=A", "dir=B"],
-    ["ref=A", "ref=B"],
-    ["dir=B", "ref=A"],
-    ["ref=B", "ref=A", "dir=B"],
-    ["dir=A", "ref=B", "tar=T"],
-], ids=lambda layers: "+".join(layers))
+@pytest.mark.parametrize(
+    "layers",
+    [
+        ["dir=A", "dir=B"],
+        ["ref=A", "dir=B"],
+        ["ref=A", "ref=B"],
+        ["dir=B", "ref=A"],
+        ["ref=B", "ref=A", "dir=B"],
+        ["dir=A", "ref=B", "tar=T"],
+    ],
+    ids=lambda layers: "+".join(layers),
+)
 def test_layers_match(shared, layer_dirs, tmp_path, layers):
     p = shared("archive")
     _refs_for(p, layer_dirs)
-    tarball = write_tar(tmp_path / "t.tar", [M("./", D, mode=0o711, uid=8, gid=9),
-                                             M("x/f", data=b"from tar\n"),
-                                             M("x/new", data=b"new\n")])
+    tarball = write_tar(
+        tmp_path / "t.tar",
+        [
+            M("./", D, mode=0o711, uid=8, gid=9),
+            M("x/f", data=b"from tar\n"),
+            M("x/new", data=b"new\n"),
+        ],
+    )
     specs = []
     for layer in layers:
         kind, name = layer.split("=")
         value = {"dir": str(layer_dirs.get(name)), "ref": name, "tar": str(tarball)}[kind]
         specs.append(f"--tree={kind}={value}")
-    checksum = p.same("-b", "layers/" + "_".join(layers).replace("=", "-"), *COMMIT_ARGS,
-                      *specs)
+    checksum = p.same("-b", "layers/" + "_".join(layers).replace("=", "-"), *COMMIT_ARGS, *specs)
     # The last layer's root metadata wins; later files win over earlier ones.
     last_kind, last_name = layers[-1].split("=")
     root = p.ostree.out("ls", f"--repo={p.s}", "-d", checksum, "/").split()[:3]
@@ -423,21 +513,32 @@ def test_layers_match(shared, layer_dirs, tmp_path, layers):
     p.fsck()
 
 
-def test_autocreated_tar_parents_reset_the_root_of_earlier_layers(shared, layer_dirs,
-                                                                  tmp_path):
+def test_autocreated_tar_parents_reset_the_root_of_earlier_layers(shared, layer_dirs, tmp_path):
     tarball = write_tar(tmp_path / "t.tar", [M("new/deep/f", data=b"x", uid=1000, gid=2000)])
     p = shared("archive")
     p.both_fail("-b", "reset", f"--tree=dir={layer_dirs['A']}", f"--tree=tar={tarball}")
     branch_absent(p, "reset")
-    checksum = p.same("-b", "reset", "--tar-autocreate-parents",
-                      f"--tree=dir={layer_dirs['A']}", f"--tree=tar={tarball}")
+    checksum = p.same(
+        "-b",
+        "reset",
+        "--tar-autocreate-parents",
+        f"--tree=dir={layer_dirs['A']}",
+        f"--tree=tar={tarball}",
+    )
     root = p.ostree.out("ls", f"--repo={p.s}", "-d", checksum, "/").split()[:3]
     assert root == ["d00755", "1000", "2000"]
 
 
-@pytest.mark.parametrize("layers", [
-    ["dir=A", "dir=C"], ["dir=C", "dir=A"], ["ref=A", "ref=C"], ["ref=C", "dir=A"],
-], ids=lambda layers: "+".join(layers))
+@pytest.mark.parametrize(
+    "layers",
+    [
+        ["dir=A", "dir=C"],
+        ["dir=C", "dir=A"],
+        ["ref=A", "ref=C"],
+        ["ref=C", "dir=A"],
+    ],
+    ids=lambda layers: "+".join(layers),
+)
 def test_file_directory_conflicts_fail_in_both(shared, layer_dirs, layers):
     p = shared("archive")
     _refs_for(p, layer_dirs)
@@ -450,9 +551,16 @@ def test_file_directory_conflicts_fail_in_both(shared, layer_dirs, layers):
     branch_absent(p, "conflict")
 
 
-@pytest.mark.parametrize("modifier", [["--owner-uid=9"], ["--canonical-permissions"],
-                                      ["--no-xattrs"], ["--owner-gid=0", "--consume"]],
-                         ids=["owner-uid", "canonical", "no-xattrs", "owner-gid-consume"])
+@pytest.mark.parametrize(
+    "modifier",
+    [
+        ["--owner-uid=9"],
+        ["--canonical-permissions"],
+        ["--no-xattrs"],
+        ["--owner-gid=0", "--consume"],
+    ],
+    ids=["owner-uid", "canonical", "no-xattrs", "owner-gid-consume"],
+)
 def test_ref_layers_are_rewritten_by_modifiers(shared, layer_dirs, modifier):
     p = shared("bare-user")
     _refs_for(p, layer_dirs)
@@ -489,8 +597,11 @@ def test_bare_user_only_canonicalizes_pulled_ref_layers(pair, ostree, tmp_path):
     for repo in (p.o, p.s):
         ostree("pull-local", f"--repo={repo}", str(src_repo), "A")
     checksum = p.same("-b", "main", "--tree=ref=A")
-    assert p.ostree.out("ls", f"--repo={p.s}", "-d", checksum, "/d").split()[:3] == \
-        ["d00750", "0", "0"]
+    assert p.ostree.out("ls", f"--repo={p.s}", "-d", checksum, "/d").split()[:3] == [
+        "d00750",
+        "0",
+        "0",
+    ]
     p.fsck_like_ostree()
 
 
@@ -502,12 +613,28 @@ def test_consume_only_removes_directory_layers(pair, layer_dirs, tmp_path):
     for tool in ("o", "s"):
         copies[tool] = tmp_path / f"B-{tool}"
         shutil.copytree(layer_dirs["B"], copies[tool])
-    o = p.ostree.out("commit", f"--repo={p.o}", "-b", "main", "--consume",
-                     "--timestamp=@1", "--tree=ref=A", f"--tree=dir={copies['o']}",
-                     f"--tree=tar={tarball}")
-    rc, s, err = run_sysroot("commit", f"--repo={p.s}", "-b", "main", "--consume",
-                             "--timestamp=@1", "--tree=ref=A", f"--tree=dir={copies['s']}",
-                             f"--tree=tar={tarball}")
+    o = p.ostree.out(
+        "commit",
+        f"--repo={p.o}",
+        "-b",
+        "main",
+        "--consume",
+        "--timestamp=@1",
+        "--tree=ref=A",
+        f"--tree=dir={copies['o']}",
+        f"--tree=tar={tarball}",
+    )
+    rc, s, err = run_sysroot(
+        "commit",
+        f"--repo={p.s}",
+        "-b",
+        "main",
+        "--consume",
+        "--timestamp=@1",
+        "--tree=ref=A",
+        f"--tree=dir={copies['s']}",
+        f"--tree=tar={tarball}",
+    )
     assert rc == 0, err
     assert o == s
     assert not copies["o"].exists() and not copies["s"].exists()

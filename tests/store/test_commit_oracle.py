@@ -25,8 +25,12 @@ from sysroot.cli.main import main as sysroot_main
 from tests.conftest import COMMIT_ARGS, make_rich_tree
 
 MODES = ["bare", "bare-user", "bare-user-only", "archive"]
-SECOND_COMMIT = ["-s", "Second", "--timestamp=2022-06-07 08:09:10",
-                 "--add-metadata-string=version=42.2"]
+SECOND_COMMIT = [
+    "-s",
+    "Second",
+    "--timestamp=2022-06-07 08:09:10",
+    "--add-metadata-string=version=42.2",
+]
 
 
 def run_sysroot(*args) -> tuple[int, str, str]:
@@ -43,12 +47,21 @@ def make_extra_shapes(root: Path) -> Path:
     out of order (and a zero-length one, which ostree ignores)."""
     x = root / "extras"
     x.mkdir(parents=True)
-    for name, mode in (("setuid", 0o4711), ("setgid", 0o2750), ("sticky-file", 0o1644),
-                       ("all-bits", 0o7777), ("no-perms", 0o000)):
+    for name, mode in (
+        ("setuid", 0o4711),
+        ("setgid", 0o2750),
+        ("sticky-file", 0o1644),
+        ("all-bits", 0o7777),
+        ("no-perms", 0o000),
+    ):
         (x / name).write_bytes(name.encode())
         os.chmod(x / name, mode)
-    for name, mode in (("sticky-dir", 0o1777), ("setgid-dir", 0o2775), ("private-dir", 0o700),
-                       ("ro-dir", 0o555)):
+    for name, mode in (
+        ("sticky-dir", 0o1777),
+        ("setgid-dir", 0o2775),
+        ("private-dir", 0o700),
+        ("ro-dir", 0o555),
+    ):
         (x / name).mkdir()
         (x / name / "inside").write_text(name)
         os.chmod(x / name, mode)
@@ -74,8 +87,23 @@ def make_extra_shapes(root: Path) -> Path:
     os.chown(x / "owned-dir", 42, 43)
     names = x / "names"
     names.mkdir()
-    for n in ("É", "e", "f", "Z", "a b", "a~", "a_b", "a-b", "日本語", "😀", "-", "_", "~",
-              "x" * 255, "ü" * 127):
+    for n in (
+        "É",
+        "e",
+        "f",
+        "Z",
+        "a b",
+        "a~",
+        "a_b",
+        "a-b",
+        "日本語",
+        "😀",
+        "-",
+        "_",
+        "~",
+        "x" * 255,
+        "ü" * 127,
+    ):
         (names / n).write_text(n)
     (names / "Ä-dir").mkdir()
     f = x / "xattr-file"
@@ -126,8 +154,10 @@ class RepoPair:
         return err
 
     def refs(self) -> tuple[list[str], list[str]]:
-        return (sorted(os.listdir(self.o / "refs/heads")),
-                sorted(os.listdir(self.s / "refs/heads")))
+        return (
+            sorted(os.listdir(self.o / "refs/heads")),
+            sorted(os.listdir(self.s / "refs/heads")),
+        )
 
     def fsck(self) -> None:
         res = self.ostree("fsck", f"--repo={self.s}", check=False)
@@ -170,17 +200,18 @@ def shared_pair(tmp_path_factory, ostree):
         if mode not in cache:
             cache[mode] = new_pair(ostree, tmp_path_factory.mktemp("pairs"), mode)
         return cache[mode]
+
     return get
 
 
 def object_files(repo: Path) -> list[str]:
-    return sorted(str(p.relative_to(repo)) for p in (repo / "objects").rglob("*")
-                  if not p.is_dir())
+    return sorted(str(p.relative_to(repo)) for p in (repo / "objects").rglob("*") if not p.is_dir())
 
 
 def staging_dirs(repo: Path) -> list[str]:
-    return [n for n in os.listdir(repo / "tmp")
-            if n.startswith("staging-") and not n.endswith("-lock")]
+    return [
+        n for n in os.listdir(repo / "tmp") if n.startswith("staging-") and not n.endswith("-lock")
+    ]
 
 
 # ---------------------------------------------------------------- checksum parity
@@ -191,8 +222,9 @@ def staging_dirs(repo: Path) -> list[str]:
 def test_directory_commits_match(shared_pair, shapes_tree, mode, xattr_args):
     pair = shared_pair(mode)
     branch = f"os/{len(xattr_args)}/main"
-    first = pair.commit("-b", branch, *COMMIT_ARGS, *xattr_args,
-                        "--add-metadata=count=uint64 7", str(shapes_tree))
+    first = pair.commit(
+        "-b", branch, *COMMIT_ARGS, *xattr_args, "--add-metadata=count=uint64 7", str(shapes_tree)
+    )
     assert first[0] == first[1]
     # A second commit on the branch takes the first as its parent.
     second = pair.commit("-b", branch, *SECOND_COMMIT, *xattr_args, str(shapes_tree))
@@ -206,9 +238,11 @@ def test_directory_commits_match(shared_pair, shapes_tree, mode, xattr_args):
 @pytest.mark.parametrize("mode", MODES)
 def test_modifier_commits_match(shared_pair, shapes_tree, mode):
     pair = shared_pair(mode)
-    for branch, modifier in (("canonical", ["--canonical-permissions"]),
-                             ("owners", ["--owner-uid=1000", "--owner-gid=1001"]),
-                             ("uid-only", ["--owner-uid=0"])):
+    for branch, modifier in (
+        ("canonical", ["--canonical-permissions"]),
+        ("owners", ["--owner-uid=1000", "--owner-gid=1001"]),
+        ("uid-only", ["--owner-uid=0"]),
+    ):
         o, s = pair.commit("-b", branch, *COMMIT_ARGS, *modifier, str(shapes_tree))
         assert o == s, modifier
     pair.fsck()
@@ -231,26 +265,46 @@ def test_disable_xattrs_config_matches(make_pair, shapes_tree):
     # The xattrs really were dropped: the same commit with --no-xattrs is identical.
     o2, s2 = pair.commit("-b", "other", *COMMIT_ARGS, "--no-xattrs", str(shapes_tree))
     assert o2 == s2
-    assert pair.ostree.out("ls", f"--repo={pair.s}", "-X", "main", "/extras/xattr-file") == \
-        pair.ostree.out("ls", f"--repo={pair.s}", "-X", "other", "/extras/xattr-file")
+    assert pair.ostree.out(
+        "ls", f"--repo={pair.s}", "-X", "main", "/extras/xattr-file"
+    ) == pair.ostree.out("ls", f"--repo={pair.s}", "-X", "other", "/extras/xattr-file")
 
 
 # ---------------------------------------------------------------- metadata options
 
 
-@pytest.mark.parametrize("args", [
-    ["-b", "a/b", "--add-metadata=n=<int32 5>", "--add-metadata=l=['x', 'y']",
-     "--add-metadata-string=zz=1", "--add-metadata-string=aa=2"],
-    ["-b", "main", "--bind-ref=zz", "--bind-ref=aa", "--bind-ref=main"],
-    ["-b", "main", "--no-bindings", "--bind-ref=ignored"],
-    ["--orphan"],
-    ["--orphan", "--bind-ref=x"],
-    ["--orphan", "-b", "written-anyway"],
-    ["-b", "main", "--parent=" + "ab" * 32],
-    ["-b", "main", "--parent=none", "--body=multi\nline\n"],
-    ["-b", "main", "--timestamp=@1234567890"],
-], ids=["metadata", "bind-refs", "no-bindings", "orphan", "orphan-bind-ref", "orphan-branch",
-        "absent-parent", "parent-none", "epoch-timestamp"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [
+            "-b",
+            "a/b",
+            "--add-metadata=n=<int32 5>",
+            "--add-metadata=l=['x', 'y']",
+            "--add-metadata-string=zz=1",
+            "--add-metadata-string=aa=2",
+        ],
+        ["-b", "main", "--bind-ref=zz", "--bind-ref=aa", "--bind-ref=main"],
+        ["-b", "main", "--no-bindings", "--bind-ref=ignored"],
+        ["--orphan"],
+        ["--orphan", "--bind-ref=x"],
+        ["--orphan", "-b", "written-anyway"],
+        ["-b", "main", "--parent=" + "ab" * 32],
+        ["-b", "main", "--parent=none", "--body=multi\nline\n"],
+        ["-b", "main", "--timestamp=@1234567890"],
+    ],
+    ids=[
+        "metadata",
+        "bind-refs",
+        "no-bindings",
+        "orphan",
+        "orphan-bind-ref",
+        "orphan-branch",
+        "absent-parent",
+        "parent-none",
+        "epoch-timestamp",
+    ],
+)
 def test_metadata_options_match(make_pair, tmp_path, args):
     tree = tmp_path / "t"
     (tree / "d").mkdir(parents=True)
@@ -271,8 +325,15 @@ def test_collection_binding_and_body_file_match(make_pair, tmp_path):
     pair = make_pair("bare-user")
     for repo in (pair.o, pair.s):
         pair.ostree("config", f"--repo={repo}", "set", "core.collection-id", "org.example.Os")
-    o, s = pair.commit("-b", "main", "-s", "x", f"--body-file={body}",
-                       "--timestamp=2020-02-02T02:02:02Z", str(tree))
+    o, s = pair.commit(
+        "-b",
+        "main",
+        "-s",
+        "x",
+        f"--body-file={body}",
+        "--timestamp=2020-02-02T02:02:02Z",
+        str(tree),
+    )
     assert o == s
 
 
@@ -281,20 +342,33 @@ def test_keep_metadata_matches_including_duplicate_keys(make_pair, tmp_path):
     tree.mkdir()
     (tree / "f").write_text("f\n")
     pair = make_pair("archive")
-    o, s = pair.commit("-b", "main", *COMMIT_ARGS, "--add-metadata-string=keep=me",
-                       "--add-metadata=num=uint32 3", str(tree))
+    o, s = pair.commit(
+        "-b",
+        "main",
+        *COMMIT_ARGS,
+        "--add-metadata-string=keep=me",
+        "--add-metadata=num=uint32 3",
+        str(tree),
+    )
     assert o == s
     # ostree appends kept keys after the added ones, so "version" appears twice.
-    o, s = pair.commit("-b", "main", "--timestamp=@1600000000", "--keep-metadata=keep",
-                       "--keep-metadata=num", "--keep-metadata=version",
-                       "--add-metadata-string=version=new", str(tree))
+    o, s = pair.commit(
+        "-b",
+        "main",
+        "--timestamp=@1600000000",
+        "--keep-metadata=keep",
+        "--keep-metadata=num",
+        "--keep-metadata=version",
+        "--add-metadata-string=version=new",
+        str(tree),
+    )
     assert o == s
-    shown = pair.ostree.out("show", f"--repo={pair.s}", "main",
-                            "--print-metadata-key=version")
+    shown = pair.ostree.out("show", f"--repo={pair.s}", "main", "--print-metadata-key=version")
     assert shown == "'new'"
     # A second level: keep a key of a commit that has a duplicate (first one wins).
-    o, s = pair.commit("-b", "main", "--timestamp=@1600000001", "--keep-metadata=version",
-                       str(tree))
+    o, s = pair.commit(
+        "-b", "main", "--timestamp=@1600000001", "--keep-metadata=version", str(tree)
+    )
     assert o == s
     pair.commit_both_fail("-b", "main", "--keep-metadata=missing", str(tree))
     pair.commit_both_fail("-b", "new-branch", "--keep-metadata=keep", str(tree))
@@ -322,8 +396,15 @@ def test_skip_if_unchanged(make_pair, tmp_path):
     before = object_files(pair.s)
     # Unchanged content: the parent's checksum is printed, nothing is written and the
     # ref stays, even though subject and metadata differ.
-    again = pair.commit("-b", "main", "--skip-if-unchanged", "-s", "other subject",
-                        "--add-metadata-string=k=v", str(tree))
+    again = pair.commit(
+        "-b",
+        "main",
+        "--skip-if-unchanged",
+        "-s",
+        "other subject",
+        "--add-metadata-string=k=v",
+        str(tree),
+    )
     assert again == first
     assert object_files(pair.s) == before
     assert (pair.s / "refs/heads/main").read_text().strip() == first[1]
@@ -331,8 +412,7 @@ def test_skip_if_unchanged(make_pair, tmp_path):
     # A branch without a commit yet, or --parent=none: nothing to compare, so it commits.
     fresh = pair.commit("-b", "fresh", "--skip-if-unchanged", *COMMIT_ARGS, str(tree))
     assert fresh[0] == fresh[1] != first[0]
-    nop = pair.commit("-b", "main", "--parent=none", "--skip-if-unchanged", *COMMIT_ARGS,
-                      str(tree))
+    nop = pair.commit("-b", "main", "--parent=none", "--skip-if-unchanged", *COMMIT_ARGS, str(tree))
     assert nop[0] == nop[1]
     # Changed content makes a new commit on top.
     (tree / "f").write_text("changed\n")
@@ -347,10 +427,12 @@ def test_consume_deletes_the_input_including_its_root(make_pair, shapes_tree, tm
         copy = tmp_path / f"input-{tool}"
         shutil.copytree(shapes_tree, copy, symlinks=True)
         inputs.append(copy)
-    o = pair.ostree.out("commit", f"--repo={pair.o}", "-b", "main", "--consume", *COMMIT_ARGS,
-                        str(inputs[0]))
-    rc, s, err = run_sysroot("commit", f"--repo={pair.s}", "-b", "main", "--consume",
-                             *COMMIT_ARGS, str(inputs[1]))
+    o = pair.ostree.out(
+        "commit", f"--repo={pair.o}", "-b", "main", "--consume", *COMMIT_ARGS, str(inputs[0])
+    )
+    rc, s, err = run_sysroot(
+        "commit", f"--repo={pair.s}", "-b", "main", "--consume", *COMMIT_ARGS, str(inputs[1])
+    )
     assert rc == 0, err
     assert o == s
     assert not inputs[0].exists() and not inputs[1].exists()
@@ -366,8 +448,7 @@ def test_consume_keeps_the_input_when_the_commit_fails(make_pair, tmp_path, sysr
     (tree / "z").mkdir()
     os.mkfifo(tree / "z/fifo")
     before = sorted(str(p) for p in tree.rglob("*"))
-    res = sysroot("commit", f"--repo={pair.s}", "-b", "main", "--consume", str(tree),
-                  check=False)
+    res = sysroot("commit", f"--repo={pair.s}", "-b", "main", "--consume", str(tree), check=False)
     assert res.returncode != 0
     assert sorted(str(p) for p in tree.rglob("*")) == before
     assert pair.refs()[1] == []
@@ -446,8 +527,9 @@ def test_non_utf8_names_are_refused(make_pair, tmp_path, where):
 def test_non_utf8_symlink_target_is_refused(make_pair, tmp_path):
     """ostree 2022.7 commits this after a GLib-CRITICAL (the target is not a valid
     GVariant string); we refuse it instead."""
-    tree = _tree_with(tmp_path, lambda d: os.symlink(
-        b"target-\xff", os.path.join(os.fsencode(d), b"link")))
+    tree = _tree_with(
+        tmp_path, lambda d: os.symlink(b"target-\xff", os.path.join(os.fsencode(d), b"link"))
+    )
     pair = make_pair("archive")
     rc, _, err = run_sysroot("commit", f"--repo={pair.s}", "-b", "main", str(tree))
     assert rc != 0
@@ -465,8 +547,12 @@ def test_missing_input_is_refused(make_pair, tmp_path):
 # ---------------------------------------------------------------- xattr order
 
 # Set in this (non-sorted) order: the stored order must be sorted by name, as ostree does.
-XATTRS = [("user.zeta", b"z"), ("user.alpha", b"\x00a\xff"), ("user.mid", b"middle"),
-          ("user.Beta", b"B")]
+XATTRS = [
+    ("user.zeta", b"z"),
+    ("user.alpha", b"\x00a\xff"),
+    ("user.mid", b"middle"),
+    ("user.Beta", b"B"),
+]
 
 
 def _set_xattrs(path: Path, salt: bytes) -> None:
@@ -483,7 +569,8 @@ def _xattrs_of(root: Path) -> dict[str, list[tuple[str, bytes]]]:
             if name == "." and dirpath != str(root):
                 continue
             out[os.path.relpath(path, root)] = sorted(
-                (n, os.getxattr(path, n)) for n in os.listxattr(path) if n.startswith("user."))
+                (n, os.getxattr(path, n)) for n in os.listxattr(path) if n.startswith("user.")
+            )
     return out
 
 
@@ -495,8 +582,9 @@ def xattr_tree(tmp_path_factory) -> Path:
     (root / "c").mkdir()
     (root / "a/b/file").write_text("file\n")
     (root / "c/other").write_text("other\n")
-    for i, path in enumerate([root, root / "a", root / "a/b", root / "c",
-                              root / "a/b/file", root / "c/other"]):
+    for i, path in enumerate(
+        [root, root / "a", root / "a/b", root / "c", root / "a/b/file", root / "c/other"]
+    ):
         _set_xattrs(path, str(i).encode())
     return root
 

@@ -45,8 +45,13 @@ def make_tree(root: Path, files: int, *, seed: int, shared: int = 0) -> Path:
 
 
 def popen(argv: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
+    return subprocess.Popen(
+        [str(a) for a in argv],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(),
+    )
 
 
 def finish(proc: subprocess.Popen) -> str:
@@ -92,8 +97,9 @@ def verify_refs(path: Path, allowed: set[str]) -> dict[str, str]:
 
 
 def staging_dirs(path: Path) -> list[str]:
-    return [n for n in os.listdir(path / "tmp")
-            if n.startswith("staging-") and not n.endswith("-lock")]
+    return [
+        n for n in os.listdir(path / "tmp") if n.startswith("staging-") and not n.endswith("-lock")
+    ]
 
 
 def fsck_both(ostree, path: Path) -> None:
@@ -107,9 +113,12 @@ def oracle_checksums(ostree, tmp_path: Path, trees: dict[str, Path]) -> dict[str
     """What ostree alone, without concurrency, commits for each branch."""
     repo = tmp_path / "oracle"
     ostree("init", f"--repo={repo}", "--mode=bare")
-    return {branch: ostree.out("commit", f"--repo={repo}", "-b", branch,
-                               "--timestamp=@1700000000", str(tree))
-            for branch, tree in trees.items()}
+    return {
+        branch: ostree.out(
+            "commit", f"--repo={repo}", "-b", branch, "--timestamp=@1700000000", str(tree)
+        )
+        for branch, tree in trees.items()
+    }
 
 
 # ---------------------------------------------------------------- concurrency
@@ -119,8 +128,10 @@ def test_two_sysroot_commits_at_once(tmp_path, ostree):
     repo = tmp_path / "repo"
     run_sysroot("init", f"--repo={repo}", "--mode=bare")
     trees = {f"b{i}": make_tree(tmp_path / f"t{i}", 300, seed=i, shared=150) for i in (1, 2)}
-    procs = [popen([*SYSROOT, "commit", f"--repo={repo}", "-b", b, "--timestamp=@1700000000",
-                    tree]) for b, tree in trees.items()]
+    procs = [
+        popen([*SYSROOT, "commit", f"--repo={repo}", "-b", b, "--timestamp=@1700000000", tree])
+        for b, tree in trees.items()
+    ]
     results = {b: finish(p) for b, p in zip(trees, procs, strict=True)}
     assert results == oracle_checksums(ostree, tmp_path, trees)
     assert verify_refs(repo, set(results.values())) == results
@@ -133,13 +144,25 @@ def test_two_sysroot_commits_at_once(tmp_path, ostree):
 def test_sysroot_and_ostree_commit_at_once(tmp_path, ostree, ostree_delay):
     repo = tmp_path / "repo"
     run_sysroot("init", f"--repo={repo}", "--mode=bare")
-    trees = {"s": make_tree(tmp_path / "ts", 300, seed=3, shared=150),
-             "o": make_tree(tmp_path / "to", 300, seed=4, shared=150)}
-    s = popen([*SYSROOT, "commit", f"--repo={repo}", "-b", "s", "--timestamp=@1700000000",
-               trees["s"]])
+    trees = {
+        "s": make_tree(tmp_path / "ts", 300, seed=3, shared=150),
+        "o": make_tree(tmp_path / "to", 300, seed=4, shared=150),
+    }
+    s = popen(
+        [*SYSROOT, "commit", f"--repo={repo}", "-b", "s", "--timestamp=@1700000000", trees["s"]]
+    )
     time.sleep(ostree_delay)  # sysroot's interpreter start-up takes about that long
-    o = popen([ostree.argv0[0], "commit", f"--repo={repo}", "-b", "o",
-               "--timestamp=@1700000000", trees["o"]])
+    o = popen(
+        [
+            ostree.argv0[0],
+            "commit",
+            f"--repo={repo}",
+            "-b",
+            "o",
+            "--timestamp=@1700000000",
+            trees["o"],
+        ]
+    )
     results = {"s": finish(s), "o": finish(o)}
     assert results == oracle_checksums(ostree, tmp_path, trees)
     assert verify_refs(repo, set(results.values())) == results
@@ -156,8 +179,20 @@ def test_kill_9_during_commit_leaves_a_consistent_repo(tmp_path, ostree):
     scratch = tmp_path / "scratch"
     run_sysroot("init", f"--repo={scratch}", "--mode=bare")
     started = time.monotonic()
-    expected = finish(popen([*SYSROOT, "commit", f"--repo={scratch}", "-b", "main",
-                             "--timestamp=@1700000000", "--parent=none", tree]))
+    expected = finish(
+        popen(
+            [
+                *SYSROOT,
+                "commit",
+                f"--repo={scratch}",
+                "-b",
+                "main",
+                "--timestamp=@1700000000",
+                "--parent=none",
+                tree,
+            ]
+        )
+    )
     duration = time.monotonic() - started
 
     repo = tmp_path / "repo"
@@ -165,11 +200,20 @@ def test_kill_9_during_commit_leaves_a_consistent_repo(tmp_path, ostree):
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     # One random moment in each stretch: start-up and import, import, publish and refs.
-    moments = [rng.uniform(lo, hi) * duration for lo, hi in ((0.3, 0.55), (0.55, 0.8),
-                                                             (0.8, 1.0))]
+    moments = [rng.uniform(lo, hi) * duration for lo, hi in ((0.3, 0.55), (0.55, 0.8), (0.8, 1.0))]
     for delay in moments:
-        proc = popen([*SYSROOT, "commit", f"--repo={repo}", "-b", "main",
-                      "--timestamp=@1700000000", "--parent=none", tree])
+        proc = popen(
+            [
+                *SYSROOT,
+                "commit",
+                f"--repo={repo}",
+                "-b",
+                "main",
+                "--timestamp=@1700000000",
+                "--parent=none",
+                tree,
+            ]
+        )
         time.sleep(delay)
         proc.kill()
         proc.communicate()
@@ -179,8 +223,15 @@ def test_kill_9_during_commit_leaves_a_consistent_repo(tmp_path, ostree):
         res = ostree("fsck", f"--repo={repo}", check=False)
         assert res.returncode == 0, where + res.stderr.decode()
     # The next commit completes, and cleans up after the dead ones.
-    rc, out, err = run_sysroot("commit", f"--repo={repo}", "-b", "main",
-                               "--timestamp=@1700000000", "--parent=none", str(tree))
+    rc, out, err = run_sysroot(
+        "commit",
+        f"--repo={repo}",
+        "-b",
+        "main",
+        "--timestamp=@1700000000",
+        "--parent=none",
+        str(tree),
+    )
     assert rc == 0, err
     assert out == expected
     assert staging_dirs(repo) == []
@@ -227,8 +278,7 @@ def test_core_fsync_setting_is_honoured(tmp_path, ostree, monkeypatch, fsync):
     calls = []
     real_fsync, real_syncfs = os.fsync, fsutil.syncfs
     monkeypatch.setattr(os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
-    monkeypatch.setattr(fsutil, "syncfs",
-                        lambda fd: (calls.append("syncfs"), real_syncfs(fd))[1])
+    monkeypatch.setattr(fsutil, "syncfs", lambda fd: (calls.append("syncfs"), real_syncfs(fd))[1])
     rc, out, err = run_sysroot("commit", f"--repo={repo}", "-b", "main", str(tree))
     monkeypatch.undo()
     assert rc == 0, err

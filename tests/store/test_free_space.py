@@ -58,8 +58,11 @@ def fill(mnt: Path, free_blocks: int) -> None:
 
 def set_core(repo: Path, **keys: str) -> None:
     """Replace the min-free-space keys of repo's [core] with keys (name_with_underscores)."""
-    lines = [ln for ln in (repo / "config").read_text().splitlines()
-             if not ln.startswith("min-free-space")]
+    lines = [
+        ln
+        for ln in (repo / "config").read_text().splitlines()
+        if not ln.startswith("min-free-space")
+    ]
     at = lines.index("[core]") + 1
     for k, v in keys.items():
         lines.insert(at, f"{k.replace('_', '-')}={v}")
@@ -67,8 +70,11 @@ def set_core(repo: Path, **keys: str) -> None:
 
 
 def objects(repo: Path) -> set[str]:
-    return {str(p.relative_to(repo / "objects")) for p in (repo / "objects").rglob("*")
-            if not p.is_dir()}
+    return {
+        str(p.relative_to(repo / "objects"))
+        for p in (repo / "objects").rglob("*")
+        if not p.is_dir()
+    }
 
 
 def refs(repo: Path) -> list[str]:
@@ -86,9 +92,18 @@ def content_objects(repo: Path) -> set[str]:
     return {o for o in objects(repo) if o.endswith((".file", ".filez"))}
 
 
-def both_refuse(ostree, sysroot, ours: Path, theirs: Path, args: list[str],
-                contains: str, *, pull: bool = False, partial: bool = False,
-                same_size: bool = True) -> str:
+def both_refuse(
+    ostree,
+    sysroot,
+    ours: Path,
+    theirs: Path,
+    args: list[str],
+    contains: str,
+    *,
+    pull: bool = False,
+    partial: bool = False,
+    same_size: bool = True,
+) -> str:
     """Run args on ours then on theirs: both fail with the same line, move no ref and
     store no content object. A pull keeps the metadata it verified (to resume from,
     marked commitpartial), and with partial, the content objects completed before the
@@ -120,10 +135,14 @@ def test_commit_refused_like_ostree(fs, tmp_path, ostree, sysroot, mode):
     ostree("init", f"--repo={theirs}", f"--mode={mode}")
     tree = tree_with(tmp_path)
     fill(fs, RESERVE_3PCT + 10)  # room for 10 blocks; the file wants 17
-    line = both_refuse(ostree, sysroot, ours, theirs,
-                       ["commit", "-b", "main", f"--tree=dir={tree}"],
-                       "Writing content object: min-free-space-percent '3%' would be "
-                       f"exceeded, {BIG_MSG}")
+    line = both_refuse(
+        ostree,
+        sysroot,
+        ours,
+        theirs,
+        ["commit", "-b", "main", f"--tree=dir={tree}"],
+        f"Writing content object: min-free-space-percent '3%' would be exceeded, {BIG_MSG}",
+    )
     assert line.startswith("error: ")
     assert not os.listdir(ours / "objects")
     assert [n for n in os.listdir(ours / "tmp") if n.startswith("staging-")] == []
@@ -158,8 +177,14 @@ def test_size_takes_precedence(fs, tmp_path, ostree, sysroot):
     for repo in (ours, theirs):
         set_core(repo, min_free_space_percent="50")
     args = ["commit", "-b", "main", f"--tree=dir={tree}"]
-    both_refuse(ostree, sysroot, ours, theirs, args,
-                f"min-free-space-percent '50%' would be exceeded, {BIG_MSG}")
+    both_refuse(
+        ostree,
+        sysroot,
+        ours,
+        theirs,
+        args,
+        f"min-free-space-percent '50%' would be exceeded, {BIG_MSG}",
+    )
     # the size wins over the percent: 300 - 17 blocks stays above 1MB
     for repo in (ours, theirs):
         set_core(repo, min_free_space_percent="50", min_free_space_size="1MB")
@@ -170,13 +195,25 @@ def test_size_takes_precedence(fs, tmp_path, ostree, sysroot):
     args2 = ["commit", "-b", "main", f"--tree=dir={tree2}"]
     for repo in (ours, theirs):
         set_core(repo, min_free_space_percent="0", min_free_space_size="2MB")
-    both_refuse(ostree, sysroot, ours, theirs, args2,
-                f"Writing content object: min-free-space-size 2MB would be exceeded, {BIG_MSG}")
+    both_refuse(
+        ostree,
+        sysroot,
+        ours,
+        theirs,
+        args2,
+        f"Writing content object: min-free-space-size 2MB would be exceeded, {BIG_MSG}",
+    )
     # 0MB leaves the percent in force, as in ostree
     for repo in (ours, theirs):
         set_core(repo, min_free_space_size="0MB", min_free_space_percent="50")
-    both_refuse(ostree, sysroot, ours, theirs, args2,
-                f"min-free-space-percent '50%' would be exceeded, {BIG_MSG}")
+    both_refuse(
+        ostree,
+        sysroot,
+        ours,
+        theirs,
+        args2,
+        f"min-free-space-percent '50%' would be exceeded, {BIG_MSG}",
+    )
     for repo in (ours, theirs):
         set_core(repo, min_free_space_percent="0", min_free_space_size="0MB")
     sysroot(*args2, f"--repo={ours}")
@@ -184,19 +221,32 @@ def test_size_takes_precedence(fs, tmp_path, ostree, sysroot):
     ostree("fsck", f"--repo={ours}")
 
 
-@pytest.mark.parametrize("keys,message", [
-    ({"min_free_space_percent": "100"}, "Invalid min-free-space-percent '100'"),
-    ({"min_free_space_percent": "-1"}, "Invalid min-free-space-percent '-1'"),
-    ({"min_free_space_size": "1M"}, "Invalid min-free-space-size '1M': It should be of "
-                                    "the format '123MB', '123GB' or '123TB'"),
-    ({"min_free_space_size": "5KB"}, "Invalid min-free-space-size '5KB': It should be of "
-                                     "the format '123MB', '123GB' or '123TB'"),
-    ({"min_free_space_size": "99999999999999TB"},
-     "Invalid min-free-space-size '99999999999999TB': Value was too high"),
-    # a valid size does not excuse an invalid percent
-    ({"min_free_space_size": "1MB", "min_free_space_percent": "500"},
-     "Invalid min-free-space-percent '500'"),
-])
+@pytest.mark.parametrize(
+    "keys,message",
+    [
+        ({"min_free_space_percent": "100"}, "Invalid min-free-space-percent '100'"),
+        ({"min_free_space_percent": "-1"}, "Invalid min-free-space-percent '-1'"),
+        (
+            {"min_free_space_size": "1M"},
+            "Invalid min-free-space-size '1M': It should be of "
+            "the format '123MB', '123GB' or '123TB'",
+        ),
+        (
+            {"min_free_space_size": "5KB"},
+            "Invalid min-free-space-size '5KB': It should be of "
+            "the format '123MB', '123GB' or '123TB'",
+        ),
+        (
+            {"min_free_space_size": "99999999999999TB"},
+            "Invalid min-free-space-size '99999999999999TB': Value was too high",
+        ),
+        # a valid size does not excuse an invalid percent
+        (
+            {"min_free_space_size": "1MB", "min_free_space_percent": "500"},
+            "Invalid min-free-space-percent '500'",
+        ),
+    ],
+)
 def test_invalid_values_like_ostree(tmp_path, ostree, sysroot, keys, message):
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     sysroot("init", f"--repo={ours}", "--mode=bare")
@@ -249,8 +299,15 @@ def _pull_case(fs, ostree, sysroot, url: str | None, mode: str = "bare"):
 def test_http_pull_refused_like_ostree(fs, source, ostree, sysroot, mode):
     with RepoServer(source) as server:
         ours, theirs = _pull_case(fs, ostree, sysroot, server.url, mode)
-        line = both_refuse(ostree, sysroot, ours, theirs, ["pull", "origin", "main"],
-                           "min-free-space-percent '3%' would be exceeded", pull=True)
+        line = both_refuse(
+            ostree,
+            sysroot,
+            ours,
+            theirs,
+            ["pull", "origin", "main"],
+            "min-free-space-percent '3%' would be exceeded",
+            pull=True,
+        )
     assert "Writing content object: " in line
     assert refs(ours) == []
     # no content object made it under its final name
@@ -259,17 +316,30 @@ def test_http_pull_refused_like_ostree(fs, source, ostree, sysroot, mode):
 
 def test_file_pull_refused_like_ostree(fs, source, ostree, sysroot):
     ours, theirs = _pull_case(fs, ostree, sysroot, f"file://{source}")
-    line = both_refuse(ostree, sysroot, ours, theirs, ["pull", "origin", "main"],
-                       "min-free-space-percent '3%' would be exceeded", pull=True)
+    line = both_refuse(
+        ostree,
+        sysroot,
+        ours,
+        theirs,
+        ["pull", "origin", "main"],
+        "min-free-space-percent '3%' would be exceeded",
+        pull=True,
+    )
     assert refs(ours) == []
     assert "Writing content object: " in line
 
 
 def test_pull_local_refused_like_ostree(fs, source, ostree, sysroot):
     ours, theirs = _pull_case(fs, ostree, sysroot, None)
-    both_refuse(ostree, sysroot, ours, theirs, ["pull-local", str(source), "main"],
-                "Writing content object: min-free-space-percent '3%' would be exceeded, "
-                + BIG_MSG, pull=True)
+    both_refuse(
+        ostree,
+        sysroot,
+        ours,
+        theirs,
+        ["pull-local", str(source), "main"],
+        "Writing content object: min-free-space-percent '3%' would be exceeded, " + BIG_MSG,
+        pull=True,
+    )
     assert refs(ours) == []
 
 
@@ -279,8 +349,7 @@ def test_pull_local_archive_to_archive_refused(fs, source, ostree, sysroot):
     ours = new_repo(ostree, fs / "ours", "archive")
     set_core(ours, min_free_space_size="6MB")  # 1536 blocks
     fill(fs, 1536 + 10)
-    line = one_error_line(sysroot("pull-local", f"--repo={ours}", str(source), "main",
-                                  check=False))
+    line = one_error_line(sysroot("pull-local", f"--repo={ours}", str(source), "main", check=False))
     assert "min-free-space-size 6MB would be exceeded" in line, line
     assert refs(ours) == []
     ostree("fsck", f"--repo={ours}")
@@ -304,9 +373,16 @@ def test_pull_many_objects_in_workers(fs, tmp_path, ostree, sysroot):
         # Which object crosses the reserve depends on how the concurrent fetches
         # interleave (a 4 kB metadata object or a 16 kB file, in either tool): the
         # size in the message is not compared, the rest of the line is.
-        both_refuse(ostree, sysroot, ours, theirs, ["pull", "origin", "main"],
-                    "min-free-space-percent '3%' would be exceeded", partial=True,
-                    same_size=False)
+        both_refuse(
+            ostree,
+            sysroot,
+            ours,
+            theirs,
+            ["pull", "origin", "main"],
+            "min-free-space-percent '3%' would be exceeded",
+            partial=True,
+            same_size=False,
+        )
     assert refs(ours) == []
     assert 0 < len(content_objects(ours)) < 200
     st = os.statvfs(fs)
@@ -322,8 +398,10 @@ def test_deploy_refused_before_writing(fs, tmp_path, ostree, sysroot):
     from tests.deploy.conftest import OSNAME, init_sysroot, make_os_tree, snapshot
 
     ref = f"{OSNAME}/x"
-    srs = {"ours": init_sysroot(fs / "ours", sysroot, ostree),
-           "theirs": init_sysroot(fs / "theirs", ostree, ostree)}
+    srs = {
+        "ours": init_sysroot(fs / "ours", sysroot, ostree),
+        "theirs": init_sysroot(fs / "theirs", ostree, ostree),
+    }
     for i, sr in enumerate(srs.values()):
         sr.commit(make_os_tree(tmp_path / f"t1-{i}"), version="1")
         sr.admin("deploy", f"--os={OSNAME}", "--karg=root=/dev/sda1", ref)
@@ -364,12 +442,16 @@ def test_http_pull_object_bigger_than_fs(fs, tmp_path, ostree, sysroot):
         free = os.statvfs(fs).f_bfree
         r = sysroot("pull", f"--repo={ours}", "origin", "main", check=False)
         line = one_error_line(r)
-        assert line.startswith("error: Writing content object: min-free-space-percent '1%' "
-                               "would be exceeded, at least "), line
+        assert line.startswith(
+            "error: Writing content object: min-free-space-percent '1%' "
+            "would be exceeded, at least "
+        ), line
         assert os.statvfs(fs).f_bfree >= free - 16  # the partial object is gone
         o = ostree("pull", f"--repo={theirs}", "origin", "main", check=False)
-        assert "Writing content object: min-free-space-percent '1%' would be exceeded, " \
-               "at least 10.5\u00a0MB requested" in o.stderr.decode(), o
+        assert (
+            "Writing content object: min-free-space-percent '1%' would be exceeded, "
+            "at least 10.5\u00a0MB requested" in o.stderr.decode()
+        ), o
     assert refs(ours) == [] and content_objects(ours) == set()
     ostree("fsck", f"--repo={ours}")
 

@@ -57,6 +57,7 @@ def _bases(tmp_path_factory, ostree):
         if mode not in cache:
             cache[mode] = _build(tmp_path_factory.mktemp(f"fsck-{mode}"), ostree, mode)
         return cache[mode]
+
     return get
 
 
@@ -145,12 +146,21 @@ def test_clean_repo_written_by_ostree(tmp_path, ostree, mode, rich_tree):
     repo = tmp_path / "repo"
     ostree(f"--repo={repo}", "init", f"--mode={mode}")
     ostree(f"--repo={repo}", "commit", "-b", "main", *COMMIT_ARGS, str(rich_tree))
-    ostree(f"--repo={repo}", "commit", "-b", "main", "-s", "again",
-           "--add-detached-metadata-string=k=v", str(rich_tree / "usr"))
+    ostree(
+        f"--repo={repo}",
+        "commit",
+        "-b",
+        "main",
+        "-s",
+        "again",
+        "--add-detached-metadata-string=k=v",
+        str(rich_tree / "usr"),
+    )
     rc, out, err = cli(f"--repo={repo}", "fsck")
     assert (rc, err) == (0, "")
-    assert out.splitlines()[-1] == \
-        "object fsck of 2 commits completed successfully - no errors found."
+    assert (
+        out.splitlines()[-1] == "object fsck of 2 commits completed successfully - no errors found."
+    )
     report = fsck(Repo.open(repo))
     assert report.ok and report.n_commits == 2
     # the same count of objects ostree verifies
@@ -185,6 +195,7 @@ def test_truncated_content_object(base, ostree):
         p = base.path(repo, base.data, ObjectType.FILE)
         p.chmod(0o644)
         p.write_bytes(p.read_bytes()[:-100])
+
     base.both(truncate)
     assert_like_ostree(base, ostree, f"{base.data}.file: ")
 
@@ -300,6 +311,7 @@ def test_partial_commit_from_pull_is_skipped(base, ostree):
     def pull_partial(repo):
         (repo / "state" / f"{base.c1}.commitpartial").write_bytes(b"")
         base.path(repo, base.c1_root, ObjectType.DIR_TREE).unlink()
+
     base.both(pull_partial)
     oracle = ostree(f"--repo={base.theirs}", "fsck")
     rc, out, err = cli(f"--repo={base.ours}", "fsck")
@@ -327,6 +339,7 @@ def test_walk_reads_each_dirtree_once(tmp_path, ostree, monkeypatch):
     def counting(objtype, checksum):
         reads.append((objtype, checksum))
         return real(objtype, checksum)
+
     monkeypatch.setattr(repo, "read_metadata", counting)
     report = fsck(repo)
     assert report.ok and report.n_commits == 8
@@ -353,10 +366,13 @@ def test_cli_end_to_end_without_traceback(_bases, tmp_path, sysroot):
     ]
 
 
-@pytest.mark.parametrize("flag, line", [
-    ("--verify-bindings", "ref copy: commit has no ref binding for 'copy' (binds 'main')"),
-    ("--verify-back-refs", "ref 'main' in its bindings does not resolve to it"),
-])
+@pytest.mark.parametrize(
+    "flag, line",
+    [
+        ("--verify-bindings", "ref copy: commit has no ref binding for 'copy' (binds 'main')"),
+        ("--verify-back-refs", "ref 'main' in its bindings does not resolve to it"),
+    ],
+)
 def test_verify_bindings(_bases, tmp_path, ostree, flag, line):
     # `ostree commit -b main` binds the commit to 'main'; a second ref to it is unbound,
     # and the parent commit is bound to 'main' which has moved on

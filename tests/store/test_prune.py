@@ -36,12 +36,30 @@ def _build(base: Path, ostree, mode: str) -> tuple[Path, list[str], str]:
     for i, ts in enumerate(TIMESTAMPS):
         (tree / "version").write_text(f"{i}\n")
         (tree / "sub" / f"file{i}").write_bytes(os.urandom(2000 + i))
-        main.append(ostree.out(f"--repo={repo}", "commit", "-b", "main", f"--timestamp={ts}",
-                               "-s", f"c{i}", f"--add-detached-metadata-string=n={i}",
-                               str(tree)))
+        main.append(
+            ostree.out(
+                f"--repo={repo}",
+                "commit",
+                "-b",
+                "main",
+                f"--timestamp={ts}",
+                "-s",
+                f"c{i}",
+                f"--add-detached-metadata-string=n={i}",
+                str(tree),
+            )
+        )
     (tree / "only-other").write_text("other\n")
-    other = ostree.out(f"--repo={repo}", "commit", "-b", "other", "-s", "o",
-                       "--timestamp=2021-04-01 00:00:00", str(tree))
+    other = ostree.out(
+        f"--repo={repo}",
+        "commit",
+        "-b",
+        "other",
+        "-s",
+        "o",
+        "--timestamp=2021-04-01 00:00:00",
+        str(tree),
+    )
     ostree(f"--repo={repo}", "refs", "--delete", "other")
     return repo, main, other
 
@@ -54,6 +72,7 @@ def _bases(tmp_path_factory, ostree):
         if mode not in cache:
             cache[mode] = _build(tmp_path_factory.mktemp(f"prune-{mode}"), ostree, mode)
         return cache[mode]
+
     return get
 
 
@@ -107,14 +126,18 @@ def commit_files(repo: Path) -> set[str]:
     return {p.parent.name + p.name.split(".")[0] for p in (repo / "objects").rglob("*.commit")}
 
 
-@pytest.mark.parametrize("args", [
-    ["--refs-only"],
-    ["--refs-only", "--depth=1"],
-    ["--depth=0"],
-    [],
-    ["--keep-younger-than=2021-01-15 00:00:00"],
-    ["--refs-only", "--depth=0", "--commit-only"],
-], ids=lambda a: " ".join(a) or "default")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--refs-only"],
+        ["--refs-only", "--depth=1"],
+        ["--depth=0"],
+        [],
+        ["--keep-younger-than=2021-01-15 00:00:00"],
+        ["--refs-only", "--depth=0", "--commit-only"],
+    ],
+    ids=lambda a: " ".join(a) or "default",
+)
 def test_prune_matches_ostree(base, ostree, sysroot, args):
     ours, theirs, main, other = base
     before = listing(ours)
@@ -154,8 +177,9 @@ def test_detached_metadata_and_partial_marker_go_with_commit(base, ostree, sysro
 def test_no_prune_deletes_nothing(base, ostree, sysroot):
     ours, theirs, main, other = base
     before = listing(ours)
-    out_ours, out_theirs = both(ours, theirs, ostree, sysroot, "--refs-only", "--depth=0",
-                                "--no-prune")
+    out_ours, out_theirs = both(
+        ours, theirs, ostree, sysroot, "--refs-only", "--depth=0", "--no-prune"
+    )
     assert out_ours == out_theirs
     assert out_ours[1].startswith("Would delete: ")
     assert listing(ours) == before == listing(theirs)
@@ -166,8 +190,9 @@ def test_delete_commit_leaves_tombstone_like_ostree(base, ostree, sysroot):
     out_ours, out_theirs = both(ours, theirs, ostree, sysroot, f"--delete-commit={main[1]}")
     assert out_ours == out_theirs
     assert listing(ours) == listing(theirs)  # includes config (tombstone-commits=true)
-    assert (ours / "objects" / main[1][:2] / f"{main[1][2:]}.tombstone-commit").read_bytes() \
-        == (theirs / "objects" / main[1][:2] / f"{main[1][2:]}.tombstone-commit").read_bytes()
+    assert (ours / "objects" / main[1][:2] / f"{main[1][2:]}.tombstone-commit").read_bytes() == (
+        theirs / "objects" / main[1][:2] / f"{main[1][2:]}.tombstone-commit"
+    ).read_bytes()
     # with tombstones on, a later prune leaves tombstones for what it deletes too
     out_ours, out_theirs = both(ours, theirs, ostree, sysroot, "--refs-only", "--depth=0")
     assert out_ours == out_theirs
@@ -212,8 +237,7 @@ def test_static_delta_to_pruned_commit_goes(archive, ostree, sysroot):
     ours, theirs, main, other = archive
     for repo in (ours, theirs):
         ostree(f"--repo={repo}", "static-delta", "generate", "--empty", f"--to={other}")
-        ostree(f"--repo={repo}", "static-delta", "generate", f"--from={main[1]}",
-               f"--to={main[2]}")
+        ostree(f"--repo={repo}", "static-delta", "generate", f"--from={main[1]}", f"--to={main[2]}")
     assert len(list((ours / "deltas").rglob("superblock"))) == 2
     out_ours, out_theirs = both(ours, theirs, ostree, sysroot, "--refs-only")
     assert out_ours == out_theirs
@@ -264,14 +288,20 @@ def test_leftover_temp_ref_is_not_a_ref(archive, ostree, sysroot):
     assert listing(ours) == listing(theirs)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--depth=x"], "Cannot parse integer value 'x' for --depth"),
-    (["--keep-younger-than=garbage"], "Could not parse 'garbage'"),
-    (["--delete-commit=abc", "--no-prune"], "Cannot specify both --delete-commit and --no-prune"),
-    (["--delete-commit=abc"], "Invalid checksum 'abc'"),
-    (["--retain-branch-depth=main"], "must specify BRANCH=DEPTH"),
-    (["--only-branch=nope"], "Refspec 'nope' not found"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--depth=x"], "Cannot parse integer value 'x' for --depth"),
+        (["--keep-younger-than=garbage"], "Could not parse 'garbage'"),
+        (
+            ["--delete-commit=abc", "--no-prune"],
+            "Cannot specify both --delete-commit and --no-prune",
+        ),
+        (["--delete-commit=abc"], "Invalid checksum 'abc'"),
+        (["--retain-branch-depth=main"], "must specify BRANCH=DEPTH"),
+        (["--only-branch=nope"], "Refspec 'nope' not found"),
+    ],
+)
 def test_bad_arguments(tmp_path, ostree, args, message):
     repo = tmp_path / "repo"
     ostree(f"--repo={repo}", "init", "--mode=archive")
@@ -296,18 +326,28 @@ def test_reachable_set_is_what_pull_local_copies(archive, ostree, tmp_path, dept
     dest = tmp_path / "dest"
     ostree(f"--repo={dest}", "init", "--mode=archive")
     ostree(f"--repo={dest}", "pull-local", f"--depth={depth}", str(ours), main[2])
-    copied = {(p.parent.name + p.name.split(".")[0], ObjectType.from_extension(p.suffix[1:]))
-              for p in (dest / "objects").rglob("*.*")
-              if p.suffix[1:] in ("commit", "dirtree", "dirmeta", "filez")}
+    copied = {
+        (p.parent.name + p.name.split(".")[0], ObjectType.from_extension(p.suffix[1:]))
+        for p in (dest / "objects").rglob("*.*")
+        if p.suffix[1:] in ("commit", "dirtree", "dirmeta", "filez")
+    }
     assert reachable_from_commit(Repo.open(ours), main[2], depth) == copied
 
 
 @pytest.mark.parametrize("size", [0, 1, 999, 1000, 1049, 1050, 999_949, 3_500_000, 10**10])
 def test_format_size_like_glib(size):
     # GLib's g_format_size, which ostree prune prints
-    expected = {0: "0 bytes", 1: "1 byte", 999: "999 bytes", 1000: "1.0 kB", 1049: "1.0 kB",
-                1050: "1.1 kB", 999_949: "999.9 kB", 3_500_000: "3.5 MB",
-                10**10: "10.0 GB"}[size]
+    expected = {
+        0: "0 bytes",
+        1: "1 byte",
+        999: "999 bytes",
+        1000: "1.0 kB",
+        1049: "1.0 kB",
+        1050: "1.1 kB",
+        999_949: "999.9 kB",
+        3_500_000: "3.5 MB",
+        10**10: "10.0 GB",
+    }[size]
     if size >= 1000:
         expected = expected.replace(" ", "\u00a0")
     assert format_size(size) == expected

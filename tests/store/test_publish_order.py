@@ -22,8 +22,9 @@ def test_commit_publishes_in_a_durable_order(tmp_path, monkeypatch, ostree):
         (tree / f"d{i % 5}").mkdir(parents=True, exist_ok=True)
         (tree / f"d{i % 5}/f{i}").write_text(f"file {i}\n")
     calls: list[tuple[str, str]] = []
-    real = {n: getattr(fsutil, n) for n in ("syncfs", "fsync_dir", "rename_noreplace",
-                                            "atomic_write")}
+    real = {
+        n: getattr(fsutil, n) for n in ("syncfs", "fsync_dir", "rename_noreplace", "atomic_write")
+    }
 
     def syncfs(fd):
         calls.append(("syncfs", ""))
@@ -41,17 +42,25 @@ def test_commit_publishes_in_a_durable_order(tmp_path, monkeypatch, ostree):
         calls.append(("write", os.fspath(path)))
         return real["atomic_write"](path, data, **kw)
 
-    for name, fn in (("syncfs", syncfs), ("fsync_dir", fsync_dir),
-                     ("rename_noreplace", rename_noreplace), ("atomic_write", atomic_write)):
+    for name, fn in (
+        ("syncfs", syncfs),
+        ("fsync_dir", fsync_dir),
+        ("rename_noreplace", rename_noreplace),
+        ("atomic_write", atomic_write),
+    ):
         monkeypatch.setattr(fsutil, name, fn)
-    rc, commit, err = run_sysroot("commit", f"--repo={repo}", "-b", "main",
-                                  "--timestamp=2021-01-01 00:00:00", str(tree))
+    rc, commit, err = run_sysroot(
+        "commit", f"--repo={repo}", "-b", "main", "--timestamp=2021-01-01 00:00:00", str(tree)
+    )
     monkeypatch.undo()
     assert rc == 0, err
     ostree("fsck", f"--repo={repo}")
 
-    objects = [(i, dst) for i, (kind, dst) in enumerate(calls)
-               if kind == "publish" and dst.startswith("objects/")]
+    objects = [
+        (i, dst)
+        for i, (kind, dst) in enumerate(calls)
+        if kind == "publish" and dst.startswith("objects/")
+    ]
     commit_at = [i for i, dst in objects if dst.endswith(".commit")]
     assert len(commit_at) == 1, calls
     c = commit_at[0]
@@ -60,12 +69,17 @@ def test_commit_publishes_in_a_durable_order(tmp_path, monkeypatch, ostree):
     first = min(i for i, _ in objects)
     assert ("syncfs", "") in calls[:first], "staged objects not flushed before publishing"
     assert max(i for i, _ in others) < c, "the commit appears before what it references"
-    synced = {dst for kind, dst in calls[max(i for i, _ in others):c] if kind == "fsync_dir"}
+    synced = {dst for kind, dst in calls[max(i for i, _ in others) : c] if kind == "fsync_dir"}
     dirs = {os.path.dirname(dst) for _, dst in others}
-    assert dirs <= synced and "objects" in synced, \
+    assert dirs <= synced and "objects" in synced, (
         f"not fsynced before the commit is published: {sorted(dirs - synced)}"
-    ref = [i for i, (kind, dst) in enumerate(calls)
-           if kind == "write" and dst.endswith("refs/heads/main")]
+    )
+    ref = [
+        i
+        for i, (kind, dst) in enumerate(calls)
+        if kind == "write" and dst.endswith("refs/heads/main")
+    ]
     assert len(ref) == 1 and ref[0] > c, calls
-    assert ("fsync_dir", f"objects/{commit[:2]}") in calls[c:ref[0]], \
+    assert ("fsync_dir", f"objects/{commit[:2]}") in calls[c : ref[0]], (
         "the commit is not durable before the ref points at it"
+    )

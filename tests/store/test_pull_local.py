@@ -29,22 +29,35 @@ def tree_signature(root: Path) -> dict[str, tuple]:
             path = os.path.join(dirpath, name)
             st = os.lstat(path)
             rel = os.path.relpath(path, root)
-            xattrs = tuple(sorted((n, os.getxattr(path, n, follow_symlinks=False))
-                                  for n in os.listxattr(path, follow_symlinks=False)))
+            xattrs = tuple(
+                sorted(
+                    (n, os.getxattr(path, n, follow_symlinks=False))
+                    for n in os.listxattr(path, follow_symlinks=False)
+                )
+            )
             if stat.S_ISLNK(st.st_mode):
                 body = os.readlink(path)
             elif stat.S_ISREG(st.st_mode):
                 body = hashlib.sha256(Path(path).read_bytes()).hexdigest()
             else:
                 body = None
-            out[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode) if not
-                        stat.S_ISLNK(st.st_mode) else None, st.st_uid, st.st_gid, body, xattrs)
+            out[rel] = (
+                stat.S_IFMT(st.st_mode),
+                stat.S_IMODE(st.st_mode) if not stat.S_ISLNK(st.st_mode) else None,
+                st.st_uid,
+                st.st_gid,
+                body,
+                xattrs,
+            )
     return out
 
 
 def object_names(repo: Path) -> set[str]:
-    return {str(p.relative_to(repo / "objects")) for p in (repo / "objects").rglob("*")
-            if not p.is_dir()}
+    return {
+        str(p.relative_to(repo / "objects"))
+        for p in (repo / "objects").rglob("*")
+        if not p.is_dir()
+    }
 
 
 def init(ostree, path: Path, mode: str) -> Path:
@@ -74,8 +87,15 @@ def sources(tmp_path_factory, ostree) -> dict[str, Path]:
     (tree / "usr/share/big").write_bytes(os.urandom(3 << 19))  # two read chunks
     repos = {"bare": init(ostree, base / "bare", "bare")}
     ostree("commit", f"--repo={repos['bare']}", "-b", RICH, *COMMIT_ARGS, str(tree))
-    ostree("commit", f"--repo={repos['bare']}", "-b", CANON, "--canonical-permissions",
-           *COMMIT_ARGS, str(tree))
+    ostree(
+        "commit",
+        f"--repo={repos['bare']}",
+        "-b",
+        CANON,
+        "--canonical-permissions",
+        *COMMIT_ARGS,
+        str(tree),
+    )
     for mode in ("archive", "bare-user"):
         repos[mode] = init(ostree, base / mode, mode)
         ostree("pull-local", f"--repo={repos[mode]}", str(repos["bare"]), RICH, CANON)
@@ -101,8 +121,9 @@ PAIRS = [
 ]
 
 
-@pytest.mark.parametrize(("src_mode", "dst_mode", "ref"), PAIRS,
-                         ids=[f"{s}->{d}" for s, d, _ in PAIRS])
+@pytest.mark.parametrize(
+    ("src_mode", "dst_mode", "ref"), PAIRS, ids=[f"{s}->{d}" for s, d, _ in PAIRS]
+)
 def test_pull_between_modes(tmp_path, ostree, sysroot, sources, src_mode, dst_mode, ref):
     src = sources[src_mode]
     dst = init(ostree, tmp_path / "dst", dst_mode)
@@ -119,12 +140,12 @@ def test_pull_between_modes(tmp_path, ostree, sysroot, sources, src_mode, dst_mo
         assert ours.stdout == theirs.stdout
 
     # the pulled commit checks out to exactly the source's tree
-    assert checkout(ostree, dst, ref, tmp_path / "co-dst") == \
-        checkout(ostree, src, ref, tmp_path / "co-src")
+    assert checkout(ostree, dst, ref, tmp_path / "co-dst") == checkout(
+        ostree, src, ref, tmp_path / "co-src"
+    )
     if ref == RICH and dst_mode != "bare-user-only":
         # ownership, setuid bits and xattrs included
-        assert checkout(ostree, dst, ref, tmp_path / "co-2") == \
-            tree_signature(sources["tree"])
+        assert checkout(ostree, dst, ref, tmp_path / "co-2") == tree_signature(sources["tree"])
 
     # and ostree, verifying every object, can pull what we wrote back into the source mode
     onward = init(ostree, tmp_path / "onward", src_mode)
@@ -135,19 +156,24 @@ def test_pull_between_modes(tmp_path, ostree, sysroot, sources, src_mode, dst_mo
 def test_rerun_copies_nothing(tmp_path, ostree, sysroot, sources):
     dst = init(ostree, tmp_path / "dst", "archive")
     sysroot("pull-local", f"--repo={dst}", str(sources["bare"]), RICH)
-    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns)
-              for p in (dst / "objects").rglob("*") if p.is_file()}
+    before = {
+        p: (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in (dst / "objects").rglob("*")
+        if p.is_file()
+    }
     again = sysroot.out("pull-local", f"--repo={dst}", str(sources["bare"]), RICH)
     assert again == "0 metadata, 0 content objects imported; 0 bytes content written"
-    after = {p: (p.stat().st_ino, p.stat().st_mtime_ns)
-             for p in (dst / "objects").rglob("*") if p.is_file()}
+    after = {
+        p: (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in (dst / "objects").rglob("*")
+        if p.is_file()
+    }
     assert before == after
 
 
 def _corrupt_content(repo: Path) -> str:
     """Flip a byte in the payload of the largest regular content object; its checksum."""
-    objs = [p for p in (repo / "objects").rglob("*.file")
-            if p.is_file() and not p.is_symlink()]
+    objs = [p for p in (repo / "objects").rglob("*.file") if p.is_file() and not p.is_symlink()]
     victim = max(objs, key=lambda p: p.stat().st_size)
     with open(victim, "r+b") as f:
         f.seek(100)
@@ -165,8 +191,9 @@ def test_corrupted_content_fails_cleanly(tmp_path, ostree, sysroot, sources):
     assert f"Corrupted file object {bad}" in line
     assert_untouched(ostree, dst)
     # --untrusted ostree agrees the source is bad
-    assert ostree("pull-local", "--untrusted", f"--repo={dst}", str(src),
-                  check=False).returncode != 0
+    assert (
+        ostree("pull-local", "--untrusted", f"--repo={dst}", str(src), check=False).returncode != 0
+    )
 
 
 def test_corrupted_metadata_fails_cleanly(tmp_path, ostree, sysroot, sources):
@@ -194,16 +221,27 @@ def test_missing_source_object(tmp_path, ostree, sysroot, sources):
 
 def test_bare_user_only_refuses_setuid_like_ostree(tmp_path, ostree, sysroot, sources):
     dst = init(ostree, tmp_path / "dst", "bare-user-only")
-    line = one_error_line(sysroot("pull-local", f"--repo={dst}", str(sources["bare"]), RICH,
-                                  check=False))
+    line = one_error_line(
+        sysroot("pull-local", f"--repo={dst}", str(sources["bare"]), RICH, check=False)
+    )
     assert "invalid mode" in line and "bare-user-only" in line
     assert_untouched(ostree, dst)
-    assert ostree("pull-local", f"--repo={dst}", str(sources["bare"]), RICH,
-                  check=False).returncode != 0
+    assert (
+        ostree("pull-local", f"--repo={dst}", str(sources["bare"]), RICH, check=False).returncode
+        != 0
+    )
     # --bareuseronly-files applies the same rule to any destination mode
     dst2 = init(ostree, tmp_path / "dst2", "archive")
-    one_error_line(sysroot("pull-local", "--bareuseronly-files", f"--repo={dst2}",
-                           str(sources["bare"]), RICH, check=False))
+    one_error_line(
+        sysroot(
+            "pull-local",
+            "--bareuseronly-files",
+            f"--repo={dst2}",
+            str(sources["bare"]),
+            RICH,
+            check=False,
+        )
+    )
     assert_untouched(ostree, dst2)
 
 
@@ -219,8 +257,16 @@ def chain(tmp_path_factory, ostree) -> Path:
     tree.mkdir()
     for i in range(3):
         (tree / f"f{i}").write_text(f"content {i}\n")
-        ostree("commit", f"--repo={repo}", "-b", "main", "-s", f"c{i}",
-               "--add-detached-metadata-string=sig=fake", str(tree))
+        ostree(
+            "commit",
+            f"--repo={repo}",
+            "-b",
+            "main",
+            "-s",
+            f"c{i}",
+            "--add-detached-metadata-string=sig=fake",
+            str(tree),
+        )
     ostree("commit", f"--repo={repo}", "-b", "side", "-s", "side", str(tree))
     return repo
 
@@ -234,8 +280,9 @@ def test_depth_matches_ostree(tmp_path, ostree, sysroot, depth, chain):
     ostree("pull-local", f"--repo={theirs}", str(src), "main", f"--depth={depth}")
     assert object_names(ours) == object_names(theirs)
     ostree("fsck", f"--repo={ours}")
-    assert ostree.out("log", f"--repo={ours}", "main") == \
-        ostree.out("log", f"--repo={theirs}", "main")
+    assert ostree.out("log", f"--repo={ours}", "main") == ostree.out(
+        "log", f"--repo={theirs}", "main"
+    )
 
 
 def test_default_refs_remote_and_detached_metadata(tmp_path, ostree, sysroot, chain):
@@ -250,8 +297,10 @@ def test_default_refs_remote_and_detached_metadata(tmp_path, ostree, sysroot, ch
     commit = ostree.out("rev-parse", f"--repo={src}", "main")
     meta = f"objects/{commit[:2]}/{commit[2:]}.commitmeta"
     assert (ours / meta).read_bytes() == (src / meta).read_bytes()
-    assert ostree.out("show", f"--repo={ours}", "--print-detached-metadata-key=sig",
-                      commit) == "'fake'"
+    assert (
+        ostree.out("show", f"--repo={ours}", "--print-detached-metadata-key=sig", commit)
+        == "'fake'"
+    )
 
 
 def test_commit_metadata_only_then_resume(tmp_path, ostree, sysroot, chain):
@@ -280,8 +329,9 @@ def test_pull_by_checksum_writes_no_ref(tmp_path, ostree, sysroot, chain):
     assert ostree.out("rev-parse", f"--repo={dst}", commit) == commit
 
 
-@pytest.mark.parametrize("args", [["nope"], ["origin:main"], ["main", "--depth=-2"],
-                                  ["--remote=bad:name", "main"]])
+@pytest.mark.parametrize(
+    "args", [["nope"], ["origin:main"], ["main", "--depth=-2"], ["--remote=bad:name", "main"]]
+)
 def test_bad_arguments_one_line(tmp_path, ostree, sysroot, args, chain):
     src = chain
     dst = init(ostree, tmp_path / "dst", "bare")
@@ -292,6 +342,7 @@ def test_bad_arguments_one_line(tmp_path, ostree, sysroot, args, chain):
 def test_not_a_repository(tmp_path, ostree, sysroot):
     dst = init(ostree, tmp_path / "dst", "bare")
     (tmp_path / "empty").mkdir()
-    line = one_error_line(sysroot("pull-local", f"--repo={dst}", str(tmp_path / "empty"),
-                                  check=False))
+    line = one_error_line(
+        sysroot("pull-local", f"--repo={dst}", str(tmp_path / "empty"), check=False)
+    )
     assert "empty" in line

@@ -40,8 +40,16 @@ def summary_repo(tmp_path, ostree) -> Path:
     repo = init(ostree, tmp_path / "repo", "archive")
     ostree("commit", f"--repo={repo}", "-b", "main", *COMMIT_ARGS, str(tree))
     ostree("commit", f"--repo={repo}", "-b", "a/b", "-s", "no version", str(tree))
-    ostree("commit", f"--repo={repo}", "-b", "Zeta", "-s", "big metadata",
-           "--add-metadata-string=blob=" + "y" * 1500, str(tree))
+    ostree(
+        "commit",
+        f"--repo={repo}",
+        "-b",
+        "Zeta",
+        "-s",
+        "big metadata",
+        "--add-metadata-string=blob=" + "y" * 1500,
+        str(tree),
+    )
     ostree("refs", f"--repo={repo}", "--create=origin:remote-ref", "main")  # not listed
     return repo
 
@@ -56,17 +64,20 @@ def _same_summary_but_time(ours: bytes, theirs: bytes, before: int, after: int) 
     assert mine.serialize() == theirs
 
 
-@pytest.mark.parametrize("extra", [[], ["-m", "k1='v'", "-m", "n=42"],
-                                   [a for i in range(9) for a in ("-m", f"key{i}={i}")]],
-                         ids=["plain", "two-keys", "nine-keys"])
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["-m", "k1='v'", "-m", "n=42"], [a for i in range(9) for a in ("-m", f"key{i}={i}")]],
+    ids=["plain", "two-keys", "nine-keys"],
+)
 def test_summary_bytes_match_ostree(ostree, sysroot, summary_repo, extra):
     other = twin(summary_repo)
     before = int(time.time())
     sysroot("summary", f"--repo={summary_repo}", "-u", *extra)
     after = int(time.time()) + 1
     ostree("summary", f"--repo={other}", "-u", *extra)
-    _same_summary_but_time((summary_repo / "summary").read_bytes(),
-                           (other / "summary").read_bytes(), before, after)
+    _same_summary_but_time(
+        (summary_repo / "summary").read_bytes(), (other / "summary").read_bytes(), before, after
+    )
     # ostree reads ours; both record indexed deltas in the config the same way
     ostree("summary", f"--repo={summary_repo}", "--view")
     assert (summary_repo / "config").read_bytes() == (other / "config").read_bytes()
@@ -78,23 +89,42 @@ def test_summary_with_static_delta_and_bare_repo(tmp_path, ostree, sysroot, summ
     before = int(time.time())
     sysroot("summary", f"--repo={summary_repo}", "-u")
     ostree("summary", f"--repo={other}", "-u")
-    _same_summary_but_time((summary_repo / "summary").read_bytes(),
-                           (other / "summary").read_bytes(), before, int(time.time()) + 1)
+    _same_summary_but_time(
+        (summary_repo / "summary").read_bytes(),
+        (other / "summary").read_bytes(),
+        before,
+        int(time.time()) + 1,
+    )
     bare = init(ostree, tmp_path / "bare", "bare")  # no refs at all
     bare2 = twin(bare)
     sysroot("summary", f"--repo={bare}", "-u")
     ostree("summary", f"--repo={bare2}", "-u")
-    _same_summary_but_time((bare / "summary").read_bytes(), (bare2 / "summary").read_bytes(),
-                           before, int(time.time()) + 1)
+    _same_summary_but_time(
+        (bare / "summary").read_bytes(),
+        (bare2 / "summary").read_bytes(),
+        before,
+        int(time.time()) + 1,
+    )
 
 
 def test_summary_view_matches_ostree(ostree, sysroot, summary_repo):
-    ostree("summary", f"--repo={summary_repo}", "-u", "-m", "s='text'", "-m", "t=uint64 7",
-           "-m", "as=['a', 'b']")
+    ostree(
+        "summary",
+        f"--repo={summary_repo}",
+        "-u",
+        "-m",
+        "s='text'",
+        "-m",
+        "t=uint64 7",
+        "-m",
+        "as=['a', 'b']",
+    )
     ostree("static-delta", "generate", f"--repo={summary_repo}", "--empty", "a/b")
     ostree("summary", f"--repo={summary_repo}", "-u", "-m", "s='text'")
-    assert sysroot("summary", f"--repo={summary_repo}", "--view").stdout == \
-        ostree("summary", f"--repo={summary_repo}", "--view").stdout
+    assert (
+        sysroot("summary", f"--repo={summary_repo}", "--view").stdout
+        == ostree("summary", f"--repo={summary_repo}", "--view").stdout
+    )
 
 
 def test_summary_replaces_stale_signature_and_errors(tmp_path, ostree, sysroot, summary_repo):
@@ -105,15 +135,18 @@ def test_summary_replaces_stale_signature_and_errors(tmp_path, ostree, sysroot, 
     empty = init(ostree, tmp_path / "empty", "bare")
     line = one_error_line(sysroot("summary", f"--repo={empty}", "--view", check=False))
     assert "summary" in line
-    one_error_line(sysroot("summary", f"--repo={empty}", "-u", "-m", "k=notgvariant",
-                           check=False))
+    one_error_line(sysroot("summary", f"--repo={empty}", "-u", "-m", "k=notgvariant", check=False))
     assert not (empty / "summary").exists()
 
 
 def test_hash_table_order_model():
     # GVariantDict order for keys whose buckets collide, and after the table grows
-    base = ["ostree.summary.last-modified", "ostree.summary.mode",
-            "ostree.summary.tombstone-commits", "ostree.summary.indexed-deltas"]
+    base = [
+        "ostree.summary.last-modified",
+        "ostree.summary.mode",
+        "ostree.summary.tombstone-commits",
+        "ostree.summary.indexed-deltas",
+    ]
     assert hash_table_order(base) == [base[1], base[0], base[2], base[3]]
     many = [f"key{i}" for i in range(20)]
     assert sorted(hash_table_order(many)) == sorted(many)
@@ -128,7 +161,7 @@ CONFIG_OPS = [
     ["set", "core.b", "x\ty\\z;w\rend"],
     ["set", "core.c", "\t lead"],
     ["set", "a.b.c", "dotted key"],
-    ["--group=remote \"o.x\"", "set", "url", "http://example.com/repo"],
+    ['--group=remote "o.x"', "set", "url", "http://example.com/repo"],
     ["set", 'remote "plain".url', "http://example.com/other"],
     ["set", "core.multi", "new\nline"],
     ["unset", "core.a"],
@@ -137,14 +170,24 @@ CONFIG_OPS = [
     ["set", "core.mode", "bare"],
 ]
 CONFIG_GETS = [
-    ["get", "core.mode"], ["get", "core.b"], ["get", "core.c"], ["get", "a.b.c"],
-    ["--group=remote \"o.x\"", "get", "url"], ["get", 'remote "plain".url'],
+    ["get", "core.mode"],
+    ["get", "core.b"],
+    ["get", "core.c"],
+    ["get", "a.b.c"],
+    ['--group=remote "o.x"', "get", "url"],
+    ["get", 'remote "plain".url'],
     ["get", "core.multi"],
 ]
 CONFIG_ERRORS = [
-    ["get", "core.nope"], ["get", "nope.key"], ["get", "core"], ["get"],
-    ["set", "core.x"], ["bogus", "core.mode"], ["--group=core", "get"],
-    ["--group=core", "set", "x"], ["get", "core.a"],
+    ["get", "core.nope"],
+    ["get", "nope.key"],
+    ["get", "core"],
+    ["get"],
+    ["set", "core.x"],
+    ["bogus", "core.mode"],
+    ["--group=core", "get"],
+    ["--group=core", "set", "x"],
+    ["get", "core.a"],
 ]
 
 
@@ -167,8 +210,7 @@ def test_config_matches_ostree(tmp_path, ostree, capsys):
     # bytes are the same
     comment = b"# a comment that must survive\n"
     assert comment in (ours / "config").read_bytes()
-    assert (ours / "config").read_bytes().replace(comment, b"") == \
-        (theirs / "config").read_bytes()
+    assert (ours / "config").read_bytes().replace(comment, b"") == (theirs / "config").read_bytes()
     for op in CONFIG_GETS:
         rc, out, _ = _ours(capsys, "config", f"--repo={ours}", *op)
         assert rc == 0
@@ -180,33 +222,40 @@ def test_config_matches_ostree(tmp_path, ostree, capsys):
         assert theirs_err.returncode != 0
         last = theirs_err.stderr.decode().strip().splitlines()[-1]
         assert err.startswith(last), (err, last)
-    assert (ours / "config").read_bytes().replace(comment, b"") == \
-        (theirs / "config").read_bytes()
+    assert (ours / "config").read_bytes().replace(comment, b"") == (theirs / "config").read_bytes()
     # and the real CLI, once
     assert _real_cli_get_matches(ostree, ours)
 
 
 def _real_cli_get_matches(ostree, repo: Path) -> bool:
-    proc = subprocess.run([sys.executable, "-m", "sysroot", "config", f"--repo={repo}", "get",
-                           "a.b.c"], capture_output=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sysroot", "config", f"--repo={repo}", "get", "a.b.c"],
+        capture_output=True,
+        check=True,
+    )
     return proc.stdout == ostree("config", f"--repo={repo}", "get", "a.b.c").stdout
 
 
 def test_config_cross_reads(tmp_path, ostree, sysroot):
     repo = init(ostree, tmp_path / "repo", "archive")
     sysroot("config", f"--repo={repo}", "set", "core.fsync", "false")
-    sysroot("config", f"--repo={repo}", "--group=remote \"a.b\"", "set", "url", "file:///x")
+    sysroot("config", f"--repo={repo}", '--group=remote "a.b"', "set", "url", "file:///x")
     assert ostree.out("config", f"--repo={repo}", "get", "core.fsync") == "false"
-    assert ostree.out("config", f"--repo={repo}", "--group=remote \"a.b\"", "get",
-                      "url") == "file:///x"
+    assert (
+        ostree.out("config", f"--repo={repo}", '--group=remote "a.b"', "get", "url") == "file:///x"
+    )
     ostree("config", f"--repo={repo}", "set", "archive.zlib-level", "3")
     assert sysroot.out("config", f"--repo={repo}", "get", "archive.zlib-level") == "3"
     assert Repo.open(repo).zlib_level == 3
     ostree("fsck", f"--repo={repo}")
     # invalid names are refused, not written
     before = (repo / "config").read_bytes()
-    for op in (["set", ".x", "y"], ["set", "core.", "y"], ["set", "core.a=b", "y"],
-               ["--group=[x]", "set", "k", "v"]):
+    for op in (
+        ["set", ".x", "y"],
+        ["set", "core.", "y"],
+        ["set", "core.a=b", "y"],
+        ["--group=[x]", "set", "k", "v"],
+    ):
         one_error_line(sysroot("config", f"--repo={repo}", *op, check=False))
     assert (repo / "config").read_bytes() == before
 
@@ -216,13 +265,15 @@ def test_unknown_mode_is_one_line_everywhere(tmp_path, ostree, sysroot):
     bad = init(ostree, tmp_path / "bad", "bare")
     text = (bad / "config").read_text().replace("mode=bare", "mode=weird")
     (bad / "config").write_text(text)
-    for args in (["config", f"--repo={bad}", "get", "core.mode"],
-                 ["config", f"--repo={bad}", "set", "core.mode", "bare"],
-                 ["summary", f"--repo={bad}", "-u"],
-                 ["summary", f"--repo={bad}", "--view"],
-                 ["diff", f"--repo={bad}", "a", "b"],
-                 ["pull-local", f"--repo={bad}", str(good)],
-                 ["pull-local", f"--repo={good}", str(bad)]):
+    for args in (
+        ["config", f"--repo={bad}", "get", "core.mode"],
+        ["config", f"--repo={bad}", "set", "core.mode", "bare"],
+        ["summary", f"--repo={bad}", "-u"],
+        ["summary", f"--repo={bad}", "--view"],
+        ["diff", f"--repo={bad}", "a", "b"],
+        ["pull-local", f"--repo={bad}", str(good)],
+        ["pull-local", f"--repo={good}", str(bad)],
+    ):
         line = one_error_line(sysroot(*args, check=False))
         assert "weird" in line, (args, line)
         assert ostree(*args, check=False).returncode != 0
@@ -289,9 +340,19 @@ def _same_diff(ostree, sysroot, repo: Path, *args, cwd=None) -> str:
 def test_diff_revisions_matches_ostree(ostree, sysroot, diff_setup):
     repo, _, _ = diff_setup
     out = _same_diff(ostree, sysroot, repo, "old", "new")
-    for line in ("M    /content", "M    /perm", "M    /chmoddir", "M    /chmoddir/inner",
-                 "M    /file2dir", "M    /dir2file", "M    /link", "M    /xattr",
-                 "D    /gonedir", "A    /addeddir/x/y", "A    /dir/sub/newdeep"):
+    for line in (
+        "M    /content",
+        "M    /perm",
+        "M    /chmoddir",
+        "M    /chmoddir/inner",
+        "M    /file2dir",
+        "M    /dir2file",
+        "M    /link",
+        "M    /xattr",
+        "D    /gonedir",
+        "A    /addeddir/x/y",
+        "A    /dir/sub/newdeep",
+    ):
         assert line in out.splitlines()
     assert "/file2dir/child" not in out and "/gonedir/a" not in out
     _same_diff(ostree, sysroot, repo, "new", "old")
@@ -315,10 +376,8 @@ def test_diff_single_rev_and_errors(tmp_path, ostree, sysroot, diff_setup):
     ostree("commit", f"--repo={repo}", "-b", "old", "-s", "second", str(new))
     _same_diff(ostree, sysroot, repo, "old")
     for args in (["nosuchref", "old"], ["./nope", "old"], [], ["new"]):
-        line = one_error_line(sysroot("diff", f"--repo={repo}", *args, check=False,
-                                      cwd=tmp_path))
-        assert ostree("diff", f"--repo={repo}", *args, check=False,
-                      cwd=tmp_path).returncode != 0
+        line = one_error_line(sysroot("diff", f"--repo={repo}", *args, check=False, cwd=tmp_path))
+        assert ostree("diff", f"--repo={repo}", *args, check=False, cwd=tmp_path).returncode != 0
         assert line.startswith("error:")
 
 

@@ -42,8 +42,11 @@ print(json.dumps({"sent": sent, "fields": fields}))
 
 
 def test_fields_reach_the_journal_socket():
-    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable,
-                           "-c", RECEIVER], capture_output=True, timeout=60)
+    proc = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", RECEIVER],
+        capture_output=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     out = json.loads(proc.stdout)
     assert out["sent"] is True
@@ -52,8 +55,11 @@ def test_fields_reach_the_journal_socket():
     assert f["PRIORITY"] == "3"
     assert f["MESSAGE_ID"] == journal.FINALIZE_ID
     assert f["SYSLOG_IDENTIFIER"] == "sysroot"
-    assert (f["SYSROOT_DEPLOYMENT"], f["SYSROOT_STATEROOT"], f["SYSROOT_RESULT"]) == \
-        ("abc.0", "os", "failure")
+    assert (f["SYSROOT_DEPLOYMENT"], f["SYSROOT_STATEROOT"], f["SYSROOT_RESULT"]) == (
+        "abc.0",
+        "os",
+        "failure",
+    )
     assert "SYSROOT_NONE" not in f
     assert proc.stderr == b""  # sent to the journal: not printed as well
 

@@ -49,8 +49,11 @@ def hash_inputs(*parts: str, trees: Iterable[str] = ()) -> str:
     for tree in trees:
         if os.path.isfile(tree):
             with open(tree, "rb") as f:
-                h.update(os.path.relpath(tree, SOURCE).encode() + b"\0" +
-                         hashlib.sha256(f.read()).digest())
+                h.update(
+                    os.path.relpath(tree, SOURCE).encode()
+                    + b"\0"
+                    + hashlib.sha256(f.read()).digest()
+                )
             continue
         for dirpath, dirnames, filenames in os.walk(tree):
             dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", ".cache"))
@@ -84,8 +87,11 @@ def _build(name: str, key: str, final: str, build: Callable[[str], None], log) -
     os.rename(tmp, final)
     log(f"built: {name} in {time.monotonic() - started:.0f} s")
     for other in os.listdir(cache_dir()):  # older versions of this product
-        if other.startswith(name + "-") and other != os.path.basename(final) \
-                and len(other) == len(name) + 17:
+        if (
+            other.startswith(name + "-")
+            and other != os.path.basename(final)
+            and len(other) == len(name) + 17
+        ):
             remove(os.path.join(cache_dir(), other))
     return final
 

@@ -13,8 +13,11 @@ def mounted_api_fs(root: str):
     """Mount what package scripts and dracut need; always unmount, innermost first."""
     done = []
     try:
-        for fstype, target, opts in (("proc", "proc", []), ("sysfs", "sys", []),
-                                     (None, "dev", ["--rbind"])):
+        for fstype, target, opts in (
+            ("proc", "proc", []),
+            ("sysfs", "sys", []),
+            (None, "dev", ["--rbind"]),
+        ):
             path = os.path.join(root, target)
             os.makedirs(path, exist_ok=True)
             if fstype:

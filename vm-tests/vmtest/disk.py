@@ -35,12 +35,37 @@ BOOT_UUID = "5a1d0b5e-0000-4000-8000-000000000002"  # ext4 /boot (grub2)
 ESP_ID = "5A1D0B5E"  # vfat volume id; the UUID is shown as 5A1D-0B5E
 ESP_UUID = "5A1D-0B5E"
 DISK_MIB = 4096
-KARGS = ["root=UUID=" + ROOT_UUID, "rw", "console=ttyS0,115200", "systemd.firstboot=off",
-         "loglevel=4", "systemd.show_status=true"]
+KARGS = [
+    "root=UUID=" + ROOT_UUID,
+    "rw",
+    "console=ttyS0,115200",
+    "systemd.firstboot=off",
+    "loglevel=4",
+    "systemd.show_status=true",
+]
 SYSTEMD_BOOT_EFI = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
-GRUB_MODULES = ["part_gpt", "fat", "ext2", "normal", "linux", "search", "search_fs_uuid",
-                "configfile", "echo", "test", "ls", "cat", "all_video", "efi_gop", "gzio",
-                "serial", "terminal", "sleep", "reboot", "halt"]
+GRUB_MODULES = [
+    "part_gpt",
+    "fat",
+    "ext2",
+    "normal",
+    "linux",
+    "search",
+    "search_fs_uuid",
+    "configfile",
+    "echo",
+    "test",
+    "ls",
+    "cat",
+    "all_video",
+    "efi_gop",
+    "gzio",
+    "serial",
+    "terminal",
+    "sleep",
+    "reboot",
+    "halt",
+]
 
 
 @dataclass(frozen=True)
@@ -81,8 +106,22 @@ def loop_devices(image: str, parts: list[Partition]):
     devices = []
     try:
         for part in parts:
-            dev = run(["losetup", "--find", "--show", "--offset", str(part.start),
-                       "--sizelimit", str(part.size), image]).stdout.decode().strip()
+            dev = (
+                run(
+                    [
+                        "losetup",
+                        "--find",
+                        "--show",
+                        "--offset",
+                        str(part.start),
+                        "--sizelimit",
+                        str(part.size),
+                        image,
+                    ]
+                )
+                .stdout.decode()
+                .strip()
+            )
             devices.append(dev)
         yield devices
     finally:
@@ -120,11 +159,25 @@ def make_update_repo(path: str, repo: str, work: str) -> tuple[str, str]:
     secret_b64 = base64.b64encode(seed + public).decode()  # ostree's 64-byte secret key
     sysroot_cli(f"--repo={path}", "init", "--mode=archive")
     sysroot_cli(f"--repo={path}", "pull-local", repo, f"{OS}/stable")
-    overlay = write_overlay(os.path.join(work, "overlay3"), {
-        "usr/etc/vmtest/defaults.conf": "value=3\n", "usr/share/vmtest/release": "3\n"})
-    c3 = sysroot_cli(f"--repo={path}", "commit", "-b", f"{OS}/stable",
-                     "--add-metadata-string=version=3", "-s", "commit 3",
-                     f"--tree=ref={OS}/stable", f"--tree=dir={overlay}").stdout.decode().strip()
+    overlay = write_overlay(
+        os.path.join(work, "overlay3"),
+        {"usr/etc/vmtest/defaults.conf": "value=3\n", "usr/share/vmtest/release": "3\n"},
+    )
+    c3 = (
+        sysroot_cli(
+            f"--repo={path}",
+            "commit",
+            "-b",
+            f"{OS}/stable",
+            "--add-metadata-string=version=3",
+            "-s",
+            "commit 3",
+            f"--tree=ref={OS}/stable",
+            f"--tree=dir={overlay}",
+        )
+        .stdout.decode()
+        .strip()
+    )
     keys = os.path.join(work, "secret.ed25519")
     with open(keys, "w") as f:
         f.write(secret_b64 + "\n")
@@ -137,14 +190,40 @@ def commit_trees(repo: str, tree: str, work: str) -> tuple[str, str]:
     """Commit 1 is the tree with sysroot added; commit 2 layers a changed default in /usr/etc and a
     changed file in /usr on top of it."""
     layer = sysroot_layer(os.path.join(work, "sysroot-layer"))
-    c1 = sysroot_cli(f"--repo={repo}", "commit", "-b", f"{OS}/stable",
-                     "--add-metadata-string=version=1", "-s", "commit 1",
-                     f"--tree=dir={tree}", f"--tree=dir={layer}").stdout.decode().strip()
-    overlay = write_overlay(os.path.join(work, "overlay"), {
-        "usr/etc/vmtest/defaults.conf": "value=2\n", "usr/share/vmtest/release": "2\n"})
-    c2 = sysroot_cli(f"--repo={repo}", "commit", "-b", f"{OS}/next",
-                     "--add-metadata-string=version=2", "-s", "commit 2",
-                     f"--tree=ref={OS}/stable", f"--tree=dir={overlay}").stdout.decode().strip()
+    c1 = (
+        sysroot_cli(
+            f"--repo={repo}",
+            "commit",
+            "-b",
+            f"{OS}/stable",
+            "--add-metadata-string=version=1",
+            "-s",
+            "commit 1",
+            f"--tree=dir={tree}",
+            f"--tree=dir={layer}",
+        )
+        .stdout.decode()
+        .strip()
+    )
+    overlay = write_overlay(
+        os.path.join(work, "overlay"),
+        {"usr/etc/vmtest/defaults.conf": "value=2\n", "usr/share/vmtest/release": "2\n"},
+    )
+    c2 = (
+        sysroot_cli(
+            f"--repo={repo}",
+            "commit",
+            "-b",
+            f"{OS}/next",
+            "--add-metadata-string=version=2",
+            "-s",
+            "commit 2",
+            f"--tree=ref={OS}/stable",
+            f"--tree=dir={overlay}",
+        )
+        .stdout.decode()
+        .strip()
+    )
     return c1, c2
 
 
@@ -156,8 +235,14 @@ def setup_sysroot(root: str, tree: str, backend: str, work: str) -> tuple[str, s
     # the booted system sees /sysroot read-only; only sysroot admin writes there
     sysroot_cli(f"--repo={repo}", "config", "set", "sysroot.readonly", "true")
     c1, c2 = commit_trees(repo, tree, work)
-    sysroot_cli("admin", "deploy", f"--sysroot={root}", f"--os={OS}",
-                *[f"--karg={k}" for k in KARGS], f"{OS}/stable")
+    sysroot_cli(
+        "admin",
+        "deploy",
+        f"--sysroot={root}",
+        f"--os={OS}",
+        *[f"--karg={k}" for k in KARGS],
+        f"{OS}/stable",
+    )
     return c1, c2
 
 
@@ -185,12 +270,26 @@ def install_systemd_boot(esp: str) -> None:
 def install_grub(esp: str, boot: str, work: str) -> None:
     early = os.path.join(work, "grub-early.cfg")
     with open(early, "w") as f:
-        f.write(f"search --no-floppy --fs-uuid --set=root {BOOT_UUID}\n"
-                "set prefix=($root)/grub\n"
-                "configfile ($root)/grub/grub.cfg\n")
+        f.write(
+            f"search --no-floppy --fs-uuid --set=root {BOOT_UUID}\n"
+            "set prefix=($root)/grub\n"
+            "configfile ($root)/grub/grub.cfg\n"
+        )
     os.makedirs(os.path.join(esp, "EFI/BOOT"), exist_ok=True)
-    run(["grub-mkimage", "-O", "x86_64-efi", "-o", os.path.join(esp, "EFI/BOOT/BOOTX64.EFI"),
-         "-p", "/grub", "-c", early, *GRUB_MODULES])
+    run(
+        [
+            "grub-mkimage",
+            "-O",
+            "x86_64-efi",
+            "-o",
+            os.path.join(esp, "EFI/BOOT/BOOTX64.EFI"),
+            "-p",
+            "/grub",
+            "-c",
+            early,
+            *GRUB_MODULES,
+        ]
+    )
     # the generated grub.cfg sources custom.cfg: no menu delay in tests
     os.makedirs(os.path.join(boot, "grub"), exist_ok=True)
     with open(os.path.join(boot, "grub/custom.cfg"), "w") as f:
@@ -198,8 +297,11 @@ def install_grub(esp: str, boot: str, work: str) -> None:
 
 
 def build_disk(tree: str, backend: str, log) -> BaseDisk:
-    key = hash_inputs(backend, os.path.basename(tree), trees=[
-        __file__, os.path.join(HERE, "ostree_tree.py"), os.path.join(SOURCE, "sysroot")])
+    key = hash_inputs(
+        backend,
+        os.path.basename(tree),
+        trees=[__file__, os.path.join(HERE, "ostree_tree.py"), os.path.join(SOURCE, "sysroot")],
+    )
 
     def build(path: str) -> None:
         os.makedirs(path)
@@ -231,18 +333,25 @@ def build_disk(tree: str, backend: str, log) -> BaseDisk:
                             c1, c2 = setup_sysroot(mnt, tree, backend, work)
                             install_grub(esp, boot, work)
                     write_fstab(mnt, backend)
-                    c3, update_key = make_update_repo(os.path.join(path, "update-repo"),
-                                                      os.path.join(mnt, "ostree/repo"), work)
+                    c3, update_key = make_update_repo(
+                        os.path.join(path, "update-repo"), os.path.join(mnt, "ostree/repo"), work
+                    )
             write_fat(image, parts[0], esp, work)
         with open(os.path.join(path, "commits.json"), "w") as f:
-            json.dump({"commit1": c1, "commit2": c2, "commit3": c3,
-                       "update_key": update_key}, f)
+            json.dump({"commit1": c1, "commit2": c2, "commit3": c3, "update_key": update_key}, f)
 
     path = cached(f"disk-{backend}", key, build, log)
     with open(os.path.join(path, "commits.json")) as f:
         meta = json.load(f)
-    return BaseDisk(backend, os.path.join(path, "disk.img"), meta["commit1"], meta["commit2"],
-                    meta["commit3"], os.path.join(path, "update-repo"), meta["update_key"])
+    return BaseDisk(
+        backend,
+        os.path.join(path, "disk.img"),
+        meta["commit1"],
+        meta["commit2"],
+        meta["commit3"],
+        os.path.join(path, "update-repo"),
+        meta["update_key"],
+    )
 
 
 def write_fat(image: str, part: Partition, content: str, work: str) -> None:
@@ -256,5 +365,15 @@ def write_fat(image: str, part: Partition, content: str, work: str) -> None:
     names = sorted(os.listdir(content))
     if names:
         run(["mcopy", "-s", "-p", "-i", fat, *[os.path.join(content, n) for n in names], "::/"])
-    run(["dd", f"if={fat}", f"of={image}", "bs=1M", f"seek={part.start}", "oflag=seek_bytes",
-         "conv=notrunc,fsync", "status=none"])
+    run(
+        [
+            "dd",
+            f"if={fat}",
+            f"of={image}",
+            "bs=1M",
+            f"seek={part.start}",
+            "oflag=seek_bytes",
+            "conv=notrunc,fsync",
+            "status=none",
+        ]
+    )

@@ -55,9 +55,23 @@ def stray_deploy_entries(names: list[str], deployments: list[str]) -> list[str]:
 
 @contextlib.contextmanager
 def loop_device(image: str, part: Partition, read_only: bool) -> Iterator[str]:
-    dev = run(["losetup", "--find", "--show", *(["--read-only"] if read_only else []),
-               "--offset", str(part.start), "--sizelimit", str(part.size),
-               image]).stdout.decode().strip()
+    dev = (
+        run(
+            [
+                "losetup",
+                "--find",
+                "--show",
+                *(["--read-only"] if read_only else []),
+                "--offset",
+                str(part.start),
+                "--sizelimit",
+                str(part.size),
+                image,
+            ]
+        )
+        .stdout.decode()
+        .strip()
+    )
     try:
         yield dev
     finally:
@@ -87,16 +101,17 @@ def copy_fat(image: str, part: Partition, dest: str) -> None:
     """Copy the vfat file system at part of image into dest, with mtools."""
     os.makedirs(dest, exist_ok=True)
     fat = f"{image}@@{part.start}"
-    names = run(["mdir", "-b", "-i", fat, "::/"],
-                env={"MTOOLS_SKIP_CHECK": "1"}).stdout.decode().split()
+    names = (
+        run(["mdir", "-b", "-i", fat, "::/"], env={"MTOOLS_SKIP_CHECK": "1"})
+        .stdout.decode()
+        .split()
+    )
     if names:
-        run(["mcopy", "-s", "-p", "-n", "-i", fat, *names, dest],
-            env={"MTOOLS_SKIP_CHECK": "1"})
+        run(["mcopy", "-s", "-p", "-n", "-i", fat, *names, dest], env={"MTOOLS_SKIP_CHECK": "1"})
 
 
 @contextlib.contextmanager
-def mounted_sysroot(image: str, backend: str, work: str, writable_device: bool
-                    ) -> Iterator[str]:
+def mounted_sysroot(image: str, backend: str, work: str, writable_device: bool) -> Iterator[str]:
     """The sysroot of image mounted read-only at work/root, its /boot at root/boot.
     writable_device: the loop device allows writes (ext4 replays its journal on a
     read-only mount then), for an image that is a snapshot of a cut-off disk."""
@@ -141,8 +156,12 @@ def config_for_ostree(text: str) -> str:
         if stripped.startswith("[") and stripped.endswith("]"):
             section = stripped[1:-1].strip()
         key, eq, value = stripped.partition("=")
-        if section == "sysroot" and eq and key.strip() == "bootloader" \
-                and value.strip() not in OSTREE_BOOTLOADERS:
+        if (
+            section == "sysroot"
+            and eq
+            and key.strip() == "bootloader"
+            and value.strip() not in OSTREE_BOOTLOADERS
+        ):
             line = "bootloader=none\n"
         out.append(line)
     return "".join(out)
@@ -175,19 +194,27 @@ def check_sysroot(root: str, report: HostReport, cleaned: bool, work: str) -> No
     repo = f"{root}/ostree/repo"
     # ours, as the guest would run it, and ostree's own as the oracle
     for name, argv, env in (
-            ("fsck", ["python3", "-m", "sysroot", "fsck", f"--repo={repo}"],
-             {"PYTHONPATH": SOURCE, "PYTHONDONTWRITEBYTECODE": "1"}),
-            ("ostree fsck", ["ostree", "fsck", f"--repo={repo}"], None)):
+        (
+            "fsck",
+            ["python3", "-m", "sysroot", "fsck", f"--repo={repo}"],
+            {"PYTHONPATH": SOURCE, "PYTHONDONTWRITEBYTECODE": "1"},
+        ),
+        ("ostree fsck", ["ostree", "fsck", f"--repo={repo}"], None),
+    ):
         t0 = time.monotonic()
-        with (config_shown_to_ostree(repo, work) if name == "ostree fsck"
-              else contextlib.nullcontext()):
+        with (
+            config_shown_to_ostree(repo, work)
+            if name == "ostree fsck"
+            else contextlib.nullcontext()
+        ):
             fsck = run(argv, env=env, check=False)
         report.seconds[name] = time.monotonic() - t0
         if fsck.returncode != 0:
             out = (fsck.stdout + fsck.stderr).decode(errors="replace").strip()
-            report.problems.append(f"{'sysroot' if name == 'fsck' else 'ostree'} fsck "
-                                   f"exited with {fsck.returncode}: "
-                                   + " | ".join(out.splitlines()[-5:]))
+            report.problems.append(
+                f"{'sysroot' if name == 'fsck' else 'ostree'} fsck "
+                f"exited with {fsck.returncode}: " + " | ".join(out.splitlines()[-5:])
+            )
     t0 = time.monotonic()
     report.problems += [f"boot invariant: {p}" for p in check_boot_invariant(root)]
     state = SysrootState.load(root)
@@ -200,8 +227,9 @@ def check_sysroot(root: str, report: HostReport, cleaned: bool, work: str) -> No
     report.seconds["invariant+layout"] = time.monotonic() - t0
 
 
-def check_disk(image: str, backend: str, work: str, *, after_cut: bool,
-               cleaned: bool) -> HostReport:
+def check_disk(
+    image: str, backend: str, work: str, *, after_cut: bool, cleaned: bool
+) -> HostReport:
     """Check the stopped guest's disk image (after_cut: qemu was killed; checked on a
     snapshot, the image itself untouched). Mounts and loop devices are gone on return,
     also on failure."""

@@ -68,13 +68,26 @@ def default_workers() -> int:
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="vm-tests/run", description=__doc__)
-    p.add_argument("scenarios", nargs="*", metavar="SCENARIO",
-                   help=f"scenarios to run ({', '.join(SCENARIOS)}; default: all)")
-    p.add_argument("--backend", action="append", choices=BACKENDS,
-                   help="boot-loader back end (repeatable; default: all)")
-    p.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
-                   help="guests (and builds) side by side (default: one per core, as "
-                        "memory allows)")
+    p.add_argument(
+        "scenarios",
+        nargs="*",
+        metavar="SCENARIO",
+        help=f"scenarios to run ({', '.join(SCENARIOS)}; default: all)",
+    )
+    p.add_argument(
+        "--backend",
+        action="append",
+        choices=BACKENDS,
+        help="boot-loader back end (repeatable; default: all)",
+    )
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="guests (and builds) side by side (default: one per core, as memory allows)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     args = p.parse_args(argv)
     for name in args.scenarios:
@@ -113,12 +126,18 @@ class Run:
         image = os.path.join(workdir, "disk.img")
         # a sparse copy: the cached base disk stays untouched
         run(["cp", "--sparse=always", disk.image, image])
-        return Machine(image, workdir, self.accel, job_log(job),
-                       on_boot=lambda boot: self.ledger.add_boot(job, boot))
+        return Machine(
+            image,
+            workdir,
+            self.accel,
+            job_log(job),
+            on_boot=lambda boot: self.ledger.add_boot(job, boot),
+        )
 
     def context(self, backend: str, name: str, job: str) -> Context:
-        return Context(self.disks[backend], self.machine(backend, name, job), job_log(job),
-                       self.ledger, job)
+        return Context(
+            self.disks[backend], self.machine(backend, name, job), job_log(job), self.ledger, job
+        )
 
 
 def report(result: Result, boot=None) -> Result:
@@ -128,8 +147,11 @@ def report(result: Result, boot=None) -> Result:
         lines = [f"FAIL {result.label}: {result.text}"]
         if boot is not None:
             tail = boot.log.splitlines()[-LOG_TAIL:]
-            lines += [f"--- serial console of {result.label} (last {len(tail)} lines) ---",
-                      *tail, "--- end of serial console ---"]
+            lines += [
+                f"--- serial console of {result.label} (last {len(tail)} lines) ---",
+                *tail,
+                "--- end of serial console ---",
+            ]
         say("\n".join(lines))
     return result
 
@@ -142,8 +164,10 @@ def run_one(ctx: Context, backend: str, name: str) -> Result:
         lockups = ctx.machine.lockups
         summary = SCENARIOS[name](ctx)
         if ctx.machine.lockups > lockups:
-            summary += (f" [{ctx.machine.lockups - lockups} boot(s) locked up "
-                        "before the script and were booted again]")
+            summary += (
+                f" [{ctx.machine.lockups - lockups} boot(s) locked up "
+                "before the script and were booted again]"
+            )
         return report(Result(label, True, summary, time.monotonic() - t0))
     except ScenarioFailed as e:
         return report(Result(label, False, str(e)), e.boot)
@@ -211,6 +235,7 @@ def plan(r: Run, backends: list[str], wanted: list[str]) -> tuple[list[Job], dic
 def make_disk(r: Run, backend: str) -> Callable[[], None]:
     def build() -> None:
         r.disks[backend] = build_disk(r.tree, backend, job_log(f"disk {backend}"))
+
     return build
 
 
@@ -258,9 +283,11 @@ def main(argv) -> int:
             assert isinstance(outcome.value, list)
             results.extend(outcome.value)
             return
-        reason = (f"building the disk failed: {outcome.error}"
-                  if outcome.state is State.NOT_RUN else
-                  f"{type(outcome.error).__name__}: {outcome.error}")
+        reason = (
+            f"building the disk failed: {outcome.error}"
+            if outcome.state is State.NOT_RUN
+            else f"{type(outcome.error).__name__}: {outcome.error}"
+        )
         for label in labels[name]:
             results.append(report(Result(label, False, reason)))
 
@@ -279,12 +306,22 @@ def main(argv) -> int:
     order = [f"{backend}/{name}" for backend in backends for name in wanted]
     results.sort(key=lambda res: order.index(res.label))
     passed = sum(res.passed for res in results)
-    say("results:\n" + "\n".join(
-        f"  PASS {res.label} ({res.seconds:.0f} s)" if res.passed else
-        f"  FAIL {res.label}: {res.text.splitlines()[0] if res.text else ''}"
-        for res in results))
-    say(ledger.table(wall, workers, [(job.name, schedule.outcomes[job.name].seconds)
-                                     for job in jobs if job.name in labels]))
+    say(
+        "results:\n"
+        + "\n".join(
+            f"  PASS {res.label} ({res.seconds:.0f} s)"
+            if res.passed
+            else f"  FAIL {res.label}: {res.text.splitlines()[0] if res.text else ''}"
+            for res in results
+        )
+    )
+    say(
+        ledger.table(
+            wall,
+            workers,
+            [(job.name, schedule.outcomes[job.name].seconds) for job in jobs if job.name in labels],
+        )
+    )
     log(f"total time {wall:.0f} s")
     say(f"{passed} passed, {len(results) - passed} failed")
     return 0 if passed == len(results) else 1

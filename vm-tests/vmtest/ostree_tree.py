@@ -46,16 +46,34 @@ PYTHON_DIRS = ("/usr/lib/python3.11", "/usr/lib/python3/dist-packages")
 # default set adds a dozen more modules (crypt, dm, resume, ...), whose hooks made the
 # initrd take about twice as long under TCG (measured: switch root after 34 s instead
 # of 74 s on a loaded machine).
-INITRD_MODULES = ("systemd", "systemd-initrd", "dracut-systemd", "kernel-modules",
-                  "rootfs-block", "udev-rules", "base", "fs-lib", "shutdown", "sysroot")
+INITRD_MODULES = (
+    "systemd",
+    "systemd-initrd",
+    "dracut-systemd",
+    "kernel-modules",
+    "rootfs-block",
+    "udev-rules",
+    "base",
+    "fs-lib",
+    "shutdown",
+    "sysroot",
+)
 INITRD_DRIVERS = ("virtio_pci", "virtio_blk", "ext4", "crc32c_generic")
 # Units a test machine has no use for, masked: each costs a fraction of a second of
 # every boot under TCG. No graphics card (vmtest/qemu.py), so no gettys on virtual
 # consoles; no periodic maintenance in machines that live for minutes.
-LEAN_MASKS = ("getty@.service", "getty-static.service", "apt-daily.timer",
-              "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer",
-              "e2scrub_reap.service", "fstrim.timer", "systemd-binfmt.service",
-              "proc-sys-fs-binfmt_misc.automount")
+LEAN_MASKS = (
+    "getty@.service",
+    "getty-static.service",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+    "e2scrub_all.timer",
+    "e2scrub_reap.service",
+    "fstrim.timer",
+    "systemd-binfmt.service",
+    "proc-sys-fs-binfmt_misc.automount",
+)
 TMPFILES = """\
 # sysroot test image: what the deployment layout moved to /var
 d /var/roothome 0700 root root -
@@ -71,27 +89,53 @@ def kernel_version(root: str) -> str:
 
 
 def build_tree(rootfs: str, log) -> str:
-    key = hash_inputs(os.path.basename(rootfs), trees=[
-        __file__, os.path.join(HERE, "chroot.py"), os.path.join(SOURCE, "dracut-module"),
-        os.path.join(SOURCE, "units"), GUEST])
+    key = hash_inputs(
+        os.path.basename(rootfs),
+        trees=[
+            __file__,
+            os.path.join(HERE, "chroot.py"),
+            os.path.join(SOURCE, "dracut-module"),
+            os.path.join(SOURCE, "units"),
+            GUEST,
+        ],
+    )
 
     def build(path: str) -> None:
         run(["cp", "-a", "--reflink=auto", rootfs, path])
         install_project(path)
         kver = kernel_version(path)
         moddir = os.path.join(path, "usr/lib/modules", kver)
-        shutil.copy2(os.path.join(path, "boot", f"vmlinuz-{kver}"),
-                     os.path.join(moddir, "vmlinuz"))
+        shutil.copy2(os.path.join(path, "boot", f"vmlinuz-{kver}"), os.path.join(moddir, "vmlinuz"))
         with mounted_api_fs(path):
-            chroot(path, "dracut", "--force", "--no-hostonly", "--no-hostonly-cmdline",
-                   "--modules", " ".join(INITRD_MODULES), "--drivers", " ".join(INITRD_DRIVERS),
-                   "--kver", kver, f"/usr/lib/modules/{kver}/initramfs.img")
+            chroot(
+                path,
+                "dracut",
+                "--force",
+                "--no-hostonly",
+                "--no-hostonly-cmdline",
+                "--modules",
+                " ".join(INITRD_MODULES),
+                "--drivers",
+                " ".join(INITRD_DRIVERS),
+                "--kver",
+                kver,
+                f"/usr/lib/modules/{kver}/initramfs.img",
+            )
             # A deployment's files have mtime 0, so Debian's timestamp-checked .pyc files
             # never match their sources there and, /usr being read-only, every Python
             # start compiles every module it imports again (seconds each under TCG).
             # Bytecode checked by nothing is right for a tree that never changes.
-            chroot(path, "python3", "-m", "compileall", "-q", "-f", "-j0",
-                   "--invalidation-mode=unchecked-hash", *PYTHON_DIRS)
+            chroot(
+                path,
+                "python3",
+                "-m",
+                "compileall",
+                "-q",
+                "-f",
+                "-j0",
+                "--invalidation-mode=unchecked-hash",
+                *PYTHON_DIRS,
+            )
         to_deployment_layout(path)
 
     return cached("tree", key, build, log)
@@ -102,18 +146,24 @@ def sysroot_layer(dest: str) -> str:
     Debian's python3 finds it and a /usr/bin/sysroot launcher. A layer of its own, so
     a change to sysroot's code does not rebuild the initramfs."""
     pkg = os.path.join(dest, "usr/lib/python3/dist-packages/sysroot")
-    shutil.copytree(os.path.join(SOURCE, "sysroot"), pkg,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(
+        os.path.join(SOURCE, "sysroot"), pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
     # bytecode the guest can use with mtime-0 sources (see build_tree); compiled here,
     # so only when this Python's bytecode is the guest's (Debian 12: 3.11)
     if sys.implementation.cache_tag == GUEST_CACHE_TAG:
-        compileall.compile_dir(pkg, quiet=1, ddir="/usr/lib/python3/dist-packages/sysroot",
-                               invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+        compileall.compile_dir(
+            pkg,
+            quiet=1,
+            ddir="/usr/lib/python3/dist-packages/sysroot",
+            invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+        )
     launcher = os.path.join(dest, "usr/bin/sysroot")
     os.makedirs(os.path.dirname(launcher), exist_ok=True)
     with open(launcher, "w") as f:
-        f.write("#!/usr/bin/python3\nimport sys\nfrom sysroot.cli.main import main\n"
-                "sys.exit(main())\n")
+        f.write(
+            "#!/usr/bin/python3\nimport sys\nfrom sysroot.cli.main import main\nsys.exit(main())\n"
+        )
     os.chmod(launcher, 0o755)
     return dest
 
@@ -143,9 +193,11 @@ def install_project(root: str) -> None:
     # test content that commit 2 changes (see vmtest.disk)
     os.makedirs(os.path.join(root, "etc/vmtest"), exist_ok=True)
     os.makedirs(os.path.join(root, "usr/share/vmtest"), exist_ok=True)
-    for rel, text in (("etc/vmtest/local.conf", "local=default\n"),
-                      ("etc/vmtest/defaults.conf", "value=1\n"),
-                      ("usr/share/vmtest/release", "1\n")):
+    for rel, text in (
+        ("etc/vmtest/local.conf", "local=default\n"),
+        ("etc/vmtest/defaults.conf", "value=1\n"),
+        ("usr/share/vmtest/release", "1\n"),
+    ):
         with open(os.path.join(root, rel), "w") as f:
             f.write(text)
 

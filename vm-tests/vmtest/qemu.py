@@ -40,15 +40,29 @@ class Stopped(BaseException):
 
 
 def _qemu_base(accel: str, vcpus: int = VCPUS, network: bool = False) -> list[str]:
-    return ["qemu-system-x86_64", "-machine", "q35", "-accel", accel, "-m", "2048",
-            "-smp", str(vcpus), "-display", "none", "-monitor", "none",
-            # no graphics card: the console is serial, and under TCG the kernel spent
-            # 10 s of every boot drawing its frame-buffer console on the emulated one
-            "-vga", "none",
-            # a network card only for a scenario that uses it: qemu's user network (the
-            # host's loopback is 10.0.2.2 to the guest)
-            *(["-nic", "user,model=virtio-net-pci"] if network else ["-nic", "none"]),
-            "-no-reboot"]
+    return [
+        "qemu-system-x86_64",
+        "-machine",
+        "q35",
+        "-accel",
+        accel,
+        "-m",
+        "2048",
+        "-smp",
+        str(vcpus),
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        # no graphics card: the console is serial, and under TCG the kernel spent
+        # 10 s of every boot drawing its frame-buffer console on the emulated one
+        "-vga",
+        "none",
+        # a network card only for a scenario that uses it: qemu's user network (the
+        # host's loopback is 10.0.2.2 to the guest)
+        *(["-nic", "user,model=virtio-net-pci"] if network else ["-nic", "none"]),
+        "-no-reboot",
+    ]
 
 
 def probe_accel(kernel: str, timeout: float = 10.0) -> str:
@@ -58,9 +72,12 @@ def probe_accel(kernel: str, timeout: float = 10.0) -> str:
     with tempfile.TemporaryDirectory(prefix="kvmprobe-") as tmp:
         log = os.path.join(tmp, "serial.log")
         proc = subprocess.Popen(
-            _qemu_base("kvm") + ["-kernel", kernel, "-append", "console=ttyS0 panic=-1",
-                                 "-serial", f"file:{log}"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _qemu_base("kvm")
+            + ["-kernel", kernel, "-append", "console=ttyS0 panic=-1", "-serial", f"file:{log}"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + timeout
         ok = False
         try:
@@ -110,8 +127,14 @@ class BootResult:
 class Machine:
     """One disk image booted again and again, as one machine would be."""
 
-    def __init__(self, image: str, workdir: str, accel: str, log=print,
-                 on_boot: Callable[[BootResult], None] | None = None):
+    def __init__(
+        self,
+        image: str,
+        workdir: str,
+        accel: str,
+        log=print,
+        on_boot: Callable[[BootResult], None] | None = None,
+    ):
         self.image = image
         self.workdir = workdir
         self.accel = accel
@@ -122,8 +145,15 @@ class Machine:
         self.boots = 0
         self.lockups = 0
 
-    def boot(self, script: str, *, timeout: float = 900, kill_after: str | None = None,
-             kill_delay: float = 0.0, network: bool = False) -> BootResult:
+    def boot(
+        self,
+        script: str,
+        *,
+        timeout: float = 900,
+        kill_after: str | None = None,
+        kill_delay: float = 0.0,
+        network: bool = False,
+    ) -> BootResult:
         """Boot, run script in the guest, wait for qemu to exit (or kill it kill_delay
         seconds after the console showed the text kill_after, e.g. a script's mark).
         network: give the guest a network card (qemu's user network).
@@ -137,12 +167,15 @@ class Machine:
             if not result.locked_up:
                 return result
             self.lockups += 1
-            self.log(f"boot {self.boots}: the guest locked up before the test script ran "
-                     f"(TCG soft lockup); booting again ({attempt + 1}/2)")
+            self.log(
+                f"boot {self.boots}: the guest locked up before the test script ran "
+                f"(TCG soft lockup); booting again ({attempt + 1}/2)"
+            )
         return result
 
-    def _boot_once(self, script: str, timeout: float, kill_after: str | None,
-                   kill_delay: float, network: bool) -> BootResult:
+    def _boot_once(
+        self, script: str, timeout: float, kill_after: str | None, kill_delay: float, network: bool
+    ) -> BootResult:
         self.boots += 1
         log = os.path.join(self.workdir, f"serial-{self.boots}.log")
         disk = os.path.join(self.workdir, f"script-{self.boots}.img")
@@ -150,14 +183,25 @@ class Machine:
         with open(disk, "wb") as f:
             f.write(data + b"\0" * (-len(data) % 512 or 512))
         argv = _qemu_base(self.accel, network=network) + [
-            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
-            "-drive", f"if=pflash,format=raw,unit=1,file={self.vars}",
-            "-drive", f"if=virtio,format=raw,file={self.image}",
-            "-drive", f"if=virtio,format=raw,readonly=on,file={disk}",
-            "-serial", f"file:{log}"]
+            "-drive",
+            f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+            "-drive",
+            f"if=pflash,format=raw,unit=1,file={self.vars}",
+            "-drive",
+            f"if=virtio,format=raw,file={self.image}",
+            "-drive",
+            f"if=virtio,format=raw,readonly=on,file={disk}",
+            "-serial",
+            f"file:{log}",
+        ]
         start = time.monotonic()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         console = Console(log)
         killed = locked_up = False
         began = ended = mark_seen_at = None
@@ -175,8 +219,9 @@ class Machine:
                     locked_up = True
                     break
                 if now - start > timeout:
-                    raise TimeoutError(f"guest did not finish within {timeout:.0f} s "
-                                       f"(serial log: {log})")
+                    raise TimeoutError(
+                        f"guest did not finish within {timeout:.0f} s (serial log: {log})"
+                    )
                 if kill_after:
                     if mark_seen_at is None and console.has(kill_after):
                         mark_seen_at = now

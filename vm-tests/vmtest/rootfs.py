@@ -15,8 +15,16 @@ from vmtest.chroot import chroot, mounted_api_fs
 
 RECIPE = "rootfs-4"
 SUITE = "bookworm"
-BASE_PACKAGES = ["systemd", "systemd-sysv", "udev", "dracut", "kmod", "python3",
-                 "e2fsprogs", "dosfstools"]
+BASE_PACKAGES = [
+    "systemd",
+    "systemd-sysv",
+    "udev",
+    "dracut",
+    "kmod",
+    "python3",
+    "e2fsprogs",
+    "dosfstools",
+]
 # what sysroot's pull, signatures and journal records use; installed with apt, as
 # debootstrap does not resolve the virtual packages python3-cryptography depends on
 PYTHON_PACKAGES = ["python3-urllib3", "python3-cryptography", "python3-systemd", "gpgv"]
@@ -50,11 +58,27 @@ def build_rootfs(log) -> str:
 
     def build(path: str) -> None:
         os.makedirs(path)
-        run(["debootstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES),
-             SUITE, path, mirror], capture=True)
+        run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                "--include=" + ",".join(BASE_PACKAGES),
+                SUITE,
+                path,
+                mirror,
+            ],
+            capture=True,
+        )
         with mounted_api_fs(path):
-            chroot(path, "apt-get", "install", "-y", "--no-install-recommends", KERNEL_PACKAGE,
-                   *PYTHON_PACKAGES)
+            chroot(
+                path,
+                "apt-get",
+                "install",
+                "-y",
+                "--no-install-recommends",
+                KERNEL_PACKAGE,
+                *PYTHON_PACKAGES,
+            )
             chroot(path, "apt-get", "clean")
 
     return cached("rootfs", key, build, log)

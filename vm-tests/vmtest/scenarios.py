@@ -45,7 +45,9 @@ PY
 }
 """
 
-SYSTEM_FACTS = STATUS + r"""
+SYSTEM_FACTS = (
+    STATUS
+    + r"""
 yes_no() { if "$@"; then echo yes; else echo no; fi; }
 writable() { touch "$1/.vmtest" 2>/dev/null && rm -f "$1/.vmtest"; }
 same_inode() { test "$(stat -c %d:%i "$1")" = "$(stat -c %d:%i "$2")"; }
@@ -71,6 +73,7 @@ result prepare_root "$(grep -o 'booting deployment .*' /run/prepare-root.log | t
 result remount "$(systemctl is-active sysroot-remount.service)"
 result boot_fstype "$(findmnt -n -o FSTYPE /boot)"
 """
+)
 
 
 def expect(cond: bool, message: str, boot: BootResult) -> None:
@@ -84,8 +87,11 @@ def expect_equal(values: dict, key: str, want: str, boot: BootResult) -> None:
 
 
 def finished(boot: BootResult) -> dict:
-    expect(boot.rc is not None, "the guest never ran the test script "
-           f"(qemu ran {boot.seconds:.0f} s)", boot)
+    expect(
+        boot.rc is not None,
+        f"the guest never ran the test script (qemu ran {boot.seconds:.0f} s)",
+        boot,
+    )
     expect(boot.rc == 0, f"the test script failed in the guest (exit {boot.rc})", boot)
     return boot.values()
 
@@ -107,23 +113,37 @@ class Context:
 def check_booted_system(ctx: Context, v: dict, boot: BootResult, commit: str) -> None:
     expect("ostree=" in v.get("cmdline", ""), "no ostree= in /proc/cmdline", boot)
     expect_equal(v, "status_rc", "0", boot)
-    expect(f"/ostree/deploy/{OS}/deploy/{commit}." in v.get("root_source", ""),
-           f"/ is {v.get('root_source')!r}, not a deployment of {commit[:12]}", boot)
+    expect(
+        f"/ostree/deploy/{OS}/deploy/{commit}." in v.get("root_source", ""),
+        f"/ is {v.get('root_source')!r}, not a deployment of {commit[:12]}",
+        boot,
+    )
     expect_equal(v, "root_is_deployment", "yes", boot)
-    expect(deployment_of(v, "booted") == commit,
-           f"sysroot admin status marks {v.get('booted')!r} booted, not commit {commit[:12]}",
-           boot)
-    expect(v.get("booted") == v.get("deployments", "").split(",")[0],
-           "the booted deployment is not the default one", boot)
+    expect(
+        deployment_of(v, "booted") == commit,
+        f"sysroot admin status marks {v.get('booted')!r} booted, not commit {commit[:12]}",
+        boot,
+    )
+    expect(
+        v.get("booted") == v.get("deployments", "").split(",")[0],
+        "the booted deployment is not the default one",
+        boot,
+    )
     expect_equal(v, "ostree_booted", "yes", boot)
     expect_equal(v, "usr_writable", "no", boot)
     expect_equal(v, "etc_writable", "yes", boot)
     expect_equal(v, "sysroot_writable", "no", boot)  # sysroot.readonly=true
     expect_equal(v, "var_is_stateroot", "yes", boot)
-    expect(f"/ostree/deploy/{OS}/var" in v.get("var_source", ""),
-           f"/var is {v.get('var_source')!r}, not the stateroot's var", boot)
-    expect(v.get("prepare_root", "").startswith("booting deployment /ostree/deploy/"),
-           "the initrd's sysroot-prepare-root left no 'booting deployment' line", boot)
+    expect(
+        f"/ostree/deploy/{OS}/var" in v.get("var_source", ""),
+        f"/var is {v.get('var_source')!r}, not the stateroot's var",
+        boot,
+    )
+    expect(
+        v.get("prepare_root", "").startswith("booting deployment /ostree/deploy/"),
+        "the initrd's sysroot-prepare-root left no 'booting deployment' line",
+        boot,
+    )
     expect_equal(v, "remount", "active", boot)
     want_fs = "vfat" if ctx.disk.backend == "systemd-boot" else "ext4"
     expect_equal(v, "boot_fstype", want_fs, boot)
@@ -138,40 +158,47 @@ def scenario_1(ctx: Context) -> str:
 
 
 def scenario_2(ctx: Context) -> str:
-    boot = ctx.machine.boot(STATUS + f"""
+    boot = ctx.machine.boot(
+        STATUS
+        + f"""
 echo "local=edited-by-admin" > /etc/vmtest/local.conf
 sysroot admin deploy --os={OS} {OS}/next
 status_report
 action reboot
-""")
+"""
+    )
     v = finished(boot)
-    expect(deployment_of(v, "pending") == ctx.disk.commit2,
-           f"after the deploy, commit 2 is not pending: {v}", boot)
+    expect(
+        deployment_of(v, "pending") == ctx.disk.commit2,
+        f"after the deploy, commit 2 is not pending: {v}",
+        boot,
+    )
     boot = ctx.machine.boot(SYSTEM_FACTS)
     v = finished(boot)
     check_booted_system(ctx, v, boot, ctx.disk.commit2)
     expect_equal(v, "local_conf", "local=edited-by-admin", boot)
     expect_equal(v, "defaults_conf", "value=2", boot)
     expect_equal(v, "release", "2", boot)
-    expect(deployment_of(v, "rollback") == ctx.disk.commit1, "commit 1 is not the rollback",
-           boot)
+    expect(deployment_of(v, "rollback") == ctx.disk.commit1, "commit 1 is not the rollback", boot)
     return "commit 2 booted after reboot; /etc edit kept, new default arrived, 1 is rollback"
 
 
 def scenario_3(ctx: Context) -> str:
-    boot = ctx.machine.boot(STATUS + """
+    boot = ctx.machine.boot(
+        STATUS
+        + """
 sysroot admin rollback
 status_report
 action reboot
-""")
+"""
+    )
     finished(boot)
     boot = ctx.machine.boot(SYSTEM_FACTS)
     v = finished(boot)
     check_booted_system(ctx, v, boot, ctx.disk.commit1)
     expect_equal(v, "release", "1", boot)
     expect_equal(v, "local_conf", "local=edited-by-admin", boot)
-    expect(deployment_of(v, "rollback") == ctx.disk.commit2, "commit 2 is not the rollback",
-           boot)
+    expect(deployment_of(v, "rollback") == ctx.disk.commit2, "commit 2 is not the rollback", boot)
     return "after admin rollback and reboot: commit 1 again, commit 2 is the rollback"
 
 
@@ -192,8 +219,12 @@ DEPLOY_DIR = f"/ostree/deploy/{OS}/deploy"
 # - boot-entries: the first write under /boot or ostree/boot.* (ostree/lock excluded);
 # - new-default: the commit point: /boot/loader swapped, or a new default entry.
 # (phase, seconds after the phase is seen, freeze the deploy then?)
-CUTS = (("checkout", 2.0, True), ("origin", 0.0, True), ("boot-entries", 0.0, True),
-        ("new-default", 1.0, False))
+CUTS = (
+    ("checkout", 2.0, True),
+    ("origin", 0.0, True),
+    ("boot-entries", 0.0, True),
+    ("new-default", 1.0, False),
+)
 WATCHER = r"""
 import ctypes, os, select, signal, struct, subprocess, sys, time
 phase, settle, freeze, deploy_dir = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
@@ -248,23 +279,31 @@ sys.exit(proc.wait())
 """
 # What needs the running system stays in the guest; the whole-repository fsck, the
 # boot invariant and the layout are checked on the host (hostcheck.py) once qemu stopped.
-CHECK_SCRIPT = STATUS + """
+CHECK_SCRIPT = (
+    STATUS
+    + """
 result uptime_start "$(cut -d' ' -f1 /proc/uptime)"
 status_report
 sysroot admin cleanup; result cleanup_rc $?
 status_report
 result uptime_checked "$(cut -d' ' -f1 /proc/uptime)"
 """
-DEPLOY_SCRIPT = CHECK_SCRIPT + """
+)
+DEPLOY_SCRIPT = (
+    CHECK_SCRIPT
+    + """
 running=$(findmnt -n -o SOURCE / | sed -n 's/.*deploy\\/\\([0-9a-f]*\\)\\.[0-9]*\\]$/\\1/p')
 if [ "$running" = @COMMIT1@ ]; then target=@COMMIT2@; else target=@COMMIT1@; fi
 result deploy_commit "$target"
 sync
 python3 - @CUT@ @DEPLOY_DIR@ sysroot admin deploy --os=@OS@ "$target" <<'PY'
-""" + WATCHER + """PY
+"""
+    + WATCHER
+    + """PY
 result deploy_rc $?
 mark deploy-done
 """
+)
 
 
 def first_values(boot: BootResult) -> dict:
@@ -285,18 +324,27 @@ def check_after_cut(before: dict, boot: BootResult, host: HostReport) -> str:
     expect(boot.rc is not None or boot.killed, "the guest never ran the test script", boot)
     expect(v.get("status_rc") == "0", f"status failed after a power cut: {v}", boot)
     expect_equal(v, "cleanup_rc", "0", boot)
-    expect(v.get("deployments") == ",".join(host.deployments),
-           f"after the cut the guest's status lists {v.get('deployments')!r}, the host "
-           f"read {','.join(host.deployments)!r} off the disk", boot)
+    expect(
+        v.get("deployments") == ",".join(host.deployments),
+        f"after the cut the guest's status lists {v.get('deployments')!r}, the host "
+        f"read {','.join(host.deployments)!r} off the disk",
+        boot,
+    )
     booted = v.get("booted", "none")
     old_default = before["deployments"].split(",")[0]
     known = set(before["deployments"].split(","))
     is_new = booted.split(".")[0] == before["deploy_commit"] and booted not in known
-    expect(booted == old_default or is_new,
-           f"after the cut the guest runs {booted}: neither the old default {old_default} "
-           f"nor a new deployment of {before['deploy_commit']}", boot)
-    expect(booted == v.get("deployments", "").split(",")[0],
-           "the booted deployment is not the default one", boot)
+    expect(
+        booted == old_default or is_new,
+        f"after the cut the guest runs {booted}: neither the old default {old_default} "
+        f"nor a new deployment of {before['deploy_commit']}",
+        boot,
+    )
+    expect(
+        booted == v.get("deployments", "").split(",")[0],
+        "the booted deployment is not the default one",
+        boot,
+    )
     return "new" if is_new else "old"
 
 
@@ -309,27 +357,39 @@ def guest_check_timing(values: dict) -> str:
     return f"the guest's checks began {start:.0f} s after boot and took {end - start:.0f} s"
 
 
-def check_on_host(ctx: Context, boot: BootResult, *, after_cut: bool,
-                  cleaned: bool) -> HostReport:
+def check_on_host(ctx: Context, boot: BootResult, *, after_cut: bool, cleaned: bool) -> HostReport:
     """fsck, boot invariant and layout of the disk the boot left, natively on the host."""
     machine = ctx.machine
     ctx.log(f"boot {machine.boots}: {guest_check_timing(first_values(boot))}")
-    report = check_disk(machine.image, ctx.disk.backend,
-                        os.path.join(machine.workdir, f"hostcheck-{machine.boots}"),
-                        after_cut=after_cut, cleaned=cleaned)
+    report = check_disk(
+        machine.image,
+        ctx.disk.backend,
+        os.path.join(machine.workdir, f"hostcheck-{machine.boots}"),
+        after_cut=after_cut,
+        cleaned=cleaned,
+    )
     if ctx.ledger is not None:
         ctx.ledger.add(Stage.HOST_CHECK, ctx.job, report.seconds["total"])
-    ctx.log(f"host check of the disk after boot {machine.boots}"
-            f"{' (cut)' if after_cut else ''}: {report.timing()}")
-    expect(not report.problems, "on the host, the disk after boot "
-           f"{machine.boots} fails: " + "; ".join(report.problems), boot)
+    ctx.log(
+        f"host check of the disk after boot {machine.boots}"
+        f"{' (cut)' if after_cut else ''}: {report.timing()}"
+    )
+    expect(
+        not report.problems,
+        f"on the host, the disk after boot {machine.boots} fails: " + "; ".join(report.problems),
+        boot,
+    )
     return report
 
 
 def scenario_4(ctx: Context) -> str:
     disk = ctx.disk
-    template = DEPLOY_SCRIPT.replace("@COMMIT1@", disk.commit1).replace(
-        "@COMMIT2@", disk.commit2).replace("@OS@", OS).replace("@DEPLOY_DIR@", DEPLOY_DIR)
+    template = (
+        DEPLOY_SCRIPT.replace("@COMMIT1@", disk.commit1)
+        .replace("@COMMIT2@", disk.commit2)
+        .replace("@OS@", OS)
+        .replace("@DEPLOY_DIR@", DEPLOY_DIR)
+    )
     outcomes: list[str] = []
     before = host = None
     for phase, delay, freeze in CUTS:
@@ -339,27 +399,39 @@ def scenario_4(ctx: Context) -> str:
             outcomes.append(check_after_cut(before, boot, host))  # what the previous cut left
         before = first_values(boot)
         expect(boot.killed, f"the guest was not cut at phase {phase}", boot)
-        expect("phase_missed" not in before,
-               f"the deploy ended before phase {phase} was seen, the cut came too late",
-               boot)
+        expect(
+            "phase_missed" not in before,
+            f"the deploy ended before phase {phase} was seen, the cut came too late",
+            boot,
+        )
         host = check_on_host(ctx, boot, after_cut=True, cleaned=False)
     boot = ctx.machine.boot(CHECK_SCRIPT)
     v = finished(boot)
     assert before is not None and host is not None
     outcomes.append(check_after_cut(before, boot, host))
     # a cut after the commit point must boot the new deployment
-    expect(outcomes[-1] == "new", "a cut 1 s after the new default was written booted "
-           "the old deployment", boot)
+    expect(
+        outcomes[-1] == "new",
+        "a cut 1 s after the new default was written booted the old deployment",
+        boot,
+    )
     # the state the last cleanup left, after a clean power-off
     final = check_on_host(ctx, boot, after_cut=False, cleaned=True)
-    expect(v.get("deployments") == ",".join(final.deployments),
-           f"after cleanup the guest's status lists {v.get('deployments')!r}, the host "
-           f"read {','.join(final.deployments)!r}", boot)
-    cut_note = ", ".join(f"{phase}+{delay:g}s: {outcome}"
-                         for (phase, delay, _), outcome in zip(CUTS, outcomes, strict=True))
-    return (f"{len(CUTS)} power cuts during deploys; the boot after each ran the old or the "
-            f"new default, status/cleanup clean in the guest, fsck/boot invariant clean on "
-            f"the host after each cut and after the last cleanup ({cut_note})")
+    expect(
+        v.get("deployments") == ",".join(final.deployments),
+        f"after cleanup the guest's status lists {v.get('deployments')!r}, the host "
+        f"read {','.join(final.deployments)!r}",
+        boot,
+    )
+    cut_note = ", ".join(
+        f"{phase}+{delay:g}s: {outcome}"
+        for (phase, delay, _), outcome in zip(CUTS, outcomes, strict=True)
+    )
+    return (
+        f"{len(CUTS)} power cuts during deploys; the boot after each ran the old or the "
+        f"new default, status/cleanup clean in the guest, fsck/boot invariant clean on "
+        f"the host after each cut and after the last cleanup ({cut_note})"
+    )
 
 
 # A boot entry whose ostree= names no deployment (as a hand edit or a bug could leave it).
@@ -377,17 +449,24 @@ def scenario_5(ctx: Context) -> str:
     boot = ctx.machine.boot(BREAK_ENTRIES.replace("@OS@", OS))
     finished(boot)
     # give the initrd 30 s after the error to (wrongly) go on into a root file system
-    boot = ctx.machine.boot("true\n", kill_after=PREPARE_ROOT_ERROR, kill_delay=30,
-                            timeout=600)
-    errors = [line.split(PREPARE_ROOT_ERROR, 1)[1].strip()
-              for line in boot.log.splitlines() if PREPARE_ROOT_ERROR in line]
+    boot = ctx.machine.boot("true\n", kill_after=PREPARE_ROOT_ERROR, kill_delay=30, timeout=600)
+    errors = [
+        line.split(PREPARE_ROOT_ERROR, 1)[1].strip()
+        for line in boot.log.splitlines()
+        if PREPARE_ROOT_ERROR in line
+    ]
     expect(bool(errors), "no sysroot-prepare-root error on the console", boot)
-    expect("does not exist" in errors[0] and "000000000000.0" in errors[0],
-           f"unexpected error line: {errors[0]!r}", boot)
-    expect("@@VMT-BEGIN" not in boot.log, "the system booted into a root after the error",
-           boot)
-    expect("initrd-switch-root.target" not in boot.log, "the initrd switched root after the error",
-           boot)
+    expect(
+        "does not exist" in errors[0] and "000000000000.0" in errors[0],
+        f"unexpected error line: {errors[0]!r}",
+        boot,
+    )
+    expect("@@VMT-BEGIN" not in boot.log, "the system booted into a root after the error", boot)
+    expect(
+        "initrd-switch-root.target" not in boot.log,
+        "the initrd switched root after the error",
+        boot,
+    )
     return f"a wrong ostree= stopped the boot with: {errors[0]}"
 
 
@@ -399,7 +478,9 @@ sysroot remote add --no-gpg-verify --sign-verify=ed25519=inline:@KEY@ host @URL@
 result remote_rc $?
 sysroot admin set-origin host @URL@ @OS@/stable; result set_origin_rc $?
 """
-STAGE_UPGRADE = STATUS + """
+STAGE_UPGRADE = (
+    STATUS
+    + """
 status_report
 sysroot admin upgrade --stage > /run/upgrade.out 2>&1; result upgrade_rc $?
 cat /run/upgrade.out
@@ -407,6 +488,7 @@ status_report
 result staged_file "$(test -e /run/ostree/staged-deployment && echo yes || echo no)"
 result finalize_unit "$(systemctl is-active sysroot-finalize-staged.service)"
 """
+)
 POWER_CUT = """
 sync
 mark staged
@@ -436,21 +518,33 @@ def scenario_6(ctx: Context) -> str:
 
     disk = ctx.disk
     with serving(disk.update_repo) as (url, requests):
+
         def script(*parts: str) -> str:
             text = "".join(parts)
-            return (text.replace("@KEY@", disk.update_key).replace("@URL@", url)
-                    .replace("@OS@", OS).replace("@FINALIZE_ID@", FINALIZE_ID))
+            return (
+                text.replace("@KEY@", disk.update_key)
+                .replace("@URL@", url)
+                .replace("@OS@", OS)
+                .replace("@FINALIZE_ID@", FINALIZE_ID)
+            )
 
         def staged_ok(v: dict, boot: BootResult) -> None:
             expect_equal(v, "upgrade_rc", "0", boot)
-            expect(deployment_of(v, "staged") == disk.commit3,
-                   f"status shows {v.get('staged')!r} staged, not commit 3", boot)
+            expect(
+                deployment_of(v, "staged") == disk.commit3,
+                f"status shows {v.get('staged')!r} staged, not commit 3",
+                boot,
+            )
             expect_equal(v, "staged_file", "yes", boot)
             expect_equal(v, "finalize_unit", "active", boot)
 
         # 1: stage, then cut the power before any shutdown could finalize it
-        boot = ctx.machine.boot(script(UPGRADE_SETUP, STAGE_UPGRADE, POWER_CUT),
-                                kill_after=mark("staged"), kill_delay=0, network=True)
+        boot = ctx.machine.boot(
+            script(UPGRADE_SETUP, STAGE_UPGRADE, POWER_CUT),
+            kill_after=mark("staged"),
+            kill_delay=0,
+            network=True,
+        )
         v = boot.values()
         expect_equal(v, "remote_rc", "0", boot)
         expect_equal(v, "set_origin_rc", "0", boot)
@@ -460,28 +554,41 @@ def scenario_6(ctx: Context) -> str:
         boot = ctx.machine.boot(script(STAGE_UPGRADE, LATE_EDIT_AND_REBOOT), network=True)
         v = finished(boot)
         first = first_values(boot)
-        expect(deployment_of(first, "booted") == disk.commit1,
-               f"after the power cut {first.get('booted')!r} booted, not commit 1", boot)
+        expect(
+            deployment_of(first, "booted") == disk.commit1,
+            f"after the power cut {first.get('booted')!r} booted, not commit 1",
+            boot,
+        )
         expect_equal(first, "staged", "none", boot)
         staged_ok(v, boot)
         # 3: finalized at shutdown: commit 3 runs with the late edit and the new default
         boot = ctx.machine.boot(script(SYSTEM_FACTS, FINALIZE_JOURNAL), network=True)
         v = finished(boot)
         check_booted_system(ctx, v, boot, disk.commit3)
-        expect(deployment_of(v, "rollback") == disk.commit1, "commit 1 is not the rollback",
-               boot)
+        expect(deployment_of(v, "rollback") == disk.commit1, "commit 1 is not the rollback", boot)
         expect_equal(v, "local_conf", "local=after-staging", boot)
         expect_equal(v, "defaults_conf", "value=3", boot)
         expect_equal(v, "release", "3", boot)
         expect_equal(v, "finalize_result", "success", boot)
-        expect(v.get("finalize_deployment", "").startswith(disk.commit3),
-               f"the journal names {v.get('finalize_deployment')!r}, not commit 3", boot)
-    return (f"staged over HTTP ({fetched_first} requests, ed25519-verified); a power cut "
-            "before shutdown booted commit 1; staged again, /etc edited, rebooted: the "
-            "finalize unit ran (journal: success), commit 3 runs with the late edit and "
-            "the new default, commit 1 is the rollback")
+        expect(
+            v.get("finalize_deployment", "").startswith(disk.commit3),
+            f"the journal names {v.get('finalize_deployment')!r}, not commit 3",
+            boot,
+        )
+    return (
+        f"staged over HTTP ({fetched_first} requests, ed25519-verified); a power cut "
+        "before shutdown booted commit 1; staged again, /etc edited, rebooted: the "
+        "finalize unit ran (journal: success), commit 3 runs with the late edit and "
+        "the new default, commit 1 is the rollback"
+    )
 
 
-SCENARIOS = {"1": scenario_1, "2": scenario_2, "3": scenario_3, "4": scenario_4,
-             "5": scenario_5, "6": scenario_6}
+SCENARIOS = {
+    "1": scenario_1,
+    "2": scenario_2,
+    "3": scenario_3,
+    "4": scenario_4,
+    "5": scenario_5,
+    "6": scenario_6,
+}
 FRESH_DISK = {"4", "5", "6"}  # scenarios 1-3 share one machine, in order

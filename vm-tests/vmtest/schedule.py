@@ -67,14 +67,20 @@ class Schedule:
         """Pending jobs that can never run, each with the dependencies that failed."""
         out = []
         for job in pending:
-            failed = [n for n in job.needs
-                      if n in self.outcomes and self.outcomes[n].state is not State.PASSED]
+            failed = [
+                n
+                for n in job.needs
+                if n in self.outcomes and self.outcomes[n].state is not State.PASSED
+            ]
             if failed:
                 out.append((job, failed))
         return out
 
-    def run(self, on_done: Callable[[str, Outcome], None] = lambda name, outcome: None,
-            stop: threading.Event | None = None) -> dict[str, Outcome]:
+    def run(
+        self,
+        on_done: Callable[[str, Outcome], None] = lambda name, outcome: None,
+        stop: threading.Event | None = None,
+    ) -> dict[str, Outcome]:
         """Run every job; on_done is called (in this thread) as each one ends. When
         this thread is interrupted (SIGTERM as SystemExit, ^C), stop is set, so that the
         running jobs end early, and they are waited for before the exception goes on."""
@@ -92,19 +98,26 @@ class Schedule:
                     while blocked:  # a job not run may block others in turn
                         for job, failed in blocked:
                             pending.remove(job)
-                            settle(job.name, Outcome(State.NOT_RUN, error=RuntimeError(
-                                f"not run: {', '.join(failed)} did not succeed")))
+                            settle(
+                                job.name,
+                                Outcome(
+                                    State.NOT_RUN,
+                                    error=RuntimeError(
+                                        f"not run: {', '.join(failed)} did not succeed"
+                                    ),
+                                ),
+                            )
                         blocked = self._blocked(pending)
-                    for job in self._ready(pending)[:self.workers - len(running)]:
+                    for job in self._ready(pending)[: self.workers - len(running)]:
                         pending.remove(job)
                         running[pool.submit(job.run)] = (job.name, time.monotonic())
                     if not running:
                         if pending:  # a cycle of needs: fail loudly rather than hang
-                            raise RuntimeError(
-                                f"jobs cannot start: {[j.name for j in pending]}")
+                            raise RuntimeError(f"jobs cannot start: {[j.name for j in pending]}")
                         break
                     finished, _ = concurrent.futures.wait(
-                        running, return_when=concurrent.futures.FIRST_COMPLETED)
+                        running, return_when=concurrent.futures.FIRST_COMPLETED
+                    )
                     for future in finished:
                         name, started = running.pop(future)
                         seconds = time.monotonic() - started

@@ -48,32 +48,41 @@ class Ledger:
         return sum(1 for e in self.entries if e.job == job and e.stage is Stage.TO_SCRIPT)
 
     def total(self, stage: Stage, job: str | None = None) -> float:
-        return sum(e.seconds for e in self.entries
-                   if e.stage is stage and (job is None or e.job == job))
+        return sum(
+            e.seconds for e in self.entries if e.stage is stage and (job is None or e.job == job)
+        )
 
     def table(self, wall: float, workers: int, jobs: list[tuple[str, float]]) -> str:
         """The summary: seconds per stage (summed over workers, so more than the wall
         time when they ran side by side), then per job, then the budget line."""
-        lines = [f"time summary ({workers} worker(s); stage times are summed over "
-                 "workers)", f"  {'stage':<40} {'count':>5} {'seconds':>8}"]
+        lines = [
+            f"time summary ({workers} worker(s); stage times are summed over workers)",
+            f"  {'stage':<40} {'count':>5} {'seconds':>8}",
+        ]
         for stage in Stage:
             chosen = [e for e in self.entries if e.stage is stage]
             if chosen:
-                lines.append(f"  {stage.value:<40} {len(chosen):>5} "
-                             f"{sum(e.seconds for e in chosen):>8.0f}")
+                lines.append(
+                    f"  {stage.value:<40} {len(chosen):>5} {sum(e.seconds for e in chosen):>8.0f}"
+                )
         builds = [e for e in self.entries if e.stage is Stage.BUILD]
         if builds:
             lines.append("  builds: " + ", ".join(f"{e.job} {e.seconds:.0f} s" for e in builds))
-        lines.append(f"  {'job':<24} {'wall':>6} {'boots':>5} {'to script':>9} "
-                     f"{'in guest':>8} {'shutdown':>8} {'host':>6}")
+        lines.append(
+            f"  {'job':<24} {'wall':>6} {'boots':>5} {'to script':>9} "
+            f"{'in guest':>8} {'shutdown':>8} {'host':>6}"
+        )
         for job, seconds in jobs:
             lines.append(
                 f"  {job:<24} {seconds:>6.0f} {self.boots(job):>5} "
                 f"{self.total(Stage.TO_SCRIPT, job):>9.0f} "
                 f"{self.total(Stage.SCRIPT, job):>8.0f} "
                 f"{self.total(Stage.SHUTDOWN, job):>8.0f} "
-                f"{self.total(Stage.HOST_CHECK, job):>6.0f}")
+                f"{self.total(Stage.HOST_CHECK, job):>6.0f}"
+            )
         verdict = "within" if wall <= BUDGET_SECONDS else "OVER"
-        lines.append(f"time budget: {wall:.0f} s of {BUDGET_SECONDS} s ({verdict} the "
-                     "budget of vm-tests/run; see vm-tests/README.md, Time)")
+        lines.append(
+            f"time budget: {wall:.0f} s of {BUDGET_SECONDS} s ({verdict} the "
+            "budget of vm-tests/run; see vm-tests/README.md, Time)"
+        )
         return "\n".join(lines)

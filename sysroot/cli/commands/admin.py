@@ -21,8 +21,7 @@ def register(sub) -> argparse._SubParsersAction:
     """Adds `admin` and returns its subcommands: cli/main.py adds admin_upgrade.py's
     verbs to them (so that this module need not import that one)."""
     admin = sub.add_parser("admin", help="Manage deployments (like ostree admin)")
-    asub = admin.add_subparsers(dest="admin_command", metavar="COMMAND",
-                                parser_class=type(admin))
+    asub = admin.add_subparsers(dest="admin_command", metavar="COMMAND", parser_class=type(admin))
     admin.set_defaults(func=lambda a: admin.print_help(sys.stderr) or 2)
 
     p = asub.add_parser("init-fs", help="Initialize a root filesystem")
@@ -41,35 +40,51 @@ def register(sub) -> argparse._SubParsersAction:
     add_sysroot_options(p)
     p.add_argument("refspec", metavar="REFSPEC")
     p.add_argument("--origin-file", metavar="FILENAME", help="Specify origin file")
-    p.add_argument("--karg", action="append", default=[], metavar="NAME=VALUE",
-                   help="Set kernel argument, replacing any existing value of NAME")
+    p.add_argument(
+        "--karg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="Set kernel argument, replacing any existing value of NAME",
+    )
     p.add_argument("--karg-append", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--karg-delete", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--karg-proc-cmdline", action="store_true",
-                   help="Import current /proc/cmdline")
+    p.add_argument("--karg-proc-cmdline", action="store_true", help="Import current /proc/cmdline")
     p.add_argument("--karg-none", action="store_true", help="Start with no kernel arguments")
     p.add_argument("--retain", action="store_true", help="Do not delete previous deployments")
     p.add_argument("--retain-pending", action="store_true")
     p.add_argument("--retain-rollback", action="store_true")
-    p.add_argument("--not-as-default", action="store_true",
-                   help="Append rather than prepend the new deployment")
+    p.add_argument(
+        "--not-as-default",
+        action="store_true",
+        help="Append rather than prepend the new deployment",
+    )
     p.add_argument("--no-merge", action="store_true", help="Do not apply the /etc merge")
     p.add_argument("--no-prune", action="store_true", help="Do not prune the repository")
-    p.add_argument("--stage", action="store_true",
-                   help="Complete the deployment at shutdown (staged deployments)")
-    p.add_argument("--lock-finalization", action="store_true",
-                   help="Stage, and do not finalize at shutdown until unlocked")
+    p.add_argument(
+        "--stage",
+        action="store_true",
+        help="Complete the deployment at shutdown (staged deployments)",
+    )
+    p.add_argument(
+        "--lock-finalization",
+        action="store_true",
+        help="Stage, and do not finalize at shutdown until unlocked",
+    )
     p.set_defaults(func=run_deploy)
 
-    p = asub.add_parser("finalize-staged",
-                        help="Make the staged deployment the default (run at shutdown)")
+    p = asub.add_parser(
+        "finalize-staged", help="Make the staged deployment the default (run at shutdown)"
+    )
     add_sysroot_options(p, os_option=False)
-    p.add_argument("--hold", action="store_true",
-                   help="Hold /boot open during finalization (until SIGTERM)")
+    p.add_argument(
+        "--hold", action="store_true", help="Hold /boot open during finalization (until SIGTERM)"
+    )
     p.set_defaults(func=run_finalize_staged)
 
-    p = asub.add_parser("lock-finalization",
-                        help="Prevent the staged deployment from being finalized at shutdown")
+    p = asub.add_parser(
+        "lock-finalization", help="Prevent the staged deployment from being finalized at shutdown"
+    )
     add_sysroot_options(p, os_option=False)
     p.add_argument("-u", "--unlock", action="store_true", help="Unlock finalization")
     p.set_defaults(func=run_lock_finalization)
@@ -77,10 +92,15 @@ def register(sub) -> argparse._SubParsersAction:
     p = asub.add_parser("status", help="List deployments")
     add_sysroot_options(p)
     p.add_argument("--json", "-J", action="store_true", help="Machine-readable output")
-    p.add_argument("-D", "--is-default", action="store_true",
-                   help="Print 'default' if booted deployment is the default, else 'not-default'")
-    p.add_argument("-V", "--verify", action="store_true",
-                   help="Print the commit verification status")
+    p.add_argument(
+        "-D",
+        "--is-default",
+        action="store_true",
+        help="Print 'default' if booted deployment is the default, else 'not-default'",
+    )
+    p.add_argument(
+        "-V", "--verify", action="store_true", help="Print the commit verification status"
+    )
     p.set_defaults(func=run_status)
 
     p = asub.add_parser("undeploy", help="Delete deployment INDEX")
@@ -101,12 +121,13 @@ def register(sub) -> argparse._SubParsersAction:
     p.add_argument("index", metavar="INDEX")
     p.set_defaults(func=run_set_default)
 
-    p = asub.add_parser("rollback",
-                        help="Make the previous deployment the default for the next boot")
+    p = asub.add_parser(
+        "rollback", help="Make the previous deployment the default for the next boot"
+    )
     add_sysroot_options(p)
     p.set_defaults(func=run_rollback)
 
-    p = asub.add_parser("pin", help="Change the \"pinning\" state of a deployment")
+    p = asub.add_parser("pin", help='Change the "pinning" state of a deployment')
     add_sysroot_options(p)
     p.add_argument("indexes", nargs="+", metavar="INDEX")
     p.add_argument("-u", "--unpin", action="store_true", help="Unset pin")
@@ -122,8 +143,7 @@ def register(sub) -> argparse._SubParsersAction:
     p.set_defaults(func=run_set_origin)
 
     kargs = asub.add_parser("kargs", help="Change kernel arguments")
-    ksub = kargs.add_subparsers(dest="kargs_command", metavar="COMMAND",
-                                parser_class=type(admin))
+    ksub = kargs.add_subparsers(dest="kargs_command", metavar="COMMAND", parser_class=type(admin))
     p = ksub.add_parser("edit-in-place", help="Edit the arguments of every deployment in place")
     add_sysroot_options(p)
     p.add_argument("--append-if-missing", action="append", default=[], metavar="NAME=VALUE")
@@ -159,12 +179,22 @@ def run_deploy(args) -> int:
         kept = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
         origin = KeyFile.parse("\n".join(kept), source=args.origin_file)
     options = DeployOptions(
-        osname=args.os, origin=origin,
-        kargs=KargOptions(tuple(args.karg), tuple(args.karg_append), tuple(args.karg_delete),
-                          args.karg_proc_cmdline, args.karg_none),
-        no_merge=args.no_merge, retain=args.retain, retain_pending=args.retain_pending,
-        retain_rollback=args.retain_rollback, not_as_default=args.not_as_default,
-        prune=not args.no_prune, stage=args.stage or args.lock_finalization,
+        osname=args.os,
+        origin=origin,
+        kargs=KargOptions(
+            tuple(args.karg),
+            tuple(args.karg_append),
+            tuple(args.karg_delete),
+            args.karg_proc_cmdline,
+            args.karg_none,
+        ),
+        no_merge=args.no_merge,
+        retain=args.retain,
+        retain_pending=args.retain_pending,
+        retain_rollback=args.retain_rollback,
+        not_as_default=args.not_as_default,
+        prune=not args.no_prune,
+        stage=args.stage or args.lock_finalization,
         lock_finalization=args.lock_finalization,
     )
     change = Sysroot(args.sysroot).deploy(args.refspec, options)
@@ -215,31 +245,37 @@ def status_json(state: SysrootState) -> dict:
             pending, rollback = state.pending_and_rollback(d.osname)
             version, source_title = _commit_texts(repo, d.csum)
             unlocked = d.origin.get("origin", "unlocked") if d.origin is not None else None
-            out.append({
-                "index": d.index,
-                "stateroot": d.osname,
-                "checksum": d.csum,
-                "serial": d.deployserial,
-                "version": version,
-                "source_title": source_title,
-                "origin_file": d.origin is not None,
-                "origin": d.origin_refspec,
-                "booted": booted,
-                "staged": d.staged,
-                "finalization_locked": d.finalization_locked,
-                "pending": pending is not None and d.identity == pending.identity,
-                "rollback": rollback is not None and d.identity == rollback.identity,
-                "pinned": d.pinned,
-                "unlocked": unlocked if unlocked in _UNLOCKED_STATES else "none",
-                "kargs": options_without_ostree(d.kargs),
-                "bootcsum": d.bootcsum,
-                "bootserial": d.bootserial,
-                "boot_entry": d.entry.filename if d.entry else None,
-                "path": state.deployment_path(d),
-            })
-    return {"schema": STATUS_SCHEMA, "sysroot": state.layout.root,
-            "bootversion": state.bootversion, "subbootversion": state.subbootversion,
-            "deployments": out}
+            out.append(
+                {
+                    "index": d.index,
+                    "stateroot": d.osname,
+                    "checksum": d.csum,
+                    "serial": d.deployserial,
+                    "version": version,
+                    "source_title": source_title,
+                    "origin_file": d.origin is not None,
+                    "origin": d.origin_refspec,
+                    "booted": booted,
+                    "staged": d.staged,
+                    "finalization_locked": d.finalization_locked,
+                    "pending": pending is not None and d.identity == pending.identity,
+                    "rollback": rollback is not None and d.identity == rollback.identity,
+                    "pinned": d.pinned,
+                    "unlocked": unlocked if unlocked in _UNLOCKED_STATES else "none",
+                    "kargs": options_without_ostree(d.kargs),
+                    "bootcsum": d.bootcsum,
+                    "bootserial": d.bootserial,
+                    "boot_entry": d.entry.filename if d.entry else None,
+                    "path": state.deployment_path(d),
+                }
+            )
+    return {
+        "schema": STATUS_SCHEMA,
+        "sysroot": state.layout.root,
+        "bootversion": state.bootversion,
+        "subbootversion": state.subbootversion,
+        "deployments": out,
+    }
 
 
 def format_status(data: dict) -> str:
@@ -249,8 +285,15 @@ def format_status(data: dict) -> str:
     lines = []
     for d in data["deployments"]:
         mark = "*" if d["booted"] else " "
-        extra = (" (staged)" if d["staged"] else " (pending)" if d["pending"]
-                 else " (rollback)" if d["rollback"] else "")
+        extra = (
+            " (staged)"
+            if d["staged"]
+            else " (pending)"
+            if d["pending"]
+            else " (rollback)"
+            if d["rollback"]
+            else ""
+        )
         lines.append(f"{mark} {d['stateroot']} {d['checksum']}.{d['serial']}{extra}")
         if d["version"] is not None:
             lines.append(f"    Version: {d['version']}")
@@ -277,8 +320,7 @@ def run_status(args) -> int:
     state = sr.load()
     state.require_initialized()
     if state.staged_error is not None:  # the deployments are still worth showing
-        print(f"warning: ignoring the staged deployment: {state.staged_error}",
-              file=sys.stderr)
+        print(f"warning: ignoring the staged deployment: {state.staged_error}", file=sys.stderr)
     if args.is_default:
         if state.booted is None:
             raise SysrootError("Not currently booted into an OSTree system")
@@ -318,8 +360,11 @@ def _status_verified(sr: Sysroot, state: SysrootState, data: dict) -> None:
             if remote is None:
                 raise SysrootError("Cannot verify deployment without remote")
             lines = describe_deployment_signatures(
-                repo, load_remote(repo, remote, sysroot=sr.path), d["checksum"],
-                partial(format_glib_time, local=True))
+                repo,
+                load_remote(repo, remote, sysroot=sr.path),
+                d["checksum"],
+                partial(format_glib_time, local=True),
+            )
             print("\n".join(lines) + "\n")
 
 
@@ -351,8 +396,7 @@ def run_config_diff(args) -> int:
     if d is None:
         raise SysrootError(f"No deployment of stateroot '{osname}'")
     root = state.deployment_path(d)
-    fds = [os.open(os.path.join(root, p), os.O_RDONLY | os.O_DIRECTORY)
-           for p in ("usr/etc", "etc")]
+    fds = [os.open(os.path.join(root, p), os.O_RDONLY | os.O_DIRECTORY) for p in ("usr/etc", "etc")]
     try:
         sys.stdout.write(format_config_diff(diff_etc(*fds)))
     finally:
@@ -393,8 +437,9 @@ def run_set_origin(args) -> int:
     if args.url is not None:
         # ostree's form: REMOTENAME URL [BRANCH] adds the remote (--set: its settings)
         # and tracks REMOTE:BRANCH
-        Sysroot(args.sysroot).set_origin_remote(args.remote, args.url, args.branch,
-                                                args.index, extra)
+        Sysroot(args.sysroot).set_origin_remote(
+            args.remote, args.url, args.branch, args.index, extra
+        )
         return 0
     # our shorter form: set-origin REFSPEC (--set: origin keys, GROUP.KEY or KEY)
     Sysroot(args.sysroot).set_origin(args.remote, args.index, extra)

@@ -27,24 +27,36 @@ def register(sub) -> None:
 
 def register_verbs(asub) -> None:
     """Adds `upgrade` and `switch` to the admin subcommands."""
-    p = asub.add_parser("upgrade", help="Construct new tree from current origin and deploy "
-                        "it, if it changed")
+    p = asub.add_parser(
+        "upgrade", help="Construct new tree from current origin and deploy it, if it changed"
+    )
     add_sysroot_options(p)
-    p.add_argument("-r", "--reboot", action="store_true",
-                   help="Reboot after a successful upgrade")
-    p.add_argument("--allow-downgrade", action="store_true",
-                   help="Permit deployment of chronologically older trees")
-    p.add_argument("--override-commit", metavar="CHECKSUM",
-                   help="Deploy CHECKSUM instead of the latest tree")
-    p.add_argument("--pull-only", action="store_true",
-                   help="Do not create a deployment, just download")
+    p.add_argument("-r", "--reboot", action="store_true", help="Reboot after a successful upgrade")
+    p.add_argument(
+        "--allow-downgrade",
+        action="store_true",
+        help="Permit deployment of chronologically older trees",
+    )
+    p.add_argument(
+        "--override-commit", metavar="CHECKSUM", help="Deploy CHECKSUM instead of the latest tree"
+    )
+    p.add_argument(
+        "--pull-only", action="store_true", help="Do not create a deployment, just download"
+    )
     p.add_argument("--deploy-only", action="store_true", help="Do not pull, only deploy")
-    p.add_argument("--stage", action="store_true",
-                   help="Enable staging (finalization at reboot time)")
-    p.add_argument("--check", action="store_true",
-                   help="Only check whether an update is available (exit 77 if not)")
-    p.add_argument("--preview", action="store_true",
-                   help="Download the update and show what it changes (exit 77 if none)")
+    p.add_argument(
+        "--stage", action="store_true", help="Enable staging (finalization at reboot time)"
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="Only check whether an update is available (exit 77 if not)",
+    )
+    p.add_argument(
+        "--preview",
+        action="store_true",
+        help="Download the update and show what it changes (exit 77 if none)",
+    )
     p.set_defaults(func=run_upgrade)
 
     p = asub.add_parser("switch", help="Construct new tree from REFSPEC and deploy it")
@@ -65,8 +77,9 @@ def _check_options(args) -> None:
             continue
         for other in ("preview", "pull_only", "deploy_only", "stage", "reboot"):
             if other != opt and getattr(args, other):
-                raise UsageError(f"Cannot simultaneously specify --{opt} and "
-                                 f"--{other.replace('_', '-')}")
+                raise UsageError(
+                    f"Cannot simultaneously specify --{opt} and --{other.replace('_', '-')}"
+                )
 
 
 def _reboot(sysroot_path: str) -> None:
@@ -78,8 +91,10 @@ def _reboot(sysroot_path: str) -> None:
 def _warn_endoflife(result) -> None:
     # ostree 2022.7 says nothing; a user about to stay on a dead stream should know
     if result.endoflife:
-        print(f"warning: {result.rebased_from or result.refspec} is end-of-life: "
-              f"{result.endoflife}", file=sys.stderr)
+        print(
+            f"warning: {result.rebased_from or result.refspec} is end-of-life: {result.endoflife}",
+            file=sys.stderr,
+        )
 
 
 def _report(up, result, *, diff: bool) -> None:
@@ -100,8 +115,9 @@ def _report(up, result, *, diff: bool) -> None:
         from sysroot.store.diff import diff_commits
 
         d = diff_commits(up.repo, result.from_revision, result.new_revision)
-        print(f"  Files: {len(d.added)} added, {len(d.removed)} removed, "
-              f"{len(d.modified)} modified")
+        print(
+            f"  Files: {len(d.added)} added, {len(d.removed)} removed, {len(d.modified)} modified"
+        )
 
 
 def run_upgrade(args) -> int:
@@ -117,8 +133,9 @@ def run_upgrade(args) -> int:
             origin.set("origin", "override-commit", args.override_commit)
         up.set_origin(origin)
         try:
-            result = up.pull(allow_older=args.allow_downgrade, synthetic=args.deploy_only,
-                             peek=args.check)
+            result = up.pull(
+                allow_older=args.allow_downgrade, synthetic=args.deploy_only, peek=args.check
+            )
         except SysrootError:
             if args.pull_only:
                 # as ostree: do not let partial intermediate commits pile up

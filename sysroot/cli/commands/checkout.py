@@ -15,41 +15,73 @@ def register(sub) -> None:
     p = sub.add_parser("checkout", help="Check out a commit into a filesystem tree")
     add_repo_option(p)
     p.add_argument("commit", metavar="COMMIT")
-    p.add_argument("destination", nargs="?", metavar="DESTINATION",
-                   help="Directory to create (default: COMMIT as given)")
-    p.add_argument("-U", "--user-mode", action="store_true",
-                   help="Do not change file ownership or initialize extended attributes")
-    p.add_argument("--disable-cache", action="store_true",
-                   help="Accepted for compatibility: no uncompressed object cache is used")
+    p.add_argument(
+        "destination",
+        nargs="?",
+        metavar="DESTINATION",
+        help="Directory to create (default: COMMIT as given)",
+    )
+    p.add_argument(
+        "-U",
+        "--user-mode",
+        action="store_true",
+        help="Do not change file ownership or initialize extended attributes",
+    )
+    p.add_argument(
+        "--disable-cache",
+        action="store_true",
+        help="Accepted for compatibility: no uncompressed object cache is used",
+    )
     p.add_argument("--subpath", metavar="PATH", help="Checkout sub-directory PATH")
-    p.add_argument("--union", action="store_true",
-                   help="Keep existing directories, overwrite existing files")
-    p.add_argument("--union-add", action="store_true",
-                   help="Keep existing files/directories, only add new")
-    p.add_argument("--union-identical", action="store_true",
-                   help="When layering checkouts, error out if a file would be replaced "
-                        "with a different version, but add new files and directories")
-    p.add_argument("--allow-noent", action="store_true",
-                   help="Do nothing if specified path does not exist")
-    p.add_argument("--from-stdin", action="store_true",
-                   help="Process many checkouts from standard input")
+    p.add_argument(
+        "--union", action="store_true", help="Keep existing directories, overwrite existing files"
+    )
+    p.add_argument(
+        "--union-add", action="store_true", help="Keep existing files/directories, only add new"
+    )
+    p.add_argument(
+        "--union-identical",
+        action="store_true",
+        help="When layering checkouts, error out if a file would be replaced "
+        "with a different version, but add new files and directories",
+    )
+    p.add_argument(
+        "--allow-noent", action="store_true", help="Do nothing if specified path does not exist"
+    )
+    p.add_argument(
+        "--from-stdin", action="store_true", help="Process many checkouts from standard input"
+    )
     p.add_argument("--from-file", metavar="FILE", help="Process many checkouts from input file")
     p.add_argument("--fsync", metavar="POLICY", help="Flush the checkout to disk (true/false)")
-    p.add_argument("-H", "--require-hardlinks", action="store_true",
-                   help="Do not fall back to full copies if hardlinking fails")
-    p.add_argument("-C", "--force-copy", action="store_true",
-                   help="Never hardlink (but may reflink if available)")
-    p.add_argument("-M", "--bareuseronly-dirs", action="store_true",
-                   help="Suppress mode bits outside of 0775 for directories")
+    p.add_argument(
+        "-H",
+        "--require-hardlinks",
+        action="store_true",
+        help="Do not fall back to full copies if hardlinking fails",
+    )
+    p.add_argument(
+        "-C",
+        "--force-copy",
+        action="store_true",
+        help="Never hardlink (but may reflink if available)",
+    )
+    p.add_argument(
+        "-M",
+        "--bareuseronly-dirs",
+        action="store_true",
+        help="Suppress mode bits outside of 0775 for directories",
+    )
     p.set_defaults(func=run)
 
 
 def _overwrite_mode(args):
     from sysroot.store.checkout import OverwriteMode
 
-    given = (("--union", OverwriteMode.UNION_FILES, args.union),
-             ("--union-add", OverwriteMode.ADD_FILES, args.union_add),
-             ("--union-identical", OverwriteMode.UNION_IDENTICAL, args.union_identical))
+    given = (
+        ("--union", OverwriteMode.UNION_FILES, args.union),
+        ("--union-add", OverwriteMode.ADD_FILES, args.union_add),
+        ("--union-identical", OverwriteMode.UNION_IDENTICAL, args.union_identical),
+    )
     chosen = [(flag, mode) for flag, mode, on in given if on]
     if len(chosen) > 1:
         raise UsageError(f"Cannot specify both {chosen[0][0]} and {chosen[1][0]}")

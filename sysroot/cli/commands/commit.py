@@ -23,31 +23,64 @@ def register(sub) -> None:
     p.add_argument("-s", "--subject", default="", help="One-line subject")
     p.add_argument("-m", "--body", default="", help="Full description")
     p.add_argument("-F", "--body-file", help="Commit message from FILE")
-    p.add_argument("--parent", help="Parent commit checksum, or \"none\"")
+    p.add_argument("--parent", help='Parent commit checksum, or "none"')
     p.add_argument("--orphan", action="store_true", help="Create a commit without a ref")
-    p.add_argument("--tree", action="append", default=[], metavar="dir=PATH|tar=FILE|ref=REF",
-                   help="Overlay the given tree (repeatable; later layers win)")
+    p.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="dir=PATH|tar=FILE|ref=REF",
+        help="Overlay the given tree (repeatable; later layers win)",
+    )
     p.add_argument("--add-metadata-string", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--add-metadata", action="append", default=[], metavar="KEY=VALUE",
-                   help="Metadata in GVariant text format")
-    p.add_argument("--keep-metadata", action="append", default=[], metavar="KEY",
-                   help="Keep metadata KEY from the parent commit")
+    p.add_argument(
+        "--add-metadata",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Metadata in GVariant text format",
+    )
+    p.add_argument(
+        "--keep-metadata",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="Keep metadata KEY from the parent commit",
+    )
     p.add_argument("--timestamp", help="Override the timestamp of the commit")
     p.add_argument("--no-xattrs", action="store_true", help="Do not import extended attributes")
     p.add_argument("--owner-uid", type=_id, help="Set file ownership user id")
     p.add_argument("--owner-gid", type=_id, help="Set file ownership group id")
-    p.add_argument("--canonical-permissions", action="store_true",
-                   help="Canonicalize permissions (uid/gid 0, no g+w/o+w/suid) and drop xattrs")
-    p.add_argument("--skip-if-unchanged", action="store_true",
-                   help="If the contents are unchanged from the previous commit, do nothing")
-    p.add_argument("--consume", action="store_true",
-                   help="Consume (delete) the content after commit")
-    p.add_argument("--no-bindings", action="store_true",
-                   help="Do not add ref and collection bindings to the commit")
-    p.add_argument("--bind-ref", action="append", default=[], metavar="REF",
-                   help="Add a ref to the ref binding (repeatable)")
-    p.add_argument("--tar-autocreate-parents", action="store_true",
-                   help="When loading tar archives, automatically create parent directories")
+    p.add_argument(
+        "--canonical-permissions",
+        action="store_true",
+        help="Canonicalize permissions (uid/gid 0, no g+w/o+w/suid) and drop xattrs",
+    )
+    p.add_argument(
+        "--skip-if-unchanged",
+        action="store_true",
+        help="If the contents are unchanged from the previous commit, do nothing",
+    )
+    p.add_argument(
+        "--consume", action="store_true", help="Consume (delete) the content after commit"
+    )
+    p.add_argument(
+        "--no-bindings",
+        action="store_true",
+        help="Do not add ref and collection bindings to the commit",
+    )
+    p.add_argument(
+        "--bind-ref",
+        action="append",
+        default=[],
+        metavar="REF",
+        help="Add a ref to the ref binding (repeatable)",
+    )
+    p.add_argument(
+        "--tar-autocreate-parents",
+        action="store_true",
+        help="When loading tar archives, automatically create parent directories",
+    )
     p.set_defaults(func=run)
 
 
@@ -82,12 +115,14 @@ def _metadata(args, repo, branch: str | None, parent: str | None) -> MetadataIte
         try:
             meta.append((key, parse_text(value)))
         except SysrootError as e:
-            raise UsageError(f"--add-metadata {key}: invalid GVariant text '{value}': {e}") \
-                from None
+            raise UsageError(
+                f"--add-metadata {key}: invalid GVariant text '{value}': {e}"
+            ) from None
     if args.keep_metadata:
         if parent is None:
-            raise UsageError("Either --branch or --parent must be specified when using "
-                             "--keep-metadata")
+            raise UsageError(
+                "Either --branch or --parent must be specified when using --keep-metadata"
+            )
         # Where the parent repeats a key, ostree (through a GVariantDict) keeps the last.
         parent_meta = dict(repo.load_commit(parent).metadata.items())
         for key in args.keep_metadata:
@@ -114,8 +149,9 @@ def _parent_checksum(args, repo) -> str | None:
         if args.parent == "none":
             return None
         if not is_checksum(args.parent):
-            raise UsageError(f"Invalid rev {args.parent}",
-                             hint="--parent takes a full commit checksum or \"none\"")
+            raise UsageError(
+                f"Invalid rev {args.parent}", hint='--parent takes a full commit checksum or "none"'
+            )
         return args.parent
     if args.branch and not args.orphan:
         return repo.resolve_rev(args.branch, allow_noent=True)
@@ -149,8 +185,9 @@ def run(args) -> int:
         try:
             body = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise UsageError(f"{args.body_file}: not valid UTF-8 ({e.reason} at byte "
-                             f"{e.start})") from None
+            raise UsageError(
+                f"{args.body_file}: not valid UTF-8 ({e.reason} at byte {e.start})"
+            ) from None
     if args.branch:
         validate_ref_name(args.branch)
     parent = _parent_checksum(args, repo)
@@ -170,13 +207,17 @@ def run(args) -> int:
             for spec in trees:
                 _add_layer(builder, repo, spec, args)
             tree, meta = builder.seal()
-            if args.skip_if_unchanged and parent and repo.has_object(ObjectType.COMMIT,
-                                                                     parent):
+            if args.skip_if_unchanged and parent and repo.has_object(ObjectType.COMMIT, parent):
                 old = repo.load_commit(parent)
                 if (old.root_tree, old.root_meta) == (tree, meta):
                     raise _Unchanged
-            checksum = builder.write(subject=args.subject, body=body, parent=parent,
-                                     metadata=metadata, timestamp=timestamp)
+            checksum = builder.write(
+                subject=args.subject,
+                body=body,
+                parent=parent,
+                metadata=metadata,
+                timestamp=timestamp,
+            )
             if args.branch:
                 tx.set_ref(args.branch, checksum)
     except _Unchanged:

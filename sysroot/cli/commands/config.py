@@ -14,8 +14,11 @@ _USAGE = "config [--group=GROUP] (get KEY|set KEY VALUE|unset KEY)"
 
 
 def register(sub) -> None:
-    p = sub.add_parser("config", help="Change repo configuration settings",
-                       usage=f"%(prog)s {_USAGE.removeprefix('config ')}")
+    p = sub.add_parser(
+        "config",
+        help="Change repo configuration settings",
+        usage=f"%(prog)s {_USAGE.removeprefix('config ')}",
+    )
     add_repo_option(p)
     p.add_argument("--group", metavar="GROUP", help="Group name")
     p.add_argument("operation", nargs="?", metavar="OPERATION", help="get, set or unset")
@@ -29,8 +32,7 @@ def _check_group(group: str) -> None:
 
 
 def _check_key(key: str) -> None:
-    if not key or any(c in key for c in "=[]\n\r") or key != key.strip() \
-            or not key.isprintable():
+    if not key or any(c in key for c in "=[]\n\r") or key != key.strip() or not key.isprintable():
         raise UsageError(f"Invalid key name “{key}”")
 
 
@@ -39,12 +41,16 @@ def _split(args, op: str) -> tuple[str, str, list[str]]:
     rest = list(args.args)
     if args.group is not None:
         if not rest:
-            raise UsageError("GROUP name, KEY and VALUE must be specified" if op == "set"
-                             else "Group name and key must be specified")
+            raise UsageError(
+                "GROUP name, KEY and VALUE must be specified"
+                if op == "set"
+                else "Group name and key must be specified"
+            )
         return args.group, rest[0], rest[1:]
     if not rest:
-        raise UsageError("KEY and VALUE must be specified" if op == "set"
-                         else "KEY must be specified")
+        raise UsageError(
+            "KEY and VALUE must be specified" if op == "set" else "KEY must be specified"
+        )
     group, dot, key = rest[0].partition(".")
     if not dot:
         raise UsageError('Key must be of the form "sectionname.keyname"')
@@ -60,8 +66,11 @@ def run(args) -> int:
     group, key, rest = _split(args, op)
     wanted = 1 if op == "set" else 0
     if len(rest) < wanted:
-        raise UsageError("GROUP name, KEY and VALUE must be specified" if args.group
-                         is not None else "KEY and VALUE must be specified")
+        raise UsageError(
+            "GROUP name, KEY and VALUE must be specified"
+            if args.group is not None
+            else "KEY and VALUE must be specified"
+        )
     if len(rest) > wanted:
         raise UsageError(f"Too many arguments given; usage: {_USAGE}")
     with open_repo(args) as repo:

@@ -15,17 +15,22 @@ def register(sub) -> None:
     p = sub.add_parser("diff", help="Compare directory TARGETDIR against revision REV")
     allow_intermixed(p)
     add_repo_option(p)
-    p.add_argument("revs", nargs="*", metavar="REV_OR_DIR",
-                   help="A revision, or a directory given as /path or ./path; with one "
-                        "argument, REV^ is compared with REV")
+    p.add_argument(
+        "revs",
+        nargs="*",
+        metavar="REV_OR_DIR",
+        help="A revision, or a directory given as /path or ./path; with one "
+        "argument, REV^ is compared with REV",
+    )
     p.add_argument("--stats", action="store_true", help="Print various statistics")
     p.add_argument("--fs-diff", action="store_true", help="Print filesystem diff")
-    p.add_argument("--no-xattrs", action="store_true",
-                   help="Skip output of extended attributes")
-    p.add_argument("--owner-uid", type=int, metavar="UID",
-                   help="Use file ownership user id for local files")
-    p.add_argument("--owner-gid", type=int, metavar="GID",
-                   help="Use file ownership group id for local files")
+    p.add_argument("--no-xattrs", action="store_true", help="Skip output of extended attributes")
+    p.add_argument(
+        "--owner-uid", type=int, metavar="UID", help="Use file ownership user id for local files"
+    )
+    p.add_argument(
+        "--owner-gid", type=int, metavar="GID", help="Use file ownership group id for local files"
+    )
     p.set_defaults(func=run)
 
 
@@ -39,11 +44,13 @@ def _side(repo, arg: str, args):
         path = os.path.abspath(arg)
         if not os.path.isdir(path):
             if not os.path.lexists(path):
-                raise NotFoundError(f"Error when getting information for file “{path}”: "
-                                    "No such file or directory")
+                raise NotFoundError(
+                    f"Error when getting information for file “{path}”: No such file or directory"
+                )
             raise UsageError(f"{path} is not a directory")
-        return LocalTree(path, ignore_xattrs=args.no_xattrs, owner_uid=args.owner_uid,
-                         owner_gid=args.owner_gid)
+        return LocalTree(
+            path, ignore_xattrs=args.no_xattrs, owner_uid=args.owner_uid, owner_gid=args.owner_gid
+        )
     return RepoTree.for_commit(repo, arg)
 
 

@@ -18,12 +18,18 @@ from sysroot.store.repo import Repo
 def register(sub) -> None:
     p = sub.add_parser("init", help="Initialize a new empty repository")
     add_repo_option(p)
-    p.add_argument("--mode", default="bare",
-                   help="Initialize repository in given mode (bare, bare-user, "
-                        "bare-user-only, archive)")
-    p.add_argument("--collection-id", metavar="COLLECTION-ID", default=None,
-                   help="Globally unique ID for this repository as an collection of refs "
-                        "for redistribution to other repositories")
+    p.add_argument(
+        "--mode",
+        default="bare",
+        help="Initialize repository in given mode (bare, bare-user, bare-user-only, archive)",
+    )
+    p.add_argument(
+        "--collection-id",
+        metavar="COLLECTION-ID",
+        default=None,
+        help="Globally unique ID for this repository as an collection of refs "
+        "for redistribution to other repositories",
+    )
     p.set_defaults(func=run)
 
 

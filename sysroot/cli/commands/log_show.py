@@ -48,26 +48,48 @@ def register(sub) -> None:
     p.add_argument("object", nargs="?", metavar="OBJECT")
     p.add_argument("ignored", nargs="*", help=argparse.SUPPRESS)
     p.add_argument("--print-related", action="store_true", help='Show the "related" commits')
-    p.add_argument("--print-variant-type", metavar="TYPE",
-                   help="Read OBJECT (in this case a filename) as a GVariant of type TYPE")
-    p.add_argument("--print-metadata-key", metavar="KEY",
-                   help="Print string value of metadata key")
-    p.add_argument("--print-detached-metadata-key", metavar="KEY",
-                   help="Print string value of detached metadata key")
-    p.add_argument("--list-metadata-keys", action="store_true",
-                   help="List the available metadata keys")
-    p.add_argument("--list-detached-metadata-keys", action="store_true",
-                   help="List the available detached metadata keys")
-    p.add_argument("--print-hex", action="store_true",
-                   help="For byte array valued keys, output an unquoted hexadecimal string")
+    p.add_argument(
+        "--print-variant-type",
+        metavar="TYPE",
+        help="Read OBJECT (in this case a filename) as a GVariant of type TYPE",
+    )
+    p.add_argument("--print-metadata-key", metavar="KEY", help="Print string value of metadata key")
+    p.add_argument(
+        "--print-detached-metadata-key",
+        metavar="KEY",
+        help="Print string value of detached metadata key",
+    )
+    p.add_argument(
+        "--list-metadata-keys", action="store_true", help="List the available metadata keys"
+    )
+    p.add_argument(
+        "--list-detached-metadata-keys",
+        action="store_true",
+        help="List the available detached metadata keys",
+    )
+    p.add_argument(
+        "--print-hex",
+        action="store_true",
+        help="For byte array valued keys, output an unquoted hexadecimal string",
+    )
     p.add_argument("--print-sizes", action="store_true", help="Show the commit size metadata")
     p.add_argument("--raw", action="store_true", help="Show raw variant data")
-    p.add_argument("-B", "--no-byteswap", action="store_true",
-                   help="Do not automatically convert variant data from big endian")
-    p.add_argument("--gpg-homedir", metavar="HOMEDIR",
-                   help="Accepted for compatibility; signatures are not verified")
-    p.add_argument("--gpg-verify-remote", metavar="REMOTE",
-                   help="Accepted for compatibility; signatures are not verified")
+    p.add_argument(
+        "-B",
+        "--no-byteswap",
+        action="store_true",
+        help="Do not automatically convert variant data from big endian",
+    )
+    p.add_argument(
+        "--gpg-homedir",
+        metavar="HOMEDIR",
+        help="Accepted for compatibility; signatures are not verified",
+    )
+    p.add_argument(
+        "--gpg-verify-remote",
+        metavar="REMOTE",
+        help="Accepted for compatibility; signatures are not verified",
+    )
     p.set_defaults(func=run_show)
 
 
@@ -202,16 +224,16 @@ def run_show(args) -> int:
     repo = open_repo(args)
     key = args.print_detached_metadata_key or args.print_metadata_key
     if key is not None:
-        meta = _metadata_dict(repo, repo.resolve_rev(rev),
-                              args.print_detached_metadata_key is not None)
+        meta = _metadata_dict(
+            repo, repo.resolve_rev(rev), args.print_detached_metadata_key is not None
+        )
         value = meta.get(key)
         if value is None:
             raise NotFoundError(f"No such metadata key '{key}'")
         if args.print_hex and value.signature == "ay":
             _write(value.value.hex() + "\n")
         else:
-            _write(print_value(value.signature, value.value,
-                               byteswap=not args.no_byteswap) + "\n")
+            _write(print_value(value.signature, value.value, byteswap=not args.no_byteswap) + "\n")
     elif args.list_metadata_keys or args.list_detached_metadata_keys:
         meta = _metadata_dict(repo, repo.resolve_rev(rev), args.list_detached_metadata_keys)
         keys = sorted((k for k, _ in meta.items()), key=lambda k: k.encode())
@@ -255,8 +277,7 @@ def _show_file(repo, checksum: str) -> None:
         where = "" if repo.mode.is_archive else f"Opening content object {checksum}: "
         raise NotFoundError(f"{where}Couldn't find file object '{checksum}'") from None
     header = info.header
-    actual = content_checksum(header, repo.iter_payload(checksum) if header.is_regular
-                              else ())
+    actual = content_checksum(header, repo.iter_payload(checksum) if header.is_regular else ())
     if actual != checksum:
         raise CorruptObjectError(checksum, "file", f"content has checksum {actual}")
     out = [f"Object: {checksum}\nType: file\nFile Type: "]
@@ -278,9 +299,11 @@ def _show_sizes(repo, checksum: str) -> None:
         total = [total[0] + size.archived, total[1] + size.unpacked, total[2] + 1]
         if not repo.has_object(size.objtype, size.checksum):
             needed = [needed[0] + size.archived, needed[1] + size.unpacked, needed[2] + 1]
-    _write(f"Compressed size (needed/total): {format_size(needed[0])}/{format_size(total[0])}\n"
-           f"Unpacked size (needed/total): {format_size(needed[1])}/{format_size(total[1])}\n"
-           f"Number of objects (needed/total): {needed[2]}/{total[2]}\n")
+    _write(
+        f"Compressed size (needed/total): {format_size(needed[0])}/{format_size(total[0])}\n"
+        f"Unpacked size (needed/total): {format_size(needed[1])}/{format_size(total[1])}\n"
+        f"Number of objects (needed/total): {needed[2]}/{total[2]}\n"
+    )
 
 
 def _show_variant_file(path: str, sig: str) -> int:
@@ -299,4 +322,3 @@ def _show_variant_file(path: str, sig: str) -> int:
         raise FormatError(f"{path}: not a valid GVariant of type {sig}: {e}") from None
     _write(print_value(t, value, byteswap=True) + "\n")
     return 0
-

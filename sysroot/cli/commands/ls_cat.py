@@ -23,14 +23,15 @@ def register(sub) -> None:
     add_repo_option(p)
     p.add_argument("rev", metavar="COMMIT")
     p.add_argument("paths", nargs="*", metavar="PATH")
-    p.add_argument("-d", "--dironly", action="store_true",
-                   help="Do not recurse into directory arguments")
-    p.add_argument("-R", "--recursive", action="store_true",
-                   help="Print directories recursively")
+    p.add_argument(
+        "-d", "--dironly", action="store_true", help="Do not recurse into directory arguments"
+    )
+    p.add_argument("-R", "--recursive", action="store_true", help="Print directories recursively")
     p.add_argument("-C", "--checksum", action="store_true", help="Print checksum")
     p.add_argument("-X", "--xattrs", action="store_true", help="Print extended attributes")
-    p.add_argument("--nul-filenames-only", action="store_true",
-                   help="Print only filenames, NUL separated")
+    p.add_argument(
+        "--nul-filenames-only", action="store_true", help="Print only filenames, NUL separated"
+    )
     p.set_defaults(func=run_ls)
 
     p = sub.add_parser("cat", help="Concatenate contents of files")

@@ -15,22 +15,45 @@ from sysroot.store.prune import PruneOptions, delete_commit, prune, prune_static
 def register(sub) -> None:
     p = sub.add_parser("prune", help="Search for unreachable objects")
     add_repo_option(p)
-    p.add_argument("--no-prune", action="store_true",
-                   help="Only display unreachable objects; don't delete")
+    p.add_argument(
+        "--no-prune", action="store_true", help="Only display unreachable objects; don't delete"
+    )
     p.add_argument("--refs-only", action="store_true", help="Only compute reachability via refs")
-    p.add_argument("--depth", type=_int, default=-1, metavar="DEPTH",
-                   help="Only traverse DEPTH parents for each commit (default: -1=infinite)")
+    p.add_argument(
+        "--depth",
+        type=_int,
+        default=-1,
+        metavar="DEPTH",
+        help="Only traverse DEPTH parents for each commit (default: -1=infinite)",
+    )
     p.add_argument("--delete-commit", metavar="COMMIT", help="Specify a commit to delete")
-    p.add_argument("--keep-younger-than", metavar="DATE",
-                   help="Prune all commits older than the specified date")
-    p.add_argument("--static-deltas-only", action="store_true",
-                   help="Change the behavior of delete-commit to prune only static deltas")
-    p.add_argument("--retain-branch-depth", action="append", default=[],
-                   metavar="BRANCH=DEPTH", help="Additionally retain BRANCH=DEPTH commits")
-    p.add_argument("--only-branch", action="append", default=[], metavar="BRANCH",
-                   help="Only prune BRANCH (may be specified multiple times)")
-    p.add_argument("--commit-only", action="store_true",
-                   help="Only traverse and delete commit objects.")
+    p.add_argument(
+        "--keep-younger-than",
+        metavar="DATE",
+        help="Prune all commits older than the specified date",
+    )
+    p.add_argument(
+        "--static-deltas-only",
+        action="store_true",
+        help="Change the behavior of delete-commit to prune only static deltas",
+    )
+    p.add_argument(
+        "--retain-branch-depth",
+        action="append",
+        default=[],
+        metavar="BRANCH=DEPTH",
+        help="Additionally retain BRANCH=DEPTH commits",
+    )
+    p.add_argument(
+        "--only-branch",
+        action="append",
+        default=[],
+        metavar="BRANCH",
+        help="Only prune BRANCH (may be specified multiple times)",
+    )
+    p.add_argument(
+        "--commit-only", action="store_true", help="Only traverse and delete commit objects."
+    )
     p.set_defaults(func=run)
 
 
@@ -45,8 +68,9 @@ def run(args) -> int:
     options = PruneOptions(
         refs_only=args.refs_only,
         depth=args.depth,
-        keep_younger_than=(None if args.keep_younger_than is None
-                           else parse_date(args.keep_younger_than)),
+        keep_younger_than=(
+            None if args.keep_younger_than is None else parse_date(args.keep_younger_than)
+        ),
         retain_branch_depth=dict(_branch_depth(bd) for bd in args.retain_branch_depth),
         only_branches=tuple(args.only_branch),
         commit_only=args.commit_only,
@@ -78,10 +102,22 @@ def _branch_depth(text: str) -> tuple[str, int]:
         raise UsageError(f"Invalid depth {depth}") from None
 
 
-_UNITS = {"sec": 1, "second": 1, "min": 60, "minute": 60, "hour": 3600, "day": 86400,
-          "week": 7 * 86400, "fortnight": 14 * 86400, "month": 0, "year": 0}
-_RELATIVE = re.compile(r"(\d+)\s*(sec|second|min|minute|hour|day|week|fortnight|month|year)s?"
-                       r"\s+ago")
+_UNITS = {
+    "sec": 1,
+    "second": 1,
+    "min": 60,
+    "minute": 60,
+    "hour": 3600,
+    "day": 86400,
+    "week": 7 * 86400,
+    "fortnight": 14 * 86400,
+    "month": 0,
+    "year": 0,
+}
+_RELATIVE = re.compile(
+    r"(\d+)\s*(sec|second|min|minute|hour|day|week|fortnight|month|year)s?"
+    r"\s+ago"
+)
 
 
 def parse_date(text: str, now: float | None = None) -> int:

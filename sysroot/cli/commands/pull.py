@@ -14,49 +14,110 @@ def register(sub) -> None:
     allow_intermixed(p)
     add_repo_option(p)
     p.add_argument("remote", metavar="REMOTE", help="Remote name (or REMOTE:REF)")
-    p.add_argument("refs", nargs="*", metavar="BRANCH",
-                   help="Refs or commit checksums (default: the remote's branches)")
-    p.add_argument("--commit-metadata-only", action="store_true",
-                   help="Fetch only the commit metadata")
+    p.add_argument(
+        "refs",
+        nargs="*",
+        metavar="BRANCH",
+        help="Refs or commit checksums (default: the remote's branches)",
+    )
+    p.add_argument(
+        "--commit-metadata-only", action="store_true", help="Fetch only the commit metadata"
+    )
     p.add_argument("--cache-dir", metavar="DIR", help="Accepted for compatibility; unused")
     p.add_argument("--disable-fsync", action="store_true", help="Do not invoke fsync()")
-    p.add_argument("--per-object-fsync", action="store_true",
-                   help="Accepted for compatibility; objects are flushed at commit")
-    p.add_argument("--disable-static-deltas", action="store_true",
-                   help="Do not use static deltas (never used)")
-    p.add_argument("--require-static-deltas", action="store_true",
-                   help="Not supported: objects are always fetched one by one")
-    p.add_argument("--mirror", action="store_true",
-                   help="Write refs suitable for a mirror and fetch all refs if none provided")
+    p.add_argument(
+        "--per-object-fsync",
+        action="store_true",
+        help="Accepted for compatibility; objects are flushed at commit",
+    )
+    p.add_argument(
+        "--disable-static-deltas", action="store_true", help="Do not use static deltas (never used)"
+    )
+    p.add_argument(
+        "--require-static-deltas",
+        action="store_true",
+        help="Not supported: objects are always fetched one by one",
+    )
+    p.add_argument(
+        "--mirror",
+        action="store_true",
+        help="Write refs suitable for a mirror and fetch all refs if none provided",
+    )
     p.add_argument("--subpath", action="append", metavar="PATH", help="Not supported")
-    p.add_argument("--untrusted", action="store_true",
-                   help="Verify checksums of local sources (always done)")
-    p.add_argument("--http-trusted", action="store_true",
-                   help="Accepted for compatibility; HTTP objects are still verified")
-    p.add_argument("--bareuseronly-files", action="store_true",
-                   help="Reject regular files with mode outside of 0775 (world writable, "
-                        "suid, etc.)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="Only print information on what will be downloaded (requires "
-                        "static deltas)")
-    p.add_argument("--depth", type=int, default=0, metavar="DEPTH",
-                   help="Traverse DEPTH parents (-1=infinite) (default: 0)")
-    p.add_argument("--url", metavar="URL",
-                   help="Pull objects from this URL instead of the one from the remote config")
-    p.add_argument("--http-header", action="append", default=[], metavar="NAME=VALUE",
-                   help="Add NAME=VALUE as HTTP header to all requests")
-    p.add_argument("--update-frequency", type=int, default=0, metavar="FREQUENCY",
-                   help="Progress update interval in milliseconds (0=250ms on a terminal)")
-    p.add_argument("--network-retries", type=int, default=5, metavar="N",
-                   help="How many times each download is retried upon error (default: 5)")
-    p.add_argument("--connections", type=int, default=8, metavar="N",
-                   help="Parallel HTTP connections (default: 8)")
-    p.add_argument("-T", "--timestamp-check", action="store_true",
-                   help="Require fetched commits to have newer timestamps")
-    p.add_argument("--timestamp-check-from-rev", metavar="REV",
-                   help="Require fetched commits to have newer timestamps than given rev")
-    p.add_argument("--disable-verify-bindings", action="store_true",
-                   help="Accepted for compatibility; bindings are not verified")
+    p.add_argument(
+        "--untrusted", action="store_true", help="Verify checksums of local sources (always done)"
+    )
+    p.add_argument(
+        "--http-trusted",
+        action="store_true",
+        help="Accepted for compatibility; HTTP objects are still verified",
+    )
+    p.add_argument(
+        "--bareuseronly-files",
+        action="store_true",
+        help="Reject regular files with mode outside of 0775 (world writable, suid, etc.)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="Only print information on what will be downloaded (requires static deltas)",
+    )
+    p.add_argument(
+        "--depth",
+        type=int,
+        default=0,
+        metavar="DEPTH",
+        help="Traverse DEPTH parents (-1=infinite) (default: 0)",
+    )
+    p.add_argument(
+        "--url",
+        metavar="URL",
+        help="Pull objects from this URL instead of the one from the remote config",
+    )
+    p.add_argument(
+        "--http-header",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="Add NAME=VALUE as HTTP header to all requests",
+    )
+    p.add_argument(
+        "--update-frequency",
+        type=int,
+        default=0,
+        metavar="FREQUENCY",
+        help="Progress update interval in milliseconds (0=250ms on a terminal)",
+    )
+    p.add_argument(
+        "--network-retries",
+        type=int,
+        default=5,
+        metavar="N",
+        help="How many times each download is retried upon error (default: 5)",
+    )
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=8,
+        metavar="N",
+        help="Parallel HTTP connections (default: 8)",
+    )
+    p.add_argument(
+        "-T",
+        "--timestamp-check",
+        action="store_true",
+        help="Require fetched commits to have newer timestamps",
+    )
+    p.add_argument(
+        "--timestamp-check-from-rev",
+        metavar="REV",
+        help="Require fetched commits to have newer timestamps than given rev",
+    )
+    p.add_argument(
+        "--disable-verify-bindings",
+        action="store_true",
+        help="Accepted for compatibility; bindings are not verified",
+    )
     p.set_defaults(func=run)
 
 
@@ -79,8 +140,7 @@ def run(args) -> int:
     if args.dry_run and not args.require_static_deltas:
         raise UsageError("--dry-run requires --require-static-deltas")
     if args.require_static_deltas:
-        raise UsageError("--require-static-deltas is not supported: static deltas are "
-                         "never used")
+        raise UsageError("--require-static-deltas is not supported: static deltas are never used")
     if args.subpath:
         raise UsageError("--subpath is not supported")
     if args.depth < -1:
@@ -93,14 +153,21 @@ def run(args) -> int:
         raise UsageError(f"Invalid remote or refspec '{args.remote}'")
     progress = Progress(sys.stderr, interval=(args.update_frequency or 250) / 1000)
     options = PullOptions(
-        depth=args.depth, commit_metadata_only=args.commit_metadata_only,
-        mirror=args.mirror, bareuseronly_files=args.bareuseronly_files, url=args.url,
+        depth=args.depth,
+        commit_metadata_only=args.commit_metadata_only,
+        mirror=args.mirror,
+        bareuseronly_files=args.bareuseronly_files,
+        url=args.url,
         verify_bindings=not args.disable_verify_bindings,
         timestamp_check=args.timestamp_check,
         timestamp_check_from_rev=args.timestamp_check_from_rev,
-        fetch=FetchOptions(connections=args.connections, retries=args.network_retries,
-                           headers=_headers(args.http_header)),
-        progress=progress)
+        fetch=FetchOptions(
+            connections=args.connections,
+            retries=args.network_retries,
+            headers=_headers(args.http_header),
+        ),
+        progress=progress,
+    )
     with open_repo(args) as repo:
         if args.disable_fsync:
             repo.config.set("core", "fsync", "false")  # this process only; never saved

@@ -24,24 +24,35 @@ def register(sub) -> None:
     p = sub.add_parser("refs", help="List refs, or create and delete them")
     add_repo_option(p)
     p.add_argument("prefixes", nargs="*", metavar="PREFIX")
-    p.add_argument("--delete", action="store_true",
-                   help="Delete refs which match PREFIX, rather than listing them")
+    p.add_argument(
+        "--delete",
+        action="store_true",
+        help="Delete refs which match PREFIX, rather than listing them",
+    )
     p.add_argument("--list", action="store_true", help="Do not remove the prefix from the refs")
-    p.add_argument("-A", "--alias", action="store_true",
-                   help="If used with --create, create an alias, otherwise just list aliases")
+    p.add_argument(
+        "-A",
+        "--alias",
+        action="store_true",
+        help="If used with --create, create an alias, otherwise just list aliases",
+    )
     p.add_argument("--create", metavar="NEWREF", help="Create a new ref for an existing commit")
-    p.add_argument("-c", "--collections", action="store_true",
-                   help="Enable listing collection IDs for refs")
-    p.add_argument("--force", action="store_true",
-                   help="Overwrite existing refs when creating")
+    p.add_argument(
+        "-c", "--collections", action="store_true", help="Enable listing collection IDs for refs"
+    )
+    p.add_argument("--force", action="store_true", help="Overwrite existing refs when creating")
     p.set_defaults(func=run_refs)
 
     p = sub.add_parser("rev-parse", help="Output the target of a rev")
     add_repo_option(p)
     p.add_argument("revs", nargs="*", metavar="REV")
-    p.add_argument("-S", "--single", action="store_true",
-                   help="If the repository has exactly one commit, then print it; any other "
-                        "case will result in an error")
+    p.add_argument(
+        "-S",
+        "--single",
+        action="store_true",
+        help="If the repository has exactly one commit, then print it; any other "
+        "case will result in an error",
+    )
     p.set_defaults(func=run_rev_parse)
 
 
@@ -79,8 +90,7 @@ def _do_ref(repo, args, prefix: str | None) -> None:
 def _create(repo, args, target: str) -> None:
     new = args.create
     existing = repo.resolve_rev(new, allow_noent=True)
-    replacing_alias = args.alias and any(name == new for name, _ in
-                                         list_refs(repo, aliases=True))
+    replacing_alias = args.alias and any(name == new for name, _ in list_refs(repo, aliases=True))
     if existing is not None and not replacing_alias and not args.force:
         raise SysrootError(f"--create specified but ref {new} already exists")
     remote, ref = parse_refspec(new)
@@ -132,4 +142,3 @@ def run_rev_parse(args) -> int:
     for rev in args.revs:
         print(repo.resolve_rev(rev), flush=True)
     return 0
-

@@ -22,37 +22,48 @@ def _subparser(sub, name: str, help: str, func):
 
 def register(sub) -> None:
     p = sub.add_parser("remote", help="Remote commands that may involve internet access")
-    rsub = p.add_subparsers(dest="remote_command", metavar="COMMAND",
-                            parser_class=type(p))
+    rsub = p.add_subparsers(dest="remote_command", metavar="COMMAND", parser_class=type(p))
 
     a = _subparser(rsub, "add", "Add a remote repository", run_add)
-    a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="Set config option KEY=VALUE for remote")
+    a.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Set config option KEY=VALUE for remote",
+    )
     a.add_argument("--no-gpg-verify", action="store_true", help="Disable GPG verification")
-    a.add_argument("--no-sign-verify", action="store_true",
-                   help="Disable signature verification")
-    a.add_argument("--sign-verify", action="append", default=[],
-                   metavar="KEYTYPE=[inline|file]:PUBKEY",
-                   help="Verify signatures using KEYTYPE=inline:PUBKEY or "
-                        "KEYTYPE=file:/path/to/key")
-    a.add_argument("--if-not-exists", action="store_true",
-                   help="Do nothing if the provided remote exists")
-    a.add_argument("--force", action="store_true",
-                   help="Replace the provided remote if it exists")
+    a.add_argument("--no-sign-verify", action="store_true", help="Disable signature verification")
+    a.add_argument(
+        "--sign-verify",
+        action="append",
+        default=[],
+        metavar="KEYTYPE=[inline|file]:PUBKEY",
+        help="Verify signatures using KEYTYPE=inline:PUBKEY or KEYTYPE=file:/path/to/key",
+    )
+    a.add_argument(
+        "--if-not-exists", action="store_true", help="Do nothing if the provided remote exists"
+    )
+    a.add_argument("--force", action="store_true", help="Replace the provided remote if it exists")
     a.add_argument("--gpg-import", metavar="FILE", help="Import GPG key from FILE")
-    a.add_argument("--custom-backend", metavar="NAME",
-                   help="This remote has content not fetched via libostree")
+    a.add_argument(
+        "--custom-backend", metavar="NAME", help="This remote has content not fetched via libostree"
+    )
     a.add_argument("--contenturl", metavar="URL", help="Use URL when fetching content")
-    a.add_argument("--collection-id", metavar="COLLECTION-ID",
-                   help="Globally unique ID for this repository as an collection of refs")
+    a.add_argument(
+        "--collection-id",
+        metavar="COLLECTION-ID",
+        help="Globally unique ID for this repository as an collection of refs",
+    )
     a.add_argument("--sysroot", metavar="PATH", help="Use sysroot at PATH (overrides --repo)")
     a.add_argument("name", nargs="?", metavar="NAME")
     a.add_argument("url", nargs="?", metavar="URL")
     a.add_argument("branches", nargs="*", metavar="BRANCH")
 
     d = _subparser(rsub, "delete", "Delete a remote repository", run_delete)
-    d.add_argument("--if-exists", action="store_true",
-                   help="Do nothing if the provided remote does not exist")
+    d.add_argument(
+        "--if-exists", action="store_true", help="Do nothing if the provided remote does not exist"
+    )
     d.add_argument("--sysroot", metavar="PATH", help="Use sysroot at PATH (overrides --repo)")
     d.add_argument("name", metavar="NAME")
 
@@ -63,8 +74,14 @@ def register(sub) -> None:
     ls.add_argument("-u", "--show-urls", action="store_true", help="Show remote URLs in list")
 
     g = _subparser(rsub, "gpg-import", "Import GPG keys", run_gpg_import)
-    g.add_argument("-k", "--keyring", action="append", default=[], metavar="FILE",
-                   help="Import keys from a keyring file (repeatable)")
+    g.add_argument(
+        "-k",
+        "--keyring",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="Import keys from a keyring file (repeatable)",
+    )
     g.add_argument("--stdin", action="store_true", help="Import keys from standard input")
     g.add_argument("name", metavar="NAME")
     g.add_argument("key_ids", nargs="*", metavar="KEY-ID")
@@ -78,7 +95,7 @@ def register(sub) -> None:
 
 def _no_subcommand(parser) -> int:
     parser.print_help(sys.stderr)
-    raise UsageError("No \"remote\" subcommand specified")
+    raise UsageError('No "remote" subcommand specified')
 
 
 def _open(args):
@@ -154,9 +171,16 @@ def run_add(args) -> int:
         key_data = _read_file(args.gpg_import)  # before changing anything
     repo, sysroot = _open(args)
     with repo:
-        remotes.add_remote(repo, args.name, args.url, options=options,
-                           branches=args.branches, if_not_exists=args.if_not_exists,
-                           force=args.force, sysroot=sysroot)
+        remotes.add_remote(
+            repo,
+            args.name,
+            args.url,
+            options=options,
+            branches=args.branches,
+            if_not_exists=args.if_not_exists,
+            force=args.force,
+            sysroot=sysroot,
+        )
         if key_data is not None:
             from sysroot.sign import gpg
 
@@ -225,7 +249,6 @@ def run_gpg_import(args) -> int:
     return 0
 
 
-
 def _fetch_summary(args, missing: str):
     """The remote's summary, fetched and checked as its config requires."""
     from sysroot.pull.fetch import Fetcher
@@ -249,8 +272,7 @@ def _fetch_summary(args, missing: str):
 
 
 def run_refs(args) -> int:
-    remote, summary = _fetch_summary(
-        args, "Remote refs not available; server has no summary file")
+    remote, summary = _fetch_summary(args, "Remote refs not available; server has no summary file")
     for ref in summary.refs:
         print(f"{remote.name}:{ref.name}")
     return 0

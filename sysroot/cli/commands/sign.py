@@ -11,26 +11,45 @@ from sysroot.sign import ed25519
 def register(sub) -> None:
     g = sub.add_parser("gpg-sign", help="Sign a commit")
     add_repo_option(g)
-    g.add_argument("-d", "--delete", action="store_true",
-                   help="Delete signatures having any of the GPG KEY-IDs")
-    g.add_argument("--gpg-homedir", metavar="HOMEDIR",
-                   help="GPG Homedir to use when looking for keyrings")
+    g.add_argument(
+        "-d",
+        "--delete",
+        action="store_true",
+        help="Delete signatures having any of the GPG KEY-IDs",
+    )
+    g.add_argument(
+        "--gpg-homedir", metavar="HOMEDIR", help="GPG Homedir to use when looking for keyrings"
+    )
     g.add_argument("commit", nargs="?", metavar="COMMIT")
     g.add_argument("key_ids", nargs="*", metavar="KEY-ID")
     g.set_defaults(func=run_gpg_sign)
 
     s = sub.add_parser("sign", help="Sign a commit")
     add_repo_option(s)
-    s.add_argument("-d", "--delete", action="store_true",
-                   help="Delete signatures made by any of the (public) KEYs")
+    s.add_argument(
+        "-d",
+        "--delete",
+        action="store_true",
+        help="Delete signatures made by any of the (public) KEYs",
+    )
     s.add_argument("--verify", action="store_true", help="Verify signatures")
-    s.add_argument("-s", "--sign-type", default=ed25519.NAME, metavar="NAME",
-                   help="Signature type to use (defaults to 'ed25519')")
-    s.add_argument("--keys-file", metavar="FILE",
-                   help="Read key(s) from FILE, one base64 key per line")
-    s.add_argument("--keys-dir", metavar="DIR", action="append",
-                   help="With --verify and no keys given: read trusted/revoked.ed25519 "
-                        "from DIR instead of /etc/ostree and /usr/share/ostree")
+    s.add_argument(
+        "-s",
+        "--sign-type",
+        default=ed25519.NAME,
+        metavar="NAME",
+        help="Signature type to use (defaults to 'ed25519')",
+    )
+    s.add_argument(
+        "--keys-file", metavar="FILE", help="Read key(s) from FILE, one base64 key per line"
+    )
+    s.add_argument(
+        "--keys-dir",
+        metavar="DIR",
+        action="append",
+        help="With --verify and no keys given: read trusted/revoked.ed25519 "
+        "from DIR instead of /etc/ostree and /usr/share/ostree",
+    )
     s.add_argument("commit", nargs="?", metavar="COMMIT")
     s.add_argument("keys", nargs="*", metavar="KEY")
     s.set_defaults(func=run_sign)
@@ -74,8 +93,10 @@ def run_sign(args) -> int:
             key, why = signing.ed25519_verify_commit(repo, checksum, keys or trusted, revoked)
             if key is None:
                 raise SysrootError(f"No valid signatures found: {why}")
-            print(f"{ed25519.NAME}: Signature verified successfully with key "
-                  f"'{ed25519.encode_key(key)}'")
+            print(
+                f"{ed25519.NAME}: Signature verified successfully with key "
+                f"'{ed25519.encode_key(key)}'"
+            )
         elif args.delete:
             n = signing.ed25519_delete_signatures(repo, checksum, keys)
             print(f"Signatures deleted: {n}")

@@ -17,16 +17,37 @@ def register(sub) -> None:
     # ostree's help lists -v for --view, but its global -v (verbose) wins: only --view
     p.add_argument("--view", action="store_true", help="View the local summary file")
     p.add_argument("--raw", action="store_true", help="Not supported")
-    p.add_argument("-m", "--add-metadata", action="append", default=[], metavar="KEY=VALUE",
-                   help="Additional metadata field to add to the summary (GVariant text)")
-    p.add_argument("--gpg-sign", action="append", default=[], metavar="KEY-ID",
-                   help="GPG Key ID to sign the summary with")
-    p.add_argument("--gpg-homedir", metavar="HOMEDIR",
-                   help="GPG Homedir to use when looking for keyrings")
-    p.add_argument("--sign", action="append", default=[], metavar="KEY-ID",
-                   help="Key ID to sign the summary with")
-    p.add_argument("--sign-type", default="ed25519", metavar="NAME",
-                   help="Signature type to use (defaults to 'ed25519')")
+    p.add_argument(
+        "-m",
+        "--add-metadata",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Additional metadata field to add to the summary (GVariant text)",
+    )
+    p.add_argument(
+        "--gpg-sign",
+        action="append",
+        default=[],
+        metavar="KEY-ID",
+        help="GPG Key ID to sign the summary with",
+    )
+    p.add_argument(
+        "--gpg-homedir", metavar="HOMEDIR", help="GPG Homedir to use when looking for keyrings"
+    )
+    p.add_argument(
+        "--sign",
+        action="append",
+        default=[],
+        metavar="KEY-ID",
+        help="Key ID to sign the summary with",
+    )
+    p.add_argument(
+        "--sign-type",
+        default="ed25519",
+        metavar="NAME",
+        help="Signature type to use (defaults to 'ed25519')",
+    )
     p.set_defaults(func=run)
 
 
