@@ -28,9 +28,9 @@ import os
 import shutil
 
 from sysroot.boot import systemd_boot as sd
-from sysroot.boot.kernel import hash_boot_files
+from sysroot.boot.kernel import KernelLayout, hash_boot_files
 from sysroot.deploy.state import Deployment
-from sysroot.deploy.writer import BootWriter, EntryInputs
+from sysroot.deploy.writer import BootWriter, CommitVersions, EntryInputs
 from sysroot.errors import SysrootError
 from sysroot.util import fsutil
 
@@ -38,7 +38,7 @@ from sysroot.util import fsutil
 class SdBootWriter(BootWriter):
     """BootWriter for boot/loader as a real directory (sysroot.bootloader=systemd-boot)."""
 
-    def write(self, entries: list[EntryInputs], old_versions: dict) -> str:
+    def write(self, entries: list[EntryInputs], old_versions: CommitVersions) -> str:
         deployments, entries = self._prepare(entries)
         if len(entries) > sd.MAX_ENTRIES:
             raise SysrootError(
@@ -52,25 +52,24 @@ class SdBootWriter(BootWriter):
                 f"{layout.loader_link} is not a directory: the systemd-boot "
                 "scheme needs boot/loader to be one"
             )
-        for d in (layout.loader_link, edir):
-            if not os.path.isdir(d):
-                os.mkdir(d, 0o755)
+        for directory in (layout.loader_link, edir):
+            if not os.path.isdir(directory):
+                os.mkdir(directory, 0o755)
                 if self.fsync:
-                    fsutil.fsync_dir(os.path.dirname(d))
+                    fsutil.fsync_dir(os.path.dirname(directory))
         current = sd.select(layout.boot, edir)
         # 0. debris first: it may hold names this round writes
         for name in current.garbage:
             sd.remove_leftover(os.path.join(edir, name))
         sd.remove_tmp_under(edir)
-        gc, r_top = (
-            (current.default[0].g, current.default[0].r) if current.default else (0, sd.DEFAULT_R)
-        )
+        default = current.default
+        gc, r_top = (default[0].g, default[0].r) if default else (0, sd.DEFAULT_R)
         # non-defaults must sort below the current default; only a hand-made default has
-        # R < 9999, then they count down from below it
+        # R < 9999, then they count down from below it (with none, MAX_ENTRIES leaves room)
         base = sd.DEFAULT_R if r_top == sd.DEFAULT_R else r_top
-        if base - len(entries) < 0:
+        if default is not None and base - len(entries) < 0:
             raise SysrootError(
-                f"The current default entry {current.default[0].filename} "
+                f"The current default entry {default[0].filename} "
                 "leaves no room for the other entries' names"
             )
         # 1. kernels
@@ -105,8 +104,8 @@ class SdBootWriter(BootWriter):
         if self.fsync:
             fsutil.fsync_dir(edir)
         self._bump_mtime()
-        default = written[-1] if entries else "none"
-        return f"Bootloader updated; default entry: {default}"
+        new_default = written[-1] if entries else "none"
+        return f"Bootloader updated; default entry: {new_default}"
 
     # ------------------------------------------------------------------ steps
     def _ostree_arg(self, d: Deployment, nbv: int) -> str:
@@ -193,11 +192,14 @@ class SdBootWriter(BootWriter):
             )
 
 
-def installed_ok(kdir: str, k, bootcsum: str) -> bool:
+def installed_ok(kdir: str, k: KernelLayout, bootcsum: str) -> bool:
     """Whether kdir holds every file of kernel layout k and they hash to bootcsum."""
 
-    def at(name):
-        return os.path.join(kdir, name) if name else None
+    def at(name: str) -> str:
+        return os.path.join(kdir, name)
+
+    def opt(name: str | None) -> str | None:
+        return at(name) if name else None
 
     names = [name for _src, name in k.files()]
     if not all(os.path.isfile(at(n)) for n in names):
@@ -207,8 +209,8 @@ def installed_ok(kdir: str, k, bootcsum: str) -> bool:
     return (
         hash_boot_files(
             at(k.kernel_name),
-            at(k.initramfs_name),
-            at(k.devicetree_name),
+            opt(k.initramfs_name),
+            opt(k.devicetree_name),
             at("dtb") if k.dtb_dir else None,
         )
         == bootcsum

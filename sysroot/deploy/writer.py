@@ -24,6 +24,7 @@ import shlex
 import shutil
 from dataclasses import dataclass
 
+from sysroot.boot.backends import Backend
 from sysroot.boot.bls import KEY_ORDER, BootEntry
 from sysroot.boot.kargs import KernelArgs
 from sysroot.boot.kernel import KernelLayout, find_kernel
@@ -31,6 +32,12 @@ from sysroot.deploy.layout import SysrootLayout
 from sysroot.deploy.state import Deployment, SysrootState, options_without_ostree
 from sysroot.errors import SysrootError
 from sysroot.util import fsutil
+
+# The commit `version` of each deployment, by Deployment.identity: the entries' titles
+# show it, so a changed one takes a whole new boot version.
+CommitVersions = dict[tuple[str, str, int], str | None]
+# Kernel layouts already found, by Deployment.identity
+KernelsById = dict[tuple[str, str, int], KernelLayout]
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,7 @@ def assign_bootserials(deployments: list[Deployment]) -> list[Deployment]:
 
 
 def _needs_new_bootversion(
-    old: list[Deployment], new: list[EntryInputs], old_versions: dict
+    old: list[Deployment], new: list[EntryInputs], old_versions: CommitVersions
 ) -> bool:
     if len(old) != len(new):
         return True
@@ -111,8 +118,13 @@ class BootWriter:
     """Applies one deployment list to the sysroot's boot configuration."""
 
     def __init__(
-        self, state: SysrootState, *, bootloader=None, fsync: bool = True, bootprefix: bool = False
-    ):
+        self,
+        state: SysrootState,
+        *,
+        bootloader: Backend | None = None,
+        fsync: bool = True,
+        bootprefix: bool = False,
+    ) -> None:
         self.state = state
         self.layout: SysrootLayout = state.layout
         self.bootloader = bootloader
@@ -120,7 +132,7 @@ class BootWriter:
         self.bootprefix = bootprefix
 
     # ------------------------------------------------------------------ public
-    def write(self, entries: list[EntryInputs], old_versions: dict) -> str:
+    def write(self, entries: list[EntryInputs], old_versions: CommitVersions) -> str:
         """Make entries (in boot order) the next boot's configuration. Returns a summary."""
         state = self.state
         deployments, entries = self._prepare(entries)
@@ -266,7 +278,7 @@ class BootWriter:
         if self.fsync:
             fsutil.fsync_dir(parent)
 
-    def _write_bootlinks(self, bootversion: int, sub: int, deployments: list[Deployment]):
+    def _write_bootlinks(self, bootversion: int, sub: int, deployments: list[Deployment]) -> None:
         base = self.layout.bootlink_dir(bootversion, sub)
         shutil.rmtree(base, ignore_errors=True)
         os.mkdir(base, 0o755)  # even with no deployments: ostree/boot.N must not dangle
