@@ -7,6 +7,7 @@ lines, single space, in the order title, version, options, devicetree, linux, in
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -105,7 +106,58 @@ class BootEntry:
         return value
 
 
-def strverscmp_key(text: str) -> list[tuple[int, int, str]]:
-    """Sort key approximating glibc strverscmp for BLS `version` values."""
-    parts = re.findall(r"\d+|\D+", text)
-    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts]
+# glibc's strverscmp() as a state machine, as glibc writes it: libostree orders the
+# entries of a loader.N directory by it, so ours must agree on every pair, not only on
+# the versions ostree itself writes (tests/boot/test_bls_unit.py calls glibc's).
+# A byte's class: 0 other, 1 digit 1-9, 2 the digit 0. States are multiples of 3 so
+# that state + class indexes the tables.
+_S_N, _S_I, _S_F, _S_Z = 0, 3, 6, 9  # normal, integer part, fraction, leading zeros
+_CMP, _LEN = 2, 3  # results: compare the differing bytes / the digit-run lengths
+_NEXT_STATE = (
+    (_S_N, _S_I, _S_Z),
+    (_S_N, _S_I, _S_I),
+    (_S_N, _S_F, _S_F),
+    (_S_N, _S_F, _S_Z),
+)
+_RESULT = (
+    (_CMP, _CMP, _CMP, _CMP, _LEN, _CMP, _CMP, _CMP, _CMP),
+    (_CMP, -1, -1, +1, _LEN, _LEN, +1, _LEN, _LEN),
+    (_CMP, _CMP, _CMP, _CMP, _CMP, _CMP, _CMP, _CMP, _CMP),
+    (_CMP, +1, +1, -1, _CMP, _CMP, -1, _CMP, _CMP),
+)
+
+
+def _class(c: int) -> int:
+    return 2 if c == 0x30 else 1 if 0x31 <= c <= 0x39 else 0
+
+
+def strverscmp(a: str, b: str) -> int:
+    """glibc's strverscmp() of the UTF-8 bytes of a and b: <0, 0 or >0."""
+    p1, p2 = a.encode() + b"\0", b.encode() + b"\0"
+    i = 0
+    c1, c2 = p1[0], p2[0]
+    state = _S_N + _class(c1)
+    while c1 == c2:
+        if c1 == 0:
+            return 0
+        state = _NEXT_STATE[state // 3][state % 3]
+        i += 1
+        c1, c2 = p1[i], p2[i]
+        state += _class(c1)
+    result = _RESULT[state // 3][(state % 3) * 3 + _class(c2)]
+    diff = c1 - c2
+    if result == _CMP:
+        return diff
+    if result != _LEN:
+        return result
+    # both at a digit: the longer digit run is the larger number
+    k = i + 1
+    while _class(p1[k]):
+        if not _class(p2[k]):
+            return 1
+        k += 1
+    return -1 if _class(p2[k]) else diff
+
+
+strverscmp_key = functools.cmp_to_key(strverscmp)
+"""Sort key of strverscmp(), for `sorted(..., key=strverscmp_key)`."""

@@ -10,42 +10,22 @@ bytes journald would receive.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 from sysroot.health import CHECK_ID, RESULT_ID
 from tests.health.conftest import USR_REQUIRED, USR_WANTED
+from tests.helpers.journal import SOCKET_PRELUDE, entries_of
 
-RECEIVER = r"""
-import json, os, socket, subprocess, sys, threading, time
-subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/run"], check=True)
-os.makedirs("/run/systemd/journal")
-sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-sock.bind("/run/systemd/journal/socket")
-got = []
-def receive():  # a thread: a full socket queue would block the sender
-    while True:
-        got.append(sock.recv(1 << 20))
-threading.Thread(target=receive, daemon=True).start()
+RECEIVER = (
+    SOCKET_PRELUDE
+    + r"""
+import sys
 from sysroot.health import HealthConfig, run_checks
 run_checks(sys.argv[1], HealthConfig(timeout=30), boot_id="b00t")
-time.sleep(0.5)
-entries = []
-for data in got:
-    fields = {}
-    while data:  # KEY=VALUE\n, or KEY\n + 64-bit little-endian length + VALUE + \n
-        line, _, rest = data.partition(b"\n")
-        if b"=" in line:
-            k, _, v = line.partition(b"=")
-            data = rest
-        else:
-            n = int.from_bytes(rest[:8], "little")
-            k, v, data = line, rest[8:8 + n], rest[8 + n + 1:]
-        fields[k.decode()] = v.decode()
-    entries.append(fields)
-print(json.dumps(entries))
+print_datagrams()
 """
+)
 
 
 def test_entries_reach_the_journal_socket(root):
@@ -59,7 +39,7 @@ def test_entries_reach_the_journal_socket(root):
     )
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stderr == b""  # all went to the journal
-    entries = json.loads(proc.stdout)
+    entries = entries_of(proc.stdout)
     checks = [e for e in entries if e.get("MESSAGE_ID") == CHECK_ID]
     results = [e for e in entries if e.get("MESSAGE_ID") == RESULT_ID]
     lines = [e for e in entries if "MESSAGE_ID" not in e]

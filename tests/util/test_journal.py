@@ -16,31 +16,20 @@ import sys
 import pytest
 
 from sysroot.util import journal
+from tests.helpers.journal import SOCKET_PRELUDE, entries_of
 
-RECEIVER = r"""
-import json, os, socket, subprocess, sys
-subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/run"], check=True)
-os.makedirs("/run/systemd/journal")
-sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-sock.bind("/run/systemd/journal/socket")
+RECEIVER = (
+    SOCKET_PRELUDE
+    + r"""
+import json
 from sysroot.util import journal
 sent = journal.send("Finalizing staged deployment", priority=journal.ERR,
                     message_id=journal.FINALIZE_ID, SYSROOT_DEPLOYMENT="abc.0",
                     SYSROOT_STATEROOT="os", SYSROOT_RESULT="failure", SYSROOT_NONE=None)
-sock.settimeout(5)
-data = sock.recv(1 << 16)
-fields = {}
-while data:  # KEY=VALUE\n, or KEY\n + 64-bit little-endian length + VALUE + \n
-    line, _, rest = data.partition(b"\n")
-    if b"=" in line:
-        k, _, v = line.partition(b"=")
-        data = rest
-    else:
-        n = int.from_bytes(rest[:8], "little")
-        k, v, data = line, rest[8:8 + n], rest[8 + n + 1:]
-    fields[k.decode()] = v.decode()
-print(json.dumps({"sent": sent, "fields": fields}))
+print(json.dumps(sent))
+print_datagrams()
 """
+)
 
 
 def test_fields_reach_the_journal_socket():
@@ -50,9 +39,9 @@ def test_fields_reach_the_journal_socket():
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr.decode()
-    out = json.loads(proc.stdout)
-    assert out["sent"] is True
-    f = out["fields"]
+    sent, _, datagrams = proc.stdout.partition(b"\n")
+    assert json.loads(sent) is True
+    (f,) = entries_of(datagrams)
     assert f["MESSAGE"] == "Finalizing staged deployment"
     assert f["PRIORITY"] == "3"
     assert f["MESSAGE_ID"] == journal.FINALIZE_ID
