@@ -28,6 +28,7 @@ import os
 import shutil
 
 from sysroot.boot import systemd_boot as sd
+from sysroot.boot.backends import CountPlan
 from sysroot.boot.kernel import hash_boot_files
 from sysroot.deploy.state import Deployment
 from sysroot.deploy.writer import BootWriter, EntryInputs
@@ -38,7 +39,9 @@ from sysroot.util import fsutil
 class SdBootWriter(BootWriter):
     """BootWriter for boot/loader as a real directory (sysroot.bootloader=systemd-boot)."""
 
-    def write(self, entries: list[EntryInputs], old_versions: dict) -> str:
+    def write(
+        self, entries: list[EntryInputs], old_versions: dict, counting: CountPlan | None = None
+    ) -> str:
         deployments, entries = self._prepare(entries)
         if len(entries) > sd.MAX_ENTRIES:
             raise SysrootError(
@@ -62,12 +65,16 @@ class SdBootWriter(BootWriter):
         for name in current.garbage:
             sd.remove_leftover(os.path.join(edir, name))
         sd.remove_tmp_under(edir)
-        gc, r_top = (
-            (current.default[0].g, current.default[0].r) if current.default else (0, sd.DEFAULT_R)
-        )
+        gc, r_top = (current.head[0].g, current.head[0].r) if current.head else (0, sd.DEFAULT_R)
         # non-defaults must sort below the current default; only a hand-made default has
         # R < 9999, then they count down from below it
         base = sd.DEFAULT_R if r_top == sd.DEFAULT_R else r_top
+        if current.fell_back and gc >= 2:
+            # the head (Gc, 9999) went bad and sorts last: the default is a member
+            # (Gc-1, R), and (Gc, R) names would sort above it. The round goes one
+            # level down: non-defaults (Gc-2, R) below every member, the new default
+            # (Gc-1, 9999) above them all (select(): a bad head's round ends there).
+            gc, base = gc - 2, sd.DEFAULT_R
         if base - len(entries) < 0:
             raise SysrootError(
                 f"The current default entry {current.default[0].filename} "
@@ -87,10 +94,14 @@ class SdBootWriter(BootWriter):
             self._write_entry(edir, name, e, n, multi)
             written.append(name)
         self._sync()
-        # 3. the commit: the new default
+        # 3. the commit: the new default (with counting: its counter in the name)
+        counter = ""
+        if counting is not None:
+            counter = self.bootloader.arm(layout, counting, n, committed=False)
         if entries:
             d = entries[0].deployment
             name = sd.EntryName(gc + 1, sd.DEFAULT_R, d.osname).filename
+            name = name.removesuffix(".conf") + counter + ".conf"
             self._write_entry(edir, name, entries[0], n, multi)
             written.append(name)
         self._sync()
@@ -100,7 +111,9 @@ class SdBootWriter(BootWriter):
             if sd.our_conf(name) and name not in written:
                 en = sd.EntryName.parse(name)
                 stale.append(((en.g, en.r) if en else (-1, -1), name))
-        for _order, name in sorted(stale):
+        # a counted default: highest first, so what would sort above the new
+        # non-defaults once it goes bad (the old default) is gone first
+        for _order, name in sorted(stale, reverse=bool(counter)):
             sd.remove_leftover(os.path.join(edir, name))
         if self.fsync:
             fsutil.fsync_dir(edir)

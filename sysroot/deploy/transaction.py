@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sysroot.boot.backends import BootScheme, backend_for
+from sysroot.boot.backends import BootScheme, CountPlan, backend_for
 from sysroot.deploy import deploy as dep
 from sysroot.deploy.cleanup import CleanupResult, cleanup
 from sysroot.deploy.layout import SysrootLayout
@@ -131,6 +131,19 @@ def drop_staged(state: SysrootState) -> None:
     set_legacy_lock(False)
 
 
+def counting_plan(state: SysrootState, new: list[Deployment]) -> CountPlan:
+    """Boot counting for a write of new over state (without its staged deployment):
+    armed whenever a deployment other than the booted one becomes the default (deploy,
+    finalize, rollback, set-default); kept while the default stays; cleared when the
+    booted one, known to boot, becomes the default again."""
+    current = state.deployments[0] if state.deployments else None
+    if new and current is not None and new[0].identity == current.identity:
+        return CountPlan.KEEP
+    if new and state.booted is not None and new[0].identity == state.booted.identity:
+        return CountPlan.CLEAR
+    return CountPlan.ARM
+
+
 # ---------------------------------------------------------------------- the write
 class Transaction:
     """Made by transaction() once the lock is held: the layout, the repository (opened
@@ -196,7 +209,9 @@ class Transaction:
         undo = self.undo or Undo(written)
         try:
             inputs = dep.entry_inputs(written, repo, new, kernels)
-            summary = self.writer(written).write(inputs, dep.old_versions(written, repo))
+            writer = self.writer(written)
+            counting = counting_plan(written, new) if writer.bootloader.tries else None
+            summary = writer.write(inputs, dep.old_versions(written, repo), counting)
         except BaseException:
             undo.rollback()
             raise

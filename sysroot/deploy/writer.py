@@ -24,6 +24,7 @@ import shlex
 import shutil
 from dataclasses import dataclass
 
+from sysroot.boot.backends import CountPlan
 from sysroot.boot.bls import KEY_ORDER, BootEntry
 from sysroot.boot.kargs import KernelArgs
 from sysroot.boot.kernel import KernelLayout, find_kernel
@@ -120,12 +121,18 @@ class BootWriter:
         self.bootprefix = bootprefix
 
     # ------------------------------------------------------------------ public
-    def write(self, entries: list[EntryInputs], old_versions: dict) -> str:
-        """Make entries (in boot order) the next boot's configuration. Returns a summary."""
+    def write(
+        self, entries: list[EntryInputs], old_versions: dict, counting: CountPlan | None = None
+    ) -> str:
+        """Make entries (in boot order) the next boot's configuration. Returns a summary.
+        counting: what boot counting does with the new default (None: counting off);
+        arming or clearing it takes a whole swap, so the grub.cfg it goes with is new."""
         state = self.state
         deployments, entries = self._prepare(entries)
         bv = state.bootversion
-        if not _needs_new_bootversion(state.deployments, entries, old_versions):
+        if counting in (None, CountPlan.KEEP) and not _needs_new_bootversion(
+            state.deployments, entries, old_versions
+        ):
             new_sub = 1 - state.subbootversion
             self._write_bootlinks(bv, new_sub, deployments)
             self._sync()
@@ -160,6 +167,8 @@ class BootWriter:
         if self.bootloader is not None:
             self.bootloader.write_config(self.layout, nbv, written)
         self._write_bootlinks(nbv, new_sub, deployments)
+        if counting is not None:  # last before the swap: little left that can fail
+            self.bootloader.arm(self.layout, counting, n, committed=False)
         self._sync()
         fsutil.atomic_symlink(
             f"boot.{nbv}.{new_sub}",
@@ -177,6 +186,8 @@ class BootWriter:
         self._sync()
         if self.bootloader is not None:
             self.bootloader.post_swap(self.layout, nbv, written)
+        if counting is not None:
+            self.bootloader.arm(self.layout, counting, n, committed=True)
         self._bump_mtime()
         return f"Bootloader updated; bootconfig swap: yes; bootversion: boot.{nbv}.{new_sub}"
 
