@@ -189,11 +189,13 @@ class Transaction:
         *,
         prune: bool = True,
         kernels: dict | None = None,
+        counting: CountPlan | None = None,
     ) -> Change:
         """Write new (in boot order), reload, clean up. A write that fails before its
         commit point takes back what it added (the undo record begun, else one taken
         now), so the sysroot is as before. A staged deployment stays only as new[0]
-        and is never written (staged.py)."""
+        and is never written (staged.py). counting: the boot-counting plan, when the
+        caller knows better than counting_plan() (with counting on)."""
         repo = self.repo
         new, drop = settle(state, new)
         if drop:
@@ -210,8 +212,8 @@ class Transaction:
         try:
             inputs = dep.entry_inputs(written, repo, new, kernels)
             writer = self.writer(written)
-            counting = counting_plan(written, new) if writer.bootloader.tries else None
-            summary = writer.write(inputs, dep.old_versions(written, repo), counting)
+            plan = (counting or counting_plan(written, new)) if writer.bootloader.tries else None
+            summary = writer.write(inputs, dep.old_versions(written, repo), plan)
         except BaseException:
             undo.rollback()
             raise
