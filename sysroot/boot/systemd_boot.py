@@ -34,8 +34,12 @@ with LEFT = 0 is "bad": systemd-boot sorts it after every other entry, so the ne
 boot takes the entry below it, the previous deployment. select() models that: a bad
 round default stays the head of its round (its members are still G-1) but sorts
 last, and the default is the first member that is not bad. A bad entry is only ever
-a head: an older round's bad head whose new round committed (a head with R = 9999
-right below it, see sdwriter.py) is debris like any other.
+a head. What boots when a head is bad is the first entry that is not: select() takes
+its round (see there), so the reader agrees with systemd-boot also while a write
+that replaces a counted default is being finished (sdwriter.py), with one exception:
+a write cut short before its commit whose old counted default then runs out of
+tries, before any command cleans up, boots the cut write's second entry (the reader
+shows the old one's).
 
 One more FAT hazard: a rename interrupted by a power cut can leave two directory
 entries pointing at the same clusters, and unlinking either frees the data of the
@@ -219,8 +223,14 @@ def select(boot: str, entries_dir: str) -> Selection:
         sel.garbage += [en.filename for en in parsed]
         return sel
     head = bootable[0]
-    if head.bad and not bootable[-1].bad and bootable[-1].r == DEFAULT_R:
-        head = bootable[-1]  # the bad one is the head of an older round
+    if head.bad and not bootable[-1].bad:
+        # systemd-boot boots the first entry that is not bad: the round is its round,
+        # headed by itself (R = 9999: the bad one is an older round's head) or by the
+        # (bad) head one level up, when that exists (an older round that comes back
+        # when the newer head goes bad before it was removed)
+        good = bootable[-1]
+        up = next((en for en in parsed if en.order == (good.g + 1, DEFAULT_R)), None)
+        head = good if good.r == DEFAULT_R else up or head
     members = [head] + [en for en in parsed if en.g == head.g - 1 and en.r < DEFAULT_R]
     sel.garbage += [en.filename for en in parsed if en not in members]
     # systemd-boot's order: bad entries last; the default is the first that boots

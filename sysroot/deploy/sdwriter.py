@@ -111,9 +111,7 @@ class SdBootWriter(BootWriter):
             if sd.our_conf(name) and name not in written:
                 en = sd.EntryName.parse(name)
                 stale.append(((en.g, en.r) if en else (-1, -1), name))
-        # a counted default: highest first, so what would sort above the new
-        # non-defaults once it goes bad (the old default) is gone first
-        for _order, name in sorted(stale, reverse=bool(counter)):
+        for _order, name in sorted(stale):
             sd.remove_leftover(os.path.join(edir, name))
         if self.fsync:
             fsutil.fsync_dir(edir)

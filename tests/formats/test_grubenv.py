@@ -82,6 +82,7 @@ def test_what_grub_editenv_writes_parses_in_ours(tmp_path):
         b"=no name\nd=4\n",
         b"a=1\na=2\n",  # twice: both listed, the last one wins in GRUB
         b"x=\\",  # a lone backslash at the very end
+        b"#comment \\\nhidden=1\nb=2\n",  # an escaped newline continues a comment
         b"\xff\xfe=\xc3(\n",  # bytes that are not UTF-8
     ],
 )
