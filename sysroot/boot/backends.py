@@ -602,10 +602,17 @@ class SystemdBootBackend(Backend):
         return CountingState(status, key, head.left, head.done or 0)
 
     def _rename_head(self, layout, sel: systemd_boot.Selection, new: systemd_boot.EntryName):
+        """One rename, as systemd-bless-boot does it; never over an existing name. (Not
+        renameat2's no-replace: FAT drivers in user space lack it, and FAT has no
+        hard links to emulate it; the sysroot lock keeps our own writers out.)"""
         edir = layout.loader_entries_dir
-        old = sel.head[0].filename
-        if not fsutil.rename_noreplace(os.path.join(edir, old), os.path.join(edir, new.filename)):
+        old, target = sel.head[0].filename, os.path.join(edir, new.filename)
+        if os.path.lexists(target):
             raise SysrootError(f"Cannot rename {edir}/{old}: {new.filename} exists already")
+        try:
+            os.rename(os.path.join(edir, old), target)
+        except FileNotFoundError:  # systemd-bless-boot (or a boot) renamed it meanwhile
+            raise SysrootError(f"{edir}/{old} was renamed meanwhile: try again") from None
         fsutil.fsync_dir(edir)
 
     def bless(self, layout, booted: str) -> bool:

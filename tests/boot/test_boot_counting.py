@@ -34,6 +34,7 @@ from sysroot.deploy.state import Deployment, SysrootState
 from sysroot.deploy.transaction import transaction
 from sysroot.formats import grubenv
 from sysroot.formats.keyfile import KeyFile
+from tests.boot.test_systemd_boot_vfat import fat, fat_sysroot  # noqa: F401 (fixtures)
 from tests.conftest import one_error_line
 from tests.deploy.conftest import OSNAME, TIMESTAMP, make_os_tree
 
@@ -808,3 +809,27 @@ def test_none_backend_refuses_counting(tmp_path, ostree, sysroot):
     set_tries(sr, "0")
     deploy(sr, 1)  # 0: off, fine
     assert backends.NoneBackend().counting_state(sr.layout).status is CountStatus.OFF
+
+
+# ============================================================== on a real FAT file system
+def test_sd_counting_on_fat(fat, fat_sysroot):  # noqa: F811
+    """The renames (systemd-boot's, bless, mark bad) on vfat (or fusefat), and the
+    file system consistent afterwards (fat_sysroot runs fsck.fat)."""
+    root = fat_sysroot
+    sr = Sysroot(str(root))
+    set_tries(sr, "2")
+    deploy(sr, 1)
+    deploy(sr, 2)
+    c = {n: fat.commits[n] for n in (1, 2, 3)}
+    assert sd_choice(root) == "ostree-2-9999-testos+2.conf"
+    assert sd_boot(root) == dname(c, 2)
+    assert bless(sr, dname(c, 2)) is True
+    assert sd_choice(root) == "ostree-2-9999-testos.conf"
+    deploy(sr, 3)
+    assert sd_boot(root) == dname(c, 3)
+    assert mark_bad(sr, dname(c, 3)) is True
+    assert sd_choice(root) == "ostree-2-9998-testos.conf"
+    assert sd_boot(root) == dname(c, 2)
+    assert make_permanent(sr, dname(c, 2)) is not None
+    assert [sd_boot(root) for _ in range(2)] == [dname(c, 2)] * 2
+    agrees(sr)
