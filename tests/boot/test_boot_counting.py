@@ -34,6 +34,7 @@ from sysroot.deploy.state import Deployment, SysrootState
 from sysroot.deploy.transaction import transaction
 from sysroot.formats import grubenv
 from sysroot.formats.keyfile import KeyFile
+from sysroot.util import fsutil
 from tests.boot.test_systemd_boot_vfat import fat, fat_sysroot  # noqa: F401 (fixtures)
 from tests.conftest import one_error_line
 from tests.deploy.conftest import OSNAME, TIMESTAMP, make_os_tree
@@ -681,6 +682,69 @@ def grub_boot(sr: Sysroot) -> str:
     entries = re.findall(r"'ostree=(/ostree/boot\.[01]/[^']+)'", cfg)
     target = os.readlink(layout.path(entries[index].lstrip("/")))
     return os.path.basename(target)
+
+
+def grub_trial_boot(sr: Sysroot, scratch: Path) -> tuple[str, bool]:
+    """A boot through the live configuration with a copy of grubenv (the live one is
+    left alone): (the deployment that boots, whether that boot was counted)."""
+    layout = sr.layout
+    link = Path(layout.boot) / "grub/grub.cfg"
+    cfg = link.read_text()
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    env = Path(grub2.env_path(layout.boot))
+    if env.exists():
+        shutil.copy(env, scratch / "grubenv")
+    before = editenv(scratch / "grubenv", "list") if env.exists() else ""
+    index = GrubModel(scratch).run(cfg)
+    after = editenv(scratch / "grubenv", "list") if env.exists() else ""
+    entries = re.findall(r"'ostree=(/ostree/boot\.[01]/[^']+)'", cfg)
+    target = os.readlink(layout.path(entries[index].lstrip("/")))
+    return os.path.basename(target), before != after
+
+
+@pytest.mark.parametrize("case", ["deploy", "rollback-to-booted"])
+def test_grub_every_step_counts_what_is_untested(grub, monkeypatch, tmp_path, case):
+    """At each file operation of a write (where an interruption could leave it), a
+    boot takes the old default or the new one, and an untested default (the new one
+    of a deploy; the armed one a rollback to the booted deployment leaves) is never
+    booted uncounted."""
+    sr, c = grub
+    deploy(sr, 1)
+    if case == "rollback-to-booted":
+        booted = deployment(sr, dname(c, 1))
+        real_load = SysrootState._load
+
+        def load_booted(self):
+            real_load(self)
+            self.booted = next((d for d in self.deployments if d.identity == booted.identity), None)
+
+        monkeypatch.setattr(SysrootState, "_load", load_booted)
+        deploy(sr, 2)  # armed, not booted yet
+        old, new, untested = dname(c, 2), dname(c, 1), dname(c, 2)
+    else:
+        old, new, untested = dname(c, 1), dname(c, 3), dname(c, 3)
+    seen = []
+
+    def check():
+        booted, counted = grub_trial_boot(sr, tmp_path / "scratch")
+        seen.append(booted)
+        assert booted in (old, new), f"boots {booted}"
+        assert counted or booted != untested, f"{booted} boots uncounted"
+
+    for name in ("atomic_write", "atomic_symlink"):
+        real = getattr(fsutil, name)
+
+        def wrapped(*a, _real=real, **kw):
+            _real(*a, **kw)
+            check()
+
+        monkeypatch.setattr(fsutil, name, wrapped)
+    if case == "deploy":
+        deploy(sr, 3)
+    else:
+        sr.rollback()
+    assert seen[0] == old and seen[-1] == new and len(seen) >= 4, seen
 
 
 @pytest.fixture
