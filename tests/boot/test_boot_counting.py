@@ -28,6 +28,7 @@ from sysroot.boot.backends import CountStatus
 from sysroot.boot.bls import BootEntry
 from sysroot.deploy import bootcount, sdwriter
 from sysroot.deploy import deploy as dep
+from sysroot.deploy import operations as ops
 from sysroot.deploy.admin import Sysroot
 from sysroot.deploy.invariant import check_boot_invariant
 from sysroot.deploy.state import Deployment, SysrootState
@@ -288,8 +289,6 @@ def test_sd_counter_is_kept_while_the_default_stays(sd):
     deploy(sr, 2)
     sd_boot(root)  # +2-1
     with transaction(sr.layout) as tx:
-        from sysroot.deploy import operations as ops
-
         ops.kargs_edit_in_place(tx, ["quiet"], [])
     assert sd_choice(root) == "ostree-3-9999-testos+2-1.conf"
     assert [sd_boot(root) for _ in range(3)] == [dname(c, 2)] * 2 + [dname(c, 1)]
@@ -443,8 +442,6 @@ def test_sd_every_step_boots_old_or_new(sd, monkeypatch, case):
         make_permanent(sr, dname(c, 1))
     else:
         with transaction(sr.layout) as tx:
-            from sysroot.deploy import operations as ops
-
             ops.kargs_edit_in_place(tx, ["quiet"], [])
     assert len(checker.seen) > 3
     checker.assert_old_or_new(old)
@@ -468,6 +465,10 @@ def test_sd_counting_off_writes_no_counter(tmp_path, ostree):
             "ostree-2-9999-testos.conf",
         ]
         assert status(sr).status is CountStatus.OFF
+        # and with nothing armed, bless and mark-bad change nothing
+        before = sorted(os.listdir(Path(sr.path) / "boot/loader/entries"))
+        assert bless(sr, dname(c, 2)) is False and mark_bad(sr, dname(c, 2)) is False
+        assert sorted(os.listdir(Path(sr.path) / "boot/loader/entries")) == before
 
 
 def test_select_counted_names():
@@ -800,8 +801,6 @@ def test_grub_kargs_in_place_keeps_the_script(grub):
     deploy(sr, 1)
     deploy(sr, 2)
     with transaction(sr.layout) as tx:
-        from sysroot.deploy import operations as ops
-
         ops.kargs_edit_in_place(tx, ["quiet"], [])
     cfg = (Path(sr.layout.boot) / "grub/grub.cfg").read_text()
     assert grub2.counting_tries(cfg) == 3 and "'quiet'" in cfg
@@ -838,6 +837,28 @@ def test_grub_counting_off_changes_nothing(tmp_path, ostree):
     assert cfg == grub2.render_config([d.entry for d in sr.load().deployments])
     assert not (Path(sr.layout.boot) / "grub/grubenv").exists()
     assert status(sr).status is CountStatus.OFF
+    assert bless(sr, dname(c, 2)) is False and mark_bad(sr, dname(c, 2)) is False
+    assert not (Path(sr.layout.boot) / "grub/grubenv").exists()
+
+
+def test_grub_damaged_grubenv_is_one_error_line_and_changes_nothing(grub, sysroot):
+    sr, c = grub
+    deploy(sr, 1)
+    env = Path(sr.layout.boot) / "grub/grubenv"
+    env.write_bytes(b"not an environment block\n")
+    before = (os.readlink(sr.layout.loader_link), sorted(os.listdir(sr.layout.boot)), names(sr))
+    proc = sysroot(
+        "admin", "deploy", f"--sysroot={sr.path}", f"--os={OSNAME}", f"{OSNAME}/2", check=False
+    )
+    assert proc.returncode == 1
+    assert one_error_line(proc) == (f"error: {env}: not a GRUB environment block (no signature)")
+    assert (
+        os.readlink(sr.layout.loader_link),
+        sorted(os.listdir(sr.layout.boot)),
+        names(sr),
+    ) == before
+    assert list(Path(sr.path).glob(f"ostree/deploy/{OSNAME}/deploy/{c[2]}.*")) == []
+    assert check_boot_invariant(sr.path) == []
 
 
 # ============================================================== configuration
