@@ -27,8 +27,9 @@ boot).
 
 Boot counting (sysroot.boot-counting-tries, backends.SystemdBootBackend): the new
 default is written as `ostree-<G>-9999-<os>+N.conf`. systemd-boot takes the counter
-from after the last `+` (`+LEFT` or `+LEFT-DONE`), leaves it out of the entry's id
-(so the name order above still decides) and renames the file at each boot of it to
+from after the last `+` (`+LEFT` or `+LEFT-DONE`); newer versions leave it out of the
+entry's id, 252 (Debian 12) keeps it, and for these names the order above decides
+either way (G and R differ before the counter). It renames the file at each boot to
 `+<LEFT-1>-<DONE+1>`; a good boot renames it back to no counter (bless()). An entry
 with LEFT = 0 is "bad": systemd-boot sorts it after every other entry, so the next
 boot takes the entry below it, the previous deployment. select() models that: a bad

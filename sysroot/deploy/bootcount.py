@@ -11,7 +11,7 @@ for userspace, each under the sysroot lock, for the health-check runner to call:
 - make_fallback_permanent(): booted into the previous deployment because the new
   one ran out of tries: make the booted one the default as `admin rollback` would
   (the failed one stays, second) and record the failure in the failed one's origin
-  (FAILED_GROUP), so a later boot cannot return to it by accident.
+  (FAILED_GROUP: failed=TIME), for status and whoever decides what to deploy next.
 """
 
 from __future__ import annotations

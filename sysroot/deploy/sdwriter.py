@@ -11,6 +11,11 @@ the current default named (Gc, 9999) (Gc = 0 when there is none):
 4. every other `ostree-*.conf` is deleted, lowest first (so with an empty new list the
    old default goes last and boots until then).
 The default file is rewritten every round, so a name is never reused for new content.
+With boot counting the new default's name carries its counter (`+N`, Backend.arm()),
+so it is armed exactly at the commit; and when the current default ran out of tries
+(it sorts last, a member boots: systemd_boot.py) the round goes one level down,
+non-defaults (Gc-2, R) and the new default (Gc-1, 9999), so that step 2 still writes
+only names that sort below what boots.
 Every file is `NAME.tmp`, fsync, rename, fsync dir; /boot is synced between phases.
 
 Kernels: FAT has no hard links, and renaming a directory there has a window (after a
@@ -105,6 +110,8 @@ class SdBootWriter(BootWriter):
             self._write_entry(edir, name, entries[0], n, multi)
             written.append(name)
         self._sync()
+        if counting is not None:
+            self.bootloader.arm(layout, counting, n, committed=True)
         # 4. everything else of ours
         stale = []
         for name in os.listdir(edir):
