@@ -7,13 +7,19 @@ The library API is importable without the CLI::
     checksum = repo.resolve_rev("exampleos/x86_64/stable")
 """
 
+from typing import TYPE_CHECKING
+
 from sysroot.errors import SysrootError
+
+if TYPE_CHECKING:  # the real classes for type checkers; at run time __getattr__ loads them
+    from sysroot.store.modes import RepoMode
+    from sysroot.store.repo import Repo
 
 __all__ = ["Repo", "RepoMode", "SysrootError"]
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     # Lazy so that `import sysroot.formats.gvariant` stays light.
     if name == "Repo":
         from sysroot.store.repo import Repo

@@ -6,6 +6,8 @@ turns it into one line on stderr. Anything else is a bug and shows a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class SysrootError(Exception):
     """An expected failure, reported to the user as one line."""
@@ -16,7 +18,9 @@ class SysrootError(Exception):
         super().__init__(message)
         self.hint = hint
 
-    def __reduce__(self):
+    def __reduce__(
+        self,
+    ) -> tuple[Callable[..., SysrootError], tuple[type[SysrootError], str, dict[str, object]]]:
         # Pull workers are processes and send their errors to the parent pickled. The
         # default pickling calls cls(*args), which the subclasses' own __init__
         # signatures (and the keyword-only hint) do not fit.
@@ -47,7 +51,7 @@ class NotFoundError(SysrootError):
     """A ref, revision, object or path that does not exist."""
 
 
-def _rebuild(cls: type[SysrootError], message: str, state: dict) -> SysrootError:
+def _rebuild(cls: type[SysrootError], message: str, state: dict[str, object]) -> SysrootError:
     error = cls.__new__(cls)
     Exception.__init__(error, message)
     error.__dict__.update(state)

@@ -7,45 +7,34 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from sysroot.util.run import clean_env
+from tests.helpers import unit
+from tests.helpers.tools import Tool
 
 OSTREE = shutil.which("ostree")
 
 
-def _run(argv, *, check, input=None, cwd=None):
-    proc = subprocess.run(
-        [str(a) for a in argv],
-        input=input,
-        capture_output=True,
-        env=clean_env(),
-        cwd=cwd,
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "unit: needs neither root nor ostree nor mounts; `pytest -m unit` runs these alone "
+        "(tests/helpers/unit.py)",
     )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(map(str, argv))} exited {proc.returncode}\n"
-            f"stdout: {proc.stdout.decode(errors='replace')}\n"
-            f"stderr: {proc.stderr.decode(errors='replace')}"
-        )
-    return proc
 
 
-class Tool:
-    """Runs one of the two CLIs; .out() returns stripped stdout as text."""
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unit.mark_listed(items, str(config.rootpath))
 
-    def __init__(self, argv0: list[str]):
-        self.argv0 = argv0
 
-    def __call__(self, *args, check=True, input=None, cwd=None) -> subprocess.CompletedProcess:
-        return _run([*self.argv0, *args], check=check, input=input, cwd=cwd)
-
-    def out(self, *args, **kw) -> str:
-        return self(*args, **kw).stdout.decode().strip()
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_system_tools(request, monkeypatch) -> None:
+    if request.node.get_closest_marker("unit") is not None:
+        unit.guard_subprocesses(monkeypatch)
 
 
 @pytest.fixture(scope="session")

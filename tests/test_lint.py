@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +33,50 @@ def test_ruff_format_is_clean():
         text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------- mypy
+# Strict (every function typed, no implicit Any) where the interfaces are the product;
+# mypy's default mode for the rest. pyproject.toml's [tool.mypy] says which is which.
+MYPY_STRICT_PACKAGES = ("formats", "store", "deploy", "boot", "health")
+
+
+def test_mypy_is_clean():
+    # the whole package, with pyproject.toml's configuration (found from the repo root)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mypy_config_is_strict_per_package():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert config["packages"] == ["sysroot"]
+    overrides = config["overrides"]
+    # `strict = true` in an override switches strict mode on for every module
+    # (python/mypy#11401): the strict packages get --strict's flags one by one instead
+    assert not any("strict" in o for o in overrides), "per-module strict = true leaks"
+    strict = [o for o in overrides if o.get("disallow_untyped_defs")]
+    assert len(strict) == 1
+    assert sorted(strict[0]["module"]) == sorted(f"sysroot.{p}.*" for p in MYPY_STRICT_PACKAGES)
+    for flag in (
+        "disallow_any_generics",
+        "disallow_subclassing_any",
+        "disallow_untyped_calls",
+        "disallow_incomplete_defs",
+        "check_untyped_defs",
+        "disallow_untyped_decorators",
+        "warn_return_any",
+        "no_implicit_reexport",
+        "strict_equality",
+        "extra_checks",
+    ):
+        assert strict[0].get(flag) is True, flag
+    assert config["warn_unused_ignores"] is True and config["warn_redundant_casts"] is True
 
 
 # ---------------------------------------------------------------- shellcheck
@@ -114,7 +159,12 @@ PROCESS_ALLOWED: dict[str, set[str]] = {
     "sysroot/util/run.py": {"subprocess"},
     # The pull's fetch workers: forked copies of this Python process (no external command,
     # nothing run.py could run), each running threads that fetch objects; see its docstring.
-    "sysroot/pull/workers.py": {"multiprocessing", "multiprocessing.connection"},
+    # (multiprocessing.process: for the type of its processes, BaseProcess)
+    "sysroot/pull/workers.py": {
+        "multiprocessing",
+        "multiprocessing.connection",
+        "multiprocessing.process",
+    },
 }
 PROCESS_MODULES = ("subprocess", "multiprocessing", "_posixsubprocess")
 PROCESS_FUNCTIONS = {

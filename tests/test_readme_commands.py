@@ -6,6 +6,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.unit  # needs neither root nor ostree nor mounts
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

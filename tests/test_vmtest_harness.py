@@ -30,6 +30,7 @@ CONSOLE = """\
 """
 
 
+@pytest.mark.unit
 def test_console_results_are_read_between_the_markers():
     result = parse_console(CONSOLE, killed=False, seconds=1.0)
     assert result.rc == 0
@@ -40,11 +41,13 @@ def test_console_results_are_read_between_the_markers():
     assert "plain output" in result.output
 
 
+@pytest.mark.unit
 def test_a_guest_that_never_finished_has_no_exit_status():
     result = parse_console(CONSOLE.split("@@VMT-END")[0], killed=True, seconds=1.0)
     assert result.rc is None and result.killed
 
 
+@pytest.mark.unit
 def test_preamble_defines_the_script_helpers():
     for helper in ("mark()", "result()", "action()"):
         assert helper in PREAMBLE
@@ -56,6 +59,7 @@ def cache_root(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+@pytest.mark.unit
 def test_a_product_is_built_once_per_key_and_old_versions_go(cache_root, tmp_path):
     builds = []
 
@@ -74,6 +78,7 @@ def test_a_product_is_built_once_per_key_and_old_versions_go(cache_root, tmp_pat
     assert products == [Path(newer).name]  # beside the lock file, .thing.lock
 
 
+@pytest.mark.unit
 def test_an_interrupted_build_is_never_taken_for_a_product(cache_root):
     def failing(path):
         Path(path).mkdir()
@@ -91,6 +96,7 @@ def test_an_interrupted_build_is_never_taken_for_a_product(cache_root):
     assert built  # rebuilt, not reused
 
 
+@pytest.mark.unit
 def test_the_key_follows_the_inputs(tmp_path):
     tree = tmp_path / "inputs"
     tree.mkdir()
@@ -113,6 +119,7 @@ SFDISK_JSON = """{"partitiontable": {"label": "gpt", "sectorsize": 512, "partiti
   {"node": "disk.img2", "start": 1050624, "size": 7337983, "type": "L"}]}}"""
 
 
+@pytest.mark.unit
 def test_partitions_are_read_in_bytes_from_sfdisk_json():
     assert hostcheck.parse_partitions(SFDISK_JSON) == [
         Partition(2048 * 512, 1048576 * 512),
@@ -122,6 +129,7 @@ def test_partitions_are_read_in_bytes_from_sfdisk_json():
     assert hostcheck.parse_partitions(four_k)[0] == Partition(2048 * 4096, 1048576 * 4096)
 
 
+@pytest.mark.unit
 def test_only_listed_deployments_and_their_origins_may_stay_after_cleanup():
     names = ["a.0", "a.0.origin", "b.1", "b.1.origin", "b.2", "c.0.origin", "tmp-staging"]
     assert hostcheck.stray_deploy_entries(names, ["a.0", "b.1"]) == [
@@ -132,6 +140,7 @@ def test_only_listed_deployments_and_their_origins_may_stay_after_cleanup():
     assert hostcheck.stray_deploy_entries(["a.0", "a.0.origin"], ["a.0"]) == []
 
 
+@pytest.mark.unit
 def test_the_boot_log_line_says_how_each_boot_ended():
     assert boot_summary(BootResult(log="", rc=0, seconds=61.4)) == "qemu ran 61 s, script exit 0"
     assert "power cut" in boot_summary(BootResult(log="", killed=True, seconds=3))
@@ -276,6 +285,7 @@ def test_a_corrupt_object_fails_the_host_fsck(small_disk, tmp_path):
     assert oracle.startswith("ostree fsck exited with 1: ") and "corrupt" in oracle.lower()
 
 
+@pytest.mark.unit
 def test_ostree_is_shown_a_bootloader_value_it_knows():
     config = (
         "[core]\nrepo_version=1\nmode=bare\n\n[sysroot]\nbootloader=systemd-boot\nreadonly=true\n"
@@ -291,6 +301,7 @@ def test_ostree_is_shown_a_bootloader_value_it_knows():
         assert hostcheck.config_for_ostree(known) == known
 
 
+@pytest.mark.unit
 def test_the_guest_check_timing_comes_from_its_uptime_results():
     assert guest_check_timing({"uptime_start": "31.52", "uptime_checked": "52.90"}) == (
         "the guest's checks began 32 s after boot and took 21 s"
@@ -303,6 +314,7 @@ def _boot_reporting(**values: str) -> BootResult:
     return BootResult(log="", output=[f"R: {k}={v}" for k, v in values.items()], rc=0)
 
 
+@pytest.mark.unit
 def test_after_a_cut_the_guest_must_list_what_the_host_read_off_the_disk():
     before = {"deployments": "c1.0", "deploy_commit": "c2"}
     host = hostcheck.HostReport(deployments=["c2.0", "c1.0"])

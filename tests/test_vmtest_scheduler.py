@@ -24,6 +24,8 @@ from vmtest.qemu import VCPUS, BootResult, Console, _qemu_base  # noqa: E402
 from vmtest.schedule import Job, Schedule, State  # noqa: E402
 from vmtest.timing import BUDGET_SECONDS, Ledger, Stage  # noqa: E402
 
+pytestmark = pytest.mark.unit  # needs neither root nor ostree nor mounts
+
 # --- the job graph (vmtest/schedule.py) ---
 
 

@@ -46,7 +46,9 @@ import errno
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sysroot.boot import grub2, systemd_boot
 from sysroot.boot.bls import BootEntry, strverscmp_key
@@ -59,6 +61,48 @@ COUNTING_KEY = "boot-counting-tries"  # in [sysroot] of the repo config
 MAX_TRIES = grub2.MAX_TRIES  # one digit: GRUB script steps through fixed values
 
 
+class BootLayout(Protocol):
+    """The paths back ends use of deploy/layout.py's SysrootLayout (boot/ does not import
+    deploy/, so it names what it needs)."""
+
+    @property
+    def boot(self) -> str: ...
+    @property
+    def loader_link(self) -> str: ...
+    @property
+    def loader_entries_dir(self) -> str: ...
+    def path(self, *parts: str) -> str: ...
+    def loader_dir(self, bootversion: int) -> str: ...
+    def entries_dir(self, bootversion: int) -> str: ...
+    def bootlink_base(self, bootversion: int) -> str: ...
+    def bootlink_dir(self, bootversion: int, subbootversion: int) -> str: ...
+
+
+class RepoConfig(Protocol):
+    """The configuration backend_for() reads (a repository's KeyFile)."""
+
+    def get(self, group: str, key: str, default: str | None = None) -> str | None: ...
+
+
+class ConfiguredRepo(Protocol):
+    """What backend_for() needs of a repository (store/'s Repo): boot/ knows files, not
+    repositories."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def config(self) -> RepoConfig: ...
+
+
+# What a write's commit point changes (Backend.commit_marker()): (bootversion,
+# subbootversion) for the loader.N scheme, ("entries", default entry's file name) for
+# systemd-boot. Only compared for equality.
+CommitMarker = tuple[int, int] | tuple[str, str | None]
+# (deployment, its entry) in boot order, as the writer hands them to a back end; the
+# deployment is deploy/'s and opaque here
+WrittenEntries = Sequence[tuple[object, BootEntry]]
+
+
 class BootloaderKind(enum.Enum):
     """The values of sysroot.bootloader, spelled exactly as ostree's config has them."""
 
@@ -67,7 +111,7 @@ class BootloaderKind(enum.Enum):
     SYSTEMD_BOOT = "systemd-boot"
     AUTO = "auto"
 
-    def resolve(self, layout) -> BootloaderKind:
+    def resolve(self, layout: BootLayout) -> BootloaderKind:
         """AUTO as detect() decides for this sysroot; any other kind is itself."""
         return detect(layout) if self is BootloaderKind.AUTO else self
 
@@ -84,7 +128,7 @@ class BootListing:
     """The active boot configuration as its scheme reads it."""
 
     entries: list[BootEntry]  # in boot order
-    marker: tuple  # what a write's commit point changes (see commit_marker())
+    marker: CommitMarker  # what a write's commit point changes (see commit_marker())
     bootversion: int = 0
     subbootversion: int = 0
     garbage: list[str] = field(default_factory=list)  # ENTRIES_DIR: debris, file names
@@ -156,7 +200,7 @@ def counting_tries(repo) -> int:
 
 
 # ---------------------------------------------------------------- the loader.N scheme
-def read_bootversion(layout) -> int:
+def read_bootversion(layout: BootLayout) -> int:
     try:
         target = os.readlink(layout.loader_link)
     except FileNotFoundError:
@@ -174,7 +218,7 @@ def read_bootversion(layout) -> int:
     )
 
 
-def read_subbootversion(layout, bootversion: int) -> int:
+def read_subbootversion(layout: BootLayout, bootversion: int) -> int:
     try:
         target = os.readlink(layout.bootlink_base(bootversion))
     except FileNotFoundError:
@@ -206,7 +250,7 @@ def read_loader_entries(entries_dir: str) -> list[BootEntry]:
         except UnicodeDecodeError:
             raise FormatError(f"{path}: boot entry is not valid UTF-8") from None
     versioned = [e for e in entries if e.get("version") is not None]
-    versioned.sort(key=lambda e: strverscmp_key(e.get("version")), reverse=True)
+    versioned.sort(key=lambda e: strverscmp_key(e.require("version")), reverse=True)
     return versioned + [e for e in entries if e.get("version") is None]
 
 
@@ -228,27 +272,29 @@ class Backend(abc.ABC):
     kind: BootloaderKind
     scheme: BootScheme
 
-    def __init__(self, tries: int = 0):
+    def __init__(self, tries: int = 0) -> None:
         self.tries = tries
 
-    def write_config(self, layout, bootversion: int, entries) -> None:
+    def write_config(self, layout: BootLayout, bootversion: int, entries: WrittenEntries) -> None:
         """Called after the entries of loader.N are written, before the swap.
         entries: (deployment, BootEntry) in boot order."""
         for path, text in self.config_files(layout, bootversion, [entry for _d, entry in entries]):
             fsutil.atomic_write(path, text.encode(), mode=0o644)
 
-    def post_swap(self, layout, bootversion: int, entries) -> None:
+    def post_swap(self, layout: BootLayout, bootversion: int, entries: WrittenEntries) -> None:
         """Called after boot/loader points at the new configuration."""
         return None  # nothing to do unless a back end links its config somewhere
 
     def config_files(
-        self, layout, bootversion: int, entries: list[BootEntry]
+        self, layout: BootLayout, bootversion: int, entries: list[BootEntry]
     ) -> list[tuple[str, str]]:
         """(path, text) of the loader's own configuration made from entries (checked,
         so it raises before anything is written). None here."""
         return []
 
-    def check_config(self, layout, bootversion: int, entries: list[BootEntry]) -> list[str]:
+    def check_config(
+        self, layout: BootLayout, bootversion: int, entries: list[BootEntry]
+    ) -> list[str]:
         """This back end's part of the boot invariant: problems, [] if none."""
         return []
 
@@ -258,16 +304,16 @@ class Backend(abc.ABC):
         (else it takes a whole write round)."""
 
     @abc.abstractmethod
-    def refuse_other_scheme(self, layout, name: str) -> None:
+    def refuse_other_scheme(self, layout: BootLayout, name: str) -> None:
         """SysrootError when boot/ already uses another scheme (name: the configured
         value, for the message): switching schemes is not supported."""
 
     @abc.abstractmethod
-    def read(self, layout) -> BootListing:
+    def read(self, layout: BootLayout) -> BootListing:
         """The active entries, in boot order, with the versions and the commit marker."""
 
     @abc.abstractmethod
-    def commit_marker(self, layout) -> tuple:
+    def commit_marker(self, layout: BootLayout) -> CommitMarker:
         """What a write's commit point changes: equal before and after a write means the
         write did not commit."""
 
@@ -277,7 +323,9 @@ class Backend(abc.ABC):
         entry names)."""
 
     @abc.abstractmethod
-    def remove_inactive(self, layout, listing: BootListing, kernel_dirs: list[str]) -> None:
+    def remove_inactive(
+        self, layout: BootLayout, listing: BootListing, kernel_dirs: list[str]
+    ) -> None:
         """Cleanup's first step: what no configuration uses any more, before any
         deployment or kernel it names goes. kernel_dirs: those of live deployments."""
 
@@ -323,7 +371,7 @@ class NoneBackend(Backend):
     def edits_entries_in_place(self) -> bool:
         return True  # loader.N is ours alone; each file is replaced atomically
 
-    def refuse_other_scheme(self, layout, name: str) -> None:
+    def refuse_other_scheme(self, layout: BootLayout, name: str) -> None:
         loader = layout.loader_link
         if systemd_boot.uses_entries_dir(loader):
             raise SysrootError(
@@ -331,19 +379,21 @@ class NoneBackend(Backend):
                 "(the systemd-boot scheme): use systemd-boot or auto"
             )
 
-    def read(self, layout) -> BootListing:
+    def read(self, layout: BootLayout) -> BootListing:
         bv = read_bootversion(layout)
         sub = read_subbootversion(layout, bv)
         return BootListing(read_loader_entries(layout.entries_dir(bv)), (bv, sub), bv, sub)
 
-    def commit_marker(self, layout) -> tuple:
+    def commit_marker(self, layout: BootLayout) -> CommitMarker:
         bv = read_bootversion(layout)
         return (bv, read_subbootversion(layout, bv))
 
     def boot_serials(self, found: list[tuple[str, int]]) -> list[int]:
         return [serial for _bootcsum, serial in found]  # ostree=/ostree/boot.N/.../SERIAL
 
-    def remove_inactive(self, layout, listing: BootListing, kernel_dirs: list[str]) -> None:
+    def remove_inactive(
+        self, layout: BootLayout, listing: BootListing, kernel_dirs: list[str]
+    ) -> None:
         """The inactive boot/loader.N and ostree/boot.N* halves, and temporaries."""
         bv, sub = listing.bootversion, listing.subbootversion
         other = 1 - bv
@@ -402,12 +452,12 @@ class Grub2Backend(NoneBackend):
     kind = BootloaderKind.GRUB2
 
     def config_files(
-        self, layout, bootversion: int, entries: list[BootEntry]
+        self, layout: BootLayout, bootversion: int, entries: list[BootEntry]
     ) -> list[tuple[str, str]]:
         path = os.path.join(layout.loader_dir(bootversion), grub2.CONFIG_NAME)
         return [(path, grub2.render_config(entries, self.tries))]
 
-    def post_swap(self, layout, bootversion: int, entries) -> None:
+    def post_swap(self, layout: BootLayout, bootversion: int, entries: WrittenEntries) -> None:
         """Point GRUB's grub.cfg at the live loader's, once (a link, so later swaps
         switch it too)."""
         directory = grub2.grub_dir(layout.boot)
@@ -420,7 +470,9 @@ class Grub2Backend(NoneBackend):
             pass  # missing, or a regular file (a distribution's generated one): replaced
         fsutil.atomic_symlink(grub2.LINK_TARGET, link)
 
-    def check_config(self, layout, bootversion: int, entries: list[BootEntry]) -> list[str]:
+    def check_config(
+        self, layout: BootLayout, bootversion: int, entries: list[BootEntry]
+    ) -> list[str]:
         """loader.N/grub.cfg is exactly what render_config() makes of its entries."""
         cfg = os.path.join(layout.loader_dir(bootversion), grub2.CONFIG_NAME)
         try:  # render_config refuses entries no writer of ours makes (words.py)
@@ -506,7 +558,7 @@ class SystemdBootBackend(Backend):
     def edits_entries_in_place(self) -> bool:
         return False  # names decide the boot: every change is a whole round
 
-    def refuse_other_scheme(self, layout, name: str) -> None:
+    def refuse_other_scheme(self, layout: BootLayout, name: str) -> None:
         loader = layout.loader_link
         if os.path.islink(loader):
             raise SysrootError(
@@ -514,28 +566,30 @@ class SystemdBootBackend(Backend):
                 "(the loader.N scheme): switching schemes is not supported"
             )
 
-    def read(self, layout) -> BootListing:
+    def read(self, layout: BootLayout) -> BootListing:
         # no loader.N / boot.N.S halves: versions stay 0 (refs ostree/0/0/N)
         sel = systemd_boot.select(layout.boot, layout.loader_entries_dir)
         return BootListing(sel.entries, self._marker(sel), garbage=sel.garbage)
 
-    def commit_marker(self, layout) -> tuple:
+    def commit_marker(self, layout: BootLayout) -> CommitMarker:
         return self._marker(systemd_boot.select(layout.boot, layout.loader_entries_dir))
 
     @staticmethod
-    def _marker(sel: systemd_boot.Selection) -> tuple:
+    def _marker(sel: systemd_boot.Selection) -> CommitMarker:
         return ("entries", sel.default[0].filename if sel.default else None)
 
     def boot_serials(self, found: list[tuple[str, int]]) -> list[int]:
         # no link farm to read them from: by order among deployments of one bootcsum
         seen: dict[str, int] = {}
-        serials = []
+        serials: list[int] = []
         for bootcsum, _serial in found:
             seen[bootcsum] = seen.get(bootcsum, -1) + 1
             serials.append(seen[bootcsum])
         return serials
 
-    def remove_inactive(self, layout, listing: BootListing, kernel_dirs: list[str]) -> None:
+    def remove_inactive(
+        self, layout: BootLayout, listing: BootListing, kernel_dirs: list[str]
+    ) -> None:
         """Entries no configuration uses, and leftovers of interrupted file writes (only
         those sharing no data with a live file, see systemd_boot.remove_leftover())."""
         edir = layout.loader_entries_dir
@@ -640,7 +694,7 @@ _BACKENDS: dict[BootloaderKind, type[Backend]] = {
 }
 
 
-def detect(layout) -> BootloaderKind:
+def detect(layout: BootLayout) -> BootloaderKind:
     """What `auto` means for this sysroot."""
     if systemd_boot.uses_entries_dir(layout.loader_link) or systemd_boot.is_fat(layout.boot):
         return BootloaderKind.SYSTEMD_BOOT
@@ -649,7 +703,7 @@ def detect(layout) -> BootloaderKind:
     return BootloaderKind.NONE
 
 
-def on_disk(layout) -> Backend:
+def on_disk(layout: BootLayout) -> Backend:
     """The back end whose files boot/ holds, for reading it without the repo config:
     systemd-boot when boot/loader is a real directory, grub2 when the live loader.N has
     a grub.cfg (which then must match its entries), else none."""
@@ -666,7 +720,7 @@ def on_disk(layout) -> Backend:
     return NoneBackend()
 
 
-def backend_for(layout, repo) -> Backend:
+def backend_for(layout: BootLayout, repo: ConfiguredRepo) -> Backend:
     """The configured back end (auto resolved); refused when boot/ uses another scheme."""
     value = repo.config.get("sysroot", "bootloader", "auto") or "auto"
     try:

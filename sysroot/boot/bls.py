@@ -105,7 +105,7 @@ class BootEntry:
         return value
 
 
-def strverscmp_key(text: str) -> list:
+def strverscmp_key(text: str) -> list[tuple[int, int, str]]:
     """Sort key approximating glibc strverscmp for BLS `version` values."""
     parts = re.findall(r"\d+|\D+", text)
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts]

@@ -14,6 +14,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass
+from typing import Protocol
 
 from sysroot.boot import words
 from sysroot.errors import SysrootError
@@ -46,6 +47,7 @@ class KernelLayout:
             (self.hmac, self.hmac_name),
         ):
             if src is not None:
+                assert name is not None  # a file and its installed name are set together
                 out.append((src, name))
         return out
 
@@ -57,13 +59,19 @@ def _is_file(root: str, rel: str) -> bool:
         return False
 
 
-def _hash_into(h, path: str) -> None:
+class _Hash(Protocol):
+    """What the boot checksum needs of a hashlib object."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+
+def _hash_into(h: _Hash, path: str) -> None:
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
 
 
-def _hash_dir(h, path: str) -> None:
+def _hash_dir(h: _Hash, path: str) -> None:
     for name in sorted(os.listdir(path), key=os.fsencode):
         child = os.path.join(path, name)
         if os.path.isdir(child) and not os.path.islink(child):
@@ -93,10 +101,11 @@ def _modern(root: str) -> KernelLayout | None:
         )
         hmac = f"{d}/.vmlinuz.hmac" if _is_file(root, f"{d}/.vmlinuz.hmac") else None
 
-        def at(rel):
+        def at(rel: str | None) -> str | None:
             return os.path.join(root, rel) if rel else None
 
-        bootcsum = hash_boot_files(at(f"{d}/vmlinuz"), at(initramfs), at(devicetree), at(dtb))
+        kernel = os.path.join(root, f"{d}/vmlinuz")
+        bootcsum = hash_boot_files(kernel, at(initramfs), at(devicetree), at(dtb))
         return KernelLayout(
             kver=kver,
             kernel=f"{d}/vmlinuz",
@@ -143,7 +152,7 @@ def _legacy(root: str) -> KernelLayout | None:
         except (FileNotFoundError, NotADirectoryError):
             continue
         found: dict[str, tuple[str, str]] = {}
-        checksums = set()
+        checksums: set[str] = set()
         for name in names:
             m = _LEGACY.match(name)
             if m and _is_file(root, f"{d}/{name}"):

@@ -36,7 +36,9 @@ def allow_intermixed(parser: argparse.ArgumentParser) -> None:
         finally:
             parser.parse_known_args = parse_known_args
 
-    parser.parse_known_args = parse_known_args
+    # replaced on this one parser object, on purpose: argparse has no hook for it, and
+    # its subparsers are made by add_parser(), not by a subclass of ours
+    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
 
 
 def add_sysroot_options(parser: argparse.ArgumentParser, *, os_option: bool = True) -> None:

@@ -61,7 +61,7 @@ COMMAND_MODULES = {
 # Module -> modules holding more of its verbs: after the module's register() returns its
 # subparsers, each of these adds its own there with register_verbs(). Wired here so that
 # no command module imports another (tests/test_lint.py checks that).
-NESTED_COMMAND_MODULES = {"admin": ("admin_upgrade",)}
+NESTED_COMMAND_MODULES = {"admin": ("admin_upgrade", "health")}
 
 
 def command_name(argv: list[str]) -> str | None:

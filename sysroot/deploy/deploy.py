@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sysroot.boot.kargs import KernelArgs
 from sysroot.boot.kernel import find_kernel
@@ -20,11 +22,16 @@ from sysroot.boot.words import check_line, check_name
 from sysroot.deploy.etcmerge import copy_tree, merge_etc, merge_summary
 from sysroot.deploy.layout import SysrootLayout
 from sysroot.deploy.state import DEPLOY_DIR_RE, Deployment, SysrootState
-from sysroot.deploy.writer import EntryInputs, read_os_release_name
+from sysroot.deploy.writer import (
+    CommitVersions,
+    EntryInputs,
+    KernelsById,
+    read_os_release_name,
+)
 from sysroot.errors import NotFoundError, SysrootError, UsageError
 from sysroot.formats.keyfile import KeyFile
 from sysroot.store.checkout import checkout_tree
-from sysroot.store.freespace import check_deploy_space
+from sysroot.store.deployspace import check_deploy_space
 from sysroot.store.repo import Repo
 from sysroot.util import fsutil
 
@@ -166,6 +173,7 @@ def create_deployment(
     os.makedirs(parent, mode=0o755, exist_ok=True)
     serial = allocate_serial(layout, osname, csum)
     staging = os.path.join(parent, f"{STAGING_PREFIX}{csum}.{serial}-{secrets.token_hex(4)}")
+    published = False
     try:
         check_deploy_space(repo, csum, parent)  # the repo's min-free-space-* reserve
         checkout_tree(repo, csum, staging)
@@ -187,13 +195,13 @@ def create_deployment(
                 os.close(fd)
         final = layout.deploy_dir(osname, csum, serial)
         os.rename(staging, final)
-        staging = None
+        published = True
         if fsync:
             fsutil.fsync_dir(parent)
         if not os.environ.get("OSTREE_SYSROOT_DEBUG", "").count("mutable-deployments"):
             fsutil.set_immutable(final, True)
     finally:
-        if staging is not None:
+        if not published:
             shutil.rmtree(staging, ignore_errors=True)
     return Deployment(osname, csum, serial, kernel.bootcsum, 0, 0, kargs, None, origin)
 
@@ -210,6 +218,7 @@ def deploy_inputs(
             f"No stateroot '{osname}' in {layout.root}: run 'admin os-init {osname}' first"
         )
     csum = repo.resolve_rev(revision)
+    assert csum is not None  # without allow_noent, an unknown revision raises
     repo.load_commit(csum)  # a missing or corrupt commit fails here, before writing
     merge = None if options.no_merge else state.merge_deployment(osname)
     origin = options.origin or default_origin(revision)
@@ -251,7 +260,11 @@ def merge_config(state: SysrootState, merge: Deployment, root: str, notes: list[
         notes.append(merge_summary(diff))
 
 
-def _with_dirs(fn, *paths):
+_R = TypeVar("_R")
+
+
+def _with_dirs(fn: Callable[..., _R], *paths: str) -> _R:
+    """fn called with a directory fd of each path (opened without following a symlink)."""
     fds = [os.open(p, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW) for p in paths]
     try:
         return fn(*fds)
@@ -308,7 +321,10 @@ def simple_write_list(
 
 
 def entry_inputs(
-    state: SysrootState, repo: Repo, deployments: list[Deployment], kernels: dict | None = None
+    state: SysrootState,
+    repo: Repo,
+    deployments: list[Deployment],
+    kernels: KernelsById | None = None,
 ) -> list[EntryInputs]:
     """What each deployment's entry is made of, checked before anything is written:
     the commit's `version` and the os-release name go into the title line."""
@@ -325,5 +341,5 @@ def entry_inputs(
     return out
 
 
-def old_versions(state: SysrootState, repo: Repo) -> dict:
+def old_versions(state: SysrootState, repo: Repo) -> CommitVersions:
     return {d.identity: commit_version(repo, d.csum) for d in state.deployments}

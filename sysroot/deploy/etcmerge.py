@@ -36,6 +36,7 @@ import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sysroot.errors import SysrootError
 from sysroot.util.fsutil import read_xattrs, rmtree_at, temp_name, write_xattrs
@@ -184,14 +185,17 @@ def _gio_inode_cmp(a: tuple[int, str], b: tuple[int, str]) -> int:
     return d - (1 << 32) if d & 0x80000000 else d
 
 
-def _glibc_msort(items: list, cmp: Callable) -> list:
+_T = TypeVar("_T")
+
+
+def _glibc_msort(items: list[_T], cmp: Callable[[_T, _T], int]) -> list[_T]:
     """glibc 2.36 qsort(): a top-down merge sort (stable, left half first on ties)."""
     if len(items) <= 1:
         return items
     half = len(items) // 2
     left = _glibc_msort(items[:half], cmp)
     right = _glibc_msort(items[half:], cmp)
-    out = []
+    out: list[_T] = []
     i = j = 0
     while i < len(left) and j < len(right):
         if cmp(left[i], right[j]) <= 0:

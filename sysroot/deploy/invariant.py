@@ -36,7 +36,7 @@ _DEPLOY_KARG = re.compile(r"^/ostree/deploy/([^/]+)/deploy/([0-9a-f]{64})\.([0-9
 _KERNEL_DIR = re.compile(r"^/ostree/[^/]+-([0-9a-f]{64})/[^/]+$")
 
 
-def check_boot_invariant(sysroot_path: str | os.PathLike) -> list[str]:
+def check_boot_invariant(sysroot_path: str | os.PathLike[str]) -> list[str]:
     """Problems that would make the next boot fail or the sysroot unreadable; [] if none."""
     layout = SysrootLayout(os.path.abspath(os.fspath(sysroot_path)))
     if not os.path.lexists(layout.loader_link):
@@ -68,7 +68,8 @@ def _check_loader_symlink(layout: SysrootLayout) -> list[str]:
     if not problems:
         # What the tools themselves read must load too (sorting, origins, booted).
         try:
-            state = SysrootState.load(layout.root)
+            # the boot configuration: a staged deployment is in none of its entries
+            state = SysrootState.load(layout.root).without_staged()
         except (SysrootError, OSError) as e:
             problems.append(f"state does not load: {e}")
         else:
@@ -76,9 +77,7 @@ def _check_loader_symlink(layout: SysrootLayout) -> list[str]:
                 problems.append("state reads a different boot version")
             if len(state.deployments) != len(names):
                 problems.append(f"{len(names)} entries but {len(state.deployments)} deployments")
-            problems += state.backend.check_config(
-                layout, bootversion, [d.entry for d in state.deployments]
-            )
+            problems += state.backend.check_config(layout, bootversion, state.boot_entries())
     return problems
 
 
@@ -98,14 +97,12 @@ def _check_entries_dir(layout: SysrootLayout) -> list[str]:
         problems += _check_direct_entry(layout, entry)
     if not problems:
         try:
-            state = SysrootState.load(layout.root)
+            state = SysrootState.load(layout.root).without_staged()  # as above
         except (SysrootError, OSError) as e:
             return [f"state does not load: {e}"]
-        if [d.entry.filename for d in state.deployments] != [e.filename for e in sel.entries]:
+        if [e.filename for e in state.boot_entries()] != [e.filename for e in sel.entries]:
             problems.append("state reads other entries than the boot loader's choice")
-        problems += state.backend.check_config(
-            layout, state.bootversion, [d.entry for d in state.deployments]
-        )
+        problems += state.backend.check_config(layout, state.bootversion, state.boot_entries())
     return problems
 
 
@@ -136,7 +133,8 @@ def _check_direct_entry(layout: SysrootLayout, entry: BootEntry) -> list[str]:
         exists = os.path.isdir(target) if key == "fdtdir" else os.path.isfile(target)
         if not exists:
             problems.append(f"{path}: {key} {value}: {target} does not exist")
-    words = KernelArgs.parse(entry.get("options")).get("ostree")
+    # the _REQUIRED_KEYS are there: require() returns what get() does
+    words = KernelArgs.parse(entry.require("options")).get("ostree")
     if len(words) != 1 or words[0] is None:
         return problems + [f"{path}: expected exactly one ostree= argument"]
     m = _DEPLOY_KARG.match(words[0])
@@ -147,7 +145,7 @@ def _check_direct_entry(layout: SysrootLayout, entry: BootEntry) -> list[str]:
         problems.append(f"{path}: deployment {deploy_dir} does not exist")
     elif not os.path.isfile(deploy_dir + ".origin"):
         problems.append(f"{path}: deployment {deploy_dir} has no origin file")
-    k = _KERNEL_DIR.match(entry.get("linux").removeprefix("/boot"))
+    k = _KERNEL_DIR.match(entry.require("linux").removeprefix("/boot"))
     if not k:
         return problems + [f"{path}: linux is not in /ostree/$os-$bootcsum/"]
     if not problems:
@@ -182,7 +180,7 @@ def _check_entry(layout: SysrootLayout, bootversion: int, path: str) -> list[str
             if not os.path.isfile(target):
                 problems.append(f"{path}: {key} {value}: {target} does not exist")
     try:
-        words = KernelArgs.parse(entry.get("options")).get("ostree")
+        words = KernelArgs.parse(entry.require("options")).get("ostree")
     except SysrootError as e:
         return problems + [f"{path}: {e}"]
     if len(words) != 1 or words[0] is None:
@@ -194,7 +192,7 @@ def _check_entry(layout: SysrootLayout, bootversion: int, path: str) -> list[str
     if bv != bootversion:
         problems.append(f"{path}: ostree= names boot.{bv}, but loader.{bootversion} is active")
     kernel_dir = f"/ostree/{layout.kernel_dir_name(osname, bootcsum)}/"
-    if not entry.get("linux").removeprefix("/boot").startswith(kernel_dir):
+    if not entry.require("linux").removeprefix("/boot").startswith(kernel_dir):
         problems.append(f"{path}: linux is not in {kernel_dir}")
     link = layout.path(words[0].lstrip("/"))
     try:

@@ -203,7 +203,7 @@ def kargs_edit_in_place(
         new = [replace(d, kargs=edited(d.kargs)) for d in state.deployments]
         tx.apply(state, new, prune=False)
         return len(new)
-    entries = [d.entry for d in state.without_staged().deployments]  # staged: none
+    entries = state.boot_entries()  # the staged deployment has none
     for entry in entries:
         entry.set("options", edited(entry.require("options")))
     # everything rendered (and so checked, words.py) before the first write

@@ -34,9 +34,9 @@ import shutil
 
 from sysroot.boot import systemd_boot as sd
 from sysroot.boot.backends import CountPlan
-from sysroot.boot.kernel import hash_boot_files
+from sysroot.boot.kernel import KernelLayout, hash_boot_files
 from sysroot.deploy.state import Deployment
-from sysroot.deploy.writer import BootWriter, EntryInputs
+from sysroot.deploy.writer import BootWriter, CommitVersions, EntryInputs
 from sysroot.errors import SysrootError
 from sysroot.util import fsutil
 
@@ -45,7 +45,10 @@ class SdBootWriter(BootWriter):
     """BootWriter for boot/loader as a real directory (sysroot.bootloader=systemd-boot)."""
 
     def write(
-        self, entries: list[EntryInputs], old_versions: dict, counting: CountPlan | None = None
+        self,
+        entries: list[EntryInputs],
+        old_versions: CommitVersions,
+        counting: CountPlan | None = None,
     ) -> str:
         deployments, entries = self._prepare(entries)
         if len(entries) > sd.MAX_ENTRIES:
@@ -60,19 +63,21 @@ class SdBootWriter(BootWriter):
                 f"{layout.loader_link} is not a directory: the systemd-boot "
                 "scheme needs boot/loader to be one"
             )
-        for d in (layout.loader_link, edir):
-            if not os.path.isdir(d):
-                os.mkdir(d, 0o755)
+        for directory in (layout.loader_link, edir):
+            if not os.path.isdir(directory):
+                os.mkdir(directory, 0o755)
                 if self.fsync:
-                    fsutil.fsync_dir(os.path.dirname(d))
+                    fsutil.fsync_dir(os.path.dirname(directory))
         current = sd.select(layout.boot, edir)
         # 0. debris first: it may hold names this round writes
         for name in current.garbage:
             sd.remove_leftover(os.path.join(edir, name))
         sd.remove_tmp_under(edir)
-        gc, r_top = (current.head[0].g, current.head[0].r) if current.head else (0, sd.DEFAULT_R)
+        # the round's head: the current default as written, also when it went bad
+        head = current.head
+        gc, r_top = (head[0].g, head[0].r) if head else (0, sd.DEFAULT_R)
         # non-defaults must sort below the current default; only a hand-made default has
-        # R < 9999, then they count down from below it
+        # R < 9999, then they count down from below it (with none, MAX_ENTRIES leaves room)
         base = sd.DEFAULT_R if r_top == sd.DEFAULT_R else r_top
         if current.fell_back and gc >= 2:
             # the head (Gc, 9999) went bad and sorts last: the default is a member
@@ -80,9 +85,9 @@ class SdBootWriter(BootWriter):
             # level down: non-defaults (Gc-2, R) below every member, the new default
             # (Gc-1, 9999) above them all (select(): a bad head's round ends there).
             gc, base = gc - 2, sd.DEFAULT_R
-        if base - len(entries) < 0:
+        if head is not None and base - len(entries) < 0:
             raise SysrootError(
-                f"The current default entry {current.default[0].filename} "
+                f"The current default entry {head[0].filename} "
                 "leaves no room for the other entries' names"
             )
         # 1. kernels
@@ -123,8 +128,8 @@ class SdBootWriter(BootWriter):
         if self.fsync:
             fsutil.fsync_dir(edir)
         self._bump_mtime()
-        default = written[-1] if entries else "none"
-        return f"Bootloader updated; default entry: {default}"
+        new_default = written[-1] if entries else "none"
+        return f"Bootloader updated; default entry: {new_default}"
 
     # ------------------------------------------------------------------ steps
     def _ostree_arg(self, d: Deployment, nbv: int) -> str:
@@ -211,11 +216,14 @@ class SdBootWriter(BootWriter):
             )
 
 
-def installed_ok(kdir: str, k, bootcsum: str) -> bool:
+def installed_ok(kdir: str, k: KernelLayout, bootcsum: str) -> bool:
     """Whether kdir holds every file of kernel layout k and they hash to bootcsum."""
 
-    def at(name):
-        return os.path.join(kdir, name) if name else None
+    def at(name: str) -> str:
+        return os.path.join(kdir, name)
+
+    def opt(name: str | None) -> str | None:
+        return at(name) if name else None
 
     names = [name for _src, name in k.files()]
     if not all(os.path.isfile(at(n)) for n in names):
@@ -225,8 +233,8 @@ def installed_ok(kdir: str, k, bootcsum: str) -> bool:
     return (
         hash_boot_files(
             at(k.kernel_name),
-            at(k.initramfs_name),
-            at(k.devicetree_name),
+            opt(k.initramfs_name),
+            opt(k.devicetree_name),
             at("dtb") if k.dtb_dir else None,
         )
         == bootcsum

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import signal
 from dataclasses import replace
+from typing import TypedDict
 
 from sysroot.boot.kargs import KernelArgs
 from sysroot.deploy import deploy as dep
@@ -154,6 +155,13 @@ def finalize(tx: Transaction) -> Change | None:
     return change
 
 
+class _JournalFields(TypedDict):
+    """The journal fields naming the deployment finalize-staged works on."""
+
+    SYSROOT_DEPLOYMENT: str
+    SYSROOT_STATEROOT: str
+
+
 def _finalize(tx: Transaction, state: SysrootState) -> Change | None:
     if state.staged_error is not None:
         raise SysrootError(state.staged_error)  # stamped as any failure (finalize())
@@ -164,9 +172,13 @@ def _finalize(tx: Transaction, state: SysrootState) -> Change | None:
     if staged.finalization_locked:
         journal.send("Not finalizing; deployment is locked for finalization")
         return None
-    fields = {"SYSROOT_DEPLOYMENT": staged.name, "SYSROOT_STATEROOT": staged.osname}
+    fields: _JournalFields = {
+        "SYSROOT_DEPLOYMENT": staged.name,
+        "SYSROOT_STATEROOT": staged.osname,
+    }
     journal.send("Finalizing staged deployment", message_id=journal.FINALIZE_ID, **fields)
     record = state.staged_record
+    assert record is not None  # read_staged() sets it with the staged deployment
     base = state.without_staged()
     merge = None
     if record.merge is not None:
@@ -225,6 +237,7 @@ def change_lock(tx: Transaction, unlock: bool) -> str:
         return "Staged deployment is already prepared for finalization"
     if not unlock and locked:
         return "Staged deployment is already finalization locked"
+    assert state.staged_record is not None  # read_staged() sets it with state.staged
     write_record(replace(state.staged_record, locked=not unlock))
     set_legacy_lock(not unlock)
     return (

@@ -42,12 +42,17 @@ def is_booted() -> bool:
 
 
 class _Named(Protocol):
-    """What the record needs of a deployment (state.Deployment has it)."""
+    """What the record needs of a deployment (state.Deployment has it). Read-only
+    members, so a frozen dataclass fits."""
 
-    osname: str
-    csum: str
-    deployserial: int
-    bootcsum: str
+    @property
+    def osname(self) -> str: ...
+    @property
+    def csum(self) -> str: ...
+    @property
+    def deployserial(self) -> int: ...
+    @property
+    def bootcsum(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -113,11 +118,12 @@ class StagedRecord:
     merge: DeploymentRef | None = None
     kargs: tuple[str, ...] | None = None  # None: the merge deployment's at finalize
     locked: bool = False
-    other: dict = field(default_factory=dict)  # keys we do not use, kept on rewrite
+    # keys we do not use, kept on rewrite
+    other: dict[str, Variant] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         # libostree's insertion order: target, locked, merge-deployment, kargs
-        d: dict = {"target": self.target.to_variant()}
+        d: dict[str, Variant] = {"target": self.target.to_variant()}
         if self.locked:
             d["locked"] = Variant("b", True)
         if self.merge is not None:

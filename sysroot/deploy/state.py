@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from sysroot.boot import backends
-from sysroot.boot.backends import Backend, BootListing, BootScheme
+from sysroot.boot.backends import Backend, BootListing, BootScheme, CommitMarker
 from sysroot.boot.bls import BootEntry
 from sysroot.boot.kargs import KernelArgs
 from sysroot.deploy.layout import SysrootLayout
@@ -125,7 +125,7 @@ def read_staged(layout: SysrootLayout) -> tuple[Deployment | None, StagedRecord 
     return staged, record, None
 
 
-def commit_marker(layout: SysrootLayout) -> tuple:
+def commit_marker(layout: SysrootLayout) -> CommitMarker:
     """What a write's commit point changes: (bootversion, subbootversion) for the symlink
     swap, the default entry's name for the systemd-boot scheme. Equal before and after a
     write means the write did not commit."""
@@ -144,7 +144,7 @@ class SysrootState:
         # the back end boot/ is laid out for (backends.on_disk()): it reads the entries
         self.backend: Backend = backends.NoneBackend()
         self.listing = BootListing([], (0, 0))
-        self.marker: tuple = (0, 0)
+        self.marker: CommitMarker = (0, 0)
         self.staged: Deployment | None = None  # also deployments[0] when set
         self.staged_record: StagedRecord | None = None  # its record (stagedrecord.py)
         self.staged_error: str | None = None  # why the staged record was not usable
@@ -226,7 +226,9 @@ class SysrootState:
         origin = read_origin(self.layout.origin_path(link_os, csum, serial))
         return Deployment(link_os, csum, serial, bootcsum, bootserial, 0, options, entry, origin)
 
-    def _deployment_from_direct(self, entry: BootEntry, options: str, m) -> Deployment:
+    def _deployment_from_direct(
+        self, entry: BootEntry, options: str, m: re.Match[str]
+    ) -> Deployment:
         """ostree=/ostree/deploy/$os/deploy/$csum.$serial (systemd-boot scheme)."""
         osname, csum, serial = m.group(1), m.group(2), int(m.group(3))
         k = _KERNEL_PATH_RE.match(entry.get("linux") or "")
@@ -255,6 +257,11 @@ class SysrootState:
             if (st.st_dev, st.st_ino) == (root_st.st_dev, root_st.st_ino):
                 return d
         return None
+
+    def boot_entries(self) -> list[BootEntry]:
+        """The active boot entries, in boot order: each deployment's but the staged
+        one's, which has none until it is finalized."""
+        return [d.entry for d in self.deployments if d.entry is not None]
 
     def without_staged(self) -> SysrootState:
         """This state as the boot configuration has it: without the staged deployment."""
@@ -366,7 +373,7 @@ class SysrootLock:
                 announced = True
             time.sleep(0.1)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.nested:
             _HELD[self.layout.lock] -= 1
             self.nested = False

@@ -22,7 +22,7 @@ from sysroot.deploy.layout import SysrootLayout
 from sysroot.deploy.sdwriter import SdBootWriter
 from sysroot.deploy.stagedrecord import set_legacy_lock, staged_path
 from sysroot.deploy.state import Deployment, SysrootLock, SysrootState, commit_marker
-from sysroot.deploy.writer import BootWriter
+from sysroot.deploy.writer import BootWriter, KernelsById
 from sysroot.errors import SysrootError
 from sysroot.store.repo import Repo
 from sysroot.util import fsutil
@@ -188,7 +188,7 @@ class Transaction:
         new: list[Deployment],
         *,
         prune: bool = True,
-        kernels: dict | None = None,
+        kernels: KernelsById | None = None,
         counting: CountPlan | None = None,
     ) -> Change:
         """Write new (in boot order), reload, clean up. A write that fails before its

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from sysroot.deploy.admin import Sysroot
 from sysroot.deploy.deploy import DeployOptions
-from sysroot.deploy.state import Deployment
+from sysroot.deploy.state import Deployment, SysrootLock
 from sysroot.deploy.transaction import Change
 from sysroot.errors import NotFoundError, SysrootError, UsageError
 from sysroot.formats.keyfile import KeyFile
@@ -47,6 +47,7 @@ class OriginFile(KeyFile):
     @classmethod
     def of(cls, kf: KeyFile | None) -> OriginFile:
         out = cls.parse(kf.to_text()) if kf is not None else cls()
+        assert isinstance(out, OriginFile)  # KeyFile.parse() makes a cls()
         out._head = []
         for i, g in enumerate(out._groups):
             g.lines = [ln for ln in g.lines if ln[0] == "key"]
@@ -69,6 +70,7 @@ class OriginFile(KeyFile):
         super().set(group, key, value)
         # super() put it before trailing blank lines; GLib 2.74 appends
         g = self._group(group)
+        assert g is not None  # just set
         line = next(ln for ln in g.lines if ln[0] == "key" and ln[1] == key)
         g.lines.remove(line)
         g.lines.append(line)
@@ -116,7 +118,7 @@ class Upgrader:
         self.sysroot = sysroot
         self._osname = osname
         self.ignore_unconfigured = ignore_unconfigured
-        self._lock = None
+        self._lock: SysrootLock | None = None
         self._repo: Repo | None = None
 
     def __enter__(self) -> Upgrader:
@@ -137,11 +139,13 @@ class Upgrader:
     def _load(self, osname: str | None) -> None:
         state = self.sysroot.load()
         state.require_initialized()
-        if state.booted is None and osname is None:
-            raise SysrootError("Not currently booted into an OSTree system and no OS specified")
-        if osname == "":
+        if osname is None:
+            if state.booted is None:
+                raise SysrootError("Not currently booted into an OSTree system and no OS specified")
+            osname = state.booted.osname
+        elif osname == "":
             raise UsageError("Invalid empty osname")
-        self.osname = osname or state.booted.osname
+        self.osname = osname
         merge = state.merge_deployment(self.osname)
         if merge is None:
             raise NotFoundError(f"No previous deployment for OS '{self.osname}'")
@@ -191,7 +195,7 @@ class Upgrader:
             self._repo.close()
             self._repo = None
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
         if self._lock is not None:
             self._lock.__exit__(None, None, None)
@@ -209,6 +213,7 @@ class Upgrader:
         from sysroot.pull.pull import PullOptions, pull
 
         repo = self.repo
+        assert self.remote is not None  # pull() fetches only from a remote
         remote = load_remote(repo, self.remote, sysroot=self.sysroot.path)
         dest = None if is_checksum(target) else f"{self.remote}:{target}"
         head = target
@@ -260,6 +265,7 @@ class Upgrader:
                 self.repo.write_ref(self.refspec, self.override)
             new = self.override
         else:
+            assert tip is not None  # resolved without allow_noent, or fetched
             new = tip
         changed = new != from_rev
         if changed and not allow_older:

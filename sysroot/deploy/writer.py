@@ -24,7 +24,7 @@ import shlex
 import shutil
 from dataclasses import dataclass
 
-from sysroot.boot.backends import CountPlan
+from sysroot.boot.backends import Backend, CountPlan
 from sysroot.boot.bls import KEY_ORDER, BootEntry
 from sysroot.boot.kargs import KernelArgs
 from sysroot.boot.kernel import KernelLayout, find_kernel
@@ -32,6 +32,12 @@ from sysroot.deploy.layout import SysrootLayout
 from sysroot.deploy.state import Deployment, SysrootState, options_without_ostree
 from sysroot.errors import SysrootError
 from sysroot.util import fsutil
+
+# The commit `version` of each deployment, by Deployment.identity: the entries' titles
+# show it, so a changed one takes a whole new boot version.
+CommitVersions = dict[tuple[str, str, int], str | None]
+# Kernel layouts already found, by Deployment.identity
+KernelsById = dict[tuple[str, str, int], KernelLayout]
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,7 @@ def assign_bootserials(deployments: list[Deployment]) -> list[Deployment]:
 
 
 def _needs_new_bootversion(
-    old: list[Deployment], new: list[EntryInputs], old_versions: dict
+    old: list[Deployment], new: list[EntryInputs], old_versions: CommitVersions
 ) -> bool:
     if len(old) != len(new):
         return True
@@ -112,8 +118,13 @@ class BootWriter:
     """Applies one deployment list to the sysroot's boot configuration."""
 
     def __init__(
-        self, state: SysrootState, *, bootloader=None, fsync: bool = True, bootprefix: bool = False
-    ):
+        self,
+        state: SysrootState,
+        *,
+        bootloader: Backend | None = None,
+        fsync: bool = True,
+        bootprefix: bool = False,
+    ) -> None:
         self.state = state
         self.layout: SysrootLayout = state.layout
         self.bootloader = bootloader
@@ -122,7 +133,10 @@ class BootWriter:
 
     # ------------------------------------------------------------------ public
     def write(
-        self, entries: list[EntryInputs], old_versions: dict, counting: CountPlan | None = None
+        self,
+        entries: list[EntryInputs],
+        old_versions: CommitVersions,
+        counting: CountPlan | None = None,
     ) -> str:
         """Make entries (in boot order) the next boot's configuration. Returns a summary.
         counting: what boot counting does with the new default (None: counting off);
@@ -277,7 +291,7 @@ class BootWriter:
         if self.fsync:
             fsutil.fsync_dir(parent)
 
-    def _write_bootlinks(self, bootversion: int, sub: int, deployments: list[Deployment]):
+    def _write_bootlinks(self, bootversion: int, sub: int, deployments: list[Deployment]) -> None:
         base = self.layout.bootlink_dir(bootversion, sub)
         shutil.rmtree(base, ignore_errors=True)
         os.mkdir(base, 0o755)  # even with no deployments: ostree/boot.N must not dangle

@@ -15,9 +15,10 @@ big-endian fields are converted by the callers (see objects.py).
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, NoReturn
 
 from sysroot.errors import FormatError
 
@@ -47,34 +48,37 @@ class Variant:
         return f"Variant({self.signature!r}, {self.value!r})"
 
 
-class MultiDict(dict):
+class MultiDict(dict[Any, Any]):
     """An a{..} value with repeated keys, which GVariantBuilder (and so `ostree commit`)
     can produce. Lookups see the first entry, like g_variant_lookup_value(); items()
     returns every entry in order, so it re-encodes to the same bytes.
     """
 
-    def __init__(self, pairs):
+    def __init__(self, pairs: Iterable[tuple[Any, Any]]):
         super().__init__()
         self.pairs = list(pairs)
         for key, val in self.pairs:
             self.setdefault(key, val)
 
-    def items(self):
+    # every pair in order, repeated keys included, where dict's view would drop them
+    def items(self) -> list[tuple[Any, Any]]:  # type: ignore[override]
         return list(self.pairs)
 
-    def _read_only(self, *args, **kwargs):
+    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
         raise TypeError("MultiDict is read-only: build a new one with make_dict()")
 
     __setitem__ = __delitem__ = update = pop = popitem = clear = _read_only
 
-    def __reduce__(self):  # copy and pickle through the pairs
+    def __reduce__(
+        self,
+    ) -> tuple[type[MultiDict], tuple[list[tuple[Any, Any]]]]:  # copy and pickle through the pairs
         return (MultiDict, (self.pairs,))
 
     def __repr__(self) -> str:
         return f"MultiDict({self.pairs!r})"
 
 
-def make_dict(pairs) -> dict:
+def make_dict(pairs: Iterable[tuple[Any, Any]]) -> dict[Any, Any]:
     """A dict of the (key, value) pairs; a MultiDict when a key repeats."""
     pairs = list(pairs)
     d = dict(pairs)
@@ -85,6 +89,10 @@ class GType:
     """A parsed type: kind is the leading character ('a', '(', '{', 'm', or a basic)."""
 
     __slots__ = ("string", "kind", "children", "fixed_size", "alignment", "_struct")
+
+    fixed_size: int | None  # None: the size varies with the value
+    alignment: int
+    _struct: struct.Struct | None
 
     def __init__(self, string: str, kind: str, children: tuple[GType, ...]):
         self.string = string
@@ -103,13 +111,15 @@ class GType:
             self.fixed_size, self.alignment = None, children[0].alignment
         else:  # struct or dict entry
             self.alignment = max((c.alignment for c in children), default=1)
-            if all(c.fixed_size is not None for c in children):
-                size = 0
-                for c in children:
+            size: int | None = 0
+            for c in children:
+                if size is None or c.fixed_size is None:
+                    size = None  # one variable-sized member makes the struct so
+                else:
                     size = _align(size, c.alignment) + c.fixed_size
-                self.fixed_size = _align(size, self.alignment) if children else 1
-            else:
-                self.fixed_size = None
+            if size is not None:
+                size = _align(size, self.alignment) if children else 1
+            self.fixed_size = size
 
     def __repr__(self) -> str:
         return f"GType({self.string!r})"
@@ -125,6 +135,17 @@ def parse_type(signature: str) -> GType:
     if rest:
         raise FormatError(f"invalid GVariant type string {signature!r}")
     return t
+
+
+def parse_types(signature: str) -> tuple[GType, ...]:
+    """A sequence of complete types (a D-Bus signature holds several); FormatError if
+    it is not one."""
+    types = []
+    rest = signature
+    while rest:
+        t, rest = _parse_one(rest)
+        types.append(t)
+    return tuple(types)
 
 
 def _parse_one(s: str) -> tuple[GType, str]:
@@ -215,12 +236,6 @@ def _encode_into(buf: bytearray, t: GType, value: Any) -> None:
                 buf += b"\0"
     else:
         _encode_struct(buf, t.children, value, t)
-
-
-def _encode_sub(t: GType, value: Any) -> bytes:
-    sub = bytearray()
-    _encode_into(sub, t, value)
-    return sub
 
 
 def _encode_array(buf: bytearray, elem: GType, value: Any) -> None:
@@ -358,7 +373,7 @@ def _decode_array(elem: GType, view: memoryview) -> Any:
     return make_dict(items) if dict_like else items
 
 
-def _decode_struct(t: GType, view: memoryview) -> tuple:
+def _decode_struct(t: GType, view: memoryview) -> tuple[Any, ...]:
     children = t.children
     n = len(view)
     if t.fixed_size is not None and n != t.fixed_size:

@@ -21,10 +21,10 @@ import math
 import re
 import struct
 import unicodedata
-from typing import Any
+from typing import Any, NoReturn
 
 from sysroot.errors import SysrootError, UsageError
-from sysroot.formats.gvariant import GType, Variant, make_dict, parse_type
+from sysroot.formats.gvariant import GType, Variant, make_dict, parse_type, parse_types
 
 MAX_DEPTH = 128  # G_VARIANT_MAX_RECURSION_DEPTH
 
@@ -82,9 +82,10 @@ class _Tokens:
         self.start = 0  # start of the current token
         self.token: str | None = None
 
-    def _prepare(self) -> None:
+    def _prepare(self) -> str:
+        """The current token, read from the text if it was not yet."""
         if self.token is not None:
-            return
+            return self.token
         t, i = self.text, self.pos
         while i < len(t) and t[i] in _SPACE:
             i += 1
@@ -92,7 +93,7 @@ class _Tokens:
         if i == len(t):
             self.token = ""
             self.pos = i
-            return
+            return ""
         c = t[i]
         end = i + 1
         if c == "b" and end < len(t) and t[end] in "'\"":
@@ -117,6 +118,7 @@ class _Tokens:
             end = self._quoted(i)
         self.token = t[i:end]
         self.pos = end
+        return self.token
 
     def _quoted(self, i: int) -> int:
         t, quote = self.text, self.text[i]
@@ -126,8 +128,7 @@ class _Tokens:
         return min(end + 1, len(t))
 
     def peek(self) -> str:
-        self._prepare()
-        return self.token
+        return self._prepare()
 
     def next(self) -> str:
         tok = self.peek()
@@ -144,7 +145,7 @@ class _Tokens:
         if not self.consume(token):
             self.error(f"expected '{token}'{purpose}")
 
-    def error(self, message: str, whole_token: bool = False):
+    def error(self, message: str, whole_token: bool = False) -> NoReturn:
         self._prepare()
         raise _err(self.text, (self.start, self.pos if whole_token else self.start), message)
 
@@ -269,14 +270,14 @@ def _common_pattern(items: list[_Node]) -> str:
 
 
 class _Bool(_Node):
-    def __init__(self, text, ref, v: bool):
+    def __init__(self, text: str, ref: tuple[int, int], v: bool):
         super().__init__(text, ref)
         self.v = v
 
-    def pattern(self):
+    def pattern(self) -> str:
         return "Mb"
 
-    def base_value(self, t):
+    def base_value(self, t: GType) -> Any:
         if t.kind != "b":
             raise self.type_error(t)
         return self.v
@@ -291,11 +292,11 @@ _DBL_MIN = 2.2250738585072014e-308
 
 
 class _Number(_Node):
-    def __init__(self, text, ref, token: str):
+    def __init__(self, text: str, ref: tuple[int, int], token: str):
         super().__init__(text, ref)
         self.token = token
 
-    def pattern(self):
+    def pattern(self) -> str:
         tok = self.token
         if "." in tok or ("e" in tok and not tok.startswith("0x")) or "inf" in tok or "nan" in tok:
             return "Md"
@@ -305,7 +306,7 @@ class _Number(_Node):
         pos = self.ref[0] + offset
         return _err(self.text, (pos, pos + 1), "invalid character in number")
 
-    def base_value(self, t):
+    def base_value(self, t: GType) -> Any:
         if t.kind == "d":
             return self._double()
         if t.kind not in _INT_RANGES:
@@ -364,28 +365,24 @@ def _valid_object_path(s: str) -> bool:
 
 
 def _valid_signature(s: str) -> bool:
-    from sysroot.formats.gvariant import _parse_one
-
     if any(c not in "ybnqiuxtdsoghva(){}" for c in s):
         return False  # D-Bus types only (GLib accepts a bare dict entry too)
-    rest = s
     try:
-        while rest:
-            _, rest = _parse_one(rest)
+        parse_types(s)
     except SysrootError:
         return False
     return True
 
 
 class _String(_Node):
-    def __init__(self, text, ref, v: str):
+    def __init__(self, text: str, ref: tuple[int, int], v: str):
         super().__init__(text, ref)
         self.v = v
 
-    def pattern(self):
+    def pattern(self) -> str:
         return "MS"
 
-    def base_value(self, t):
+    def base_value(self, t: GType) -> Any:
         if t.kind == "s":
             return self.v
         if t.kind == "o":
@@ -400,28 +397,28 @@ class _String(_Node):
 
 
 class _ByteString(_Node):
-    def __init__(self, text, ref, v: bytes):
+    def __init__(self, text: str, ref: tuple[int, int], v: bytes):
         super().__init__(text, ref)
         self.v = v
 
-    def pattern(self):
+    def pattern(self) -> str:
         return "May"
 
-    def base_value(self, t):
+    def base_value(self, t: GType) -> Any:
         if t.string != "ay":
             raise self.type_error(t)
         return self.v
 
 
 class _Array(_Node):
-    def __init__(self, text, ref, items: list[_Node]):
+    def __init__(self, text: str, ref: tuple[int, int], items: list[_Node]):
         super().__init__(text, ref)
         self.items = items
 
-    def pattern(self):
+    def pattern(self) -> str:
         return "Ma" + (_common_pattern(self.items) if self.items else "*")
 
-    def base_value(self, t):
+    def base_value(self, t: GType) -> Any:
         if t.kind != "a":
             raise self.type_error(t)
         elem = t.children[0]
@@ -434,14 +431,14 @@ class _Array(_Node):
 
 
 class _Tuple(_Node):
-    def __init__(self, text, ref, items: list[_Node]):
+    def __init__(self, text: str, ref: tuple[int, int], items: list[_Node]):
         super().__init__(text, ref)
         self.items = items
 
-    def pattern(self):
+    def pattern(self) -> str:
         return "M(" + "".join(item.pattern() for item in self.items) + ")"
 
-    def base_value(self, t):
+    def base_value(self, t: GType) -> Any:
         if t.kind != "(" or len(t.children) != len(self.items):
             raise self.type_error(t)
         return tuple(item.value(c) for item, c in zip(self.items, t.children, strict=True))
@@ -450,11 +447,13 @@ class _Tuple(_Node):
 class _Dict(_Node):
     """`{k: v, ...}` (a dictionary) or `{k, v}` (a single dict entry, entry=True)."""
 
-    def __init__(self, text, ref, keys: list[_Node], values: list[_Node], entry: bool):
+    def __init__(
+        self, text: str, ref: tuple[int, int], keys: list[_Node], values: list[_Node], entry: bool
+    ):
         super().__init__(text, ref)
         self.keys, self.values, self.entry = keys, values, entry
 
-    def pattern(self):
+    def pattern(self) -> str:
         if not self.keys:
             return "Ma{**}"
         key = self.keys[0].pattern().lstrip("M")
@@ -464,7 +463,7 @@ class _Dict(_Node):
         inner = "{" + key + self.values[0].pattern() + "}"
         return "M" + inner if self.entry else "Ma" + inner
 
-    def base_value(self, t):
+    def base_value(self, t: GType) -> Any:
         if self.entry:
             if t.kind != "{":
                 raise self.type_error(t)
@@ -478,14 +477,14 @@ class _Dict(_Node):
 
 
 class _Variant(_Node):
-    def __init__(self, text, ref, child: _Node):
+    def __init__(self, text: str, ref: tuple[int, int], child: _Node):
         super().__init__(text, ref)
         self.child = child
 
-    def pattern(self):
+    def pattern(self) -> str:
         return "Mv"
 
-    def base_value(self, t):
+    def base_value(self, t: GType) -> Any:
         if t.kind != "v":
             raise self.type_error(t)
         return Variant(*_resolve(self.child))
@@ -496,14 +495,14 @@ class _Maybe(_Node):
 
     maybe_wraps = False
 
-    def __init__(self, text, ref, child: _Node | None):
+    def __init__(self, text: str, ref: tuple[int, int], child: _Node | None):
         super().__init__(text, ref)
         self.child = child
 
-    def pattern(self):
+    def pattern(self) -> str:
         return "m" + (self.child.pattern() if self.child else "*")
 
-    def base_value(self, t):
+    def base_value(self, t: GType) -> Any:
         if t.kind != "m":
             raise self.type_error(t)
         return None if self.child is None else self.child.value(t.children[0])
@@ -514,15 +513,15 @@ class _Typed(_Node):
 
     maybe_wraps = False
 
-    def __init__(self, text, ref, sig: str, child: _Node):
+    def __init__(self, text: str, ref: tuple[int, int], sig: str, child: _Node):
         super().__init__(text, ref)
         self.sig = sig
         self.child = child
 
-    def pattern(self):
+    def pattern(self) -> str:
         return self.sig
 
-    def base_value(self, t):
+    def base_value(self, t: GType) -> Any:
         if t.string != self.sig:
             raise self.type_error(t)
         return self.child.value(t)
@@ -543,50 +542,57 @@ class _Parser:
         tok = toks.peek()
         start = toks.start
         first = tok[:1]
+        text = self.text
+
+        def ref() -> tuple[int, int]:  # taken once the value's last token is read
+            return (start, toks.pos)
+
         if tok == "[":
-            node_type, node_args = self._array(depth)
-        elif tok == "(":
-            node_type, node_args = self._tuple(depth)
-        elif tok == "<":
+            items = self._array(depth)
+            return _Array(text, ref(), items)
+        if tok == "(":
+            items = self._tuple(depth)
+            return _Tuple(text, ref(), items)
+        if tok == "<":
             toks.next()
             child = self.parse(depth - 1)
             toks.require(">", " to follow variant value")
-            node_type, node_args = _Variant, (child,)
-        elif tok == "{":
-            node_type, node_args = self._dict(depth)
-        elif tok in ("true", "false"):
+            return _Variant(text, ref(), child)
+        if tok == "{":
+            keys, values, entry = self._dict(depth)
+            return _Dict(text, ref(), keys, values, entry)
+        if tok in ("true", "false"):
             toks.next()
-            node_type, node_args = _Bool, (tok == "true",)
-        elif (first and first in "-+.0123456789") or tok in ("inf", "nan"):
+            return _Bool(text, ref(), tok == "true")
+        if (first and first in "-+.0123456789") or tok in ("inf", "nan"):
             toks.next()
-            node_type, node_args = _Number, (tok,)
-        elif tok in ("just", "nothing"):
+            return _Number(text, ref(), tok)
+        if tok in ("just", "nothing"):
             toks.next()
-            child = self.parse(depth - 1) if tok == "just" else None
-            node_type, node_args = _Maybe, (child,)
-        elif first == "@" or ("a" <= first <= "z" and len(tok) >= 2 and _is_alpha(tok[1])):
-            node_type, node_args = self._typedecl(depth)
-        elif first in ("'", '"'):
+            maybe = self.parse(depth - 1) if tok == "just" else None
+            return _Maybe(text, ref(), maybe)
+        if first == "@" or ("a" <= first <= "z" and len(tok) >= 2 and _is_alpha(tok[1])):
+            sig, child = self._typedecl(depth)
+            return _Typed(text, ref(), sig, child)
+        if first in ("'", '"'):
             toks.next()
-            node_type, node_args = _String, (self._string(tok, start),)
-        elif tok[:2] in ("b'", 'b"'):
+            return _String(text, ref(), self._string(tok, start))
+        if tok[:2] in ("b'", 'b"'):
             toks.next()
-            node_type, node_args = _ByteString, (self._bytestring(tok, start),)
-        else:
-            toks.error("expected value")
-        return node_type(self.text, (start, toks.pos), *node_args)
+            return _ByteString(text, ref(), self._bytestring(tok, start))
+        toks.error("expected value")
 
-    def _array(self, depth):
+    def _array(self, depth: int) -> list[_Node]:
         toks = self.toks
         toks.next()
-        items = []
+        items: list[_Node] = []
         while not toks.consume("]"):
             if items:
                 toks.require(",", " or ']' to follow array element")
             items.append(self.parse(depth - 1))
-        return _Array, (items,)
+        return items
 
-    def _tuple(self, depth):
+    def _tuple(self, depth: int) -> list[_Node]:
         toks = self.toks
         toks.next()
         items: list[_Node] = []
@@ -599,15 +605,16 @@ class _Parser:
                 toks.require(",", " after first tuple element")
             else:
                 need_comma = True
-        return _Tuple, (items,)
+        return items
 
-    def _dict(self, depth):
+    def _dict(self, depth: int) -> tuple[list[_Node], list[_Node], bool]:
+        """(keys, values, a lone dict entry `{k, v}`)."""
         toks = self.toks
         toks.next()
         keys: list[_Node] = []
         values: list[_Node] = []
         if toks.consume("}"):
-            return _Dict, (keys, values, False)
+            return keys, values, False
         keys.append(self.parse(depth - 1))
         entry = toks.consume(",")
         if not entry:
@@ -615,31 +622,28 @@ class _Parser:
         values.append(self.parse(depth - 1))
         if entry:
             toks.require("}", " at end of dictionary entry")
-            return _Dict, (keys, values, True)
+            return keys, values, True
         while not toks.consume("}"):
             toks.require(",", " or '}' to follow dictionary entry")
             keys.append(self.parse(depth - 1))
             toks.require(":", " to follow dictionary entry key")
             values.append(self.parse(depth - 1))
-        return _Dict, (keys, values, False)
+        return keys, values, False
 
-    def _typedecl(self, depth):
+    def _typedecl(self, depth: int) -> tuple[str, _Node]:
         toks = self.toks
         tok = toks.peek()
         if tok.startswith("@"):
             try:
-                t = parse_type(tok[1:])
+                sig = parse_type(tok[1:]).string
             except SysrootError:
-                t = None
-            if t is None:
                 toks.error("invalid type declaration", True)
-            sig = t.string
         elif tok in _KEYWORD_TYPES:
             sig = _KEYWORD_TYPES[tok]
         else:
             toks.error("unknown keyword", True)
         toks.next()
-        return _Typed, (sig, self.parse(depth - 1))
+        return sig, self.parse(depth - 1)
 
     def _string(self, tok: str, start: int) -> str:
         quote, out, i = tok[0], [], 1

@@ -8,11 +8,13 @@ integer fields big-endian inside little-endian GVariants; the swap happens here.
 
 from __future__ import annotations
 
+import base64
 import enum
 import hashlib
 import re
 import stat
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +111,18 @@ def checksum_hex(raw: bytes) -> str:
     return raw.hex()
 
 
+def mbase64_checksum_hex(text: str) -> str | None:
+    """ostree's "modified base64" checksum (43 chars, '_' for '/'; static delta names)
+    as hex, or None if text is not one."""
+    if len(text) != 43:
+        return None
+    try:
+        raw = base64.b64decode(text.replace("_", "/") + "=", validate=True)
+    except ValueError:
+        return None
+    return raw.hex() if len(raw) == 32 else None
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -123,7 +137,7 @@ def _xattr_list(xattrs: Xattrs) -> list[tuple[bytes, bytes]]:
     return [(bytes(k), bytes(v)) for k, v in xattrs]
 
 
-def _parse_xattrs(raw: list) -> Xattrs:
+def _parse_xattrs(raw: list[tuple[bytes, bytes]]) -> Xattrs:
     return tuple((bytes(k), bytes(v)) for k, v in raw)
 
 
@@ -293,7 +307,7 @@ class FileHeader:
     def is_regular(self) -> bool:
         return stat.S_ISREG(self.mode)
 
-    def _values(self) -> tuple:
+    def _values(self) -> tuple[int, int, int, int, str, list[tuple[bytes, bytes]]]:
         return (
             bswap32(self.uid),
             bswap32(self.gid),
@@ -379,7 +393,7 @@ def split_length_prefixed(data: bytes) -> tuple[bytes, int]:
     return data[8 : 8 + length], 8 + length
 
 
-def content_checksum(header: FileHeader, payload_chunks) -> str:
+def content_checksum(header: FileHeader, payload_chunks: Iterable[bytes]) -> str:
     """Checksum of a content object from its header and payload (iterable of bytes)."""
     h = hashlib.sha256(header.content_stream_prefix())
     for chunk in payload_chunks:

@@ -27,7 +27,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 import urllib3
 from urllib3.exceptions import (
@@ -80,7 +80,7 @@ def _describe(exc: BaseException) -> str:
     for arg in getattr(exc, "args", ()):  # ProtocolError("Connection aborted.", OSError)
         if isinstance(arg, OSError) and arg.strerror:
             return arg.strerror
-    seen = exc
+    seen: BaseException | None = exc
     while isinstance(seen, BaseException):
         if isinstance(seen, OSError) and seen.strerror:
             return seen.strerror
@@ -127,6 +127,31 @@ class _Budget:
         time.sleep(pause)
 
 
+class _PoolOptions(TypedDict, total=False):
+    """The keywords of urllib3's PoolManager (and ProxyManager) that the Fetcher sets;
+    all but num_pools and headers go to each connection pool."""
+
+    num_pools: int
+    maxsize: int
+    block: bool
+    timeout: urllib3.Timeout
+    retries: urllib3.Retry
+    headers: dict[str, str]
+    cert_reqs: str
+    ca_certs: str
+    cert_file: str
+    key_file: str | None
+
+
+class _GetOptions(TypedDict):
+    """The keywords of one GET (urlopen(), or a PoolManager's request())."""
+
+    preload_content: bool
+    decode_content: bool
+    enforce_content_length: bool
+    timeout: urllib3.Timeout
+
+
 class Fetcher:
     """GET files relative to base_url, from any number of threads."""
 
@@ -142,7 +167,7 @@ class Fetcher:
         self.bytes_transferred = 0
         self.requests = 0
         self._lock = threading.Lock()
-        self._pool = None
+        self._pool: urllib3.PoolManager | None = None  # a ProxyManager with a proxy
         if self.scheme == "file":
             self._root = urllib.parse.unquote(parsed.path)
             return
@@ -165,14 +190,14 @@ class Fetcher:
             raise_on_status=False,
             raise_on_redirect=True,
         )
-        kw = dict(
-            num_pools=4,
-            maxsize=opts.connections,
-            block=True,
-            timeout=urllib3.Timeout(connect=opts.timeout, read=opts.timeout),
-            retries=self._retry,
-            headers=dict(opts.headers),
-        )
+        kw: _PoolOptions = {
+            "num_pools": 4,
+            "maxsize": opts.connections,
+            "block": True,
+            "timeout": urllib3.Timeout(connect=opts.timeout, read=opts.timeout),
+            "retries": self._retry,
+            "headers": dict(opts.headers),
+        }
         if self.scheme == "https":
             if opts.tls_permissive:
                 kw["cert_reqs"] = "CERT_NONE"
@@ -184,14 +209,14 @@ class Fetcher:
             if opts.tls_client_cert_path:
                 kw["cert_file"] = opts.tls_client_cert_path
                 kw["key_file"] = opts.tls_client_key_path
-        self._pool = (
+        pool = self._pool = (
             urllib3.ProxyManager(opts.proxy, **kw) if opts.proxy else urllib3.PoolManager(**kw)
         )
         # Every object lives on the base URL's host: asking that host's pool directly
         # skips the manager's per-request URL parsing and pool lookup, which cost as
         # much CPU as the rest of a small object's fetch. Redirects (maybe to another
         # host) and proxies take the manager's general path.
-        self._host_pool = None if opts.proxy else self._pool.connection_from_url(self.base_url)
+        self._host_pool = None if opts.proxy else pool.connection_from_url(self.base_url)
         self._base_path = parsed.path.rstrip("/") + "/"
 
     def close(self) -> None:
@@ -288,14 +313,14 @@ class Fetcher:
                 raise _too_large(url, limit)
             yield chunk
 
-    def _get(self, url: str, path: str, timeout: urllib3.Timeout):
+    def _get(self, url: str, path: str, timeout: urllib3.Timeout) -> urllib3.BaseHTTPResponse:
         # enforce_content_length: 2.x defaults to it, Debian 12's 1.26 does not
-        kw = dict(
-            preload_content=False,
-            decode_content=False,
-            enforce_content_length=True,
-            timeout=timeout,
-        )
+        kw: _GetOptions = {
+            "preload_content": False,
+            "decode_content": False,
+            "enforce_content_length": True,
+            "timeout": timeout,
+        }
         if self._host_pool is not None:
             resp = self._host_pool.urlopen(
                 "GET", self._base_path + path.lstrip("/"), redirect=False, **kw
@@ -303,6 +328,7 @@ class Fetcher:
             if not resp.get_redirect_location():
                 return resp
             _discard(resp)
+        assert self._pool is not None  # made for every scheme but file://, which never GETs
         return self._pool.request("GET", url, **kw)
 
     def _stream_file(self, url: str, path: str) -> Iterator[bytes]:

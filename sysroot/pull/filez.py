@@ -118,6 +118,7 @@ def decode(chunks: Iterable[bytes], checksum: str) -> tuple[FileHeader, Iterator
         chunk = next(it, None)
         if chunk is None:
             dec.finish()  # raises: the stream ended inside the header
+            raise AssertionError("finish() accepted a stream without a whole header")
         first.extend(dec.pieces(chunk))
 
     def payload() -> Iterator[bytes]:
@@ -140,12 +141,14 @@ def verified_raw(
     """The .filez bytes unchanged, decoded and hashed on the way; raises at the end,
     instead of finishing, unless they are exactly the content object checksum."""
     dec = FilezDecoder(checksum)
-    h = None
+    h: hashlib._Hash | None = None
 
-    def start():
+    def start() -> hashlib._Hash:
+        header = dec.header
+        assert header is not None  # started once the header is decoded
         if on_header is not None:
-            on_header(dec.header)
-        return hashlib.sha256(dec.header.content_stream_prefix())
+            on_header(header)
+        return hashlib.sha256(header.content_stream_prefix())
 
     for chunk in chunks:
         for out in dec.pieces(chunk):  # the header is known before any payload
@@ -155,6 +158,7 @@ def verified_raw(
             h = start()
         yield chunk
     out = dec.finish()
+    assert h is not None  # finish() raised unless the header, and so h, was there
     h.update(out)
     actual = h.hexdigest()
     if actual != checksum:

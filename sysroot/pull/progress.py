@@ -10,6 +10,7 @@ import contextlib
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from sysroot.util.units import format_size
 
@@ -23,7 +24,8 @@ class Progress:
         self.interval = interval
         self.fetched = 0
         self.total = 0
-        self.bytes_source = None  # callable giving the bytes received so far
+        # the bytes received so far
+        self.bytes_source: Callable[[], int] | None = None
         self.start = time.monotonic()
         self._lock = threading.Lock()
         self._drawing = threading.Lock()  # held while the line is written

@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from sysroot.errors import (
     CorruptObjectError,
@@ -48,6 +49,7 @@ from sysroot.formats.objects import (
     Commit,
     DirMeta,
     DirTree,
+    FileHeader,
     ObjectType,
     is_checksum,
 )
@@ -68,10 +70,11 @@ from sysroot.store.pull_local import (
     unmark_partial,
     verify_history,
 )
-from sysroot.store.remotes import load_remote
+from sysroot.store.remotes import Remote, load_remote
 from sysroot.store.repo import Repo, validate_ref_name
 from sysroot.store.summary import Summary
 from sysroot.store.timestamps import compare_timestamps
+from sysroot.store.transaction import Transaction
 from sysroot.util import fsutil
 from sysroot.util.units import format_size
 
@@ -134,7 +137,7 @@ def _transferred(n: int) -> str:
 # ---------------------------------------------------------------- remotes, verification
 
 
-def fetch_options(remote, base: FetchOptions | None = None) -> FetchOptions:
+def fetch_options(remote: Remote | None, base: FetchOptions | None = None) -> FetchOptions:
     """The remote's TLS/proxy/timeout/size options over the caller's (http2 is ignored:
     HTTP/1.1). Every fetch from a remote (pull, `remote refs`, `remote summary`) builds
     its options here, so they all reach the server the same way."""
@@ -155,13 +158,13 @@ def fetch_options(remote, base: FetchOptions | None = None) -> FetchOptions:
     )
 
 
-def _commit_verification(remote):
+def _commit_verification(remote: Remote | None) -> signatures.CommitCheck | None:
     """A function (repo, checksum, commit bytes, commitmeta bytes) raising
     SignatureError, or None when the remote does not ask for signatures."""
     return signatures.commit_check(remote)
 
 
-def _summary_verification(remote) -> bool:
+def _summary_verification(remote: Remote | None) -> bool:
     return remote is not None and bool(remote.gpg_verify_summary or remote.sign_verify_summary)
 
 
@@ -169,7 +172,10 @@ def _summary_verification(remote) -> bool:
 
 
 def pull(
-    repo: Repo, remote_or_url, refs: Sequence[str] = (), options: PullOptions | None = None
+    repo: Repo,
+    remote_or_url: Remote | str,
+    refs: Sequence[str] = (),
+    options: PullOptions | None = None,
 ) -> PullResult:
     """Pull refs (or commit checksums) from a remote (a Remote, or its name) or a URL.
 
@@ -261,17 +267,18 @@ def _rollback_check(
     from_rev = None
     if options.timestamp_check_from_rev is not None:
         rev = repo.resolve_rev(options.timestamp_check_from_rev)
+        assert rev is not None  # without allow_noent, an unknown revision raises
         from_rev = _local_timestamp(repo, rev, f"{rev} for timestamp-check-from-rev")
     return _RollbackCheck(originals, from_rev)
 
 
-def _dest_ref(remote, name: str, mirror: bool) -> str:
+def _dest_ref(remote: Remote | None, name: str, mirror: bool) -> str:
     if mirror or remote is None:
         return name
     return f"{remote.name}:{name}"
 
 
-def _default_refs(remote, mirror: bool) -> list[str]:
+def _default_refs(remote: Remote | None, mirror: bool) -> list[str]:
     if mirror:
         return []  # resolved to every ref of the remote
     branches = remote.branches if remote is not None else []
@@ -286,14 +293,15 @@ def _default_refs(remote, mirror: bool) -> list[str]:
 
 
 def _pull_file(
-    repo: Repo, remote, url: str, refs: Sequence[str], options: PullOptions
+    repo: Repo, remote: Remote | None, url: str, refs: Sequence[str], options: PullOptions
 ) -> PullResult:
     start = time.monotonic()
     path = url.removeprefix("file://")
     names = list(refs) or _default_refs(remote, options.mirror)
     with Repo.open(path) as src:
         targets = resolve_pull_targets(src, names, None)
-        if _summary_verification(remote):  # as over http, before anything is copied
+        # as over http, before anything is copied
+        if remote is not None and _summary_verification(remote):
             signatures.verify_local_summary(
                 repo,
                 remote,
@@ -386,13 +394,15 @@ def _store_summary(repo: Repo, summary: bytes | None, sig: bytes | None) -> None
 
 
 class _HttpPull:
-    def __init__(self, repo: Repo, fetcher: Fetcher, remote, options: PullOptions):
+    def __init__(
+        self, repo: Repo, fetcher: Fetcher, remote: Remote | None, options: PullOptions
+    ) -> None:
         self.repo = repo
         self.fetcher = fetcher
         self.remote = remote
         self.options = options
         self.url = fetcher.base_url
-        self.tx = None
+        self._tx: Transaction | None = None  # the repo's, while run() fetches
         self.raw_content = repo.mode is RepoMode.ARCHIVE  # keep the .filez bytes as served
         self.check_bareuseronly = options.bareuseronly_files or repo.mode is RepoMode.BARE_USER_ONLY
         self.verify = _commit_verification(remote)
@@ -412,6 +422,12 @@ class _HttpPull:
         self.metadata = 0
         self.content = 0
         self.content_bytes = 0
+
+    @property
+    def tx(self) -> Transaction:
+        """The transaction objects go into; only inside run()."""
+        assert self._tx is not None, "no transaction outside run()"
+        return self._tx
 
     def _received(self) -> int:
         pool = self._pool  # the progress thread asks too
@@ -437,7 +453,7 @@ class _HttpPull:
     def _summary(self) -> tuple[bytes | None, bytes | None]:
         sig = self.fetcher.get_optional("summary.sig")
         summary = self.fetcher.get_optional("summary")
-        if _summary_verification(self.remote):
+        if self.remote is not None and _summary_verification(self.remote):
             if summary is None:
                 raise SysrootError(
                     f"Remote {self.remote.name} requires a signed summary, "
@@ -519,7 +535,7 @@ class _HttpPull:
             if self.verify is not None:
                 # Present already (pulled through an unverified remote, pull-local...):
                 # this remote's policy still applies before it becomes a ref here.
-                self._verify_present(checksum, data)
+                self._verify_present(self.verify, checksum, data)
             if self.rollback is not None:
                 self.rollback.check(checksum, commit, name, level)
             if self.repo.is_partial(checksum) and checksum not in self.partial:
@@ -563,20 +579,20 @@ class _HttpPull:
         self._add_root(commit, label)
         return commit
 
-    def _verify_present(self, checksum: str, data: bytes) -> None:
+    def _verify_present(self, verify: signatures.CommitCheck, checksum: str, data: bytes) -> None:
         """Verify a commit the repo has, as ostree 2022.7 does: the remote's
         .commitmeta is fetched again (signatures may have been added), and when the
         remote has none the detached metadata already here is checked instead."""
         path = self._object_path(ObjectType.COMMIT, checksum) + "meta"
         meta = self.fetcher.get_optional(path)
         if meta is None:
-            self.verify(self.repo, checksum, data, read_commitmeta(self.repo, checksum))
+            verify(self.repo, checksum, data, read_commitmeta(self.repo, checksum))
             return
         if not gvariant.is_normal_form(METADATA_DICT_TYPE, meta):
             raise CorruptObjectError(
                 checksum, "commitmeta", f"not a valid a{{sv}} ({self.url}{path})"
             )
-        self.verify(self.repo, checksum, data, meta)
+        verify(self.repo, checksum, data, meta)
         store_detached(self.repo, checksum, meta)  # the remote's, verified: kept, as ostree
 
     def _add_root(self, commit: Commit, label: str) -> None:
@@ -593,10 +609,11 @@ class _HttpPull:
             )
             self.rollback.check(checksum, commit, name, 0)
 
-    def _commit_chain(self, checksum: str, name: str | None) -> None:
+    def _commit_chain(self, head: str, name: str | None) -> None:
         depth = self.options.depth
         remaining = math.inf if depth == -1 else depth
         level = 0
+        checksum: str | None = head
         while checksum:
             if self.seen_commits.get(checksum, -1) >= remaining:
                 if level == 0:
@@ -672,10 +689,12 @@ class _HttpPull:
                 self.tree_places[tree] = (path, label)
                 want_meta.append((ObjectType.DIR_TREE, tree, where))
         self.progress.add_total(len(want_meta))
+        pool = self._pool
+        assert pool is not None  # the walk runs inside _walk(), the workers started
         for i in range(0, len(want_meta), _BATCH):
-            self._pool.submit("meta", want_meta[i : i + _BATCH], urgent=True)
+            pool.submit("meta", want_meta[i : i + _BATCH], urgent=True)
         for i in range(0, len(self.want_files), _BATCH):
-            self._pool.submit("file", self.want_files[i : i + _BATCH])
+            pool.submit("file", self.want_files[i : i + _BATCH])
         self.want_files = []
 
     def _check_dirmeta(self, checksum: str, data: bytes, where: str) -> None:
@@ -726,7 +745,9 @@ class _HttpPull:
         self.fetcher = Fetcher(self.url, self.fetcher.options)
         self.tx.in_forked_child()
 
-    def _work(self, kind: str, item: tuple):
+    def _work(self, kind: str, item: tuple[Any, ...]) -> object:
+        """In a worker: item is (ObjectType, checksum, where) for "meta", (checksum,
+        where) for "file"."""
         if kind == "meta":
             objtype, checksum, _ = item
             return self.fetcher.get(self._object_path(objtype, checksum))
@@ -751,13 +772,13 @@ class _HttpPull:
                 f"{self.repo.path}: {e.strerror or e}"
             ) from None
 
-    def _check_header(self, header, checksum: str, where: str) -> None:
+    def _check_header(self, header: FileHeader, checksum: str, where: str) -> None:
         if self.check_bareuseronly:
             check_bareuseronly(header, checksum, where)
 
     def _store_content(self, checksum: str, chunks: Iterator[bytes], where: str) -> int:
         if self.raw_content:
-            sizes = []
+            sizes: list[int] = []
             self.tx.write_raw(
                 checksum,
                 ObjectType.FILE,
@@ -775,7 +796,7 @@ class _HttpPull:
             return 0
         size = 0
 
-        def counted():
+        def counted() -> Iterator[bytes]:
             nonlocal size
             for chunk in payload:
                 size += len(chunk)
@@ -794,7 +815,7 @@ class _HttpPull:
         failure: BaseException | None = None
         try:
             with self.repo.transaction() as tx, self.progress:
-                self.tx = tx
+                self._tx = tx
                 try:
                     for (_, checksum), name in zip(targets, names, strict=True):
                         self._commit_chain(checksum, None if is_checksum(name) else name)

@@ -20,8 +20,10 @@ still keep it.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.process
 import pickle
 import signal
 import threading
@@ -30,6 +32,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from ctypes import c_bool, c_uint64
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
 
 from sysroot.errors import SysrootError
 
@@ -38,17 +42,23 @@ _DEPTH = 2  # tasks a lane holds at once: one in hand, the next already in its p
 
 @dataclass
 class TaskResult:
+    # Items and outputs are the caller's, whose type depends on the kind (the pool only
+    # passes them through a pipe): Any, so the caller unpacks them as its kind says.
     kind: str
-    items: list  # the items of the task, in order
-    outputs: list  # work()'s result for items[:len(outputs)]
+    items: list[Any]  # the items of the task, in order
+    outputs: list[Any]  # work()'s result for items[:len(outputs)]
     error: BaseException | None = None  # what stopped the task before its end
+
+
+_Task = tuple[str, list[Any]]  # (kind, items)
 
 
 @dataclass
 class _Lane:
-    process: multiprocessing.Process
+    process: multiprocessing.process.BaseProcess  # a fork context's Process
     conn: multiprocessing.connection.Connection  # the parent's end
-    tasks: deque = field(default_factory=deque)  # (kind, items) sent, not answered
+    # (kind, items) sent, not answered
+    tasks: deque[_Task] = field(default_factory=deque)
 
 
 class WorkerPool:
@@ -64,7 +74,7 @@ class WorkerPool:
         processes: int,
         lanes: int,
         setup: Callable[[], None],
-        work: Callable[[str, object], object],
+        work: Callable[[str, Any], object],  # (kind, one item of that kind)
         received: Callable[[], int],
     ):
         self.processes = max(1, min(processes, lanes))
@@ -72,12 +82,19 @@ class WorkerPool:
         self._setup = setup
         self._work = work
         self._received = received
-        self._procs: list[multiprocessing.Process] = []
+        self._procs: list[multiprocessing.process.BaseProcess] = []
         self._lanes: list[_Lane] = []
-        self._urgent: deque = deque()
-        self._queued: deque = deque()
-        self._stop = None
-        self._bytes = None
+        self._urgent: deque[_Task] = deque()
+        self._queued: deque[_Task] = deque()
+        # made on entering, in shared memory: the forked workers see and set them
+        self._stop: c_bool | None = None
+        self._bytes: ctypes.Array[c_uint64] | None = None
+
+    @property
+    def _stopped(self) -> c_bool:
+        """The stop flag (set by either side)."""
+        assert self._stop is not None, "WorkerPool used outside its with block"
+        return self._stop
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> WorkerPool:
@@ -103,7 +120,12 @@ class WorkerPool:
             raise
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc_type is not None:
             self._kill()  # e.g. ^C: nothing more of this pull is wanted
             return
@@ -128,8 +150,8 @@ class WorkerPool:
         self._lanes = []
 
     # ------------------------------------------------------------ the parent's side
-    def submit(self, kind: str, items: list, *, urgent: bool = False) -> None:
-        if items and not self._stop.value:
+    def submit(self, kind: str, items: list[Any], *, urgent: bool = False) -> None:
+        if items and not self._stopped.value:
             (self._urgent if urgent else self._queued).append((kind, items))
 
     @property
@@ -142,7 +164,7 @@ class WorkerPool:
 
     def stop(self) -> None:
         """Hand out nothing more; lanes stop after the item in hand."""
-        self._stop.value = True
+        self._stopped.value = True
         self._urgent.clear()
         self._queued.clear()
 
@@ -183,7 +205,7 @@ class WorkerPool:
 
     def _dispatch(self) -> None:
         """Top up the lanes, the least loaded first, so work spreads evenly."""
-        while (self._urgent or self._queued) and not self._stop.value and self._lanes:
+        while (self._urgent or self._queued) and not self._stopped.value and self._lanes:
             lane = min(self._lanes, key=lambda ln: len(ln.tasks))
             if len(lane.tasks) >= _DEPTH:
                 return
@@ -195,7 +217,12 @@ class WorkerPool:
                 return  # its process died: results() finds the pipe closed and says so
 
     # ------------------------------------------------------------ the child's side
-    def _serve(self, index: int, conns: list, parent_ends: list) -> None:
+    def _serve(
+        self,
+        index: int,
+        conns: list[multiprocessing.connection.Connection],
+        parent_ends: list[multiprocessing.connection.Connection],
+    ) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides about ^C
         # Close the parent's ends of every pipe, this process's too: the parent's exit
         # must show here as end of file, never leave a worker waiting forever.
@@ -218,7 +245,11 @@ class WorkerPool:
         for t in threads:
             t.join()
 
-    def _serve_lane(self, index: int, conn, broken: BaseException | None) -> None:
+    def _serve_lane(
+        self, index: int, conn: multiprocessing.connection.Connection, broken: BaseException | None
+    ) -> None:
+        counters = self._bytes
+        assert counters is not None  # made before the fork
         while True:
             try:
                 task = conn.recv()
@@ -227,17 +258,17 @@ class WorkerPool:
             if task is None:
                 return
             kind, items = task
-            outputs = []
+            outputs: list[object] = []
             error = broken
             for item in items:
-                if self._stop.value or error is not None:
+                if self._stopped.value or error is not None:
                     break
                 try:
                     outputs.append(self._work(kind, item))
                 except BaseException as e:
                     error = _portable(e)
-                    self._stop.value = True  # the others too, without waiting for the parent
-                self._bytes[index] = self._received()
+                    self._stopped.value = True  # the others too, without waiting for the parent
+                counters[index] = self._received()
             try:
                 conn.send((outputs, error))
             except OSError:

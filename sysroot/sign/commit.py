@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sysroot.errors import CorruptObjectError, NotFoundError
 from sysroot.formats.objects import ObjectType
 from sysroot.sign import detached, ed25519, gpg
+from sysroot.store.repo import Repo
 
 
-def commit_bytes(repo, checksum: str) -> bytes:
+def commit_bytes(repo: Repo, checksum: str) -> bytes:
     """The exact bytes signatures are made over, checked against the commit's name."""
     data = repo.read_metadata(ObjectType.COMMIT, checksum)
     actual = hashlib.sha256(data).hexdigest()
@@ -20,7 +21,7 @@ def commit_bytes(repo, checksum: str) -> bytes:
     return data
 
 
-def gpg_sign_commit(repo, checksum: str, key_ids: Sequence[str], homedir: str | None) -> None:
+def gpg_sign_commit(repo: Repo, checksum: str, key_ids: Sequence[str], homedir: str | None) -> None:
     data = commit_bytes(repo, checksum)
     sigs = [gpg.sign_detached(data, k, homedir) for k in key_ids]  # all before writing
     meta = detached.load_commitmeta(repo, checksum)
@@ -29,7 +30,7 @@ def gpg_sign_commit(repo, checksum: str, key_ids: Sequence[str], homedir: str | 
     detached.write_commitmeta(repo, checksum, meta)
 
 
-def gpg_delete_signatures(repo, checksum: str, key_ids: Sequence[str]) -> int:
+def gpg_delete_signatures(repo: Repo, checksum: str, key_ids: Sequence[str]) -> int:
     """Drop the GPG signatures made by any of key_ids; returns how many were dropped."""
     commit_bytes(repo, checksum)
     meta = detached.load_commitmeta(repo, checksum)
@@ -46,7 +47,7 @@ def gpg_delete_signatures(repo, checksum: str, key_ids: Sequence[str]) -> int:
     return len(sigs) - len(keep)
 
 
-def ed25519_sign_commit(repo, checksum: str, secrets: Sequence[bytes]) -> None:
+def ed25519_sign_commit(repo: Repo, checksum: str, secrets: Sequence[bytes]) -> None:
     data = commit_bytes(repo, checksum)
     meta = detached.load_commitmeta(repo, checksum)
     for secret in secrets:
@@ -54,7 +55,7 @@ def ed25519_sign_commit(repo, checksum: str, secrets: Sequence[bytes]) -> None:
     detached.write_commitmeta(repo, checksum, meta)
 
 
-def ed25519_delete_signatures(repo, checksum: str, publics: Sequence[bytes]) -> int:
+def ed25519_delete_signatures(repo: Repo, checksum: str, publics: Sequence[bytes]) -> int:
     """Drop the ed25519 signatures that verify with any of publics."""
     data = commit_bytes(repo, checksum)
     meta = detached.load_commitmeta(repo, checksum)
@@ -72,7 +73,7 @@ def ed25519_delete_signatures(repo, checksum: str, publics: Sequence[bytes]) -> 
 
 
 def ed25519_verify_commit(
-    repo, checksum: str, publics: Sequence[bytes], revoked: Sequence[bytes] = ()
+    repo: Repo, checksum: str, publics: Sequence[bytes], revoked: Iterable[bytes] = ()
 ) -> tuple[bytes | None, str]:
     data = commit_bytes(repo, checksum)
     sigs = detached.signatures(detached.load_commitmeta(repo, checksum), detached.KEY_ED25519)
@@ -81,7 +82,7 @@ def ed25519_verify_commit(
     return ed25519.find_valid(data, sigs, publics, revoked)
 
 
-def _summary_bytes(repo) -> bytes:
+def _summary_bytes(repo: Repo) -> bytes:
     try:
         with open(os.path.join(repo.path, "summary"), "rb") as f:
             return f.read()
@@ -91,11 +92,11 @@ def _summary_bytes(repo) -> bytes:
         ) from None
 
 
-def _summary_meta(repo) -> detached.Metadata:
+def _summary_meta(repo: Repo) -> detached.Metadata:
     return detached.parse(detached.read_summary_sig(repo), f"{repo.path}/summary.sig")
 
 
-def gpg_sign_summary(repo, key_ids: Sequence[str], homedir: str | None) -> None:
+def gpg_sign_summary(repo: Repo, key_ids: Sequence[str], homedir: str | None) -> None:
     data = _summary_bytes(repo)
     sigs = [gpg.sign_detached(data, k, homedir) for k in key_ids]
     meta = _summary_meta(repo)
@@ -104,7 +105,7 @@ def gpg_sign_summary(repo, key_ids: Sequence[str], homedir: str | None) -> None:
     detached.write_summary_sig(repo, meta)
 
 
-def ed25519_sign_summary(repo, secrets: Sequence[bytes]) -> None:
+def ed25519_sign_summary(repo: Repo, secrets: Sequence[bytes]) -> None:
     data = _summary_bytes(repo)
     meta = _summary_meta(repo)
     for secret in secrets:

@@ -14,6 +14,7 @@ from sysroot.errors import CorruptObjectError, FormatError, NotFoundError
 from sysroot.formats import gvariant
 from sysroot.formats.gvariant import Variant
 from sysroot.formats.objects import ObjectType
+from sysroot.store.repo import Repo
 from sysroot.store.summary import hash_table_order
 from sysroot.util import fsutil
 
@@ -56,7 +57,7 @@ def append_signature(meta: Metadata, key: str, sig: bytes) -> Metadata:
     return with_signatures(meta, key, signatures(meta, key) + [sig])
 
 
-def read_commitmeta(repo, checksum: str) -> bytes | None:
+def read_commitmeta(repo: Repo, checksum: str) -> bytes | None:
     """The raw `.commitmeta` bytes of a commit, or None if it has none."""
     try:
         return repo.read_metadata(ObjectType.COMMIT_META, checksum)
@@ -64,21 +65,21 @@ def read_commitmeta(repo, checksum: str) -> bytes | None:
         return None
 
 
-def load_commitmeta(repo, checksum: str) -> Metadata:
+def load_commitmeta(repo: Repo, checksum: str) -> Metadata:
     try:
         return parse(read_commitmeta(repo, checksum), f"commit {checksum}")
     except FormatError as e:
         raise CorruptObjectError(checksum, "commitmeta", str(e)) from None
 
 
-def write_commitmeta(repo, checksum: str, meta: Metadata) -> None:
+def write_commitmeta(repo: Repo, checksum: str, meta: Metadata) -> None:
     """Replace a commit's detached metadata atomically (it is not content-addressed)."""
     path = repo.object_path(checksum, ObjectType.COMMIT_META)
     with repo.lock(exclusive=False):
         fsutil.atomic_write(path, serialize(meta), mode=0o644, fsync=repo.fsync_enabled)
 
 
-def read_summary_sig(repo) -> bytes | None:
+def read_summary_sig(repo: Repo) -> bytes | None:
     try:
         with open(os.path.join(repo.path, "summary.sig"), "rb") as f:
             return f.read()
@@ -86,7 +87,7 @@ def read_summary_sig(repo) -> bytes | None:
         return None
 
 
-def write_summary_sig(repo, meta: Metadata) -> None:
+def write_summary_sig(repo: Repo, meta: Metadata) -> None:
     fsutil.atomic_write(
         os.path.join(repo.path, "summary.sig"),
         serialize(meta),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -80,7 +80,7 @@ def check(data: bytes, sig: bytes, public: bytes) -> bool:
         return False
 
 
-def read_keys_file(path: str, parse=parse_public_key) -> list[bytes]:
+def read_keys_file(path: str, parse: Callable[[str], bytes] = parse_public_key) -> list[bytes]:
     """One base64 key per line (blank lines skipped); a bad line names file and line."""
     try:
         with open(path, encoding="ascii", errors="replace") as f:

@@ -13,19 +13,22 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sysroot.errors import SysrootError
 from sysroot.store.remotes import Remote, keyring_path
+from sysroot.store.repo import Repo
 from sysroot.util import fsutil
-from sysroot.util.run import run
+from sysroot.util.run import Completed, run
 
 GLOBAL_KEYRING_DIR = "/usr/share/ostree/trusted.gpg.d/"
 _NOT_KEYRINGS = ("trustdb.gpg", "secring.gpg")
 
 
-def _gpg(homedir: str | None, *args: str, input: bytes | None = None, check: bool = True):
+def _gpg(
+    homedir: str | None, *args: str, input: bytes | None = None, check: bool = True
+) -> Completed:
     argv = ["gpg", "--batch", "--no-tty"]
     if homedir is not None:
         argv += ["--homedir", homedir]
@@ -104,7 +107,7 @@ class SigCheck:
             return f"Good signature{who} by key {self.key_id}"
         return f"key {self.key_id or 'unknown'}: {self.problem}"
 
-    def describe_lines(self, format_time) -> list[str] | None:
+    def describe_lines(self, format_time: Callable[[int], str]) -> list[str] | None:
         """The lines ostree_gpg_verify_result_describe writes (without its prefix), for
         a good signature or one whose key is missing; None for other failures.
         format_time(unix seconds) -> GLib's %c in local time."""
@@ -245,7 +248,7 @@ def _as_keyring(path: str, workdir: str, n: int) -> str:
 
 
 def remote_keyrings(
-    repo, remote: Remote, workdir: str, *, gpg_homedir: str | None = None
+    repo: Repo, remote: Remote, workdir: str, *, gpg_homedir: str | None = None
 ) -> list[str]:
     """The keyrings ostree trusts for remote, in the order it adds them."""
     out = []
@@ -273,7 +276,7 @@ def remote_keyrings(
 
 
 def import_keys(
-    repo,
+    repo: Repo,
     remote_name: str,
     sources: Sequence[bytes] | None,
     key_ids: Sequence[str] = (),

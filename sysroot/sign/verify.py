@@ -21,6 +21,7 @@ from sysroot.formats.objects import ObjectType, is_checksum
 from sysroot.sign import detached, ed25519, gpg
 from sysroot.store.pull_local import resolve_pull_targets
 from sysroot.store.remotes import SIGN_ENGINES, Remote, load_remote
+from sysroot.store.repo import Repo
 from sysroot.store.summary import Summary
 
 
@@ -29,14 +30,24 @@ class SignatureError(SysrootError):
 
 
 def _gpg_check(
-    repo, remote: Remote, data: bytes, meta: detached.Metadata, what: str, gpg_homedir: str | None
+    repo: Repo,
+    remote: Remote,
+    data: bytes,
+    meta: detached.Metadata,
+    what: str,
+    gpg_homedir: str | None,
 ) -> str:
     checks = _gpg_checks(repo, remote, data, meta, what, gpg_homedir)
     return next(f"GPG signature by key {c.key_id}" for c in checks if c.valid)
 
 
 def _gpg_checks(
-    repo, remote: Remote, data: bytes, meta: detached.Metadata, what: str, gpg_homedir: str | None
+    repo: Repo,
+    remote: Remote,
+    data: bytes,
+    meta: detached.Metadata,
+    what: str,
+    gpg_homedir: str | None,
 ) -> list[gpg.SigCheck]:
     """Every signature's check; raises unless one is good."""
     sigs = detached.signatures(meta, detached.KEY_GPG)
@@ -118,13 +129,17 @@ def _parse_meta(data: bytes | None, what: str) -> detached.Metadata:
         raise SignatureError(str(e)) from None
 
 
+# what a remote requires: (gpg on?, sign engines, engines listed explicitly?)
+_Required = tuple[bool, list[str], bool]
+
+
 def _verify(
-    repo,
+    repo: Repo,
     remote: Remote,
     what: str,
     data: bytes,
     sig_bytes: bytes | None,
-    required,
+    required: Callable[[Remote], _Required],
     keys_dirs: Sequence[str],
     gpg_homedir: str | None,
 ) -> str:
@@ -145,7 +160,7 @@ def _verify(
 
 
 def verify_commit(
-    repo,
+    repo: Repo,
     remote: Remote,
     checksum: str,
     commit_bytes: bytes,
@@ -169,7 +184,7 @@ def verify_commit(
 
 
 def verify_summary(
-    repo,
+    repo: Repo,
     remote: Remote,
     summary_bytes: bytes,
     sig_bytes: bytes | None,
@@ -179,7 +194,7 @@ def verify_summary(
 ) -> str:
     """The same for a remote's summary and its summary.sig."""
 
-    def required(r: Remote):
+    def required(r: Remote) -> _Required:
         raw = (r.option("sign-verify-summary") or "").strip()
         return r.gpg_verify_summary, r.sign_verify_summary, raw not in ("true", "1")
 
@@ -196,7 +211,7 @@ def verify_summary(
 
 
 # (repo, commit checksum, commit bytes, detached metadata bytes or None) -> what verified
-CommitCheck = Callable[..., str]
+CommitCheck = Callable[[Repo, str, bytes, bytes | None], str]
 
 
 def commit_check(remote: Remote | None) -> CommitCheck | None:
@@ -208,7 +223,7 @@ def commit_check(remote: Remote | None) -> CommitCheck | None:
 
 
 def remote_commit_check(
-    repo, name: str | None, *, sysroot: str | None = None
+    repo: Repo, name: str | None, *, sysroot: str | None = None
 ) -> CommitCheck | None:
     """commit_check of the remote called name in repo's configuration; None when there is
     no such remote (a ref name alone carries no policy)."""
@@ -221,8 +236,8 @@ def remote_commit_check(
 
 
 def local_pull_check(
-    dst,
-    src,
+    dst: Repo,
+    src: Repo,
     remote: str | None,
     refs: Sequence[str],
     *,
@@ -262,7 +277,7 @@ def local_pull_check(
 
 
 def verify_stored_commit(
-    repo, check: CommitCheck, checksum: str, commitmeta: bytes | None = None
+    repo: Repo, check: CommitCheck, checksum: str, commitmeta: bytes | None = None
 ) -> str:
     """Run check on a commit of repo with commitmeta, or when None the detached metadata
     stored beside the commit (as ostree falls back to it when a remote has none)."""
@@ -276,7 +291,7 @@ def verify_stored_commit(
 
 
 def verify_deployable(
-    repo, refspec: str | None, checksum: str, *, sysroot: str | None = None
+    repo: Repo, refspec: str | None, checksum: str, *, sysroot: str | None = None
 ) -> None:
     """Refuse to deploy a commit that the remote of its origin's refspec would not have
     let become one of its refs (beyond ostree 2022.7, which deploys any local ref): a
@@ -290,7 +305,7 @@ def verify_deployable(
 
 
 def verify_local_summary(
-    repo, remote: Remote, src_path: str, refs: Sequence[tuple[str, str]]
+    repo: Repo, remote: Remote, src_path: str, refs: Sequence[tuple[str, str]]
 ) -> None:
     """For a remote with gpg-verify-summary / sign-verify-summary, a local source (a
     file:// remote, pull-local --remote) must have a summary signed as the remote
@@ -298,19 +313,20 @@ def verify_local_summary(
     signed summary is what vouches for the commits."""
     if not (remote.gpg_verify_summary or remote.sign_verify_summary):
         return
-    files = {}
+    files: dict[str, bytes | None] = {}
     for name in ("summary", "summary.sig"):
         try:
             with open(os.path.join(src_path, name), "rb") as f:
                 files[name] = f.read()
         except FileNotFoundError:
             files[name] = None
-    if files["summary"] is None:
+    summary = files["summary"]
+    if summary is None:
         raise SignatureError(
             f"Remote {remote.name} requires a signed summary, but {src_path}/summary does not exist"
         )
-    verify_summary(repo, remote, files["summary"], files["summary.sig"])
-    heads = {r.name: r.checksum for r in Summary.parse(files["summary"]).refs}
+    verify_summary(repo, remote, summary, files["summary.sig"])
+    heads = {r.name: r.checksum for r in Summary.parse(summary).refs}
     for name, checksum in refs:
         if heads.get(name, checksum) != checksum:
             raise SignatureError(
@@ -320,10 +336,10 @@ def verify_local_summary(
 
 
 def describe_deployment_signatures(
-    repo,
+    repo: Repo,
     remote: Remote,
     checksum: str,
-    format_time,
+    format_time: Callable[[int], str],
     *,
     keys_dirs: Sequence[str] = ed25519.SYSTEM_KEY_DIRS,
 ) -> list[str]:

@@ -1,4 +1,4 @@
-"""Checking out a commit (or a path inside it) into a directory, and reading its tree.
+"""Checking out a commit (or a path inside it) into a directory.
 
 Files are hardlinked to their objects when the object file on disk is exactly what
 the checkout needs (bare repo and root checkout; bare-user/bare-user-only repo and
@@ -20,19 +20,19 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from sysroot.errors import CorruptObjectError, FormatError, NotFoundError, SysrootError, UsageError
+from sysroot.errors import NotFoundError, SysrootError, UsageError
 from sysroot.formats.objects import DirMeta, DirTree, FileHeader, ObjectType
 from sysroot.store.modes import RepoMode
 from sysroot.store.repo import ContentInfo, Repo
+from sysroot.store.tree import TreeEntry, TreeReader
 from sysroot.util import fsutil
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _SUID_SGID = stat.S_ISUID | stat.S_ISGID
 _COPY_CHUNK = 1 << 20
-_MAX_SYMLINK_HOPS = 40
 
 
 class OverwriteMode(enum.Enum):
@@ -70,247 +70,6 @@ class CheckoutStats:
     hardlinked: int = 0
     copied: int = 0
     skipped: int = 0  # existing entries kept by --union-add / --union-identical
-
-
-# ---------------------------------------------------------------------------- tree paths
-
-
-@dataclass(frozen=True)
-class TreeEntry:
-    """One resolved path inside a commit.
-
-    For a directory, `checksum` is its dirmeta and `tree` its dirtree; for a file,
-    `checksum` is the content object and `tree` is None.
-    """
-
-    components: tuple[str, ...]
-    checksum: str
-    tree: str | None = None
-
-    @property
-    def is_dir(self) -> bool:
-        return self.tree is not None
-
-    @property
-    def name(self) -> str:
-        return self.components[-1] if self.components else "/"
-
-    @property
-    def path(self) -> str:
-        return "/" + "/".join(self.components)
-
-
-def split_repo_path(path: str, base: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """The components of path, taken relative to base, exactly as ostree resolves it.
-
-    OSTree does not normalize: an absolute path, or a `//` anywhere, restarts at the
-    root; `.` and `..` are looked up as names (and so never found); a trailing `/`
-    names an empty child. Matching that keeps output and errors identical.
-    """
-    comps = list(base)
-    while True:
-        if path.startswith("/"):
-            if path == "/":
-                return ()
-            path = path[1:]
-            if comps:  # below the root: start again from the root
-                comps = []
-                continue
-        slash = path.find("/")
-        if slash < 0:
-            comps.append(path)
-            return tuple(comps)
-        comps.append(path[:slash])
-        path = path[slash + 1 :]
-
-
-def _width(size: int) -> int:
-    return 1 if size <= 0xFF else 2 if size <= 0xFFFF else 4 if size <= 0xFFFFFFFF else 8
-
-
-def _fast_dirtree(data: bytes) -> DirTree | None:
-    """Decode a dirtree `(a(say)a(sayay))` without the generic GVariant machinery.
-
-    Checking out is dominated by dirtree parsing once files are hardlinks, and the
-    generic decoder spends most of its time being generic. This handles well-formed
-    input only: on anything unexpected it returns None and the caller uses
-    DirTree.parse, which then reports the error (or decodes the odd-but-valid form).
-    """
-    n = len(data)
-    if n == 0:
-        return None
-    w = _width(n)
-    split = int.from_bytes(data[n - w :], "little")
-    if split > n - w:
-        return None
-    files = _fast_array(data, 0, split, 1)
-    dirs = _fast_array(data, split, n - w, 2)
-    if files is None or dirs is None:
-        return None
-    return DirTree(tuple(files), tuple(dirs))
-
-
-def _fast_array(data: bytes, start: int, end: int, nsums: int) -> list[tuple] | None:
-    """Elements (name, checksum, ...) of an array of (s, ay * nsums) structs."""
-    size = end - start
-    if size == 0:
-        return []
-    w = _width(size)
-    frombytes = int.from_bytes
-    table = start + frombytes(data[end - w : end], "little")
-    if table > end or (end - table) % w or table == end:
-        return None
-    out = []
-    append = out.append
-    pos = start
-    for t in range(table, end, w):
-        elem_end = start + frombytes(data[t : t + w], "little")
-        esize = elem_end - pos
-        if esize <= 0 or elem_end > table:
-            return None
-        ew = 1 if esize <= 0xFF else _width(esize)
-        # the member framing offsets sit at the element's end, the name's last
-        name_end = pos + frombytes(data[elem_end - ew : elem_end], "little")
-        if nsums == 1:
-            sum_ends = (elem_end - ew,)
-        else:
-            mid = pos + frombytes(data[elem_end - 2 * ew : elem_end - ew], "little")
-            sum_ends = (mid, elem_end - 2 * ew)
-        if not pos < name_end <= elem_end or data[name_end - 1] != 0:
-            return None
-        raw = data[pos : name_end - 1]
-        if b"\0" in raw:
-            return None
-        try:
-            entry = [raw.decode("utf-8")]
-        except UnicodeDecodeError:
-            return None
-        a = name_end
-        for b in sum_ends:
-            if b - a != 32:
-                return None
-            entry.append(data[a:b].hex())
-            a = b
-        append(tuple(entry))
-        pos = elem_end
-    return out
-
-
-class TreeReader:
-    """Read-only access to one commit's tree, with validated, cached objects."""
-
-    def __init__(self, repo: Repo, commit: str):
-        self.repo = repo
-        self.commit = commit
-        self._trees: dict[str, DirTree] = {}
-        self._metas: dict[str, DirMeta] = {}
-        self._files: dict[str, ContentInfo] = {}
-        c = repo.load_commit(commit)
-        self.root = TreeEntry((), c.root_meta, c.root_tree)
-
-    def dirtree(self, checksum: str) -> DirTree:
-        tree = self._trees.get(checksum)
-        if tree is None:
-            tree = _fast_dirtree(
-                self.repo.read_metadata(ObjectType.DIR_TREE, checksum)
-            ) or self.repo.load_dirtree(checksum)
-            try:
-                tree.validate()
-            except FormatError as e:
-                raise CorruptObjectError(checksum, "dirtree", str(e)) from None
-            self._trees[checksum] = tree
-        return tree
-
-    def dirmeta(self, checksum: str) -> DirMeta:
-        meta = self._metas.get(checksum)
-        if meta is None:
-            meta = self.repo.load_dirmeta(checksum)
-            try:
-                meta.validate()
-            except FormatError as e:
-                raise CorruptObjectError(checksum, "dirmeta", str(e)) from None
-            self._metas[checksum] = meta
-        return meta
-
-    def file_info(self, checksum: str, path: str | None = None) -> ContentInfo:
-        info = self._files.get(checksum)
-        if info is None:
-            try:
-                info = self.repo.load_file(checksum)
-            except NotFoundError:
-                where = f" (needed for {path})" if path else ""
-                raise NotFoundError(f"No such content object {checksum}{where}") from None
-            try:
-                info.header.validate()
-            except FormatError as e:
-                raise CorruptObjectError(checksum, "file", str(e)) from None
-            self._files[checksum] = info
-        return info
-
-    def child(self, parent: TreeEntry, name: str) -> TreeEntry | None:
-        tree = self.dirtree(parent.tree)  # type: ignore[arg-type]
-        for fname, csum in tree.files:
-            if fname == name:
-                return TreeEntry(parent.components + (name,), csum)
-        for dname, tcsum, mcsum in tree.dirs:
-            if dname == name:
-                return TreeEntry(parent.components + (name,), mcsum, tcsum)
-        return None
-
-    def children(self, parent: TreeEntry) -> list[TreeEntry]:
-        """Files first, then directories, each in dirtree order (as ostree lists them)."""
-        tree = self.dirtree(parent.tree)  # type: ignore[arg-type]
-        comps = parent.components
-        return [TreeEntry(comps + (n,), c) for n, c in tree.files] + [
-            TreeEntry(comps + (n,), m, t) for n, t, m in tree.dirs
-        ]
-
-    def lookup(self, components: tuple[str, ...]) -> TreeEntry:
-        """The entry at components; NotFoundError names the first missing one."""
-        node = self.root
-        for i, name in enumerate(components):
-            if not node.is_dir:
-                raise NotFoundError("Not a directory")
-            child = self.child(node, name)
-            if child is None:
-                missing = "/" + "/".join(components[: i + 1])
-                raise NotFoundError(f"No such file or directory: {missing}")
-            node = child
-        return node
-
-    def resolve(self, path: str) -> TreeEntry:
-        return self.lookup(split_repo_path(path))
-
-    def follow_symlinks(self, entry: TreeEntry) -> TreeEntry:
-        """Resolve symlinks inside the commit, the way `ostree cat` opens a path:
-        the target is taken relative to the link's directory, never the host."""
-        for _ in range(_MAX_SYMLINK_HOPS):
-            if entry.is_dir:
-                return entry
-            header = self.file_info(entry.checksum, entry.path).header
-            if not header.is_symlink:
-                return entry
-            entry = self.lookup(split_repo_path(header.symlink_target, entry.components[:-1]))
-        raise SysrootError(f"Too many levels of symbolic links: {entry.path}")
-
-    def read_file(self, entry: TreeEntry) -> Iterator[bytes]:
-        """The payload chunks of a regular-file entry."""
-        if entry.is_dir:
-            raise SysrootError("Can't open directory")
-        header = self.file_info(entry.checksum, entry.path).header
-        return _verified_payload(header, entry.checksum, self.repo.iter_payload(entry.checksum))
-
-    def prefetch(self, tree: str, meta: str) -> None:
-        """Load and validate every dirtree and dirmeta below (tree, meta)."""
-        seen: set[str] = set()
-        stack = [(tree, meta)]
-        while stack:
-            t, m = stack.pop()
-            self.dirmeta(m)
-            if t in seen:
-                continue
-            seen.add(t)
-            stack.extend((st, sm) for _, st, sm in self.dirtree(t).dirs)
 
 
 # ---------------------------------------------------------------------------- checkout
@@ -514,12 +273,9 @@ class _Checkout:
         path = _join(dirpath, name)
         objrel = f"{csum[:2]}/{csum[2:]}.file"
         if e.errno == errno.EEXIST:
-            mode = self.opts.overwrite
-            if mode is OverwriteMode.NONE:
-                raise SysrootError(f"Cannot check out {path}: File exists") from None
-            if mode is OverwriteMode.ADD_FILES:
-                self.stats.skipped += 1
+            if self._keep_existing(path):
                 return
+            mode = self.opts.overwrite
             src = os.lstat(objrel, dir_fd=self.objects_fd)
             dst = os.lstat(name, dir_fd=dfd)
             if (src.st_dev, src.st_ino) == (dst.st_dev, dst.st_ino):
@@ -559,24 +315,35 @@ class _Checkout:
         try:
             os.symlink(target, name, dir_fd=dfd)
         except FileExistsError:
-            mode = self.opts.overwrite
-            if mode is OverwriteMode.NONE:
-                raise SysrootError(f"Cannot check out {path}: File exists") from None
-            if mode is OverwriteMode.ADD_FILES:
-                self.stats.skipped += 1
-                return
-            if mode is OverwriteMode.UNION_IDENTICAL:
-                if _is_symlink(dfd, name) and os.readlink(name, dir_fd=dfd) == target:
-                    self.stats.skipped += 1
-                    return
-                raise SysrootError(f"Cannot check out {path}: a different file exists") from None
-            tmp = _temp_entry(lambda t: os.symlink(target, t, dir_fd=dfd))
-            self._set_symlink_meta(dfd, tmp, header)
-            _replace(tmp, name, dfd, path)
+            pass
+        else:
+            self._set_symlink_meta(dfd, name, header)
             self.stats.copied += 1
             return
-        self._set_symlink_meta(dfd, name, header)
+        if self._keep_existing(path):
+            return
+        if self.opts.overwrite is OverwriteMode.UNION_IDENTICAL:
+            if _is_symlink(dfd, name) and os.readlink(name, dir_fd=dfd) == target:
+                self.stats.skipped += 1
+                return
+            raise SysrootError(f"Cannot check out {path}: a different file exists")
+        tmp = _temp_entry(lambda t: os.symlink(target, t, dir_fd=dfd))
+        self._set_symlink_meta(dfd, tmp, header)
+        _replace(tmp, name, dfd, path)
         self.stats.copied += 1
+
+    def _keep_existing(self, path: str) -> bool:
+        """An entry is in the way at path: an error without an overwrite mode; True
+        (counted as skipped) when --union-add keeps it; False to go on and compare or
+        replace it."""
+        mode = self.opts.overwrite
+        if mode is OverwriteMode.NONE:
+            # from None: callers are often handling the OSError that found the entry
+            raise SysrootError(f"Cannot check out {path}: File exists") from None
+        if mode is OverwriteMode.ADD_FILES:
+            self.stats.skipped += 1
+            return True
+        return False
 
     def _set_symlink_meta(self, dfd: int, name: str, header: FileHeader) -> None:
         if self.user_mode:
@@ -675,7 +442,7 @@ def _exists(dfd: int, name: str) -> bool:
         return False
 
 
-def _temp_entry(create) -> str:
+def _temp_entry(create: Callable[[str], object]) -> str:
     """Create an entry under a fresh temporary name with create(name); return the name."""
     for _ in range(100):
         name = fsutil.temp_name("checkout-union")
@@ -721,17 +488,6 @@ def _copy_fd(src: int, dst: int, size: int) -> None:
         left -= len(chunk)
     if left:
         raise SysrootError(f"Object file is {left} bytes shorter than recorded")
-
-
-def _verified_payload(header: FileHeader, checksum: str, chunks) -> Iterator[bytes]:
-    """chunks, passed through; raises at the end if they do not hash to checksum (the
-    caller has streamed them by then, but exits non-zero with the reason)."""
-    h = hashlib.sha256(header.content_stream_prefix())
-    for chunk in chunks:
-        h.update(chunk)
-        yield chunk
-    if h.hexdigest() != checksum:
-        raise CorruptObjectError(checksum, "file", f"content has checksum {h.hexdigest()}")
 
 
 def _checksum_existing(dfd: int, name: str, st: os.stat_result, no_xattrs: bool) -> str:
@@ -787,7 +543,7 @@ def _remove_created(parent_fd: int, name: str) -> None:
 def checkout_tree(
     repo: Repo,
     commit_or_rev: str,
-    target: str | os.PathLike,
+    target: str | os.PathLike[str],
     options: CheckoutOptions | None = None,
     *,
     dir_fd: int | None = None,
@@ -812,8 +568,8 @@ def checkout_tree(
             return None
         raise
     # Everything the checkout will read is validated before anything is written.
-    if entry.is_dir:
-        reader.prefetch(entry.tree, entry.checksum)  # type: ignore[arg-type]
+    if entry.tree is not None:
+        reader.prefetch(entry.tree, entry.checksum)
     else:
         reader.file_info(entry.checksum, entry.path)
 
@@ -825,15 +581,8 @@ def checkout_tree(
     job = _Checkout(repo, options, reader)
     created = not _exists(parent_fd, name)
     try:
-        if entry.is_dir:
-            job.write_tree(
-                parent_fd,
-                name,
-                entry.tree,
-                entry.checksum,  # type: ignore[arg-type]
-                target,
-                top=True,
-            )
+        if entry.tree is not None:
+            job.write_tree(parent_fd, name, entry.tree, entry.checksum, target, top=True)
         else:
             _checkout_single_file(job, parent_fd, name, entry, target)
         if options.fsync:

@@ -9,15 +9,18 @@ from __future__ import annotations
 import os
 import stat
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from sysroot.errors import SysrootError
-from sysroot.formats.gvariant import Variant
+from sysroot.formats.gvariant import Variant, make_dict
 from sysroot.formats.objects import Commit, ObjectType
 from sysroot.store.commitmods import CommitModifier, check_utf8, for_repo
 from sysroot.store.modes import RepoMode
 from sysroot.store.mtree import MutableTree
+from sysroot.store.tarimport import import_tarball
+from sysroot.store.transaction import Transaction
 from sysroot.util import fsutil
 
 _READ_CHUNK = 1 << 20
@@ -53,10 +56,10 @@ class DirectoryImporter:
 
     WORKERS = 4
 
-    def __init__(self, tx, modifier: CommitModifier):
+    def __init__(self, tx: Transaction, modifier: CommitModifier):
         self.tx = tx
         self.modifier = modifier
-        self._hardlinks: dict[tuple[int, int], Future] = {}
+        self._hardlinks: dict[tuple[int, int], Future[str]] = {}
         self._reads_xattrs = modifier.reads_xattrs
         self._pool: ThreadPoolExecutor | None = None
 
@@ -84,7 +87,7 @@ class DirectoryImporter:
         mtree.metadata = tx.write_metadata(ObjectType.DIR_META, meta.serialize())
         with os.scandir(dfd) as it:
             entries = list(it)
-        files: list[tuple[str, Future]] = []
+        files: list[tuple[str, Future[str]]] = []
         for entry in entries:
             name = entry.name
             check_utf8(name, "file name", path)
@@ -107,15 +110,18 @@ class DirectoryImporter:
         for name, future in files:
             mtree.replace_file(tx, name, future.result())
 
-    def _submit(self, dfd: int, name: str, st: os.stat_result, path: str) -> Future:
+    def _submit(self, dfd: int, name: str, st: os.stat_result, path: str) -> Future[str]:
+        pool = self._pool
+        if pool is None:  # never: only import_into() walks, with its pool
+            raise SysrootError("DirectoryImporter: no import running")
         if st.st_nlink > 1:
             key = (st.st_dev, st.st_ino)
             future = self._hardlinks.get(key)
             if future is None:
-                future = self._pool.submit(self._import_file, dfd, name, st, path)
+                future = pool.submit(self._import_file, dfd, name, st, path)
                 self._hardlinks[key] = future
             return future
-        return self._pool.submit(self._import_file, dfd, name, st, path)
+        return pool.submit(self._import_file, dfd, name, st, path)
 
     def _import_file(self, dfd: int, name: str, st: os.stat_result, path: str) -> str:
         """Runs in a worker thread."""
@@ -139,7 +145,7 @@ class DirectoryImporter:
             os.close(fd)
 
 
-def read_chunks(fd: int, size_hint: int):
+def read_chunks(fd: int, size_hint: int) -> Iterator[bytes]:
     # One read for the common small file; 1 MiB chunks for large ones.
     want = size_hint + 1 if size_hint < _READ_CHUNK else _READ_CHUNK
     while True:
@@ -153,7 +159,7 @@ def read_chunks(fd: int, size_hint: int):
 class RepoTreeImporter:
     """Re-imports a stored tree with a modifier applied (new metadata, new checksums)."""
 
-    def __init__(self, tx, modifier: CommitModifier):
+    def __init__(self, tx: Transaction, modifier: CommitModifier):
         self.tx = tx
         self.repo = tx.repo
         self.modifier = modifier
@@ -201,7 +207,7 @@ class CommitBuilder:
         b.consume_sources()  # only with CommitModifier(consume=True)
     """
 
-    tx: object
+    tx: Transaction
     modifier: CommitModifier = field(default_factory=CommitModifier)
     root: MutableTree = field(default_factory=MutableTree)
 
@@ -234,9 +240,6 @@ class CommitBuilder:
             self.root.merge(self.tx, MutableTree.backed(commit.root_tree, commit.root_meta))
 
     def add_tarball(self, path: str, *, autocreate_parents: bool = False) -> None:
-        # imported here: tarfile, lzma and zlib load only when a tarball is committed
-        from sysroot.store.tarimport import import_tarball
-
         import_tarball(
             self.tx,
             self.root,
@@ -303,7 +306,7 @@ def default_timestamp() -> int:
 
 
 def write_commit(
-    tx,
+    tx: Transaction,
     *,
     tree: str,
     meta: str,
@@ -313,8 +316,9 @@ def write_commit(
     metadata: dict[str, Variant] | MetadataItems | None = None,
     timestamp: int | None = None,
 ) -> str:
-    # A list of pairs is serialized as given (duplicates included); see MetadataItems.
-    items = list(metadata) if isinstance(metadata, list) else dict(metadata or {})
+    # A list of pairs is serialized as given (duplicates included, as a MultiDict);
+    # see MetadataItems.
+    items = make_dict(metadata) if isinstance(metadata, list) else dict(metadata or {})
     commit = Commit(
         metadata=items,
         parent=parent,

@@ -7,10 +7,14 @@ commit modifier flags), and `check_utf8` refuses names GVariant cannot hold.
 from __future__ import annotations
 
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from sysroot.errors import SysrootError
 from sysroot.formats.objects import DirMeta, FileHeader
+from sysroot.store.repo import Repo
+
+Xattr = tuple[bytes, bytes]  # (name with its NUL, value), as a commit records it
 
 
 @dataclass(frozen=True)
@@ -23,12 +27,12 @@ class CommitModifier:
     owner_gid: int | None = None
     consume: bool = False
 
-    def dir_meta(self, uid: int, gid: int, mode: int, xattrs) -> DirMeta:
+    def dir_meta(self, uid: int, gid: int, mode: int, xattrs: Iterable[Xattr]) -> DirMeta:
         uid, gid, mode = self.ids_mode(uid, gid, mode)
         return DirMeta(uid, gid, mode, () if self._drop_xattrs else tuple(xattrs))
 
     def file_header(
-        self, st_uid: int, st_gid: int, st_mode: int, target: str, xattrs
+        self, st_uid: int, st_gid: int, st_mode: int, target: str, xattrs: Iterable[Xattr]
     ) -> FileHeader:
         uid, gid, mode = self.ids_mode(st_uid, st_gid, st_mode)
         return FileHeader(uid, gid, mode, target, () if self._drop_xattrs else tuple(xattrs))
@@ -65,7 +69,7 @@ class CommitModifier:
         )
 
 
-def for_repo(modifier: CommitModifier, repo) -> CommitModifier:
+def for_repo(modifier: CommitModifier, repo: Repo) -> CommitModifier:
     """bare-user-only repos and core.disable-xattrs narrow what may be stored."""
     if repo.mode.forces_canonical_permissions():
         modifier = replace(modifier, canonical_permissions=True)

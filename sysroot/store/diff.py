@@ -22,9 +22,11 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sysroot.errors import NotFoundError, SysrootError
 from sysroot.formats.objects import DirMeta, FileHeader, ObjectType
+from sysroot.store.repo import Repo
 from sysroot.util import fsutil
 
 _CHUNK = 1 << 20
@@ -57,8 +59,22 @@ class TreeDiff:
 class _Entry:
     name: str
     kind: str  # "dir", "object" (a repo content object), "reg", "lnk", "other"
-    source: object  # the side's own handle: a RepoTree for a repo dir, else (path, stat)
+    # a repo side knows the checksum up front; a side on disk computes it when needed
     checksum: str | None = None
+    dirtree: str = ""  # a repo directory's dirtree checksum
+    st: os.stat_result | None = None  # the lstat of an entry on disk
+
+
+class _Side(Protocol):
+    """One side of a diff: a directory whose entries are compared."""
+
+    native: bool  # on disk (paths printed without a leading slash)
+
+    def entries(self) -> Iterator[_Entry]: ...
+
+    def checksum(self, entry: _Entry) -> str: ...
+
+    def subtree(self, entry: _Entry) -> _Side: ...
 
 
 class RepoTree:
@@ -66,29 +82,30 @@ class RepoTree:
 
     native = False
 
-    def __init__(self, repo, tree: str, meta: str):
+    def __init__(self, repo: Repo, tree: str, meta: str):
         self.repo = repo
         self.tree = tree
         self.meta = meta
 
     @classmethod
-    def for_commit(cls, repo, rev: str) -> RepoTree:
-        checksum = repo.resolve_rev(rev)
-        commit = repo.load_commit(checksum)
+    def for_commit(cls, repo: Repo, rev: str) -> RepoTree:
+        commit = repo.load_commit(repo.resolve_rev(rev))
         return cls(repo, commit.root_tree, commit.root_meta)
 
     def entries(self) -> Iterator[_Entry]:
         dirtree = self.repo.load_dirtree(self.tree)
         for name, checksum in dirtree.files:
-            yield _Entry(name, "object", None, checksum)
+            yield _Entry(name, "object", checksum)
         for name, tree, meta in dirtree.dirs:
-            yield _Entry(name, "dir", RepoTree(self.repo, tree, meta), meta)
+            yield _Entry(name, "dir", meta, dirtree=tree)
 
     def checksum(self, entry: _Entry) -> str:
-        return entry.checksum  # known from the dirtree
+        if entry.checksum is None:  # never: every entry of a dirtree comes with it
+            raise SysrootError(f"{entry.name}: no checksum")
+        return entry.checksum
 
     def subtree(self, entry: _Entry) -> RepoTree:
-        return entry.source
+        return RepoTree(self.repo, entry.dirtree, self.checksum(entry))
 
 
 class LocalTree:
@@ -139,18 +156,23 @@ class LocalTree:
                     kind = "lnk"
                 else:
                     kind = "other"
-                yield _Entry(name, kind, (path, st))
+                yield _Entry(name, kind, st=st)
 
     def _ids(self, st: os.stat_result) -> tuple[int, int]:
         uid = st.st_uid if self.owner_uid is None else self.owner_uid
         gid = st.st_gid if self.owner_gid is None else self.owner_gid
         return uid, gid
 
-    def _xattrs(self, path: str) -> tuple:
+    def _xattrs(self, path: str) -> tuple[tuple[bytes, bytes], ...]:
         return () if self.ignore_xattrs else tuple(fsutil.read_xattrs(path))
 
+    def _stat(self, entry: _Entry) -> os.stat_result:
+        if entry.st is None:  # never: entries() gives each one its lstat
+            raise SysrootError(f"{self.path}/{entry.name}: not read")
+        return entry.st
+
     def checksum(self, entry: _Entry) -> str:
-        path, st = entry.source
+        path, st = os.path.join(self.path, entry.name), self._stat(entry)
         uid, gid = self._ids(st)
         try:
             if entry.kind == "dir":
@@ -168,10 +190,10 @@ class LocalTree:
             raise SysrootError(f"Reading {path}: {e.strerror}") from None
 
     def subtree(self, entry: _Entry) -> LocalTree:
-        return self._child(entry.source[0])
+        return self._child(os.path.join(self.path, entry.name))
 
 
-def _checksum(side, entry: _Entry) -> str:
+def _checksum(side: _Side, entry: _Entry) -> str:
     if entry.checksum is None:
         entry.checksum = side.checksum(entry)
     return entry.checksum
@@ -190,7 +212,7 @@ def _same_type(a: _Entry, b: _Entry) -> bool:
 # ---------------------------------------------------------------- the walk
 
 
-def _add_all(side, prefix: str, out: list[str]) -> None:
+def _add_all(side: _Side, prefix: str, out: list[str]) -> None:
     """Every descendant of an added directory, each directory followed by its contents."""
     stack = [(side, prefix, side.entries())]
     while stack:
@@ -208,19 +230,19 @@ def _add_all(side, prefix: str, out: list[str]) -> None:
 
 @dataclass
 class _Frame:
-    a: object
-    b: object
+    a: _Side
+    b: _Side
     prefix: str
     a_entries: Iterator[_Entry]
     b_entries: dict[str, _Entry]
     a_names: set[str] = field(default_factory=set)
 
 
-def _frame(a, b, prefix: str) -> _Frame:
+def _frame(a: _Side, b: _Side, prefix: str) -> _Frame:
     return _Frame(a, b, prefix, a.entries(), {e.name: e for e in b.entries()})
 
 
-def diff_trees(a, b) -> TreeDiff:
+def diff_trees(a: _Side, b: _Side) -> TreeDiff:
     """Differences from tree a to tree b (RepoTree or LocalTree, in any combination)."""
     result = TreeDiff()
     # an explicit stack instead of recursion: trees may be deeper than Python's limit
@@ -230,11 +252,11 @@ def diff_trees(a, b) -> TreeDiff:
         ea = next(f.a_entries, None)
         if ea is None:
             # A's side of this directory is done (subdirectories included): additions
-            for name, eb in f.b_entries.items():
+            for name, added in f.b_entries.items():
                 if name not in f.a_names:
                     result.added.append(f.prefix + name)
-                    if eb.kind == "dir":
-                        _add_all(f.b.subtree(eb), f.prefix + name + "/", result.added)
+                    if added.kind == "dir":
+                        _add_all(f.b.subtree(added), f.prefix + name + "/", result.added)
             stack.pop()
             continue
         f.a_names.add(ea.name)
@@ -253,7 +275,7 @@ def diff_trees(a, b) -> TreeDiff:
     return result
 
 
-def diff_commits(repo, a: str, b: str) -> TreeDiff:
+def diff_commits(repo: Repo, a: str, b: str) -> TreeDiff:
     """Differences between the trees of two revisions of repo."""
     return diff_trees(RepoTree.for_commit(repo, a), RepoTree.for_commit(repo, b))
 
@@ -271,7 +293,7 @@ def diff_dirs(a: str, b: str, *, ignore_xattrs: bool = False) -> TreeDiff:
 # ---------------------------------------------------------------- --stats
 
 
-def reachable_objects(repo, commit: str) -> set[tuple[str, ObjectType]]:
+def reachable_objects(repo: Repo, commit: str) -> set[tuple[str, ObjectType]]:
     """The commit object and everything its tree references (no parents)."""
     out = {(commit, ObjectType.COMMIT)}
     c = repo.load_commit(commit)
@@ -288,7 +310,7 @@ def reachable_objects(repo, commit: str) -> set[tuple[str, ObjectType]]:
     return out
 
 
-def object_storage_size(repo, checksum: str, objtype: ObjectType) -> int:
+def object_storage_size(repo: Repo, checksum: str, objtype: ObjectType) -> int:
     """The size of the loose object file as stored (compressed for archive repos)."""
     try:
         return os.lstat(repo.object_relpath(checksum, objtype), dir_fd=repo.dfd).st_size
@@ -304,7 +326,7 @@ class DiffStats:
     common_size: int
 
 
-def diff_stats(repo, a: str, b: str) -> DiffStats:
+def diff_stats(repo: Repo, a: str, b: str) -> DiffStats:
     ra = reachable_objects(repo, repo.resolve_rev(a))
     rb = reachable_objects(repo, repo.resolve_rev(b))
     common = ra & rb

@@ -26,7 +26,7 @@ MiB and once the object is written; an object refused then is deleted at once. S
 the reserve is crossed, if at all, only for a moment and by at most one object (or one
 MiB) per worker in flight.
 
-`admin deploy` is held to the same reserve (check_deploy_space), which ostree 2022.7
+`admin deploy` is held to the same reserve (deployspace.py), which ostree 2022.7
 does not do.
 """
 
@@ -39,6 +39,8 @@ import threading
 from dataclasses import dataclass
 
 from sysroot.errors import FormatError, SysrootError
+from sysroot.formats.keyfile import KeyFile
+from sysroot.util.units import format_size
 
 DEFAULT_PERCENT = 3
 STREAM_CHECK_BYTES = 1 << 20  # re-measure a stream of unknown size this often
@@ -60,7 +62,7 @@ class FreeSpacePolicy:
         return self.size_mb > 0 or self.percent > 0
 
     @classmethod
-    def from_config(cls, config) -> FreeSpacePolicy:
+    def from_config(cls, config: KeyFile) -> FreeSpacePolicy:
         """Read both keys; FormatError (ostree's wording) for an invalid value."""
         pct_text = config.get("core", "min-free-space-percent")
         size_text = config.get("core", "min-free-space-size")
@@ -101,23 +103,6 @@ def parse_size_mb(text: str) -> int:
     if number >> (64 - shifts) or number >= 1 << 64:  # ostree: the bytes fit in 64 bits
         raise FormatError(f"Invalid min-free-space-size '{text}': Value was too high")
     return number << (shifts - 20)
-
-
-def format_size(size: int) -> str:
-    """GLib's g_format_size(): SI units, one decimal, a no-break space before the unit."""
-    if size < 1000:
-        return f"{size}\u00a0byte" if size == 1 else f"{size}\u00a0bytes"
-    unit, factor = "kB", 1000
-    for name, f in (
-        ("MB", 1000**2),
-        ("GB", 1000**3),
-        ("TB", 1000**4),
-        ("PB", 1000**5),
-        ("EB", 1000**6),
-    ):
-        if size >= f:
-            unit, factor = name, f
-    return f"{size / factor:.1f}\u00a0{unit}"
 
 
 class SpaceGuard:
@@ -182,53 +167,3 @@ class SpaceGuard:
         free = st.f_bfree if os.getuid() == 0 else st.f_bavail
         if free - needed < self.policy.reserved_blocks(st):
             raise self.error(blocks * self.blocksize)
-
-
-def check_deploy_space(repo, commit: str, deploy_parent: str) -> None:
-    """Refuse a deployment of commit under deploy_parent that would cross the repo's
-    reserve, before anything of it is written.
-
-    ostree 2022.7 applies the guard only to writes into the repo, so `ostree admin
-    deploy` fills the file system past the reserve (or to ENOSPC, leaving a half-made
-    deployment to clean up). The deployment lives on the repo's file system and eats
-    the same space, so it is held to the same reserve: counted are the blocks it will
-    write, a block per directory and, per copied file, size // f_bsize + 1 (every file
-    when the checkout cannot hardlink from the repo, and /usr/etc, copied to /etc).
-    Hardlinks cost nothing.
-    """
-    from sysroot.store.checkout import TreeEntry, TreeReader
-    from sysroot.store.modes import RepoMode
-
-    policy: FreeSpacePolicy = repo.free_space
-    if not policy.enabled:
-        return
-    fd = os.open(deploy_parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        st = os.fstatvfs(fd)
-        same_fs = os.fstat(fd).st_dev == os.fstat(repo.dfd).st_dev
-    finally:
-        os.close(fd)
-    bsize = st.f_bsize
-    links = same_fs and repo.mode is RepoMode.BARE  # what a root checkout hardlinks
-    reader = TreeReader(repo, commit)
-    blocks = 0
-    stack = [(reader.root, False)]
-    while stack:
-        entry, in_etc = stack.pop()
-        copies = 2 if in_etc else 1  # usr/etc is checked out, then copied to /etc
-        blocks += copies
-        tree = reader.dirtree(entry.tree)
-        for name, csum in tree.files:
-            if in_etc or not links:
-                info = reader.file_info(csum, "/".join(("", *entry.components, name)))
-                n = (0 if links else 1) + (1 if in_etc else 0)
-                blocks += n * (info.size // bsize + 1)
-        for name, subtree, submeta in tree.dirs:
-            child = TreeEntry(entry.components + (name,), submeta, subtree)
-            stack.append((child, in_etc or child.components == ("usr", "etc")))
-    free = st.f_bfree if os.getuid() == 0 else st.f_bavail
-    if free - blocks < policy.reserved_blocks(st):
-        raise FreeSpaceError(
-            f"Deploying {commit}: {policy.describe()} would be exceeded, "
-            f"at least {format_size(blocks * bsize)} requested"
-        )

@@ -24,7 +24,7 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -39,11 +39,12 @@ from sysroot.formats.objects import (
 from sysroot.store.modes import RepoMode
 from sysroot.store.prune import delete_object
 from sysroot.store.reachable import ObjectName, RefFile, Walker, iter_ref_files, object_label
+from sysroot.store.repo import Repo
 from sysroot.util import fsutil
 
 FSCK_PARTIAL = b"f"  # what libostree writes into a commitpartial file it created in fsck
 
-_PARSERS = {
+_PARSERS: dict[ObjectType, Callable[[bytes], Commit | DirTree | DirMeta]] = {
     ObjectType.COMMIT: Commit.parse,
     ObjectType.DIR_TREE: DirTree.parse,
     ObjectType.DIR_META: DirMeta.parse,
@@ -86,14 +87,18 @@ class FsckReport:
 
 
 def fsck(
-    repo, *, delete: bool = False, verify_bindings: bool = False, verify_back_refs: bool = False
+    repo: Repo,
+    *,
+    delete: bool = False,
+    verify_bindings: bool = False,
+    verify_back_refs: bool = False,
 ) -> FsckReport:
     """Check repo; fix nothing but what ostree fixes (see the module docstring)."""
     with _shared_lock(repo):
         return _Fsck(repo, delete, verify_bindings or verify_back_refs, verify_back_refs).run()
 
 
-def mark_commit_partial(repo, checksum: str, content: bytes = FSCK_PARTIAL) -> None:
+def mark_commit_partial(repo: Repo, checksum: str, content: bytes = FSCK_PARTIAL) -> None:
     """Create state/<checksum>.commitpartial, so a pull fetches what the commit lacks."""
     os.makedirs(os.path.join(repo.path, "state"), mode=0o775, exist_ok=True)
     fsutil.atomic_write(
@@ -104,7 +109,7 @@ def mark_commit_partial(repo, checksum: str, content: bytes = FSCK_PARTIAL) -> N
     )
 
 
-def read_commit_partial(repo, checksum: str) -> bytes | None:
+def read_commit_partial(repo: Repo, checksum: str) -> bytes | None:
     """The content of a commit's commitpartial marker, None when it is complete."""
     try:
         fd = os.open(
@@ -119,7 +124,7 @@ def read_commit_partial(repo, checksum: str) -> bytes | None:
 
 
 @contextmanager
-def _shared_lock(repo) -> Iterator[None]:
+def _shared_lock(repo: Repo) -> Iterator[None]:
     # Keeps a concurrent prune from deleting objects under us. A repository we may not
     # write to cannot be pruned by us either, and ostree checks those without a lock.
     lock = repo.lock(exclusive=False)
@@ -137,7 +142,7 @@ def _shared_lock(repo) -> Iterator[None]:
 
 
 class _Fsck:
-    def __init__(self, repo, delete: bool, verify_bindings: bool, verify_back_refs: bool):
+    def __init__(self, repo: Repo, delete: bool, verify_bindings: bool, verify_back_refs: bool):
         self.repo = repo
         self.delete = delete
         self.verify_bindings = verify_bindings
@@ -152,8 +157,8 @@ class _Fsck:
         targets = [(ref, self._ref_target(ref)) for ref in refs]
         commits = self._commits()
         self.report.n_commits = len(commits)
-        for checksum in commits:
-            self.walker.add_commit(checksum, 0)
+        for commit_checksum in commits:
+            self.walker.add_commit(commit_checksum, 0)
         for ref, checksum in targets:
             # a ref's commit is checked even when it is partial, as ostree does; after
             # the walk, so that it is read only once
@@ -257,7 +262,7 @@ class _Fsck:
             self._problem(FsckProblem("invalid", msg, name=(checksum, ObjectType.COMMIT)))
 
     # ------------------------------------------------------------------ objects
-    def _check_metadata(self, name: ObjectName, data: bytes, parsed=None) -> str | None:
+    def _check_metadata(self, name: ObjectName, data: bytes, parsed: object = None) -> str | None:
         """Checksum, structure and normal form of a commit, dirtree or dirmeta; parsed is
         the object already parsed from data, if the caller has it."""
         if name not in self.checked:
@@ -266,11 +271,11 @@ class _Fsck:
             if actual != checksum:
                 self._found(name, "corrupt", f"corrupted: actual checksum is {actual}")
             else:
-                problem = _metadata_structure_problem(objtype, data, parsed)
-                if problem is None:
+                structure = _metadata_structure_problem(objtype, data, parsed)
+                if structure is None:
                     self._found(name)
                 else:
-                    self._found(name, "invalid", problem)
+                    self._found(name, "invalid", structure)
         problem = self.checked[name]
         return None if problem is None else problem.message
 
@@ -329,16 +334,17 @@ class _Fsck:
     # ------------------------------------------------------------------ results
     def _collect_problems(self) -> None:
         to_mark: set[str] = set()
+        # (problem, object): every problem recorded in checked names its object
         object_problems = sorted(
-            (p for p in self.checked.values() if p is not None),
-            key=lambda p: (p.name[1] is not ObjectType.COMMIT, p.name),
+            ((p, p.name) for p in self.checked.values() if p is not None and p.name is not None),
+            key=lambda pn: (pn[1][1] is not ObjectType.COMMIT, pn[1]),
         )
-        for p in object_problems:
-            commits = tuple(c for c in self.walker.commits_containing(p.name) if c != p.name[0])
-            self._problem(FsckProblem(p.kind, p.message, name=p.name, commits=commits))
+        for p, name in object_problems:
+            commits = tuple(c for c in self.walker.commits_containing(name) if c != name[0])
+            self._problem(FsckProblem(p.kind, p.message, name=name, commits=commits))
             gone = p.kind == "missing"
             if self.delete and not gone:
-                gone = self._delete(p.name)
+                gone = self._delete(name)
             if gone:
                 to_mark.update(commits)
         for checksum in sorted(to_mark):
@@ -359,18 +365,17 @@ class _Fsck:
         return True
 
 
-def _metadata_structure_problem(objtype: ObjectType, data: bytes, obj=None) -> str | None:
+def _metadata_structure_problem(objtype: ObjectType, data: bytes, obj: object = None) -> str | None:
     parser = _PARSERS.get(objtype)
     if parser is None:
         return None
     try:
-        if obj is None:
-            obj = parser(data)
-        if isinstance(obj, (DirTree, DirMeta)):
-            obj.validate()
+        parsed = obj if isinstance(obj, (Commit, DirTree, DirMeta)) else parser(data)
+        if isinstance(parsed, (DirTree, DirMeta)):
+            parsed.validate()
     except FormatError as e:
         return f"invalid {objtype.type_name}: {e}"
     # Our serializers write normal form (and sorted dirtrees), so anything else differs
-    if obj.serialize() != data:
+    if parsed.serialize() != data:
         return f"invalid {objtype.type_name}: not in GVariant normal form"
     return None

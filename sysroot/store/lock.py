@@ -68,7 +68,7 @@ class RepoLock:
         self.fd = fd
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.fd is not None:
             os.close(self.fd)  # closing the open file description drops the OFD lock
             self.fd = None

@@ -11,8 +11,13 @@ directory into a directory, but never turn one kind into the other: that is an e
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sysroot.errors import NotFoundError, SysrootError
 from sysroot.formats.objects import DirTree, ObjectType, validate_name
+
+if TYPE_CHECKING:  # annotations only: trees are read and written through one
+    from sysroot.store.transaction import Transaction
 
 
 class MutableTree:
@@ -28,69 +33,70 @@ class MutableTree:
     def backed(cls, tree: str, meta: str) -> MutableTree:
         return cls(meta, tree)
 
-    def _load(self, tx) -> None:
-        if self._files is not None:
-            return
+    def _load(self, tx: Transaction) -> tuple[dict[str, str], dict[str, MutableTree]]:
+        """The entries (files, directories), read from the backing dirtree if need be."""
+        if self._files is not None and self._dirs is not None:
+            return self._files, self._dirs
+        # a node without entries is backed (the constructor and seal() keep it so)
+        assert self._contents is not None
         tree = DirTree.parse(tx.read_metadata(ObjectType.DIR_TREE, self._contents))
-        self._files = dict(tree.files)
-        self._dirs = {n: MutableTree.backed(t, m) for n, t, m in tree.dirs}
+        files = self._files = dict(tree.files)
+        dirs = self._dirs = {n: MutableTree.backed(t, m) for n, t, m in tree.dirs}
+        return files, dirs
 
-    def files(self, tx) -> dict[str, str]:
-        self._load(tx)
-        return self._files
+    def files(self, tx: Transaction) -> dict[str, str]:
+        return self._load(tx)[0]
 
-    def dirs(self, tx) -> dict[str, MutableTree]:
-        self._load(tx)
-        return self._dirs
+    def dirs(self, tx: Transaction) -> dict[str, MutableTree]:
+        return self._load(tx)[1]
 
-    def replace_file(self, tx, name: str, checksum: str) -> None:
+    def replace_file(self, tx: Transaction, name: str, checksum: str) -> None:
         validate_name(name)
-        self._load(tx)
-        if name in self._dirs:
+        files, dirs = self._load(tx)
+        if name in dirs:
             raise SysrootError(f"Can't replace directory with file: {name}")
-        self._files[name] = checksum
+        files[name] = checksum
         self._contents = None
 
-    def ensure_dir(self, tx, name: str) -> MutableTree:
+    def ensure_dir(self, tx: Transaction, name: str) -> MutableTree:
         """The subdirectory name, created empty (without metadata) if missing."""
         validate_name(name)
-        self._load(tx)
-        if name in self._files:
+        files, dirs = self._load(tx)
+        if name in files:
             raise SysrootError(f"Can't replace file with directory: {name}")
-        child = self._dirs.get(name)
+        child = dirs.get(name)
         if child is None:
             child = MutableTree()
-            self._dirs[name] = child
+            dirs[name] = child
         self._contents = None  # the caller may change the child
         return child
 
-    def set_dir(self, tx, name: str, child: MutableTree) -> None:
+    def set_dir(self, tx: Transaction, name: str, child: MutableTree) -> None:
         """Insert a whole (typically backed) subtree where nothing of that name exists."""
         validate_name(name)
-        self._load(tx)
-        if name in self._files or name in self._dirs:
+        files, dirs = self._load(tx)
+        if name in files or name in dirs:
             raise SysrootError(f"{name} already exists")
-        self._dirs[name] = child
+        dirs[name] = child
         self._contents = None
 
-    def entry(self, tx, name: str) -> str | MutableTree | None:
+    def entry(self, tx: Transaction, name: str) -> str | MutableTree | None:
         """A file's checksum, a directory node, or None."""
-        self._load(tx)
-        found = self._files.get(name)
-        return found if found is not None else self._dirs.get(name)
+        files, dirs = self._load(tx)
+        found = files.get(name)
+        return found if found is not None else dirs.get(name)
 
-    def walk(self, tx, parts: list[str]) -> MutableTree:
+    def walk(self, tx: Transaction, parts: list[str]) -> MutableTree:
         """The directory at parts below this node (NotFoundError names the missing part)."""
         node = self
         for part in parts:
-            node._load(tx)
-            child = node._dirs.get(part)
+            child = node.dirs(tx).get(part)
             if child is None:
                 raise NotFoundError(f"No such file or directory: {part}")
             node = child
         return node
 
-    def merge(self, tx, src: MutableTree) -> None:
+    def merge(self, tx: Transaction, src: MutableTree) -> None:
         """Overlay src onto this node: src's metadata and files win, directories merge."""
         self.metadata = src.metadata
         if self._files is not None and not self._files and not self._dirs:
@@ -106,21 +112,22 @@ class MutableTree:
             else:
                 self.ensure_dir(tx, name).merge(tx, child)
 
-    def is_empty(self, tx) -> bool:
-        self._load(tx)
-        return not self._files and not self._dirs
+    def is_empty(self, tx: Transaction) -> bool:
+        files, dirs = self._load(tx)
+        return not files and not dirs
 
-    def seal(self, tx) -> tuple[str, str]:
+    def seal(self, tx: Transaction) -> tuple[str, str]:
         """Write this subtree's dirtrees; afterwards the node is backed by checksums only."""
         if self.metadata is None:
             raise SysrootError("directory without metadata")
         if self._contents is not None:
             return self._contents, self.metadata
+        files, children = self._load(tx)
         dirs = []
-        for name, child in self._dirs.items():
+        for name, child in children.items():
             tree, meta = child.seal(tx)
             dirs.append((name, tree, meta))
-        dirtree = DirTree(tuple(self._files.items()), tuple(dirs))
+        dirtree = DirTree(tuple(files.items()), tuple(dirs))
         self._contents = tx.write_metadata(ObjectType.DIR_TREE, dirtree.serialize())
         self._files = None
         self._dirs = None

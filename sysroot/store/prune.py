@@ -15,15 +15,15 @@ flushed, and only then the trees and files they referenced.
 
 from __future__ import annotations
 
-import base64
 import os
 from dataclasses import dataclass, field
 
 from sysroot.errors import NotFoundError, SysrootError, UsageError
 from sysroot.formats import gvariant
 from sysroot.formats.gvariant import Variant
-from sysroot.formats.objects import ObjectType, is_checksum
+from sysroot.formats.objects import ObjectType, is_checksum, mbase64_checksum_hex
 from sysroot.store.reachable import ObjectName, Walker, iter_ref_files
+from sysroot.store.repo import Repo
 from sysroot.util import fsutil
 from sysroot.util.units import format_size
 
@@ -72,7 +72,7 @@ class PruneResult:
         return lines
 
 
-def prune(repo, options: PruneOptions) -> PruneResult:
+def prune(repo: Repo, options: PruneOptions) -> PruneResult:
     if options.no_prune:
         with repo.lock(exclusive=False):
             return _prune_locked(repo, options)
@@ -80,7 +80,7 @@ def prune(repo, options: PruneOptions) -> PruneResult:
         return _prune_locked(repo, options)
 
 
-def _prune_locked(repo, options: PruneOptions) -> PruneResult:
+def _prune_locked(repo: Repo, options: PruneOptions) -> PruneResult:
     walker = Walker(repo, commit_only=options.commit_only)  # strict: never prune on guesses
     kinds = (ObjectType.COMMIT,) if options.commit_only else PRUNABLE
     objects = [(c, t) for c, t in repo.list_objects() if t in kinds]
@@ -108,7 +108,7 @@ def _prune_locked(repo, options: PruneOptions) -> PruneResult:
     )
 
 
-def _walk_refs(repo, walker: Walker, options: PruneOptions) -> None:
+def _walk_refs(repo: Repo, walker: Walker, options: PruneOptions) -> None:
     refs = list(iter_ref_files(repo))
     bad = [r for r in refs if r.checksum is None]
     if bad:
@@ -127,33 +127,35 @@ def _walk_refs(repo, walker: Walker, options: PruneOptions) -> None:
         for r in refs:
             if r.name not in options.only_branches:
                 depths.setdefault(r.name, -1)
-    for r in refs:
-        if r.name in depths:
-            walker.add_commit(r.checksum, depths[r.name])
+    valid = [(r.name, r.checksum) for r in refs if r.checksum is not None]  # all, see above
+    for name, checksum in valid:
+        if name in depths:
+            walker.add_commit(checksum, depths[name])
         elif options.keep_younger_than is not None:
-            _walk_younger_than(walker, r.checksum, options.keep_younger_than)
+            _walk_younger_than(walker, checksum, options.keep_younger_than)
         else:
-            walker.add_commit(r.checksum, options.depth)
+            walker.add_commit(checksum, options.depth)
 
 
 def _walk_younger_than(walker: Walker, checksum: str, cutoff: int) -> None:
     # The commit a ref points at is always kept; then, starting with it, each commit
     # not older than the cutoff is kept and its parent considered, as ostree does.
     walker.add_commit(checksum, 0)
-    while checksum is not None:
-        commit = walker.commits.get(checksum)
+    current: str | None = checksum
+    while current is not None:
+        commit = walker.commits.get(current)
         if commit is None:
             try:
-                commit = walker.repo.load_commit(checksum)
+                commit = walker.repo.load_commit(current)
             except NotFoundError:
                 return  # history ends here
         if commit.timestamp < cutoff:
             return
-        walker.add_commit(checksum, 0)
-        checksum = commit.parent
+        walker.add_commit(current, 0)
+        current = commit.parent
 
 
-def _storage_size(repo, name: ObjectName) -> int:
+def _storage_size(repo: Repo, name: ObjectName) -> int:
     try:
         return os.lstat(repo.object_relpath(*name), dir_fd=repo.dfd).st_size
     except FileNotFoundError:
@@ -163,7 +165,7 @@ def _storage_size(repo, name: ObjectName) -> int:
 # ---------------------------------------------------------------------- deleting
 
 
-def delete_object(repo, name: ObjectName) -> None:
+def delete_object(repo: Repo, name: ObjectName) -> None:
     """Delete one loose object; a commit takes its detached metadata and partial marker
     with it, and leaves a tombstone when core.tombstone-commits is set."""
     checksum, objtype = name
@@ -188,7 +190,7 @@ def delete_object(repo, name: ObjectName) -> None:
         )
 
 
-def delete_commit(repo, checksum: str) -> None:
+def delete_commit(repo: Repo, checksum: str) -> None:
     """`ostree prune --delete-commit`: delete a commit no ref points at, leaving a tombstone
     (this turns core.tombstone-commits on, as ostree does). Its objects go at the next
     prune."""
@@ -209,20 +211,9 @@ def delete_commit(repo, checksum: str) -> None:
 # ---------------------------------------------------------------------- static deltas
 
 
-def _mbase64_to_hex(text: str) -> str | None:
-    """ostree's "modified base64" checksum (43 chars, '_' for '/') as hex; None if not."""
-    if len(text) != 43:
-        return None
-    try:
-        raw = base64.b64decode(text.replace("_", "/") + "=", validate=True)
-    except ValueError:
-        return None
-    return raw.hex() if len(raw) == 32 else None
-
-
-def list_static_deltas(repo) -> list[tuple[str | None, str, str]]:
+def list_static_deltas(repo: Repo) -> list[tuple[str | None, str, str]]:
     """(from, to, relative directory) of each static delta with a superblock."""
-    out = []
+    out: list[tuple[str | None, str, str]] = []
     base = os.path.join(repo.path, "deltas")
     try:
         prefixes = sorted(os.listdir(base))
@@ -240,16 +231,16 @@ def list_static_deltas(repo) -> list[tuple[str | None, str, str]]:
             whole = prefix + rest
             src, dash, dst = whole.partition("-")
             if not dash:
-                src, dst = None, whole
-            to_hex = _mbase64_to_hex(dst)
-            from_hex = None if src is None else _mbase64_to_hex(src)
-            if to_hex is None or (src is not None and from_hex is None):
+                src, dst = "", whole
+            to_hex = mbase64_checksum_hex(dst)
+            from_hex = mbase64_checksum_hex(src) if dash else None
+            if to_hex is None or (dash and from_hex is None):
                 continue  # not a delta name we understand: leave it alone
             out.append((from_hex, to_hex, rel))
     return out
 
 
-def prune_static_deltas(repo, commit: str | None = None) -> list[str]:
+def prune_static_deltas(repo: Repo, commit: str | None = None) -> list[str]:
     """Delete the deltas leading to commit, or (None) to commits that no longer exist."""
     removed = []
     for _, to, rel in list_static_deltas(repo):

@@ -16,8 +16,9 @@ from __future__ import annotations
 import math
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sysroot.errors import CorruptObjectError, FormatError, NotFoundError, SysrootError
 from sysroot.formats import gvariant
@@ -26,12 +27,16 @@ from sysroot.formats.objects import (
     Commit,
     DirMeta,
     DirTree,
+    FileHeader,
     ObjectType,
     is_checksum,
 )
 from sysroot.store.modes import RepoMode
 from sysroot.store.repo import Repo, parse_refspec, validate_ref_name
+from sysroot.store.transaction import Transaction
 from sysroot.util import fsutil
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -67,18 +72,20 @@ def resolve_pull_targets(
     return out
 
 
-def parse_object(parser, objtype: ObjectType, checksum: str, data: bytes, where: str):
+def parse_object(
+    parser: Callable[[bytes], _T], objtype: ObjectType, checksum: str, data: bytes, where: str
+) -> _T:
     """Parse (and validate) verified metadata; a FormatError names the object."""
     try:
         obj = parser(data)
-        if hasattr(obj, "validate"):
+        if isinstance(obj, (DirTree, DirMeta, FileHeader)):
             obj.validate()
         return obj
     except FormatError as e:
         raise CorruptObjectError(checksum, objtype.type_name, f"{e} ({where})") from None
 
 
-def check_bareuseronly(header, checksum: str, where: str) -> None:
+def check_bareuseronly(header: FileHeader, checksum: str, where: str) -> None:
     """Refuse what a bare-user-only checkout could not reproduce, as ostree does."""
     if header.is_regular:
         bits = stat.S_IMODE(header.mode) & ~0o775
@@ -97,7 +104,7 @@ def store_detached(dst: Repo, checksum: str, data: bytes) -> None:
     fsutil.atomic_write(rel, data, mode=0o644, dir_fd=dst.dfd, fsync=dst.fsync_enabled)
 
 
-def mark_partial(dst: Repo, checksums) -> None:
+def mark_partial(dst: Repo, checksums: Collection[str]) -> None:
     """`state/<commit>.commitpartial`: the commit's objects are not all there yet."""
     for checksum in checksums:
         fd = os.open(
@@ -111,7 +118,7 @@ def mark_partial(dst: Repo, checksums) -> None:
         fsutil.fsync_dir("state", dir_fd=dst.dfd)
 
 
-def unmark_partial(dst: Repo, checksums) -> None:
+def unmark_partial(dst: Repo, checksums: Iterable[str]) -> None:
     for checksum in checksums:
         try:
             os.unlink(f"state/{checksum}.commitpartial", dir_fd=dst.dfd)
@@ -120,7 +127,9 @@ def unmark_partial(dst: Repo, checksums) -> None:
 
 
 class _Puller:
-    def __init__(self, src: Repo, tx, *, commit_metadata_only: bool, bareuseronly_files: bool):
+    def __init__(
+        self, src: Repo, tx: Transaction, *, commit_metadata_only: bool, bareuseronly_files: bool
+    ):
         self.src = src
         self.tx = tx
         self.dst: Repo = tx.repo
@@ -252,7 +261,7 @@ class _Puller:
                     self.partial.append(checksum)
                     if not self.commit_metadata_only:
                         self._tree(commit.root_tree, commit.root_meta, label)
-            if remaining == 0:
+            if remaining == 0 or commit.parent is None:
                 return
             checksum = commit.parent
             remaining -= 1
@@ -292,8 +301,11 @@ def verify_history(dst: Repo, src: Repo, checksum: str, depth: int, check: Commi
         check(dst, checksum, data, meta)
         if remaining == 0:
             return
+        parent = src.load_commit(checksum).parent
+        if parent is None:
+            return
         remaining -= 1
-        checksum = src.load_commit(checksum).parent
+        checksum = parent
 
 
 def _optional_commitmeta(repo: Repo, checksum: str) -> bytes | None:

@@ -20,14 +20,17 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sysroot.errors import CorruptObjectError, FormatError, NotFoundError
 from sysroot.formats.objects import Commit, DirTree, ObjectType, is_checksum
+from sysroot.store.repo import Repo
 
 ObjectName = tuple[str, ObjectType]
 # Called with every commit and dirtree the walk reads: (name, raw bytes, the parsed
 # object or None if it did not parse); returns a problem to report instead of following
 # the object, or None. fsck uses it to verify checksums without reading dirtrees twice.
+_T = TypeVar("_T")
 MetadataCheck = Callable[[ObjectName, bytes, object], "str | None"]
 
 
@@ -57,7 +60,7 @@ class Walker:
 
     def __init__(
         self,
-        repo,
+        repo: Repo,
         *,
         strict: bool = True,
         track_parents: bool = False,
@@ -131,36 +134,45 @@ class Walker:
         if self._parents is not None:
             self._parents.setdefault(name, set()).add(parent)
 
-    def _read(self, name: ObjectName, parser, *, ignore_missing: bool):
+    def _read(
+        self, name: ObjectName, parser: Callable[[bytes], _T], *, ignore_missing: bool
+    ) -> _T | None:
         checksum, objtype = name
         try:
             data = self.repo.read_metadata(objtype, checksum)
         except NotFoundError:
             if ignore_missing:
                 return None
-            return self._fail(name, True, "missing")
+            self._fail(name, True, "missing")
+            return None
         except CorruptObjectError as e:  # could not be opened (permissions, a directory…)
-            return self._fail(name, False, f"unreadable: {e.problem}")
+            self._fail(name, False, f"unreadable: {e.problem}")
+            return None
         except OSError as e:
-            return self._fail(name, False, f"unreadable: {e.strerror or e}")
+            self._fail(name, False, f"unreadable: {e.strerror or e}")
+            return None
         if self.check is None:  # (fsck's check reports this itself)
             # never follow a damaged dirtree: its checksums would be wrong names
             actual = hashlib.sha256(data).hexdigest()
             if actual != checksum:
-                return self._fail(name, False, f"corrupted: actual checksum is {actual}")
+                self._fail(name, False, f"corrupted: actual checksum is {actual}")
+                return None
+        obj: _T | None = None
+        error = None
         try:
             obj = parser(data)
             if isinstance(obj, DirTree):
                 obj.validate()
-            error = None
         except FormatError as e:
             obj, error = None, f"invalid {objtype.type_name}: {e}"
         if self.check is not None:
             problem = self.check(name, data, obj)
             if problem is not None:
-                return self._fail(name, False, problem)
+                self._fail(name, False, problem)
+                return None
         if error is not None:
-            return self._fail(name, False, error)
+            self._fail(name, False, error)
+            return None
         return obj
 
     def _fail(self, name: ObjectName, missing: bool, message: str) -> None:
@@ -192,7 +204,7 @@ class Walker:
         return sorted(found)
 
 
-def reachable_from_commit(repo, checksum: str, depth: int = 0) -> set[ObjectName]:
+def reachable_from_commit(repo: Repo, checksum: str, depth: int = 0) -> set[ObjectName]:
     """Every object of a commit (and of `depth` parents); raises if one cannot be read."""
     walker = Walker(repo)
     walker.add_commit(checksum, depth)
@@ -218,7 +230,7 @@ class RefFile:
         return self.value if self.value is not None and is_checksum(self.value) else None
 
 
-def iter_ref_files(repo) -> Iterator[RefFile]:
+def iter_ref_files(repo: Repo) -> Iterator[RefFile]:
     """Every ref under refs/heads, refs/remotes/<remote> and refs/mirrors/<collection>."""
     yield from _ref_tree(repo, "refs/heads", None, None)
     for kind in ("remotes", "mirrors"):
@@ -234,7 +246,9 @@ def iter_ref_files(repo) -> Iterator[RefFile]:
                 yield from _ref_tree(repo, f"refs/mirrors/{group}", None, group)
 
 
-def _ref_tree(repo, relbase: str, remote: str | None, collection: str | None):
+def _ref_tree(
+    repo: Repo, relbase: str, remote: str | None, collection: str | None
+) -> Iterator[RefFile]:
     base = os.path.join(repo.path, relbase)
     for dirpath, dirnames, filenames in os.walk(base):
         dirnames.sort()

@@ -13,141 +13,47 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 
 from sysroot.errors import SysrootError, UsageError
-from sysroot.store.repo import parse_refspec
+from sysroot.formats.ghash import ghash_order, str_hash
+from sysroot.store.repo import Repo, parse_refspec
 from sysroot.util import fsutil
-
-# ------------------------------------------------------------------ GHashTable order
-
-_PRIME_MOD = (
-    1,
-    2,
-    3,
-    7,
-    13,
-    31,
-    61,
-    127,
-    251,
-    509,
-    1021,
-    2039,
-    4093,
-    8191,
-    16381,
-    32749,
-    65521,
-    131071,
-    262139,
-    524287,
-    1048573,
-    2097143,
-    4194301,
-    8388593,
-    16777213,
-    33554393,
-    67108859,
-    134217689,
-    268435399,
-    536870909,
-    1073741789,
-    2147483647,
-)
-
-
-def str_hash(s: str) -> int:
-    """g_str_hash(): djb2 over the UTF-8 bytes read as signed chars."""
-    h = 5381
-    for b in s.encode("utf-8", "surrogateescape"):
-        h = (h * 33 + (b - 256 if b >= 128 else b)) & 0xFFFFFFFF
-    return h
-
-
-def ghash_order(keys: Iterable[Hashable], hash_func: Callable[[Hashable], int] = str_hash) -> list:
-    """The order a GLib 2.74 GHashTable iterates keys inserted in this order."""
-    size, mod = 8, 7
-    hashes = [0] * size  # 0: unused; GLib maps real hashes below 2 to 2
-    slots: list = [None] * size
-    nnodes = 0
-
-    def bucket(h: int) -> int:
-        return ((h * 11) & 0xFFFFFFFF) % mod
-
-    for key in keys:
-        h = max(hash_func(key), 2)
-        i, step = bucket(h), 0
-        while hashes[i] and not (hashes[i] == h and slots[i] == key):
-            step += 1
-            i = (i + step) & (size - 1)
-        if hashes[i]:
-            continue  # already present: GLib keeps the slot
-        hashes[i], slots[i] = h, key
-        nnodes += 1
-        if size > nnodes + nnodes // 16:
-            continue
-        # grow to 2**shift with shift from nnodes * 1.333, then rehash in place, old
-        # buckets in index order, evicting occupants of not-yet-moved buckets
-        old, n, shift = size, int(nnodes * 1.333), 0
-        while n:
-            n, shift = n >> 1, shift + 1
-        shift = max(shift, 3)
-        size, mod = 1 << shift, _PRIME_MOD[shift]
-        hashes += [0] * (size - old)
-        slots += [None] * (size - old)
-        moved = [False] * size
-        for j in range(old):
-            if hashes[j] < 2 or moved[j]:
-                continue
-            nh, k = hashes[j], slots[j]
-            hashes[j], slots[j] = 0, None
-            while True:
-                t, step = bucket(nh), 0
-                while moved[t]:
-                    step += 1
-                    t = (t + step) & (size - 1)
-                moved[t] = True
-                displaced = hashes[t]
-                hashes[t] = nh
-                slots[t], k = k, slots[t]
-                if displaced < 2:
-                    break
-                nh = displaced
-    return [slots[i] for i in range(size) if hashes[i] >= 2]
-
 
 # ------------------------------------------------------------------ listing
 
+_K = TypeVar("_K", bound=Hashable)
 
-class _Lister:
+
+class _Lister(Generic[_K]):
     """ostree's enumerate_refs_recurse: readdir order, depth first, dot names skipped."""
 
     def __init__(self, aliases: bool = False):
         self.aliases = aliases
-        self.found: dict = {}  # key -> value, in insertion order
+        self.found: dict[_K, str] = {}  # key -> value, in insertion order
 
-    def walk(self, dirpath: str, base: str, key: Callable[[str], Hashable]) -> None:
+    def walk(self, dirpath: str, base: str, key: Callable[[str], _K]) -> None:
         try:
             entries = list(os.scandir(dirpath))
         except OSError as e:
             raise SysrootError(f"Listing refs: {dirpath}: {e.strerror}") from None
-        for e in entries:
-            if e.name.startswith("."):
+        for entry in entries:
+            if entry.name.startswith("."):
                 continue
-            name = base + e.name
-            if e.is_dir(follow_symlinks=False):
-                self.walk(e.path, name + "/", key)
+            name = base + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                self.walk(entry.path, name + "/", key)
             elif self.aliases:
-                if e.is_symlink():
-                    target = os.readlink(e.path)
+                if entry.is_symlink():
+                    target = os.readlink(entry.path)
                     while target.startswith("../"):
                         target = target[3:]
-                    self.found.setdefault(name, target)
-            elif e.is_file(follow_symlinks=False) or e.is_symlink():
-                self.add(e.path, key(name), name)
+                    self.found.setdefault(key(name), target)
+            elif entry.is_file(follow_symlinks=False) or entry.is_symlink():
+                self.add(entry.path, key(name), name)
 
-    def add(self, path: str, key: Hashable, name: str) -> None:
+    def add(self, path: str, key: _K, name: str) -> None:
         try:
             with open(path, "rb") as f:
                 raw = f.read()
@@ -159,7 +65,7 @@ class _Lister:
             raise SysrootError(f"Listing refs: {path}: Invalid UTF-8") from None
         self.found.setdefault(key, value)
 
-    def ordered(self, hash_func=str_hash) -> list[tuple]:
+    def ordered(self, hash_func: Callable[[_K], int]) -> list[tuple[_K, str]]:
         return [(k, self.found[k]) for k in ghash_order(self.found, hash_func)]
 
 
@@ -168,19 +74,24 @@ def _named(remote: str | None) -> Callable[[str], str]:
 
 
 def list_refs(
-    repo, prefix: str | None = None, *, cut: bool = False, aliases: bool = False
+    repo: Repo, prefix: str | None = None, *, cut: bool = False, aliases: bool = False
 ) -> list[tuple[str, str]]:
     """(name, value) pairs in `ostree refs` order; value is the ref file's content, or
     the alias target with aliases=True. cut=True drops a directory prefix from names."""
-    lister = _Lister(aliases)
+    lister = _Lister[str](aliases)
+
+    def named(remote: str | None) -> Callable[[str], str]:
+        # like ostree, an alias found in a walk is listed without its remote
+        return _named(None if aliases else remote)
+
     top = repo.path
     if prefix is None:
-        lister.walk(os.path.join(top, "refs/heads"), "", _named(None))
+        lister.walk(os.path.join(top, "refs/heads"), "", named(None))
         remotes_dir = os.path.join(top, "refs/remotes")
         for e in _scandir(remotes_dir):
             if e.is_dir(follow_symlinks=False) and not e.name.startswith("."):
-                lister.walk(e.path, "", _named(e.name))
-        return lister.ordered()
+                lister.walk(e.path, "", named(e.name))
+        return lister.ordered(str_hash)
     remote, ref = _parse_prefix(prefix)
     prefix_dir = os.path.join(top, f"refs/remotes/{remote}" if remote else "refs/heads")
     path = os.path.join(prefix_dir, ref)
@@ -191,13 +102,13 @@ def list_refs(
     except OSError as e:
         raise SysrootError(f"Listing refs: {path}: {e.strerror}") from None
     if stat.S_ISDIR(st.st_mode):
-        lister.walk(path, "" if cut else ref + "/", _named(remote))
+        lister.walk(path, "" if cut else ref + "/", named(remote))
     else:  # a single ref, listed by its full name even in alias mode
         lister.add(path, _named(remote)(ref), ref)
-    return lister.ordered()
+    return lister.ordered(str_hash)
 
 
-def _scandir(path: str) -> list[os.DirEntry]:
+def _scandir(path: str) -> list[os.DirEntry[str]]:
     try:
         return list(os.scandir(path))
     except FileNotFoundError:
@@ -233,10 +144,10 @@ def _collection_hash(key: tuple[str, str]) -> int:
     return str_hash(key[0]) ^ str_hash(key[1])  # ostree_collection_ref_hash
 
 
-def list_collection_refs(repo, match: str | None = None) -> list[tuple[tuple[str, str], str]]:
+def list_collection_refs(repo: Repo, match: str | None = None) -> list[tuple[tuple[str, str], str]]:
     """((collection id, ref), value) for refs/heads (with the repo's collection ID),
     refs/mirrors/COLLECTION and remotes that have a collection-id, in ostree's order."""
-    lister = _Lister()
+    lister = _Lister[tuple[str, str]]()
     top = repo.path
     main_cid = repo.config.get("core", "collection-id")
 
@@ -271,13 +182,13 @@ def ref_relpath(refspec: str) -> str:
     return f"refs/remotes/{remote}/{ref}" if remote else f"refs/heads/{ref}"
 
 
-def collection_ref_relpath(repo, cid: str, ref: str) -> str:
+def collection_ref_relpath(repo: Repo, cid: str, ref: str) -> str:
     """The repository's own collection lives in refs/heads, others in refs/mirrors."""
     main_cid = repo.config.get("core", "collection-id")
     return f"refs/heads/{ref}" if cid == main_cid else f"refs/mirrors/{cid}/{ref}"
 
 
-def check_ref_parents(repo, refspec: str) -> None:
+def check_ref_parents(repo: Repo, refspec: str) -> None:
     """Refuse a ref whose parent directory would be an existing ref file, with
     ostree's message."""
     relpath = ref_relpath(refspec)
@@ -289,16 +200,16 @@ def check_ref_parents(repo, refspec: str) -> None:
         raise SysrootError(f"openat({relpath}): Not a directory") from None
 
 
-def delete_ref(repo, refspec: str) -> None:
+def delete_ref(repo: Repo, refspec: str) -> None:
     """Delete a ref (or alias) as `ostree refs --delete` does."""
     _unlink_ref(repo, ref_relpath(refspec))
 
 
-def delete_collection_ref(repo, cid: str, ref: str) -> None:
+def delete_collection_ref(repo: Repo, cid: str, ref: str) -> None:
     _unlink_ref(repo, collection_ref_relpath(repo, cid, ref))
 
 
-def _unlink_ref(repo, relpath: str) -> None:
+def _unlink_ref(repo: Repo, relpath: str) -> None:
     """Delete one ref file; like ostree, empty parent directories stay."""
     try:
         os.unlink(os.path.join(repo.path, relpath))
@@ -309,7 +220,7 @@ def _unlink_ref(repo, relpath: str) -> None:
     os.utime(repo.dfd)  # a ref change bumps the repository's mtime, as in libostree
 
 
-def write_alias(repo, name: str, target: str) -> None:
+def write_alias(repo: Repo, name: str, target: str) -> None:
     """refs/heads/NAME as a relative symlink to the ref TARGET (`refs --alias --create`)."""
     path = os.path.join(repo.path, "refs/heads", name)
     os.makedirs(os.path.dirname(path), mode=0o775, exist_ok=True)
@@ -319,7 +230,7 @@ def write_alias(repo, name: str, target: str) -> None:
     os.utime(repo.dfd)
 
 
-def write_collection_ref(repo, cid: str, ref: str, checksum: str) -> None:
+def write_collection_ref(repo: Repo, cid: str, ref: str, checksum: str) -> None:
     path = os.path.join(repo.path, collection_ref_relpath(repo, cid, ref))
     os.makedirs(os.path.dirname(path), mode=0o775, exist_ok=True)
     fsutil.atomic_write(path, (checksum + "\n").encode(), fsync=repo.fsync_enabled)

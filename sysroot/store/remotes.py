@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from sysroot.errors import FormatError, NotFoundError, SysrootError, UsageError
 from sysroot.formats.keyfile import KeyFile
+from sysroot.store.repo import Repo
 from sysroot.util import fsutil
 
 REMOTES_D = "etc/ostree/remotes.d"
@@ -41,7 +42,7 @@ def validate_remote_name(name: str) -> None:
         raise UsageError(f"Invalid remote name {name}")
 
 
-def keyring_path(repo, name: str) -> str:
+def keyring_path(repo: Repo, name: str) -> str:
     """The per-remote GPG keyring `remote gpg-import` writes (libostree's name)."""
     return os.path.join(repo.path, f"{name}.trustedkeys.gpg")
 
@@ -137,7 +138,7 @@ class Remote:
 # ------------------------------------------------------------------ where remotes live
 
 
-def _is_host_system_repo(repo) -> bool:
+def _is_host_system_repo(repo: Repo) -> bool:
     try:
         a, b = os.stat("/ostree/repo"), os.fstat(repo.dfd)
     except OSError:
@@ -145,7 +146,7 @@ def _is_host_system_repo(repo) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-def remotes_dirs(repo, sysroot: str | None = None) -> tuple[str | None, str | None]:
+def remotes_dirs(repo: Repo, sysroot: str | None = None) -> tuple[str | None, str | None]:
     """(directory remotes are read from, directory new remotes are written to)."""
     if sysroot is not None:
         root = os.fspath(sysroot)
@@ -159,7 +160,7 @@ def remotes_dirs(repo, sysroot: str | None = None) -> tuple[str | None, str | No
     return read, (read if deployment_root and add_there else None)
 
 
-def _config_path(repo) -> str:
+def _config_path(repo: Repo) -> str:
     return os.path.join(repo.path, "config")
 
 
@@ -183,7 +184,7 @@ def _read_keyfile(path: str) -> KeyFile:
         raise FormatError(f"{path}: not valid UTF-8") from None
 
 
-def _scan(repo, sysroot: str | None) -> dict[str, Remote]:
+def _scan(repo: Repo, sysroot: str | None) -> dict[str, Remote]:
     found: dict[str, Remote] = {}
     remotes = _remotes_in(repo.config, _config_path(repo))
     read_dir, _ = remotes_dirs(repo, sysroot)
@@ -202,13 +203,13 @@ def _scan(repo, sysroot: str | None) -> dict[str, Remote]:
     return found
 
 
-def list_remotes(repo, *, sysroot: str | None = None) -> list[Remote]:
+def list_remotes(repo: Repo, *, sysroot: str | None = None) -> list[Remote]:
     """Every configured remote, sorted by name (strcmp, as ostree)."""
     remotes = _scan(repo, sysroot)
     return [remotes[n] for n in sorted(remotes, key=lambda n: n.encode())]
 
 
-def load_remote(repo, name: str, *, sysroot: str | None = None) -> Remote:
+def load_remote(repo: Repo, name: str, *, sysroot: str | None = None) -> Remote:
     if name.startswith("file://"):
         return Remote(name, name, {}, "")
     remote = _scan(repo, sysroot).get(name)
@@ -258,12 +259,12 @@ def _fill_group(
         kf.set(group, key, value)
 
 
-def _write_keyfile(repo, path: str, kf: KeyFile) -> None:
+def _write_keyfile(repo: Repo, path: str, kf: KeyFile) -> None:
     fsutil.atomic_write(path, kf.to_text().encode(), mode=0o644, fsync=repo.fsync_enabled)
 
 
 def add_remote(
-    repo,
+    repo: Repo,
     name: str,
     url: str,
     *,
@@ -308,7 +309,9 @@ def add_remote(
     return load_remote(repo, name, sysroot=sysroot)
 
 
-def delete_remote(repo, name: str, *, if_exists: bool = False, sysroot: str | None = None) -> None:
+def delete_remote(
+    repo: Repo, name: str, *, if_exists: bool = False, sysroot: str | None = None
+) -> None:
     """Remove a remote from where it is defined, and its imported GPG keyring."""
     validate_remote_name(name)
     remote = _scan(repo, sysroot).get(name)

@@ -12,11 +12,13 @@ import os
 import re
 import stat
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO, Literal, TypeVar, overload
 
 from sysroot.errors import CorruptObjectError, FormatError, NotFoundError, SysrootError
 from sysroot.formats import gvariant
+from sysroot.formats.gvariant import Variant
 from sysroot.formats.keyfile import KeyFile
 from sysroot.formats.objects import (
     Commit,
@@ -29,6 +31,7 @@ from sysroot.formats.objects import (
 from sysroot.store.freespace import FreeSpacePolicy
 from sysroot.store.lock import RepoLock
 from sysroot.store.modes import RepoMode
+from sysroot.store.transaction import Transaction
 from sysroot.util import fsutil
 
 REPO_DIRS = (
@@ -55,12 +58,16 @@ def validate_ref_name(ref: str) -> None:
 
 def parse_refspec(refspec: str) -> tuple[str | None, str]:
     """'remote:ref' -> (remote, ref); 'ref' -> (None, ref)."""
-    remote, sep, ref = refspec.partition(":")
+    name, sep, ref = refspec.partition(":")
+    remote = name if sep else None
     if not sep:
-        remote, ref = None, refspec
+        ref = refspec
     if (remote is not None and not _REMOTE_RE.match(remote)) or not _REF_RE.match(ref):
         raise SysrootError(f"Invalid refspec {refspec}")  # ostree's wording
     return remote, ref
+
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,7 @@ class Repo:
 
     # ------------------------------------------------------------------ open/create
     @classmethod
-    def open(cls, path: str | os.PathLike | None = None) -> Repo:
+    def open(cls, path: str | os.PathLike[str] | None = None) -> Repo:
         if path is None:
             path = os.environ.get("OSTREE_REPO")
             if not path:
@@ -138,7 +145,7 @@ class Repo:
 
     @classmethod
     def create(
-        cls, path: str | os.PathLike, mode: RepoMode, collection_id: str | None = None
+        cls, path: str | os.PathLike[str], mode: RepoMode, collection_id: str | None = None
     ) -> Repo:
         """Create (or, like ostree, re-open) a repository at path."""
         path = os.fspath(path)
@@ -169,7 +176,7 @@ class Repo:
     def __enter__(self) -> Repo:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # ------------------------------------------------------------------ config
@@ -249,11 +256,13 @@ class Repo:
         except FileNotFoundError:
             raise NotFoundError(f"No such metadata object {checksum}.{objtype.type_name}") from None
         except OSError as e:
-            raise CorruptObjectError(checksum, objtype.type_name, e.strerror) from None
+            raise CorruptObjectError(checksum, objtype.type_name, e.strerror or str(e)) from None
         with os.fdopen(fd, "rb") as f:
             return f.read()
 
-    def _parse_metadata(self, objtype: ObjectType, checksum: str, parser):
+    def _parse_metadata(
+        self, objtype: ObjectType, checksum: str, parser: Callable[[bytes], _T]
+    ) -> _T:
         data = self.read_metadata(objtype, checksum)
         # a damaged object must not be read as if it were the one it is named after
         actual = hashlib.sha256(data).hexdigest()
@@ -273,16 +282,17 @@ class Repo:
     def load_dirmeta(self, checksum: str) -> DirMeta:
         return self._parse_metadata(ObjectType.DIR_META, checksum, DirMeta.parse)
 
-    def load_commitmeta(self, checksum: str) -> dict | None:
+    def load_commitmeta(self, checksum: str) -> dict[str, Variant] | None:
         """Detached commit metadata (signatures), or None."""
         try:
             data = self.read_metadata(ObjectType.COMMIT_META, checksum)
         except NotFoundError:
             return None
         try:
-            return gvariant.decode("a{sv}", data)
+            meta: dict[str, Variant] = gvariant.decode("a{sv}", data)
         except FormatError as e:
             raise CorruptObjectError(checksum, "commitmeta", str(e)) from None
+        return meta
 
     def is_partial(self, checksum: str) -> bool:
         try:
@@ -344,7 +354,7 @@ class Repo:
             )
         return ContentInfo(header, st.st_size)
 
-    def _read_filez_header(self, checksum: str, f) -> tuple[FileHeader, int, int]:
+    def _read_filez_header(self, checksum: str, f: BinaryIO) -> tuple[FileHeader, int, int]:
         head = f.read(8)
         if len(head) < 8:
             raise CorruptObjectError(checksum, "file", "truncated archive header")
@@ -484,6 +494,10 @@ class Repo:
                 if value is not None:
                     out[name_prefix + name] = value
 
+    @overload
+    def resolve_rev(self, rev: str, *, allow_noent: Literal[False] = False) -> str: ...
+    @overload
+    def resolve_rev(self, rev: str, *, allow_noent: bool) -> str | None: ...
     def resolve_rev(self, rev: str, *, allow_noent: bool = False) -> str | None:
         """A ref, a full or abbreviated commit checksum, optionally followed by ^ (parent)."""
         parents = 0
@@ -578,7 +592,5 @@ class Repo:
             d = os.path.dirname(d)
 
     # ------------------------------------------------------------------ writing
-    def transaction(self):
-        from sysroot.store.transaction import Transaction
-
+    def transaction(self) -> Transaction:
         return Transaction(self)

@@ -6,13 +6,12 @@ little metadata, then repository-wide metadata. Two details matter for identical
 * the per-ref commit size is written little-endian (host order; upstream bug #1990),
   while the timestamps are big-endian like every other ostree integer;
 * both `a{sv}` dictionaries come out of a GLib `GVariantDict`, i.e. in the iteration
-  order of a `GHashTable` keyed by `g_str_hash`. `_hash_table_order` reproduces that
+  order of a `GHashTable` keyed by `g_str_hash`. `hash_table_order` reproduces that
   order from the insertion sequence (checked against ostree with random key sets).
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import os
@@ -22,8 +21,10 @@ from dataclasses import dataclass
 
 from sysroot.errors import CorruptObjectError, FormatError, NotFoundError
 from sysroot.formats import gvariant
+from sysroot.formats.ghash import ghash_order
 from sysroot.formats.gvariant import Variant
-from sysroot.formats.objects import Commit, ObjectType, bswap64
+from sysroot.formats.objects import Commit, ObjectType, bswap64, mbase64_checksum_hex
+from sysroot.store.repo import Repo
 from sysroot.util import fsutil
 
 SUMMARY_TYPE = "(a(s(taya{sv}))a{sv})"
@@ -41,114 +42,9 @@ KEY_STATIC_DELTAS = "ostree.static-deltas"
 _MAX_TIMESTAMP = 253402300799
 
 
-# ---------------------------------------------------------------- GHashTable order
-
-_PRIME_MOD = (
-    1,
-    2,
-    3,
-    7,
-    13,
-    31,
-    61,
-    127,
-    251,
-    509,
-    1021,
-    2039,
-    4093,
-    8191,
-    16381,
-    32749,
-    65521,
-    131071,
-    262139,
-    524287,
-    1048573,
-    2097143,
-    4194301,
-)
-
-
-def _g_str_hash(key: str) -> int:
-    """GLib's g_str_hash (djb2 over signed chars, 32-bit)."""
-    h = 5381
-    for c in key.encode("utf-8"):
-        h = (h * 33 + (c - 256 if c > 127 else c)) & 0xFFFFFFFF
-    return h
-
-
-class _HashOrder:
-    """Just enough of GLib 2.74's GHashTable (open addressing with quadratic probing,
-    grow at 15/16 occupancy) to know the order in which an iterator visits keys."""
-
-    def __init__(self) -> None:
-        self._set_shift(3)
-        self.hashes = [0] * self.size
-        self.keys: list[str | None] = [None] * self.size
-        self.nnodes = 0
-
-    def _set_shift(self, shift: int) -> None:
-        self.size = 1 << shift
-        self.mod = _PRIME_MOD[shift]
-        self.mask = self.size - 1
-
-    def _index(self, h: int) -> int:
-        return ((h * 11) & 0xFFFFFFFF) % self.mod
-
-    def insert(self, key: str) -> None:
-        h = max(_g_str_hash(key), 2)  # 0 and 1 mark empty and deleted buckets
-        i, step = self._index(h), 0
-        while self.hashes[i]:
-            if self.hashes[i] == h and self.keys[i] == key:
-                return  # replacing a value keeps the bucket
-            step += 1
-            i = (i + step) & self.mask
-        self.hashes[i], self.keys[i] = h, key
-        self.nnodes += 1
-        # nothing is ever removed, so occupied buckets == nodes
-        if self.size <= self.nnodes + self.nnodes // 16:
-            self._grow()
-
-    def _grow(self) -> None:
-        old = self.size
-        n, shift = int(self.nnodes * 1.333), 0
-        while n:
-            n >>= 1
-            shift += 1
-        self._set_shift(max(shift, 3))
-        self.hashes += [0] * (self.size - old)
-        self.keys += [None] * (self.size - old)
-        placed = [False] * self.size
-        # in-place rehash: each entry is moved to its new bucket, evicting whatever
-        # sat there, exactly as GLib's resize_map() does
-        for i in range(old):
-            h = self.hashes[i]
-            if h < 2 or placed[i]:
-                continue
-            key = self.keys[i]
-            self.hashes[i], self.keys[i] = 0, None
-            while True:
-                j, step = self._index(h), 0
-                while placed[j]:
-                    step += 1
-                    j = (j + step) & self.mask
-                placed[j] = True
-                h, self.hashes[j] = self.hashes[j], h
-                key, self.keys[j] = self.keys[j], key
-                if h < 2:
-                    break
-
-    def order(self) -> list[str]:
-        return [k for h, k in zip(self.hashes, self.keys, strict=True) if h >= 2]
-
-
 def hash_table_order(keys: Iterable[str]) -> list[str]:
     """The order a GVariantDict built by inserting keys (in this order) serializes in."""
-    table = _HashOrder()
-    for k in keys:
-        table.insert(k)
-    return table.order()
+    return ghash_order(keys)
 
 
 def _dict_in_glib_order(items: list[tuple[str, Variant]]) -> dict[str, Variant]:
@@ -189,7 +85,7 @@ class Summary:
         return gvariant.encode(SUMMARY_TYPE, (refs, self.metadata))
 
 
-def _ref_entry(repo, name: str, checksum: str) -> SummaryRef:
+def _ref_entry(repo: Repo, name: str, checksum: str) -> SummaryRef:
     data = repo.read_metadata(ObjectType.COMMIT, checksum)
     actual = hashlib.sha256(data).hexdigest()
     if actual != checksum:  # never publish a damaged commit under its old name
@@ -207,17 +103,9 @@ def _ref_entry(repo, name: str, checksum: str) -> SummaryRef:
     return SummaryRef(name, len(data), checksum, _dict_in_glib_order(items))
 
 
-def _mbase64_to_hex(text: str) -> str | None:
-    try:
-        raw = base64.b64decode(text.replace("_", "/") + "=", validate=True)
-    except ValueError:
-        return None
-    return raw.hex() if len(raw) == 32 else None
-
-
-def list_static_deltas(repo) -> list[tuple[str, str]]:
+def list_static_deltas(repo: Repo) -> list[tuple[str, bytes]]:
     """(delta name, sha256 of its superblock) in directory order, as ostree lists them."""
-    out = []
+    out: list[tuple[str, bytes]] = []
     base = os.path.join(repo.path, "deltas")
     try:
         outer = list(os.scandir(base))
@@ -229,17 +117,18 @@ def list_static_deltas(repo) -> list[tuple[str, str]]:
         for sub in os.scandir(d.path):
             superblock = os.path.join(sub.path, "superblock")
             parts = (d.name + sub.name).split("-")
-            names = [_mbase64_to_hex(p) for p in parts]
-            if len(parts) > 2 or None in names or not os.path.isfile(superblock):
+            names = [mbase64_checksum_hex(p) for p in parts]
+            hexes = [n for n in names if n is not None]
+            if len(parts) > 2 or len(hexes) != len(parts) or not os.path.isfile(superblock):
                 continue
             with open(superblock, "rb") as f:
                 digest = hashlib.file_digest(f, "sha256").digest()
-            out.append(("-".join(names), digest))
+            out.append(("-".join(hexes), digest))
     return out
 
 
 def build_summary(
-    repo, additional: Mapping[str, Variant] | None = None, *, now: int | None = None
+    repo: Repo, additional: Mapping[str, Variant] | None = None, *, now: int | None = None
 ) -> Summary:
     """The summary ostree would write for repo now (refs/heads only, sorted)."""
     refs = [
@@ -265,7 +154,7 @@ def build_summary(
 
 
 def regenerate_summary(
-    repo, additional: Mapping[str, Variant] | None = None, *, now: int | None = None
+    repo: Repo, additional: Mapping[str, Variant] | None = None, *, now: int | None = None
 ) -> Summary:
     """Write `summary` atomically (and drop a now stale `summary.sig`), like ostree."""
     with repo.lock(exclusive=True):
@@ -285,7 +174,7 @@ def regenerate_summary(
     return summary
 
 
-def read_summary(repo) -> Summary:
+def read_summary(repo: Repo) -> Summary:
     try:
         fd = os.open("summary", os.O_RDONLY | os.O_CLOEXEC, dir_fd=repo.dfd)
     except FileNotFoundError:

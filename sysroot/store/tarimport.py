@@ -28,13 +28,15 @@ import lzma
 import stat
 import tarfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
 from sysroot.errors import NotFoundError, SysrootError
-from sysroot.formats.objects import DirMeta, FileHeader, ObjectType
+from sysroot.formats.objects import DirMeta, FileHeader, ObjectType, Xattrs
 from sysroot.store.commitmods import CommitModifier, check_utf8
 from sysroot.store.mtree import MutableTree
+from sysroot.store.transaction import Transaction
 
 _CHUNK = 1 << 20
 _SCHILY = "SCHILY.xattr."
@@ -53,7 +55,7 @@ class _Hardlink:
 
 
 def import_tarball(
-    tx,
+    tx: Transaction,
     mtree: MutableTree,
     path: str,
     modifier: CommitModifier,
@@ -89,7 +91,7 @@ def import_tarball(
 class _TarImporter:
     def __init__(
         self,
-        tx,
+        tx: Transaction,
         root: MutableTree,
         modifier: CommitModifier,
         path: str,
@@ -164,7 +166,7 @@ class _TarImporter:
             node.metadata = checksum
         return node
 
-    def _xattrs(self, m: tarfile.TarInfo) -> tuple:
+    def _xattrs(self, m: tarfile.TarInfo) -> Xattrs:
         if not self.keep_xattrs:
             return ()
         found = []
@@ -197,8 +199,10 @@ class _TarImporter:
             return self.tx.write_content(header, None)
         header = FileHeader(uid, gid, mode, "", self._xattrs(m))
         data = archive.extractfile(m)
+        if data is None:  # never: m is a regular file (the caller sorted out the rest)
+            raise SysrootError(f"'{m.name}' in tar archive {self.path} is not a file")
 
-        def chunks():
+        def chunks() -> Iterator[bytes]:
             while chunk := data.read(_CHUNK):
                 yield chunk
 

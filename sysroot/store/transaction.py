@@ -18,14 +18,25 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from sysroot.errors import CorruptObjectError, FormatError, SysrootError
 from sysroot.formats import gvariant
-from sysroot.formats.objects import FileHeader, ObjectType, is_checksum, sha256_hex
+from sysroot.formats.gvariant import Variant
+from sysroot.formats.objects import (
+    FileHeader,
+    ObjectType,
+    is_checksum,
+    length_prefixed,
+    sha256_hex,
+)
 from sysroot.store.freespace import STREAM_CHECK_BYTES, SpaceGuard
 from sysroot.store.lock import ofd_lock
 from sysroot.store.modes import RepoMode
 from sysroot.util import fsutil
+
+if TYPE_CHECKING:  # the repo makes transactions: Repo.transaction()
+    from sysroot.store.repo import Repo
 
 _CHUNK = 1 << 20
 _OSTREEMETA = "user.ostreemeta"
@@ -46,7 +57,7 @@ def _boot_id() -> str:
 class Transaction:
     """Use as a context manager: objects and refs land only if the block succeeds."""
 
-    def __init__(self, repo):
+    def __init__(self, repo: Repo):
         self.repo = repo
         self.mode: RepoMode = repo.mode
         self._lock = repo.lock(exclusive=False)
@@ -77,7 +88,7 @@ class Transaction:
             raise
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         try:
             if exc_type is None:
                 self.commit()
@@ -182,7 +193,7 @@ class Transaction:
         self.stats["metadata"] += 1
         return checksum
 
-    def write_commitmeta(self, commit: str, metadata: dict) -> None:
+    def write_commitmeta(self, commit: str, metadata: dict[str, Variant]) -> None:
         """Detached metadata is not content-addressed: replaced by rename, not NOREPLACE."""
         data = gvariant.encode("a{sv}", metadata)
         rel = self.repo.object_relpath(commit, ObjectType.COMMIT_META)
@@ -343,7 +354,9 @@ class Transaction:
             os.chown(path, header.uid, header.gid, follow_symlinks=False)
             fsutil.write_xattrs(path, header.xattrs, follow_symlinks=False)
 
-    def _write_regular(self, tmp: str, header: FileHeader, payload: Iterable[bytes], h) -> int:
+    def _write_regular(
+        self, tmp: str, header: FileHeader, payload: Iterable[bytes], h: hashlib._Hash
+    ) -> int:
         mode = self.mode
         fd = os.open(
             tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=self.staging_fd
@@ -435,8 +448,8 @@ class Transaction:
             for sub in {c[:2] for c in commits}:
                 fsutil.fsync_dir(f"objects/{sub}", dir_fd=repo.dfd)
         self._staged.clear()
-        for refspec, checksum in self._refs.items():
-            repo.write_ref(refspec, checksum)
+        for refspec, target in self._refs.items():
+            repo.write_ref(refspec, target)
         self._refs.clear()
         self._cleanup_stale_tmp()
 
@@ -514,8 +527,6 @@ class _Meter:
 
 
 def _filez_header(header: FileHeader, size: int) -> bytes:
-    from sysroot.formats.objects import length_prefixed
-
     return length_prefixed(header.serialize_zlib(size))
 
 

@@ -114,6 +114,7 @@ def _atomic_write(path: str, data: bytes, mode: int, dir_fd: int | None, fsync: 
     try:
         tmp = temp_name(name)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode, dir_fd=pfd)
+        renamed = False
         try:
             try:
                 os.fchmod(fd, mode)
@@ -125,9 +126,9 @@ def _atomic_write(path: str, data: bytes, mode: int, dir_fd: int | None, fsync: 
             finally:
                 os.close(fd)
             os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
-            tmp = None
+            renamed = True
         finally:
-            if tmp is not None:
+            if not renamed:
                 try:
                     os.unlink(tmp, dir_fd=pfd)
                 except FileNotFoundError:

@@ -30,7 +30,7 @@ from sysroot.deploy.writer import BootWriter
 from sysroot.errors import SysrootError
 from sysroot.formats.keyfile import KeyFile
 from tests.boot.test_systemd_boot_vfat import FatMounts, make_image
-from tests.deploy.conftest import OSNAME, clear_immutable_under, init_sysroot, make_os_tree
+from tests.helpers.sysroots import OSNAME, clear_immutable_under, init_sysroot, make_os_tree
 
 CONFIG_VALUES = ("none", "grub2", "systemd-boot", "auto")  # ostree's, ostree-sysroot.c
 
@@ -50,12 +50,14 @@ def layout_of(root: Path) -> SysrootLayout:
 
 # ---------------------------------------------------------------- the config values
 @pytest.mark.parametrize("value", CONFIG_VALUES)
+@pytest.mark.unit
 def test_kind_round_trips_the_config_string(value):
     kind = BootloaderKind(value)
     assert kind.value == value
     assert BootloaderKind(kind.value) is kind
 
 
+@pytest.mark.unit
 def test_kinds_are_exactly_ostrees_values():
     assert sorted(k.value for k in BootloaderKind) == sorted(CONFIG_VALUES)
 
@@ -106,6 +108,7 @@ def _loader_symlink(root: Path) -> None:
         (_loader_dir_and_grub, BootloaderKind.SYSTEMD_BOOT),
     ],
 )
+@pytest.mark.unit
 def test_auto_resolves_as_detect_says(tmp_path, make, expected):
     layout = layout_of(tmp_path)
     make(tmp_path)
@@ -131,6 +134,7 @@ def test_auto_on_fat_is_systemd_boot(tmp_path):
 
 
 @pytest.mark.parametrize("kind", [k for k in BootloaderKind if k is not BootloaderKind.AUTO])
+@pytest.mark.unit
 def test_explicit_kinds_resolve_to_themselves(tmp_path, kind):
     layout = layout_of(tmp_path)
     _grub(tmp_path)  # would make auto grub2
@@ -146,6 +150,7 @@ def test_explicit_kinds_resolve_to_themselves(tmp_path, kind):
         ("systemd-boot", SystemdBootBackend, BootScheme.ENTRIES_DIR, SdBootWriter),
     ],
 )
+@pytest.mark.unit
 def test_each_backend_reports_its_scheme_and_writer(tmp_path, value, cls, scheme, writer):
     backend = backend_for(layout_of(tmp_path), fake_repo(tmp_path, value))
     assert type(backend) is cls
@@ -155,6 +160,7 @@ def test_each_backend_reports_its_scheme_and_writer(tmp_path, value, cls, scheme
     assert backend.edits_entries_in_place() == (scheme is BootScheme.LOADER_SYMLINK)
 
 
+@pytest.mark.unit
 def test_every_scheme_has_a_writer_and_an_invariant_check():
     from sysroot.deploy import invariant
 
@@ -169,6 +175,7 @@ def test_every_scheme_has_a_writer_and_an_invariant_check():
         (_loader_dir, SystemdBootBackend),
     ],
 )
+@pytest.mark.unit
 def test_state_reads_with_the_backend_on_disk(tmp_path, make, cls):
     layout_of(tmp_path)
     make(tmp_path)
@@ -178,6 +185,7 @@ def test_state_reads_with_the_backend_on_disk(tmp_path, make, cls):
     assert state.deployments == []
 
 
+@pytest.mark.unit
 def test_grub_cfg_in_the_live_loader_means_grub2_on_disk(tmp_path):
     layout = layout_of(tmp_path)
     _loader_symlink(tmp_path)
@@ -188,6 +196,7 @@ def test_grub_cfg_in_the_live_loader_means_grub2_on_disk(tmp_path):
     assert type(backends.on_disk(layout)) is Grub2Backend
 
 
+@pytest.mark.unit
 def test_boot_serials_per_backend():
     found = [("a", 0), ("b", 0), ("a", 1), ("a", 1)]  # (bootcsum, serial its entry names)
     assert NoneBackend().boot_serials(found) == [0, 0, 1, 1]
@@ -195,6 +204,7 @@ def test_boot_serials_per_backend():
     assert SystemdBootBackend().boot_serials(found) == [0, 0, 1, 2]  # by order
 
 
+@pytest.mark.unit
 def test_every_backend_implements_every_method():
     """A back end without one of Backend's abstract methods cannot be made."""
     for cls in backends._BACKENDS.values():
@@ -210,6 +220,7 @@ def test_every_backend_implements_every_method():
 
 # ---------------------------------------------------------------- refusals
 @pytest.mark.parametrize("value", ["grub", "GRUB2", "systemd", "syslinux", "zipl"])
+@pytest.mark.unit
 def test_unsupported_value_keeps_the_exact_message(tmp_path, value):
     repo = fake_repo(tmp_path, value)
     with pytest.raises(SysrootError) as exc:
@@ -222,6 +233,7 @@ def test_unsupported_value_keeps_the_exact_message(tmp_path, value):
 
 
 @pytest.mark.parametrize("value", ["none", "grub2"])
+@pytest.mark.unit
 def test_symlink_backends_refuse_an_entries_dir(tmp_path, value):
     layout = layout_of(tmp_path)
     _loader_dir(tmp_path)
@@ -233,6 +245,7 @@ def test_symlink_backends_refuse_an_entries_dir(tmp_path, value):
     )
 
 
+@pytest.mark.unit
 def test_systemd_boot_refuses_a_loader_symlink(tmp_path):
     layout = layout_of(tmp_path)
     _loader_symlink(tmp_path)

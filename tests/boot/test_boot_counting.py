@@ -38,7 +38,7 @@ from sysroot.formats.keyfile import KeyFile
 from sysroot.util import fsutil
 from tests.boot.test_systemd_boot_vfat import fat, fat_sysroot  # noqa: F401 (fixtures)
 from tests.conftest import one_error_line
-from tests.deploy.conftest import OSNAME, TIMESTAMP, make_os_tree
+from tests.helpers.sysroots import OSNAME, TIMESTAMP, make_os_tree
 
 GRUB_EDITENV = shutil.which("grub-editenv")
 GRUB_SCRIPT_CHECK = shutil.which("grub-script-check")

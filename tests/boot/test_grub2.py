@@ -19,8 +19,8 @@ import pytest
 from sysroot.boot import grub2
 from sysroot.deploy.invariant import check_boot_invariant
 from sysroot.deploy.state import SysrootState
-from tests.deploy import test_crash_safety as crash
-from tests.deploy.conftest import OSNAME, clear_immutable_under, init_sysroot, make_os_tree
+from tests.helpers import crash, tracing
+from tests.helpers.sysroots import OSNAME, clear_immutable_under, init_sysroot, make_os_tree
 
 GRUB_SCRIPT_CHECK = shutil.which("grub-script-check")
 
@@ -158,6 +158,7 @@ def test_invariant_sees_a_stale_menu(sr):
     assert any("grub.cfg does not match" in p for p in check_boot_invariant(sr.path))
 
 
+@pytest.mark.unit
 def test_render_quotes_every_word():
     from sysroot.boot.bls import BootEntry
 
@@ -196,16 +197,16 @@ def test_killed_anywhere_menu_matches_entries(sr, tmp_path, op):
 
     dry = crash.clone(sr.path, tmp_path / "dry")
     old_cfg, targets = live_cfg(dry), crash.commit_targets(dry)
-    proc, calls = crash.traced_run(argv(dry), tmp_path / "dry.log")
+    proc, calls = tracing.traced_run(argv(dry), tmp_path / "dry.log")
     assert proc.returncode == 0, proc.stderr.decode()
     new_cfg = live_cfg(dry)
     assert new_cfg != old_cfg
-    points = crash.interruption_points(calls, dry, 8, targets)
+    points = tracing.interruption_points(calls, dry, 8, targets)
 
-    def kill(i: int, point: crash.Point) -> list[str]:
+    def kill(i: int, point: tracing.Point) -> list[str]:
         root = crash.clone(sr.path, tmp_path / f"k{i}")
         try:
-            res = crash.run_interrupted(argv(root), point, "signal=KILL", tmp_path / f"k{i}.log")
+            res = tracing.run_interrupted(argv(root), point, "signal=KILL", tmp_path / f"k{i}.log")
             if res.hit is None:
                 return [f"{point}: the kill did not land"]
             problems = [f"{point}: {p}" for p in check_boot_invariant(root)]

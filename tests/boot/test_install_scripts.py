@@ -11,6 +11,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -18,6 +20,7 @@ def run(*argv, **kw):
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True, **kw)
 
 
+@pytest.mark.unit
 def test_units_install_into_a_tree(tmp_path):
     assert run(ROOT / "units/install", tmp_path).returncode == 0
     unit = tmp_path / "usr/lib/systemd/system/sysroot-remount.service"
@@ -34,6 +37,7 @@ def test_units_install_into_a_tree(tmp_path):
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
 
 
+@pytest.mark.unit
 def test_dracut_module_install_into_a_tree(tmp_path):
     assert run(ROOT / "dracut-module/install", tmp_path).returncode == 0
     mod = tmp_path / "usr/lib/dracut/modules.d/50sysroot"
@@ -51,6 +55,7 @@ def test_dracut_module_install_into_a_tree(tmp_path):
         assert run("sh", "-n", mod / script).returncode == 0
 
 
+@pytest.mark.unit
 def test_install_scripts_want_a_destination():
     for script in ("units/install", "dracut-module/install"):
         proc = run(ROOT / script)

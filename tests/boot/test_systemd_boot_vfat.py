@@ -30,8 +30,8 @@ from sysroot.boot import systemd_boot
 from sysroot.deploy.invariant import check_boot_invariant
 from sysroot.deploy.state import SysrootState
 from sysroot.util.fsutil import shares_extents
-from tests.deploy import test_crash_safety as crash
-from tests.deploy.conftest import clear_immutable_under, make_os_tree
+from tests.helpers import crash, tracing
+from tests.helpers.sysroots import clear_immutable_under, make_os_tree
 
 OSNAME = "testos"
 MKFS = shutil.which("mkfs.vfat")
@@ -268,7 +268,7 @@ def tidy(root: Path) -> list[str]:
 # ============================================================== sysroots on FAT
 def cli(*args, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        crash.cli(*args), capture_output=True, text=True, env=crash.ENV, stdin=subprocess.DEVNULL
+        crash.cli(*args), capture_output=True, text=True, env=tracing.ENV, stdin=subprocess.DEVNULL
     )
     if check:
         assert proc.returncode == 0, f"{args}: {proc.stderr}"
@@ -515,6 +515,7 @@ def test_systemd_boot_on_any_fs_and_symlink_refusal(tmp_path, ostree):
     clear_immutable_under(tmp_path)
 
 
+@pytest.mark.unit
 def test_shares_extents_and_leftover_removal(tmp_path, capsys):
     """A leftover that shares its data with a live sibling (here: a hard link, which
     is what a FAT rename cut short looks like to FIEMAP) stays; a copy goes."""
@@ -578,12 +579,12 @@ OPS = {
 
 
 def _kill_and_check(
-    fat: FatWorld, op: Op, point: crash.Point, target: str, dry: Path, lists: tuple[list, list]
+    fat: FatWorld, op: Op, point: tracing.Point, target: str, dry: Path, lists: tuple[list, list]
 ) -> list[str]:
     root = fat.clone(fat.state("two"), fat.scratch(op.name))
     try:
         fat.mount(root)
-        res = crash.run_interrupted(op.argv(root), point, "signal=KILL", root.with_suffix(".log"))
+        res = tracing.run_interrupted(op.argv(root), point, "signal=KILL", root.with_suffix(".log"))
         if res.hit is None:
             return [f"{point}: the kill did not land (rc {res.returncode})"]
         committed = res.committed({target.replace(str(dry), str(root))})
@@ -623,14 +624,14 @@ def test_killed_anywhere(fat, name):
         assert check_choice(dry, dname(fat, op.old)) == []
         old = boot_list(dry)
         assert [d for d, *_ in old] == [dname(fat, 2), dname(fat, 1)]
-        proc, calls = crash.traced_run(op.argv(dry), dry.with_suffix(".log"))
+        proc, calls = tracing.traced_run(op.argv(dry), dry.with_suffix(".log"))
         assert proc.returncode == 0, proc.stderr.decode()
         assert check_choice(dry, dname(fat, op.new)) == []
         new = boot_list(dry)
         assert len(new) >= 2 or name == "undeploy", new  # a rollback entry to lose
         assert check_list(dry, new) == []
         target = str(dry / "boot/loader/entries" / boot_choice(dry).name)
-        points = crash.interruption_points(calls, dry, KILLS_PER_OPERATION, {target})
+        points = tracing.interruption_points(calls, dry, KILLS_PER_OPERATION, {target})
         assert any(p.what.endswith(f"{os.path.basename(target)}) = 0") for p in points), (
             "the commit (the new default's rename) must be among the points"
         )

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 import sysroot.cli.commands as pkg
 from sysroot.cli.main import COMMAND_MODULES, build_parser, command_name
+
+pytestmark = pytest.mark.unit  # needs neither root nor ostree nor mounts
 
 
 def _registered(names):

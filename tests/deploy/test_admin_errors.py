@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import OSNAME, Sysroot, init_sysroot, make_os_tree, snapshot
+from tests.helpers.sysroots import OSNAME, Sysroot, init_sysroot, make_os_tree, snapshot
 
 OS = f"--os={OSNAME}"
 REF = f"{OSNAME}/x"

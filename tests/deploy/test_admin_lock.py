@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import OSNAME, make_os_tree, snapshot
-from tests.deploy.test_crash_safety import clone, discard
 from tests.deploy.test_staged import BINDS, HARNESS, make_booted  # noqa: F401 (a fixture)
+from tests.helpers.crash import clone, discard
+from tests.helpers.sysroots import OSNAME, make_os_tree, snapshot
 
 WAITING = "Waiting for sysroot lock..."
 STILL_BLOCKED = 0.5  # how long a blocked command is watched after it announced the wait

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import (
+from tests.helpers.sysroots import (
     OSNAME,
-    Pair,
     boot_state,
     make_os_tree,
     our_status,
     snapshot,
 )
+from tests.helpers.twins import SysrootTwins
 
 OS = f"--os={OSNAME}"
 REF = f"{OSNAME}/x"
@@ -58,7 +58,7 @@ def etc_tree(sr: Path, osname: str = OSNAME) -> dict[str, dict[str, str]]:
 
 
 # ---------------------------------------------------------------------- kernel args
-def test_kargs_options(pair: Pair, tmp_path):
+def test_kargs_options(pair: SysrootTwins, tmp_path):
     """--karg replaces in place, --karg-append adds, --karg-delete removes, --karg-none
     starts empty; the merge deployment's arguments (ostree= included, where it stood)
     are the base otherwise."""
@@ -97,7 +97,7 @@ def test_kargs_options(pair: Pair, tmp_path):
 
 
 # ---------------------------------------------------------------------- serials, swaps
-def test_redeploy_same_commit(pair: Pair, tmp_path):
+def test_redeploy_same_commit(pair: SysrootTwins, tmp_path):
     """The same commit again gets serial 1, 2, ...; when the entries would not change
     (same kernel, arguments, version, count) only ostree/boot.N -> boot.N.M swaps."""
     pair.commit(make_os_tree(tmp_path / "t"), version="7")
@@ -121,7 +121,7 @@ def test_redeploy_same_commit(pair: Pair, tmp_path):
     assert deploy_names(pair.b.path) == [f"{csum}.2", f"{csum}.3"]
 
 
-def test_version_metadata_in_titles(pair: Pair, tmp_path):
+def test_version_metadata_in_titles(pair: SysrootTwins, tmp_path):
     """Titles carry the commit's version unless it is absent or already in PRETTY_NAME;
     a version change alone rewrites the entries (new boot version)."""
     t1 = make_os_tree(tmp_path / "t1")
@@ -154,7 +154,7 @@ def test_version_metadata_in_titles(pair: Pair, tmp_path):
 
 
 # ---------------------------------------------------------------------- stateroots
-def test_two_stateroots(pair: Pair, tmp_path):
+def test_two_stateroots(pair: SysrootTwins, tmp_path):
     """With deployments of two stateroots the titles name them (ostree:OS:N); --os picks
     the stateroot; undeploying the other one drops the names again."""
     pair.a.oadmin("os-init", "otheros")
@@ -179,7 +179,7 @@ def test_two_stateroots(pair: Pair, tmp_path):
 
 
 # ---------------------------------------------------------------------- retention
-def test_retention_options(pair: Pair, tmp_path):
+def test_retention_options(pair: SysrootTwins, tmp_path):
     """Which old deployments a deploy keeps: the merge one; all with --retain; those
     before/after the merge one with --retain-pending/--retain-rollback; --not-as-default
     puts the new one after the merge deployment."""
@@ -217,7 +217,7 @@ def test_retention_options(pair: Pair, tmp_path):
 
 
 # ---------------------------------------------------------------------- /etc and origins
-def test_no_merge_and_etc(pair: Pair, tmp_path):
+def test_no_merge_and_etc(pair: SysrootTwins, tmp_path):
     """The merge carries /etc changes and kernel arguments; --no-merge carries neither."""
     pair.commit(make_os_tree(tmp_path / "t"), version="1")
     pair.admin("deploy", OS, "--karg=root=/dev/sda1", REF)
@@ -238,7 +238,7 @@ def test_no_merge_and_etc(pair: Pair, tmp_path):
     assert "options ostree=" in "".join(entries(pair.b.path).values())
 
 
-def test_origin_file(pair: Pair, tmp_path):
+def test_origin_file(pair: SysrootTwins, tmp_path):
     """--origin-file is stored as GLib rewrites it (comments dropped, groups separated
     by blank lines); without it the origin names the refspec."""
     pair.commit(make_os_tree(tmp_path / "t"))
@@ -255,7 +255,7 @@ def test_origin_file(pair: Pair, tmp_path):
     assert f"origin refspec: {REF}" in pair.b.status()
 
 
-def test_set_origin_with_remote(pair: Pair, tmp_path):
+def test_set_origin_with_remote(pair: SysrootTwins, tmp_path):
     """`set-origin REMOTE URL [BRANCH]` adds the remote (settings from --set) unless it
     exists and tracks REMOTE:BRANCH with a fresh origin, as ostree: same origin files,
     same repo config, same status; a second call with another URL keeps the remote."""
@@ -284,7 +284,7 @@ def test_set_origin_with_remote(pair: Pair, tmp_path):
 
 
 # ---------------------------------------------------------------------- tree shapes
-def test_tree_with_only_etc(pair: Pair, tmp_path):
+def test_tree_with_only_etc(pair: SysrootTwins, tmp_path):
     """An old-style tree with /etc and no /usr/etc is deployed, etc moved to usr/etc.
 
     ostree 2022.7 means to do the same ("compatibility hack") but then checks usr/etc out
@@ -318,7 +318,7 @@ def test_tree_with_only_etc(pair: Pair, tmp_path):
     assert pair.b.status(pair.ostree) == pair.b.status()
 
 
-def test_tree_with_etc_and_usr_etc_refused(pair: Pair, tmp_path):
+def test_tree_with_etc_and_usr_etc_refused(pair: SysrootTwins, tmp_path):
     pair.commit(make_os_tree(tmp_path / "t0"), version="0")
     pair.admin("deploy", OS, REF)
     pair.commit(make_os_tree(tmp_path / "t", etc="both"), version="1")
@@ -339,7 +339,7 @@ def test_tree_with_etc_and_usr_etc_refused(pair: Pair, tmp_path):
     pair.assert_same()
 
 
-def test_legacy_kernel_layout(pair: Pair, tmp_path):
+def test_legacy_kernel_layout(pair: SysrootTwins, tmp_path):
     """usr/lib/ostree-boot/vmlinuz-KVER-BOOTCSUM: the checksum in the name is the boot
     checksum and the installed names drop it."""
     pair.commit(make_os_tree(tmp_path / "t", legacy=True), version="1")
@@ -351,7 +351,7 @@ def test_legacy_kernel_layout(pair: Pair, tmp_path):
     ]
 
 
-def test_devicetree_and_no_initramfs(pair: Pair, tmp_path):
+def test_devicetree_and_no_initramfs(pair: SysrootTwins, tmp_path):
     """A devicetree file is installed and named in the entry; without an initramfs the
     entry gets init=.../ostree-prepare-root; kernels are shared per boot checksum."""
     pair.commit(make_os_tree(tmp_path / "t", devicetree=b"dtb bytes\n"), version="1")
@@ -490,7 +490,7 @@ def test_status_empty_and_fresh(make_sysroot, ostree, sysroot):
 
 
 # ---------------------------------------------------------------------- config-diff
-def test_config_diff(pair: Pair, tmp_path):
+def test_config_diff(pair: SysrootTwins, tmp_path):
     pair.commit(make_os_tree(tmp_path / "t", extra={"usr/etc/sub/deep/f": "f\n"}))
     pair.admin("deploy", OS, REF)
     for sr in (pair.a, pair.b):
@@ -622,7 +622,7 @@ def test_interleaved_tools(first, make_sysroot, tmp_path, ostree, sysroot):
     assert sr.status(ostree) == "No deployments.\n"
 
 
-def test_hand_edited_entries_carry_over(pair: Pair, tmp_path):
+def test_hand_edited_entries_carry_over(pair: SysrootTwins, tmp_path):
     """Options edited by hand in the merge deployment's entry (spacing and all) are the
     next deployment's base; when that entry is rewritten, keys added by hand stay, and
     lines that are not `key value` are ignored, by both tools."""
@@ -642,7 +642,7 @@ def test_hand_edited_entries_carry_over(pair: Pair, tmp_path):
     pair.assert_same()
 
 
-def test_prune_after_undeploy(pair: Pair, tmp_path, ostree):
+def test_prune_after_undeploy(pair: SysrootTwins, tmp_path, ostree):
     """A commit that only a deployment kept alive is pruned with it: same objects freed,
     same messages, and a repo that `ostree fsck` accepts."""
     pair.commit(make_os_tree(tmp_path / "t0"), f"{OSNAME}/c0", version="0")

@@ -12,8 +12,8 @@ import pytest
 
 from sysroot.formats.keyfile import KeyFile
 from tests.deploy import test_staged
-from tests.deploy.conftest import OSNAME
 from tests.deploy.test_staged import Booted, make_booted  # noqa: F401 (a fixture)
+from tests.helpers.sysroots import OSNAME
 
 GRUBENV = "boot/grub/grubenv"
 

@@ -669,6 +669,7 @@ def test_symlink_loop_in_new_etc_is_an_error(tmp_path: Path):
 # ---------------------------------------------------------------- small pieces
 
 
+@pytest.mark.unit
 def test_format_config_diff_and_summary():
     diff = EtcDiff(modified=("a", "b/c"), removed=("gone",), added=("n", "n/x"))
     assert format_config_diff(diff) == "M    a\nM    b/c\nD    gone\nA    n\nA    n/x\n"
@@ -676,12 +677,14 @@ def test_format_config_diff_and_summary():
     assert merge_summary(diff) == "Copying /etc changes: 2 modified, 1 removed, 2 added"
 
 
+@pytest.mark.unit
 def test_gio_order_matches_stable_sort_for_close_inodes():
     rng = random.Random(3)
     items = [(rng.randrange(1000, 5000), f"n{i}") for i in range(700)]
     assert _glibc_msort(items, _gio_inode_cmp) == sorted(items, key=lambda t: t[0])
 
 
+@pytest.mark.unit
 def test_gio_inode_compare_truncates_like_c_int():
     # glib's comparator returns (a - b) as a C int: only the low 32 bits count.
     assert _gio_inode_cmp((1 << 32, ""), (1, "")) < 0

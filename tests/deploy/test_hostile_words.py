@@ -23,7 +23,7 @@ from sysroot.boot.kargs import KernelArgs
 from sysroot.errors import FormatError
 from tests.boot import test_systemd_boot_vfat as vfat
 from tests.deploy import test_staged as harness
-from tests.deploy.conftest import OSNAME, make_os_tree, snapshot
+from tests.helpers.sysroots import OSNAME, make_os_tree, snapshot
 
 # fixtures shared with those modules: FAT images, the booted-system harness
 fat, fat_sysroot, make_booted = vfat.fat, vfat.fat_sysroot, harness.make_booted
@@ -107,6 +107,7 @@ def test_kargs_edit_in_place_refuses_hostile_words(deployed):
     assert ra.returncode == 0 and "\ninitrd /evil.img\n" in _entries_text(a.path)
 
 
+@pytest.mark.unit
 def test_proc_cmdline_words_are_checked():
     assert KernelArgs.from_proc_cmdline("BOOT_IMAGE=/vmlinuz root=/dev/vda quiet \n").words == [
         "root=/dev/vda",
@@ -295,6 +296,7 @@ def test_stage_refuses_a_commit_whose_title_would_break(make_booted, tmp_path):
         ),
     ],
 )
+@pytest.mark.unit
 def test_entry_writer_refuses_what_would_not_read_back(key, value, why):
     """BootEntry.to_text (every BLS writer) and grub2.render_config refuse on their
     own, whatever their callers checked."""
@@ -307,6 +309,7 @@ def test_entry_writer_refuses_what_would_not_read_back(key, value, why):
         grub2.render_config([entry])
 
 
+@pytest.mark.unit
 def test_systemd_boot_entry_names_hold_only_stateroot_names():
     assert systemd_boot.EntryName(1, 9999, "testos").filename == "ostree-1-9999-testos.conf"
     for bad in ("with space", "a/b", "..", "nl\nx"):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import OSNAME, make_os_tree
+from tests.helpers.sysroots import OSNAME, make_os_tree
 
 SCRIPT = Path(__file__).resolve().parents[2] / "dracut-module/50sysroot/sysroot-prepare-root.sh"
 

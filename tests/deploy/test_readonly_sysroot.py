@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.deploy.conftest import OSNAME, make_os_tree
+from tests.helpers.sysroots import OSNAME, make_os_tree
 
 SCRIPT = r"""
 set -u

@@ -26,7 +26,7 @@ import sysroot as sysroot_pkg
 from sysroot.deploy.staged import StagedRecord
 from sysroot.formats import gvariant
 from sysroot.util.run import clean_env
-from tests.deploy.conftest import OSNAME, assert_dicts_equal, boot_state, make_os_tree
+from tests.helpers.sysroots import OSNAME, assert_dicts_equal, boot_state, make_os_tree
 
 HARNESS = r"""
 set -e

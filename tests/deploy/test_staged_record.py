@@ -18,8 +18,8 @@ import pytest
 from sysroot.formats import gvariant
 from sysroot.formats.gvariant import Variant
 from tests.deploy import test_staged as harness
-from tests.deploy.conftest import OSNAME, assert_dicts_equal, boot_state
 from tests.deploy.test_staged import Booted
+from tests.helpers.sysroots import OSNAME, assert_dicts_equal, boot_state
 
 make_booted = harness.make_booted  # the booted-system fixture, shared
 

@@ -21,9 +21,10 @@ import pytest
 
 from sysroot.cli.main import main
 from tests.conftest import one_error_line
-from tests.deploy.conftest import OSNAME, Pair, assert_dicts_equal, boot_state, make_os_tree
+from tests.helpers.keys import gpg_keys
+from tests.helpers.sysroots import OSNAME, assert_dicts_equal, boot_state, make_os_tree
+from tests.helpers.twins import SysrootTwins
 from tests.pull.serve_helpers import RepoServer, object_names, refs_of
-from tests.sign.test_gpg import _make_key
 
 OS = f"--os={OSNAME}"
 X, Y = f"{OSNAME}/x", f"{OSNAME}/y"
@@ -112,7 +113,7 @@ def repo_state(repo: Path) -> dict:
     }
 
 
-def assert_same(pair: Pair, ours_extra: frozenset[str] = frozenset()) -> None:
+def assert_same(pair: SysrootTwins, ours_extra: frozenset[str] = frozenset()) -> None:
     """Same boot state, status, refs, partial commits; the same objects, but for
     ours_extra, objects only our repository has."""
     pair.assert_same()
@@ -123,7 +124,11 @@ def assert_same(pair: Pair, ours_extra: frozenset[str] = frozenset()) -> None:
 
 
 def track(
-    pair: Pair, served: Served, *, gpg_keyring: Path | None = None, refspec: str = f"origin:{X}"
+    pair: SysrootTwins,
+    served: Served,
+    *,
+    gpg_keyring: Path | None = None,
+    refspec: str = f"origin:{X}",
 ) -> None:
     """Add the remote to both sysroots (with ostree: setup, not under test), pull the
     ref with ostree into both, and deploy it with each tool."""
@@ -150,7 +155,10 @@ def track(
 
 
 def failed_alike(
-    pair: Pair, *args: str, same_message: bool = True, ours_extra: frozenset[str] = frozenset()
+    pair: SysrootTwins,
+    *args: str,
+    same_message: bool = True,
+    ours_extra: frozenset[str] = frozenset(),
 ) -> str:
     """Both tools refuse, ours on one line, and nothing changed in either sysroot."""
     before = (boot_state(pair.a.path), repo_state(pair.a.repo)["refs"])
@@ -163,7 +171,7 @@ def failed_alike(
     return line
 
 
-def default_origin(pair: Pair, sr) -> Path:
+def default_origin(pair: SysrootTwins, sr) -> Path:
     first = pair.a.status(pair.ostree).splitlines()[0].split()[1]
     return sr.path / "ostree/deploy" / OSNAME / "deploy" / f"{first}.origin"
 
@@ -177,7 +185,7 @@ def ours(*argv: str) -> tuple[int, str, str]:
 
 
 # ---------------------------------------------------------------------- upgrade
-def test_upgrade_then_no_update(pair: Pair, served: Served):
+def test_upgrade_then_no_update(pair: SysrootTwins, served: Served):
     served.commit(ts=T0, version="1")
     track(pair, served)
     served.commit(ts=T1, version="2")
@@ -193,7 +201,7 @@ def test_upgrade_then_no_update(pair: Pair, served: Served):
     assert_same(pair)
 
 
-def test_downgrade_refused_then_allowed(pair: Pair, served: Served):
+def test_downgrade_refused_then_allowed(pair: SysrootTwins, served: Served):
     served.commit(ts=T1, version="1")
     track(pair, served)
     older = served.commit(ts=OLDER, version="0")
@@ -213,7 +221,7 @@ def test_downgrade_refused_then_allowed(pair: Pair, served: Served):
     assert_same(pair)
 
 
-def test_override_commit_and_transient_state(pair: Pair, served: Served):
+def test_override_commit_and_transient_state(pair: SysrootTwins, served: Served):
     served.commit(ts=T0, version="1")
     track(pair, served)
     second = served.commit(ts=T1, version="2")
@@ -236,7 +244,7 @@ def test_override_commit_and_transient_state(pair: Pair, served: Served):
     failed_alike(pair, "upgrade", OS, "--override-commit=abc", same_message=False)
 
 
-def test_pull_only_then_deploy_only(pair: Pair, served: Served):
+def test_pull_only_then_deploy_only(pair: SysrootTwins, served: Served):
     served.commit(ts=T0, version="1")
     track(pair, served)
     served.commit(ts=T1, version="2")
@@ -251,7 +259,7 @@ def test_pull_only_then_deploy_only(pair: Pair, served: Served):
     assert_same(pair)
 
 
-def test_unconfigured_state_and_bad_input(pair: Pair, served: Served, tmp_path):
+def test_unconfigured_state_and_bad_input(pair: SysrootTwins, served: Served, tmp_path):
     served.commit(ts=T0, version="1")
     track(pair, served)
     served.commit(ts=T1, version="2")
@@ -276,7 +284,7 @@ def test_unconfigured_state_and_bad_input(pair: Pair, served: Served, tmp_path):
     assert_same(pair)
 
 
-def test_endoflife_and_rebase(pair: Pair, served: Served):
+def test_endoflife_and_rebase(pair: SysrootTwins, served: Served):
     served.commit(ts=T0, version="1")
     track(pair, served)
     served.commit(ts=T1, version="2", meta={"ostree.endoflife": "Stream x is over"})
@@ -293,7 +301,7 @@ def test_endoflife_and_rebase(pair: Pair, served: Served):
 
 
 # ---------------------------------------------------------------------- switch
-def test_switch_remote_ref(pair: Pair, served: Served):
+def test_switch_remote_ref(pair: SysrootTwins, served: Served):
     served.commit(ts=T1, version="1")
     served.commit(Y, ts=T0, version="y1")  # older: switch allows any age
     track(pair, served)
@@ -309,7 +317,7 @@ def test_switch_remote_ref(pair: Pair, served: Served):
     assert one_error_line(rb) == "error: REFSPEC must be specified"
 
 
-def test_switch_local_ref(pair: Pair, tmp_path):
+def test_switch_local_ref(pair: SysrootTwins, tmp_path):
     pair.commit(make_os_tree(tmp_path / "ta"), "local/a")
     pair.commit(
         make_os_tree(tmp_path / "tb", extra={"usr/share/b": "b\n"}),
@@ -338,13 +346,11 @@ def test_switch_local_ref(pair: Pair, tmp_path):
 # ---------------------------------------------------------------------- signatures
 @pytest.fixture(scope="module")
 def gpg_key(tmp_path_factory):
-    base = tmp_path_factory.mktemp("gnupg")
-    key = _make_key(base, "vendor")
-    yield key
-    subprocess.run(["gpgconf", "--homedir", str(key.home), "--kill", "all"], check=False)
+    with gpg_keys(tmp_path_factory.mktemp("gnupg"), "vendor") as (key,):
+        yield key
 
 
-def test_signed_upgrade_and_unsigned_refused(pair: Pair, served: Served, gpg_key):
+def test_signed_upgrade_and_unsigned_refused(pair: SysrootTwins, served: Served, gpg_key):
     sign = (gpg_key.fpr, gpg_key.home)
     served.commit(ts=T0, version="1", sign=sign)
     track(pair, served, gpg_keyring=gpg_key.keyring)
@@ -357,7 +363,7 @@ def test_signed_upgrade_and_unsigned_refused(pair: Pair, served: Served, gpg_key
 
 
 # ---------------------------------------------------------------------- ours only
-def test_check_and_preview(pair: Pair, served: Served, ostree):
+def test_check_and_preview(pair: SysrootTwins, served: Served, ostree):
     first = served.commit(ts=T0, version="1")
     track(pair, served)
     new = served.commit(ts=T1, version="2", files={"usr/share/added": "new\n"})
@@ -387,7 +393,7 @@ def test_check_and_preview(pair: Pair, served: Served, ostree):
     assert one_error_line(rb) == "error: Cannot simultaneously specify --check and --pull-only"
 
 
-def test_stage_needs_booted_system(pair: Pair, served: Served):
+def test_stage_needs_booted_system(pair: SysrootTwins, served: Served):
     served.commit(ts=T0, version="1")
     track(pair, served)
     served.commit(ts=T1, version="2")
@@ -407,7 +413,7 @@ def test_reboot_only_for_real_root(monkeypatch, tmp_path):
     assert calls == [["systemctl", "reboot"]]
 
 
-def test_upgrade_holds_the_sysroot_lock(pair: Pair, served: Served):
+def test_upgrade_holds_the_sysroot_lock(pair: SysrootTwins, served: Served):
     """From reading the merge deployment to writing the new one, no other admin command
     runs: ostree's own wait for the lock, and the deploy's locking nests in ours."""
     from sysroot.deploy.admin import Sysroot

@@ -141,6 +141,7 @@ VALID = [
     "[objectpath '/a', '/b']",
     "['/b', objectpath '/a']",
     "signature 'a{sv}'",
+    "signature 'sia{sv}(ii)'",  # several complete types
     "signature ''",
     "@g 'as'",
     "signature '{sv}'",
@@ -194,6 +195,8 @@ INVALID = [
     "'\\u0000'",
     "objectpath 'bad path'",
     "signature 'zz'",
+    "signature 'i('",  # a valid type, then an incomplete one
+    "signature 'sa'",
     "['a', objectpath '/x']",
     "(just 'x', nothing)",
     "just nothing",

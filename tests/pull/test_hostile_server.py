@@ -408,6 +408,7 @@ def test_traversal_in_refs_heads(served, server, tmp_path):
     honest_pull_completes(served, server, repo)
 
 
+@pytest.mark.unit
 def test_bomb_inflates_in_bounded_steps():
     """One 64 KiB network chunk of deflated zeros is 64 MiB inflated: it comes out in
     pieces of at most 1 MiB, so eight fetch threads cannot hold 512 MiB between them

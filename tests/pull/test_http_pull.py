@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import one_error_line
+from tests.helpers.keys import gpg_keys
+from tests.helpers.twins import assert_same_repos, twin_repos
 from tests.pull.serve_helpers import (
     Nginx,
     RepoServer,
     make_served_repo,
     new_repo,
-    object_bytes,
     object_names,
     refs_of,
 )
@@ -44,31 +45,17 @@ def served(tmp_path_factory, ostree):
 
 def both(ostree, sysroot, tmp_path: Path, mode: str, url: str, *args: str):
     """Pull with each tool into a fresh repo of mode; return the two repo paths."""
-    theirs = new_repo(ostree, tmp_path / f"ostree-{mode}", mode, url)
-    ours = new_repo(ostree, tmp_path / f"sysroot-{mode}", mode, url)
+    theirs, ours = twin_repos(ostree, tmp_path, mode, url, (f"ostree-{mode}", f"sysroot-{mode}"))
     ostree("pull", f"--repo={theirs}", *args)
     out = sysroot.out("pull", f"--repo={ours}", *args)
     assert SUMMARY_LINE.match(out), out
     return theirs, ours
 
 
-def assert_same(ostree, theirs: Path, ours: Path, mode: str) -> None:
-    assert refs_of(ours) == refs_of(theirs)
-    if mode == "archive":
-        assert object_bytes(ours) == object_bytes(theirs)
-    else:
-        assert object_names(ours) == object_names(theirs)
-    assert sorted(p.name for p in (ours / "state").iterdir()) == sorted(
-        p.name for p in (theirs / "state").iterdir()
-    )
-    ostree("fsck", f"--repo={ours}")
-
-
 def test_pull_every_mode_like_ostree(served, ostree, sysroot, tmp_path, mode):
     if mode == "bare-user-only":
         # the rich tree has setuid files: both refuse them, and move no ref
-        theirs = new_repo(ostree, tmp_path / "theirs", mode, served["server"].url)
-        ours = new_repo(ostree, tmp_path / "ours", mode, served["server"].url)
+        theirs, ours = twin_repos(ostree, tmp_path, mode, served["server"].url)
         err = ostree("pull", f"--repo={theirs}", "origin", "main", check=False).stderr
         assert b"invalid mode" in err
         line = one_error_line(sysroot("pull", f"--repo={ours}", "origin", "main", check=False))
@@ -78,10 +65,10 @@ def test_pull_every_mode_like_ostree(served, ostree, sysroot, tmp_path, mode):
         theirs, ours = both(
             ostree, sysroot, tmp_path, mode, served["server"].url, "origin", "other"
         )
-        assert_same(ostree, theirs, ours, mode)
+        assert_same_repos(ostree, theirs, ours, mode)
         return
     theirs, ours = both(ostree, sysroot, tmp_path, mode, served["server"].url, "origin", "main")
-    assert_same(ostree, theirs, ours, mode)
+    assert_same_repos(ostree, theirs, ours, mode)
     assert refs_of(ours) == {"refs/remotes/origin/main": served["c2"]}
     # a checkout through ostree reproduces the tree ostree itself pulled
     if mode != "archive":
@@ -128,7 +115,7 @@ def test_depth_like_ostree(served, ostree, sysroot, tmp_path, depth):
         "origin",
         "main",
     )
-    assert_same(ostree, theirs, ours, "archive")
+    assert_same_repos(ostree, theirs, ours, "archive")
     assert (ours / f"objects/{served['c1'][:2]}/{served['c1'][2:]}.commit").exists()
 
 
@@ -143,12 +130,12 @@ def test_commit_metadata_only_like_ostree(served, ostree, sysroot, tmp_path):
         "origin",
         "main",
     )
-    assert_same(ostree, theirs, ours, "bare-user")
+    assert_same_repos(ostree, theirs, ours, "bare-user")
     assert [p.name for p in (ours / "state").iterdir()] == [f"{served['c2']}.commitpartial"]
     # a full pull afterwards completes the commit and clears the marker
     sysroot("pull", f"--repo={ours}", "origin", "main")
     ostree("pull", f"--repo={theirs}", "origin", "main")
-    assert_same(ostree, theirs, ours, "bare-user")
+    assert_same_repos(ostree, theirs, ours, "bare-user")
     assert list((ours / "state").iterdir()) == []
 
 
@@ -156,7 +143,7 @@ def test_mirror_all_refs_like_ostree(served, ostree, sysroot, tmp_path):
     theirs, ours = both(
         ostree, sysroot, tmp_path, "archive", served["server"].url, "--mirror", "origin"
     )
-    assert_same(ostree, theirs, ours, "archive")
+    assert_same_repos(ostree, theirs, ours, "archive")
     assert refs_of(ours) == {"refs/heads/main": served["c2"], "refs/heads/other": served["other"]}
     assert (ours / "summary").read_bytes() == (served["repo"] / "summary").read_bytes()
     assert (theirs / "summary").read_bytes() == (ours / "summary").read_bytes()
@@ -166,7 +153,7 @@ def test_mirror_one_ref_and_refspec_spelling(served, ostree, sysroot, tmp_path):
     theirs, ours = both(
         ostree, sysroot, tmp_path, "archive", served["server"].url, "--mirror", "origin:other"
     )
-    assert_same(ostree, theirs, ours, "archive")
+    assert_same_repos(ostree, theirs, ours, "archive")
     assert refs_of(ours) == {"refs/heads/other": served["other"]}
     assert not (ours / "summary").exists() and not (theirs / "summary").exists()
 
@@ -175,7 +162,7 @@ def test_pull_by_checksum_moves_no_ref(served, ostree, sysroot, tmp_path):
     theirs, ours = both(
         ostree, sysroot, tmp_path, "bare", served["server"].url, "origin", served["c1"]
     )
-    assert_same(ostree, theirs, ours, "bare")
+    assert_same_repos(ostree, theirs, ours, "bare")
     assert refs_of(ours) == {}
 
 
@@ -190,8 +177,7 @@ def test_pull_by_checksum_moves_no_ref(served, ostree, sysroot, tmp_path):
     ],
 )
 def test_refusals_like_ostree(served, ostree, sysroot, tmp_path, args):
-    theirs = new_repo(ostree, tmp_path / "theirs", "archive", served["server"].url)
-    ours = new_repo(ostree, tmp_path / "ours", "archive", served["server"].url)
+    theirs, ours = twin_repos(ostree, tmp_path, "archive", served["server"].url)
     assert ostree("pull", f"--repo={theirs}", *args, check=False).returncode != 0
     proc = sysroot("pull", f"--repo={ours}", *args, check=False)
     line = one_error_line(proc)
@@ -208,7 +194,7 @@ def test_no_summary_uses_refs_heads(served, ostree, sysroot, tmp_path):
     with RepoServer(copy) as server:
         theirs, ours = both(ostree, sysroot, tmp_path, "archive", server.url, "origin", "main")
         assert "refs/heads/main" in server.requests
-        assert_same(ostree, theirs, ours, "archive")
+        assert_same_repos(ostree, theirs, ours, "archive")
         # a commit served under a ref it was not made for is refused by both...
         err = ostree("pull", f"--repo={theirs}", "origin", "stray", check=False).stderr
         assert b"ref binding" in err
@@ -220,7 +206,7 @@ def test_no_summary_uses_refs_heads(served, ostree, sysroot, tmp_path):
         # ...unless bindings are not verified
         for tool, repo in ((ostree, theirs), (sysroot, ours)):
             tool("pull", f"--repo={repo}", "--disable-verify-bindings", "origin", "stray")
-    assert_same(ostree, theirs, ours, "archive")
+    assert_same_repos(ostree, theirs, ours, "archive")
     assert refs_of(ours)["refs/remotes/origin/stray"] == served["c1"]
 
 
@@ -231,8 +217,7 @@ def test_bare_remote_over_http_refused(ostree, sysroot, tmp_path):
     ostree("commit", f"--repo={src}", "-b", "main", str(tmp_path / "t"))
     ostree("summary", f"--repo={src}", "-u")
     with RepoServer(src) as server:
-        theirs = new_repo(ostree, tmp_path / "theirs", "archive", server.url)
-        ours = new_repo(ostree, tmp_path / "ours", "archive", server.url)
+        theirs, ours = twin_repos(ostree, tmp_path, "archive", server.url)
         err = ostree("pull", f"--repo={theirs}", "origin", "main", check=False)
         assert b'Can\'t pull from archives with mode "bare"' in err.stderr
         line = one_error_line(sysroot("pull", f"--repo={ours}", "origin", "main", check=False))
@@ -246,24 +231,22 @@ def test_file_remote_like_ostree(served, ostree, sysroot, tmp_path, src_mode):
     if src_mode == "bare":
         src = new_repo(ostree, tmp_path / "bare-src", "bare")
         ostree("pull-local", f"--repo={src}", str(served["repo"]), "main")
-    theirs = new_repo(ostree, tmp_path / "theirs", "bare-user", f"file://{src}")
-    ours = new_repo(ostree, tmp_path / "ours", "bare-user", f"file://{src}")
+    theirs, ours = twin_repos(ostree, tmp_path, "bare-user", f"file://{src}")
     ostree("pull", f"--repo={theirs}", "origin", "main")
     out = sysroot.out("pull", f"--repo={ours}", "origin", "main")
     assert re.match(r"^\d+ metadata, \d+ content objects imported; .+ content written$", out)
-    assert_same(ostree, theirs, ours, "bare-user")
+    assert_same_repos(ostree, theirs, ours, "bare-user")
 
 
 def test_url_option_and_nginx(served, ostree, sysroot, tmp_path):
     """Through nginx, with the remote's url pointing nowhere and --url overriding it."""
     with Nginx(served["repo"], tmp_path / "nginx") as nginx:
-        theirs = new_repo(ostree, tmp_path / "theirs", "archive", "http://127.0.0.1:9/")
-        ours = new_repo(ostree, tmp_path / "ours", "archive", "http://127.0.0.1:9/")
+        theirs, ours = twin_repos(ostree, tmp_path, "archive", "http://127.0.0.1:9/")
         ostree("pull", f"--repo={theirs}", f"--url={nginx.url}", "origin", "main")
         sysroot("pull", f"--repo={ours}", f"--url={nginx.url}", "--depth=-1", "origin", "main")
         ostree("pull", f"--repo={theirs}", f"--url={nginx.url}", "--depth=-1", "origin", "main")
         assert nginx.object_requests() > 0
-    assert_same(ostree, theirs, ours, "archive")
+    assert_same_repos(ostree, theirs, ours, "archive")
 
 
 class _Redirector(http.server.BaseHTTPRequestHandler):
@@ -303,7 +286,7 @@ def test_redirects_to_another_host(served, ostree, sysroot, tmp_path):
     finally:
         httpd.shutdown()
         httpd.server_close()
-    assert_same(ostree, theirs, ours, "archive")
+    assert_same_repos(ostree, theirs, ours, "archive")
 
 
 def _tls_files(tmp_path: Path) -> tuple[Path, Path]:
@@ -349,8 +332,7 @@ def test_https_with_tls_ca_path(served, ostree, sysroot, tmp_path):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     with RepoServer(served["repo"], tls_context=ctx) as server:
-        theirs = new_repo(ostree, tmp_path / "theirs", "archive", server.url)
-        ours = new_repo(ostree, tmp_path / "ours", "archive", server.url)
+        theirs, ours = twin_repos(ostree, tmp_path, "archive", server.url)
         # an unknown certificate is refused by both
         assert ostree("pull", f"--repo={theirs}", "origin", "other", check=False).returncode
         line = one_error_line(
@@ -361,17 +343,13 @@ def test_https_with_tls_ca_path(served, ostree, sysroot, tmp_path):
             ostree("config", f"--repo={repo}", "set", 'remote "origin".tls-ca-path', str(cert))
         ostree("pull", f"--repo={theirs}", "origin", "main")
         sysroot("pull", f"--repo={ours}", "origin", "main")
-    assert_same(ostree, theirs, ours, "archive")
+    assert_same_repos(ostree, theirs, ours, "archive")
 
 
 @pytest.fixture(scope="module")
 def alice(tmp_path_factory):
-    from tests.sign.test_gpg import _make_key
-
-    base = tmp_path_factory.mktemp("gnupg")
-    key = _make_key(base, "alice")
-    yield key
-    subprocess.run(["gpgconf", "--homedir", str(key.home), "--kill", "all"], check=False)
+    with gpg_keys(tmp_path_factory.mktemp("gnupg"), "alice") as (key,):
+        yield key
 
 
 def test_signed_commits_over_http(ostree, sysroot, tmp_path, alice):
@@ -406,5 +384,5 @@ def test_signed_commits_over_http(ostree, sysroot, tmp_path, alice):
         assert object_names(ours) == set() and refs_of(ours) == {}
         ostree("pull", f"--repo={theirs}", "origin", "main")
         sysroot("pull", f"--repo={ours}", "origin", "main")
-        assert_same(ostree, theirs, ours, "bare-user")
+        assert_same_repos(ostree, theirs, ours, "bare-user")
         assert refs_of(ours) == {"refs/remotes/origin/main": signed}

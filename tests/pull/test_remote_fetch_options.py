@@ -14,6 +14,7 @@ from sysroot.pull.fetch import FetchOptions
 from sysroot.pull.pull import fetch_options
 from sysroot.store.remotes import Remote
 from tests.conftest import one_error_line
+from tests.helpers.twins import twin_repos
 from tests.pull.serve_helpers import RepoServer, new_repo, refs_of
 from tests.pull.test_http_pull import _tls_files
 
@@ -44,8 +45,7 @@ def test_remote_refs_and_summary_send_the_client_certificate(ostree, sysroot, tm
     ctx.verify_mode = ssl.CERT_REQUIRED  # no client certificate, no connection
     ctx.load_verify_locations(cert)  # the self-signed certificate doubles as the client's
     with RepoServer(src, tls_context=ctx) as server:
-        theirs = new_repo(ostree, tmp_path / "theirs", "archive", server.url)
-        ours = new_repo(ostree, tmp_path / "ours", "archive", server.url)
+        theirs, ours = twin_repos(ostree, tmp_path, "archive", server.url)
         for repo in (theirs, ours):
             ostree("config", f"--repo={repo}", "set", 'remote "origin".tls-ca-path', str(cert))
         # without a client certificate both tools are refused

@@ -16,7 +16,8 @@ import pytest
 
 from sysroot.store.timestamps import format_glib_time
 from tests.conftest import one_error_line
-from tests.pull.serve_helpers import RepoServer, new_repo, object_names, refs_of
+from tests.helpers.twins import run_both, twin_repos
+from tests.pull.serve_helpers import RepoServer, object_names, refs_of
 
 TS_A, TS_B, TS_O = 1654041600, 1609804800, 1577836800  # 2022-06-01, 2021-01-05, 2020-01-01
 
@@ -57,18 +58,9 @@ def serve(ostree, repo: Path, ref: str, checksum: str) -> None:
     ostree("summary", f"--repo={repo}", "-u")
 
 
-def pair(ostree, tmp_path: Path, url: str) -> tuple[Path, Path]:
-    return (
-        new_repo(ostree, tmp_path / "theirs", "archive", url),
-        new_repo(ostree, tmp_path / "ours", "archive", url),
-    )
-
-
 def both(ostree, sysroot, repos: tuple[Path, Path], *args: str, ok: bool = True):
     """Run `pull ARGS` with each tool; when refused, return the two error lines."""
-    theirs, ours = repos
-    p1 = ostree("pull", f"--repo={theirs}", *args, check=False)
-    p2 = sysroot("pull", f"--repo={ours}", *args, check=False)
+    p1, p2 = run_both(ostree, sysroot, repos, "pull", *args)
     if ok:
         assert p1.returncode == 0, p1.stderr.decode()
         assert p2.returncode == 0, p2.stderr.decode()
@@ -90,7 +82,7 @@ def state(repo: Path) -> tuple[dict, set, list]:
 
 
 def test_rollback_refused_with_timestamp_check(tmp_path, ostree, sysroot, served):
-    repos = pair(ostree, tmp_path, served["server"].url)
+    repos = twin_repos(ostree, tmp_path, "archive", served["server"].url)
     both(ostree, sysroot, repos, "origin", "main")
     serve(ostree, served["repo"], "main", served["b"])  # the rollback
     before = state(repos[1])
@@ -106,7 +98,7 @@ def test_rollback_refused_with_timestamp_check(tmp_path, ostree, sysroot, served
 
 def test_rollback_to_a_commit_already_here(tmp_path, ostree, sysroot, served):
     """B pulled before A: going back to it is refused all the same."""
-    repos = pair(ostree, tmp_path, served["server"].url)
+    repos = twin_repos(ostree, tmp_path, "archive", served["server"].url)
     serve(ostree, served["repo"], "main", served["b"])
     both(ostree, sysroot, repos, "origin", "main")
     serve(ostree, served["repo"], "main", served["a"])
@@ -120,7 +112,7 @@ def test_rollback_to_a_commit_already_here(tmp_path, ostree, sysroot, served):
 
 def test_rollback_accepted_by_default(tmp_path, ostree, sysroot, served):
     """ostree's default: no timestamp check, a server may move a ref back."""
-    repos = pair(ostree, tmp_path, served["server"].url)
+    repos = twin_repos(ostree, tmp_path, "archive", served["server"].url)
     both(ostree, sysroot, repos, "origin", "main")
     serve(ostree, served["repo"], "main", served["b"])
     both(ostree, sysroot, repos, "origin", "main")
@@ -130,7 +122,7 @@ def test_rollback_accepted_by_default(tmp_path, ostree, sysroot, served):
 
 def test_first_pull_and_newer_commits_accepted(tmp_path, ostree, sysroot, served):
     """No local ref yet: nothing to compare. Then newer, equal-time and same commits."""
-    repos = pair(ostree, tmp_path, served["server"].url)
+    repos = twin_repos(ostree, tmp_path, "archive", served["server"].url)
     serve(ostree, served["repo"], "main", served["b"])
     both(ostree, sysroot, repos, "-T", "origin", "main")
     for checksum in ("a", "e", "e"):  # newer; the same time, another commit; the same
@@ -141,7 +133,7 @@ def test_first_pull_and_newer_commits_accepted(tmp_path, ostree, sysroot, served
 
 
 def test_timestamp_check_from_rev(tmp_path, ostree, sysroot, served):
-    repos = pair(ostree, tmp_path, served["server"].url)
+    repos = twin_repos(ostree, tmp_path, "archive", served["server"].url)
     both(ostree, sysroot, repos, "origin", "main", "old")  # A and O are here now
     serve(ostree, served["repo"], "main", served["b"])
     expected = refusal(served["b"], TS_B, served["a"], TS_A)
@@ -176,7 +168,7 @@ def test_timestamp_check_from_rev(tmp_path, ostree, sysroot, served):
 
 def test_from_rev_checks_the_history_fetched(tmp_path, ostree, sysroot, served):
     """With --depth, ostree compares every commit fetched, the parents too."""
-    repos = pair(ostree, tmp_path, served["server"].url)
+    repos = twin_repos(ostree, tmp_path, "archive", served["server"].url)
     both(ostree, sysroot, repos, "origin", "main")  # A
     serve(ostree, served["repo"], "main", served["e"])  # E (A's time) <- A <- B (older)
     theirs, ours = both(
@@ -197,7 +189,7 @@ def test_from_rev_checks_the_history_fetched(tmp_path, ostree, sysroot, served):
 def test_compares_what_the_name_resolves_to(tmp_path, ostree, sysroot, served):
     """ostree resolves the ref's name as given (refs/heads first), not the remote:ref
     the pull would move: a mirrored refs/heads/main guards origin:main."""
-    repos = pair(ostree, tmp_path, served["server"].url)
+    repos = twin_repos(ostree, tmp_path, "archive", served["server"].url)
     both(ostree, sysroot, repos, "--mirror", "origin", "main")
     serve(ostree, served["repo"], "main", served["b"])
     theirs, ours = both(ostree, sysroot, repos, "-T", "origin", "main", ok=False)
@@ -207,7 +199,7 @@ def test_compares_what_the_name_resolves_to(tmp_path, ostree, sysroot, served):
 
 
 def test_file_remote(tmp_path, ostree, sysroot, served):
-    repos = pair(ostree, tmp_path, f"file://{served['repo']}")
+    repos = twin_repos(ostree, tmp_path, "archive", f"file://{served['repo']}")
     both(ostree, sysroot, repos, "origin", "main")
     serve(ostree, served["repo"], "main", served["b"])
     before = state(repos[1])
@@ -234,7 +226,7 @@ def test_unsupported_combinations_refused(tmp_path, ostree, sysroot, served, arg
     """-T with a pull by checksum or with --depth: ostree 2022.7 aborts on an assertion
     (exit 134); sysroot refuses with one line, exit 2, before fetching anything."""
     args = [served["b"] if a == "CHECKSUM" else a for a in args]
-    theirs, ours = pair(ostree, tmp_path, served["server"].url)
+    theirs, ours = twin_repos(ostree, tmp_path, "archive", served["server"].url)
     p = ostree("pull", f"--repo={theirs}", "-T", *args, check=False)
     assert p.returncode != 0 and b"assertion failed" in p.stderr
     before = state(ours)
@@ -248,7 +240,7 @@ def test_unsupported_combinations_refused(tmp_path, ostree, sysroot, served, arg
 
 def test_pull_local_has_no_timestamp_check(tmp_path, ostree, sysroot, served):
     """ostree's pull-local has neither option; neither does sysroot's."""
-    theirs, ours = pair(ostree, tmp_path, None)
+    theirs, ours = twin_repos(ostree, tmp_path, "archive", None)
     for opt in ("-T", "--timestamp-check-from-rev=main"):
         p1 = ostree("pull-local", f"--repo={theirs}", opt, str(served["repo"]), "main", check=False)
         p2 = sysroot("pull-local", f"--repo={ours}", opt, str(served["repo"]), "main", check=False)
@@ -264,7 +256,7 @@ def test_two_refs_at_one_commit(tmp_path, ostree, sysroot, served):
     nobind = "--disable-verify-bindings"  # A and B are bound to main only
     for url in (served["server"].url, f"file://{served['repo']}"):
         (tmp_path / url.split(":")[0]).mkdir()
-        repos = pair(ostree, tmp_path / url.split(":")[0], url)
+        repos = twin_repos(ostree, tmp_path / url.split(":")[0], "archive", url)
         serve(ostree, served["repo"], "main", served["b"])
         serve(ostree, served["repo"], "other", served["a"])
         both(ostree, sysroot, repos, nobind, "origin", "main", "other")

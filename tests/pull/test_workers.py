@@ -11,6 +11,8 @@ import pytest
 from sysroot.errors import CorruptObjectError, SysrootError
 from sysroot.pull.workers import WorkerPool
 
+pytestmark = pytest.mark.unit  # needs neither root nor ostree nor mounts
+
 
 class _Unpicklable(Exception):
     def __reduce__(self):

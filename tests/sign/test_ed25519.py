@@ -4,7 +4,6 @@ format's facts (RFC 8032, raw 64-byte signatures over the exact .commit bytes in
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from sysroot.sign.verify import SignatureError, verify_commit, verify_summary
 from sysroot.store import remotes
 from sysroot.store.repo import Repo
 from tests.conftest import one_error_line
+from tests.helpers.keys import b64, new_ed25519_key
 
 # RFC 8032, section 7.1, TEST 1 (empty message)
 RFC_SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
@@ -27,10 +27,7 @@ RFC_SIGNATURE = bytes.fromhex(
 )
 
 
-def b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode()
-
-
+@pytest.mark.unit
 def test_rfc8032_vector_and_key_formats():
     secret = ed25519.parse_secret_key(b64(RFC_SEED + RFC_PUBLIC))
     assert ed25519.sign(b"", secret) == RFC_SIGNATURE
@@ -65,14 +62,9 @@ def _commitmeta(repo: Path, checksum: str) -> Path:
     return repo / "objects" / checksum[:2] / f"{checksum[2:]}.commitmeta"
 
 
-def _new_key() -> tuple[bytes, bytes]:
-    secret = ed25519.generate_secret_key()
-    return secret, secret[32:]
-
-
 def test_sign_commit_format(repo_commit, ostree, sysroot, tmp_path):
     repo, checksum = repo_commit
-    (s1, p1), (s2, p2) = _new_key(), _new_key()
+    (s1, p1), (s2, p2) = new_ed25519_key(), new_ed25519_key()
     keys_file = tmp_path / "secret.keys"
     keys_file.write_text(b64(s2) + "\n")
     sysroot("sign", f"--repo={repo}", checksum, b64(s1))
@@ -118,7 +110,7 @@ def _check(repo: Path, checksum: str, remote: remotes.Remote, **kw) -> str:
 
 def test_remote_sign_verify(repo_commit, sysroot, tmp_path):
     repo, checksum = repo_commit
-    (secret, public), (_, other) = _new_key(), _new_key()
+    (secret, public), (_, other) = new_ed25519_key(), new_ed25519_key()
     inline = _remote(repo, sysroot, "--no-gpg-verify", _inline(public))
     with pytest.raises(SignatureError, match="no signatures found"):
         _check(repo, checksum, inline)
@@ -153,7 +145,7 @@ def test_remote_sign_verify(repo_commit, sysroot, tmp_path):
 
 def test_flipped_signature_fails(repo_commit, sysroot):
     repo, checksum = repo_commit
-    secret, public = _new_key()
+    secret, public = new_ed25519_key()
     sysroot("sign", f"--repo={repo}", checksum, b64(secret))
     with Repo.open(repo) as r:
         meta = detached.load_commitmeta(r, checksum)
@@ -189,7 +181,7 @@ def test_bad_sign_input_changes_nothing(repo_commit, sysroot, args, message):
 
 def test_summary_sign(repo_commit, ostree, sysroot, tmp_path):
     repo, _ = repo_commit
-    secret, public = _new_key()
+    secret, public = new_ed25519_key()
     sysroot("summary", f"--repo={repo}", "-u", f"--sign={b64(secret)}")
     summary = (repo / "summary").read_bytes()
     meta = gvariant.decode("a{sv}", (repo / "summary.sig").read_bytes())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,53 +14,13 @@ from sysroot.sign.verify import SignatureError, verify_commit, verify_summary
 from sysroot.store import remotes
 from sysroot.store.repo import Repo
 from tests.conftest import one_error_line
-
-
-@dataclass
-class Key:
-    home: Path
-    fpr: str
-    keyring: Path  # exported public key
-
-    @property
-    def long_id(self) -> str:
-        return self.fpr[-16:]
-
-
-def _make_key(base: Path, name: str) -> Key:
-    home = base / name
-    home.mkdir(mode=0o700)
-    gpg = ["gpg", "--homedir", str(home), "--batch"]
-    subprocess.run(
-        [
-            *gpg,
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            f"{name} <{name}@example.com>",
-            "ed25519",
-            "sign",
-            "never",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    out = subprocess.run(
-        [*gpg, "--with-colons", "--list-keys"], check=True, capture_output=True, text=True
-    ).stdout
-    fpr = next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
-    keyring = base / f"{name}.gpg"
-    keyring.write_bytes(subprocess.run([*gpg, "--export"], check=True, capture_output=True).stdout)
-    return Key(home, fpr, keyring)
+from tests.helpers.keys import gpg_keys
 
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
-    base = tmp_path_factory.mktemp("gnupg")
-    made = [_make_key(base, "alice"), _make_key(base, "mallory")]
-    yield made
-    for k in made:  # the agents gpg started for signing
-        subprocess.run(["gpgconf", "--homedir", str(k.home), "--kill", "all"], check=False)
+    with gpg_keys(tmp_path_factory.mktemp("gnupg"), "alice", "mallory") as made:
+        yield made
 
 
 @pytest.fixture

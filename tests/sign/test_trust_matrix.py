@@ -38,16 +38,12 @@ from sysroot.sign import ed25519
 from sysroot.sign.commit import ed25519_sign_commit
 from sysroot.store.repo import Repo
 from tests.conftest import one_error_line
-from tests.deploy.conftest import (  # noqa: F401 (fixtures)
-    OSNAME,
-    clear_immutable_under,
-    make_os_tree,
-    make_sysroot,
-)
+from tests.deploy.conftest import make_sysroot  # noqa: F401 (a fixture)
 from tests.deploy.test_staged import make_booted  # noqa: F401 (a fixture)
 from tests.deploy.test_upgrade import ours
+from tests.helpers.keys import GpgKey, make_gpg_key, new_ed25519_key, stop_gpg_agents
+from tests.helpers.sysroots import OSNAME, clear_immutable_under, make_os_tree
 from tests.pull.serve_helpers import RepoServer, refs_of
-from tests.sign.test_gpg import _make_key
 
 OS = f"--os={OSNAME}"
 BASE = f"{OSNAME}/base"  # the deployed commit: signed by every trusted key
@@ -64,8 +60,8 @@ MATRIX_SIZE: dict[str, int] = {}
 class World:
     base: Path
     ostree: object
-    vendor: object
-    mallory: object
+    vendor: GpgKey
+    mallory: GpgKey
     ed_public: bytes
     servers: dict[str, RepoServer]  # "plain" (no summary.sig), "badsum", "goodsum"
     dirs: dict[str, Path]
@@ -135,8 +131,8 @@ def _commit(ostree, repo: Path, base: Path, branch: str, n: int, ts: str) -> str
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, ostree):
     base = tmp_path_factory.mktemp("trust")
-    vendor, mallory = _make_key(base, "vendor"), _make_key(base, "mallory")
-    good_ed, bad_ed = ed25519.generate_secret_key(), ed25519.generate_secret_key()
+    vendor, mallory = make_gpg_key(base, "vendor"), make_gpg_key(base, "mallory")
+    (good_ed, good_public), (bad_ed, _) = new_ed25519_key(), new_ed25519_key()
     plain = base / "plain"
     ostree("init", f"--repo={plain}", "--mode=archive")
     commits = {}
@@ -175,12 +171,11 @@ def world(tmp_path_factory, ostree):
         )
     servers = {name: RepoServer(d).__enter__() for name, d in dirs.items()}
     try:
-        yield World(base, ostree, vendor, mallory, good_ed[32:], servers, dirs, commits)
+        yield World(base, ostree, vendor, mallory, good_public, servers, dirs, commits)
     finally:
         for s in servers.values():
             s.__exit__(None, None, None)
-        for k in (vendor, mallory):
-            subprocess.run(["gpgconf", "--homedir", str(k.home), "--kill", "all"], check=False)
+        stop_gpg_agents(vendor, mallory)
         clear_immutable_under(base)
 
 

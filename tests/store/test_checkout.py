@@ -21,7 +21,9 @@ from sysroot.store.checkout import CheckoutOptions, OverwriteMode, checkout_tree
 from sysroot.store.commit import CommitBuilder
 from sysroot.store.modes import RepoMode
 from sysroot.store.repo import Repo
+from sysroot.store.tree import TreeReader
 from tests.conftest import COMMIT_ARGS, make_rich_tree
+from tests.helpers.twins import ReposByWriter, run_in_dirs
 
 MODES = ["bare", "bare-user", "bare-user-only", "archive"]
 
@@ -62,26 +64,15 @@ def make_changed_tree(base: Path, root: Path) -> Path:
     return root
 
 
-class Repos:
+class Repos(ReposByWriter):
     """Repos built on demand: (mode, writer) -> path with refs t and t2."""
 
     def __init__(self, base: Path, ostree, sysroot):
-        self.base = base
-        self.ostree, self.sysroot = ostree, sysroot
         self.tree1 = make_base_tree(base / "tree1")
         self.tree2 = make_changed_tree(self.tree1, base / "tree2")
-        self._repos: dict[tuple[str, str], Path] = {}
-
-    def get(self, mode: str, writer: str = "ostree") -> Path:
-        key = (mode, writer)
-        if key not in self._repos:
-            path = self.base / f"repo-{writer}-{mode}"
-            tool = self.ostree if writer == "ostree" else self.sysroot
-            tool("init", f"--repo={path}", f"--mode={mode}")
-            tool("commit", f"--repo={path}", "-b", "t", *COMMIT_ARGS, self.tree1)
-            tool("commit", f"--repo={path}", "-b", "t2", *COMMIT_ARGS, self.tree2)
-            self._repos[key] = path
-        return self._repos[key]
+        super().__init__(
+            base, ostree, sysroot, {"t": self.tree1, "t2": self.tree2}, tuple(COMMIT_ARGS)
+        )
 
 
 _SHARED: list[Repos] = []
@@ -148,55 +139,13 @@ def linked_paths(root: Path, inodes: set[tuple[int, int]]) -> set[str]:
     return out
 
 
-def both(ostree, sysroot, tmp_path: Path, args: list, *, check=True):
-    """Run the same checkout with both tools, each in its own tmp_path/{ostree,sysroot}.
-
-    sysroot is given as None to run our CLI in-process (same argument parsing and
-    code, without an interpreter start per call: it keeps the option matrix fast).
-    """
-    results = {}
-    for name, tool in (("ostree", ostree), ("sysroot", sysroot)):
-        cwd = tmp_path / name
-        cwd.mkdir(exist_ok=True)
-        if tool is None:
-            results[name] = _run_inprocess(args, cwd, check=check)
-        else:
-            results[name] = tool(*args, check=check, cwd=cwd)
-    return results
-
-
-class _Result:
-    def __init__(self, returncode: int, stderr: bytes):
-        self.returncode = returncode
-        self.stderr = stderr
-
-
-def _run_inprocess(args: list, cwd: Path, *, check: bool) -> _Result:
-    import contextlib
-    import io
-
-    from sysroot.cli.main import main
-
-    old = os.getcwd()
-    err = io.StringIO()
-    os.chdir(cwd)
-    try:
-        with contextlib.redirect_stderr(err):
-            rc = main([str(a) for a in args])
-    finally:
-        os.chdir(old)
-    if check:
-        assert rc == 0, f"sysroot {' '.join(map(str, args))} exited {rc}: {err.getvalue()}"
-    return _Result(rc, err.getvalue().encode())
-
-
 # ---------------------------------------------------------------------------- vs oracle
 
 
 @pytest.mark.parametrize("writer", ["ostree", "sysroot"])
 def test_checkout_matches_ostree(repos, ostree, sysroot, tmp_path, mode, writer):
     repo = repos.get(mode, writer)
-    both(ostree, sysroot, tmp_path, ["checkout", f"--repo={repo}", "t", "dest"])
+    run_in_dirs(ostree, sysroot, tmp_path, ["checkout", f"--repo={repo}", "t", "dest"])
     ours = snapshot(tmp_path / "sysroot/dest")
     assert ours == snapshot(tmp_path / "ostree/dest")
     assert len(ours) > 60
@@ -232,7 +181,7 @@ OPTION_CASES += [("bare", ["--fsync=true"], True), ("bare", ["--fsync=false"], T
 )
 def test_checkout_options_match_ostree(repos, ostree, tmp_path, repo_mode, opts, mtimes):
     repo = repos.get(repo_mode)
-    both(ostree, None, tmp_path, ["checkout", f"--repo={repo}", *opts, "t", "dest"])
+    run_in_dirs(ostree, None, tmp_path, ["checkout", f"--repo={repo}", *opts, "t", "dest"])
     ours = snapshot(tmp_path / "sysroot/dest", dir_mtimes=mtimes)
     assert ours == snapshot(tmp_path / "ostree/dest", dir_mtimes=mtimes)
     assert ours
@@ -241,7 +190,7 @@ def test_checkout_options_match_ostree(repos, ostree, tmp_path, repo_mode, opts,
 @pytest.mark.parametrize("opts", [[], ["-U"], ["-C"]], ids=lambda o: " ".join(o) or "default")
 def test_hardlinks_like_ostree(repos, ostree, tmp_path, mode, opts):
     repo = repos.get(mode)
-    both(ostree, None, tmp_path, ["checkout", f"--repo={repo}", *opts, "t", "dest"])
+    run_in_dirs(ostree, None, tmp_path, ["checkout", f"--repo={repo}", *opts, "t", "dest"])
     inodes = object_inodes(repo)
     ours = linked_paths(tmp_path / "sysroot/dest", inodes)
     assert ours == linked_paths(tmp_path / "ostree/dest", inodes)
@@ -263,8 +212,6 @@ def test_bare_checkout_shares_object_inodes(repos, sysroot, tmp_path, writer):
     repo_path = repos.get("bare", writer)
     sysroot("checkout", f"--repo={repo_path}", "t", tmp_path / "dest")
     repo = Repo.open(repo_path)
-    from sysroot.store.checkout import TreeReader
-
     reader = TreeReader(repo, repo.resolve_rev("t"))
     for rel in ("usr/bin/tool", "usr/share/big", "link-to-tool", "owned/f"):
         entry = reader.resolve(rel)
@@ -282,7 +229,9 @@ UNION_CASES = [("--union", []), ("--union-add", []), ("--union", ["-U"]), ("--un
 def test_union_matches_ostree(repos, ostree, tmp_path, mode, union, user):
     repo = repos.get(mode)
     for ref in ("t", "t2"):
-        both(ostree, None, tmp_path, ["checkout", f"--repo={repo}", *user, union, ref, "dest"])
+        run_in_dirs(
+            ostree, None, tmp_path, ["checkout", f"--repo={repo}", *user, union, ref, "dest"]
+        )
     ours = snapshot(tmp_path / "sysroot/dest", dir_mtimes=False)
     assert ours == snapshot(tmp_path / "ostree/dest", dir_mtimes=False)
     changed = (tmp_path / "sysroot/dest/B").read_text()
@@ -293,9 +242,9 @@ def test_union_matches_ostree(repos, ostree, tmp_path, mode, union, user):
 def test_union_identical(repos, ostree, sysroot, tmp_path):
     repo = repos.get("bare")
     args = ["checkout", f"--repo={repo}", "--union-identical", "-H"]
-    both(ostree, None, tmp_path, ["checkout", f"--repo={repo}", "t", "dest"])
-    both(ostree, None, tmp_path, [*args, "t", "dest"])  # identical: fine
-    res = both(ostree, None, tmp_path, [*args, "t2", "dest"], check=False)
+    run_in_dirs(ostree, None, tmp_path, ["checkout", f"--repo={repo}", "t", "dest"])
+    run_in_dirs(ostree, None, tmp_path, [*args, "t", "dest"])  # identical: fine
+    res = run_in_dirs(ostree, None, tmp_path, [*args, "t2", "dest"], check=False)
     assert res["ostree"].returncode != 0 and res["sysroot"].returncode != 0
     assert (tmp_path / "sysroot/dest/B").read_text() == "B"  # untouched
     # a copied tree with the same content counts as identical too
@@ -308,7 +257,7 @@ def test_union_identical(repos, ostree, sysroot, tmp_path):
 @pytest.mark.parametrize("opts", [["-H"], ["-U", "-H"]], ids=" ".join)
 def test_require_hardlinks_like_ostree(repos, ostree, sysroot, tmp_path, mode, opts):
     repo = repos.get(mode)
-    res = both(
+    res = run_in_dirs(
         ostree, None, tmp_path, ["checkout", f"--repo={repo}", *opts, "t", "dest"], check=False
     )
     ok = res["ostree"].returncode == 0
@@ -325,7 +274,9 @@ def test_existing_destination_is_an_error(repos, ostree, sysroot, tmp_path):
     for name in ("ostree", "sysroot"):
         (tmp_path / name / "dest").mkdir(parents=True)
         (tmp_path / name / "dest/keep").write_text("mine")
-    res = both(ostree, None, tmp_path, ["checkout", f"--repo={repo}", "t", "dest"], check=False)
+    res = run_in_dirs(
+        ostree, None, tmp_path, ["checkout", f"--repo={repo}", "t", "dest"], check=False
+    )
     assert res["ostree"].returncode != 0 and res["sysroot"].returncode != 0
     assert os.listdir(tmp_path / "sysroot/dest") == ["keep"]
     assert len(res["sysroot"].stderr.decode().strip().splitlines()) == 1
@@ -333,25 +284,25 @@ def test_existing_destination_is_an_error(repos, ostree, sysroot, tmp_path):
 
 def test_default_destination_is_the_rev(repos, ostree, sysroot, tmp_path):
     repo = repos.get("bare")
-    both(ostree, None, tmp_path, ["checkout", f"--repo={repo}", "t"])
+    run_in_dirs(ostree, None, tmp_path, ["checkout", f"--repo={repo}", "t"])
     assert snapshot(tmp_path / "sysroot/t") == snapshot(tmp_path / "ostree/t")
     # a ref with a slash names a nested path, whose parent must exist (as in ostree)
     ostree("refs", f"--repo={repo}", "t", "--create=a/b")
-    res = both(ostree, None, tmp_path, ["checkout", f"--repo={repo}", "a/b"], check=False)
+    res = run_in_dirs(ostree, None, tmp_path, ["checkout", f"--repo={repo}", "a/b"], check=False)
     assert res["ostree"].returncode != 0 and res["sysroot"].returncode != 0
     (tmp_path / "ostree/a").mkdir()
     (tmp_path / "sysroot/a").mkdir()
-    both(ostree, None, tmp_path, ["checkout", f"--repo={repo}", "a/b"])
+    run_in_dirs(ostree, None, tmp_path, ["checkout", f"--repo={repo}", "a/b"])
     assert snapshot(tmp_path / "sysroot/a/b") == snapshot(tmp_path / "ostree/a/b")
 
 
 def test_allow_noent(repos, ostree, sysroot, tmp_path):
     repo = repos.get("bare")
     args = ["checkout", f"--repo={repo}", "--subpath=/nonexistent", "t", "dest"]
-    res = both(ostree, None, tmp_path, args, check=False)
+    res = run_in_dirs(ostree, None, tmp_path, args, check=False)
     assert res["ostree"].returncode != 0 and res["sysroot"].returncode != 0
     assert b"/nonexistent" in res["sysroot"].stderr
-    both(ostree, None, tmp_path, [*args, "--allow-noent"])
+    run_in_dirs(ostree, None, tmp_path, [*args, "--allow-noent"])
     assert not (tmp_path / "sysroot/dest").exists() and not (tmp_path / "ostree/dest").exists()
 
 
@@ -419,8 +370,6 @@ def test_library_api_options_and_stats(repos, tmp_path):
 
 
 def _object_of(repo_path: Path, path: str) -> tuple[str, str | None]:
-    from sysroot.store.checkout import TreeReader
-
     repo = Repo.open(repo_path)
     try:
         entry = TreeReader(repo, repo.resolve_rev("t")).resolve(path)
@@ -661,63 +610,6 @@ def test_invalid_dirmeta_refused(crafter, tmp_path):
         checkout_tree(crafter.repo, "evil", tmp_path / "dest")
     assert bad_meta in str(exc.value) and "dirmeta" in str(exc.value)
     assert not (tmp_path / "dest").exists()
-
-
-# ---------------------------------------------------------------------------- dirtree parser
-
-
-def test_fast_dirtree_parser_agrees_with_generic(repos):
-    """The checkout's own dirtree decoder must decode exactly what DirTree.parse does,
-    and give up (returning None) on anything it is not sure about."""
-    import random
-
-    from sysroot.errors import FormatError
-    from sysroot.store.checkout import _fast_dirtree
-
-    samples = []
-    for dirpath, _, names in os.walk(repos.get("bare") / "objects"):
-        samples += [Path(dirpath, n).read_bytes() for n in names if n.endswith(".dirtree")]
-    rnd = random.Random(7)
-
-    def csum() -> str:
-        return rnd.randbytes(32).hex()
-
-    # > 64 KiB (4-byte offsets) and long names (2-byte element offsets)
-    samples.append(
-        DirTree(
-            tuple((f"f{i:05d}" + "x" * 60, csum()) for i in range(1500)),
-            tuple((f"d{i:04d}", csum(), csum()) for i in range(300)),
-        ).serialize()
-    )
-    samples.append(
-        DirTree(
-            tuple(("n" * 250 + str(i), csum()) for i in range(3)),
-            tuple(("d" * 240 + str(i), csum(), csum()) for i in range(3)),
-        ).serialize()
-    )
-    for data in samples:
-        assert _fast_dirtree(data) == DirTree.parse(data)
-    decoded = 0
-    for _ in range(4000):
-        data = bytearray(rnd.choice(samples[:-2]))
-        for _ in range(rnd.randint(1, 3)):
-            i = rnd.randrange(len(data) + 1)
-            op = rnd.random()
-            if op < 0.6 and i < len(data):
-                data[i] = rnd.randrange(256)
-            elif op < 0.8 and i < len(data):
-                del data[i]
-            else:
-                data.insert(i, rnd.randrange(256))
-        fast = _fast_dirtree(bytes(data))
-        if fast is not None:
-            decoded += 1
-            try:
-                generic = DirTree.parse(bytes(data))
-            except FormatError:
-                pytest.fail(f"fast parser accepted what DirTree.parse rejects: {bytes(data)!r}")
-            assert fast == generic
-    assert decoded > 100  # mutations of names and checksums still decode
 
 
 # ---------------------------------------------------------------------------- speed

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import COMMIT_ARGS
-from tests.store.test_commit_oracle import MODES, disable_fsync, make_extra_shapes, run_sysroot
+from tests.helpers.twins import CommitTwins, commit_twins, run_sysroot
+from tests.store.test_commit_oracle import MODES, make_extra_shapes
 
 R, D, L, S = tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.LNKTYPE, tarfile.SYMTYPE
 
@@ -52,75 +53,29 @@ def write_tar(path: Path, members: list[M], fmt=tarfile.PAX_FORMAT) -> Path:
 
 
 ROOT = M("./", D, mode=0o755)
-
-
-class Pair:
-    """An ostree repo and a sysroot repo of one mode; run both tools, compare."""
-
-    def __init__(self, ostree, base: Path, mode: str):
-        self.ostree = ostree
-        self.o, self.s = base / f"{mode}-ostree", base / f"{mode}-sysroot"
-        ostree("init", f"--repo={self.o}", f"--mode={mode}")
-        rc, _, err = run_sysroot("init", f"--repo={self.s}", f"--mode={mode}")
-        assert rc == 0, err
-        disable_fsync(self.o)
-        disable_fsync(self.s)
-        self.has_layer_refs = False
-
-    def run(self, *args) -> tuple[tuple[int, str], tuple[int, str, str]]:
-        o = self.ostree("commit", f"--repo={self.o}", "--timestamp=@1700000000", *args, check=False)
-        s = run_sysroot("commit", f"--repo={self.s}", "--timestamp=@1700000000", *args)
-        return (o.returncode, o.stdout.decode().strip() + o.stderr.decode()), s
-
-    def same(self, *args) -> str:
-        (orc, oout), (src, sout, serr) = self.run(*args)
-        assert orc == 0, oout
-        assert src == 0, serr
-        assert oout == sout
-        return sout
-
-    def both_fail(self, *args) -> str:
-        (orc, oout), (src, sout, serr) = self.run(*args)
-        assert orc != 0, f"ostree accepted: {oout}"
-        assert src != 0, f"sysroot accepted: {sout}"
-        assert serr.startswith("error: ") and len(serr.splitlines()) <= 2, serr
-        return serr
-
-    def fsck(self) -> None:
-        res = self.ostree("fsck", f"--repo={self.s}", check=False)
-        assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
-
-    def fsck_like_ostree(self) -> None:
-        """For input where ostree writes objects its own fsck rejects (xattrs in archive
-        order in a bare repo, a non-canonical commit pulled into bare-user-only): the
-        same verdict, naming the same objects, on both repositories."""
-        o, s = (self.ostree("fsck", f"--repo={repo}", check=False) for repo in (self.o, self.s))
-        assert o.returncode == s.returncode
-        assert [ln for ln in o.stderr.decode().splitlines() if ln.startswith("error")] == [
-            ln for ln in s.stderr.decode().splitlines() if ln.startswith("error")
-        ]
+TIMESTAMP = "@1700000000"
 
 
 @pytest.fixture
 def pair(tmp_path, ostree):
     """A fresh pair, for tests that change the config or look at the whole repo."""
-    return lambda mode="archive": Pair(ostree, tmp_path, mode)
+    return lambda mode="archive": commit_twins(ostree, tmp_path, mode, TIMESTAMP)
 
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory, ostree):
     """One pair per mode for the module; tests using it only add their own branches."""
-    cache: dict[str, Pair] = {}
+    cache: dict[str, CommitTwins] = {}
 
-    def get(mode: str = "archive") -> Pair:
+    def get(mode: str = "archive") -> CommitTwins:
         if mode not in cache:
-            cache[mode] = Pair(ostree, tmp_path_factory.mktemp("pairs"), mode)
+            cache[mode] = commit_twins(ostree, tmp_path_factory.mktemp("pairs"), mode, TIMESTAMP)
         return cache[mode]
 
     return get
 
 
-def branch_absent(p: Pair, branch: str) -> None:
+def branch_absent(p: CommitTwins, branch: str) -> None:
     for repo in (p.o, p.s):
         assert not (repo / "refs/heads" / branch).exists()
 
@@ -466,7 +421,7 @@ def layer_dirs(tmp_path_factory) -> dict[str, Path]:
     return {"A": a, "B": b, "C": c}
 
 
-def _refs_for(p: Pair, layer_dirs) -> None:
+def _refs_for(p: CommitTwins, layer_dirs) -> None:
     if not p.has_layer_refs:
         for name in ("A", "B", "C"):
             p.same("-b", name, str(layer_dirs[name]))

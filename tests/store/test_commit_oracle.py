@@ -10,19 +10,16 @@ commits fast; the refusal tests run the real command line.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
 import socket
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from sysroot.cli.main import main as sysroot_main
 from tests.conftest import COMMIT_ARGS, make_rich_tree
+from tests.helpers.twins import CommitTwins, commit_twins, run_sysroot
 
 MODES = ["bare", "bare-user", "bare-user-only", "archive"]
 SECOND_COMMIT = [
@@ -31,14 +28,6 @@ SECOND_COMMIT = [
     "--timestamp=2022-06-07 08:09:10",
     "--add-metadata-string=version=42.2",
 ]
-
-
-def run_sysroot(*args) -> tuple[int, str, str]:
-    """The sysroot CLI in-process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = sysroot_main([str(a) for a in args])
-    return rc, out.getvalue().strip(), err.getvalue().strip()
 
 
 def make_extra_shapes(root: Path) -> Path:
@@ -130,75 +119,20 @@ def full_tree(tmp_path_factory) -> Path:
     return make_rich_tree(tmp_path_factory.mktemp("full") / "tree")
 
 
-@dataclass
-class RepoPair:
-    """One repository per tool, same mode; commit() runs both with the same arguments."""
-
-    ostree: object
-    o: Path
-    s: Path
-
-    def commit(self, *args) -> tuple[str, str]:
-        o = self.ostree("commit", f"--repo={self.o}", *args, check=False)
-        rc, s, err = run_sysroot("commit", f"--repo={self.s}", *args)
-        assert o.returncode == 0, o.stderr.decode()
-        assert rc == 0, err
-        return o.stdout.decode().strip(), s
-
-    def commit_both_fail(self, *args) -> str:
-        o = self.ostree("commit", f"--repo={self.o}", *args, check=False)
-        rc, out, err = run_sysroot("commit", f"--repo={self.s}", *args)
-        assert o.returncode != 0, "ostree accepted it"
-        assert rc != 0, f"sysroot accepted it: {out}"
-        assert len(err.splitlines()) <= 2 and err.startswith("error: "), err
-        return err
-
-    def refs(self) -> tuple[list[str], list[str]]:
-        return (
-            sorted(os.listdir(self.o / "refs/heads")),
-            sorted(os.listdir(self.s / "refs/heads")),
-        )
-
-    def fsck(self) -> None:
-        res = self.ostree("fsck", f"--repo={self.s}", check=False)
-        assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
-        assert b"no errors found" in res.stdout
-
-
-def disable_fsync(repo: Path) -> None:
-    """fsync has no bearing on checksums (test_commit_safety covers it); skipping it
-    keeps these tests fast. A fresh repo's config ends in its [core] group."""
-    config = repo / "config"
-    text = config.read_text()
-    groups = [ln for ln in text.splitlines() if ln.startswith("[")]
-    assert groups[-1] == "[core]", text
-    config.write_text(text.rstrip("\n") + "\nfsync=false\n")
-
-
-def new_pair(ostree, base: Path, mode: str) -> RepoPair:
-    pair = RepoPair(ostree, base / f"{mode}-ostree", base / f"{mode}-sysroot")
-    ostree("init", f"--repo={pair.o}", f"--mode={mode}")
-    rc, _, err = run_sysroot("init", f"--repo={pair.s}", f"--mode={mode}")
-    assert rc == 0, err
-    disable_fsync(pair.o)
-    disable_fsync(pair.s)
-    return pair
-
-
 @pytest.fixture
 def make_pair(tmp_path, ostree):
     """A fresh pair, for tests that look at refs, objects or config."""
-    return lambda mode: new_pair(ostree, tmp_path, mode)
+    return lambda mode: commit_twins(ostree, tmp_path, mode)
 
 
 @pytest.fixture(scope="module")
 def shared_pair(tmp_path_factory, ostree):
     """One pair per mode for the whole module: parity tests only add branches."""
-    cache: dict[str, RepoPair] = {}
+    cache: dict[str, CommitTwins] = {}
 
-    def get(mode: str) -> RepoPair:
+    def get(mode: str) -> CommitTwins:
         if mode not in cache:
-            cache[mode] = new_pair(ostree, tmp_path_factory.mktemp("pairs"), mode)
+            cache[mode] = commit_twins(ostree, tmp_path_factory.mktemp("pairs"), mode)
         return cache[mode]
 
     return get
@@ -370,9 +304,9 @@ def test_keep_metadata_matches_including_duplicate_keys(make_pair, tmp_path):
         "-b", "main", "--timestamp=@1600000001", "--keep-metadata=version", str(tree)
     )
     assert o == s
-    pair.commit_both_fail("-b", "main", "--keep-metadata=missing", str(tree))
-    pair.commit_both_fail("-b", "new-branch", "--keep-metadata=keep", str(tree))
-    pair.commit_both_fail("-b", "main", "--parent=none", "--keep-metadata=keep", str(tree))
+    pair.both_fail("-b", "main", "--keep-metadata=missing", str(tree))
+    pair.both_fail("-b", "new-branch", "--keep-metadata=keep", str(tree))
+    pair.both_fail("-b", "main", "--parent=none", "--keep-metadata=keep", str(tree))
 
 
 def test_parent_takes_a_checksum_not_a_ref(make_pair, tmp_path):
@@ -381,8 +315,8 @@ def test_parent_takes_a_checksum_not_a_ref(make_pair, tmp_path):
     (tree / "f").write_text("f\n")
     pair = make_pair("bare")
     pair.commit("-b", "main", str(tree))
-    pair.commit_both_fail("-b", "other", "--parent=main", str(tree))
-    pair.commit_both_fail("-b", "other", "--parent=main^", str(tree))
+    pair.both_fail("-b", "other", "--parent=main", str(tree))
+    pair.both_fail("-b", "other", "--parent=main^", str(tree))
     assert pair.refs() == (["main"], ["main"])
 
 
@@ -479,7 +413,7 @@ def _tree_with(tmp_path: Path, make_bad) -> Path:
     return tree
 
 
-def _assert_nothing_published(pair: RepoPair) -> None:
+def _assert_nothing_published(pair: CommitTwins) -> None:
     assert pair.refs() == ([], [])
     assert object_files(pair.s) == []
     assert staging_dirs(pair.s) == []
@@ -489,7 +423,7 @@ def _assert_nothing_published(pair: RepoPair) -> None:
 def test_special_files_are_refused(make_pair, tmp_path, kind):
     tree = _tree_with(tmp_path, lambda d: _make_special(d / "special", kind))
     pair = make_pair("bare")
-    err = pair.commit_both_fail("-b", "main", str(tree))
+    err = pair.both_fail("-b", "main", str(tree))
     assert "a/b/special" in err
     _assert_nothing_published(pair)
 
@@ -519,7 +453,7 @@ def test_non_utf8_names_are_refused(make_pair, tmp_path, where):
 
     tree = _tree_with(tmp_path, bad)
     pair = make_pair("archive")
-    err = pair.commit_both_fail("-b", "main", str(tree))
+    err = pair.both_fail("-b", "main", str(tree))
     assert "UTF-8" in err and "bad-" in err, err
     _assert_nothing_published(pair)
 
@@ -540,7 +474,7 @@ def test_non_utf8_symlink_target_is_refused(make_pair, tmp_path):
 
 def test_missing_input_is_refused(make_pair, tmp_path):
     pair = make_pair("bare")
-    err = pair.commit_both_fail("-b", "main", str(tmp_path / "nope"))
+    err = pair.both_fail("-b", "main", str(tmp_path / "nope"))
     assert "nope" in err
 
 

@@ -23,7 +23,7 @@ from sysroot.store.lock import ofd_lock
 from sysroot.store.repo import Repo
 from sysroot.util import fsutil
 from sysroot.util.run import clean_env
-from tests.store.test_commit_oracle import run_sysroot
+from tests.helpers.twins import run_sysroot
 
 SYSROOT = [sys.executable, "-m", "sysroot"]
 

@@ -10,29 +10,19 @@ objects and partial-commit markers, on which both tools then give the same verdi
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import subprocess
-from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from sysroot.cli.main import main
 from sysroot.formats import gvariant
 from sysroot.formats.objects import DIRTREE_TYPE, ObjectType
 from sysroot.store.fsck import fsck
 from sysroot.store.repo import Repo
 from tests.conftest import COMMIT_ARGS
-
-
-def cli(*args) -> tuple[int, str, str]:
-    """Our CLI in-process (a subprocess per call would dominate the runtime)."""
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        rc = main([str(a) for a in args])
-    return rc, out.getvalue(), err.getvalue()
+from tests.helpers.twins import copied_twins, for_both
+from tests.helpers.twins import run_ours as cli
 
 
 def _build(base: Path, ostree, mode: str) -> tuple[Path, str, str]:
@@ -65,9 +55,7 @@ class Base:
     """Two identical copies of an ostree-written repo with commits c1 <- c2 (ref main)."""
 
     def __init__(self, src: Path, c1: str, c2: str, tmp_path: Path):
-        self.ours, self.theirs = tmp_path / "ours", tmp_path / "theirs"
-        for dst in (self.ours, self.theirs):
-            subprocess.run(["cp", "-a", str(src), str(dst)], check=True)
+        self.theirs, self.ours = copied_twins(src, tmp_path)
         self.c1, self.c2 = c1, c2
         repo = Repo.open(self.ours)
         self.mode = repo.mode
@@ -84,8 +72,7 @@ class Base:
         repo.close()
 
     def both(self, fn):
-        for repo in (self.ours, self.theirs):
-            fn(repo)
+        for_both((self.ours, self.theirs), fn)
 
     def path(self, repo: Path, checksum: str, objtype: ObjectType) -> Path:
         ext = objtype.extension(self.mode.is_archive)

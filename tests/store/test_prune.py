@@ -6,20 +6,18 @@ repository and compares what is left on disk, file by file.
 
 from __future__ import annotations
 
-import io
 import os
-import subprocess
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 
-from sysroot.cli.main import main
 from sysroot.formats.objects import ObjectType
 from sysroot.store.lock import RepoLock
 from sysroot.store.prune import format_size
 from sysroot.store.reachable import reachable_from_commit
 from sysroot.store.repo import Repo
+from tests.helpers.twins import copied_twins, lines_of_both
+from tests.helpers.twins import run_ours as cli
 
 # main: three commits (old to new), other: one commit whose ref we delete
 TIMESTAMPS = ["2021-01-01 00:00:00", "2021-02-01 00:00:00", "2021-03-01 00:00:00"]
@@ -78,9 +76,7 @@ def _bases(tmp_path_factory, ostree):
 
 def _copies(bases, mode, tmp_path):
     repo, main, other = bases(mode)
-    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
-    subprocess.run(["cp", "-a", str(repo), str(ours)], check=True)
-    subprocess.run(["cp", "-a", str(repo), str(theirs)], check=True)
+    theirs, ours = copied_twins(repo, tmp_path)
     return ours, theirs, main, other
 
 
@@ -106,22 +102,6 @@ def listing(repo: Path) -> list[str]:
     return out
 
 
-def cli(*args) -> tuple[int, str, str]:
-    """Our CLI in-process (a subprocess per call would dominate the runtime)."""
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        rc = main([str(a) for a in args])
-    return rc, out.getvalue(), err.getvalue()
-
-
-def both(ours, theirs, ostree, sysroot, *args):
-    """Run the same prune with both tools; return their stdout lines."""
-    rc, out, err = cli(f"--repo={ours}", "prune", *args)
-    assert rc == 0, err
-    b = ostree.out(f"--repo={theirs}", "prune", *args).splitlines()
-    return out.strip().splitlines(), b
-
-
 def commit_files(repo: Path) -> set[str]:
     return {p.parent.name + p.name.split(".")[0] for p in (repo / "objects").rglob("*.commit")}
 
@@ -141,7 +121,7 @@ def commit_files(repo: Path) -> set[str]:
 def test_prune_matches_ostree(base, ostree, sysroot, args):
     ours, theirs, main, other = base
     before = listing(ours)
-    out_ours, out_theirs = both(ours, theirs, ostree, sysroot, *args)
+    out_ours, out_theirs = lines_of_both(ostree, (theirs, ours), "prune", *args)
     assert out_ours == out_theirs
     assert listing(ours) == listing(theirs)
     if "--refs-only" in args or any(a.startswith("--keep") for a in args):
@@ -166,7 +146,9 @@ def test_detached_metadata_and_partial_marker_go_with_commit(base, ostree, sysro
         assert (repo / "objects" / main[0][:2] / f"{main[0][2:]}.commitmeta").exists()
         (repo / "state" / f"{main[0]}.commitpartial").write_bytes(b"")
         (repo / "state" / f"{main[2]}.commitpartial").write_bytes(b"")
-    out_ours, out_theirs = both(ours, theirs, ostree, sysroot, "--refs-only", "--depth=1")
+    out_ours, out_theirs = lines_of_both(
+        ostree, (theirs, ours), "prune", "--refs-only", "--depth=1"
+    )
     assert out_ours == out_theirs
     assert listing(ours) == listing(theirs)
     assert not (ours / "objects" / main[0][:2] / f"{main[0][2:]}.commitmeta").exists()
@@ -177,8 +159,8 @@ def test_detached_metadata_and_partial_marker_go_with_commit(base, ostree, sysro
 def test_no_prune_deletes_nothing(base, ostree, sysroot):
     ours, theirs, main, other = base
     before = listing(ours)
-    out_ours, out_theirs = both(
-        ours, theirs, ostree, sysroot, "--refs-only", "--depth=0", "--no-prune"
+    out_ours, out_theirs = lines_of_both(
+        ostree, (theirs, ours), "prune", "--refs-only", "--depth=0", "--no-prune"
     )
     assert out_ours == out_theirs
     assert out_ours[1].startswith("Would delete: ")
@@ -187,14 +169,18 @@ def test_no_prune_deletes_nothing(base, ostree, sysroot):
 
 def test_delete_commit_leaves_tombstone_like_ostree(base, ostree, sysroot):
     ours, theirs, main, other = base
-    out_ours, out_theirs = both(ours, theirs, ostree, sysroot, f"--delete-commit={main[1]}")
+    out_ours, out_theirs = lines_of_both(
+        ostree, (theirs, ours), "prune", f"--delete-commit={main[1]}"
+    )
     assert out_ours == out_theirs
     assert listing(ours) == listing(theirs)  # includes config (tombstone-commits=true)
     assert (ours / "objects" / main[1][:2] / f"{main[1][2:]}.tombstone-commit").read_bytes() == (
         theirs / "objects" / main[1][:2] / f"{main[1][2:]}.tombstone-commit"
     ).read_bytes()
     # with tombstones on, a later prune leaves tombstones for what it deletes too
-    out_ours, out_theirs = both(ours, theirs, ostree, sysroot, "--refs-only", "--depth=0")
+    out_ours, out_theirs = lines_of_both(
+        ostree, (theirs, ours), "prune", "--refs-only", "--depth=0"
+    )
     assert out_ours == out_theirs
     assert listing(ours) == listing(theirs)
     ostree(f"--repo={ours}", "fsck")
@@ -214,7 +200,7 @@ def test_retain_branch_depth_and_only_branch(archive, ostree, sysroot):
     ostree(f"--repo={ours}", "refs", "--create=keep", main[0])
     ostree(f"--repo={theirs}", "refs", "--create=keep", main[0])
     args = ["--only-branch=main", "--depth=0", "--retain-branch-depth=keep=0"]
-    out_ours, out_theirs = both(ours, theirs, ostree, sysroot, *args)
+    out_ours, out_theirs = lines_of_both(ostree, (theirs, ours), "prune", *args)
     assert out_ours == out_theirs
     assert listing(ours) == listing(theirs)
     assert commit_files(ours) == {main[0], main[2]}
@@ -227,7 +213,9 @@ def test_mirror_and_remote_refs_are_roots(archive, ostree, sysroot):
         (repo / "refs/mirrors/org.example.Os/stable").write_text(main[0] + "\n")
         (repo / "refs/remotes/origin").mkdir(parents=True)
         (repo / "refs/remotes/origin/other").write_text(other + "\n")
-    out_ours, out_theirs = both(ours, theirs, ostree, sysroot, "--refs-only", "--depth=0")
+    out_ours, out_theirs = lines_of_both(
+        ostree, (theirs, ours), "prune", "--refs-only", "--depth=0"
+    )
     assert out_ours == out_theirs
     assert listing(ours) == listing(theirs)
     assert commit_files(ours) == {main[0], main[2], other}
@@ -239,7 +227,7 @@ def test_static_delta_to_pruned_commit_goes(archive, ostree, sysroot):
         ostree(f"--repo={repo}", "static-delta", "generate", "--empty", f"--to={other}")
         ostree(f"--repo={repo}", "static-delta", "generate", f"--from={main[1]}", f"--to={main[2]}")
     assert len(list((ours / "deltas").rglob("superblock"))) == 2
-    out_ours, out_theirs = both(ours, theirs, ostree, sysroot, "--refs-only")
+    out_ours, out_theirs = lines_of_both(ostree, (theirs, ours), "prune", "--refs-only")
     assert out_ours == out_theirs
     assert listing(ours) == listing(theirs)
     assert len(list((ours / "deltas").rglob("superblock"))) == 1
@@ -283,7 +271,7 @@ def test_leftover_temp_ref_is_not_a_ref(archive, ostree, sysroot):
     ours, theirs, main, other = archive
     for repo in (ours, theirs):
         (repo / "refs/heads/.main.tmp-1234").write_text("half-writ")
-    out_ours, out_theirs = both(ours, theirs, ostree, sysroot, "--refs-only")
+    out_ours, out_theirs = lines_of_both(ostree, (theirs, ours), "prune", "--refs-only")
     assert out_ours == out_theirs
     assert listing(ours) == listing(theirs)
 
@@ -313,7 +301,9 @@ def test_bad_arguments(tmp_path, ostree, args, message):
 def test_relative_dates(archive, ostree, sysroot):
     ours, theirs, main, other = archive
     # every commit is years old: only what refs point at survives
-    out_ours, out_theirs = both(ours, theirs, ostree, sysroot, "--keep-younger-than=2 days ago")
+    out_ours, out_theirs = lines_of_both(
+        ostree, (theirs, ours), "prune", "--keep-younger-than=2 days ago"
+    )
     assert out_ours == out_theirs
     assert listing(ours) == listing(theirs)
     assert commit_files(ours) == {main[2]}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from sysroot.util import fsutil
-from tests.store.test_commit_oracle import run_sysroot
+from tests.helpers.twins import run_sysroot
 
 
 def test_commit_publishes_in_a_durable_order(tmp_path, monkeypatch, ostree):

@@ -13,6 +13,8 @@ from sysroot.errors import FormatError, NotFoundError, SysrootError
 from sysroot.store import remotes
 from sysroot.store.repo import Repo
 from tests.conftest import one_error_line
+from tests.helpers.keys import gpg_keys
+from tests.helpers.twins import twin_repos, with_tools
 
 # one remote add of each shape ostree accepts, as argument lists after `remote add`
 ADDS = [
@@ -35,16 +37,8 @@ ADDS = [
 ]
 
 
-def _both(tmp_path: Path, ostree, sysroot):
-    (tmp_path / "o").mkdir()
-    (tmp_path / "s").mkdir()
-    ostree("init", "--repo", tmp_path / "o/repo", "--mode=archive")
-    ostree("init", "--repo", tmp_path / "s/repo", "--mode=archive")
-    return [(ostree, tmp_path / "o/repo"), (sysroot, tmp_path / "s/repo")]
-
-
 def test_remote_add_writes_config_like_ostree(tmp_path, ostree, sysroot):
-    pair = _both(tmp_path, ostree, sysroot)
+    pair = with_tools(ostree, sysroot, twin_repos(ostree, tmp_path, "archive"))
     outputs = []
     for tool, repo in pair:
         for args in ADDS:
@@ -67,7 +61,7 @@ def test_remote_add_writes_config_like_ostree(tmp_path, ostree, sysroot):
 
 
 def test_existing_remote_error_and_delete_like_ostree(tmp_path, ostree, sysroot):
-    pair = _both(tmp_path, ostree, sysroot)
+    pair = with_tools(ostree, sysroot, twin_repos(ostree, tmp_path, "archive"))
     results = []
     for tool, repo in pair:
         tool("remote", "add", f"--repo={repo}", "a", "http://a.example/")
@@ -222,7 +216,7 @@ def test_sign_verify_layout_follows_ostree(tmp_path, ostree, sysroot):
     """Debian's ostree has no ed25519; its `dummy` engine shows the layout --sign-verify
     writes, which must be the same with ed25519 and a real key."""
     key = base64.b64encode(bytes(range(32))).decode()
-    pair = _both(tmp_path, ostree, sysroot)
+    pair = with_tools(ostree, sysroot, twin_repos(ostree, tmp_path, "archive"))
     ostree(
         "remote",
         "add",
@@ -261,39 +255,15 @@ def test_sign_verify_layout_follows_ostree(tmp_path, ostree, sysroot):
 
 
 def test_gpg_import_writes_the_same_keyring(tmp_path, ostree, sysroot):
-    home = tmp_path / "gnupg"
-    home.mkdir(mode=0o700)
-    for uid in ("One <one@example.com>", "Two <two@example.com>"):
-        subprocess.run(
-            [
-                "gpg",
-                "--homedir",
-                home,
-                "--batch",
-                "--passphrase",
-                "",
-                "--quick-gen-key",
-                uid,
-                "ed25519",
-                "sign",
-                "never",
-            ],
+    with gpg_keys(tmp_path, "one", "two") as keys:
+        both = tmp_path / "both.gpg"
+        both.write_bytes(b"".join(k.keyring.read_bytes() for k in keys))
+        one = subprocess.run(
+            ["gpg", "--homedir", keys[0].home, "--armor", "--export"],
             check=True,
             capture_output=True,
-        )
-    both = tmp_path / "both.gpg"
-    both.write_bytes(
-        subprocess.run(
-            ["gpg", "--homedir", home, "--export"], check=True, capture_output=True
         ).stdout
-    )
-    one = subprocess.run(
-        ["gpg", "--homedir", home, "--armor", "--export", "one@example.com"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    subprocess.run(["gpgconf", "--homedir", home, "--kill", "all"], check=False)
-    pair = _both(tmp_path, ostree, sysroot)
+    pair = with_tools(ostree, sysroot, twin_repos(ostree, tmp_path, "archive"))
     out = []
     for tool, repo in pair:
         tool("remote", "add", f"--repo={repo}", "a", "http://a.example/")

@@ -13,6 +13,8 @@ import pytest
 
 from sysroot.util import fsutil
 
+pytestmark = pytest.mark.unit  # needs neither root nor ostree nor mounts
+
 
 @pytest.fixture
 def trace(monkeypatch):

@@ -13,6 +13,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from sysroot.util import journal
 
 RECEIVER = r"""
@@ -64,6 +66,7 @@ def test_fields_reach_the_journal_socket():
     assert proc.stderr == b""  # sent to the journal: not printed as well
 
 
+@pytest.mark.unit
 def test_without_a_journal_socket_one_stderr_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(journal, "JOURNAL_SOCKET", str(tmp_path / "no-socket"))
     assert journal.send("No deployment staged for finalization", SYSROOT_RESULT="x") is False
@@ -72,6 +75,7 @@ def test_without_a_journal_socket_one_stderr_line(monkeypatch, tmp_path, capsys)
     assert capsys.readouterr() == ("", "")
 
 
+@pytest.mark.unit
 def test_without_systemd_python_one_stderr_line(monkeypatch, tmp_path, capsys):
     sock = tmp_path / "socket"
     sock.write_bytes(b"")  # exists: only the missing module decides
@@ -81,6 +85,7 @@ def test_without_systemd_python_one_stderr_line(monkeypatch, tmp_path, capsys):
     assert capsys.readouterr().err == "sysroot: hello\n"
 
 
+@pytest.mark.unit
 def test_message_ids_are_journal_ids():
     for mid in (journal.FINALIZE_ID, journal.STAGE_ID):
         assert len(mid) == 32 and int(mid, 16) >= 0 and mid == mid.lower()

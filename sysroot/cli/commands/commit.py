@@ -221,6 +221,7 @@ def run(args) -> int:
             if args.branch:
                 tx.set_ref(args.branch, checksum)
     except _Unchanged:
+        assert parent is not None  # raised only when the parent has the same tree
         checksum = parent
     builder.consume_sources()
     print(checksum)

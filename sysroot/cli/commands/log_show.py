@@ -105,6 +105,13 @@ def _write(text: str) -> None:
 # ------------------------------------------------------------------ loading
 
 
+def _variant_type(objtype: ObjectType) -> str:
+    """The GVariant type of a metadata object (the only kind shown here)."""
+    sig = objtype.gvariant_type
+    assert sig is not None, f"{objtype} objects are not GVariants"
+    return sig
+
+
 def load_metadata(repo, objtype: ObjectType, checksum: str) -> tuple[bytes, Any]:
     """The bytes and decoded value of a metadata object, checked against its name."""
     data = repo.read_metadata(objtype, checksum)
@@ -112,7 +119,7 @@ def load_metadata(repo, objtype: ObjectType, checksum: str) -> tuple[bytes, Any]
     actual = sha256_hex(data)
     if actual != checksum:
         raise CorruptObjectError(checksum, name, f"content has checksum {actual}")
-    sig = objtype.gvariant_type
+    sig = _variant_type(objtype)
     try:
         value = gvariant.decode(sig, data)
     except FormatError as e:
@@ -184,7 +191,7 @@ def _commit_details(commit: Commit) -> str:
 
 
 def _format_raw(objtype: ObjectType, checksum: str, value: Any, swap: bool) -> str:
-    text = print_value(objtype.gvariant_type, value, byteswap=swap)
+    text = print_value(_variant_type(objtype), value, byteswap=swap)
     return f"{objtype.type_name} {checksum}\n{text}\n"
 
 
@@ -263,7 +270,7 @@ def _show_object(repo, objtype: ObjectType, checksum: str, args) -> None:
     out = f"{objtype.type_name} {checksum}\n"
     # ostree 2022.7: -B prints the unswapped variant *and* the usual details
     if args.no_byteswap or args.raw:
-        out += print_value(objtype.gvariant_type, value, byteswap=not args.no_byteswap) + "\n"
+        out += print_value(_variant_type(objtype), value, byteswap=not args.no_byteswap) + "\n"
     _write(out)
     if objtype is ObjectType.COMMIT and (args.no_byteswap or not args.raw):
         _write(_commit_details(commit))

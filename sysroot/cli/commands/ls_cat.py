@@ -15,7 +15,7 @@ from sysroot.cli.main import add_repo_option, open_repo
 from sysroot.errors import SysrootError
 
 if TYPE_CHECKING:
-    from sysroot.store.checkout import TreeEntry, TreeReader
+    from sysroot.store.tree import TreeEntry, TreeReader
 
 
 def register(sub) -> None:
@@ -42,7 +42,7 @@ def register(sub) -> None:
 
 
 def _open(args) -> TreeReader:
-    from sysroot.store.checkout import TreeReader  # imported here: keeps startup lean
+    from sysroot.store.tree import TreeReader  # imported here: keeps startup lean
 
     repo = open_repo(args)
     return TreeReader(repo, repo.resolve_rev(args.rev))

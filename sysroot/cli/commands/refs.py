@@ -76,6 +76,7 @@ def _do_ref(repo, args, prefix: str | None) -> None:
     if args.collections:
         return _do_collection_ref(repo, args, prefix)
     if args.create:
+        assert prefix is not None  # run_refs() refuses --create without a ref
         return _create(repo, args, prefix)
     if args.delete:
         for name, _ in list_refs(repo, prefix, aliases=args.alias):

@@ -1,0 +1,37 @@
+"""The two command lines a test drives: the real `ostree` (the oracle) and ours."""
+
+from __future__ import annotations
+
+import subprocess
+
+from sysroot.util.run import clean_env
+
+
+def _run(argv, *, check, input=None, cwd=None):
+    proc = subprocess.run(
+        [str(a) for a in argv],
+        input=input,
+        capture_output=True,
+        env=clean_env(),
+        cwd=cwd,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(map(str, argv))} exited {proc.returncode}\n"
+            f"stdout: {proc.stdout.decode(errors='replace')}\n"
+            f"stderr: {proc.stderr.decode(errors='replace')}"
+        )
+    return proc
+
+
+class Tool:
+    """Runs one of the two CLIs; .out() returns stripped stdout as text."""
+
+    def __init__(self, argv0: list[str]):
+        self.argv0 = argv0
+
+    def __call__(self, *args, check=True, input=None, cwd=None) -> subprocess.CompletedProcess:
+        return _run([*self.argv0, *args], check=check, input=input, cwd=cwd)
+
+    def out(self, *args, **kw) -> str:
+        return self(*args, **kw).stdout.decode().strip()
