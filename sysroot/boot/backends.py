@@ -166,7 +166,7 @@ def deployment_key(osname: str, csum: str, serial: int) -> str:
     return f"{osname}/deploy/{csum}.{serial}"
 
 
-def entry_deployment(layout, entry: BootEntry) -> str | None:
+def entry_deployment(layout: BootLayout, entry: BootEntry) -> str | None:
     """The deployment_key() of what entry boots (its ostree= argument, through the
     boot.N link in the loader.N scheme); None when that does not resolve."""
     try:
@@ -186,7 +186,7 @@ def entry_deployment(layout, entry: BootEntry) -> str | None:
     return target.removeprefix(prefix) if target.startswith(prefix) else None
 
 
-def counting_tries(repo) -> int:
+def counting_tries(repo: ConfiguredRepo) -> int:
     """sysroot.boot-counting-tries of the repo config: 0 (off) to MAX_TRIES."""
     value = repo.config.get("sysroot", COUNTING_KEY)
     if value is None or not value.strip():
@@ -340,24 +340,24 @@ class Backend(abc.ABC):
         count: refused before anything is written."""
 
     @abc.abstractmethod
-    def arm(self, layout, plan: CountPlan, n_entries: int, *, committed: bool) -> str:
+    def arm(self, layout: BootLayout, plan: CountPlan, n_entries: int, *, committed: bool) -> str:
         """Part of a write with counting on: called before its commit point
         (committed=False) and after it (True), for a list of n_entries. Returns the
         counter the new default entry's file name carries ('' for none). Nothing is
         counted without an entry to fall back to (n_entries < 2)."""
 
     @abc.abstractmethod
-    def counting_state(self, layout) -> CountingState:
+    def counting_state(self, layout: BootLayout) -> CountingState:
         """Where the counting of the live configuration's default stands."""
 
     @abc.abstractmethod
-    def bless(self, layout, booted: str) -> bool:
+    def bless(self, layout: BootLayout, booted: str) -> bool:
         """Mark the booted deployment (deployment_key()) good: its counting ends.
         Only when it is the counted default; after a fall-back nothing changes (the
         bad one stays behind). True when something changed."""
 
     @abc.abstractmethod
-    def mark_bad(self, layout, booted: str) -> bool:
+    def mark_bad(self, layout: BootLayout, booted: str) -> bool:
         """The booted counted default failed: no tries left, the next boot falls
         back. True when something changed."""
 
@@ -431,17 +431,17 @@ class NoneBackend(Backend):
                 "counting off)"
             )
 
-    def arm(self, layout, plan: CountPlan, n_entries: int, *, committed: bool) -> str:
+    def arm(self, layout: BootLayout, plan: CountPlan, n_entries: int, *, committed: bool) -> str:
         self.check_counting()
         return ""
 
-    def counting_state(self, layout) -> CountingState:
+    def counting_state(self, layout: BootLayout) -> CountingState:
         return CountingState(CountStatus.OFF)
 
-    def bless(self, layout, booted: str) -> bool:
+    def bless(self, layout: BootLayout, booted: str) -> bool:
         return False  # nothing was armed
 
-    def mark_bad(self, layout, booted: str) -> bool:
+    def mark_bad(self, layout: BootLayout, booted: str) -> bool:
         return False
 
 
@@ -488,7 +488,7 @@ class Grub2Backend(NoneBackend):
     def check_counting(self) -> None:
         return None  # grub.cfg carries the script, grubenv the state
 
-    def arm(self, layout, plan: CountPlan, n_entries: int, *, committed: bool) -> str:
+    def arm(self, layout: BootLayout, plan: CountPlan, n_entries: int, *, committed: bool) -> str:
         """ARM before the commit: then a write cut short leaves the old default
         counted at worst (a good boot blesses it), never the new one uncounted.
         CLEAR after it: then a cut leaves the booted (known) one counted at worst,
@@ -502,7 +502,7 @@ class Grub2Backend(NoneBackend):
                 grubenv.update(path, {"boot_success": "1", "boot_counter": None})
         return ""
 
-    def _live(self, layout) -> tuple[str | None, dict[str, str]]:
+    def _live(self, layout: BootLayout) -> tuple[str | None, dict[str, str]]:
         """(the key of the live default, grubenv) when the live grub.cfg counts."""
         listing = self.read(layout)
         cfg = os.path.join(layout.loader_dir(listing.bootversion), grub2.CONFIG_NAME)
@@ -516,7 +516,7 @@ class Grub2Backend(NoneBackend):
         env = grubenv.read(grub2.env_path(layout.boot)) or {}
         return entry_deployment(layout, listing.entries[0]), env
 
-    def counting_state(self, layout) -> CountingState:
+    def counting_state(self, layout: BootLayout) -> CountingState:
         default, env = self._live(layout)
         counter, success = env.get("boot_counter"), env.get("boot_success")
         if default is None:
@@ -531,7 +531,7 @@ class Grub2Backend(NoneBackend):
             return CountingState(CountStatus.ARMED, default, int(counter))
         return CountingState(CountStatus.BAD, default, 0)  # the script falls back
 
-    def bless(self, layout, booted: str) -> bool:
+    def bless(self, layout: BootLayout, booted: str) -> bool:
         default, env = self._live(layout)
         if default != booted or env.get("boot_counter") == "-1":
             return False  # not the counted one (GRUB booted entry 1: it fell back)
@@ -540,7 +540,7 @@ class Grub2Backend(NoneBackend):
         grubenv.update(grub2.env_path(layout.boot), {"boot_success": "1", "boot_counter": None})
         return True
 
-    def mark_bad(self, layout, booted: str) -> bool:
+    def mark_bad(self, layout: BootLayout, booted: str) -> bool:
         default, env = self._live(layout)
         if default != booted or self.counting_state(layout).status is not CountStatus.ARMED:
             return False
@@ -621,7 +621,7 @@ class SystemdBootBackend(Backend):
     def check_counting(self) -> None:
         return None  # systemd-boot counts in the entry names
 
-    def arm(self, layout, plan: CountPlan, n_entries: int, *, committed: bool) -> str:
+    def arm(self, layout: BootLayout, plan: CountPlan, n_entries: int, *, committed: bool) -> str:
         """The counter is in the new default's name, so it takes effect exactly at
         the commit (creating that file). KEEP carries the live default's counter
         over to its new name, unless it went bad (then another entry is the default)."""
@@ -635,17 +635,22 @@ class SystemdBootBackend(Backend):
                 return sel.default[0].counter
         return ""
 
-    def _head(self, layout) -> tuple[systemd_boot.Selection, str | None]:
+    def _head(
+        self, layout: BootLayout
+    ) -> tuple[systemd_boot.Selection, systemd_boot.EntryName, str] | None:
+        """(the selection, its round's head, the head's deployment_key()) when the head
+        is counted and names a deployment; None otherwise."""
         sel = systemd_boot.select(layout.boot, layout.loader_entries_dir)
         if sel.head is None or sel.head[0].left is None:
-            return sel, None
-        return sel, entry_deployment(layout, sel.head[1])
+            return None
+        key = entry_deployment(layout, sel.head[1])
+        return None if key is None else (sel, sel.head[0], key)
 
-    def counting_state(self, layout) -> CountingState:
-        sel, key = self._head(layout)
-        if sel.head is None or key is None:
+    def counting_state(self, layout: BootLayout) -> CountingState:
+        found = self._head(layout)
+        if found is None:
             return CountingState(CountStatus.OFF)
-        head = sel.head[0]
+        sel, head, key = found
         status = (
             CountStatus.FELL_BACK
             if sel.fell_back
@@ -655,12 +660,14 @@ class SystemdBootBackend(Backend):
         )
         return CountingState(status, key, head.left, head.done or 0)
 
-    def _rename_head(self, layout, sel: systemd_boot.Selection, new: systemd_boot.EntryName):
+    def _rename_head(
+        self, layout: BootLayout, head: systemd_boot.EntryName, new: systemd_boot.EntryName
+    ) -> None:
         """One rename, as systemd-bless-boot does it; never over an existing name. (Not
         renameat2's no-replace: FAT drivers in user space lack it, and FAT has no
         hard links to emulate it; the sysroot lock keeps our own writers out.)"""
         edir = layout.loader_entries_dir
-        old, target = sel.head[0].filename, os.path.join(edir, new.filename)
+        old, target = head.filename, os.path.join(edir, new.filename)
         if os.path.lexists(target):
             raise SysrootError(f"Cannot rename {edir}/{old}: {new.filename} exists already")
         try:
@@ -669,21 +676,22 @@ class SystemdBootBackend(Backend):
             raise SysrootError(f"{edir}/{old} was renamed meanwhile: try again") from None
         fsutil.fsync_dir(edir)
 
-    def bless(self, layout, booted: str) -> bool:
+    def bless(self, layout: BootLayout, booted: str) -> bool:
         """As `systemd-bless-boot good`: the counter leaves the name."""
-        sel, key = self._head(layout)
-        if key != booted or sel.fell_back:
+        found = self._head(layout)
+        if found is None or found[2] != booted or found[0].fell_back:
             return False
-        self._rename_head(layout, sel, sel.head[0].counted(None))
+        head = found[1]
+        self._rename_head(layout, head, head.counted(None))
         return True
 
-    def mark_bad(self, layout, booted: str) -> bool:
+    def mark_bad(self, layout: BootLayout, booted: str) -> bool:
         """As `systemd-bless-boot bad`: `+0-DONE` (`+0` when none were done)."""
-        sel, key = self._head(layout)
-        if key != booted or sel.head[0].bad:
+        found = self._head(layout)
+        if found is None or found[2] != booted or found[1].bad:
             return False
-        head = sel.head[0]
-        self._rename_head(layout, sel, head.counted(0, head.done or None))
+        head = found[1]
+        self._rename_head(layout, head, head.counted(0, head.done or None))
         return True
 
 

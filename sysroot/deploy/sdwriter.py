@@ -105,9 +105,7 @@ class SdBootWriter(BootWriter):
             written.append(name)
         self._sync()
         # 3. the commit: the new default (with counting: its counter in the name)
-        counter = ""
-        if counting is not None:
-            counter = self.bootloader.arm(layout, counting, n, committed=False)
+        counter = self._arm(counting, n, committed=False)
         if entries:
             d = entries[0].deployment
             name = sd.EntryName(gc + 1, sd.DEFAULT_R, d.osname).filename
@@ -115,8 +113,7 @@ class SdBootWriter(BootWriter):
             self._write_entry(edir, name, entries[0], n, multi)
             written.append(name)
         self._sync()
-        if counting is not None:
-            self.bootloader.arm(layout, counting, n, committed=True)
+        self._arm(counting, n, committed=True)
         # 4. everything else of ours
         stale = []
         for name in os.listdir(edir):

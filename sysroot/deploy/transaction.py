@@ -212,7 +212,8 @@ class Transaction:
         try:
             inputs = dep.entry_inputs(written, repo, new, kernels)
             writer = self.writer(written)
-            plan = (counting or counting_plan(written, new)) if writer.bootloader.tries else None
+            counting_on = writer.bootloader is not None and writer.bootloader.tries > 0
+            plan = (counting or counting_plan(written, new)) if counting_on else None
             summary = writer.write(inputs, dep.old_versions(written, repo), plan)
         except BaseException:
             undo.rollback()

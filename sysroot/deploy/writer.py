@@ -181,8 +181,7 @@ class BootWriter:
         if self.bootloader is not None:
             self.bootloader.write_config(self.layout, nbv, written)
         self._write_bootlinks(nbv, new_sub, deployments)
-        if counting is not None:  # last before the swap: little left that can fail
-            self.bootloader.arm(self.layout, counting, n, committed=False)
+        self._arm(counting, n, committed=False)  # last before the swap: little can fail
         self._sync()
         fsutil.atomic_symlink(
             f"boot.{nbv}.{new_sub}",
@@ -200,8 +199,7 @@ class BootWriter:
         self._sync()
         if self.bootloader is not None:
             self.bootloader.post_swap(self.layout, nbv, written)
-        if counting is not None:
-            self.bootloader.arm(self.layout, counting, n, committed=True)
+        self._arm(counting, n, committed=True)
         self._bump_mtime()
         return f"Bootloader updated; bootconfig swap: yes; bootversion: boot.{nbv}.{new_sub}"
 
@@ -314,6 +312,15 @@ class BootWriter:
 
     def _bump_mtime(self) -> None:
         os.utime(self.layout.deploy_base)
+
+    def _arm(self, counting: CountPlan | None, n_entries: int, *, committed: bool) -> str:
+        """The back end's boot counting at one side of the commit point (Backend.arm());
+        '' and nothing done with counting off (None)."""
+        if counting is None:
+            return ""
+        if self.bootloader is None:  # the transaction plans counting from its back end
+            raise ValueError("boot counting planned for a writer without a back end")
+        return self.bootloader.arm(self.layout, counting, n_entries, committed=committed)
 
 
 def _copy_file(src: str, dst: str, fsync: bool) -> None:
