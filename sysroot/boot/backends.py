@@ -18,6 +18,21 @@ marker and the boot serials are read, what cleanup removes, and its part of the 
 invariant. A new concern that differs per back end (boot counting) is one more
 abstract method on Backend, so no back end can be left without it.
 
+Boot counting (sysroot.boot-counting-tries=N in the repo config, ostree's proposed
+key; 0 or absent: off, and every file is written exactly as without it): when a write
+makes a new deployment the default (the transaction decides: CountPlan), the back
+end arms it with N tries (arm(), part of the write, around its commit point); at
+each boot the boot loader counts a try; a good boot blesses it (bless()), a bad one
+may say so at once (mark_bad()); when no try is left the boot loader boots the
+previous deployment. counting_state() reads where that stands.
+- systemd-boot: the counter is in the default entry's file name (systemd_boot.py);
+  systemd-boot counts and falls back itself, systemd-bless-boot may bless instead.
+- grub2: greenboot's grubenv variables, counted by the script grub.cfg then carries
+  (grub2.py), in boot/grub/grubenv (formats/grubenv.py).
+- none: refused (check_counting()): the boot loader is someone else's, and no BLS
+  loader we could leave it to counts in loader.N (systemd-boot cannot read a
+  symlinked loader/, Fedora's blscfg GRUB does not count).
+
 A back end's write_config() runs after the entries of loader.N are written, before the
 swap; post_swap() after it. `layout` arguments are deploy/layout.py's SysrootLayout
 (only its paths are used here; boot/ does not import deploy/).
@@ -29,6 +44,7 @@ import abc
 import enum
 import errno
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,8 +52,13 @@ from typing import Protocol
 
 from sysroot.boot import grub2, systemd_boot
 from sysroot.boot.bls import BootEntry, strverscmp_key
+from sysroot.boot.kargs import KernelArgs
 from sysroot.errors import FormatError, SysrootError
+from sysroot.formats import grubenv
 from sysroot.util import fsutil
+
+COUNTING_KEY = "boot-counting-tries"  # in [sysroot] of the repo config
+MAX_TRIES = grub2.MAX_TRIES  # one digit: GRUB script steps through fixed values
 
 
 class BootLayout(Protocol):
@@ -113,6 +134,71 @@ class BootListing:
     garbage: list[str] = field(default_factory=list)  # ENTRIES_DIR: debris, file names
 
 
+class CountPlan(enum.Enum):
+    """What a write does to the boot counting of its new default (the transaction
+    decides, deploy/transaction.py)."""
+
+    ARM = "arm"  # a new default, not the booted one: N tries
+    KEEP = "keep"  # the default stays: its counting goes on as it is
+    CLEAR = "clear"  # the booted deployment becomes the default: not counted
+
+
+class CountStatus(enum.Enum):
+    """Where the counting of the default stands."""
+
+    OFF = "off"  # not counted: never armed, or (systemd-boot) blessed
+    ARMED = "armed"  # tries left, not blessed yet
+    BLESSED = "blessed"  # marked good (grub2: boot_success=1)
+    BAD = "bad"  # no tries left: the next boot falls back (or, alone, boots it)
+    FELL_BACK = "fell-back"  # ran out of tries: the previous deployment boots
+
+
+@dataclass(frozen=True)
+class CountingState:
+    status: CountStatus
+    deployment: str | None = None  # the counted one, as deployment_key() names it
+    tries_left: int | None = None
+    tries_done: int | None = None  # systemd-boot only (grubenv does not keep it)
+
+
+def deployment_key(osname: str, csum: str, serial: int) -> str:
+    """How counting names a deployment: its directory under ostree/deploy/."""
+    return f"{osname}/deploy/{csum}.{serial}"
+
+
+def entry_deployment(layout: BootLayout, entry: BootEntry) -> str | None:
+    """The deployment_key() of what entry boots (its ostree= argument, through the
+    boot.N link in the loader.N scheme); None when that does not resolve."""
+    try:
+        words = KernelArgs.parse(entry.get("options") or "").get("ostree")
+    except SysrootError:
+        return None
+    if not words or words[-1] is None:
+        return None
+    value = words[-1]
+    if value.startswith("/ostree/deploy/"):
+        return value.removeprefix("/ostree/deploy/")
+    try:
+        target = os.readlink(layout.path(value.lstrip("/")))
+    except OSError:
+        return None
+    prefix = "../../../deploy/"
+    return target.removeprefix(prefix) if target.startswith(prefix) else None
+
+
+def counting_tries(repo: ConfiguredRepo) -> int:
+    """sysroot.boot-counting-tries of the repo config: 0 (off) to MAX_TRIES."""
+    value = repo.config.get("sysroot", COUNTING_KEY)
+    if value is None or not value.strip():
+        return 0
+    if not re.fullmatch(r"[0-9]{1,3}", value.strip()) or int(value) > MAX_TRIES:
+        raise SysrootError(
+            f"Invalid sysroot.{COUNTING_KEY} '{value}' in {repo.path}/config "
+            f"(expected 0 to {MAX_TRIES}; 0 turns boot counting off)"
+        )
+    return int(value)
+
+
 # ---------------------------------------------------------------- the loader.N scheme
 def read_bootversion(layout: BootLayout) -> int:
     try:
@@ -179,10 +265,15 @@ def remove_path(path: str) -> None:
 
 # ---------------------------------------------------------------- back ends
 class Backend(abc.ABC):
-    """What every back end answers. The hooks of a write default to nothing to do."""
+    """What every back end answers. The hooks of a write default to nothing to do.
+    tries: sysroot.boot-counting-tries (0: off); for a back end read from boot/
+    (on_disk()), what its files say."""
 
     kind: BootloaderKind
     scheme: BootScheme
+
+    def __init__(self, tries: int = 0) -> None:
+        self.tries = tries
 
     def write_config(self, layout: BootLayout, bootversion: int, entries: WrittenEntries) -> None:
         """Called after the entries of loader.N are written, before the swap.
@@ -241,6 +332,34 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def remove_kernel_dir(self, kernels_dir: str, name: str, fsync: bool) -> None:
         """Delete boot/ostree/NAME, which no deployment uses."""
+
+    # ------------------------------------------------------------ boot counting
+    @abc.abstractmethod
+    def check_counting(self) -> None:
+        """SysrootError when counting is configured (tries) but this back end cannot
+        count: refused before anything is written."""
+
+    @abc.abstractmethod
+    def arm(self, layout: BootLayout, plan: CountPlan, n_entries: int, *, committed: bool) -> str:
+        """Part of a write with counting on: called before its commit point
+        (committed=False) and after it (True), for a list of n_entries. Returns the
+        counter the new default entry's file name carries ('' for none). Nothing is
+        counted without an entry to fall back to (n_entries < 2)."""
+
+    @abc.abstractmethod
+    def counting_state(self, layout: BootLayout) -> CountingState:
+        """Where the counting of the live configuration's default stands."""
+
+    @abc.abstractmethod
+    def bless(self, layout: BootLayout, booted: str) -> bool:
+        """Mark the booted deployment (deployment_key()) good: its counting ends.
+        Only when it is the counted default; after a fall-back nothing changes (the
+        bad one stays behind). True when something changed."""
+
+    @abc.abstractmethod
+    def mark_bad(self, layout: BootLayout, booted: str) -> bool:
+        """The booted counted default failed: no tries left, the next boot falls
+        back. True when something changed."""
 
 
 class NoneBackend(Backend):
@@ -304,9 +423,31 @@ class NoneBackend(Backend):
             fsutil.fsync_dir(kernels_dir)
         remove_path(doomed)
 
+    def check_counting(self) -> None:
+        if self.tries:
+            raise SysrootError(
+                f"sysroot.{COUNTING_KEY}={self.tries} needs sysroot.bootloader=grub2 or "
+                "systemd-boot: with none nothing counts boots (set it to 0 to turn "
+                "counting off)"
+            )
+
+    def arm(self, layout: BootLayout, plan: CountPlan, n_entries: int, *, committed: bool) -> str:
+        self.check_counting()
+        return ""
+
+    def counting_state(self, layout: BootLayout) -> CountingState:
+        return CountingState(CountStatus.OFF)
+
+    def bless(self, layout: BootLayout, booted: str) -> bool:
+        return False  # nothing was armed
+
+    def mark_bad(self, layout: BootLayout, booted: str) -> bool:
+        return False
+
 
 class Grub2Backend(NoneBackend):
-    """As none, plus loader.N/grub.cfg made from its entries (grub2.py)."""
+    """As none, plus loader.N/grub.cfg made from its entries (grub2.py), and boot
+    counting in grubenv (greenboot's variables)."""
 
     kind = BootloaderKind.GRUB2
 
@@ -314,7 +455,7 @@ class Grub2Backend(NoneBackend):
         self, layout: BootLayout, bootversion: int, entries: list[BootEntry]
     ) -> list[tuple[str, str]]:
         path = os.path.join(layout.loader_dir(bootversion), grub2.CONFIG_NAME)
-        return [(path, grub2.render_config(entries))]
+        return [(path, grub2.render_config(entries, self.tries))]
 
     def post_swap(self, layout: BootLayout, bootversion: int, entries: WrittenEntries) -> None:
         """Point GRUB's grub.cfg at the live loader's, once (a link, so later swaps
@@ -335,13 +476,76 @@ class Grub2Backend(NoneBackend):
         """loader.N/grub.cfg is exactly what render_config() makes of its entries."""
         cfg = os.path.join(layout.loader_dir(bootversion), grub2.CONFIG_NAME)
         try:  # render_config refuses entries no writer of ours makes (words.py)
-            expected = grub2.render_config(entries)
+            expected = grub2.render_config(entries, self.tries)
         except SysrootError as e:
             return [f"{cfg}: {e}"]
         with open(cfg, encoding="utf-8") as f:
             if f.read() != expected:
                 return [f"{cfg} does not match the entries of loader.{bootversion}"]
         return []
+
+    # ------------------------------------------------------------ boot counting
+    def check_counting(self) -> None:
+        return None  # grub.cfg carries the script, grubenv the state
+
+    def arm(self, layout: BootLayout, plan: CountPlan, n_entries: int, *, committed: bool) -> str:
+        """ARM before the commit: then a write cut short leaves the old default
+        counted at worst (a good boot blesses it), never the new one uncounted.
+        CLEAR after it: then a cut leaves the booted (known) one counted at worst,
+        never the old, untested default uncounted."""
+        path = grub2.env_path(layout.boot)
+        if plan is CountPlan.ARM and not committed and n_entries >= 2:
+            grubenv.update(path, {"boot_counter": str(self.tries), "boot_success": "0"})
+        elif plan is CountPlan.CLEAR and committed and os.path.exists(path):
+            env = grubenv.read(path) or {}
+            if "boot_counter" in env or env.get("boot_success") == "0":
+                grubenv.update(path, {"boot_success": "1", "boot_counter": None})
+        return ""
+
+    def _live(self, layout: BootLayout) -> tuple[str | None, dict[str, str]]:
+        """(the key of the live default, grubenv) when the live grub.cfg counts."""
+        listing = self.read(layout)
+        cfg = os.path.join(layout.loader_dir(listing.bootversion), grub2.CONFIG_NAME)
+        try:
+            with open(cfg, encoding="utf-8") as f:
+                counting = grub2.counting_tries(f.read())
+        except (OSError, UnicodeDecodeError):
+            counting = 0
+        if not counting or not listing.entries:
+            return None, {}
+        env = grubenv.read(grub2.env_path(layout.boot)) or {}
+        return entry_deployment(layout, listing.entries[0]), env
+
+    def counting_state(self, layout: BootLayout) -> CountingState:
+        default, env = self._live(layout)
+        counter, success = env.get("boot_counter"), env.get("boot_success")
+        if default is None:
+            return CountingState(CountStatus.OFF)
+        if success == "1" and counter is None:
+            return CountingState(CountStatus.BLESSED, default)
+        if success != "0" or counter is None:
+            return CountingState(CountStatus.OFF, default)
+        if counter == "-1":
+            return CountingState(CountStatus.FELL_BACK, default, 0)
+        if counter in {str(n) for n in range(1, MAX_TRIES + 1)}:
+            return CountingState(CountStatus.ARMED, default, int(counter))
+        return CountingState(CountStatus.BAD, default, 0)  # the script falls back
+
+    def bless(self, layout: BootLayout, booted: str) -> bool:
+        default, env = self._live(layout)
+        if default != booted or env.get("boot_counter") == "-1":
+            return False  # not the counted one (GRUB booted entry 1: it fell back)
+        if env.get("boot_success") == "1" and "boot_counter" not in env:
+            return False
+        grubenv.update(grub2.env_path(layout.boot), {"boot_success": "1", "boot_counter": None})
+        return True
+
+    def mark_bad(self, layout: BootLayout, booted: str) -> bool:
+        default, env = self._live(layout)
+        if default != booted or self.counting_state(layout).status is not CountStatus.ARMED:
+            return False
+        grubenv.update(grub2.env_path(layout.boot), {"boot_counter": "0"})
+        return True
 
 
 class SystemdBootBackend(Backend):
@@ -413,6 +617,83 @@ class SystemdBootBackend(Backend):
                 os.rmdir(os.path.join(dirpath, dname))
         os.rmdir(path)
 
+    # ------------------------------------------------------------ boot counting
+    def check_counting(self) -> None:
+        return None  # systemd-boot counts in the entry names
+
+    def arm(self, layout: BootLayout, plan: CountPlan, n_entries: int, *, committed: bool) -> str:
+        """The counter is in the new default's name, so it takes effect exactly at
+        the commit (creating that file). KEEP carries the live default's counter
+        over to its new name, unless it went bad (then another entry is the default)."""
+        if committed or n_entries < 2:
+            return ""
+        if plan is CountPlan.ARM:
+            return f"+{self.tries}"
+        if plan is CountPlan.KEEP:
+            sel = systemd_boot.select(layout.boot, layout.loader_entries_dir)
+            if sel.default is not None and not sel.default[0].bad:
+                return sel.default[0].counter
+        return ""
+
+    def _head(
+        self, layout: BootLayout
+    ) -> tuple[systemd_boot.Selection, systemd_boot.EntryName, str] | None:
+        """(the selection, its round's head, the head's deployment_key()) when the head
+        is counted and names a deployment; None otherwise."""
+        sel = systemd_boot.select(layout.boot, layout.loader_entries_dir)
+        if sel.head is None or sel.head[0].left is None:
+            return None
+        key = entry_deployment(layout, sel.head[1])
+        return None if key is None else (sel, sel.head[0], key)
+
+    def counting_state(self, layout: BootLayout) -> CountingState:
+        found = self._head(layout)
+        if found is None:
+            return CountingState(CountStatus.OFF)
+        sel, head, key = found
+        status = (
+            CountStatus.FELL_BACK
+            if sel.fell_back
+            else CountStatus.BAD
+            if head.bad
+            else CountStatus.ARMED
+        )
+        return CountingState(status, key, head.left, head.done or 0)
+
+    def _rename_head(
+        self, layout: BootLayout, head: systemd_boot.EntryName, new: systemd_boot.EntryName
+    ) -> None:
+        """One rename, as systemd-bless-boot does it; never over an existing name. (Not
+        renameat2's no-replace: FAT drivers in user space lack it, and FAT has no
+        hard links to emulate it; the sysroot lock keeps our own writers out.)"""
+        edir = layout.loader_entries_dir
+        old, target = head.filename, os.path.join(edir, new.filename)
+        if os.path.lexists(target):
+            raise SysrootError(f"Cannot rename {edir}/{old}: {new.filename} exists already")
+        try:
+            os.rename(os.path.join(edir, old), target)
+        except FileNotFoundError:  # systemd-bless-boot (or a boot) renamed it meanwhile
+            raise SysrootError(f"{edir}/{old} was renamed meanwhile: try again") from None
+        fsutil.fsync_dir(edir)
+
+    def bless(self, layout: BootLayout, booted: str) -> bool:
+        """As `systemd-bless-boot good`: the counter leaves the name."""
+        found = self._head(layout)
+        if found is None or found[2] != booted or found[0].fell_back:
+            return False
+        head = found[1]
+        self._rename_head(layout, head, head.counted(None))
+        return True
+
+    def mark_bad(self, layout: BootLayout, booted: str) -> bool:
+        """As `systemd-bless-boot bad`: `+0-DONE` (`+0` when none were done)."""
+        found = self._head(layout)
+        if found is None or found[2] != booted or found[1].bad:
+            return False
+        head = found[1]
+        self._rename_head(layout, head, head.counted(0, head.done or None))
+        return True
+
 
 _BACKENDS: dict[BootloaderKind, type[Backend]] = {
     BootloaderKind.NONE: NoneBackend,
@@ -436,8 +717,14 @@ def on_disk(layout: BootLayout) -> Backend:
     a grub.cfg (which then must match its entries), else none."""
     if systemd_boot.uses_entries_dir(layout.loader_link):
         return SystemdBootBackend()
-    if os.path.exists(os.path.join(layout.loader_link, grub2.CONFIG_NAME)):
-        return Grub2Backend()
+    cfg = os.path.join(layout.loader_link, grub2.CONFIG_NAME)
+    if os.path.exists(cfg):
+        try:  # counting as the live grub.cfg carries it (check_config compares)
+            with open(cfg, encoding="utf-8") as f:
+                tries = grub2.counting_tries(f.read())
+        except (OSError, UnicodeDecodeError):
+            tries = 0
+        return Grub2Backend(tries)
     return NoneBackend()
 
 
@@ -452,6 +739,7 @@ def backend_for(layout: BootLayout, repo: ConfiguredRepo) -> Backend:
             f"(supported: auto, "
             f"{', '.join(sorted(k.value for k in _BACKENDS))})"
         ) from None
-    backend = _BACKENDS[kind]()
+    backend = _BACKENDS[kind](counting_tries(repo))
     backend.refuse_other_scheme(layout, kind.value)
+    backend.check_counting()
     return backend

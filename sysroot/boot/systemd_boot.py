@@ -25,6 +25,23 @@ deleted by the next write or cleanup, always before the kernels or deployments i
 names, and never able to change what boots (it sorts below the default or does not
 boot).
 
+Boot counting (sysroot.boot-counting-tries, backends.SystemdBootBackend): the new
+default is written as `ostree-<G>-9999-<os>+N.conf`. systemd-boot takes the counter
+from after the last `+` (`+LEFT` or `+LEFT-DONE`); newer versions leave it out of the
+entry's id, 252 (Debian 12) keeps it, and for these names the order above decides
+either way (G and R differ before the counter). It renames the file at each boot to
+`+<LEFT-1>-<DONE+1>`; a good boot renames it back to no counter (bless()). An entry
+with LEFT = 0 is "bad": systemd-boot sorts it after every other entry, so the next
+boot takes the entry below it, the previous deployment. select() models that: a bad
+round default stays the head of its round (its members are still G-1) but sorts
+last, and the default is the first member that is not bad. A bad entry is only ever
+a head. What boots when a head is bad is the first entry that is not: select() takes
+its round (see there), so the reader agrees with systemd-boot also while a write
+that replaces a counted default is being finished (sdwriter.py), with one exception:
+a write cut short before its commit whose old counted default then runs out of
+tries, before any command cleans up, boots the cut write's second entry (the reader
+shows the old one's).
+
 One more FAT hazard: a rename interrupted by a power cut can leave two directory
 entries pointing at the same clusters, and unlinking either frees the data of the
 other. remove_leftover() therefore unlinks a leftover only when it shares no data with
@@ -38,7 +55,7 @@ import filecmp
 import os
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sysroot.boot import words
 from sysroot.boot.bls import BootEntry
@@ -47,7 +64,11 @@ from sysroot.util import fsutil
 
 DEFAULT_R = 9999
 MAX_ENTRIES = 9998  # the default plus R = 9998 .. 1 (R = 0 kept free)
-_ENTRY_RE = re.compile(r"^ostree-([0-9]+)-([0-9]+)-(.+)\.conf$")
+_ENTRY_RE = re.compile(r"^ostree-([0-9]+)-([0-9]+)-(.+?)(?:\+([0-9]+)(?:-([0-9]+))?)?\.conf$")
+# systemd-boot takes a counter from the last `+` of any name: a stateroot name ending
+# like one would be read as a counter, so the scheme refuses it
+_COUNTER_LIKE = re.compile(r"\+[0-9]+(-[0-9]+)?$")
+MAX_COUNTER_DIGITS = 9  # systemd-boot ignores counters above INT_MAX
 FAT_TYPES = ("vfat", "msdos", "fuse.fusefat")
 
 
@@ -56,16 +77,39 @@ class EntryName:
     g: int
     r: int
     osname: str
+    left: int | None = None  # boot counting: tries left (None: not counted)
+    done: int | None = None  # and tries done, when the name says (`+LEFT-DONE`)
 
     @property
     def filename(self) -> str:
         """The entry's file name; FormatError for a stateroot name that is no name."""
         words.check_name(self.osname, "stateroot name")
-        return f"ostree-{self.g}-{self.r}-{self.osname}.conf"
+        if _COUNTER_LIKE.search(self.osname):
+            raise FormatError(
+                f"Invalid stateroot name {self.osname!r} for systemd-boot: "
+                "it ends like a boot counter"
+            )
+        return f"ostree-{self.g}-{self.r}-{self.osname}{self.counter}.conf"
+
+    @property
+    def counter(self) -> str:
+        """The counter part of the name: `+LEFT`, `+LEFT-DONE` or ''."""
+        if self.left is None:
+            return ""
+        return f"+{self.left}" + (f"-{self.done}" if self.done is not None else "")
 
     @property
     def order(self) -> tuple[int, int]:
         return (self.g, self.r)
+
+    @property
+    def bad(self) -> bool:
+        """No tries left: systemd-boot sorts the entry after all others."""
+        return self.left == 0
+
+    def counted(self, left: int | None, done: int | None = None) -> EntryName:
+        """This name with another counter (left None: without one)."""
+        return replace(self, left=left, done=done if left is not None else None)
 
     @classmethod
     def parse(cls, filename: str) -> EntryName | None:
@@ -73,11 +117,20 @@ class EntryName:
         m = _ENTRY_RE.fullmatch(filename)
         if m is None or len(m.group(1)) > 9 or len(m.group(2)) > 9:
             return None
+        left, done = m.group(4), m.group(5)
+        if any(c is not None and len(c) > MAX_COUNTER_DIGITS for c in (left, done)):
+            return None
         try:
             words.check_name(m.group(3), "stateroot name")
         except FormatError:
             return None
-        return cls(int(m.group(1)), int(m.group(2)), m.group(3))
+        return cls(
+            int(m.group(1)),
+            int(m.group(2)),
+            m.group(3),
+            int(left) if left is not None else None,
+            int(done) if done is not None else None,
+        )
 
 
 def non_default_r(index: int) -> int:
@@ -91,6 +144,16 @@ class Selection:
     default: tuple[EntryName, BootEntry] | None = None
     others: list[tuple[EntryName, BootEntry]] = field(default_factory=list)
     garbage: list[str] = field(default_factory=list)  # file names (ours only)
+    # the round's head: the default as written, also when it went bad and the
+    # default is the member below it (boot counting)
+    head: tuple[EntryName, BootEntry] | None = None
+
+    @property
+    def fell_back(self) -> bool:
+        """Whether the round's head ran out of tries and another entry boots."""
+        return (
+            self.head is not None and self.default is not None and self.head[0] != self.default[0]
+        )
 
     @property
     def entries(self) -> list[BootEntry]:
@@ -147,26 +210,40 @@ def select(boot: str, entries_dir: str) -> Selection:
     parsed.sort(key=lambda en: en.order, reverse=True)
     sel = Selection(garbage=garbage)
     cache: dict[str, BootEntry] = {}
+    bootable = []  # in (G, R) order, up to the first that is not bad
     for en in parsed:
         try:
             entry = cache[en.filename] = _read(os.path.join(entries_dir, en.filename))
         except (FormatError, OSError):
             continue  # systemd-boot skips what it cannot parse; so does the choice
         if linux_exists(boot, entry):
-            sel.default = (en, entry)
-            break
-    if sel.default is None:
+            bootable.append(en)
+            if not en.bad:
+                break
+    if not bootable:
         sel.garbage += [en.filename for en in parsed]
         return sel
-    g = sel.default[0].g
-    for en in parsed:
-        if en == sel.default[0]:
-            continue
-        if en.g == g - 1 and en.r < DEFAULT_R:
-            entry = cache.get(en.filename) or _read(os.path.join(entries_dir, en.filename))
-            sel.others.append((en, entry))
-        else:
-            sel.garbage.append(en.filename)
+    head = bootable[0]
+    if head.bad and not bootable[-1].bad:
+        # systemd-boot boots the first entry that is not bad: the round is its round,
+        # headed by itself (R = 9999: the bad one is an older round's head) or by the
+        # (bad) head one level up, when that exists (an older round that comes back
+        # when the newer head goes bad before it was removed)
+        good = bootable[-1]
+        up = next((en for en in parsed if en.order == (good.g + 1, DEFAULT_R)), None)
+        head = good if good.r == DEFAULT_R else up or head
+    members = [head] + [en for en in parsed if en.g == head.g - 1 and en.r < DEFAULT_R]
+    sel.garbage += [en.filename for en in parsed if en not in members]
+    # systemd-boot's order: bad entries last; the default is the first that boots
+    members.sort(key=lambda en: en.bad)  # stable: (G, R) descending otherwise
+    entries = [
+        (en, cache.get(en.filename) or _read(os.path.join(entries_dir, en.filename)))
+        for en in members
+    ]
+    default = next((e for e in entries if linux_exists(boot, e[1])), entries[0])
+    sel.head = next(e for e in entries if e[0] == head)
+    sel.default = default
+    sel.others = [e for e in entries if e is not default]
     return sel
 
 

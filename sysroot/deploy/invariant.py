@@ -9,9 +9,10 @@ deployment directory that has its origin. A sysroot where nothing was deployed y
 grub2.render_config() makes of that directory's entries.
 
 systemd-boot scheme (boot/loader a real directory): the entry systemd-boot would boot
-and every valid non-default entry (systemd_boot.select()) are complete, name an
-existing deployment with its origin, and a kernel directory whose files hash to the
-entry's boot checksum.
+and every valid non-default entry (systemd_boot.select(), which sorts an entry out of
+boot-counting tries last, as systemd-boot does) are complete, name an existing
+deployment with its origin, and a kernel directory whose files hash to the entry's
+boot checksum.
 
 Used by the crash-safety tests after every interruption, and usable as a self-check.
 """

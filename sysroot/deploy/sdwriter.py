@@ -11,6 +11,11 @@ the current default named (Gc, 9999) (Gc = 0 when there is none):
 4. every other `ostree-*.conf` is deleted, lowest first (so with an empty new list the
    old default goes last and boots until then).
 The default file is rewritten every round, so a name is never reused for new content.
+With boot counting the new default's name carries its counter (`+N`, Backend.arm()),
+so it is armed exactly at the commit; and when the current default ran out of tries
+(it sorts last, a member boots: systemd_boot.py) the round goes one level down,
+non-defaults (Gc-2, R) and the new default (Gc-1, 9999), so that step 2 still writes
+only names that sort below what boots.
 Every file is `NAME.tmp`, fsync, rename, fsync dir; /boot is synced between phases.
 
 Kernels: FAT has no hard links, and renaming a directory there has a window (after a
@@ -28,6 +33,7 @@ import os
 import shutil
 
 from sysroot.boot import systemd_boot as sd
+from sysroot.boot.backends import CountPlan
 from sysroot.boot.kernel import KernelLayout, hash_boot_files
 from sysroot.deploy.state import Deployment
 from sysroot.deploy.writer import BootWriter, CommitVersions, EntryInputs
@@ -38,7 +44,12 @@ from sysroot.util import fsutil
 class SdBootWriter(BootWriter):
     """BootWriter for boot/loader as a real directory (sysroot.bootloader=systemd-boot)."""
 
-    def write(self, entries: list[EntryInputs], old_versions: CommitVersions) -> str:
+    def write(
+        self,
+        entries: list[EntryInputs],
+        old_versions: CommitVersions,
+        counting: CountPlan | None = None,
+    ) -> str:
         deployments, entries = self._prepare(entries)
         if len(entries) > sd.MAX_ENTRIES:
             raise SysrootError(
@@ -62,14 +73,21 @@ class SdBootWriter(BootWriter):
         for name in current.garbage:
             sd.remove_leftover(os.path.join(edir, name))
         sd.remove_tmp_under(edir)
-        default = current.default
-        gc, r_top = (default[0].g, default[0].r) if default else (0, sd.DEFAULT_R)
+        # the round's head: the current default as written, also when it went bad
+        head = current.head
+        gc, r_top = (head[0].g, head[0].r) if head else (0, sd.DEFAULT_R)
         # non-defaults must sort below the current default; only a hand-made default has
         # R < 9999, then they count down from below it (with none, MAX_ENTRIES leaves room)
         base = sd.DEFAULT_R if r_top == sd.DEFAULT_R else r_top
-        if default is not None and base - len(entries) < 0:
+        if current.fell_back and gc >= 2:
+            # the head (Gc, 9999) went bad and sorts last: the default is a member
+            # (Gc-1, R), and (Gc, R) names would sort above it. The round goes one
+            # level down: non-defaults (Gc-2, R) below every member, the new default
+            # (Gc-1, 9999) above them all (select(): a bad head's round ends there).
+            gc, base = gc - 2, sd.DEFAULT_R
+        if head is not None and base - len(entries) < 0:
             raise SysrootError(
-                f"The current default entry {default[0].filename} "
+                f"The current default entry {head[0].filename} "
                 "leaves no room for the other entries' names"
             )
         # 1. kernels
@@ -86,13 +104,16 @@ class SdBootWriter(BootWriter):
             self._write_entry(edir, name, e, n, multi)
             written.append(name)
         self._sync()
-        # 3. the commit: the new default
+        # 3. the commit: the new default (with counting: its counter in the name)
+        counter = self._arm(counting, n, committed=False)
         if entries:
             d = entries[0].deployment
             name = sd.EntryName(gc + 1, sd.DEFAULT_R, d.osname).filename
+            name = name.removesuffix(".conf") + counter + ".conf"
             self._write_entry(edir, name, entries[0], n, multi)
             written.append(name)
         self._sync()
+        self._arm(counting, n, committed=True)
         # 4. everything else of ours
         stale = []
         for name in os.listdir(edir):

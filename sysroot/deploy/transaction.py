@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sysroot.boot.backends import BootScheme, backend_for
+from sysroot.boot.backends import BootScheme, CountPlan, backend_for
 from sysroot.deploy import deploy as dep
 from sysroot.deploy.cleanup import CleanupResult, cleanup
 from sysroot.deploy.layout import SysrootLayout
@@ -131,6 +131,19 @@ def drop_staged(state: SysrootState) -> None:
     set_legacy_lock(False)
 
 
+def counting_plan(state: SysrootState, new: list[Deployment]) -> CountPlan:
+    """Boot counting for a write of new over state (without its staged deployment):
+    armed whenever a deployment other than the booted one becomes the default (deploy,
+    finalize, rollback, set-default); kept while the default stays; cleared when the
+    booted one, known to boot, becomes the default again."""
+    current = state.deployments[0] if state.deployments else None
+    if new and current is not None and new[0].identity == current.identity:
+        return CountPlan.KEEP
+    if new and state.booted is not None and new[0].identity == state.booted.identity:
+        return CountPlan.CLEAR
+    return CountPlan.ARM
+
+
 # ---------------------------------------------------------------------- the write
 class Transaction:
     """Made by transaction() once the lock is held: the layout, the repository (opened
@@ -176,11 +189,13 @@ class Transaction:
         *,
         prune: bool = True,
         kernels: KernelsById | None = None,
+        counting: CountPlan | None = None,
     ) -> Change:
         """Write new (in boot order), reload, clean up. A write that fails before its
         commit point takes back what it added (the undo record begun, else one taken
         now), so the sysroot is as before. A staged deployment stays only as new[0]
-        and is never written (staged.py)."""
+        and is never written (staged.py). counting: the boot-counting plan, when the
+        caller knows better than counting_plan() (with counting on)."""
         repo = self.repo
         new, drop = settle(state, new)
         if drop:
@@ -196,7 +211,10 @@ class Transaction:
         undo = self.undo or Undo(written)
         try:
             inputs = dep.entry_inputs(written, repo, new, kernels)
-            summary = self.writer(written).write(inputs, dep.old_versions(written, repo))
+            writer = self.writer(written)
+            counting_on = writer.bootloader is not None and writer.bootloader.tries > 0
+            plan = (counting or counting_plan(written, new)) if counting_on else None
+            summary = writer.write(inputs, dep.old_versions(written, repo), plan)
         except BaseException:
             undo.rollback()
             raise

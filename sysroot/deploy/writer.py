@@ -24,7 +24,7 @@ import shlex
 import shutil
 from dataclasses import dataclass
 
-from sysroot.boot.backends import Backend
+from sysroot.boot.backends import Backend, CountPlan
 from sysroot.boot.bls import KEY_ORDER, BootEntry
 from sysroot.boot.kargs import KernelArgs
 from sysroot.boot.kernel import KernelLayout, find_kernel
@@ -132,12 +132,21 @@ class BootWriter:
         self.bootprefix = bootprefix
 
     # ------------------------------------------------------------------ public
-    def write(self, entries: list[EntryInputs], old_versions: CommitVersions) -> str:
-        """Make entries (in boot order) the next boot's configuration. Returns a summary."""
+    def write(
+        self,
+        entries: list[EntryInputs],
+        old_versions: CommitVersions,
+        counting: CountPlan | None = None,
+    ) -> str:
+        """Make entries (in boot order) the next boot's configuration. Returns a summary.
+        counting: what boot counting does with the new default (None: counting off);
+        arming or clearing it takes a whole swap, so the grub.cfg it goes with is new."""
         state = self.state
         deployments, entries = self._prepare(entries)
         bv = state.bootversion
-        if not _needs_new_bootversion(state.deployments, entries, old_versions):
+        if counting in (None, CountPlan.KEEP) and not _needs_new_bootversion(
+            state.deployments, entries, old_versions
+        ):
             new_sub = 1 - state.subbootversion
             self._write_bootlinks(bv, new_sub, deployments)
             self._sync()
@@ -172,6 +181,7 @@ class BootWriter:
         if self.bootloader is not None:
             self.bootloader.write_config(self.layout, nbv, written)
         self._write_bootlinks(nbv, new_sub, deployments)
+        self._arm(counting, n, committed=False)  # last before the swap: little can fail
         self._sync()
         fsutil.atomic_symlink(
             f"boot.{nbv}.{new_sub}",
@@ -189,6 +199,7 @@ class BootWriter:
         self._sync()
         if self.bootloader is not None:
             self.bootloader.post_swap(self.layout, nbv, written)
+        self._arm(counting, n, committed=True)
         self._bump_mtime()
         return f"Bootloader updated; bootconfig swap: yes; bootversion: boot.{nbv}.{new_sub}"
 
@@ -301,6 +312,15 @@ class BootWriter:
 
     def _bump_mtime(self) -> None:
         os.utime(self.layout.deploy_base)
+
+    def _arm(self, counting: CountPlan | None, n_entries: int, *, committed: bool) -> str:
+        """The back end's boot counting at one side of the commit point (Backend.arm());
+        '' and nothing done with counting off (None)."""
+        if counting is None:
+            return ""
+        if self.bootloader is None:  # the transaction plans counting from its back end
+            raise ValueError("boot counting planned for a writer without a back end")
+        return self.bootloader.arm(self.layout, counting, n_entries, committed=committed)
 
 
 def _copy_file(src: str, dst: str, fsync: bool) -> None:
