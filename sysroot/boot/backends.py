@@ -24,7 +24,9 @@ makes a new deployment the default (the transaction decides: CountPlan), the bac
 end arms it with N tries (arm(), part of the write, around its commit point); at
 each boot the boot loader counts a try; a good boot blesses it (bless()), a bad one
 may say so at once (mark_bad()); when no try is left the boot loader boots the
-previous deployment. counting_state() reads where that stands.
+previous deployment. counting_state() reads where that stands. N is the repo key's
+unless the system's /etc/greenboot/greenboot.conf sets GREENBOOT_MAX_BOOT_ATTEMPTS
+(deploy/counttries.py sets Backend.tries for the write; the key stays the switch).
 - systemd-boot: the counter is in the default entry's file name (systemd_boot.py);
   systemd-boot counts and falls back itself, systemd-bless-boot may bless instead.
 - grub2: greenboot's grubenv variables, counted by the script grub.cfg then carries

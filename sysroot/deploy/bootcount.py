@@ -11,7 +11,10 @@ for userspace, each under the sysroot lock, for the health-check runner to call:
 - make_fallback_permanent(): booted into the previous deployment because the new
   one ran out of tries: make the booted one the default as `admin rollback` would
   (the failed one stays, second) and record the failure in the failed one's origin
-  (FAILED_GROUP: failed=TIME), for status and whoever decides what to deploy next.
+  (FAILED_GROUP: failed=TIME), for status.
+mark_bad() and make_fallback_permanent() also record the failed commit in its
+stateroot (failedcommits.py), which outlives the deployment: `admin upgrade` refuses
+to deploy it again unless --allow-failed.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 
 from sysroot.boot.backends import CountingState, CountPlan, CountStatus, deployment_key
 from sysroot.deploy import deploy as dep
+from sysroot.deploy import failedcommits
 from sysroot.deploy.state import Deployment, SysrootState
 from sysroot.deploy.transaction import Change, Transaction
 from sysroot.errors import SysrootError
@@ -54,7 +58,12 @@ def bless(tx: Transaction, booted: Deployment | None = None) -> bool:
 def mark_bad(tx: Transaction, booted: Deployment | None = None) -> bool:
     """Mark the booted, counted default bad. True when the next boot now falls back."""
     state = tx.load()
-    return state.backend.mark_bad(tx.layout, key(_booted(state, booted, "mark the boot bad")))
+    d = _booted(state, booted, "mark the boot bad")
+    if not state.backend.mark_bad(tx.layout, key(d)):
+        return False
+    # the next boot falls back: upgrade must not bring this commit back unasked
+    failedcommits.record(tx.layout, d.osname, d.csum, fsync=tx.repo.fsync_enabled)
+    return True
 
 
 def make_fallback_permanent(tx: Transaction, booted: Deployment | None = None) -> Change | None:
@@ -74,6 +83,8 @@ def make_fallback_permanent(tx: Transaction, booted: Deployment | None = None) -
     origin = failed.origin or KeyFile()
     origin.set(FAILED_GROUP, "failed", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     dep.write_origin(tx.layout.origin_path(failed.osname, failed.csum, failed.deployserial), origin)
+    # the origin goes with the deployment (cleanup); the stateroot's record stays
+    failedcommits.record(tx.layout, failed.osname, failed.csum, fsync=tx.repo.fsync_enabled)
     # as `admin rollback`: the booted one first, the others in their order
     new = [d] + [x for x in state.deployments if x.identity != d.identity]
     # the booted one runs: known to boot, not counted again

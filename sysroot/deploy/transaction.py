@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sysroot.boot.backends import BootScheme, CountPlan, backend_for
 from sysroot.deploy import deploy as dep
 from sysroot.deploy.cleanup import CleanupResult, cleanup
+from sysroot.deploy.counttries import tries_for
 from sysroot.deploy.layout import SysrootLayout
 from sysroot.deploy.sdwriter import SdBootWriter
 from sysroot.deploy.stagedrecord import set_legacy_lock, staged_path
@@ -212,6 +213,9 @@ class Transaction:
         try:
             inputs = dep.entry_inputs(written, repo, new, kernels)
             writer = self.writer(written)
+            if writer.bootloader is not None:
+                # greenboot.conf may say how many (counttries.py); the repo key says whether
+                writer.bootloader.tries = tries_for(written, new, writer.bootloader.tries)
             counting_on = writer.bootloader is not None and writer.bootloader.tries > 0
             plan = (counting or counting_plan(written, new)) if counting_on else None
             summary = writer.write(inputs, dep.old_versions(written, repo), plan)

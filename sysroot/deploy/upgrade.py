@@ -13,7 +13,9 @@ arguments (or stages it).
 As libostree 2022.7 does, a downgrade is refused before the commit's content is
 fetched and before the ref moves: the commit object alone is fetched first (a
 metadata-only pull that moves no ref), its timestamp checked, and only then is the
-ref pulled for real.
+ref pulled for real. A commit boot counting recorded as failed in the stateroot
+(failedcommits.py) is refused the same way, before its content is fetched, unless
+allowed (`--allow-failed`); deploy() checks again for what no pull fetched.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from sysroot.deploy import failedcommits
 from sysroot.deploy.admin import Sysroot
 from sysroot.deploy.deploy import DeployOptions
 from sysroot.deploy.state import Deployment, SysrootLock
@@ -120,6 +123,7 @@ class Upgrader:
         self.ignore_unconfigured = ignore_unconfigured
         self._lock: SysrootLock | None = None
         self._repo: Repo | None = None
+        self._failed: dict[str, str] | None = None  # failedcommits.load(), once
 
     def __enter__(self) -> Upgrader:
         if not os.path.isdir(self.sysroot.path):
@@ -202,12 +206,12 @@ class Upgrader:
             self._lock = None
 
     # ------------------------------------------------------------------ pull
-    def _fetch(self, target: str, check_from: str | None, peek: bool) -> str:
+    def _fetch(self, target: str, check_from: str | None, peek: bool, refuse: bool = False) -> str:
         """Pull target (a ref of the remote, or a commit checksum) and return its
         commit. check_from: refuse a commit older than this one before any content is
         fetched or the ref moves. peek: fetch the commit object only and leave the ref
-        as it was. The first pull moves no ref, so no crash leaves one on a commit whose
-        content is missing."""
+        as it was. refuse: refuse a commit recorded as failed, as early. The first pull
+        moves no ref, so no crash leaves one on a commit whose content is missing."""
         # lazy: pull/ loads the HTTP fetcher and sign/ (the cryptography package), which
         # --deploy-only and the other admin commands need not pay for
         from sysroot.pull.pull import PullOptions, pull
@@ -217,11 +221,13 @@ class Upgrader:
         remote = load_remote(repo, self.remote, sysroot=self.sysroot.path)
         dest = None if is_checksum(target) else f"{self.remote}:{target}"
         head = target
-        if check_from is not None or peek:
+        if check_from is not None or peek or refuse:
             res = pull(
                 repo, remote, [target], PullOptions(commit_metadata_only=True, update_refs=False)
             )
             head = res.refs.get(dest, target) if dest else target
+            if refuse and head != self.merge.csum:  # staying put is no deployment
+                self.refuse_failed(head)
             if check_from is not None and head != check_from:
                 check_timestamps(repo, check_from, head)
             if peek:
@@ -230,17 +236,27 @@ class Upgrader:
         return res.refs.get(dest, target) if dest else target
 
     def pull(
-        self, *, allow_older: bool = False, synthetic: bool = False, peek: bool = False
+        self,
+        *,
+        allow_older: bool = False,
+        synthetic: bool = False,
+        peek: bool = False,
+        allow_failed: bool = True,
     ) -> Upgrade:
         """Fetch what the origin points at. synthetic: no network, use what the repo
         has (--deploy-only). peek: fetch commit objects only and move no ref (--check).
-        Raises on a commit older than the merge deployment's unless allow_older."""
+        Raises on a commit older than the merge deployment's unless allow_older.
+        allow_failed=False (a pull to deploy): a commit recorded as failed is refused
+        before its content is fetched and before the ref moves (deploy() checks
+        again, for what no pull fetched)."""
         fetch = self.remote is not None and not synthetic
+        # the metadata-only pull first only when there is something to refuse
+        refuse = not allow_failed and bool(self._load_failed())
         from_rev = self.merge.csum
         check_from = None if allow_older else from_rev
         head = None
         if fetch:
-            head = self._fetch(self.override or self.ref, check_from, peek)
+            head = self._fetch(self.override or self.ref, check_from, peek, refuse)
         # the ref's head may declare its stream over, naming the ref to follow instead
         if self.override is None:
             tip = head if fetch else self.repo.resolve_rev(self.refspec)
@@ -255,7 +271,7 @@ class Upgrader:
                 rebased_from = self.refspec
                 self.ref = rebase
                 if fetch:
-                    tip = self._fetch(rebase, None, peek)
+                    tip = self._fetch(rebase, None, peek, refuse)
                 elif self.override is None:
                     tip = self.repo.resolve_rev(self.refspec)
                 self.origin.set("origin", "refspec", self.refspec)
@@ -274,10 +290,32 @@ class Upgrader:
         return Upgrade(changed, from_rev, new, self.refspec, rebased_from, endoflife)
 
     # ------------------------------------------------------------------ deploy
-    def deploy(self, *, stage: bool = False) -> Change:
-        """Deploy the pulled commit with the merge deployment's configuration."""
+    def _load_failed(self) -> dict[str, str]:
+        if self._failed is None:  # read (and warned about) once per command
+            self._failed = failedcommits.load(self.sysroot.layout, self.osname)
+        return self._failed
+
+    def failed_at(self, checksum: str) -> str | None:
+        """When checksum was recorded as failed to boot in the stateroot, or None."""
+        return self._load_failed().get(checksum)
+
+    def refuse_failed(self, checksum: str) -> None:
+        """SysrootError when checksum failed to boot here before (failedcommits.py)."""
+        when = self.failed_at(checksum)
+        if when is not None:
+            raise SysrootError(
+                f"Commit {checksum} failed to boot in stateroot {self.osname} ({when}); "
+                "use --allow-failed to deploy it anyway"
+            )
+
+    def deploy(self, *, stage: bool = False, allow_failed: bool = False) -> Change:
+        """Deploy the pulled commit with the merge deployment's configuration; refused
+        when boot counting recorded it as failed in this stateroot, unless
+        allow_failed."""
         if self.new_revision is None:
             raise SysrootError("Nothing pulled yet: call pull() before deploy()")
+        if not allow_failed:
+            self.refuse_failed(self.new_revision)
         self.close()  # the deploy opens the repository itself, under the sysroot lock
         options = DeployOptions(osname=self.osname, origin=self.origin, stage=stage)
         return self.sysroot.deploy(self.new_revision, options)
@@ -313,7 +351,8 @@ def switch(sysroot: Sysroot, refspec: str, osname: str | None = None) -> Switch:
             raise UsageError(f"Old and new refs are equal: {new}")
         up.set_origin(OriginFile.for_refspec(new))
         result = up.pull(allow_older=True)
-        change = up.deploy()
+        # switch names the ref to follow explicitly (and has no --allow-failed)
+        change = up.deploy(allow_failed=True)
         # as ostree: the old ref goes (even when an end-of-life rebase led back to it)
         with sysroot.open_repo() as repo:
             try:

@@ -1,7 +1,8 @@
 """Byte formats, with no notion of a repository on disk: GVariant binary (`gvariant.py`)
 and text (`gvariant_text.py`), the OSTree objects (`objects.py`: commit, dirtree,
 dirmeta, file header, checksums), the fast dirtree decoder of the checkout's hot loop
-(`dirtree.py`), GLib's hash-table order (`ghash.py`), key files (`keyfile.py`) and the
+(`dirtree.py`), GLib's hash-table order (`ghash.py`), key files (`keyfile.py`), shell
+variable assignments read without a shell (`shellvars.py`: greenboot.conf) and the
 `ostree.sizes` commit metadata (`sizes.py`).
 
 May import only the standard library, `sysroot.errors` and `util`; never `store` or

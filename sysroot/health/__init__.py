@@ -6,8 +6,13 @@
     write_record(records_dir("/"), report)       # /var/lib/sysroot/health/*.json
     run_hooks("/", config, CheckKind.GREEN if report.healthy else CheckKind.RED)
 
-Layering: beside deploy/; imports util, errors and deploy's layout, never cli or pull.
-Boot counting, units and the command line build on this API.
+    decide_red(bootcount.status(state), booted)  # after red.d: reboot, or the loop breaker
+
+health/counting.py joins boot counting (deploy/bootcount.py): key() names a
+deployment as counting does, everywhere.
+
+Layering: beside deploy/; imports util, errors, boot and deploy (its layout, state and
+bootcount), never cli or pull. The units and the command line build on this API.
 """
 
 from sysroot.health.config import load_config

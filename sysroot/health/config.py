@@ -18,182 +18,18 @@ from __future__ import annotations
 import math
 import os
 import re
-import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
 
+from sysroot.formats.shellvars import MAX_SIZE, parse_assignments, read_text
 from sysroot.health.model import HealthConfig
 
 CONFIG_PATH = "etc/greenboot/greenboot.conf"  # relative to the root
-MAX_CONFIG_SIZE = 1 << 20
-
-_NAME = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)(\+?=)")
-_WORD_END = " \t\n;)"
-
-
-class _Unsupported(Exception):
-    """A construct only bash could evaluate; the assignment is ignored."""
-
-
-@dataclass
-class _Lexer:
-    text: str
-    pos: int = 0
-    line: int = 1
-
-    def peek(self) -> str:
-        return self.text[self.pos] if self.pos < len(self.text) else ""
-
-    def take(self) -> str:
-        c = self.peek()
-        self.pos += 1
-        if c == "\n":
-            self.line += 1
-        return c
-
-    def skip_blanks(self, newlines: bool = False) -> None:
-        """Spaces, tabs, comments (a `#` where a word could start), and optionally
-        newlines."""
-        while True:
-            c = self.peek()
-            if c in (" ", "\t") or (newlines and c == "\n"):
-                self.take()
-            elif self.text.startswith("\\\n", self.pos):  # a line continuation
-                self.take()
-                self.take()
-            elif c == "#":
-                while self.peek() not in ("", "\n"):
-                    self.take()
-            else:
-                return
-
-    def word(self) -> str:
-        """One shell word: quoted and unquoted parts joined, quotes removed."""
-        out: list[str] = []
-        while (c := self.peek()) and c not in _WORD_END:
-            self.take()
-            if c == "'":
-                end = self.text.find("'", self.pos)
-                if end < 0:
-                    raise _Unsupported("unterminated '")
-                out.append(self.text[self.pos : end])
-                self.line += self.text.count("\n", self.pos, end)
-                self.pos = end + 1
-            elif c == '"':
-                out.append(self._double_quoted())
-            elif c == "\\":
-                nxt = self.take()
-                if nxt == "":
-                    raise _Unsupported("trailing backslash")
-                if nxt != "\n":  # backslash-newline joins lines
-                    out.append(nxt)
-            elif c in "$`":
-                raise _Unsupported(f"needs bash to expand {c}")
-            elif c in "(<>|&":
-                raise _Unsupported(f"unexpected {c!r}")
-            else:
-                out.append(c)
-        return "".join(out)
-
-    def _double_quoted(self) -> str:
-        out: list[str] = []
-        while True:
-            c = self.take()
-            if c == "":
-                raise _Unsupported('unterminated "')
-            if c == '"':
-                return "".join(out)
-            if c in "$`":
-                raise _Unsupported(f"needs bash to expand {c}")
-            if c == "\\" and self.peek() in ('"', "\\", "$", "`", "\n"):
-                nxt = self.take()
-                if nxt != "\n":
-                    out.append(nxt)
-            else:
-                out.append(c)
-
-    def skip_line(self) -> None:
-        while self.peek() not in ("", "\n"):
-            self.take()
-
-
-def parse_assignments(text: str, warnings: list[str], where: str) -> dict[str, list[str]]:
-    """The variables the file sets, each as bash holds it: a list (a scalar is element 0).
-    Lines we cannot take are reported in warnings and ignored."""
-    lx = _Lexer(text)
-    values: dict[str, list[str]] = {}
-    while True:
-        lx.skip_blanks(newlines=True)
-        if lx.peek() == "":
-            return values
-        if lx.peek() == ";":
-            lx.take()
-            continue
-        start_line = lx.line
-        m = _NAME.match(lx.text, lx.pos)
-        try:
-            if m is None:
-                raise _Unsupported("not a KEY=VALUE assignment")
-            name, op = m.group(1), m.group(2)
-            lx.pos = m.end()
-            if lx.peek() == "(":
-                lx.take()
-                words: list[str] = []
-                while True:
-                    lx.skip_blanks(newlines=True)
-                    if lx.peek() == ")":
-                        lx.take()
-                        break
-                    if lx.peek() in ("", ";"):
-                        raise _Unsupported("unterminated (")
-                    words.append(lx.word())
-                new = values.get(name, []) + words if op == "+=" else words
-            else:
-                scalar = lx.word()
-                old = values.get(name, [])
-                if op == "+=":
-                    new = [(old[0] if old else "") + scalar, *old[1:]]
-                else:
-                    new = [scalar, *old[1:]]  # bash: assigning a scalar sets element 0
-            lx.skip_blanks()
-            if lx.peek() not in ("", "\n", ";"):
-                raise _Unsupported("more than one assignment or a command")
-            values[name] = new
-        except _Unsupported as e:
-            if "unterminated" in str(e) or "trailing" in str(e):
-                # bash would refuse the whole file from here on; so do we
-                warnings.append(f"{where} line {start_line}: {e}; ignoring the rest of the file")
-                return values
-            warnings.append(f"{where} line {start_line}: {e}; line ignored")
-            lx.skip_line()
+MAX_CONFIG_SIZE = MAX_SIZE
 
 
 def _read(path: str, warnings: list[str]) -> str | None:
-    """The file's text, or None when there is none we can use (missing: silently, as
-    greenboot's `test -f`)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        warnings.append(f"{path}: {e.strerror}; using the defaults")
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            warnings.append(f"{path}: not a regular file; using the defaults")
-            return None
-        data = os.read(fd, MAX_CONFIG_SIZE + 1)
-    except OSError as e:
-        warnings.append(f"{path}: {e.strerror}; using the defaults")
-        return None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_CONFIG_SIZE:
-        warnings.append(f"{path}: larger than {MAX_CONFIG_SIZE} bytes; using the defaults")
-        return None
-    # file names are compared as os.listdir() gives them: undecodable bytes survive
-    return data.decode("utf-8", "surrogateescape")
+    """The file's text (formats/shellvars.py reads it as greenboot's `test -f`)."""
+    return read_text(path, warnings, MAX_CONFIG_SIZE)
 
 
 def _seconds(value: str) -> float | None:

@@ -43,3 +43,28 @@ def write_motd(root: str, text: str) -> str:
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     fsutil.atomic_write(path, text.encode(), mode=0o644)
     return path
+
+
+FALLBACK_MOTD_PATH = "run/motd.d/boot-fallback"  # beside boot-status, shown after it
+
+
+def write_fallback_motd(root: str, line: str) -> str:
+    """A file of its own for check-fallback's line: it runs before the checks, whose
+    run replaces boot-status."""
+    path = os.path.join(root, FALLBACK_MOTD_PATH)
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    fsutil.atomic_write(path, f"{line}\n".encode(), mode=0o644)
+    return path
+
+
+def append_motd(root: str, line: str) -> str:
+    """boot-status with line added (the red path's verdict after the checks' text)."""
+    path = os.path.join(root, MOTD_PATH)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = ""
+    if text and not text.endswith("\n"):
+        text += "\n"
+    return write_motd(root, text + f"{line}\n")

@@ -102,7 +102,7 @@ def test_healthy_check_records_under_the_default_deployment(sr, root):
     assert r.errors() == []
     assert "warning: wanted health check 05_meh.sh failed (exit code 4): not great" in r.err
     (rec,) = records(sr)
-    assert rec.deployment == f"{OSNAME}/{only}" and rec.report.healthy
+    assert rec.deployment == f"{OSNAME}/deploy/{only}" and rec.report.healthy
     assert [(c.check.name, c.outcome.value) for c in rec.report.results] == [
         ("01_ok.sh", "passed"),
         ("05_meh.sh", "failed"),
@@ -219,8 +219,18 @@ def test_status_text_and_json(sr, root, tmp_path, ostree):
         "    Health: unchecked",
     ]
     doc = json.loads(cli("admin", "health", "status", "--json", f"--sysroot={sr.path}").out)
-    assert doc["schema"] == "sysroot-health-status/v1" and doc["warnings"] == []
+    assert doc["schema"] == "sysroot-health-status/v2" and doc["warnings"] == []
+    # boot counting is off in this sysroot: nothing counted, failed or blocked
+    assert doc["counting"] == {
+        "state": "off",
+        "deployment": None,
+        "tries_left": None,
+        "tries_done": None,
+    }
     first, second = doc["deployments"]
+    assert first["deployment"] == f"{OSNAME}/deploy/{new}"
+    for d in (first, second):
+        assert (d["counting"], d["failed_boot"], d["intervention"]) == (None, None, None)
     newest = records(sr)[-1]
     assert (first["checksum"] + "." + str(first["serial"]), first["health"]) == (new, "failed")
     assert (first["record"], first["finished"]) == (newest.name, newest.report.finished)
@@ -302,7 +312,7 @@ def test_booted_check_names_the_booted_deployment(tmp_path, ostree, sysroot):
     assert "not booted" not in err
     assert "error: required health check 01_fail.sh failed (exit code 1): booted and broken" in err
     (rec,) = records(sr)
-    assert rec.deployment == f"{OSNAME}/{booted}"
+    assert rec.deployment == f"{OSNAME}/deploy/{booted}"
     assert (run / "motd.d/boot-status").read_text().startswith("Boot Status is RED")
     out = b("sysroot", "admin", "health", "status").stdout.decode().splitlines()
     assert out[0] == f"  {OSNAME} {default}" and out[1] == "    Health: unchecked"

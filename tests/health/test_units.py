@@ -24,6 +24,8 @@ HEALTH_UNITS = [
     "sysroot-health-green.service",
     "sysroot-health-red.service",
     "sysroot-health-red.target",
+    "sysroot-health-fallback.service",
+    "sysroot-health-mark-good.service",
 ]
 # what [Install] of our units asks for, as units/install creates it
 LINKS = {
@@ -31,6 +33,8 @@ LINKS = {
     "multi-user.target.wants/sysroot-health-check.service",
     "multi-user.target.wants/sysroot-health-green.service",
     "sysroot-health-red.target.requires/sysroot-health-red.service",
+    "multi-user.target.wants/sysroot-health-mark-good.service",
+    "sysroot-health-check.service.requires/sysroot-health-fallback.service",
 }
 # systemd's own units ours need to load: default dependencies, and Requires=
 HOST_UNITS = ["sysinit.target", "shutdown.target", "boot-complete.target"]
@@ -122,11 +126,43 @@ def test_a_failed_check_is_a_failed_boot():
     red = directives(UNITS / "sysroot-health-red.service")
     assert red["Unit.Before"] == ["sysroot-health-red.target"]
     assert red["Install.RequiredBy"] == ["sysroot-health-red.target"]
-    assert red["Service.ExecStart"] == ["/usr/bin/sysroot", "admin", "health", "red"]
+    assert red["Service.ExecStart"] == [
+        "/usr/bin/sysroot",
+        "admin",
+        "health",
+        "red",
+        "--reboot",
+    ]
     green = directives(UNITS / "sysroot-health-green.service")
     assert green["Unit.Requires"] == green["Unit.After"] == ["boot-complete.target"]
     assert green["Install.WantedBy"] == ["multi-user.target"]
     assert green["Service.ExecStart"] == ["/usr/bin/sysroot", "admin", "health", "green"]
+
+
+def test_boot_counting_units_are_ordered_as_greenboots():
+    """check-fallback before the checks (which require it) and before the boot is
+    marked good; mark-good only once boot-complete.target is reached."""
+    fallback = directives(UNITS / "sysroot-health-fallback.service")
+    assert fallback["Unit.Before"] == [
+        "sysroot-health-check.service",
+        "sysroot-health-mark-good.service",
+    ]
+    assert fallback["Install.RequiredBy"] == ["sysroot-health-check.service"]
+    assert fallback["Unit.ConditionPathExists"] == ["/run/ostree-booted"]
+    assert fallback["Service.ExecStart"] == [
+        "/usr/bin/sysroot",
+        "admin",
+        "health",
+        "check-fallback",
+    ]
+    good = directives(UNITS / "sysroot-health-mark-good.service")
+    assert good["Unit.Requires"] == good["Unit.After"] == ["boot-complete.target"]
+    assert good["Install.WantedBy"] == ["multi-user.target"]
+    assert good["Unit.ConditionPathExists"] == ["/run/ostree-booted"]
+    assert good["Service.ExecStart"] == ["/usr/bin/sysroot", "admin", "health", "mark-good"]
+    for unit in ("fallback", "mark-good", "red"):
+        d = directives(UNITS / f"sysroot-health-{unit}.service")
+        assert d["Unit.RequiresMountsFor"] == ["/boot"], unit
 
 
 def _seconds(value: str) -> float:

@@ -5,6 +5,11 @@ whether there is an update) and `upgrade --preview` (fetch the update as --pull-
 does and also show how its files differ from the merge deployment's). Both exit 77
 when there is no update, as `rpm-ostree upgrade --check` does, so scripts can tell
 "nothing to do" from a failure; 0 when there is one.
+
+Also beyond ostree: a commit that boot counting recorded as failed in the stateroot
+(deploy/failedcommits.py) is not deployed again unless `--allow-failed` is given: with
+a remote it is refused before its content is fetched and before the ref moves;
+`--check` and `--preview` say it failed, `--pull-only` fetches it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ def register_verbs(asub) -> None:
     )
     p.add_argument(
         "--override-commit", metavar="CHECKSUM", help="Deploy CHECKSUM instead of the latest tree"
+    )
+    p.add_argument(
+        "--allow-failed",
+        action="store_true",
+        help="Permit deployment of a commit that failed to boot before (boot counting)",
     )
     p.add_argument(
         "--pull-only", action="store_true", help="Do not create a deployment, just download"
@@ -111,6 +121,9 @@ def _report(up, result, *, diff: bool) -> None:
     if result.endoflife:
         print(f"  End of life: {result.endoflife}")
     print(f"  Deployed: {result.from_revision}")
+    failed = up.failed_at(result.new_revision)
+    if failed is not None:
+        print(f"  Failed to boot: {failed} (upgrade refuses it without --allow-failed)")
     if diff:
         from sysroot.store.diff import diff_commits
 
@@ -134,7 +147,11 @@ def run_upgrade(args) -> int:
         up.set_origin(origin)
         try:
             result = up.pull(
-                allow_older=args.allow_downgrade, synthetic=args.deploy_only, peek=args.check
+                allow_older=args.allow_downgrade,
+                synthetic=args.deploy_only,
+                peek=args.check,
+                # only a pull to deploy refuses a failed commit (before fetching it)
+                allow_failed=args.allow_failed or args.pull_only or args.check or args.preview,
             )
         except SysrootError:
             if args.pull_only:
@@ -152,7 +169,7 @@ def run_upgrade(args) -> int:
             _report(up, result, diff=args.preview)
             return 0
         if not args.pull_only:
-            change = up.deploy(stage=args.stage)
+            change = up.deploy(stage=args.stage, allow_failed=args.allow_failed)
             if change.summary:  # a staged deployment changes no boot configuration yet
                 say_change(change)
     if args.reboot:
