@@ -178,7 +178,8 @@ def test_a_fall_back_is_made_permanent_then_the_loop_breaker_holds(m):
     # the fall-back fails its checks too: the loop breaker, no reboot
     assert m.health("check").rc == 1
     r = m.health("red", "--reboot")
-    assert r.rc == 0 and m.reboots == []
+    # the loop breaker fails the unit (greenboot: "Manual intervention necessary", 1)
+    assert r.rc == 1 and m.reboots == []
     assert "manual intervention needed, not rebooting" in r.err
     ((msg, fields),) = m.journal
     assert fields["message_id"] == INTERVENTION_ID and fields["SYSROOT_DEPLOYMENT"] == m.name(1)
@@ -299,7 +300,8 @@ def test_booted_system_needs_no_booted_option(tmp_path, ostree, sysroot):
     checks.mkdir(parents=True)
     (checks / "01_fail.sh").write_text("echo '<2>broken'; exit 1\n")
     assert b("sysroot", "admin", "health", "check", check=False).returncode == 1
-    r = b("sysroot", "admin", "health", "red", "--reboot")
+    r = b("sysroot", "admin", "health", "red", "--reboot", check=False)
+    assert r.returncode == 1
     assert "manual intervention needed, not rebooting" in r.stderr.decode()
     assert "manual intervention needed" in (run / "motd.d/boot-status").read_text()
     entry = status()

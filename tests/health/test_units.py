@@ -204,3 +204,13 @@ def test_install_header_lists_what_it_installs(tmp_path):
     install(tmp_path)
     installed = {"/" + str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if not p.is_dir()}
     assert listed == installed
+
+
+def test_the_loop_breaker_fails_the_red_unit():
+    """red --reboot exits 1 when it does not reboot (greenboot's redboot-auto-reboot:
+    "Manual intervention necessary"); the unit must let that fail it."""
+    red = directives(UNITS / "sysroot-health-red.service")
+    assert red["Service.Type"] == ["oneshot"]
+    assert red["Service.ExecStart"][0] == "/usr/bin/sysroot"  # no "-": failure counts
+    assert "Service.SuccessExitStatus" not in red
+    assert "Service.RestartPreventExitStatus" not in red

@@ -10,7 +10,10 @@
                                          (sysroot/health/counting.py): reboot while boot
                                          counting counts the booted deployment, else the
                                          loop breaker (no reboot; "manual intervention
-                                         needed" in the journal, the motd and status).
+                                         needed" in the journal, the motd and status;
+                                         exit 1, the unit fails, as greenboot's). A
+                                         sysroot that cannot be loaded still runs red.d,
+                                         then the loop breaker.
                                          --dry-run prints the decision and does nothing
     sysroot admin health mark-good       the boot is good: boot counting ends (under the
                                          sysroot lock); a no-op when systemd-bless-boot
@@ -31,7 +34,8 @@ record goes to /var (the stateroot's var, the one path that is writable even whe
 (of --os, if given), recorded in the stateroot's var in the sysroot, with a warning
 saying so. The counting verbs act on the booted deployment; for a sysroot that is not
 / (a rescue system, a test), --booted=NAME says which deployment booted. The units in
-units/sysroot-health-*.service run these verbs at boot.
+units/sysroot-health-*.service run these verbs at boot. The logic is the library's
+(health/flows.py, health/status.py): this module parses, calls and prints.
 
 `status --json` prints one object:
 
@@ -62,56 +66,37 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
 import sys
-import time
 from typing import Any
 
-from sysroot.boot.backends import CountingState, CountStatus
 from sysroot.cli.common import add_sysroot_options
-from sysroot.deploy import bootcount
-from sysroot.deploy.admin import Sysroot
-from sysroot.deploy.state import Deployment, SysrootState
-from sysroot.deploy.transaction import transaction
-from sysroot.errors import FormatError, SysrootError, UsageError
-from sysroot.health import (
-    RUNNING,
-    CheckKind,
-    CheckResult,
-    HealthRecord,
-    list_records,
-    load_config,
-    motd_text,
-    records_dir,
-    run_checks,
-    run_hooks,
-    stateroot_records_dir,
-    write_motd,
-    write_record,
+from sysroot.errors import UsageError
+from sysroot.health import CheckKind, CheckResult, Outcome
+from sysroot.health.flows import (
+    check,
+    check_fallback,
+    check_root,
+    check_target,
+    hooks,
+    load_sysroot,
+    mark_bad,
+    mark_good,
+    printable,
+    red_act,
+    red_decision,
+    red_plan,
 )
-from sysroot.health.counting import (
-    FALLBACK_ID,
-    INTERVENTION_ID,
-    REBOOT_ID,
-    Intervention,
-    Verdict,
-    clear_intervention,
-    decide_red,
-    key,
-    read_intervention,
-    write_intervention,
-)
-from sysroot.health.model import Outcome
-from sysroot.health.motd import append_motd, write_fallback_motd
-from sysroot.health.runner import BOOT_ID_PATH
-from sysroot.util import journal
+from sysroot.health.status import STATUS_SCHEMA, health_status
+from sysroot.util import journal  # noqa: F401 (the tests replace journal.send through it)
 from sysroot.util.run import run
 
 REBOOT = ["systemctl", "reboot"]
 
-STATUS_SCHEMA = "sysroot-health-status/v2"
+__all__ = ["STATUS_SCHEMA", "format_status", "printable", "register", "register_verbs"]
+
 EXIT_UNHEALTHY = 1
+EXIT_MANUAL = 1  # red --reboot, the loop breaker: greenboot's "Manual intervention necessary"
 STATUS_TAIL = 3  # output lines of a failed check that `status` shows (--json: all kept)
 
 
@@ -196,227 +181,85 @@ def _add_booted_option(p) -> None:
     )
 
 
-def _load(path: str) -> SysrootState:
-    sr = Sysroot(path)
-    if not os.path.isdir(sr.layout.root):
-        raise SysrootError(f"opendir({sr.layout.root}): No such file or directory")
-    state = sr.load()
-    state.require_initialized()
-    return state
-
-
-def _root(path: str) -> str:
-    if not os.path.isdir(path):
-        raise UsageError(f"--root={path}: not a directory")
-    return path
-
-
-# ------------------------------------------------------------------ check, green, red
+# ------------------------------------------------------------------ the verbs: parse, call, print
 
 
 def run_check(args) -> int:
-    root = _root(args.root)
-    state = _load(args.sysroot)
+    root = check_root(args.root)
+    state = load_sysroot(args.sysroot)
     # everything that can refuse the command does so before a check runs
-    if args.booted is not None:
-        target = _booted(state, args.booted)  # a sysroot that is not /: as told
-        directory = _records_dir(state, target)
-    elif state.booted is not None:
-        if args.os is not None and args.os != state.booted.osname:
-            raise UsageError(
-                f"--os={args.os}: the booted deployment is of stateroot {state.booted.osname}"
-            )
-        target = state.booted
-        directory = records_dir("/")  # the booted deployment's /var is its stateroot's
-    else:
-        candidates = [
-            d
-            for d in state.deployments
-            if not d.staged and (args.os is None or d.osname == args.os)
-        ]
-        if not candidates:
-            where = f" of stateroot {args.os}" if args.os is not None else ""
-            raise SysrootError(f"{state.layout.root}: no deployment{where} to record a check of")
-        target = candidates[0]
-        directory = stateroot_records_dir(state.layout, target.osname)
-        print(
-            f"warning: not booted into a deployment of {state.layout.root}; recording the"
-            f" result under its default deployment {target.osname} {target.name}",
-            file=sys.stderr,
-        )
-    config = load_config(root, os.environ)
-    write_motd(root, RUNNING)  # what a login shows while the checks run
-    report = run_checks(root, config)
+    target = check_target(state, args.booted, args.os)
+    if target.warning is not None:
+        print(f"warning: {target.warning}", file=sys.stderr)
+    report = check(root, target, os.environ)
     for result in report.failures():
         _say_failure(result)
-    write_motd(root, motd_text(report))
-    write_record(directory, report, deployment=key(target))
     return 0 if report.healthy else EXIT_UNHEALTHY
 
 
 def run_hooks_verb(args) -> int:
-    """greenboot green/red: every script runs; a failing one is reported, and, as in
-    greenboot, does not change the exit status (the hooks are not health checks).
-    red --reboot: then the red decision (what refuses it does so before red.d runs)."""
-    root = _root(args.root)
+    """greenboot green/red: a failing script is reported and, as in greenboot, does
+    not change the exit status. red --reboot: then the red decision (what refuses it
+    does so before red.d runs; a sysroot that cannot be loaded does not: red.d runs,
+    then the loop breaker)."""
+    root = check_root(args.root)
     if args.kind is CheckKind.RED and args.dry_run and not args.reboot:
         raise UsageError("--dry-run: only with --reboot")
-    state = _load(args.sysroot) if args.reboot else None
-    booted = _booted(state, args.booted) if state is not None else None
-    report = run_hooks(root, load_config(root, os.environ), args.kind)
+    plan = red_plan(args.sysroot, args.booted) if args.reboot else None
+    report = hooks(root, args.kind, os.environ)
     for result in report.failures():
         _say_failure(result)
-    if state is None or booted is None:
+    if plan is None:
         return 0
-    return _red_decision(args, root, state, booted)
-
-
-def _red_decision(args, root: str, state: SysrootState, booted: Deployment) -> int:
-    decision = decide_red(bootcount.status(state), booted)
-    name = key(booted)
-    if decision.verdict is Verdict.REBOOT:
-        message = f"{name} failed its health checks; {decision.reason}: rebooting"
-    else:
-        message = (
-            f"{name} failed its health checks and {decision.reason}: manual intervention"
-            " needed, not rebooting"
-        )
+    outcome = red_decision(plan)
     if args.dry_run:
-        print(f"{decision.verdict.value}: {printable(message)}")
+        print(f"{outcome.decision.verdict.value}: {printable(outcome.message)}")
         return 0
-    print(printable(message), file=sys.stderr)
-    if decision.verdict is Verdict.REBOOT:
-        journal.send(
-            message,
-            priority=journal.WARNING,
-            message_id=REBOOT_ID,
-            stderr=False,
-            SYSROOT_DEPLOYMENT=name,
-        )
-        run(REBOOT, capture=False)
-        return 0
-    journal.send(
-        message,
-        priority=journal.ERR,
-        message_id=INTERVENTION_ID,
-        stderr=False,
-        SYSROOT_DEPLOYMENT=name,
-    )
-    append_motd(root, f"Boot Status is RED - {message}")
-    record = Intervention(name, _boot_id(), time.time(), decision.reason)
-    write_intervention(_records_dir(state, booted), record)
-    return 0
+    print(printable(outcome.message), file=sys.stderr)
+    red_act(root, plan, outcome, reboot=_reboot)
+    # the loop breaker fails the unit, as greenboot's redboot-auto-reboot does:
+    # `systemctl --failed` shows that the boot needs a human
+    return 0 if outcome.reboot else EXIT_MANUAL
 
 
-def _boot_id() -> str:
-    try:
-        with open(BOOT_ID_PATH, encoding="ascii") as f:
-            return f.read().strip().replace("-", "")
-    except OSError:
-        return ""
-
-
-# ------------------------------------------------------------------ boot counting
-
-
-def _booted(state: SysrootState, given: str | None) -> Deployment:
-    """The booted deployment; for a sysroot that is not /, the one --booted names."""
-    if state.booted is not None:
-        if given is not None and given != key(state.booted):
-            raise UsageError(f"--booted={given}: booted is {key(state.booted)}")
-        return state.booted
-    if given is None:
-        raise SysrootError(
-            f"Not booted into a deployment of {state.layout.root}"
-            " (--booted=STATEROOT/deploy/CHECKSUM.SERIAL names one)"
-        )
-    for d in state.deployments:
-        if not d.staged and key(d) == given:
-            return d
-    raise UsageError(f"--booted={printable(given)}: no such deployment in {state.layout.root}")
-
-
-def _records_dir(state: SysrootState, d: Deployment) -> str:
-    """Where d's health records are: /var when it is running, else in the sysroot."""
-    if state.booted is not None and state.booted.identity == d.identity:
-        return records_dir("/")
-    return stateroot_records_dir(state.layout, d.osname)
-
-
-def _sysroot(path: str) -> Sysroot:
-    sr = Sysroot(path)
-    if not os.path.isdir(sr.layout.root):
-        raise SysrootError(f"opendir({sr.layout.root}): No such file or directory")
-    return sr
+def _reboot() -> None:
+    run(REBOOT, capture=False)
 
 
 def run_mark_good(args) -> int:
-    """bless() under the lock. On systemd-boot, systemd-bless-boot.service may rename
-    the entry first: then ours finds nothing counted (a no-op), or, when it renamed
-    between our read and our rename, fails; then the state decides (blessed by the
-    other one: done)."""
-    sr = _sysroot(args.sysroot)
-    with transaction(sr.layout) as tx:
-        state = tx.load()
-        state.require_initialized()
-        booted = _booted(state, args.booted)
-        name = key(booted)
-        try:
-            changed = bootcount.bless(tx, booted)
-        except SysrootError:
-            if _still_counted(bootcount.status(tx.load()), name):
-                raise
-            changed = False  # someone else ended the counting meanwhile
-    if changed:
-        print(f"{name}: boot marked good, boot counting ended")
-    clear_intervention(_records_dir(state, booted), name)
+    marked = mark_good(args.sysroot, args.booted)
+    if marked.changed:
+        print(f"{marked.deployment}: boot marked good, boot counting ended")
     return 0
 
 
-def _still_counted(counting: CountingState, name: str) -> bool:
-    return counting.deployment == name and counting.status is CountStatus.ARMED
-
-
 def run_mark_bad(args) -> int:
-    sr = _sysroot(args.sysroot)
-    with transaction(sr.layout) as tx:
-        state = tx.load()
-        state.require_initialized()
-        booted = _booted(state, args.booted)
-        changed = bootcount.mark_bad(tx, booted)
-    if changed:
-        print(f"{key(booted)}: boot marked bad, the next boot falls back")
+    marked = mark_bad(args.sysroot, args.booted)
+    if marked.changed:
+        print(f"{marked.deployment}: boot marked bad, the next boot falls back")
     else:
-        print(f"{key(booted)}: not counted (nothing to mark bad)", file=sys.stderr)
+        print(f"{marked.deployment}: not counted (nothing to mark bad)", file=sys.stderr)
     return 0
 
 
 def run_check_fallback(args) -> int:
-    root = _root(args.root)
-    sr = _sysroot(args.sysroot)
-    with transaction(sr.layout) as tx:
-        state = tx.load()
-        state.require_initialized()
-        booted = _booted(state, args.booted)
-        counting = bootcount.status(state)
-        change = bootcount.make_fallback_permanent(tx, booted)
-    if change is None:
-        return 0
-    done = f" after {counting.tries_done} tries" if counting.tries_done else ""
-    message = (
-        f"{counting.deployment} failed to boot{done}: the boot loader fell back to"
-        f" {key(booted)}, which is now the default"
-    )
-    journal.send(
-        message,
-        priority=journal.WARNING,
-        message_id=FALLBACK_ID,
-        stderr=False,
-        SYSROOT_FAILED_DEPLOYMENT=counting.deployment,
-        SYSROOT_DEPLOYMENT=key(booted),
-    )
-    write_fallback_motd(root, f"Boot Status is FALLBACK - {message}")
-    print(f"warning: {message}", file=sys.stderr)
+    root = check_root(args.root)
+    fell_back = check_fallback(root, args.sysroot, args.booted)
+    if fell_back is not None:
+        print(f"warning: {fell_back.message}", file=sys.stderr)
+    return 0
+
+
+def run_status(args) -> int:
+    status = health_status(load_sysroot(args.sysroot), args.os)
+    for line in status.warnings:
+        print(f"warning: {printable(line)}", file=sys.stderr)
+    data = status.to_json()
+    if args.json:
+        json.dump(data, sys.stdout, indent=2)
+        print()
+    else:
+        sys.stdout.write(format_status(data))
     return 0
 
 
@@ -443,122 +286,7 @@ def _noun(kind: CheckKind) -> str:
     return "health check" if kind in (CheckKind.REQUIRED, CheckKind.WANTED) else "script"
 
 
-def printable(text: str) -> str:
-    """text with control characters escaped: a record or a script's output must not
-    drive the terminal it is shown on."""
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
-
-
-# ------------------------------------------------------------------ status
-
-
-def run_status(args) -> int:
-    state = _load(args.sysroot)
-    deployments = [d for d in state.deployments if args.os is None or d.osname == args.os]
-    warnings: list[str] = []
-    records: dict[str, list[HealthRecord]] = {}
-    interventions: dict[str, Intervention | None] = {}
-    for osname in dict.fromkeys(d.osname for d in deployments):
-        directory = stateroot_records_dir(state.layout, osname)
-        records[osname], errors = list_records(directory)
-        warnings += errors
-        try:
-            interventions[osname] = read_intervention(directory)
-        except FormatError as e:
-            interventions[osname] = None
-            warnings.append(str(e))
-    try:
-        counting = bootcount.status(state)
-    except SysrootError as e:  # a damaged grubenv: the rest is still worth showing
-        counting = CountingState(CountStatus.OFF)
-        warnings.append(f"boot counting: {e}")
-    for line in warnings:
-        print(f"warning: {printable(line)}", file=sys.stderr)
-    out = []
-    for d in deployments:
-        name = key(d)
-        newest = next((r for r in reversed(records[d.osname]) if r.deployment == name), None)
-        booted = state.booted is not None and d.identity == state.booted.identity
-        entry = _status_entry(d, booted, newest)
-        entry["counting"] = (
-            _counting_json(counting, with_name=False) if counting.deployment == name else None
-        )
-        failed = d.origin.get(bootcount.FAILED_GROUP, "failed") if d.origin else None
-        entry["failed_boot"] = failed
-        found = interventions[d.osname]
-        entry["intervention"] = (
-            {"boot_id": found.boot_id, "time": _finite(found.time), "reason": found.reason}
-            if found is not None and found.deployment == name
-            else None
-        )
-        out.append(entry)
-    data = {
-        "schema": STATUS_SCHEMA,
-        "sysroot": state.layout.root,
-        "counting": _counting_json(counting, with_name=True),
-        "deployments": out,
-        "warnings": warnings,
-    }
-    if args.json:
-        json.dump(data, sys.stdout, indent=2)
-        print()
-    else:
-        sys.stdout.write(format_status(data))
-    return 0
-
-
-def _counting_json(counting: CountingState, *, with_name: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"state": counting.status.value}
-    if with_name:
-        out["deployment"] = counting.deployment
-    out.update(tries_left=counting.tries_left, tries_done=counting.tries_done)
-    return out
-
-
-def _status_entry(d: Deployment, booted: bool, record: HealthRecord | None) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "index": d.index,
-        "stateroot": d.osname,
-        "checksum": d.csum,
-        "serial": d.deployserial,
-        "deployment": key(d),
-        "booted": booted,
-        "staged": d.staged,
-        "health": "unchecked",
-        "record": None,
-        "boot_id": None,
-        "started": None,
-        "finished": None,
-        "failed_checks": [],
-    }
-    if record is None:
-        return entry
-    report = record.report
-    entry.update(
-        health="healthy" if report.healthy else "failed",
-        record=record.name,
-        boot_id=report.boot_id,
-        started=_finite(report.started),
-        finished=_finite(report.finished),
-        failed_checks=[
-            {
-                "name": r.check.name,
-                "path": "/" + r.check.path,
-                "kind": r.check.kind.value,
-                "outcome": r.outcome.value,
-                "exit_status": r.exit_status,
-                "duration": _finite(r.duration),
-                "tail": [line.text for line in r.tail],
-            }
-            for r in report.failures()
-        ],
-    )
-    return entry
-
-
-def _finite(value: float) -> float | None:
-    """A record's number, or None for NaN and infinities (which JSON cannot carry)."""
-    return value if math.isfinite(value) else None
+# ------------------------------------------------------------------ status as text
 
 
 def _when(seconds: float | None) -> str:
