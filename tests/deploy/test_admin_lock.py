@@ -243,28 +243,7 @@ def test_staged_commands_wait_for_the_lock(make_booted, holder):  # noqa: F811
     b = make_booted()
     staged = b.staged_file
     for args in STAGED_COMMANDS:
-        argv = [
-            "unshare",
-            "--mount",
-            "--pid",
-            "--fork",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            HARNESS,
-            "harness",
-            str(b.deploy_parent / b.booted),
-            str(b.path),
-            str(b.run),
-            str(b.path / "ostree/deploy" / OSNAME / "var"),
-            " ".join(BINDS),
-            sys.executable,
-            "-m",
-            "sysroot",
-            "admin",
-            *args,
-        ]
+        argv = b.argv(sys.executable, "-m", "sysroot", "admin", *args)
         record = staged.read_bytes() if staged.exists() else None
         blocks_then_completes(b.path, holder, argv, also=(b.run,))
         after = staged.read_bytes() if staged.exists() else None

@@ -431,29 +431,14 @@ def _with_fake_cmdline(b, tool: str, *args: str):
     from sysroot.util.run import clean_env
 
     return subprocess.run(
-        [
-            "unshare",
-            "--mount",
-            "--pid",
-            "--fork",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            harness.HARNESS,
-            "harness",
-            str(b.deploy_parent / b.booted),
-            str(b.path),
-            str(b.run),
-            str(b.path / "ostree/deploy" / OSNAME / "var"),
-            " ".join(harness.BINDS),
+        b.argv(
             "sh",
             "-c",
             'mount --bind /run/cmdline /proc/cmdline && exec "$@"',
             "sh",
             *harness.tool_argv(tool),
             *args,
-        ],
+        ),
         capture_output=True,
         env=clean_env(),
         timeout=120,

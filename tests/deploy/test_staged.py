@@ -108,27 +108,30 @@ class Booted:
     def staged_file(self) -> Path:
         return self.run / "ostree/staged-deployment"
 
+    def argv(self, *command: str) -> list[str]:
+        """command run inside the booted system (HARNESS, in a mount and PID namespace)."""
+        return [
+            "unshare",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            HARNESS,
+            "harness",
+            str(self.deploy_parent / self.booted),
+            str(self.path),
+            str(self.run),
+            str(self.path / "ostree/deploy" / OSNAME / "var"),
+            " ".join(BINDS),
+            *command,
+        ]
+
     def __call__(self, tool: str, *args: str, check: bool = True, env: dict | None = None):
         proc = subprocess.run(
-            [
-                "unshare",
-                "--mount",
-                "--pid",
-                "--fork",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                HARNESS,
-                "harness",
-                str(self.deploy_parent / self.booted),
-                str(self.path),
-                str(self.run),
-                str(self.path / "ostree/deploy" / OSNAME / "var"),
-                " ".join(BINDS),
-                *tool_argv(tool),
-                *args,
-            ],
+            self.argv(*tool_argv(tool), *args),
             capture_output=True,
             env=clean_env(env),
             timeout=120,
