@@ -4,6 +4,7 @@ vm-tests/run's job."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,8 +16,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "vm-tests"))
 
 from vmtest import cache, hostcheck  # noqa: E402
 from vmtest.disk import Partition, loop_devices, partition, write_fat  # noqa: E402
+from vmtest.health_scenarios import (  # noqa: E402
+    LOOP_BREAKER_SETUP,
+    REBOOTED,
+    WATCH,
+    expect_red_reboot,
+    tries_of,
+)
+from vmtest.healthguest import (  # noqa: E402
+    HEALTH,
+    booted_on_console,
+    expect_armed,
+    expect_blessed,
+)
 from vmtest.qemu import PREAMBLE, BootResult, boot_summary, parse_console  # noqa: E402
-from vmtest.scenarios import ScenarioFailed, check_after_cut, guest_check_timing  # noqa: E402
+from vmtest.scenarios import check_after_cut, guest_check_timing  # noqa: E402
+from vmtest.verdict import ScenarioFailed  # noqa: E402
 
 CONSOLE = """\
 [    3.1] Linux version 6.1.0
@@ -328,3 +343,122 @@ def test_after_a_cut_the_guest_must_list_what_the_host_read_off_the_disk():
     )
     with pytest.raises(ScenarioFailed, match="cleanup_rc"):
         check_after_cut(before, failed_cleanup, host)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("script", [WATCH, LOOP_BREAKER_SETUP], ids=["watch", "loop-breaker"])
+def test_the_health_scripts_are_valid_shell(script):
+    """The guest runs them with sh (dash): a syntax error would only show in a VM."""
+    r = subprocess.run(["sh", "-n"], input=(PREAMBLE + script).encode(), capture_output=True)
+    assert r.returncode == 0, r.stderr.decode()
+
+
+@pytest.mark.unit
+def test_health_report_reads_the_status_json(tmp_path):
+    """health_report, run by sh against a `sysroot` that prints a health status, as
+    `admin health status --json` does (the schema is tested with the CLI)."""
+    doc = {
+        "counting": {"state": "armed", "deployment": "os/deploy/c2.0", "tries_left": 2},
+        "deployments": [
+            {
+                "checksum": "c2",
+                "serial": 0,
+                "health": "failed",
+                "failed_boot": None,
+                "failed_checks": [
+                    {
+                        "name": "50-a.sh",
+                        "kind": "required",
+                        "outcome": "failed",
+                        "tail": ["x", "why"],
+                    }
+                ],
+                "intervention": {"reason": "stuck"},
+            }
+        ],
+    }
+    fake = tmp_path / "sysroot"
+    fake.write_text(f"#!/bin/sh\ncat <<'EOF'\n{json.dumps(doc)}\nEOF\n")
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    script = PREAMBLE + HEALTH + "health_report\n"
+    r = subprocess.run(["sh"], input=script.encode(), capture_output=True, env=env, check=True)
+    result = BootResult(log="", output=r.stdout.decode().splitlines())
+    assert result.values() == {
+        "health_rc": "0",
+        "counting": "armed",
+        "counting_deployment": "c2.0",
+        "counting_tries_left": "2",
+        "health.c2.0": "failed",
+        "failed_boot.c2.0": "none",
+        "failed_checks.c2.0": "50-a.sh:required:failed",
+        "failed_tail.c2.0": "why",
+        "intervention.c2.0": "stuck",
+    }
+
+
+@pytest.mark.unit
+def test_the_booted_deployment_is_read_off_the_console():
+    log = (
+        "[ 5.1] sysroot-prepare-root: booting deployment /ostree/deploy/os/deploy/c1.0\n"
+        "[ 9.9] sysroot-prepare-root: booting deployment /ostree/deploy/os/deploy/c2.1\r\n"
+    )
+    boot = BootResult(log=log)
+    assert booted_on_console(boot) == "c2.1"
+    assert booted_on_console(BootResult(log="no initrd line")) == ""
+    assert tries_of([boot, boot, BootResult(log="")], "c2.1") == 2
+
+
+@pytest.mark.unit
+def test_armed_is_the_counter_in_the_entry_name_or_in_grubenv():
+    boot = BootResult(log="")
+    expect_armed(
+        "systemd-boot", {"entries": "ostree-1-9998-os.conf ostree-2-9999-os+3.conf"}, 3, boot
+    )
+    with pytest.raises(ScenarioFailed, match=r"no entry armed with \+3"):
+        expect_armed("systemd-boot", {"entries": "ostree-2-9999-os+2-1.conf"}, 3, boot)
+    expect_armed("grub2", {"grubenv": "boot_counter=2 boot_success=0"}, 2, boot)
+    with pytest.raises(ScenarioFailed, match="grubenv is not armed"):
+        expect_armed("grub2", {"grubenv": "boot_counter=2 boot_success=1"}, 2, boot)
+
+
+def _blessed(**extra: str) -> dict:
+    return {
+        "unit.sysroot-health-check.service": "active",
+        "unit.sysroot-health-green.service": "active",
+        "mark_good": "os/deploy/c2.0: boot marked good (2 tries left), boot counting ended",
+        "health.c2.0": "healthy",
+        **extra,
+    }
+
+
+@pytest.mark.unit
+def test_blessed_means_marked_good_after_a_counted_boot_and_no_counter_left():
+    boot = BootResult(log="")
+    sd = _blessed(entries="ostree-1-9998-os.conf ostree-2-9999-os.conf", counting="off")
+    expect_blessed("systemd-boot", sd, "c2.0", 2, boot)
+    with pytest.raises(ScenarioFailed, match="an entry still counts"):
+        expect_blessed(
+            "systemd-boot", {**sd, "entries": "ostree-2-9999-os+2-1.conf"}, "c2.0", 2, boot
+        )
+    with pytest.raises(ScenarioFailed, match="with 3 tries left"):
+        expect_blessed("systemd-boot", sd, "c2.0", 3, boot)
+    grub = _blessed(grubenv="boot_success=1", counting="blessed")
+    expect_blessed("grub2", grub, "c2.0", 2, boot)
+    with pytest.raises(ScenarioFailed, match="grubenv is not blessed"):
+        expect_blessed(
+            "grub2", {**grub, "grubenv": "boot_counter=2 boot_success=1"}, "c2.0", 2, boot
+        )
+    with pytest.raises(ScenarioFailed, match="not healthy"):
+        expect_blessed("grub2", {**grub, "health.c2.0": "failed"}, "c2.0", 2, boot)
+
+
+@pytest.mark.unit
+def test_a_red_reboot_is_told_from_the_drivers_power_off():
+    out = ["R: unit.sysroot-health-check.service=failed"]
+    red = "Starting sysroot-health-re…s failed: run the red.d scripts...\n"
+    expect_red_reboot(BootResult(log=red + REBOOTED, output=out))
+    with pytest.raises(ScenarioFailed, match="did not end in a reboot"):
+        expect_red_reboot(BootResult(log=red + "reboot: Power down", output=out))
+    with pytest.raises(ScenarioFailed, match="did not fail"):
+        expect_red_reboot(BootResult(log=red + REBOOTED, output=[]))

@@ -327,16 +327,20 @@ def a_run(tmp_path):
 
 
 def test_the_plan_builds_disks_first_then_the_long_scenarios(a_run):
-    jobs, labels = main.plan(a_run, ["systemd-boot", "grub2"], ["1", "2", "3", "4", "5", "6"])
+    jobs, labels = main.plan(a_run, ["systemd-boot", "grub2"], list("12345678"))
     assert [j.name for j in jobs] == [
         "disk systemd-boot",
         "disk grub2",
         "systemd-boot/4",
         "grub2/4",
-        "systemd-boot/6",
-        "grub2/6",
+        "systemd-boot/8",
+        "grub2/8",
         "systemd-boot/1,2,3",
         "grub2/1,2,3",
+        "systemd-boot/7",
+        "grub2/7",
+        "systemd-boot/6",
+        "grub2/6",
         "systemd-boot/5",
         "grub2/5",
     ]
@@ -386,8 +390,8 @@ def test_a_failed_disk_leaves_its_back_ends_scenarios_unrun(a_run):
         assert outcome.state is expected, name
     assert [n for n in ran if n.startswith("systemd-boot/")] == [
         "systemd-boot/4",
-        "systemd-boot/6",
         "systemd-boot/1,2,3",
+        "systemd-boot/6",
         "systemd-boot/5",
     ]
 

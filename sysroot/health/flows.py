@@ -196,8 +196,14 @@ def red_decision(plan: RedPlan) -> RedOutcome:
             " intervention needed, not rebooting"
         )
         return RedOutcome(decision, None, message)
-    decision = decide_red(bootcount.status(plan.state), plan.booted)
     name = key(plan.booted)
+    try:
+        decision = decide_red(bootcount.status(plan.state), plan.booted)
+    except SysrootError as e:
+        # a damaged grubenv (say), found after red.d ran: the loop breaker decides, not
+        # an error that would leave the boot without a decision or a record
+        why = printable(f"the boot counting state could not be read ({e})")
+        decision = RedDecision(Verdict.MANUAL, why)
     if decision.verdict is Verdict.REBOOT:
         message = f"{name} failed its health checks; {decision.reason}: rebooting"
     else:
@@ -249,6 +255,9 @@ def boot_id() -> str:
 class Marked:
     deployment: str
     changed: bool  # False: nothing was counted (or someone else ended it)
+    # the counting as it stood before: how many tries the boot loader had left (the
+    # evidence that this boot ran counted)
+    before: CountingState | None = None
 
 
 def mark_good(sysroot: str, booted: str | None) -> Marked:
@@ -262,6 +271,7 @@ def mark_good(sysroot: str, booted: str | None) -> Marked:
         state.require_initialized()
         d = booted_deployment(state, booted)
         name = key(d)
+        before = bootcount.status(state)
         try:
             changed = bootcount.bless(tx, d)
         except SysrootError:
@@ -269,7 +279,7 @@ def mark_good(sysroot: str, booted: str | None) -> Marked:
                 raise
             changed = False  # someone else ended the counting meanwhile
     clear_intervention(deployment_records_dir(state, d), name)
-    return Marked(name, changed)
+    return Marked(name, changed, before if before.deployment == name else None)
 
 
 def _still_counted(counting: CountingState, name: str) -> bool:

@@ -18,7 +18,9 @@ import pytest
 
 from sysroot.boot.backends import SystemdBootBackend
 from sysroot.cli.commands import health as health_cli
-from sysroot.health.counting import FALLBACK_ID, INTERVENTION_ID, REBOOT_ID
+from sysroot.health.counting import FALLBACK_ID, INTERVENTION_ID, REBOOT_ID, read_intervention
+from sysroot.health.flows import load_sysroot
+from sysroot.health.records import stateroot_records_dir
 from tests.boot.test_boot_counting import deploy, grub_boot, make_sysroot, sd_boot
 from tests.deploy.test_staged import Booted, booted_tree
 from tests.health.conftest import USR_REQUIRED, Root
@@ -71,7 +73,7 @@ class Machine:
 
     def health(self, verb: str, *extra: str, booted: str | None = None) -> Result:
         args = ["admin", "health", verb, f"--sysroot={self.sr.path}"]
-        if verb in ("check", "red", "check-fallback"):
+        if verb in ("check", "red", "check-fallback", "green"):
             args.append(f"--root={self.root}")
         return cli(*args, f"--booted={booted or self.booted}", *extra)
 
@@ -111,7 +113,7 @@ def test_a_good_boot_is_blessed(m):
     assert m.entry(1)["counting"] is None
     r = m.health("mark-good")
     assert (r.rc, r.err) == (0, "")
-    assert r.out == f"{m.name(2)}: boot marked good, boot counting ended\n"
+    assert r.out == f"{m.name(2)}: boot marked good (2 tries left), boot counting ended\n"
     if m.bootloader == "grub2":
         assert m.status()["counting"]["state"] == "blessed"
         assert m.entry(2)["counting"]["state"] == "blessed"
@@ -195,6 +197,70 @@ def test_a_fall_back_is_made_permanent_then_the_loop_breaker_holds(m):
     # fixed by hand, a good boot: the loop breaker's record goes
     assert m.health("mark-good").rc == 0
     assert m.entry(1)["intervention"] is None
+
+
+def test_red_with_a_grubenv_damaged_by_red_d_is_the_loop_breaker(tmp_path, ostree, monkeypatch):
+    """The counting state is read after red.d ran: when it cannot be read then, the
+    loop breaker decides (journal, motd, record, exit 1), not an error without any."""
+    m = Machine(tmp_path, ostree, "grub2", monkeypatch)
+    assert m.boot() == m.name(2)
+    m.failing_check()
+    assert m.health("check").rc == 1
+    env = Path(m.sr.path) / "boot/grub/grubenv"
+    m.root.script("etc/greenboot/red.d", "50-damage.sh", f"printf 'not a grubenv' > {env}")
+    r = m.health("red", "--reboot")
+    assert r.rc == 1 and m.reboots == []
+    assert "etc/greenboot/red.d/50-damage.sh" in m.root.ran()
+    assert "the boot counting state could not be read" in r.err
+    assert r.err.rstrip().endswith("manual intervention needed, not rebooting")
+    ((msg, fields),) = m.journal
+    assert fields["message_id"] == INTERVENTION_ID and fields["SYSROOT_DEPLOYMENT"] == m.name(2)
+    assert m.motd().endswith(f"Boot Status is RED - {msg}\n")
+    state = load_sysroot(m.sr.path)
+    found = read_intervention(stateroot_records_dir(state.layout, OSNAME))
+    assert found is not None and found.deployment == m.name(2)
+
+
+def test_the_check_unit_makes_a_fall_back_permanent_then_checks(m):
+    """check --check-fallback (the check unit): check-fallback and the checks in one
+    process, the fall-back first; on a boot that did not fall back, the checks alone."""
+    m.failing_check()
+    assert [m.boot() for _ in range(4)] == [m.name(2)] * 3 + [m.name(1)]
+    r = m.health("check", "--check-fallback")
+    assert r.rc == 1 and "the app is down" in r.err
+    assert r.err.startswith(f"warning: {m.name(2)} failed to boot")
+    assert [(fields["message_id"]) for _, fields in m.journal] == [FALLBACK_ID]
+    status = m.status()
+    assert [d["deployment"] for d in status["deployments"]] == [m.name(1), m.name(2)]
+    assert status["deployments"][1]["failed_boot"] is not None
+    assert status["deployments"][0]["health"] == "failed"  # the checks ran, on 1
+    r = m.health("check", "--check-fallback")  # done: the checks alone
+    assert r.rc == 1 and "fell back" not in r.err and len(m.journal) == 1
+
+
+def test_the_green_unit_marks_the_boot_good_then_runs_green_d(m):
+    assert m.boot() == m.name(2)
+    m.root.script("etc/greenboot/green.d", "50-hello.sh", "echo hello")
+    r = m.health("green", "--mark-good")
+    assert (r.rc, r.err) == (0, "sysroot: Script '50-hello.sh' SUCCESS\n")
+    assert r.out == f"{m.name(2)}: boot marked good (2 tries left), boot counting ended\n"
+    assert m.root.ran() == ["etc/greenboot/green.d/50-hello.sh"]
+    state = "blessed" if m.bootloader == "grub2" else "off"
+    assert m.status()["counting"]["state"] == state
+    # without --mark-good: green.d only
+    r = m.health("green")
+    assert (r.rc, r.out) == (0, "") and len(m.root.ran()) == 2
+
+
+def test_green_d_runs_when_marking_the_boot_good_fails(m):
+    assert m.boot() == m.name(2)
+    m.root.script("etc/greenboot/green.d", "50-hello.sh", "echo hello")
+    r = m.health("green", "--mark-good", booted="testos/deploy/nope.0")
+    assert r.rc == 2 and r.err.splitlines()[-1].endswith(
+        "testos/deploy/nope.0: no such deployment in " + m.sr.path
+    )
+    assert m.root.ran() == ["etc/greenboot/green.d/50-hello.sh"]
+    assert m.status()["counting"]["state"] == "armed"  # not marked
 
 
 def test_mark_bad_falls_back_at_the_next_boot(m):
@@ -293,7 +359,7 @@ def test_booted_system_needs_no_booted_option(tmp_path, ostree, sysroot):
     r = b("sysroot", "admin", "health", "mark-good", f"--booted={OSNAME}/deploy/x.0", check=False)
     assert r.returncode == 2 and f"booted is {name}" in r.stderr.decode()
     r = b("sysroot", "admin", "health", "mark-good")
-    assert r.stdout.decode() == f"{name}: boot marked good, boot counting ended\n"
+    assert r.stdout.decode() == f"{name}: boot marked good (3 tries left), boot counting ended\n"
     assert status()["counting"]["state"] == "blessed"
     # blessed, then failing: nothing counts it any more, the loop breaker holds
     checks = b.etc / "greenboot/check/required.d"

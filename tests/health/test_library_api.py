@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from sysroot.boot.backends import CountStatus
 from sysroot.health import (
     CheckKind,
     HealthStatus,
@@ -93,7 +94,8 @@ def test_the_flow_of_a_failed_boot_without_the_cli(tmp_path, ostree):
     assert red_decision(red_plan(sr.path, booted)).decision.verdict is Verdict.REBOOT
     assert check_fallback(str(root), sr.path, booted) is None  # it did not fall back
     good = mark_good(sr.path, booted)
-    assert good.deployment == name
+    assert good.deployment == name and good.changed
+    assert good.before is not None and good.before.status is CountStatus.BAD
     plan = red_plan(sr.path, booted)
     outcome = red_decision(plan)
     assert not outcome.reboot

@@ -43,6 +43,7 @@ KARGS = [
     "loglevel=4",
     "systemd.show_status=true",
 ]
+COUNTING_TRIES = 3  # greenboot's default GREENBOOT_MAX_BOOT_ATTEMPTS
 SYSTEMD_BOOT_EFI = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
 GRUB_MODULES = [
     "part_gpt",
@@ -65,6 +66,8 @@ GRUB_MODULES = [
     "sleep",
     "reboot",
     "halt",
+    # grubenv: load_env/save_env of the boot-counting script grub.cfg carries
+    "loadenv",
 ]
 
 
@@ -243,6 +246,10 @@ def setup_sysroot(root: str, tree: str, backend: str, work: str) -> tuple[str, s
         *[f"--karg={k}" for k in KARGS],
         f"{OS}/stable",
     )
+    # boot counting from here on, as an installed system turns it on: later deploys
+    # arm it (GREENBOOT_MAX_BOOT_ATTEMPTS of the booted /etc, or these 3 tries)
+    tries = str(COUNTING_TRIES)
+    sysroot_cli(f"--repo={repo}", "config", "set", "sysroot.boot-counting-tries", tries)
     return c1, c2
 
 

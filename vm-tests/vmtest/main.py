@@ -21,20 +21,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sysroot.util.run import run
+from vmtest import health_scenarios, scenarios
 from vmtest.cache import cache_dir
 from vmtest.disk import BaseDisk, build_disk
 from vmtest.ostree_tree import build_tree, kernel_version
 from vmtest.qemu import STOP, Machine, probe_accel
 from vmtest.rootfs import build_rootfs
-from vmtest.scenarios import FRESH_DISK, SCENARIOS, Context, ScenarioFailed
 from vmtest.schedule import Job, Outcome, Schedule, State
 from vmtest.timing import Ledger, Stage
+from vmtest.verdict import Context, ScenarioFailed
 
 BACKENDS = ("systemd-boot", "grub2")
 LOG_TAIL = 120  # lines of a failing boot's serial console to print
 # the order jobs start in when workers are free: the longest first (see the README's
 # Time section), so that no long job starts last and runs alone
-START_ORDER = ("4", "6", "shared", "5")
+START_ORDER = ("4", "8", "shared", "7", "6", "5")
+SCENARIOS = {**scenarios.SCENARIOS, **health_scenarios.SCENARIOS}
+FRESH_DISK = scenarios.FRESH_DISK | health_scenarios.FRESH_DISK
 GUEST_MEMORY_GIB = 2  # qemu -m of each guest (vmtest/qemu.py)
 
 _print_lock = threading.Lock()

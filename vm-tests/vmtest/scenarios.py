@@ -2,49 +2,46 @@
 for the power cuts, what the host finds on the disk once qemu stopped: hostcheck.py).
 
 Scenarios 1-3 run in order on one machine (a later one, asked for alone, first runs
-the earlier ones as its setup); scenario 4 (power cuts) starts from a fresh disk.
-A failed check raises ScenarioFailed with the evidence; the runner prints the serial
-log of the boot that failed.
+the earlier ones as its setup); scenarios 4 (power cuts), 5 (a wrong ostree=) and 6
+(a staged upgrade over HTTP) each start from a fresh disk. Boot counting and health
+checks are checked where these boots already happen (2, 3, 6: healthguest.py); the
+failure paths are health_scenarios.py. A failed check raises ScenarioFailed with the
+evidence; the runner prints the serial log of the boot that failed.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 
-from vmtest.disk import OS, BaseDisk
+from vmtest.disk import COUNTING_TRIES, OS
+from vmtest.healthguest import (
+    HEALTH,
+    SETTLE_AND_REPORT,
+    check_script,
+    expect_armed,
+    expect_blessed,
+)
 from vmtest.hostcheck import HostReport, check_disk
-from vmtest.qemu import BootResult, Machine, mark
+from vmtest.qemu import BootResult, mark
 from vmtest.serve import serving
-from vmtest.timing import Ledger, Stage
+from vmtest.timing import Stage
+from vmtest.verdict import (
+    STATUS,
+    Context,
+    deployment_of,
+    expect,
+    expect_equal,
+    finished,
+    first_values,
+)
 
-
-class ScenarioFailed(Exception):
-    def __init__(self, message: str, boot: BootResult | None = None):
-        super().__init__(message)
-        self.boot = boot
-
-
-# Guest side: the deployment list as `sysroot admin status --json` gives it.
-STATUS = r"""
-status_report() {
-python3 - "$@" <<'PY'
-import json, subprocess, sys
-p = subprocess.run(["sysroot", "admin", "status", "--json"], capture_output=True, text=True)
-print(f"R: status_rc={p.returncode}")
-if p.returncode:
-    print("R: status_error=" + p.stderr.strip().replace("\n", " | "))
-    sys.exit(0)
-ds = json.loads(p.stdout)["deployments"]
-names = [f"{d['checksum']}.{d['serial']}" for d in ds]
-print("R: deployments=" + ",".join(names))
-for flag in ("booted", "rollback", "pending", "staged"):
-    print(f"R: {flag}=" + next((n for n, d in zip(names, ds) if d[flag]), "none"))
-PY
-}
+REQUIRED_CHECK = "40-vmtest-local-conf.sh"  # passes: prints the machine's local.conf
+# what it printed this boot, from the journal (the runner's SYSROOT_CHECK field, on its
+# output lines and on its result entry, "Script '...' SUCCESS")
+CHECK_OUTPUT = f"""
+result check_said "$(journalctl -b -o cat SYSROOT_CHECK={REQUIRED_CHECK} | grep ^local= | tail -1)"
 """
-
+WANTED_CHECK = "50-vmtest-wanted.sh"  # fails: a warning, the boot is good all the same
 SYSTEM_FACTS = (
     STATUS
     + r"""
@@ -74,40 +71,6 @@ result remount "$(systemctl is-active sysroot-remount.service)"
 result boot_fstype "$(findmnt -n -o FSTYPE /boot)"
 """
 )
-
-
-def expect(cond: bool, message: str, boot: BootResult) -> None:
-    if not cond:
-        raise ScenarioFailed(message, boot)
-
-
-def expect_equal(values: dict, key: str, want: str, boot: BootResult) -> None:
-    got = values.get(key)
-    expect(got == want, f"{key}: expected {want!r}, guest reported {got!r}", boot)
-
-
-def finished(boot: BootResult) -> dict:
-    expect(
-        boot.rc is not None,
-        f"the guest never ran the test script (qemu ran {boot.seconds:.0f} s)",
-        boot,
-    )
-    expect(boot.rc == 0, f"the test script failed in the guest (exit {boot.rc})", boot)
-    return boot.values()
-
-
-def deployment_of(values: dict, key: str) -> str:
-    """The commit checksum of deployment `key` (booted, rollback...) in values."""
-    return values.get(key, "none").split(".")[0]
-
-
-@dataclass
-class Context:
-    disk: BaseDisk
-    machine: Machine
-    log: Callable[[str], None]
-    ledger: Ledger | None = None  # where the host checks' time is added up
-    job: str = ""  # the name the ledger knows this scenario's job by
 
 
 def check_booted_system(ctx: Context, v: dict, boot: BootResult, commit: str) -> None:
@@ -160,10 +123,13 @@ def scenario_1(ctx: Context) -> str:
 def scenario_2(ctx: Context) -> str:
     boot = ctx.machine.boot(
         STATUS
+        + HEALTH
+        + check_script("required", REQUIRED_CHECK, "cat /etc/vmtest/local.conf && exit 0")
         + f"""
 echo "local=edited-by-admin" > /etc/vmtest/local.conf
 sysroot admin deploy --os={OS} {OS}/next
 status_report
+boot_state
 action reboot
 """
     )
@@ -173,33 +139,48 @@ action reboot
         f"after the deploy, commit 2 is not pending: {v}",
         boot,
     )
-    boot = ctx.machine.boot(SYSTEM_FACTS)
+    expect_armed(ctx.disk.backend, v, COUNTING_TRIES, boot)
+    # the good upgrade: it boots counted, its checks pass, the counter goes
+    boot = ctx.machine.boot(SYSTEM_FACTS + HEALTH + SETTLE_AND_REPORT + CHECK_OUTPUT)
     v = finished(boot)
     check_booted_system(ctx, v, boot, ctx.disk.commit2)
+    expect_blessed(ctx.disk.backend, v, v["booted"], COUNTING_TRIES - 1, boot)
+    expect_equal(v, "check_said", "local=edited-by-admin", boot)  # it ran, in this /etc
+    expect_equal(v, f"failed_checks.{v['booted']}", "", boot)
     expect_equal(v, "local_conf", "local=edited-by-admin", boot)
     expect_equal(v, "defaults_conf", "value=2", boot)
     expect_equal(v, "release", "2", boot)
     expect(deployment_of(v, "rollback") == ctx.disk.commit1, "commit 1 is not the rollback", boot)
-    return "commit 2 booted after reboot; /etc edit kept, new default arrived, 1 is rollback"
+    return (
+        "commit 2 booted counted after reboot, checks passed, counter gone; /etc edit kept, "
+        "new default arrived, 1 is rollback"
+    )
 
 
 def scenario_3(ctx: Context) -> str:
     boot = ctx.machine.boot(
         STATUS
+        + HEALTH
         + """
 sysroot admin rollback
 status_report
+boot_state
 action reboot
 """
     )
-    finished(boot)
-    boot = ctx.machine.boot(SYSTEM_FACTS)
+    v = finished(boot)
+    # a rollback to a deployment that is not the booted one arms counting too
+    expect_armed(ctx.disk.backend, v, COUNTING_TRIES, boot)
+    boot = ctx.machine.boot(SYSTEM_FACTS + HEALTH + SETTLE_AND_REPORT)
     v = finished(boot)
     check_booted_system(ctx, v, boot, ctx.disk.commit1)
+    expect_blessed(ctx.disk.backend, v, v["booted"], COUNTING_TRIES - 1, boot)
     expect_equal(v, "release", "1", boot)
     expect_equal(v, "local_conf", "local=edited-by-admin", boot)
     expect(deployment_of(v, "rollback") == ctx.disk.commit2, "commit 2 is not the rollback", boot)
-    return "after admin rollback and reboot: commit 1 again, commit 2 is the rollback"
+    return (
+        "after admin rollback (armed) and reboot: commit 1 again, blessed, commit 2 is the rollback"
+    )
 
 
 # Power cuts: after each cut the host checks the disk (hostcheck.py: fsck, boot
@@ -304,16 +285,6 @@ result deploy_rc $?
 mark deploy-done
 """
 )
-
-
-def first_values(boot: BootResult) -> dict:
-    """The script's values, each as first reported (status before the admin command)."""
-    values: dict[str, str] = {}
-    for line in boot.output:
-        if line.startswith("R: ") and "=" in line:
-            k, _, val = line[3:].partition("=")
-            values.setdefault(k.strip(), val.strip())
-    return values
 
 
 def check_after_cut(before: dict, boot: BootResult, host: HostReport) -> str:
@@ -494,11 +465,14 @@ sync
 mark staged
 sleep 600
 """
-LATE_EDIT_AND_REBOOT = """
+LATE_EDIT_AND_REBOOT = (
+    check_script("wanted", WANTED_CHECK, 'echo "<4>vmtest: wanted check fails"; exit 1')
+    + """
 echo "local=after-staging" > /etc/vmtest/local.conf
 mkdir -p /var/log/journal && journalctl --flush  # keep this boot's journal for the next
 action reboot
 """
+)
 FINALIZE_JOURNAL = r"""
 journalctl -b -1 -u sysroot-finalize-staged.service -o cat > /run/finalize.log
 result finalize_log "$(grep -c . /run/finalize.log)"
@@ -562,9 +536,17 @@ def scenario_6(ctx: Context) -> str:
         expect_equal(first, "staged", "none", boot)
         staged_ok(v, boot)
         # 3: finalized at shutdown: commit 3 runs with the late edit and the new default
-        boot = ctx.machine.boot(script(SYSTEM_FACTS, FINALIZE_JOURNAL), network=True)
+        boot = ctx.machine.boot(
+            script(SYSTEM_FACTS, FINALIZE_JOURNAL, HEALTH, SETTLE_AND_REPORT), network=True
+        )
         v = finished(boot)
         check_booted_system(ctx, v, boot, disk.commit3)
+        # the finalization armed counting: commit 3 booted counted and was blessed, with
+        # the wanted check added after staging failing (recorded, the boot still good)
+        booted = v["booted"]
+        expect_blessed(disk.backend, v, booted, COUNTING_TRIES - 1, boot)
+        expect_equal(v, f"failed_checks.{booted}", f"{WANTED_CHECK}:wanted:failed", boot)
+        expect_equal(v, f"failed_tail.{booted}", "vmtest: wanted check fails", boot)
         expect(deployment_of(v, "rollback") == disk.commit1, "commit 1 is not the rollback", boot)
         expect_equal(v, "local_conf", "local=after-staging", boot)
         expect_equal(v, "defaults_conf", "value=3", boot)
@@ -578,8 +560,9 @@ def scenario_6(ctx: Context) -> str:
     return (
         f"staged over HTTP ({fetched_first} requests, ed25519-verified); a power cut "
         "before shutdown booted commit 1; staged again, /etc edited, rebooted: the "
-        "finalize unit ran (journal: success), commit 3 runs with the late edit and "
-        "the new default, commit 1 is the rollback"
+        "finalize unit ran (journal: success) and armed counting, commit 3 runs with the "
+        "late edit and the new default, blessed with a failing wanted check recorded; "
+        "commit 1 is the rollback"
     )
 
 

@@ -10,8 +10,11 @@ from enum import Enum
 
 from vmtest.qemu import BootResult
 
-# The suite's share of CI's time (.ci/run must stay under 60 minutes with pytest).
-BUDGET_SECONDS = 25 * 60
+# The suite's share of CI's time: .ci/run must stay under 60 minutes, and setup and
+# pytest take about 12 of them. 25 minutes held scenarios 1-6; the health scenarios
+# (7, 8) and the health units on every boot took it to about 30 (vm-tests/README.md,
+# Time), so the share is 35 minutes, which leaves .ci/run about 13 minutes of headroom.
+BUDGET_SECONDS = 35 * 60
 
 
 class Stage(Enum):

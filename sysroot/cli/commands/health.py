@@ -3,8 +3,11 @@
 
     sysroot admin health check           greenboot check: required.d and wanted.d; exit 0
                                          healthy, 1 when a required check failed (one
-                                         stderr line each)
-    sysroot admin health green           greenboot green: green.d (after boot-complete.target)
+                                         stderr line each); --check-fallback: first what
+                                         check-fallback does
+    sysroot admin health green           greenboot green: green.d (after boot-complete.target);
+                                         --mark-good: first what mark-good does (its error,
+                                         if any, after green.d ran)
     sysroot admin health red [--reboot]  greenboot red: red.d (when the checks failed);
                                          --reboot: then redboot-auto-reboot's decision
                                          (sysroot/health/counting.py): reboot while boot
@@ -34,7 +37,9 @@ record goes to /var (the stateroot's var, the one path that is writable even whe
 (of --os, if given), recorded in the stateroot's var in the sysroot, with a warning
 saying so. The counting verbs act on the booted deployment; for a sysroot that is not
 / (a rescue system, a test), --booted=NAME says which deployment booted. The units in
-units/sysroot-health-*.service run these verbs at boot. The logic is the library's
+units/sysroot-health-*.service run these verbs at boot: `check --check-fallback` and
+`green --mark-good`, one Python process for each pair (measured in a TCG guest: 1.5 to
+1.8 s a process, most of it start-up and imports). The logic is the library's
 (health/flows.py, health/status.py): this module parses, calls and prints.
 
 `status --json` prints one object:
@@ -71,9 +76,11 @@ import sys
 from typing import Any
 
 from sysroot.cli.common import add_sysroot_options
-from sysroot.errors import UsageError
+from sysroot.errors import SysrootError, UsageError
 from sysroot.health import CheckKind, CheckResult, Outcome
 from sysroot.health.flows import (
+    FellBack,
+    Marked,
     check,
     check_fallback,
     check_root,
@@ -118,10 +125,24 @@ def register_verbs(asub) -> None:
     add_sysroot_options(p)
     _add_root_option(p)
     _add_booted_option(p)
+    p.add_argument(
+        "--check-fallback",
+        action="store_true",
+        help="First do what check-fallback does (the boot unit: one process, not two)",
+    )
     p.set_defaults(func=run_check)
 
-    p = hsub.add_parser("green", help="Run the green.d scripts")
+    p = hsub.add_parser(
+        "green", help="Run the green.d scripts (--mark-good: mark the boot good first)"
+    )
     _add_root_option(p)
+    add_sysroot_options(p, os_option=False)
+    _add_booted_option(p)
+    p.add_argument(
+        "--mark-good",
+        action="store_true",
+        help="First do what mark-good does (the boot unit: one process, not two)",
+    )
     p.set_defaults(func=run_hooks_verb, kind=CheckKind.GREEN, reboot=False)
 
     p = hsub.add_parser("red", help="Run the red.d scripts (--reboot: then reboot or not)")
@@ -186,6 +207,8 @@ def _add_booted_option(p) -> None:
 
 def run_check(args) -> int:
     root = check_root(args.root)
+    if args.check_fallback:
+        _say_fell_back(check_fallback(root, args.sysroot, args.booted))
     state = load_sysroot(args.sysroot)
     # everything that can refuse the command does so before a check runs
     target = check_target(state, args.booted, args.os)
@@ -206,9 +229,17 @@ def run_hooks_verb(args) -> int:
     if args.kind is CheckKind.RED and args.dry_run and not args.reboot:
         raise UsageError("--dry-run: only with --reboot")
     plan = red_plan(args.sysroot, args.booted) if args.reboot else None
+    marking: SysrootError | None = None
+    if getattr(args, "mark_good", False):
+        try:
+            _say_marked(mark_good(args.sysroot, args.booted))
+        except SysrootError as e:
+            marking = e  # the green.d scripts run all the same; then the error
     report = hooks(root, args.kind, os.environ)
     for result in report.failures():
         _say_failure(result)
+    if marking is not None:
+        raise marking
     if plan is None:
         return 0
     outcome = red_decision(plan)
@@ -227,10 +258,19 @@ def _reboot() -> None:
 
 
 def run_mark_good(args) -> int:
-    marked = mark_good(args.sysroot, args.booted)
-    if marked.changed:
-        print(f"{marked.deployment}: boot marked good, boot counting ended")
+    _say_marked(mark_good(args.sysroot, args.booted))
     return 0
+
+
+def _say_marked(marked: Marked) -> None:
+    if marked.changed:
+        before = marked.before
+        left = (
+            f" ({before.tries_left} tries left)"
+            if before is not None and before.tries_left is not None
+            else ""
+        )
+        print(f"{marked.deployment}: boot marked good{left}, boot counting ended")
 
 
 def run_mark_bad(args) -> int:
@@ -244,10 +284,13 @@ def run_mark_bad(args) -> int:
 
 def run_check_fallback(args) -> int:
     root = check_root(args.root)
-    fell_back = check_fallback(root, args.sysroot, args.booted)
+    _say_fell_back(check_fallback(root, args.sysroot, args.booted))
+    return 0
+
+
+def _say_fell_back(fell_back: FellBack | None) -> None:
     if fell_back is not None:
         print(f"warning: {fell_back.message}", file=sys.stderr)
-    return 0
 
 
 def run_status(args) -> int:
