@@ -3,7 +3,7 @@ takes part in an import circle, and the packages held to it import nothing insid
 function but the deliberate lazy imports listed here with their reason.
 
 The layers, lowest first: errors, util, formats, store, sign, pull, boot, deploy,
-health (it reads the sysroot's layout), cli.
+health (it reads the sysroot's layout), install (beside health), cli.
 Imports under `if TYPE_CHECKING:` (annotations only) never run, so they do not make
 a circle; they still count for the direction between packages.
 """
@@ -30,11 +30,23 @@ ALLOWED = {
     "boot": _BASE | {"formats", "store", "sign", "pull"},
     "deploy": _BASE | {"formats", "store", "sign", "pull", "boot"},
     "health": _BASE | {"formats", "store", "sign", "pull", "boot", "deploy"},
+    # beside health: partitions a disk and installs on it (sysroot install)
+    "install": _BASE | {"formats", "store", "boot", "deploy"},
     # "": sysroot/__init__ (the version)
-    "cli": _BASE | {"formats", "store", "sign", "pull", "boot", "deploy", "health", ""},
+    "cli": _BASE | {"formats", "store", "sign", "pull", "boot", "deploy", "health", "install", ""},
 }
 # packages whose modules may import only at the top (the lazy ones listed below)
-NO_LAZY_IMPORTS = {"util", "formats", "store", "sign", "pull", "boot", "deploy", "health"}
+NO_LAZY_IMPORTS = {
+    "util",
+    "formats",
+    "store",
+    "sign",
+    "pull",
+    "boot",
+    "deploy",
+    "health",
+    "install",
+}
 # (module, imported module): lazy on purpose, each with its reason at the import
 LAZY_ALLOWED = {
     ("sysroot.deploy.deploy", "sysroot.sign.verify"),  # the cryptography package

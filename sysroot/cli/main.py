@@ -44,6 +44,7 @@ COMMAND_MODULES = {
     "diff": "diff",
     "fsck": "fsck",
     "init": "init",
+    "install": "install",
     "log": "log_show",
     "ls": "ls_cat",
     "prune": "prune",

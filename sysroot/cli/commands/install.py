@@ -1,0 +1,107 @@
+"""sysroot install: put a commit onto a whole disk (sysroot/install/ does the work).
+
+sysroot install to-disk DEVICE --source-repo PATH --ref REF [--bootloader KIND]
+    [--karg K]... [--stateroot NAME] [--wipe] [--root-size SIZE] [--sector-size N]
+                    DEVICE: a whole disk, or an image file (attached as a loop device
+                    with N-byte sectors and partition scanning, detached afterwards).
+                    A disk with a partition table is refused unless --wipe.
+sysroot install list-disks [--json]
+                    the whole disks an install could go to
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import stat
+import sys
+from dataclasses import replace
+
+from sysroot.boot.backends import BootloaderKind
+from sysroot.errors import UsageError
+from sysroot.install.attach import SECTOR_SIZES, attached_image
+from sysroot.install.disks import list_disks
+from sysroot.install.todisk import DEFAULT_STATEROOT, InstallOptions, install_to_disk
+from sysroot.util.units import format_size
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def register(sub) -> argparse._SubParsersAction:
+    p = sub.add_parser("install", help="Install a commit onto a disk")
+    isub = p.add_subparsers(dest="install_command", metavar="COMMAND", parser_class=type(p))
+    t = isub.add_parser("to-disk", help="Partition DEVICE and install REF from a local repo")
+    t.add_argument("device", metavar="DEVICE", help="A whole disk, or a disk image file")
+    t.add_argument("--source-repo", required=True, metavar="PATH")
+    t.add_argument("--ref", required=True, metavar="REF")
+    t.add_argument(
+        "--bootloader",
+        choices=[BootloaderKind.SYSTEMD_BOOT.value, BootloaderKind.GRUB2.value],
+        default=BootloaderKind.SYSTEMD_BOOT.value,
+    )
+    t.add_argument("--karg", action="append", default=[], metavar="KARG")
+    t.add_argument("--stateroot", default=DEFAULT_STATEROOT, metavar="NAME")
+    t.add_argument("--wipe", action="store_true", help="Overwrite an existing partition table")
+    t.add_argument("--root-size", metavar="SIZE", help="Root partition size (e.g. 8G)")
+    t.add_argument(
+        "--sector-size", type=int, choices=SECTOR_SIZES, help="Logical sector size (image files)"
+    )
+    t.set_defaults(func=run_to_disk)
+    ls = isub.add_parser("list-disks", help="List the whole disks")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=run_list_disks)
+    return isub
+
+
+def parse_size(text: str) -> int:
+    """A size in bytes from "512M", "8G", "8GiB", "1048576"."""
+    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise UsageError(f"invalid size {text!r}: expected a number with K, M, G or T")
+    return int(m.group(1)) * _SIZE_UNITS[m.group(2).upper()]
+
+
+def _is_image_file(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such disk or image file") from None
+
+
+def run_to_disk(args) -> int:
+    options = InstallOptions(
+        device=args.device,
+        source_repo=args.source_repo,
+        ref=args.ref,
+        bootloader=BootloaderKind(args.bootloader),
+        kargs=tuple(args.karg),
+        stateroot=args.stateroot,
+        wipe=args.wipe,
+        root_size=parse_size(args.root_size) if args.root_size else None,
+    )
+    if _is_image_file(args.device):
+        with attached_image(args.device, args.sector_size or 512) as device:
+            result = install_to_disk(replace(options, device=device))
+    else:
+        if args.sector_size:
+            raise UsageError("--sector-size is only for image files")
+        result = install_to_disk(options)
+    d = result.deployment
+    print(f"Installed {args.ref} ({d.csum}) to {args.device}: {args.bootloader}, {d.osname}")
+    return 0
+
+
+def run_list_disks(args) -> int:
+    disks = list_disks()
+    if args.json:
+        json.dump([d.as_json() for d in disks], sys.stdout, indent=2)
+        print()
+        return 0
+    for d in disks:
+        print(
+            f"{d.path}\t{format_size(d.size)}\t{d.logical_sector_size}\t{d.model or '-'}"
+            f"\t{d.serial or '-'}"
+        )
+    return 0

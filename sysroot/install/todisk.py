@@ -1,0 +1,175 @@
+"""`sysroot install to-disk` as one call: a commit from a local repository onto a disk.
+
+guard -> partition -> mkfs -> mount root (and the ext4 /boot of grub2) -> init-fs,
+os-init, the repo's [sysroot] bootloader and readonly, pull-local of the ref, deploy ->
+the boot loader's files -> fstab in the deployment's /etc -> unmount, the ESP written
+with mtools (for systemd-boot it is /boot: the sysroot's /boot is a directory bind-mounted
+there during the deploy) -> sync.
+
+Every mount and temporary directory is released on every exit path (one ExitStack, in
+reverse order); a failure after partitioning began wipes the partition table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+
+from sysroot.boot.backends import BootloaderKind
+from sysroot.deploy.admin import Sysroot
+from sysroot.deploy.deploy import DeployOptions, KargOptions
+from sysroot.deploy.state import Deployment
+from sysroot.errors import SysrootError, UsageError
+from sysroot.install import bootfiles, filesystems
+from sysroot.install.attach import mounted
+from sysroot.install.disks import Disk, ExistingTableError, guard, has_partition_table
+from sysroot.install.partition import LayoutIds, Role, layout_for, partitioned
+from sysroot.store.pull_local import pull_local
+from sysroot.store.repo import Repo
+from sysroot.util.fsutil import atomic_write
+
+DEFAULT_STATEROOT = "default"
+
+
+@dataclass(frozen=True)
+class InstallIds:
+    """Every identity written to the disk; fixed ones make an install reproducible."""
+
+    table: LayoutIds
+    root_fs_uuid: str
+    boot_fs_uuid: str  # ext4 /boot (grub2)
+    esp_volume_id: str  # 8 hex digits; its UUID is shown as XXXX-XXXX
+
+    @classmethod
+    def random(cls) -> InstallIds:
+        def new() -> str:
+            return str(uuid.uuid4())
+
+        return cls(
+            LayoutIds(new(), new(), new(), new()), new(), new(), uuid.uuid4().hex[:8].upper()
+        )
+
+    @property
+    def esp_fs_uuid(self) -> str:
+        return f"{self.esp_volume_id[:4]}-{self.esp_volume_id[4:]}"
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    device: str  # a whole disk (an image file is attached by the caller)
+    source_repo: str
+    ref: str
+    bootloader: BootloaderKind = BootloaderKind.SYSTEMD_BOOT
+    kargs: tuple[str, ...] = ()
+    stateroot: str = DEFAULT_STATEROOT
+    wipe: bool = False
+    root_size: int | None = None  # bytes; None: the rest of the disk
+    ids: InstallIds | None = None  # None: random
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    disk: Disk
+    deployment: Deployment
+    ids: InstallIds
+
+
+def check_target(options: InstallOptions) -> Disk:
+    """The target disk if it may be written: unused, and without a partition table
+    unless wipe was asked for. Nothing is written."""
+    disk = guard(options.device)
+    if not options.wipe and has_partition_table(options.device, disk.logical_sector_size):
+        raise ExistingTableError(
+            f"{options.device} has a partition table already",
+            hint="pass --wipe to overwrite it",
+        )
+    return disk
+
+
+def install_to_disk(options: InstallOptions) -> InstallResult:
+    if options.bootloader not in (BootloaderKind.SYSTEMD_BOOT, BootloaderKind.GRUB2):
+        raise UsageError(f"install to-disk: unsupported boot loader {options.bootloader.value}")
+    ids = options.ids or InstallIds.random()
+    disk = check_target(options)
+    with Repo.open(options.source_repo) as source:
+        source.resolve_rev(options.ref)  # a missing ref fails before the disk is touched
+    layout = layout_for(options.bootloader, ids.table, options.root_size)
+    with (
+        tempfile.TemporaryDirectory(prefix="sysroot-install-") as work,
+        partitioned(options.device, layout) as parts,
+    ):
+        filesystems.mkfs_ext4(parts[layout.index(Role.ROOT)], ids.root_fs_uuid, "root")
+        boot_dev = parts[layout.index(Role.BOOT)] if layout.has(Role.BOOT) else None
+        if boot_dev:
+            filesystems.mkfs_ext4(boot_dev, ids.boot_fs_uuid, "boot")
+        esp = os.path.join(work, "esp")  # the ESP's content, written in one go at the end
+        os.makedirs(esp)
+        with contextlib.ExitStack() as mounts:
+            root = mounts.enter_context(
+                mounted(parts[layout.index(Role.ROOT)], os.path.join(work, "root"))
+            )
+            boot = os.path.join(root, "boot")
+            os.makedirs(boot, exist_ok=True)
+            if boot_dev:
+                mounts.enter_context(mounted(boot_dev, boot))
+                os.makedirs(os.path.join(boot, "grub"), exist_ok=True)
+            else:
+                mounts.enter_context(mounted(esp, boot, bind=True))  # /boot is the ESP
+                bootfiles.install_systemd_boot(esp)
+            deployment = deploy_commit(root, options, kernel_args(ids, options.kargs))
+            if boot_dev:
+                bootfiles.install_grub(esp, ids.boot_fs_uuid, work)
+            write_fstab(root, deployment, ids, ext4_boot=boot_dev is not None)
+            os.sync()
+        filesystems.make_esp(
+            parts[layout.index(Role.ESP)], ids.esp_volume_id, disk.logical_sector_size, esp
+        )
+        os.sync()
+    return InstallResult(disk, deployment, ids)
+
+
+def kernel_args(ids: InstallIds, extra: tuple[str, ...]) -> tuple[str, ...]:
+    """The root file system by UUID, mounted writable (the sysroot's read-only view
+    is made by prepare-root), then the user's."""
+    return ("root=UUID=" + ids.root_fs_uuid, "rw", *extra)
+
+
+def deploy_commit(root: str, options: InstallOptions, kargs: tuple[str, ...]) -> Deployment:
+    """A sysroot on the mounted root holding options.ref pulled from the source
+    repository, deployed as the default with options.kargs."""
+    sysroot = Sysroot(root)
+    sysroot.init_fs()
+    sysroot.os_init(options.stateroot)
+    with Repo.open(sysroot.layout.repo) as repo:
+        repo.config.set("sysroot", "bootloader", options.bootloader.value)
+        # the booted system sees /sysroot read-only; only sysroot writes there
+        repo.config.set("sysroot", "readonly", "true")
+        repo.write_config()
+        with Repo.open(options.source_repo) as source:
+            pull_local(source, repo, [options.ref])
+    deploy_options = DeployOptions(osname=options.stateroot, kargs=KargOptions(replace=kargs))
+    change = sysroot.deploy(options.ref, deploy_options)
+    if change.deployment is None:
+        raise SysrootError(f"deploying {options.ref} gave no deployment")
+    return change.deployment
+
+
+def fstab_text(ids: InstallIds, *, ext4_boot: bool) -> str:
+    if ext4_boot:
+        boot = f"UUID={ids.boot_fs_uuid} /boot ext4 defaults 0 2\n"
+    else:
+        boot = f"UUID={ids.esp_fs_uuid} /boot vfat umask=0077 0 2\n"
+    return "# machine-local: written by sysroot install to-disk\n" + boot
+
+
+def write_fstab(root: str, deployment: Deployment, ids: InstallIds, *, ext4_boot: bool) -> None:
+    """Machine-local configuration: in the deployment's /etc, so that every later
+    deployment inherits it through the /etc merge."""
+    layout = Sysroot(root).layout
+    etc = os.path.join(
+        layout.deploy_dir(deployment.osname, deployment.csum, deployment.deployserial), "etc"
+    )
+    atomic_write(os.path.join(etc, "fstab"), fstab_text(ids, ext4_boot=ext4_boot).encode())
