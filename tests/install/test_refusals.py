@@ -1,0 +1,138 @@
+"""What `install to-disk` refuses, and what a failure leaves: a disk in use (a mounted
+partition, swap, a device-mapper holder) and a disk with a partition table (without
+--wipe) are refused with one line before anything is written; a failure after the
+partitioning began leaves no partition table behind."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from sysroot.errors import SysrootError
+from sysroot.install import todisk
+from sysroot.install.attach import attached_image
+from sysroot.install.partition import LayoutIds
+from sysroot.install.todisk import InstallIds, InstallOptions, install_to_disk
+from tests.conftest import one_error_line
+from tests.install.conftest import GIB, Loops, Source, edge_digest, make_image, sh
+
+IDS = InstallIds(
+    LayoutIds(
+        "5a1d0b5e-0000-4000-8000-0000000000d0",
+        "5a1d0b5e-0000-4000-8000-0000000000e1",
+        "5a1d0b5e-0000-4000-8000-0000000000b2",
+        "5a1d0b5e-0000-4000-8000-0000000000f3",
+    ),
+    "5a1d0b5e-0000-4000-8000-000000000001",
+    "5a1d0b5e-0000-4000-8000-000000000002",
+    "5A1D0B5E",
+)
+
+
+def install_cli(device: str, source: Source, *extra: str):
+    return sh(
+        sys.executable,
+        "-m",
+        "sysroot",
+        "install",
+        "to-disk",
+        device,
+        f"--source-repo={source.repo}",
+        f"--ref={source.ref}",
+        *extra,
+        check=False,
+    )
+
+
+def used_disk(tmp_path: Path, loops: Loops) -> str:
+    """A loop device over an image with one GPT partition (partition 1, 64 MiB)."""
+    image = make_image(tmp_path / "disk.img", 1 * GIB)
+    dev = loops.attach(image)
+    sh("sfdisk", "--quiet", dev, input=b"label: gpt\nsize=64MiB\nsize=64MiB\n")
+    sh("partx", "-u", dev, check=False)
+    assert os.path.exists(f"{dev}p1")
+    return dev
+
+
+def test_refuses_a_mounted_partition(tmp_path, loops: Loops, source: Source) -> None:
+    dev = used_disk(tmp_path, loops)
+    sh("mkfs.ext4", "-q", f"{dev}p2")
+    mnt = loops.mount(f"{dev}p2", tmp_path / "mnt")
+    before = edge_digest(dev)
+    proc = install_cli(dev, source, "--wipe")  # --wipe: only the guard stands in the way
+    line = one_error_line(proc)
+    assert proc.returncode == 1
+    assert f"{dev}p2 is mounted at {mnt}" in line, line
+    assert edge_digest(dev) == before
+
+
+def test_refuses_a_swap_partition(tmp_path, loops: Loops, source: Source) -> None:
+    dev = used_disk(tmp_path, loops)
+    sh("mkswap", f"{dev}p1")
+    sh("swapon", f"{dev}p1")
+    loops.callback(sh, "swapoff", f"{dev}p1", check=False)
+    before = edge_digest(dev)
+    proc = install_cli(dev, source, "--wipe")
+    line = one_error_line(proc)
+    assert f"{dev}p1 is used as swap" in line, line
+    assert edge_digest(dev) == before
+
+
+def _device_mapper() -> bool:
+    try:
+        os.close(os.open("/dev/mapper/control", os.O_RDWR))
+        return True
+    except OSError:
+        return os.path.isdir("/sys/module/dm_mod")
+
+
+@pytest.mark.skipif(not _device_mapper(), reason="the kernel has no device-mapper (dm_mod)")
+def test_refuses_a_disk_held_by_device_mapper(tmp_path, loops: Loops, source: Source) -> None:
+    image = make_image(tmp_path / "disk.img", 1 * GIB)
+    dev = loops.attach(image)
+    name = f"sysroot-test-{os.getpid()}"
+    sh("dmsetup", "create", name, input=f"0 8192 linear {dev} 0\n".encode())
+    loops.callback(sh, "dmsetup", "remove", name, check=False)
+    before = edge_digest(dev)
+    proc = install_cli(dev, source, "--wipe")
+    line = one_error_line(proc)
+    assert "is held by" in line and name in line, line
+    assert edge_digest(dev) == before
+
+
+def test_refuses_an_existing_table_without_wipe(tmp_path, loops: Loops, source: Source) -> None:
+    dev = used_disk(tmp_path, loops)
+    before = edge_digest(dev)
+    proc = install_cli(dev, source)
+    line = one_error_line(proc)
+    assert proc.returncode == 1
+    assert "has a partition table already" in line, line
+    assert "--wipe" in proc.stderr.decode()  # the hint
+    assert edge_digest(dev) == before
+
+
+def test_a_failed_install_leaves_no_partition_table(
+    tmp_path, loops: Loops, source: Source, monkeypatch
+) -> None:
+    image = make_image(tmp_path / "disk.img", 2 * GIB)
+
+    def broken_deploy(*args: object) -> None:
+        raise SysrootError("deploy broke (planted by the test)")
+
+    monkeypatch.setattr(todisk, "deploy_commit", broken_deploy)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    with attached_image(str(image)) as dev:
+        with pytest.raises(SysrootError, match="planted"):
+            install_to_disk(InstallOptions(dev, str(source.repo), source.ref, ids=IDS))
+        assert dev not in Path("/proc/self/mountinfo").read_text()
+        assert not os.path.exists(f"{dev}p1"), "the kernel still shows partitions"
+        assert sh("sfdisk", "--dump", dev, check=False).returncode != 0
+        assert sh("wipefs", "--no-act", dev).stdout == b""
+    assert sh("losetup", "--associated", str(image)).stdout == b""
+    assert list(temp.iterdir()) == [], "temporary directories left"
