@@ -5,6 +5,7 @@ partitioning began leaves no partition table behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -18,7 +19,7 @@ from sysroot.install.attach import attached_image
 from sysroot.install.partition import LayoutIds
 from sysroot.install.todisk import InstallIds, InstallOptions, install_to_disk
 from tests.conftest import one_error_line
-from tests.install.conftest import GIB, Loops, Source, edge_digest, make_image, sh
+from tests.install.conftest import GIB, MIB, Loops, Source, edge_digest, make_image, sh
 
 IDS = InstallIds(
     LayoutIds(
@@ -113,6 +114,39 @@ def test_refuses_an_existing_table_without_wipe(tmp_path, loops: Loops, source: 
     assert "has a partition table already" in line, line
     assert "--wipe" in proc.stderr.decode()  # the hint
     assert edge_digest(dev) == before
+    # asked to, it goes ahead (a small root: --root-size)
+    proc = install_cli(dev, source, "--wipe", "--bootloader=grub2", "--root-size=256M")
+    assert proc.returncode == 0, proc.stderr.decode()
+    table = json.loads(sh("sfdisk", "--json", dev).stdout)["partitiontable"]
+    assert [p["size"] * 512 for p in table["partitions"]] == [64 * MIB, 512 * MIB, 256 * MIB]
+
+
+def test_a_missing_ref_is_refused_before_the_disk_is_touched(
+    tmp_path, loops: Loops, source: Source
+) -> None:
+    dev = loops.attach(make_image(tmp_path / "disk.img", 1 * GIB))
+    before = edge_digest(dev)
+    proc = sh(
+        sys.executable,
+        "-m",
+        "sysroot",
+        "install",
+        "to-disk",
+        dev,
+        f"--source-repo={source.repo}",
+        "--ref=testos/nonexistent",
+        check=False,
+    )
+    line = one_error_line(proc)
+    assert "testos/nonexistent" in line, line
+    assert edge_digest(dev) == before
+
+
+def test_sector_size_is_only_for_image_files(tmp_path, loops: Loops, source: Source) -> None:
+    dev = loops.attach(make_image(tmp_path / "disk.img", 1 * GIB))
+    proc = install_cli(dev, source, "--sector-size=4096")
+    assert "--sector-size is only for image files" in one_error_line(proc)
+    assert proc.returncode == 2
 
 
 def test_a_failed_install_leaves_no_partition_table(

@@ -127,3 +127,9 @@ def test_install_to_image(
     fstab = (deploy / "etc/fstab").read_text()
     boot_uuid = sh("blkid", "-s", "UUID", "-o", "value", boot_dev or esp_dev).stdout.decode()
     assert f"UUID={boot_uuid.strip()} /boot " in fstab
+    if boot_dev:
+        # GRUB's image finds /boot by that UUID (its built-in config) and can read the
+        # boot-counting environment (its loadenv module)
+        efi = (esp / "EFI/BOOT/BOOTX64.EFI").read_bytes()
+        assert f"--fs-uuid --set=root {boot_uuid.strip()}".encode() in efi
+        assert b"loadenv" in efi
