@@ -7,13 +7,17 @@ get device nodes as a real disk's do; it is detached on every exit path.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import shlex
 from collections.abc import Iterator
 
 from sysroot.errors import UsageError
 from sysroot.util.run import run
 
 SECTOR_SIZES = (512, 4096)
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -23,10 +27,8 @@ def attached_image(image: str, sector_size: int = 512) -> Iterator[str]:
         raise UsageError(f"sector size {sector_size}: must be 512 or 4096")
     argv = ["losetup", "--find", "--show", "--partscan", "--sector-size", str(sector_size)]
     device = run([*argv, image]).stdout.decode().strip()
-    try:
+    with _released(["losetup", "--detach", device]):
         yield device
-    finally:
-        run(["losetup", "--detach", device], check=False)
 
 
 @contextlib.contextmanager
@@ -39,7 +41,20 @@ def mounted(
     if read_only and not bind:
         options += ["-o", "ro"]
     run(["mount", *options, source, target])
-    try:
+    with _released(["umount", target]):
         yield target
-    finally:
-        run(["umount", target], check=False)
+
+
+@contextlib.contextmanager
+def _released(release: list[str]) -> Iterator[None]:
+    """Run release after the block: its failure is the error when the block succeeded
+    (an unmount that fails has not written everything), and only logged when the block's
+    own error is on its way."""
+    try:
+        yield
+    except BaseException:
+        proc = run(release, check=False)
+        if proc.returncode != 0:
+            log.error("%s failed: %s", shlex.join(release), proc.stderr.decode().strip())
+        raise
+    run(release)

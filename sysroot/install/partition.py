@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import logging
 import os
 import shutil
 import time
@@ -28,6 +29,8 @@ from sysroot.util.run import run
 MIB = 1 << 20
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 LINUX_FS_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+
+log = logging.getLogger(__name__)
 
 
 class Role(enum.Enum):
@@ -145,10 +148,17 @@ def write_table(device: str, layout: Layout) -> None:
 def wipe_table(device: str) -> None:
     """Erase every signature of the whole disk (protective MBR, both GPT headers) and
     drop the kernel's partitions of it."""
-    run(["wipefs", "--all", "--force", device], check=False)
-    run(["partx", "-d", device], check=False)
+    run(["wipefs", "--all", "--force", device])
     with open(device, "rb+") as f:
         os.fsync(f.fileno())
+    run(["partx", "-d", device], check=False)  # wipefs's re-read may have done it
+
+
+def _wipe_after_failure(device: str) -> None:
+    try:
+        wipe_table(device)
+    except (SysrootError, OSError) as e:  # the failure that brought us here goes on
+        log.error("%s: the new partition table could not be wiped: %s", device, e)
 
 
 @contextlib.contextmanager
@@ -160,5 +170,5 @@ def partitioned(device: str, layout: Layout) -> Iterator[list[str]]:
         write_table(device, layout)
         yield wait_for_partitions(device, len(layout.partitions))
     except BaseException:
-        wipe_table(device)
+        _wipe_after_failure(device)
         raise
