@@ -32,6 +32,16 @@ def mount_point_of(path: str) -> str:
     )
 
 
+def enter_private_mount_namespace() -> None:
+    """Make this process's mounts from now on its own: a new mount namespace in which
+    nothing propagates back to the system's. The rest of the system never sees them, and
+    they all go with the process, even one that is killed."""
+    if _libc.unshare(CLONE_NEWNS) != 0:
+        err = ctypes.get_errno()
+        raise SysrootError(f"a private mount namespace cannot be made: {os.strerror(err)}")
+    run(["mount", "--make-rslave", "/"])
+
+
 def make_writable_privately(path: str) -> bool:
     """If path is on a read-only mount, remount that mount writable in a new private
     mount namespace of this process. Returns whether it did."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -170,3 +172,50 @@ def test_a_failed_install_leaves_no_partition_table(
         assert sh("wipefs", "--no-act", dev).stdout == b""
     assert sh("losetup", "--associated", str(image)).stdout == b""
     assert list(temp.iterdir()) == [], "temporary directories left"
+
+
+KILLED_AFTER_DEPLOY = """
+import os, signal, sys
+import sysroot.install.todisk as todisk
+deploy = todisk.deploy_commit
+def killed(*args):
+    deploy(*args)
+    os.kill(os.getpid(), signal.SIGKILL)  # root (and /boot) mounted now
+todisk.deploy_commit = killed
+from sysroot.cli.main import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_killed_install_leaves_no_mount(tmp_path, loops: Loops, source: Source) -> None:
+    """The CLI mounts in a mount namespace of its own: killed mid-way, it leaves no
+    mount behind (its loop device stays: those are not per namespace)."""
+    image = make_image(tmp_path / "disk.img", 2 * GIB)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+
+    def release() -> None:  # what a leaked install would leave, innermost first
+        for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
+            if str(temp) in line.split()[4]:
+                sh("umount", line.split()[4], check=False)
+        for dev in sh("losetup", "--associated", str(image)).stdout.decode().splitlines():
+            sh("losetup", "--detach", dev.split(":")[0], check=False)
+
+    loops.callback(release)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILLED_AFTER_DEPLOY,
+            "install",
+            "to-disk",
+            str(image),
+            f"--source-repo={source.repo}",
+            f"--ref={source.ref}",
+            "--bootloader=grub2",
+        ],
+        capture_output=True,
+        env={**os.environ, "TMPDIR": str(temp)},
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert str(temp) not in Path("/proc/self/mountinfo").read_text()

@@ -24,6 +24,7 @@ from sysroot.errors import UsageError
 from sysroot.install.attach import SECTOR_SIZES, attached_image
 from sysroot.install.disks import list_disks
 from sysroot.install.todisk import DEFAULT_STATEROOT, InstallOptions, install_to_disk
+from sysroot.util.mounts import enter_private_mount_namespace
 from sysroot.util.units import format_size
 
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -71,6 +72,8 @@ def _is_image_file(path: str) -> bool:
 
 
 def run_to_disk(args) -> int:
+    # the install's mounts are this process's alone, and go with it however it ends
+    enter_private_mount_namespace()
     options = InstallOptions(
         device=args.device,
         source_repo=args.source_repo,
