@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 
 from sysroot.boot.backends import BootloaderKind
+from sysroot.boot.words import check_name
 from sysroot.deploy.admin import Sysroot
 from sysroot.deploy.deploy import DeployOptions, KargOptions
 from sysroot.deploy.state import Deployment
@@ -92,6 +93,7 @@ def check_target(options: InstallOptions) -> Disk:
 def install_to_disk(options: InstallOptions) -> InstallResult:
     if options.bootloader not in (BootloaderKind.SYSTEMD_BOOT, BootloaderKind.GRUB2):
         raise UsageError(f"install to-disk: unsupported boot loader {options.bootloader.value}")
+    check_name(options.stateroot, "stateroot name", UsageError)  # before the disk is touched
     ids = options.ids or InstallIds.random()
     disk = check_target(options)
     with Repo.open(options.source_repo) as source:

@@ -144,6 +144,17 @@ def test_a_missing_ref_is_refused_before_the_disk_is_touched(
     assert edge_digest(dev) == before
 
 
+def test_a_bad_stateroot_is_refused_before_the_disk_is_touched(
+    tmp_path, loops: Loops, source: Source
+) -> None:
+    dev = loops.attach(make_image(tmp_path / "disk.img", 1 * GIB))
+    before = edge_digest(dev)
+    proc = install_cli(dev, source, "--stateroot=../x")
+    assert "Invalid stateroot name" in one_error_line(proc)
+    assert proc.returncode == 2
+    assert edge_digest(dev) == before
+
+
 def test_sector_size_is_only_for_image_files(tmp_path, loops: Loops, source: Source) -> None:
     dev = loops.attach(make_image(tmp_path / "disk.img", 1 * GIB))
     proc = install_cli(dev, source, "--sector-size=4096")
