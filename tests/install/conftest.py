@@ -93,7 +93,7 @@ class Loops:
         self.stack.callback(sh, "umount", str(target), check=False)
         return target
 
-    def callback(self, fn, *args, **kw) -> None:  # noqa: ANN001
+    def callback(self, fn, *args, **kw) -> None:
         self.stack.callback(fn, *args, **kw)
 
 
