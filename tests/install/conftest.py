@@ -14,9 +14,23 @@ from pathlib import Path
 
 import pytest
 
+from sysroot.install.partition import LayoutIds
+from sysroot.install.todisk import InstallIds
 from tests.helpers.sysroots import OSNAME, TIMESTAMP, clear_immutable_under, make_os_tree
 
 REF = f"{OSNAME}/stable"
+# fixed identities, for the tests that call the library
+IDS = InstallIds(
+    LayoutIds(
+        "5a1d0b5e-0000-4000-8000-0000000000d0",
+        "5a1d0b5e-0000-4000-8000-0000000000e1",
+        "5a1d0b5e-0000-4000-8000-0000000000b2",
+        "5a1d0b5e-0000-4000-8000-0000000000f3",
+    ),
+    "5a1d0b5e-0000-4000-8000-000000000001",
+    "5a1d0b5e-0000-4000-8000-000000000002",
+    "5A1D0B5E",
+)
 GIB = 1 << 30
 MIB = 1 << 20
 

@@ -18,22 +18,9 @@ import pytest
 from sysroot.errors import SysrootError
 from sysroot.install import todisk
 from sysroot.install.attach import attached_image
-from sysroot.install.partition import LayoutIds
-from sysroot.install.todisk import InstallIds, InstallOptions, install_to_disk
+from sysroot.install.todisk import InstallOptions, install_to_disk
 from tests.conftest import one_error_line
-from tests.install.conftest import GIB, MIB, Loops, Source, edge_digest, make_image, sh
-
-IDS = InstallIds(
-    LayoutIds(
-        "5a1d0b5e-0000-4000-8000-0000000000d0",
-        "5a1d0b5e-0000-4000-8000-0000000000e1",
-        "5a1d0b5e-0000-4000-8000-0000000000b2",
-        "5a1d0b5e-0000-4000-8000-0000000000f3",
-    ),
-    "5a1d0b5e-0000-4000-8000-000000000001",
-    "5a1d0b5e-0000-4000-8000-000000000002",
-    "5A1D0B5E",
-)
+from tests.install.conftest import GIB, IDS, MIB, Loops, Source, edge_digest, make_image, sh
 
 
 def install_cli(device: str, source: Source, *extra: str):

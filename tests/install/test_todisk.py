@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from sysroot.boot.backends import BootloaderKind
 from sysroot.deploy.invariant import check_boot_invariant
+from sysroot.install.attach import attached_image
 from sysroot.install.partition import ESP_TYPE, LINUX_FS_TYPE, MIB
-from tests.install.conftest import Loops, Source, make_image, sh
-
-# the ids are fixed by the caller (here: through the library's defaults the CLI
-# cannot fix); the CLI's random ids are read back from the disk instead
+from sysroot.install.todisk import InstallOptions, install_to_disk
+from tests.install.conftest import IDS, Loops, Source, make_image, sh
 
 
 def install_cli(*args: str) -> subprocess.CompletedProcess:
@@ -133,3 +133,30 @@ def test_install_to_image(
         efi = (esp / "EFI/BOOT/BOOTX64.EFI").read_bytes()
         assert f"--fs-uuid --set=root {boot_uuid.strip()}".encode() in efi
         assert b"loadenv" in efi
+
+
+def test_fixed_ids_land_on_the_disk(tmp_path: Path, loops: Loops, source: Source) -> None:
+    """The library takes every identity from the caller: disk GUID, partition UUIDs,
+    file system UUIDs, the ESP's volume id (for reproducible images)."""
+    image = make_image(tmp_path / "disk.img")
+    with attached_image(str(image)) as dev:
+        options = InstallOptions(
+            dev, str(source.repo), source.ref, bootloader=BootloaderKind.GRUB2, ids=IDS
+        )
+        install_to_disk(options)
+    dev = loops.attach(image, read_only=True)
+    table = json.loads(sh("sfdisk", "--json", dev).stdout)["partitiontable"]
+    assert table["id"].lower() == IDS.table.disk_guid
+    assert [p["uuid"].lower() for p in table["partitions"]] == [
+        IDS.table.esp_uuid,
+        IDS.table.boot_uuid,
+        IDS.table.root_uuid,
+    ]
+    assert [p["name"] for p in table["partitions"]] == ["esp", "boot", "root"]
+
+    def fs_uuid(part: str) -> str:
+        return sh("blkid", "-s", "UUID", "-o", "value", part).stdout.decode().strip()
+
+    assert fs_uuid(f"{dev}p1") == IDS.esp_fs_uuid
+    assert fs_uuid(f"{dev}p2") == IDS.boot_fs_uuid
+    assert fs_uuid(f"{dev}p3") == IDS.root_fs_uuid
