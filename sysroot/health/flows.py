@@ -217,23 +217,16 @@ def red_decision(plan: RedPlan) -> RedOutcome:
 def red_act(root: str, plan: RedPlan, outcome: RedOutcome, reboot: Callable[[], object]) -> None:
     """Reboot (journal first), or the loop breaker: journal, motd, and the record that
     `status` shows (when the deployment is known)."""
-    if outcome.reboot:
-        journal.send(
-            outcome.message,
-            priority=journal.WARNING,
-            message_id=REBOOT_ID,
-            stderr=False,
-            SYSROOT_DEPLOYMENT=outcome.deployment,
-        )
-        reboot()
-        return
     journal.send(
         outcome.message,
-        priority=journal.ERR,
-        message_id=INTERVENTION_ID,
+        priority=journal.WARNING if outcome.reboot else journal.ERR,
+        message_id=REBOOT_ID if outcome.reboot else INTERVENTION_ID,
         stderr=False,
         SYSROOT_DEPLOYMENT=outcome.deployment,
     )
+    if outcome.reboot:
+        reboot()
+        return
     append_motd(root, f"Boot Status is RED - {outcome.message}")
     if plan.state is not None and plan.booted is not None and outcome.deployment is not None:
         record = Intervention(outcome.deployment, boot_id(), time.time(), outcome.decision.reason)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.sysroots import OSNAME, make_os_tree
+from tests.helpers.tools import in_mount_namespace
 
 SCRIPT = Path(__file__).resolve().parents[2] / "dracut-module/50sysroot/sysroot-prepare-root.sh"
 
@@ -60,19 +61,7 @@ def prepare_root(
     output."""
     env = {**os.environ, "PREPARE": str(SCRIPT), "DEPLOY": deploy}
     proc = subprocess.run(
-        [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            HARNESS,
-            "harness",
-            str(physroot),
-            cmdline,
-            PROBE,
-        ],
+        in_mount_namespace(HARNESS, str(physroot), cmdline, PROBE),
         capture_output=True,
         text=True,
         env=env,

@@ -27,6 +27,7 @@ from sysroot.deploy.staged import StagedRecord
 from sysroot.formats import gvariant
 from sysroot.util.run import clean_env
 from tests.helpers.sysroots import OSNAME, assert_dicts_equal, boot_state, make_os_tree
+from tests.helpers.tools import in_mount_namespace
 
 HARNESS = r"""
 set -e
@@ -110,24 +111,16 @@ class Booted:
 
     def argv(self, *command: str) -> list[str]:
         """command run inside the booted system (HARNESS, in a mount and PID namespace)."""
-        return [
-            "unshare",
-            "--mount",
-            "--pid",
-            "--fork",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
+        return in_mount_namespace(
             HARNESS,
-            "harness",
             str(self.deploy_parent / self.booted),
             str(self.path),
             str(self.run),
             str(self.path / "ostree/deploy" / OSNAME / "var"),
             " ".join(BINDS),
             *command,
-        ]
+            pid=True,
+        )
 
     def __call__(self, tool: str, *args: str, check: bool = True, env: dict | None = None):
         proc = subprocess.run(

@@ -35,3 +35,20 @@ class Tool:
 
     def out(self, *args, **kw) -> str:
         return self(*args, **kw).stdout.decode().strip()
+
+
+def in_mount_namespace(script: str, *args: str, pid: bool = False) -> list[str]:
+    """argv running the shell script (with args as $1...) in a private mount namespace
+    of its own (and a PID namespace too when asked): its mounts vanish with it."""
+    namespaces = ["--mount", "--pid", "--fork"] if pid else ["--mount"]
+    return [
+        "unshare",
+        *namespaces,
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "harness",
+        *args,
+    ]

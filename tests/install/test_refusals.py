@@ -72,28 +72,6 @@ def test_refuses_a_swap_partition(tmp_path, loops: Loops, source: Source) -> Non
     assert edge_digest(dev) == before
 
 
-def _device_mapper() -> bool:
-    try:
-        os.close(os.open("/dev/mapper/control", os.O_RDWR))
-        return True
-    except OSError:
-        return os.path.isdir("/sys/module/dm_mod")
-
-
-@pytest.mark.skipif(not _device_mapper(), reason="the kernel has no device-mapper (dm_mod)")
-def test_refuses_a_disk_held_by_device_mapper(tmp_path, loops: Loops, source: Source) -> None:
-    image = make_image(tmp_path / "disk.img", 1 * GIB)
-    dev = loops.attach(image)
-    name = f"sysroot-test-{os.getpid()}"
-    sh("dmsetup", "create", name, input=f"0 8192 linear {dev} 0\n".encode())
-    loops.callback(sh, "dmsetup", "remove", name, check=False)
-    before = edge_digest(dev)
-    proc = install_cli(dev, source, "--wipe")
-    line = one_error_line(proc)
-    assert "is held by" in line and name in line, line
-    assert edge_digest(dev) == before
-
-
 def test_refuses_an_existing_table_without_wipe(tmp_path, loops: Loops, source: Source) -> None:
     dev = used_disk(tmp_path, loops)
     before = edge_digest(dev)
