@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import re
 from typing import TYPE_CHECKING
 
@@ -45,9 +46,9 @@ def add_sysroot_options(parser: argparse.ArgumentParser, *, os_option: bool = Tr
     """`ostree admin`'s --sysroot, and --os/--stateroot unless os_option is False."""
     parser.add_argument(
         "--sysroot",
-        default="/",
+        default=os.environ.get("OSTREE_SYSROOT") or "/",  # as libostree's default sysroot
         metavar="PATH",
-        help="Create a new OSTree sysroot at PATH (default /)",
+        help="Create a new OSTree sysroot at PATH (default $OSTREE_SYSROOT, else /)",
     )
     if os_option:
         parser.add_argument(

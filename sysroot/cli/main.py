@@ -78,6 +78,42 @@ def command_name(argv: list[str]) -> str | None:
     return None
 
 
+# Options whose value may stand as the next word (`--repo PATH`); the rest take `=VALUE`.
+_VALUE_OPTIONS = frozenset({"--repo", "--sysroot", "--os", "--stateroot"})
+
+
+def _verbs(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser] | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return None
+
+
+def hoist_options(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """argv with the options that stand between a command group and its verb moved
+    after the verb: ostree parses `admin --sysroot=PATH status` with the options of
+    `status`, and installer scripts write it so; argparse would give them to `admin`.
+    Options before the first word stay where they are (the global ones)."""
+    out: list[str] = []
+    pending: list[str] = []
+    verbs = _verbs(parser)
+    i = 0
+    while i < len(argv) and verbs is not None:
+        word = argv[i]
+        if word == "--":
+            break
+        if word.startswith("-") and word != "-":
+            taken = argv[i : i + 2] if word in _VALUE_OPTIONS else argv[i : i + 1]
+            (pending if out else out).extend(taken)
+            i += len(taken)
+            continue
+        out.append(word)
+        i += 1
+        sub = verbs.get(word)
+        verbs = _verbs(sub) if sub is not None else None
+    return out + pending + argv[i:]
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="sysroot", description=GLOBAL_HELP)
     parser.add_argument(
@@ -113,20 +149,22 @@ def open_repo(args):
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # --verbose is global but accepted anywhere on the line, as ostree accepts it
-    verbose = "--verbose" in argv or argv[:1] == ["-v"]
-    argv = [a for a in argv if a != "--verbose"]
+    # -v/--verbose and --version are accepted by every ostree command, anywhere before "--"
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    verbose = "--verbose" in options or "-v" in options
+    version = "--version" in options
+    argv = [a for a in options if a not in ("-v", "--verbose", "--version")] + argv[len(options) :]
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s: %(message)s"
     )
     try:
-        parser = build_parser(command_name(argv))
-        args = parser.parse_args(argv)
-        if args.version:
+        if version:
             from sysroot import __version__
 
             print(f"sysroot {__version__}")
             return 0
+        parser = build_parser(command_name(argv))
+        args = parser.parse_args(hoist_options(parser, argv))
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)
             return 2

@@ -78,6 +78,20 @@ class ContentInfo:
     size: int
 
 
+def default_repo_path() -> str:
+    """The repository of a command given no --repo, chosen as libostree's default
+    repository is: the current directory when it is a repository, else $OSTREE_REPO,
+    else the system's /ostree/repo."""
+    if os.path.isdir("objects") and os.path.isfile("config"):
+        return os.getcwd()
+    path = os.environ.get("OSTREE_REPO")
+    if path:
+        return path
+    if os.path.isdir("/ostree/repo/objects"):
+        return "/ostree/repo"
+    raise SysrootError("Command requires a --repo argument", hint="or set $OSTREE_REPO")
+
+
 class Repo:
     """An open repository. Use Repo.open() or Repo.create()."""
 
@@ -101,12 +115,7 @@ class Repo:
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None) -> Repo:
         if path is None:
-            path = os.environ.get("OSTREE_REPO")
-            if not path:
-                if os.path.isdir("/ostree/repo/objects"):
-                    path = "/ostree/repo"
-                else:
-                    raise SysrootError("No repository given: use --repo=PATH or set $OSTREE_REPO")
+            path = default_repo_path()
         path = os.fspath(path)
         try:
             dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -7,12 +7,14 @@ import subprocess
 from sysroot.util.run import clean_env
 
 
-def _run(argv, *, check, input=None, cwd=None):
+def _run(argv, *, check, input=None, cwd=None, env=None):
+    """env: variables to set, or to unset where the value is None."""
+    environ = {k: v for k, v in clean_env(env).items() if v is not None}
     proc = subprocess.run(
         [str(a) for a in argv],
         input=input,
         capture_output=True,
-        env=clean_env(),
+        env=environ,
         cwd=cwd,
     )
     if check and proc.returncode != 0:
@@ -30,8 +32,10 @@ class Tool:
     def __init__(self, argv0: list[str]):
         self.argv0 = argv0
 
-    def __call__(self, *args, check=True, input=None, cwd=None) -> subprocess.CompletedProcess:
-        return _run([*self.argv0, *args], check=check, input=input, cwd=cwd)
+    def __call__(
+        self, *args, check=True, input=None, cwd=None, env=None
+    ) -> subprocess.CompletedProcess:
+        return _run([*self.argv0, *args], check=check, input=input, cwd=cwd, env=env)
 
     def out(self, *args, **kw) -> str:
         return self(*args, **kw).stdout.decode().strip()
