@@ -9,6 +9,7 @@ directory that the next cleanup removes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -144,6 +145,19 @@ def mark_var_labeled(layout: SysrootLayout, osname: str) -> bool:
     return True
 
 
+def clear_update_stamps(layout: SysrootLayout, osname: str, root: str) -> None:
+    """Remove /etc/.updated (the new deployment's) and /var/.updated (the stateroot's),
+    as ostree does when it finishes a deployment: systemd's ConditionNeedsUpdate= units
+    (ldconfig, hwdb, the journal catalog) then run on its first boot. Without this the
+    stamp carried over by the /etc merge would say that an older /usr was done."""
+    for stamp in (
+        os.path.join(root, "etc", ".updated"),
+        os.path.join(layout.var(osname), ".updated"),
+    ):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(stamp)
+
+
 def write_origin(path: str, origin: KeyFile, fsync: bool = True) -> None:
     fsutil.atomic_write(path, origin.to_text().encode(), mode=0o644, fsync=fsync)
 
@@ -164,9 +178,11 @@ def create_deployment(
     kargs: str,
     fsync: bool = True,
     notes: list[str] | None = None,
+    finish: bool = True,
 ) -> Deployment:
     """Check out, prepare /etc, merge, write the origin; publish under its final name.
-    notes collects the messages ostree prints on the way (etc merge, /var relabel)."""
+    notes collects the messages ostree prints on the way (etc merge, /var relabel).
+    finish=False for a staged deployment: the update stamps go when it is finalized."""
     notes = [] if notes is None else notes
     layout = state.layout
     parent = layout.deploy_parent(osname)
@@ -184,6 +200,8 @@ def create_deployment(
             _with_dirs(lambda u, d: copy_tree(u, d, "etc"), usr_etc, staging)
             if merge is not None:
                 merge_config(state, merge, staging, notes)
+        if finish:
+            clear_update_stamps(layout, osname, staging)
         if mark_var_labeled(layout, osname):
             notes.append("Relabeling /var (no stamp file 'var/.ostree-selabeled' found)")
         write_origin(layout.origin_path(osname, csum, serial), origin, fsync)

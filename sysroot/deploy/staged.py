@@ -84,7 +84,16 @@ def stage(tx: Transaction, revision: str, options: dep.DeployOptions) -> Change:
     try:
         # no /etc merge now (merge=None): that is finalize's, from /etc as it is then
         new = dep.create_deployment(
-            state, repo, csum, osname, origin, None, kargs or "", fsync=repo.fsync_enabled, notes=[]
+            state,
+            repo,
+            csum,
+            osname,
+            origin,
+            None,
+            kargs or "",
+            fsync=repo.fsync_enabled,
+            notes=[],
+            finish=False,
         )
         # what finalize will put in its entry, refused now rather than at shutdown
         dep.entry_inputs(state, repo, [new])
@@ -197,6 +206,7 @@ def _finalize(tx: Transaction, state: SysrootState) -> Change | None:
     notes: list[str] = []
     if merge is not None:
         dep.merge_config(state, merge, root, notes)
+    dep.clear_update_stamps(state.layout, staged.osname, root)
     kargs = (
         " ".join(record.kargs)
         if record.kargs is not None

@@ -518,3 +518,27 @@ def test_units_install_and_verify(tmp_path):
     ):
         assert line in service
     assert "PathExists=/run/ostree/staged-deployment" in (unitdir / names[2]).read_text()
+
+
+@pytest.mark.parametrize("tool", ["ostree", "sysroot"])
+def test_finalize_removes_the_update_stamps(make_booted, tool):
+    """systemd-update-done's stamps of the running system say nothing of the new /usr:
+    both go when the staged deployment is finished (not before), as in ostree."""
+    b = make_booted(by=tool)
+    var_stamp = b.path / "ostree/deploy" / OSNAME / "var/.updated"
+    b(tool, "admin", "deploy", "--stage", f"{OSNAME}/x")
+    (b.etc / ".updated").write_text("TIMESTAMP_NSEC=1\n")
+    var_stamp.write_text("TIMESTAMP_NSEC=1\n")
+    b(tool, "admin", "finalize-staged")
+    assert not (b.deployment(b.v2) / "etc/.updated").exists()
+    assert not var_stamp.exists()
+    assert (b.etc / ".updated").exists()  # the running deployment's own stays
+
+
+@pytest.mark.parametrize("tool", ["ostree", "sysroot"])
+def test_staging_keeps_the_var_stamp_until_finalize(make_booted, tool):
+    b = make_booted(by=tool)
+    var_stamp = b.path / "ostree/deploy" / OSNAME / "var/.updated"
+    var_stamp.write_text("TIMESTAMP_NSEC=1\n")
+    b(tool, "admin", "deploy", "--stage", f"{OSNAME}/x")
+    assert var_stamp.exists()
