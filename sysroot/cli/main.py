@@ -39,6 +39,7 @@ COMMAND_MODULES = {
     "admin": "admin",
     "cat": "ls_cat",
     "checkout": "checkout",
+    "checksum": "checksum",
     "commit": "commit",
     "config": "config",
     "diff": "diff",

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import enum
 import errno
-import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 
 from sysroot.errors import NotFoundError, SysrootError, UsageError
 from sysroot.formats.objects import DirMeta, DirTree, FileHeader, ObjectType
+from sysroot.store.localsum import checksum_at
 from sysroot.store.modes import RepoMode
 from sysroot.store.repo import ContentInfo, Repo
 from sysroot.store.tree import TreeEntry, TreeReader
@@ -491,24 +491,11 @@ def _copy_fd(src: int, dst: int, size: int) -> None:
 
 
 def _checksum_existing(dfd: int, name: str, st: os.stat_result, no_xattrs: bool) -> str:
-    """The content checksum of an existing file or symlink in the destination."""
-    if stat.S_ISLNK(st.st_mode):
-        target = os.readlink(name, dir_fd=dfd)
-        xattrs = () if no_xattrs else tuple(fsutil.read_xattrs(f"/proc/self/fd/{dfd}/{name}"))
-        header = FileHeader(st.st_uid, st.st_gid, st.st_mode, target, xattrs)
-        return hashlib.sha256(header.content_stream_prefix()).hexdigest()
-    if not stat.S_ISREG(st.st_mode):
+    """The content checksum of an existing file or symlink in the destination ("" for
+    anything else: never an object's)."""
+    if not (stat.S_ISLNK(st.st_mode) or stat.S_ISREG(st.st_mode)):
         return ""
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-    try:
-        xattrs = () if no_xattrs else tuple(fsutil.read_xattrs(fd))
-        header = FileHeader(st.st_uid, st.st_gid, st.st_mode, "", xattrs)
-        h = hashlib.sha256(header.content_stream_prefix())
-        while chunk := os.read(fd, _COPY_CHUNK):
-            h.update(chunk)
-        return h.hexdigest()
-    finally:
-        os.close(fd)
+    return checksum_at(dfd, name, st, ignore_xattrs=no_xattrs)
 
 
 def _remove_created(parent_fd: int, name: str) -> None:
