@@ -9,12 +9,8 @@ this module.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import re
 from typing import TYPE_CHECKING
-
-from sysroot.errors import UsageError
 
 if TYPE_CHECKING:
     from sysroot.deploy.transaction import Change
@@ -58,30 +54,6 @@ def add_sysroot_options(parser: argparse.ArgumentParser, *, os_option: bool = Tr
             metavar="OSNAME",
             help="Use a different operating system root than the current one",
         )
-
-
-_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
-
-
-def parse_timestamp(text: str) -> int:
-    """The date forms scripts pass to `ostree commit --timestamp`."""
-    s = text.strip()
-    if re.fullmatch(r"@-?\d+", s):
-        return int(s[1:])
-    tz = dt.UTC
-    m = re.fullmatch(r"(.*?)\s*(Z|UTC|[+-]\d{2}:?\d{2})", s)
-    if m and m.group(1):
-        s, zone = m.group(1), m.group(2)
-        if zone not in ("Z", "UTC"):
-            sign = -1 if zone[0] == "-" else 1
-            digits = zone[1:].replace(":", "")
-            tz = dt.timezone(sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
-    for fmt in _DATE_FORMATS:
-        try:
-            return int(dt.datetime.strptime(s, fmt).replace(tzinfo=tz).timestamp())
-        except ValueError:
-            continue
-    raise UsageError(f"Could not parse '{text}'")
 
 
 # ------------------------------------------------------------------ output

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from sysroot.errors import SysrootError
+from sysroot.errors import NotFoundError, SysrootError
 from sysroot.formats.gvariant import Variant, make_dict
 from sysroot.formats.objects import Commit, ObjectType
 from sysroot.store.commitmods import CommitModifier, check_utf8, for_repo
@@ -255,6 +255,27 @@ class CommitBuilder:
                 "Can't commit an empty tree: no layer gave the root directory metadata"
             )
         return self.root.seal(self.tx)
+
+    def kernel_version(self) -> str:
+        """The version of the one kernel in usr/lib/modules/VERSION/vmlinuz, as ostree's
+        `commit --bootable` finds it (the legacy usr/lib/ostree-boot does not count);
+        errors in ostree's words."""
+        node = self.root
+        path = ""
+        for part in ("usr", "lib", "modules"):
+            path += "/" + part
+            child = node.dirs(self.tx).get(part)
+            if child is None:
+                raise NotFoundError(f"No such file or directory: {path}")
+            node = child
+        versions = sorted(
+            name for name, d in node.dirs(self.tx).items() if "vmlinuz" in d.files(self.tx)
+        )
+        if not versions:
+            raise SysrootError("No kernel found in /usr/lib/modules")
+        if len(versions) > 1:
+            raise SysrootError("Multiple kernels found in /usr/lib/modules")
+        return versions[0]
 
     def write(
         self,

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from sysroot.cli.common import parse_timestamp
 from sysroot.cli.main import add_repo_option, open_repo
 from sysroot.errors import SysrootError, UsageError
+from sysroot.formats.ghash import ghash_order
 from sysroot.formats.gvariant import Variant
 from sysroot.formats.gvariant_text import parse_text
 from sysroot.formats.objects import ObjectType, is_checksum
 from sysroot.store.commit import CommitBuilder, MetadataItems
 from sysroot.store.commitmods import CommitModifier, check_utf8
 from sysroot.store.repo import validate_ref_name
+from sysroot.util.datetimes import parse_date
 
 
 def register(sub) -> None:
@@ -48,6 +49,11 @@ def register(sub) -> None:
         help="Keep metadata KEY from the parent commit",
     )
     p.add_argument("--timestamp", help="Override the timestamp of the commit")
+    p.add_argument(
+        "--bootable",
+        action="store_true",
+        help="Flag this commit as a bootable OSTree (e.g. contains a Linux kernel)",
+    )
     p.add_argument("--no-xattrs", action="store_true", help="Do not import extended attributes")
     p.add_argument("--owner-uid", type=_id, help="Set file ownership user id")
     p.add_argument("--owner-gid", type=_id, help="Set file ownership group id")
@@ -103,9 +109,12 @@ def _key_value(text: str, option: str) -> tuple[str, str]:
     return key, value
 
 
-def _metadata(args, repo, branch: str | None, parent: str | None) -> MetadataItems:
-    # A list, not a dict: the order is part of the checksum and ostree keeps duplicate
-    # keys. ostree's order: all strings, all variants, the kept keys, then the bindings.
+def _metadata(
+    args, repo, branch: str | None, parent: str | None
+) -> tuple[MetadataItems, MetadataItems]:
+    """(the given and kept items, the bindings): --bootable's go between the two.
+    A list, not a dict: the order is part of the checksum and ostree keeps duplicate
+    keys. ostree's order: all strings, all variants, the kept keys, then the bindings."""
     meta: MetadataItems = []
     for kv in args.add_metadata_string:
         key, value = _key_value(kv, "--add-metadata-string")
@@ -129,14 +138,29 @@ def _metadata(args, repo, branch: str | None, parent: str | None) -> MetadataIte
             if key not in parent_meta:
                 raise SysrootError(f"Missing metadata key '{key}' from commit '{parent}'")
             meta.append((key, parent_meta[key]))
+    bindings: MetadataItems = []
     if not args.no_bindings:
         # Sorted by bytes like strcmp; ostree keeps a duplicate -b/--bind-ref as given.
         refs = sorted([*([branch] if branch else []), *args.bind_ref], key=str.encode)
-        meta.append(("ostree.ref-binding", Variant("as", refs)))
+        bindings.append(("ostree.ref-binding", Variant("as", refs)))
         collection = repo.config.get("core", "collection-id")
         if collection:
-            meta.append(("ostree.collection-binding", Variant("s", collection)))
-    return meta
+            bindings.append(("ostree.collection-binding", Variant("s", collection)))
+    return meta, bindings
+
+
+def _with_bootable(items: MetadataItems, kernel_version: str) -> MetadataItems:
+    """items plus ostree.linux and ostree.bootable. ostree adds them through a
+    GVariantDict made from the metadata so far: a repeated key keeps its first place
+    and its last value, and the keys come out in the GHashTable's order."""
+    merged: dict[str, Variant] = {}
+    for key, value in [
+        *items,
+        ("ostree.linux", Variant("s", kernel_version)),
+        ("ostree.bootable", Variant("b", True)),
+    ]:
+        merged[key] = value
+    return [(key, merged[key]) for key in ghash_order(merged)]
 
 
 class _Unchanged(Exception):
@@ -191,7 +215,7 @@ def run(args) -> int:
     if args.branch:
         validate_ref_name(args.branch)
     parent = _parent_checksum(args, repo)
-    timestamp = parse_timestamp(args.timestamp) if args.timestamp else None
+    timestamp = parse_date(args.timestamp) if args.timestamp else None
     modifier = CommitModifier(
         skip_xattrs=args.no_xattrs,
         canonical_permissions=args.canonical_permissions,
@@ -199,13 +223,16 @@ def run(args) -> int:
         owner_gid=args.owner_gid,
         consume=args.consume,
     )
-    metadata = _metadata(args, repo, args.branch, parent)
+    given, bindings = _metadata(args, repo, args.branch, parent)
 
     try:
         with repo.transaction() as tx:
             builder = CommitBuilder(tx, modifier)
             for spec in trees:
                 _add_layer(builder, repo, spec, args)
+            metadata = given + bindings
+            if args.bootable:
+                metadata = _with_bootable(metadata, builder.kernel_version())
             tree, meta = builder.seal()
             if args.skip_if_unchanged and parent and repo.has_object(ObjectType.COMMIT, parent):
                 old = repo.load_commit(parent)

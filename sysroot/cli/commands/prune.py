@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import calendar
-import re
-import time
-
-from sysroot.cli.common import parse_timestamp
 from sysroot.cli.main import add_repo_option, open_repo
-from sysroot.errors import SysrootError, UsageError
+from sysroot.errors import UsageError
 from sysroot.store.prune import PruneOptions, delete_commit, prune, prune_static_deltas
+from sysroot.util.datetimes import parse_date
 
 
 def register(sub) -> None:
@@ -100,54 +96,3 @@ def _branch_depth(text: str) -> tuple[str, int]:
         return branch, int(depth)
     except ValueError:
         raise UsageError(f"Invalid depth {depth}") from None
-
-
-_UNITS = {
-    "sec": 1,
-    "second": 1,
-    "min": 60,
-    "minute": 60,
-    "hour": 3600,
-    "day": 86400,
-    "week": 7 * 86400,
-    "fortnight": 14 * 86400,
-    "month": 0,
-    "year": 0,
-}
-_RELATIVE = re.compile(
-    r"(\d+)\s*(sec|second|min|minute|hour|day|week|fortnight|month|year)s?"
-    r"\s+ago"
-)
-
-
-def parse_date(text: str, now: float | None = None) -> int:
-    """The dates scripts give `ostree prune --keep-younger-than`: absolute ones as
-    `ostree commit --timestamp` takes them, plus "now", "today", "yesterday" (UTC) and
-    "N days ago" (also seconds, minutes, hours, weeks, months, years)."""
-    now = time.time() if now is None else now
-    s = text.strip().lower()
-    midnight = int(now) - int(now) % 86400
-    if s == "now":
-        return int(now)
-    if s == "today":
-        return midnight
-    if s == "yesterday":
-        return midnight - 86400
-    m = _RELATIVE.fullmatch(s)
-    if m:
-        n, unit = int(m.group(1)), m.group(2)
-        if unit in ("month", "year"):
-            return _months_ago(int(now), n * (12 if unit == "year" else 1))
-        return int(now) - n * _UNITS[unit]
-    try:
-        return parse_timestamp(text)
-    except SysrootError:
-        raise UsageError(f"Could not parse '{text}'") from None
-
-
-def _months_ago(now: int, months: int) -> int:
-    # Calendar arithmetic as mktime() normalizes it: March 31 minus one month is March 3.
-    t = time.gmtime(now)
-    index = t.tm_year * 12 + (t.tm_mon - 1) - months
-    year, month = divmod(index, 12)
-    return calendar.timegm((year, month + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec))
