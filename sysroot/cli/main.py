@@ -43,6 +43,7 @@ COMMAND_MODULES = {
     "commit": "commit",
     "config": "config",
     "diff": "diff",
+    "export": "export",
     "fsck": "fsck",
     "init": "init",
     "install": "install",
@@ -56,6 +57,7 @@ COMMAND_MODULES = {
     "show": "log_show",
     "summary": "summary",
     "remote": "remote",
+    "reset": "reset",
     "gpg-sign": "sign",
     "sign": "sign",
 }

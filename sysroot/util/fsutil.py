@@ -13,7 +13,8 @@ import errno
 import os
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _RENAME_NOREPLACE = 1
@@ -106,6 +107,29 @@ def atomic_write(
     path = os.fspath(path)
     with errors_about(path):
         _atomic_write(path, data, mode, dir_fd, fsync)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """A file to stream into that appears at path, complete, only when the block ends
+    without an error (temp sibling, fsync, rename, fsync dir); else it is removed."""
+    path = os.fspath(path)
+    parent, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(parent, temp_name(name))
+    with errors_about(path):
+        f = open(tmp, "xb")  # noqa: SIM115 - closed below on every path
+    try:
+        with f:
+            os.fchmod(f.fileno(), mode)
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(parent)
 
 
 def _atomic_write(path: str, data: bytes, mode: int, dir_fd: int | None, fsync: bool) -> None:

@@ -101,3 +101,18 @@ def test_relative_to_dir_fd(tmp_path):
         os.close(dfd)
     assert (tmp_path / "d/name").read_bytes() == b"via dir_fd"
     assert sorted(os.listdir(tmp_path / "d")) == ["name"]
+
+
+def test_atomic_output_appears_only_complete(tmp_path):
+    from sysroot.util.fsutil import atomic_output
+
+    target = tmp_path / "out.tar"
+    with pytest.raises(RuntimeError), atomic_output(target) as f:
+        f.write(b"half")
+        raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary name
+    with atomic_output(target, mode=0o600) as f:
+        f.write(b"whole")
+        assert not target.exists()
+    assert target.read_bytes() == b"whole" and target.stat().st_mode & 0o777 == 0o600
+    assert list(tmp_path.iterdir()) == [target]
