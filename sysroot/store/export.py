@@ -73,4 +73,4 @@ def _add(
         tar.addfile(info)
         return
     info.size = file.size
-    tar.addfile(info, _Chunks(reader.read_file(entry)))  # type: ignore[arg-type]
+    tar.addfile(info, _Chunks(reader.read_file(entry)))
