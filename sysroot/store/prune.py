@@ -181,13 +181,25 @@ def delete_object(repo: Repo, name: ObjectName) -> None:
         except FileNotFoundError:
             pass
     if repo.config.get_bool("core", "tombstone-commits", False):
-        data = gvariant.encode("a{sv}", {"commit": Variant("ay", checksum.encode() + b"\0")})
-        fsutil.atomic_write(
-            repo.object_path(checksum, ObjectType.TOMBSTONE_COMMIT),
-            data,
-            mode=0o644,
-            fsync=repo.fsync_enabled,
-        )
+        write_tombstone(repo, checksum)
+
+
+def write_tombstone(repo: Repo, checksum: str) -> None:
+    """The tombstone-commit object saying that commit checksum was deleted on purpose
+    (a pull then does not treat its absence as an error)."""
+    data = gvariant.encode("a{sv}", {"commit": Variant("ay", checksum.encode() + b"\0")})
+    fsutil.atomic_write(
+        repo.object_path(checksum, ObjectType.TOMBSTONE_COMMIT),
+        data,
+        mode=0o644,
+        fsync=repo.fsync_enabled,
+    )
+
+
+def enable_tombstones(repo: Repo) -> None:
+    if not repo.config.get_bool("core", "tombstone-commits", False):
+        repo.config.set("core", "tombstone-commits", "true")
+        repo.write_config()
 
 
 def delete_commit(repo: Repo, checksum: str) -> None:
@@ -202,9 +214,7 @@ def delete_commit(repo: Repo, checksum: str) -> None:
                 raise SysrootError(f"Commit '{checksum}' is referenced by '{ref.name}'")
         if not repo.has_object(ObjectType.COMMIT, checksum):
             raise SysrootError(f"No such metadata object {checksum}.commit")
-        if not repo.config.get_bool("core", "tombstone-commits", False):
-            repo.config.set("core", "tombstone-commits", "true")
-            repo.write_config()
+        enable_tombstones(repo)
         delete_object(repo, (checksum, ObjectType.COMMIT))
 
 

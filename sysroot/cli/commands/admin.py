@@ -139,7 +139,7 @@ def register(sub) -> argparse._SubParsersAction:
     p.add_argument("url", metavar="URL", nargs="?")
     p.add_argument("branch", metavar="BRANCH", nargs="?")
     p.add_argument("--index", metavar="INDEX")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=run_set_origin)
 
     kargs = asub.add_parser("kargs", help="Change kernel arguments")

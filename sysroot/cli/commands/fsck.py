@@ -30,6 +30,9 @@ def register(sub) -> None:
         action="store_true",
         help="Verify back-references (implies --verify-bindings)",
     )
+    p.add_argument(
+        "--add-tombstones", action="store_true", help="Add tombstones for missing commits"
+    )
     p.set_defaults(func=run)
 
 
@@ -47,6 +50,7 @@ def run(args) -> int:
         delete=args.delete,
         verify_bindings=args.verify_bindings,
         verify_back_refs=args.verify_back_refs,
+        add_tombstones=args.add_tombstones,
     )
     info(f"Verifying content integrity of {report.n_commits} commit objects...")
     deleted = set(report.deleted)
@@ -59,6 +63,8 @@ def run(args) -> int:
             )
     for checksum in report.marked_partial:
         print(f"Marking commit as partial: {checksum}", file=sys.stderr)
+    for checksum in report.tombstoned:
+        info(f"Adding tombstone for commit {checksum}")
     if report.partial:
         info(f"{len(report.partial)} partial commits not verified")
     if report.problems:
