@@ -267,7 +267,8 @@ def test_set_origin_with_remote(pair: SysrootTwins, tmp_path):
         "set-origin",
         "--index=0",
         "--set=gpg-verify=false",
-        "--set=tls-permissive=true",
+        "-s",
+        "tls-permissive=true",  # the short spelling
         "upstream",
         "http://example.com/repo",
         "os/stable",
