@@ -91,6 +91,17 @@ def summary_view_text(s: Summary) -> str:
     return "".join(line + "\n" for line in lines)
 
 
+def summary_raw_text(data: bytes) -> str:
+    """A summary as `ostree summary --view --raw` prints it: the variant's text after
+    a byteswap, as ostree dumps every variant (so its big-endian fields read right)."""
+    from sysroot.formats import gvariant
+    from sysroot.formats.gvariant_text import print_value
+    from sysroot.store.summary import SUMMARY_TYPE, Summary
+
+    Summary.parse(data)  # a malformed summary is an error, not text
+    return print_value(SUMMARY_TYPE, gvariant.decode(SUMMARY_TYPE, data), byteswap=True) + "\n"
+
+
 def _summary_field(key: str, v: Variant) -> str:
     """One metadata line as `ostree summary --view` words it."""
     from sysroot.formats.gvariant_text import print_value

@@ -40,6 +40,7 @@ from urllib3.exceptions import (
 )
 
 from sysroot.errors import NotFoundError, SysrootError
+from sysroot.store.cookies import Cookie, cookie_header
 
 _T = TypeVar("_T")
 _CHUNK = 1 << 16
@@ -65,6 +66,7 @@ class FetchOptions:
     tls_client_key_path: str | None = None
     proxy: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    cookies: tuple[Cookie, ...] = ()  # the remote's jar: each GET sends the matching ones
 
 
 def _describe(exc: BaseException) -> str:
@@ -143,13 +145,14 @@ class _PoolOptions(TypedDict, total=False):
     key_file: str | None
 
 
-class _GetOptions(TypedDict):
+class _GetOptions(TypedDict, total=False):
     """The keywords of one GET (urlopen(), or a PoolManager's request())."""
 
     preload_content: bool
     decode_content: bool
     enforce_content_length: bool
     timeout: urllib3.Timeout
+    headers: dict[str, str]
 
 
 class Fetcher:
@@ -189,6 +192,8 @@ class Fetcher:
             allowed_methods=("GET",),
             raise_on_status=False,
             raise_on_redirect=True,
+            # a redirect to another host never carries the remote's cookies there
+            remove_headers_on_redirect=("Authorization", "Cookie"),
         )
         kw: _PoolOptions = {
             "num_pools": 4,
@@ -321,6 +326,9 @@ class Fetcher:
             "enforce_content_length": True,
             "timeout": timeout,
         }
+        cookie = cookie_header(self.options.cookies, url) if self.options.cookies else None
+        if cookie is not None:  # given headers replace the pool's: all of them, then
+            kw["headers"] = {**self.options.headers, "Cookie": cookie}
         if self._host_pool is not None:
             resp = self._host_pool.urlopen(
                 "GET", self._base_path + path.lstrip("/"), redirect=False, **kw

@@ -59,6 +59,7 @@ from sysroot.pull.progress import Progress
 from sysroot.pull.workers import TaskResult, WorkerPool
 from sysroot.sign import verify as signatures
 from sysroot.sign.detached import read_commitmeta
+from sysroot.store.cookies import jar_path, read_jar
 from sysroot.store.modes import RepoMode
 from sysroot.store.pull_local import (
     check_bareuseronly,
@@ -137,15 +138,20 @@ def _transferred(n: int) -> str:
 # ---------------------------------------------------------------- remotes, verification
 
 
-def fetch_options(remote: Remote | None, base: FetchOptions | None = None) -> FetchOptions:
+def fetch_options(
+    remote: Remote | None, base: FetchOptions | None = None, *, repo: Repo | None = None
+) -> FetchOptions:
     """The remote's TLS/proxy/timeout/size options over the caller's (http2 is ignored:
-    HTTP/1.1). Every fetch from a remote (pull, `remote refs`, `remote summary`) builds
-    its options here, so they all reach the server the same way."""
+    HTTP/1.1), and the cookies of its jar in repo. Every fetch from a remote (pull,
+    `remote refs`, `remote summary`) builds its options here, so they all reach the
+    server the same way."""
     base = base or FetchOptions()
     if remote is None:
         return base
+    cookies = tuple(read_jar(jar_path(repo, remote.name))) if repo is not None else ()
     return replace(
         base,
+        cookies=base.cookies + cookies,
         tls_permissive=base.tls_permissive or remote.option_bool("tls-permissive", False),
         tls_ca_path=base.tls_ca_path or remote.option("tls-ca-path"),
         tls_client_cert_path=remote.option("tls-client-cert-path"),
@@ -199,7 +205,7 @@ def pull(
         )
     if url.startswith("file://"):
         return _pull_file(repo, remote, url, refs, options)
-    with Fetcher(url, fetch_options(remote, options.fetch)) as fetcher:
+    with Fetcher(url, fetch_options(remote, options.fetch, repo=repo)) as fetcher:
         return _HttpPull(repo, fetcher, remote, options).run(refs)
 
 

@@ -175,6 +175,14 @@ def regenerate_summary(
 
 
 def read_summary(repo: Repo) -> Summary:
+    data = read_summary_bytes(repo)
+    try:
+        return Summary.parse(data)
+    except FormatError as e:
+        raise FormatError(f"{repo.path}/summary: {e}") from None
+
+
+def read_summary_bytes(repo: Repo) -> bytes:
     try:
         fd = os.open("summary", os.O_RDONLY | os.O_CLOEXEC, dir_fd=repo.dfd)
     except FileNotFoundError:
@@ -182,11 +190,7 @@ def read_summary(repo: Repo) -> Summary:
             f"No summary file in repository {repo.path}", hint="generate one with 'summary -u'"
         ) from None
     with os.fdopen(fd, "rb") as f:
-        data = f.read()
-    try:
-        return Summary.parse(data)
-    except FormatError as e:
-        raise FormatError(f"{repo.path}/summary: {e}") from None
+        return f.read()
 
 
 # ---------------------------------------------------------------- viewing

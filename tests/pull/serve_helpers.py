@@ -30,6 +30,12 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         with srv.lock:
             srv.requests.append(path)
             n = len(srv.requests)
+        srv.cookies.append(self.headers.get("Cookie"))
+        if srv.required_cookie is not None and srv.required_cookie not in (
+            self.headers.get("Cookie") or ""
+        ):
+            self.send_error(403)
+            return
         fault = srv.faults.get(path)
         if srv.die_after is not None and n > srv.die_after:
             srv.kill()
@@ -68,6 +74,8 @@ class RepoServer:
         self.held = threading.Event()  # a "hold" request has arrived
         self.release = threading.Event()
         self.die_after: int | None = None  # stop answering after this many requests
+        self.required_cookie: str | None = None  # "NAME=VALUE" every request must carry
+        self.cookies: list[str | None] = []  # the Cookie header of each request
         self.lock = threading.Lock()
         handler = lambda *a, **kw: _Handler(*a, directory=self.root, **kw)  # noqa: E731
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -101,3 +101,22 @@ def test_fetch_options_take_every_remote_setting():
     got = fetch_options(remote, base)
     assert (got.connections, got.retries, got.proxy) == (3, 1, "http://cli.example:1/")
     assert fetch_options(None, base) is base
+
+
+def test_remote_summary_raw_and_cache_dir(ostree, sysroot, tmp_path):
+    src = _served(ostree, tmp_path)
+    with RepoServer(src) as server:
+        theirs, ours = twin_repos(ostree, tmp_path, "archive", server.url)
+        (tmp_path / "cache").mkdir()
+        for args in (["--raw"], [f"--cache-dir={tmp_path / 'cache'}"], []):
+            a = ostree("remote", "summary", f"--repo={theirs}", *args, "origin")
+            b = sysroot("remote", "summary", f"--repo={ours}", *args, "origin")
+            assert b.stdout == a.stdout, args
+        cache = f"--cache-dir={tmp_path / 'cache'}"
+        a = ostree("remote", "refs", f"--repo={theirs}", cache, "origin")
+        b = sysroot("remote", "refs", f"--repo={ours}", cache, "origin")
+        assert b.stdout == a.stdout
+    # and the local summary, as `summary --view --raw` prints it
+    a = ostree("summary", f"--repo={src}", "--view", "--raw")
+    b = sysroot("summary", f"--repo={src}", "--view", "--raw")
+    assert b.stdout == a.stdout and a.stdout.startswith(b"([('main', (uint64 ")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from sysroot.cli.common import summary_view_text
+from sysroot.cli.common import summary_raw_text, summary_view_text
 from sysroot.cli.main import add_repo_option, open_repo
 from sysroot.errors import SysrootError, UsageError
 from sysroot.sign import ed25519
@@ -90,6 +90,18 @@ def register(sub) -> None:
     rf.add_argument("name", metavar="NAME")
     sm = _subparser(rsub, "summary", "Show remote summary", run_summary)
     sm.add_argument("name", metavar="NAME")
+    sm.add_argument("--raw", action="store_true", help="Show raw variant data")
+    for cmd in (rf, sm):  # ostree keeps a summary cache there; sysroot fetches afresh
+        cmd.add_argument("--cache-dir", metavar="DIR", help="Accepted for compatibility; unused")
+
+    ac = _subparser(rsub, "add-cookie", "Add a cookie to remote", run_add_cookie)
+    dc = _subparser(rsub, "delete-cookie", "Remove one cookie from remote", run_delete_cookie)
+    for cmd in (ac, dc):
+        for word in ("name", "domain", "path", "cookie_name"):
+            cmd.add_argument(word, metavar=word.upper())
+    ac.add_argument("value", metavar="VALUE")
+    lc = _subparser(rsub, "list-cookies", "Show remote cookies", run_list_cookies)
+    lc.add_argument("name", metavar="NAME")
     p.set_defaults(func=lambda args: _no_subcommand(p))
 
 
@@ -259,26 +271,72 @@ def _fetch_summary(args, missing: str):
     with open_repo(args) as repo:
         remote = remotes.load_remote(repo, args.name)
         # the options pull uses (client certificate, timeouts, size bound...), not a copy
-        with Fetcher(_url(remote), fetch_options(remote)) as fetcher:
+        with Fetcher(_url(remote), fetch_options(remote, repo=repo)) as fetcher:
             sig = fetcher.get_optional("summary.sig")
             data = fetcher.get_optional("summary")
         if data is None:
             raise SysrootError(missing)
         verify_summary(repo, remote, data, sig)
     try:
-        return remote, Summary.parse(data)
+        return remote, Summary.parse(data), data
     except SysrootError as e:
         raise SysrootError(f'Summary of remote "{remote.name}": {e}') from None
 
 
 def run_refs(args) -> int:
-    remote, summary = _fetch_summary(args, "Remote refs not available; server has no summary file")
+    remote, summary, _ = _fetch_summary(
+        args, "Remote refs not available; server has no summary file"
+    )
     for ref in summary.refs:
         print(f"{remote.name}:{ref.name}")
     return 0
 
 
 def run_summary(args) -> int:
-    _, summary = _fetch_summary(args, "Remote server has no summary file")
-    print(summary_view_text(summary), end="")
+    _, summary, data = _fetch_summary(args, "Remote server has no summary file")
+    if args.raw:
+        print(summary_raw_text(data), end="")
+    else:
+        print(summary_view_text(summary), end="")
+    return 0
+
+
+# ------------------------------------------------------------------ cookies
+# ostree checks neither that the remote exists nor prints anything for list-cookies
+# (its curl back end in 2022.7); sysroot refuses an unknown remote and lists the jar.
+
+
+def run_add_cookie(args) -> int:
+    from sysroot.store.cookies import add_cookie
+
+    with open_repo(args) as repo:
+        remotes.load_remote(repo, args.name)
+        add_cookie(repo, args.name, args.domain, args.path, args.cookie_name, args.value)
+    return 0
+
+
+def run_delete_cookie(args) -> int:
+    from sysroot.store.cookies import delete_cookie
+
+    with open_repo(args) as repo:
+        remotes.load_remote(repo, args.name)
+        delete_cookie(repo, args.name, args.domain, args.path, args.cookie_name)
+    return 0
+
+
+def run_list_cookies(args) -> int:
+    import time
+
+    from sysroot.store.cookies import jar_path, read_jar
+
+    with open_repo(args) as repo:
+        remotes.load_remote(repo, args.name)
+        for c in read_jar(jar_path(repo, args.name)):
+            expires = (
+                time.strftime("%Y-%m-%d %H:%M:%S +0000", time.gmtime(c.expires))
+                if c.expires
+                else "at the end of the session"
+            )
+            print(f"--\nDomain: {c.domain}\nPath: {c.path}\nName: {c.name}")
+            print(f"Value: {c.value}\nExpires: {expires}")
     return 0

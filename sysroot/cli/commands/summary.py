@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sysroot.cli.common import summary_view_text
+from sysroot.cli.common import summary_raw_text, summary_view_text
 from sysroot.cli.main import add_repo_option, open_repo
 from sysroot.errors import UsageError
 from sysroot.formats.gvariant import Variant
@@ -16,7 +16,7 @@ def register(sub) -> None:
     p.add_argument("-u", "--update", action="store_true", help="Update the summary")
     # ostree's help lists -v for --view, but its global -v (verbose) wins: only --view
     p.add_argument("--view", action="store_true", help="View the local summary file")
-    p.add_argument("--raw", action="store_true", help="Not supported")
+    p.add_argument("--raw", action="store_true", help="Show raw variant data")
     p.add_argument(
         "-m",
         "--add-metadata",
@@ -62,8 +62,6 @@ def _additional_metadata(items: list[str]) -> list[tuple[str, Variant]]:
 
 
 def run(args) -> int:
-    if args.raw:
-        raise UsageError("--raw is not supported")
     signing = bool(args.gpg_sign or args.sign)
     if not args.update and not args.view and not signing:
         raise UsageError("No option specified; use -u to update summary")
@@ -81,7 +79,9 @@ def run(args) -> int:
                 sign_commit.gpg_sign_summary(repo, args.gpg_sign, args.gpg_homedir)
             if secrets:
                 sign_commit.ed25519_sign_summary(repo, secrets)
-        if args.view:
+        if args.view and args.raw:
+            print(summary_raw_text(summ.read_summary_bytes(repo)), end="")
+        elif args.view:
             print(summary_view_text(summ.read_summary(repo)), end="")
     return 0
 
