@@ -37,7 +37,7 @@ from sysroot.formats.objects import (
     content_checksum,
 )
 from sysroot.store.modes import RepoMode
-from sysroot.store.prune import delete_object
+from sysroot.store.prune import delete_object, enable_tombstones, write_tombstone
 from sysroot.store.reachable import ObjectName, RefFile, Walker, iter_ref_files, object_label
 from sysroot.store.repo import Repo
 from sysroot.util import fsutil
@@ -109,8 +109,6 @@ def fsck(
 def _add_tombstones(repo: Repo, report: FsckReport) -> None:
     """ostree 2022.7 writes the tombstone under the child's checksum instead, which
     then hides the child itself: a known bug, not copied."""
-    from sysroot.store.prune import enable_tombstones, write_tombstone
-
     missing = set()
     for checksum in report.walked_commits:
         parent = repo.load_commit(checksum).parent
