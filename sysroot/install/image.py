@@ -15,8 +15,8 @@ allocator's timing and the journal. An image is therefore made in two steps:
 
 Every identity comes from the commit (ids_for_commit) and every time stamp is the
 commit's. What stays the host's: mke2fs 1.47.0 adds a directory's entries in the
-order readdir gives them, and that order is the staging file system's (the same on
-one host file system; another kind of file system may order them otherwise).
+order readdir gives them, and that order is the staging file system's (on ext4 it
+follows that file system's hash seed: the same on one host, not across machines).
 """
 
 from __future__ import annotations

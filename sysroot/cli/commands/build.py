@@ -37,7 +37,10 @@ def register(sub) -> argparse._SubParsersAction:
     )
     c.add_argument("--karg", action="append", default=[], metavar="KARG")
     c.add_argument(
-        "--version", metavar="V", help="Build id (default: the commit's version, else its checksum)"
+        "--version",
+        dest="build_version",  # not the global --version
+        metavar="V",
+        help="Build id (default: the commit's version, else its checksum)",
     )
     c.add_argument(
         "--name", default=DEFAULT_STATEROOT, metavar="NAME", help="Stateroot and file name"
@@ -71,7 +74,7 @@ def run_create(args) -> int:
             builds_dir=args.builds,
             bootloader=BootloaderKind(args.bootloader),
             kargs=tuple(args.karg),
-            version=args.version,
+            version=args.build_version,
             name=args.name,
             force=args.force,
         )
