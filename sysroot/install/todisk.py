@@ -13,6 +13,7 @@ reverse order); a failure after partitioning began wipes the partition table.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 import uuid
@@ -33,6 +34,14 @@ from sysroot.store.repo import Repo
 from sysroot.util.fsutil import atomic_write
 
 DEFAULT_STATEROOT = "default"
+
+# one debug record as each phase of an install begins ("phase: mkfs"): what the bench
+# (bench/install_bench.py) times the phases by, and what --verbose shows
+log = logging.getLogger(__name__)
+
+
+def _phase(name: str) -> None:
+    log.debug("phase: %s", name)
 
 
 @dataclass(frozen=True)
@@ -123,10 +132,12 @@ def install_to_disk(options: InstallOptions) -> InstallResult:
     check_payload(payload)  # before the disk is touched
     disk = check_target(options)
     layout = layout_for(options.bootloader, ids.table, options.root_size)
+    _phase("partition")
     with (
         tempfile.TemporaryDirectory(prefix="sysroot-install-") as work,
         partitioned(options.device, layout) as parts,
     ):
+        _phase("mkfs")
         filesystems.mkfs_ext4(parts[layout.index(Role.ROOT)], ids.root_fs_uuid, "root")
         boot_dev = parts[layout.index(Role.BOOT)] if layout.has(Role.BOOT) else None
         if boot_dev:
@@ -143,12 +154,17 @@ def install_to_disk(options: InstallOptions) -> InstallResult:
                 mounts.enter_context(mounted(boot_dev, boot))
             else:
                 mounts.enter_context(mounted(esp, boot, bind=True))  # /boot is the ESP
+            _phase("deploy")
             deployment = fill_sysroot(root, esp, payload, ids, work)
+            _phase("sync")
             os.sync()
+        _phase("esp")
         filesystems.make_esp(
             parts[layout.index(Role.ESP)], ids.esp_volume_id, disk.logical_sector_size, esp
         )
+        _phase("sync")
         os.sync()
+    _phase("done")
     return InstallResult(disk, deployment, ids)
 
 
