@@ -286,7 +286,14 @@ def test_prune_keeps_the_newest_and_their_commits(tmp_path: Path, ostree, source
 
 @pytest.mark.parametrize(
     "case",
-    ["version-slash", "version-dotdot", "version-latest", "missing-ref", "not-writable"],
+    [
+        "version-slash",
+        "version-dotdot",
+        "version-latest",
+        "missing-ref",
+        "not-writable",
+        "not-a-build",
+    ],
 )
 def test_refusals_are_one_line_and_change_nothing(
     tmp_path: Path, source: Source, case: str
@@ -302,6 +309,10 @@ def test_refusals_are_one_line_and_change_nothing(
         extra = ["--version=latest"]
     elif case == "missing-ref":
         rev = "testos/nowhere"
+    elif case == "not-a-build":
+        (builds / "builds/1.0").mkdir(parents=True)
+        (builds / "builds/1.0/mine").write_text("kept\n")
+        extra = ["--version=1.0", "--force"]
     else:
         (builds / "builds").mkdir(parents=True)
         set_immutable(builds / "builds", True)
@@ -315,7 +326,11 @@ def test_refusals_are_one_line_and_change_nothing(
     err = proc.stderr.decode()
     assert len(error_lines(err)) == 1, err
     assert "Traceback" not in err
-    assert listing in ([], ["builds"])
+    if case == "not-a-build":
+        assert (builds / "builds/1.0/mine").read_text() == "kept\n"
+        assert not (builds / "builds/builds.json").exists()
+    else:
+        assert listing in ([], ["builds"])
 
 
 def failing_qemu_img(tmp_path: Path, body: str) -> dict[str, str]:
