@@ -220,6 +220,9 @@ def build(options: BuildOptions) -> BuildResult:
     final = os.path.join(builds, version)
     with _locked(builds):
         existing = read_meta(final) if os.path.isdir(final) else None
+        if existing is None and os.path.lexists(final):
+            # not a build of ours (no meta.json): never replaced, even with --force
+            raise UsageError(f"{final} exists and is not a build")
         if existing is not None and not options.force:
             if existing.get("ostree-commit") == source.commit:
                 return BuildResult(Outcome.UNCHANGED, version, source.commit, final)
