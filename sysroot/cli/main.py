@@ -37,6 +37,7 @@ def add_repo_option(parser: argparse.ArgumentParser) -> None:
 # being run is imported, so start-up stays fast; --help and unknown names load all.
 COMMAND_MODULES = {
     "admin": "admin",
+    "build": "build",
     "cat": "ls_cat",
     "checkout": "checkout",
     "checksum": "checksum",

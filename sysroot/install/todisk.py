@@ -13,6 +13,7 @@ reverse order); a failure after partitioning began wipes the partition table.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 import uuid
@@ -33,6 +34,14 @@ from sysroot.store.repo import Repo
 from sysroot.util.fsutil import atomic_write
 
 DEFAULT_STATEROOT = "default"
+
+# one debug record as each phase of an install begins ("phase: mkfs"): what the bench
+# (bench/install_bench.py) times the phases by, and what --verbose shows
+log = logging.getLogger(__name__)
+
+
+def _phase(name: str) -> None:
+    log.debug("phase: %s", name)
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,23 @@ class InstallOptions:
 
 
 @dataclass(frozen=True)
+class Payload:
+    """What goes onto the disk, wherever the disk is (a device, or a staged tree)."""
+
+    source_repo: str
+    ref: str
+    bootloader: BootloaderKind = BootloaderKind.SYSTEMD_BOOT
+    kargs: tuple[str, ...] = ()
+    stateroot: str = DEFAULT_STATEROOT
+
+
+def payload_of(options: InstallOptions) -> Payload:
+    return Payload(
+        options.source_repo, options.ref, options.bootloader, options.kargs, options.stateroot
+    )
+
+
+@dataclass(frozen=True)
 class InstallResult:
     disk: Disk
     deployment: Deployment
@@ -90,19 +116,28 @@ def check_target(options: InstallOptions) -> Disk:
     return disk
 
 
+def check_payload(payload: Payload) -> str:
+    """The commit payload.ref names; refuses what the install could not finish, before
+    anything is written."""
+    if payload.bootloader not in (BootloaderKind.SYSTEMD_BOOT, BootloaderKind.GRUB2):
+        raise UsageError(f"install: unsupported boot loader {payload.bootloader.value}")
+    check_name(payload.stateroot, "stateroot name", UsageError)
+    with Repo.open(payload.source_repo) as source:
+        return source.resolve_rev(payload.ref)
+
+
 def install_to_disk(options: InstallOptions) -> InstallResult:
-    if options.bootloader not in (BootloaderKind.SYSTEMD_BOOT, BootloaderKind.GRUB2):
-        raise UsageError(f"install to-disk: unsupported boot loader {options.bootloader.value}")
-    check_name(options.stateroot, "stateroot name", UsageError)  # before the disk is touched
+    payload = payload_of(options)
     ids = options.ids or InstallIds.random()
+    check_payload(payload)  # before the disk is touched
     disk = check_target(options)
-    with Repo.open(options.source_repo) as source:
-        source.resolve_rev(options.ref)  # a missing ref fails before the disk is touched
     layout = layout_for(options.bootloader, ids.table, options.root_size)
+    _phase("partition")
     with (
         tempfile.TemporaryDirectory(prefix="sysroot-install-") as work,
         partitioned(options.device, layout) as parts,
     ):
+        _phase("mkfs")
         filesystems.mkfs_ext4(parts[layout.index(Role.ROOT)], ids.root_fs_uuid, "root")
         boot_dev = parts[layout.index(Role.BOOT)] if layout.has(Role.BOOT) else None
         if boot_dev:
@@ -117,20 +152,37 @@ def install_to_disk(options: InstallOptions) -> InstallResult:
             os.makedirs(boot, exist_ok=True)
             if boot_dev:
                 mounts.enter_context(mounted(boot_dev, boot))
-                os.makedirs(os.path.join(boot, "grub"), exist_ok=True)
             else:
                 mounts.enter_context(mounted(esp, boot, bind=True))  # /boot is the ESP
-                bootfiles.install_systemd_boot(esp)
-            deployment = deploy_commit(root, options, kernel_args(ids, options.kargs))
-            if boot_dev:
-                bootfiles.install_grub(esp, ids.boot_fs_uuid, work)
-            write_fstab(root, deployment, ids, ext4_boot=boot_dev is not None)
+            _phase("deploy")
+            deployment = fill_sysroot(root, esp, payload, ids, work)
+            _phase("sync")
             os.sync()
+        _phase("esp")
         filesystems.make_esp(
             parts[layout.index(Role.ESP)], ids.esp_volume_id, disk.logical_sector_size, esp
         )
+        _phase("sync")
         os.sync()
+    _phase("done")
     return InstallResult(disk, deployment, ids)
+
+
+def fill_sysroot(root: str, esp: str, payload: Payload, ids: InstallIds, work: str) -> Deployment:
+    """Everything of an install above the file systems, shared by the install to a disk
+    and the staged tree of an image: root is the root file system's tree, with /boot
+    (root/boot) already the ESP (systemd-boot) or the ext4 /boot (grub2); esp is the
+    ESP's content. The sysroot, the deployment, the boot loader's files, fstab."""
+    ext4_boot = payload.bootloader is BootloaderKind.GRUB2
+    if ext4_boot:
+        os.makedirs(os.path.join(root, "boot", "grub"), exist_ok=True)
+    else:
+        bootfiles.install_systemd_boot(esp)
+    deployment = deploy_commit(root, payload, kernel_args(ids, payload.kargs))
+    if ext4_boot:
+        bootfiles.install_grub(esp, ids.boot_fs_uuid, work)
+    write_fstab(root, deployment, ids, ext4_boot=ext4_boot)
+    return deployment
 
 
 def kernel_args(ids: InstallIds, extra: tuple[str, ...]) -> tuple[str, ...]:
@@ -139,7 +191,7 @@ def kernel_args(ids: InstallIds, extra: tuple[str, ...]) -> tuple[str, ...]:
     return ("root=UUID=" + ids.root_fs_uuid, "rw", *extra)
 
 
-def deploy_commit(root: str, options: InstallOptions, kargs: tuple[str, ...]) -> Deployment:
+def deploy_commit(root: str, options: Payload, kargs: tuple[str, ...]) -> Deployment:
     """A sysroot on the mounted root holding options.ref pulled from the source
     repository, deployed as the default with options.kargs."""
     sysroot = Sysroot(root)

@@ -41,6 +41,9 @@ class PruneOptions:
     only_branches: tuple[str, ...] = ()
     commit_only: bool = False
     no_prune: bool = False
+    # commits kept (with their trees, no parents) besides what the refs keep: the
+    # commits of a build directory's builds (sysroot build prune)
+    extra_roots: tuple[str, ...] = ()
 
     @property
     def per_ref(self) -> bool:
@@ -86,6 +89,8 @@ def _prune_locked(repo: Repo, options: PruneOptions) -> PruneResult:
     objects = [(c, t) for c, t in repo.list_objects() if t in kinds]
     if options.refs_only or options.per_ref:
         _walk_refs(repo, walker, options)
+        for checksum in options.extra_roots:
+            walker.add_commit(checksum, 0)
     else:
         for checksum, objtype in objects:
             if objtype is ObjectType.COMMIT:

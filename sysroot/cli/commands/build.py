@@ -1,0 +1,98 @@
+"""sysroot build: a build directory of disk images per commit (sysroot/install/builds.py).
+
+sysroot build create REF [--repo PATH] [--builds DIR] [--bootloader KIND] [--karg K]...
+    [--version V] [--name NAME] [--force]
+                    DIR/builds/V/: metal (512-byte sectors), metal4k and qemu images of
+                    REF's commit and meta.json; builds.json and latest updated. Nothing
+                    is done for a commit built already under V, unless --force.
+sysroot build prune --keep N [--builds DIR] [--repo PATH]
+                    only the newest N builds are kept; with a repository, the commits
+                    of the removed ones are pruned from it (refs and kept builds stay).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from sysroot.boot.backends import BootloaderKind
+from sysroot.cli.main import add_repo_option
+from sysroot.errors import UsageError
+from sysroot.install.builds import BuildOptions, Outcome, build, prune_builds
+from sysroot.install.todisk import DEFAULT_STATEROOT
+from sysroot.util.mounts import enter_private_mount_namespace
+
+
+def register(sub) -> argparse._SubParsersAction:
+    p = sub.add_parser("build", help="Build disk images of a commit into a build directory")
+    bsub = p.add_subparsers(dest="build_command", metavar="COMMAND", parser_class=type(p))
+    c = bsub.add_parser("create", help="Build REF's disk images")
+    c.add_argument("ref", metavar="REF", help="A ref or commit checksum in the repository")
+    add_repo_option(c)
+    c.add_argument("--builds", default=".", metavar="DIR", help="Build directory (default: .)")
+    c.add_argument(
+        "--bootloader",
+        choices=[BootloaderKind.SYSTEMD_BOOT.value, BootloaderKind.GRUB2.value],
+        default=BootloaderKind.SYSTEMD_BOOT.value,
+    )
+    c.add_argument("--karg", action="append", default=[], metavar="KARG")
+    c.add_argument(
+        "--version",
+        dest="build_version",  # not the global --version
+        metavar="V",
+        help="Build id (default: the commit's version, else its checksum)",
+    )
+    c.add_argument(
+        "--name", default=DEFAULT_STATEROOT, metavar="NAME", help="Stateroot and file name"
+    )
+    c.add_argument("--force", action="store_true", help="Build even if built already")
+    c.set_defaults(func=run_create)
+    pr = bsub.add_parser("prune", help="Remove all but the newest builds")
+    pr.add_argument("--keep", type=int, required=True, metavar="N")
+    pr.add_argument("--builds", default=".", metavar="DIR")
+    add_repo_option(pr)
+    pr.set_defaults(func=run_prune)
+    return bsub
+
+
+def _repo(args, *, required: bool) -> str | None:
+    repo = getattr(args, "repo", None) or os.environ.get("OSTREE_REPO")
+    if repo is None and required:
+        raise UsageError("no repository: pass --repo=PATH or set $OSTREE_REPO")
+    return repo
+
+
+def run_create(args) -> int:
+    repo = _repo(args, required=True)
+    assert repo is not None
+    # the staging bind mount is this process's alone, and goes with it however it ends
+    enter_private_mount_namespace()
+    result = build(
+        BuildOptions(
+            repo=repo,
+            rev=args.ref,
+            builds_dir=args.builds,
+            bootloader=BootloaderKind(args.bootloader),
+            kargs=tuple(args.karg),
+            version=args.build_version,
+            name=args.name,
+            force=args.force,
+        )
+    )
+    if result.outcome is Outcome.UNCHANGED:
+        print(f"Build {result.version} of {result.commit} exists; nothing to do (--force)")
+    else:
+        print(f"Built {result.version} ({result.commit}) in {result.path}")
+    return 0
+
+
+def run_prune(args) -> int:
+    result = prune_builds(args.builds, args.keep, _repo(args, required=False))
+    for bid in result.removed:
+        print(f"Removed build {bid}")
+    if not result.removed:
+        print(f"No build to remove ({len(result.kept)} kept)")
+    if result.repo is not None:
+        for line in result.repo.summary():
+            print(line)
+    return 0
