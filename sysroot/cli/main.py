@@ -93,6 +93,19 @@ def _verbs(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser
     return None
 
 
+def _leaf(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
+    """The parser of the command argv names (the top one when it names none)."""
+    node, verbs = parser, _verbs(parser)
+    for word in argv:
+        if word == "--" or verbs is None:
+            break
+        if word.startswith("-") or word not in verbs:
+            continue
+        node = verbs[word]
+        verbs = _verbs(node)
+    return node
+
+
 def hoist_options(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     """argv with the options that stand between a command group and its verb moved
     after the verb: ostree parses `admin --sysroot=PATH status` with the options of
@@ -154,20 +167,20 @@ def open_repo(args):
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # -v/--verbose and --version are accepted by every ostree command, anywhere before "--"
+    # (but a command of sysroot's own may define --version: `build create --version=V`)
     options = argv[: argv.index("--")] if "--" in argv else argv
     verbose = "--verbose" in options or "-v" in options
-    version = "--version" in options
-    argv = [a for a in options if a not in ("-v", "--verbose", "--version")] + argv[len(options) :]
+    argv = [a for a in options if a not in ("-v", "--verbose")] + argv[len(options) :]
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s: %(message)s"
     )
     try:
-        if version:
+        parser = build_parser(command_name(argv))
+        if "--version" in options and "--version" not in _leaf(parser, argv)._option_string_actions:
             from sysroot import __version__
 
             print(f"sysroot {__version__}")
             return 0
-        parser = build_parser(command_name(argv))
         args = parser.parse_args(hoist_options(parser, argv))
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)

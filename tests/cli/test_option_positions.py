@@ -110,3 +110,12 @@ def test_no_repository_anywhere(ostree, sysroot, tmp_path):
     assert b"error: Command requires a --repo argument" in a.stderr
     assert b.stderr.decode().splitlines()[0] == "error: Command requires a --repo argument"
     assert b"Traceback" not in b.stderr
+
+
+def test_a_command_of_our_own_keeps_its_version_option(sysroot, tmp_path):
+    """`build create --version=V` names the build: not the global --version."""
+    proc = sysroot(
+        "build", "create", "--version", "9", f"--repo={tmp_path / 'none'}", "ref", check=False
+    )
+    assert not proc.stdout.startswith(b"sysroot ") and proc.returncode != 0
+    assert b"none" in proc.stderr  # it went on to open the repository
