@@ -30,8 +30,9 @@ ALLOWED = {
     "boot": _BASE | {"formats", "store", "sign", "pull"},
     "deploy": _BASE | {"formats", "store", "sign", "pull", "boot"},
     "health": _BASE | {"formats", "store", "sign", "pull", "boot", "deploy"},
-    # beside health: partitions a disk and installs on it (sysroot install)
-    "install": _BASE | {"formats", "store", "boot", "deploy"},
+    # beside health: partitions a disk and installs on it (sysroot install), from a
+    # local repository or a remote (pull, and sign for its keys)
+    "install": _BASE | {"formats", "store", "sign", "pull", "boot", "deploy"},
     # "": sysroot/__init__ (the version)
     "cli": _BASE | {"formats", "store", "sign", "pull", "boot", "deploy", "health", "install", ""},
 }

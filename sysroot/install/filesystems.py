@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 
 from sysroot.errors import SysrootError
@@ -146,17 +147,20 @@ def _inode_flags(device: str, path: str) -> int:
 
 
 def _unique_inodes(tree: str) -> list[str]:
-    """One absolute path (as seen from tree) per inode under tree, sorted."""
+    """One absolute path (as seen from tree) per inode the image will have, sorted.
+    mke2fs -d links regular files that are hard links in tree, but gives every path of
+    a hard-linked symlink an inode of its own: each symlink path is listed."""
     seen: set[int] = set()
     paths = ["/"]
     for parent, dirs, files in os.walk(tree):
         dirs.sort()
         for name in sorted(dirs + files):
             full = os.path.join(parent, name)
-            ino = os.lstat(full).st_ino
-            if ino in seen:
-                continue
-            seen.add(ino)
+            st = os.lstat(full)
+            if stat.S_ISREG(st.st_mode):
+                if st.st_ino in seen:
+                    continue
+                seen.add(st.st_ino)
             rel = "/" + os.path.relpath(full, tree)
             if '"' in rel or "\n" in rel:
                 raise SysrootError(f"{rel}: a name debugfs cannot be given; not building")

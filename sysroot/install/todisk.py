@@ -1,4 +1,5 @@
-"""`sysroot install to-disk` as one call: a commit from a local repository onto a disk.
+"""`sysroot install to-disk` as one call: a commit from a local repository (or pulled
+from a remote, which the installed system then upgrades from) onto a disk.
 
 guard -> partition -> mkfs -> mount root (and the ext4 /boot of grub2) -> init-fs,
 os-init, the repo's [sysroot] bootloader and readonly, pull-local of the ref, deploy ->
@@ -17,6 +18,7 @@ import logging
 import os
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sysroot.boot.backends import BootloaderKind
@@ -29,7 +31,11 @@ from sysroot.install import bootfiles, filesystems
 from sysroot.install.attach import mounted
 from sysroot.install.disks import Disk, ExistingTableError, guard, has_partition_table
 from sysroot.install.partition import LayoutIds, Role, layout_for, partitioned
+from sysroot.pull.pull import PullOptions, pull
+from sysroot.sign.gpg import import_keys
+from sysroot.store.modes import RepoMode
 from sysroot.store.pull_local import pull_local
+from sysroot.store.remotes import add_remote
 from sysroot.store.repo import Repo
 from sysroot.util.fsutil import atomic_write
 
@@ -40,8 +46,22 @@ DEFAULT_STATEROOT = "default"
 log = logging.getLogger(__name__)
 
 
-def _phase(name: str) -> None:
+Progress = Callable[[str], None]
+
+_PHASE_WORDS = {
+    "partition": "Partitioning",
+    "mkfs": "Creating file systems",
+    "deploy": "Deploying",
+    "sync": "Syncing",
+    "esp": "Writing the EFI system partition",
+    "done": "Done",
+}
+
+
+def _phase(name: str, progress: Progress | None = None) -> None:
     log.debug("phase: %s", name)
+    if progress is not None:
+        progress(_PHASE_WORDS[name])
 
 
 @dataclass(frozen=True)
@@ -78,6 +98,20 @@ class InstallOptions:
     wipe: bool = False
     root_size: int | None = None  # bytes; None: the rest of the disk
     ids: InstallIds | None = None  # None: random
+    remote: RemoteSource | None = None  # pull from it instead of source_repo
+    progress: Progress | None = None  # told as each phase begins (a terminal's lines)
+
+
+@dataclass(frozen=True)
+class RemoteSource:
+    """A remote to install from: added to the installed repository as `name`, the
+    commit pulled from it (its signatures checked as its options ask), and the
+    deployment's origin `name:ref`, so that the installed system upgrades from it."""
+
+    name: str
+    url: str
+    options: tuple[tuple[str, str], ...] = ()  # as `remote add --set KEY=VALUE`
+    gpg_keyrings: tuple[str, ...] = ()  # key files imported for it (`--gpg-import`)
 
 
 @dataclass(frozen=True)
@@ -89,11 +123,17 @@ class Payload:
     bootloader: BootloaderKind = BootloaderKind.SYSTEMD_BOOT
     kargs: tuple[str, ...] = ()
     stateroot: str = DEFAULT_STATEROOT
+    remote: RemoteSource | None = None  # then source_repo is unused
 
 
 def payload_of(options: InstallOptions) -> Payload:
     return Payload(
-        options.source_repo, options.ref, options.bootloader, options.kargs, options.stateroot
+        options.source_repo,
+        options.ref,
+        options.bootloader,
+        options.kargs,
+        options.stateroot,
+        options.remote,
     )
 
 
@@ -122,8 +162,29 @@ def check_payload(payload: Payload) -> str:
     if payload.bootloader not in (BootloaderKind.SYSTEMD_BOOT, BootloaderKind.GRUB2):
         raise UsageError(f"install: unsupported boot loader {payload.bootloader.value}")
     check_name(payload.stateroot, "stateroot name", UsageError)
+    if payload.remote is not None:
+        return peek_remote(payload.remote, payload.ref)
     with Repo.open(payload.source_repo) as source:
         return source.resolve_rev(payload.ref)
+
+
+def _add_remote(repo: Repo, remote: RemoteSource) -> None:
+    add_remote(repo, remote.name, remote.url, options=dict(remote.options))
+    for keyring in remote.gpg_keyrings:
+        with open(keyring, "rb") as f:
+            import_keys(repo, remote.name, [f.read()])
+
+
+def peek_remote(remote: RemoteSource, ref: str) -> str:
+    """The commit ref names on the remote, its signatures checked: the commit alone is
+    fetched into a throw-away repository, so that a wrong ref, URL or key fails before
+    the disk is touched."""
+    with tempfile.TemporaryDirectory(prefix="sysroot-install-peek-") as tmp:
+        repo = Repo.create(tmp, RepoMode.ARCHIVE)
+        with repo:
+            _add_remote(repo, remote)
+            pull(repo, remote.name, [ref], PullOptions(commit_metadata_only=True))
+            return repo.resolve_rev(f"{remote.name}:{ref}")
 
 
 def install_to_disk(options: InstallOptions) -> InstallResult:
@@ -132,12 +193,13 @@ def install_to_disk(options: InstallOptions) -> InstallResult:
     check_payload(payload)  # before the disk is touched
     disk = check_target(options)
     layout = layout_for(options.bootloader, ids.table, options.root_size)
-    _phase("partition")
+    progress = options.progress
+    _phase("partition", progress)
     with (
         tempfile.TemporaryDirectory(prefix="sysroot-install-") as work,
         partitioned(options.device, layout) as parts,
     ):
-        _phase("mkfs")
+        _phase("mkfs", progress)
         filesystems.mkfs_ext4(parts[layout.index(Role.ROOT)], ids.root_fs_uuid, "root")
         boot_dev = parts[layout.index(Role.BOOT)] if layout.has(Role.BOOT) else None
         if boot_dev:
@@ -154,17 +216,17 @@ def install_to_disk(options: InstallOptions) -> InstallResult:
                 mounts.enter_context(mounted(boot_dev, boot))
             else:
                 mounts.enter_context(mounted(esp, boot, bind=True))  # /boot is the ESP
-            _phase("deploy")
+            _phase("deploy", progress)
             deployment = fill_sysroot(root, esp, payload, ids, work)
-            _phase("sync")
+            _phase("sync", progress)
             os.sync()
-        _phase("esp")
+        _phase("esp", progress)
         filesystems.make_esp(
             parts[layout.index(Role.ESP)], ids.esp_volume_id, disk.logical_sector_size, esp
         )
-        _phase("sync")
+        _phase("sync", progress)
         os.sync()
-    _phase("done")
+    _phase("done", progress)
     return InstallResult(disk, deployment, ids)
 
 
@@ -202,10 +264,16 @@ def deploy_commit(root: str, options: Payload, kargs: tuple[str, ...]) -> Deploy
         # the booted system sees /sysroot read-only; only sysroot writes there
         repo.config.set("sysroot", "readonly", "true")
         repo.write_config()
-        with Repo.open(options.source_repo) as source:
-            pull_local(source, repo, [options.ref])
+        if options.remote is None:
+            with Repo.open(options.source_repo) as source:
+                pull_local(source, repo, [options.ref])
+            refspec = options.ref
+        else:
+            _add_remote(repo, options.remote)
+            pull(repo, options.remote.name, [options.ref])
+            refspec = f"{options.remote.name}:{options.ref}"
     deploy_options = DeployOptions(osname=options.stateroot, kargs=KargOptions(replace=kargs))
-    change = sysroot.deploy(options.ref, deploy_options)
+    change = sysroot.deploy(refspec, deploy_options)
     if change.deployment is None:
         raise SysrootError(f"deploying {options.ref} gave no deployment")
     return change.deployment

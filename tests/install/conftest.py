@@ -56,6 +56,10 @@ class Source:
 def source(tmp_path_factory, ostree) -> Source:
     base = tmp_path_factory.mktemp("source")
     tree = make_os_tree(base / "tree", kver="6.1.0")
+    # symlinks: in the deployment, hard links of the repository's symlink objects, which
+    # mke2fs -d turns into inodes of their own (each must get the image's times)
+    os.symlink("sh", tree / "usr/bin/sh-link")
+    os.symlink("../lib/os-release", tree / "usr/bin/release-link")
     repo = base / "repo"
     ostree(f"--repo={repo}", "init", "--mode=archive")
     commit = ostree.out(

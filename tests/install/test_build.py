@@ -1,5 +1,5 @@
 """`sysroot build create|prune`: reproducible images, the build directory's JSON against
-its documented schema (docs/builds.md), no rebuild of an unchanged commit, --force,
+its documented schema (README.md), no rebuild of an unchanged commit, --force,
 prune --keep with the repository, refusals, and interruption."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tests.helpers.sysroots import TIMESTAMP, make_os_tree
 from tests.install.conftest import Loops, Source, sh
 from tests.install.test_todisk import copy_esp
 
-SCHEMA_DOC = Path(__file__).parents[2] / "docs" / "builds.md"
+SCHEMA_DOC = Path(__file__).parents[2] / "README.md"  # its build directory section
 
 
 def build_cli(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -1,10 +1,15 @@
 """sysroot install: put a commit onto a whole disk (sysroot/install/ does the work).
 
-sysroot install to-disk DEVICE --source-repo PATH --ref REF [--bootloader KIND]
-    [--karg K]... [--stateroot NAME] [--wipe] [--root-size SIZE] [--sector-size N]
+sysroot install to-disk DEVICE (--source-repo PATH | --source-url URL [--remote NAME]
+    [--set KEY=VALUE]... [--no-gpg-verify] [--gpg-import FILE]...) --ref REF
+    [--bootloader KIND] [--karg K]... [--stateroot NAME] [--wipe] [--root-size SIZE]
+    [--sector-size N]
                     DEVICE: a whole disk, or an image file (attached as a loop device
                     with N-byte sectors and partition scanning, detached afterwards).
                     A disk with a partition table is refused unless --wipe.
+                    From a URL, the remote is kept in the installed repository and
+                    the deployment tracks NAME:REF (its signatures checked first).
+                    On a terminal, a line per phase goes to stderr.
 sysroot install list-disks [--json]
                     the whole disks an install could go to
 """
@@ -17,13 +22,20 @@ import os
 import re
 import stat
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import replace
 
 from sysroot.boot.backends import BootloaderKind
 from sysroot.errors import UsageError
 from sysroot.install.attach import SECTOR_SIZES, attached_image
 from sysroot.install.disks import list_disks
-from sysroot.install.todisk import DEFAULT_STATEROOT, InstallOptions, install_to_disk
+from sysroot.install.todisk import (
+    DEFAULT_STATEROOT,
+    InstallOptions,
+    RemoteSource,
+    install_to_disk,
+)
 from sysroot.util.mounts import enter_private_mount_namespace
 from sysroot.util.units import format_size
 
@@ -35,7 +47,31 @@ def register(sub) -> argparse._SubParsersAction:
     isub = p.add_subparsers(dest="install_command", metavar="COMMAND", parser_class=type(p))
     t = isub.add_parser("to-disk", help="Partition DEVICE and install REF from a local repo")
     t.add_argument("device", metavar="DEVICE", help="A whole disk, or a disk image file")
-    t.add_argument("--source-repo", required=True, metavar="PATH")
+    source = t.add_mutually_exclusive_group(required=True)
+    source.add_argument("--source-repo", metavar="PATH", help="A local repository holding REF")
+    source.add_argument(
+        "--source-url",
+        metavar="URL",
+        help="Pull REF from this remote; the installed system keeps it as --remote",
+    )
+    t.add_argument("--remote", default="origin", metavar="NAME", help="With --source-url")
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="With --source-url: an option of the remote, as `remote add --set`",
+    )
+    t.add_argument(
+        "--no-gpg-verify", action="store_true", help="With --source-url: gpg-verify=false"
+    )
+    t.add_argument(
+        "--gpg-import",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="With --source-url: trust the keys in FILE for the remote",
+    )
     t.add_argument("--ref", required=True, metavar="REF")
     t.add_argument(
         "--bootloader",
@@ -76,7 +112,9 @@ def run_to_disk(args) -> int:
     enter_private_mount_namespace()
     options = InstallOptions(
         device=args.device,
-        source_repo=args.source_repo,
+        source_repo=args.source_repo or "",
+        remote=_remote_source(args),
+        progress=_terminal_progress() if sys.stderr.isatty() else None,
         ref=args.ref,
         bootloader=BootloaderKind(args.bootloader),
         kargs=tuple(args.karg),
@@ -94,6 +132,32 @@ def run_to_disk(args) -> int:
     d = result.deployment
     print(f"Installed {args.ref} ({d.csum}) to {args.device}: {args.bootloader}, {d.osname}")
     return 0
+
+
+def _remote_source(args) -> RemoteSource | None:
+    if not args.source_url:
+        if args.set or args.no_gpg_verify or args.gpg_import:
+            raise UsageError("--set, --no-gpg-verify and --gpg-import go with --source-url")
+        return None
+    options = []
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set: expected KEY=VALUE, got '{item}'")
+        options.append((key, value))
+    if args.no_gpg_verify:
+        options.append(("gpg-verify", "false"))
+    return RemoteSource(args.remote, args.source_url, tuple(options), tuple(args.gpg_import))
+
+
+def _terminal_progress() -> Callable[[str], None]:
+    """A line per phase, with the time the install has taken so far."""
+    start = time.monotonic()
+
+    def say(phase: str) -> None:
+        print(f"[{time.monotonic() - start:6.1f}s] {phase}", file=sys.stderr, flush=True)
+
+    return say
 
 
 def run_list_disks(args) -> int:
