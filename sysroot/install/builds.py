@@ -7,7 +7,8 @@
     DIR/builds/VERSION/NAME-VERSION-metal4k.x86_64.raw    4096-byte sectors
     DIR/builds/VERSION/NAME-VERSION-qemu.x86_64.qcow2     the metal image for qemu
 
-The schema of both JSON files is in README.md ("The build directory") (tests/build checks them against it).
+The schema of both JSON files is in README.md ("The build directory"); the tests
+check them against it.
 
 A build is made in a hidden directory beside its final place and renamed there when
 complete, so a half-made build never shows under its version; builds.json and latest
