@@ -95,6 +95,9 @@ class PullOptions:
     timestamp_check_from_rev: str | None = None  # every commit fetched: not older than this
     fetch: FetchOptions = field(default_factory=FetchOptions)
     progress: Progress | None = None
+    # repositories to take dirtree, dirmeta and content objects from before the remote
+    # (ostree's -L/--localcache-repo); every object taken is checked against its name
+    localcache_repos: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -428,6 +431,30 @@ class _HttpPull:
         self.metadata = 0
         self.content = 0
         self.content_bytes = 0
+        self.caches = [Repo.open(path) for path in options.localcache_repos]
+
+    def _cached(self, objtype: ObjectType, checksum: str, where: str) -> bool:
+        """Store the object from a local cache repository, if one has it."""
+        for cache in self.caches:
+            if not cache.has_object(objtype, checksum):
+                continue
+            if objtype is ObjectType.FILE:
+                info = cache.load_file(checksum)
+                payload = None if info.header.is_symlink else cache.iter_payload(checksum)
+                self._check_header(info.header, checksum, where)
+                try:
+                    self.tx.write_content(info.header, payload, expected=checksum)
+                except CorruptObjectError as e:
+                    raise CorruptObjectError(
+                        checksum, "file", f"{e.problem} ({where}, from {cache.path})"
+                    ) from None
+                self.content += 1  # it was not stored (has_object was asked first)
+                self.content_bytes += info.size
+            else:
+                data = cache.read_metadata(objtype, checksum)
+                self._store_metadata(objtype, checksum, data, f"{where}, local cache")
+            return True
+        return False
 
     @property
     def tx(self) -> Transaction:
@@ -679,7 +706,9 @@ class _HttpPull:
             where = f"{path} of {label}"
             if meta not in self.seen_metas:
                 self.seen_metas.add(meta)
-                if self.tx.has_object(ObjectType.DIR_META, meta):
+                if self.tx.has_object(ObjectType.DIR_META, meta) or self._cached(
+                    ObjectType.DIR_META, meta, where
+                ):
                     self._check_dirmeta(
                         meta, self.tx.read_metadata(ObjectType.DIR_META, meta), where
                     )
@@ -688,7 +717,9 @@ class _HttpPull:
             if tree in self.seen_trees:
                 continue
             self.seen_trees.add(tree)
-            if self.tx.has_object(ObjectType.DIR_TREE, tree):
+            if self.tx.has_object(ObjectType.DIR_TREE, tree) or self._cached(
+                ObjectType.DIR_TREE, tree, where
+            ):
                 data = self.tx.read_metadata(ObjectType.DIR_TREE, tree)
                 dirs.extend(self._expand(tree, data, path, label))
             else:
@@ -740,7 +771,9 @@ class _HttpPull:
         if checksum in self.seen_files:
             return
         self.seen_files.add(checksum)
-        if self.tx.has_object(ObjectType.FILE, checksum):
+        if self.tx.has_object(ObjectType.FILE, checksum) or self._cached(
+            ObjectType.FILE, checksum, where
+        ):
             return
         self.progress.add_total()
         self.want_files.append((checksum, where))

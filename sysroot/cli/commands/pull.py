@@ -24,6 +24,14 @@ def register(sub) -> None:
         "--commit-metadata-only", action="store_true", help="Fetch only the commit metadata"
     )
     p.add_argument("--cache-dir", metavar="DIR", help="Accepted for compatibility; unused")
+    p.add_argument(
+        "-L",
+        "--localcache-repo",
+        action="append",
+        default=[],
+        metavar="REPO",
+        help="Add REPO as local cache source for objects during this pull",
+    )
     p.add_argument("--disable-fsync", action="store_true", help="Do not invoke fsync()")
     p.add_argument(
         "--per-object-fsync",
@@ -167,6 +175,7 @@ def run(args) -> int:
             headers=_headers(args.http_header),
         ),
         progress=progress,
+        localcache_repos=tuple(args.localcache_repo),
     )
     with open_repo(args) as repo:
         if args.disable_fsync:
