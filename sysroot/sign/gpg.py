@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -251,6 +252,18 @@ def remote_keyrings(
     repo: Repo, remote: Remote, workdir: str, *, gpg_homedir: str | None = None
 ) -> list[str]:
     """The keyrings ostree trusts for remote, in the order it adds them."""
+    out = own_keyrings(repo, remote, workdir)
+    if gpg_homedir is not None:
+        out += _keyring_files(gpg_homedir)
+        kbx = os.path.join(gpg_homedir, "pubring.kbx")
+        if os.path.isfile(kbx):
+            out.append(kbx)
+    out += _keyring_files(os.environ.get("OSTREE_GPG_HOME") or GLOBAL_KEYRING_DIR)
+    return out
+
+
+def own_keyrings(repo: Repo, remote: Remote, workdir: str) -> list[str]:
+    """The remote's own keyrings: `remote gpg-import`'s, then its gpgkeypath files."""
     out = []
     own = keyring_path(repo, remote.name)
     if os.path.isfile(own):
@@ -263,12 +276,6 @@ def remote_keyrings(
             else [path]
         )
         out += [_as_keyring(f, workdir, len(out)) for f in files]
-    if gpg_homedir is not None:
-        out += _keyring_files(gpg_homedir)
-        kbx = os.path.join(gpg_homedir, "pubring.kbx")
-        if os.path.isfile(kbx):
-            out.append(kbx)
-    out += _keyring_files(os.environ.get("OSTREE_GPG_HOME") or GLOBAL_KEYRING_DIR)
     return out
 
 
@@ -319,3 +326,109 @@ def import_keys(
     if new != current:
         fsutil.atomic_write(target, new, mode=0o644, fsync=repo.fsync_enabled)
     return int(m.group(1)) if m else 0
+
+
+# ------------------------------------------------------------------ listing
+
+
+@dataclass(frozen=True)
+class SubKey:
+    fingerprint: str
+    created: int
+    expires: int | None
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A public key as `remote gpg-list-keys` shows it."""
+
+    fingerprint: str
+    created: int
+    expires: int | None
+    uids: tuple[str, ...]
+    subkeys: tuple[SubKey, ...]
+
+
+def _colon_field(text: str) -> str:
+    """A field of gpg's colon listing: `\\xNN` escapes decoded."""
+    return re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), text)
+
+
+def parse_key_listing(listing: str) -> list[KeyInfo]:
+    """Keys from `gpg --with-colons --show-keys`: pub, its fpr, uids, subs and theirs."""
+    keys: list[KeyInfo] = []
+    current: dict | None = None
+    pending: dict | None = None  # the pub or sub whose fpr comes next
+
+    def finish() -> None:
+        if current is not None:
+            keys.append(
+                KeyInfo(
+                    current["fpr"],
+                    current["created"],
+                    current["expires"],
+                    tuple(current["uids"]),
+                    tuple(SubKey(s["fpr"], s["created"], s["expires"]) for s in current["subs"]),
+                )
+            )
+
+    for line in listing.splitlines():
+        f = line.split(":")
+        kind = f[0]
+        if kind in ("pub", "sub"):
+            record = {
+                "fpr": "",
+                "created": int(f[5] or 0),
+                "expires": int(f[6]) if f[6] else None,
+            }
+            if kind == "pub":
+                finish()
+                current = {**record, "uids": [], "subs": []}
+            elif current is not None:
+                current["subs"].append(record)
+            pending = current if kind == "pub" else record
+        elif kind == "fpr" and pending is not None:
+            pending["fpr"] = f[9]
+            pending = None
+        elif kind == "uid" and current is not None:
+            current["uids"].append(_colon_field(f[9]))
+    finish()
+    return keys
+
+
+def remote_keys(repo: Repo, remote: Remote) -> list[KeyInfo]:
+    """The keys of remote's own keyring and its gpgkeypath files, as ostree lists them."""
+    out: list[KeyInfo] = []
+    with tempfile.TemporaryDirectory(prefix="sysroot-gpg-") as tmp:
+        home = _private_dir(tmp, "list-home")
+        for ring in own_keyrings(repo, remote, tmp):
+            listing = _gpg(
+                home, "--no-autostart", "--with-colons", "--show-keys", ring, check=False
+            ).stdout.decode(errors="replace")
+            out += parse_key_listing(listing)
+    return out
+
+
+_ZBASE32 = "ybndrfg8ejkmcpqxot1uwisza345h769"
+
+
+def zbase32(data: bytes) -> str:
+    bits = int.from_bytes(data, "big")
+    n = len(data) * 8
+    pad = (-n) % 5
+    bits <<= pad
+    return "".join(_ZBASE32[(bits >> s) & 31] for s in range(n + pad - 5, -1, -5))
+
+
+def wkd_urls(uid: str) -> tuple[str, str] | None:
+    """(advanced, direct) Web Key Directory URLs of the uid's mail address, if any."""
+    m = re.search(r"<([^<>@\s]+)@([^<>@\s]+)>\s*$", uid) or re.fullmatch(
+        r"\s*([^<>@\s]+)@([^<>@\s]+)\s*", uid
+    )
+    if m is None:
+        return None
+    local, domain = m.group(1).lower(), m.group(2).lower()
+    digest = zbase32(hashlib.sha1(local.encode()).digest())
+    advanced = f"https://openpgpkey.{domain}/.well-known/openpgpkey/{domain}/hu/{digest}?l={local}"
+    direct = f"https://{domain}/.well-known/openpgpkey/hu/{digest}?l={local}"
+    return advanced, direct

@@ -102,6 +102,8 @@ def register(sub) -> None:
     ac.add_argument("value", metavar="VALUE")
     lc = _subparser(rsub, "list-cookies", "Show remote cookies", run_list_cookies)
     lc.add_argument("name", metavar="NAME")
+    gl = _subparser(rsub, "gpg-list-keys", "Show remote GPG keys", run_gpg_list_keys)
+    gl.add_argument("name", metavar="NAME")
     p.set_defaults(func=lambda args: _no_subcommand(p))
 
 
@@ -339,4 +341,34 @@ def run_list_cookies(args) -> int:
             )
             print(f"--\nDomain: {c.domain}\nPath: {c.path}\nName: {c.name}")
             print(f"Value: {c.value}\nExpires: {expires}")
+    return 0
+
+
+def run_gpg_list_keys(args) -> int:
+    """The keys a remote's signatures are checked against, as ostree prints them."""
+    import time
+
+    from sysroot.sign.gpg import remote_keys, wkd_urls
+
+    def when(t: int) -> str:
+        # GLib's %c: a one-digit day is padded with U+2007 FIGURE SPACE, not a space
+        lt = time.localtime(t)
+        day = f"\u2007{lt.tm_mday}" if lt.tm_mday < 10 else str(lt.tm_mday)
+        return time.strftime(f"%a %b {day} %H:%M:%S %Y", lt)
+
+    with open_repo(args) as repo:
+        remote = remotes.load_remote(repo, args.name)
+        for key in remote_keys(repo, remote):
+            print(f"Key: {key.fingerprint}\n  Created: {when(key.created)}")
+            if key.expires:
+                print(f"  Expires: {when(key.expires)}")
+            for uid in key.uids:
+                print(f"  UID: {uid}")
+                urls = wkd_urls(uid)
+                if urls:
+                    print(f"  Advanced update URL: {urls[0]}\n  Direct update URL: {urls[1]}")
+            for sub in key.subkeys:
+                print(f"  Subkey: {sub.fingerprint}\n    Created: {when(sub.created)}")
+                if sub.expires:
+                    print(f"    Expires: {when(sub.expires)}")
     return 0
