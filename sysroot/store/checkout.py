@@ -35,6 +35,11 @@ _SUID_SGID = stat.S_ISUID | stat.S_ISGID
 _COPY_CHUNK = 1 << 20
 
 
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..opq"  # after the prefix: the file is `.wh..wh..opq`
+PASSTHROUGH_PREFIX = ".ostree-wh."
+
+
 class OverwriteMode(enum.Enum):
     """What to do when an entry already exists in the destination."""
 
@@ -56,6 +61,12 @@ class CheckoutOptions:
     bareuseronly_dirs: bool = False  # directory modes limited to 0775
     allow_noent: bool = False  # a missing subpath is not an error
     fsync: bool = False  # flush the file system once the checkout is complete
+    # Docker/OCI whiteouts: `.wh.NAME` removes NAME from the destination, and
+    # `.wh..wh..opq` everything the directory held; neither is checked out
+    process_whiteouts: bool = False
+    # `.ostree-wh.NAME` becomes NAME, a 0:0 character device (overlayfs's whiteout)
+    passthrough_whiteouts: bool = False
+    skip: frozenset[str] = frozenset()  # absolute paths of files not to check out
 
     def check(self) -> None:
         if self.require_hardlinks and self.force_copy:
@@ -109,6 +120,7 @@ class _Checkout:
         self.canonical_dirs = mode is RepoMode.BARE_USER_ONLY or options.bareuseronly_dirs
         self.objects_fd = os.open("objects", _DIR_FLAGS, dir_fd=repo.dfd)
         self.repo_dev = os.fstat(repo.dfd).st_dev
+        self.top_path = ""
 
     def close(self) -> None:
         if self.objects_fd >= 0:
@@ -175,6 +187,8 @@ class _Checkout:
     ) -> None:
         reader = self.reader
         stack: list[_Frame] = []
+        if top:
+            self.top_path = path  # paths below are the destination's: this is their "/"
         try:
             frame = self.open_dir(parent_fd, name, path, reader.dirmeta(meta_csum), top=top)
             stack.append(frame)
@@ -202,6 +216,9 @@ class _Checkout:
 
     # ------------------------------------------------------------------ files
     def write_files(self, dfd: int, tree: DirTree, path: str) -> None:
+        o = self.opts
+        if o.process_whiteouts or o.passthrough_whiteouts or o.skip:
+            tree = self._special_files(dfd, tree, path)
         if self.link_everything:
             link, lstat, isreg = os.link, os.lstat, stat.S_ISREG
             objfd = self.objects_fd
@@ -225,6 +242,41 @@ class _Checkout:
             return
         for name, csum in tree.files:
             self.write_file(dfd, name, csum, path)
+
+    def _special_files(self, dfd: int, tree: DirTree, path: str) -> DirTree:
+        """The skip list and the whiteouts applied: tree without the files they take.
+        Whiteouts first, so that an opaque marker never removes this tree's own."""
+        o = self.opts
+        kept = []
+        inside = "/" + path[len(self.top_path) :].strip("/")  # the directory, as in the tree
+        for name, csum in tree.files:
+            if _join(inside, name) in o.skip:
+                continue
+            if o.process_whiteouts and name.startswith(WHITEOUT_PREFIX):
+                gone = name[len(WHITEOUT_PREFIX) :]
+                if gone == OPAQUE_MARKER:
+                    for entry in os.listdir(dfd):
+                        fsutil.rmtree_at(dfd, entry)
+                elif gone not in ("", ".", "..") and "/" not in gone:
+                    fsutil.rmtree_at(dfd, gone)
+                continue
+            kept.append((name, csum))
+        files = []
+        for name, csum in kept:
+            if o.passthrough_whiteouts and name.startswith(PASSTHROUGH_PREFIX):
+                self._overlay_whiteout(dfd, name[len(PASSTHROUGH_PREFIX) :], csum, path)
+                continue
+            files.append((name, csum))
+        return DirTree(tuple(files), tree.dirs)
+
+    def _overlay_whiteout(self, dfd: int, name: str, csum: str, path: str) -> None:
+        if name in ("", ".", "..") or "/" in name:
+            raise SysrootError(f"Invalid whiteout name in {path}")
+        header = self.reader.file_info(csum, _join(path, name)).header
+        mode = stat.S_IMODE(header.mode) & (0o1777 if self.user_mode else 0o7777)
+        os.mknod(name, stat.S_IFCHR | mode, os.makedev(0, 0), dir_fd=dfd)
+        if not self.user_mode:
+            os.chown(name, header.uid, header.gid, dir_fd=dfd, follow_symlinks=False)
 
     def write_file(self, dfd: int, name: str, csum: str, dirpath: str) -> None:
         path = _join(dirpath, name)

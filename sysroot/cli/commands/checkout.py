@@ -71,6 +71,17 @@ def register(sub) -> None:
         action="store_true",
         help="Suppress mode bits outside of 0775 for directories",
     )
+    p.add_argument(
+        "--whiteouts", action="store_true", help="Process 'whiteout' (Docker style) entries"
+    )
+    p.add_argument(
+        "--process-passthrough-whiteouts",
+        action="store_true",
+        help="Enable overlayfs whiteout extraction into char 0:0 devices",
+    )
+    p.add_argument("--skip-list", metavar="PATH", help="File containing list of files to skip")
+    for option in ("--selinux-policy", "--selinux-prefix"):
+        p.add_argument(option, metavar="PATH", help="Refused: sysroot does no SELinux labelling")
     p.set_defaults(func=run)
 
 
@@ -108,10 +119,24 @@ def options_from_args(args, subpath: str | None):
         bareuseronly_dirs=args.bareuseronly_dirs,
         allow_noent=args.allow_noent,
         fsync=_parse_bool(args.fsync) if args.fsync is not None else False,
+        process_whiteouts=args.whiteouts,
+        passthrough_whiteouts=args.process_passthrough_whiteouts,
+        skip=_skip_list(args.skip_list) if args.skip_list else frozenset(),
     )
 
 
+def _skip_list(path: str) -> frozenset[str]:
+    """The paths of a --skip-list file, one per line (absolute, as ostree matches them)."""
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        return frozenset(line.rstrip("\n") for line in f if line.strip())
+
+
 def run(args) -> int:
+    if args.selinux_policy or args.selinux_prefix:
+        raise UsageError(
+            "--selinux-policy/--selinux-prefix: sysroot does no SELinux labelling",
+            hint="label the checkout afterwards (e.g. setfiles or restorecon)",
+        )
     from sysroot.store.checkout import checkout_tree  # imported here: keeps startup lean
 
     repo = open_repo(args)
