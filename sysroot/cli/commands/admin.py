@@ -22,7 +22,15 @@ def register(sub) -> argparse._SubParsersAction:
     verbs to them (so that this module need not import that one)."""
     admin = sub.add_parser("admin", help="Manage deployments (like ostree admin)")
     asub = admin.add_subparsers(dest="admin_command", metavar="COMMAND", parser_class=type(admin))
-    admin.set_defaults(func=lambda a: admin.print_help(sys.stderr) or 2)
+    add_sysroot_options(admin, os_option=False)
+    admin.add_argument(
+        "--print-current-dir",
+        action="store_true",
+        help="Print the directory of the default (first) deployment",
+    )
+    admin.set_defaults(
+        func=lambda a: run_print_current_dir(a) if a.print_current_dir else _usage(admin)
+    )
 
     p = asub.add_parser("init-fs", help="Initialize a root filesystem")
     p.add_argument("path", metavar="PATH")
@@ -311,6 +319,20 @@ def format_status(data: dict) -> str:
         if d["source_title"] is not None:
             lines.append(f"    `- {d['source_title']}")
     return "\n".join(lines) + "\n"
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def run_print_current_dir(args) -> int:
+    """As ostree: the first deployment's directory, booted or not."""
+    state = Sysroot(args.sysroot).load()
+    if not state.deployments:
+        raise SysrootError("Unable to find a deployment in sysroot")
+    print(os.path.abspath(state.deployment_path(state.deployments[0])))
+    return 0
 
 
 def run_status(args) -> int:
