@@ -61,6 +61,9 @@ COMMAND_MODULES = {
     "reset": "reset",
     "gpg-sign": "sign",
     "sign": "sign",
+    "static-delta": "refused",
+    "find-remotes": "refused",
+    "create-usb": "refused",
 }
 
 # Module -> modules holding more of its verbs: after the module's register() returns its

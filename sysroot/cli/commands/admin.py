@@ -8,6 +8,7 @@ import os
 import sys
 
 from sysroot.cli.common import add_sysroot_options, say_change
+from sysroot.cli.refusals import REFUSED, refusal
 from sysroot.deploy.admin import Sysroot
 from sysroot.deploy.deploy import DeployOptions, KargOptions
 from sysroot.deploy.state import SysrootState, options_without_ostree
@@ -48,6 +49,12 @@ def register(sub) -> argparse._SubParsersAction:
     add_sysroot_options(p)
     p.add_argument("refspec", metavar="REFSPEC")
     p.add_argument("--origin-file", metavar="FILENAME", help="Specify origin file")
+    p.add_argument(
+        "--overlay-initrd",
+        action="append",
+        metavar="FILE",
+        help="Refused: " + REFUSED["admin deploy --overlay-initrd"],
+    )
     p.add_argument(
         "--karg",
         action="append",
@@ -96,6 +103,12 @@ def register(sub) -> argparse._SubParsersAction:
     add_sysroot_options(p, os_option=False)
     p.add_argument("-u", "--unlock", action="store_true", help="Unlock finalization")
     p.set_defaults(func=run_lock_finalization)
+
+    p = asub.add_parser("unlock", help="Refused: " + REFUSED["admin unlock"])
+    add_sysroot_options(p, os_option=False)
+    p.add_argument("--hotfix", action="store_true", help="Retain changes across reboots")
+    p.add_argument("--transient", action="store_true", help="Mount overlayfs read-only")
+    p.set_defaults(func=lambda args: _refuse("admin unlock"))
 
     p = asub.add_parser("status", help="List deployments")
     add_sysroot_options(p)
@@ -174,6 +187,8 @@ def run_os_init(args) -> int:
 
 
 def run_deploy(args) -> int:
+    if args.overlay_initrd:
+        raise refusal("admin deploy --overlay-initrd")
     origin = None
     if args.origin_file:
         try:
@@ -319,6 +334,10 @@ def format_status(data: dict) -> str:
         if d["source_title"] is not None:
             lines.append(f"    `- {d['source_title']}")
     return "\n".join(lines) + "\n"
+
+
+def _refuse(key: str) -> int:
+    raise refusal(key)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from sysroot.cli.main import add_repo_option, open_repo
+from sysroot.cli.refusals import REFUSED, refusal
 from sysroot.errors import SysrootError, UsageError
 
 _TRUE = ("1", "true", "yes")
@@ -81,7 +82,7 @@ def register(sub) -> None:
     )
     p.add_argument("--skip-list", metavar="PATH", help="File containing list of files to skip")
     for option in ("--selinux-policy", "--selinux-prefix"):
-        p.add_argument(option, metavar="PATH", help="Refused: sysroot does no SELinux labelling")
+        p.add_argument(option, metavar="PATH", help="Refused: " + REFUSED[f"checkout {option}"])
     p.set_defaults(func=run)
 
 
@@ -132,11 +133,12 @@ def _skip_list(path: str) -> frozenset[str]:
 
 
 def run(args) -> int:
-    if args.selinux_policy or args.selinux_prefix:
-        raise UsageError(
-            "--selinux-policy/--selinux-prefix: sysroot does no SELinux labelling",
-            hint="label the checkout afterwards (e.g. setfiles or restorecon)",
-        )
+    for option, given in (
+        ("--selinux-policy", args.selinux_policy),
+        ("--selinux-prefix", args.selinux_prefix),
+    ):
+        if given:
+            raise refusal(f"checkout {option}")
     from sysroot.store.checkout import checkout_tree  # imported here: keeps startup lean
 
     repo = open_repo(args)

@@ -6,6 +6,7 @@ import sys
 
 from sysroot.cli.common import allow_intermixed
 from sysroot.cli.main import add_repo_option, open_repo
+from sysroot.cli.refusals import refusal
 from sysroot.errors import UsageError
 
 
@@ -148,9 +149,9 @@ def run(args) -> int:
     if args.dry_run and not args.require_static_deltas:
         raise UsageError("--dry-run requires --require-static-deltas")
     if args.require_static_deltas:
-        raise UsageError("--require-static-deltas is not supported: static deltas are never used")
+        raise refusal("pull --require-static-deltas")
     if args.subpath:
-        raise UsageError("--subpath is not supported")
+        raise refusal("pull --subpath")
     if args.depth < -1:
         raise UsageError(f"Invalid --depth={args.depth}: use -1 for the whole history")
     if args.network_retries < 0 or args.connections < 1:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sysroot.cli.common import allow_intermixed
 from sysroot.cli.main import add_repo_option, open_repo
+from sysroot.cli.refusals import refusal
 from sysroot.errors import UsageError
 from sysroot.sign.verify import local_pull_check
 from sysroot.store.pull_local import pull_local
@@ -73,7 +74,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     if args.require_static_deltas:
-        raise UsageError("--require-static-deltas is not supported by pull-local")
+        raise refusal("pull-local --require-static-deltas")
     for opt in ("gpg_verify", "gpg_verify_summary"):
         if getattr(args, opt) and not args.remote:
             raise UsageError("Must specify remote name to enable gpg verification")
