@@ -122,8 +122,13 @@ class _TarImporter:
     def add(self, archive: tarfile.TarFile, m: tarfile.TarInfo) -> None:
         tx = self.tx
         parts = self._split(m.name, m.name)
+        rel = "/" + "/".join(parts)  # as --statoverride and --skip-list name it
+        if self.modifier.skips(rel):
+            return
         if m.isdir():
-            uid, gid, mode = self.modifier.ids_mode(m.uid, m.gid, stat.S_IFDIR | (m.mode & 0o7777))
+            uid, gid, mode = self.modifier.ids_mode(
+                m.uid, m.gid, stat.S_IFDIR | (m.mode & 0o7777), rel
+            )
             meta = DirMeta(uid, gid, mode, self._xattrs(m))
             node = self.root if not parts else self._parent(parts, m).ensure_dir(tx, parts[-1])
             node.metadata = tx.write_metadata(ObjectType.DIR_META, meta.serialize())
@@ -146,7 +151,7 @@ class _TarImporter:
                 )
             self._links.append(_Hardlink(parent, parts[-1], target, m.name))
             return
-        parent.replace_file(tx, parts[-1], self._content(archive, m))
+        parent.replace_file(tx, parts[-1], self._content(archive, m, rel))
 
     def _parent(self, parts: list[str], m: tarfile.TarInfo) -> MutableTree:
         try:
@@ -190,9 +195,9 @@ class _TarImporter:
         found.reverse()
         return tuple(found)
 
-    def _content(self, archive: tarfile.TarFile, m: tarfile.TarInfo) -> str:
+    def _content(self, archive: tarfile.TarFile, m: tarfile.TarInfo, rel: str) -> str:
         kind = stat.S_IFLNK if m.issym() else stat.S_IFREG
-        uid, gid, mode = self.modifier.ids_mode(m.uid, m.gid, kind | (m.mode & 0o7777))
+        uid, gid, mode = self.modifier.ids_mode(m.uid, m.gid, kind | (m.mode & 0o7777), rel)
         if m.issym():
             check_utf8(m.linkname, "symlink target", f"'{m.name}' in tar archive {self.path}")
             header = FileHeader(uid, gid, mode, m.linkname, self._xattrs(m))
