@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from sysroot.errors import SysrootError
+from sysroot.formats.ghash import GHashTableModel
 from sysroot.formats.objects import DirMeta, FileHeader
 from sysroot.store.repo import Repo
 
@@ -63,20 +64,35 @@ class PathFilter:
 
     mode_adds: dict[str, int] = field(default_factory=dict)
     mode_overrides: dict[str, int] = field(default_factory=dict)
-    skip: dict[str, None] = field(default_factory=dict)  # a dict: ordered, for messages
+    skip: set[str] = field(default_factory=set)
+    # ostree reports what is left in its hash tables' order, which removals shape
+    _adds_order: GHashTableModel = field(default_factory=GHashTableModel)
+    _skip_order: GHashTableModel = field(default_factory=GHashTableModel)
 
     def add_statoverride_line(self, line: str) -> None:
-        path = line.partition(" ")[2]
         if " " not in line:
             raise SysrootError("Malformed statoverride file (no space found)")
+        path = line.partition(" ")[2]
         if line.startswith("="):
             self.mode_overrides[path] = _mode_bits(line[1:], line)
         else:
             self.mode_adds[path] = _mode_bits(line, line)
+            self._adds_order.insert(path)
+
+    def add_skip(self, path: str) -> None:
+        self.skip.add(path)
+        self._skip_order.insert(path)
+
+    def unmatched_adds(self) -> list[str]:
+        return self._adds_order.keys()
+
+    def unmatched_skips(self) -> list[str]:
+        return self._skip_order.keys()
 
     def mode(self, path: str, mode: int) -> int:
         add = self.mode_adds.pop(path, None)
         if add is not None:
+            self._adds_order.remove(path)
             return mode | add
         override = self.mode_overrides.get(path)
         if override is not None:
@@ -85,7 +101,8 @@ class PathFilter:
 
     def skips(self, path: str) -> bool:
         if path in self.skip:
-            del self.skip[path]
+            self.skip.remove(path)
+            self._skip_order.remove(path)
             return True
         return False
 

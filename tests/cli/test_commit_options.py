@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from sysroot.cli.commands.commit import REFUSED
+from sysroot.formats.ghash import GHashTableModel, ghash_order
 from tests.conftest import one_error_line
 from tests.helpers.keys import b64, gpg_keys, new_ed25519_key
 
@@ -132,6 +133,7 @@ STATOVERRIDES = [
     "1 /etc/link\n",
     "2048 /nosuch\n",  # unmatched: an error
     "2048 /a\n16 /nosuch\n1 /nosuch2\n4 /etc\n",  # several unmatched, in ostree's order
+    "2048 /a\n1 /z\n1 /m\n1 /nosuch\n1 /b9\n1 /q\n",  # GLib's order, not sorted
     "=420 /nosuch\n",  # an unused override is no error
     "2048/a\n",  # no space
     "nonsense /a\n",  # strtod reads nothing: adds 0
@@ -183,6 +185,7 @@ SKIP_LISTS = [
     "/etc/link\n/a2\n",
     "/usr\n/usr/bin/tool\n",  # under a skipped directory: never seen, so unmatched
     "/nosuch\n/a\n/other\n",
+    "/z\n/etc\n/m\n/nosuch\n/b9\n/q\n",  # GLib's order, not sorted
     "a\n",  # not a path from the root: unmatched
     "/a \n",  # trailing space is part of the name
 ]
@@ -199,6 +202,23 @@ def test_skip_list_like_ostree(ostree, sysroot, tmp_path, content):
     if a.returncode != 0:
         assert _state(ours) == before
     _same_refs(theirs, ours)
+
+
+def test_unmatched_order_after_many_matches(ostree, sysroot, tmp_path):
+    """Matched entries leave the table (it may shrink): the rest in ostree's order."""
+    theirs, ours = _repos(tmp_path, ostree)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    names = [f"f{i:02}" for i in range(40)]
+    for name in names:
+        (tree / name).write_text(name)
+    skip = tmp_path / "skip"
+    skip.write_text("".join(f"/{n}\n" for n in names + ["x1", "y22", "zz", "q0", "b", "k7"]))
+    so = tmp_path / "so"
+    so.write_text("".join(f"1 /{n}\n" for n in names[:30] + ["x1", "y22", "zz", "q0"]))
+    for opt in (f"--skip-list={skip}", f"--statoverride={so}"):
+        a, _ = _both(ostree, sysroot, theirs, ours, "-b", "x", T, opt, tree)
+        assert a.returncode == 1
 
 
 @pytest.mark.parametrize("option", ["--statoverride", "--skip-list"])
@@ -430,3 +450,12 @@ def test_refused_list_names_only_ostree_options(ostree):
     help_text = ostree.out("commit", "--help")
     for option in REFUSED:
         assert f"{option}=" in help_text or f"{option} " in help_text
+
+
+@pytest.mark.unit
+def test_hash_table_model_without_removals_is_ghash_order():
+    keys = [f"/path/{i * 7919 % 1000}" for i in range(300)]
+    model = GHashTableModel()
+    for key in keys:
+        model.insert(key)
+    assert model.keys() == ghash_order(keys)

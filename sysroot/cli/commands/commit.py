@@ -316,18 +316,21 @@ def _path_filter(args) -> PathFilter | None:
             rules.add_statoverride_line(line)
     if args.skip_list is not None:
         for line in _read_lines(args.skip_list):
-            rules.skip[line] = None
+            rules.add_skip(line)
     return rules
 
 
 def _check_used(rules: PathFilter | None) -> None:
     """ostree's check after the layers: every mode addition and skip entry matched.
-    The unmatched paths go to stderr, one a line, in GLib's hash order as ostree's."""
+    The unmatched paths go to stderr, one a line, in ostree's (hash table) order."""
     if rules is None:
         return
-    for what, table in (("statoverride", rules.mode_adds), ("skip-list", rules.skip)):
-        if table:
-            for path in ghash_order(table):
+    for what, paths in (
+        ("statoverride", rules.unmatched_adds()),
+        ("skip-list", rules.unmatched_skips()),
+    ):
+        if paths:
+            for path in paths:
                 print(f"Unmatched {what} path: {path}", file=sys.stderr)
             raise SysrootError(f"Unmatched {what} paths")
 
