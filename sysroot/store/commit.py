@@ -130,6 +130,8 @@ class DirectoryImporter:
             if future is None:
                 future = pool.submit(self._import_file, dfd, name, st, ids_mode, path)
                 self._hardlinks[key] = future
+            else:  # ostree writes each name: count it as a write of a present object
+                self.tx.count_content_write()
             return future
         return pool.submit(self._import_file, dfd, name, st, ids_mode, path)
 

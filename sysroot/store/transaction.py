@@ -69,7 +69,15 @@ class Transaction:
         self.staging_fd = -1
         self.staging_path = ""
         self._now_ns = time.time_ns()
-        self.stats = {"metadata": 0, "content": 0, "content_bytes": 0}
+        # metadata/content: objects newly stored; the *_total: every write call, the
+        # object present or not (ostree's transaction stats, commit --table-output)
+        self.stats = {
+            "metadata": 0,
+            "content": 0,
+            "content_bytes": 0,
+            "metadata_total": 0,
+            "content_total": 0,
+        }
         # commit --generate-sizes: checksum -> (type, archived, unpacked) of every object
         # written through this transaction, present before or not. Like ostree 2022.7,
         # only archive repositories record them (bare ones write no ostree.sizes).
@@ -192,6 +200,8 @@ class Transaction:
         if expected is not None and checksum != expected:
             raise CorruptObjectError(expected, objtype.type_name, f"content hashes to {checksum}")
         self._note_size(checksum, objtype, len(data), len(data))
+        with self._mutex:
+            self.stats["metadata_total"] += 1
         if self.has_object(objtype, checksum):
             return checksum
         self._put(checksum, objtype, data)
@@ -247,6 +257,8 @@ class Transaction:
         arrive). Safe to call from several threads at once.
         """
         header.validate()
+        with self._mutex:
+            self.stats["content_total"] += 1
         admitted = self.space.admit(0 if header.is_symlink else size or 0)
         meter = _Meter(self.space, payload or (), size)
         try:
@@ -255,6 +267,12 @@ class Transaction:
             raise self.space.translate(e, meter.written) from None
         finally:
             self.space.release(admitted)
+
+    def count_content_write(self) -> None:
+        """A content write the caller skipped because it knows the object is the one
+        it wrote just before (a hard link's second name)."""
+        with self._mutex:
+            self.stats["content_total"] += 1
 
     def _write_content(
         self, header: FileHeader, payload: Iterable[bytes], expected: str | None

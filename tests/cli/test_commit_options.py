@@ -459,3 +459,37 @@ def test_hash_table_model_without_removals_is_ghash_order():
     for key in keys:
         model.insert(key)
     assert model.keys() == ghash_order(keys)
+
+
+# ------------------------------------------------------------------ --table-output
+
+
+@pytest.mark.parametrize("mode", ["archive", "bare-user"])
+def test_table_output_like_ostree(ostree, sysroot, tmp_path, mode):
+    """Totals count every write (hard links' names included), Written the new ones."""
+    theirs, ours = _repos(tmp_path, ostree, mode)
+    tree = _tree(tmp_path / "tree")
+    tarball = tmp_path / "t.tar"
+    with tarfile.open(tarball, "w") as tf:
+        tf.add(tree, arcname=".")
+    for args in (
+        ["-b", "x", T, tree],  # all new
+        ["-b", "x", T, tree],  # all present: only the commit is written
+        ["-b", "y", "--timestamp=@2000", "--owner-uid=5", tree],  # new headers
+        ["-b", "z", T, "--tree=ref=x"],  # a stored tree: nothing rewritten
+        ["-b", "t", T, f"--tree=tar={tarball}"],
+    ):
+        _both(ostree, sysroot, theirs, ours, "--table-output", *args)
+
+
+def test_table_output_when_unchanged(sysroot, tmp_path, ostree):
+    """ostree prints uninitialized counters here (a bug); sysroot prints zeros."""
+    _, ours = _repos(tmp_path, ostree)
+    tree = _tree(tmp_path / "tree")
+    first = sysroot.out(f"--repo={ours}", "commit", "-b", "x", T, tree)
+    out = sysroot.out(
+        f"--repo={ours}", "commit", "-b", "x", T, "--skip-if-unchanged", "--table-output", tree
+    )
+    lines = out.splitlines()
+    assert lines[0] == f"Commit: {first}"
+    assert all(line.endswith(": 0") for line in lines[1:]) and len(lines) == 7

@@ -548,6 +548,23 @@ def run(args) -> int:
     except _Unchanged:
         assert parent is not None  # raised only when the parent has the same tree
         checksum = parent
+        # ostree prints uninitialized stats here (a bug); nothing was committed: zeros
+        tx.stats = dict.fromkeys(tx.stats, 0)
     builder.consume_sources()
-    print(checksum)
+    if args.table_output:
+        _print_table(checksum, tx.stats)
+    else:
+        print(checksum)
     return 0
+
+
+def _print_table(checksum: str, stats: dict[str, int]) -> None:
+    """ostree's --table-output. Content Cache Hits counts hard links into the repo
+    that --link-checkout-speedup reused; sysroot has no such cache: always 0."""
+    print(f"Commit: {checksum}")
+    print(f"Metadata Total: {stats['metadata_total']}")
+    print(f"Metadata Written: {stats['metadata']}")
+    print(f"Content Total: {stats['content_total']}")
+    print(f"Content Written: {stats['content']}")
+    print("Content Cache Hits: 0")
+    print(f"Content Bytes Written: {stats['content_bytes']}")
