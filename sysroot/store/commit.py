@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from sysroot.errors import NotFoundError, SysrootError
 from sysroot.formats.gvariant import Variant, make_dict
 from sysroot.formats.objects import Commit, DirMeta, FileHeader, ObjectType
-from sysroot.store.commitmods import CommitModifier, check_utf8, for_repo
+from sysroot.store.commitmods import CommitModifier, PathnameFilter, check_utf8, for_repo
 from sysroot.store.modes import RepoMode
 from sysroot.store.mtree import MutableTree
 from sysroot.store.tarimport import import_tarball
@@ -277,7 +277,13 @@ class CommitBuilder:
         else:
             self.root.merge(self.tx, MutableTree.backed(commit.root_tree, commit.root_meta))
 
-    def add_tarball(self, path: str, *, autocreate_parents: bool = False) -> None:
+    def add_tarball(
+        self,
+        path: str,
+        *,
+        autocreate_parents: bool = False,
+        rename: PathnameFilter | None = None,
+    ) -> None:
         import_tarball(
             self.tx,
             self.root,
@@ -285,6 +291,7 @@ class CommitBuilder:
             self.modifier,
             autocreate_parents=autocreate_parents,
             keep_xattrs=self._tar_xattrs,
+            rename=rename,
         )
 
     def seal(self) -> tuple[str, str]:

@@ -207,3 +207,97 @@ def check_utf8(name: str, what: str, where: str) -> None:
     except UnicodeEncodeError:
         raw = name.encode("utf-8", "surrogateescape")
         raise SysrootError(f"Invalid UTF-8 in {what} {raw!r} in {where}") from None
+
+
+@dataclass(frozen=True)
+class _Group:
+    """A group of the match in a --tar-pathname-filter replacement."""
+
+    ref: int | str
+
+
+_SIMPLE_ESCAPES = {"t": "\t", "n": "\n", "v": "\v", "r": "\r", "f": "\f", "a": "\a", "e": "\x1b"}
+
+
+@dataclass(frozen=True)
+class PathnameFilter:
+    """`--tar-pathname-filter=REGEX,REPLACEMENT`: every match in a member's path
+    (and a hard link's target) replaced, as g_regex_replace does. The path is the
+    archive's with leading "/" and "./" removed, a directory's ending in "/".
+
+    The regex is Python's (close to PCRE for what paths need); the replacement is
+    GLib's syntax: \\0-\\99 and \\g<N|name> for groups, \\t \\n \\v \\r \\f \\a \\e, \\\\.
+    Other escapes (GLib's case changes, \\x) are refused before anything is read
+    (ostree aborts on an escape GLib does not know)."""
+
+    regex: re.Pattern[str]
+    parts: tuple[str | _Group, ...]  # literal text, or a group
+
+    @classmethod
+    def parse(cls, spec: str) -> PathnameFilter:
+        pattern, sep, replacement = spec.partition(",")
+        if not sep:
+            raise SysrootError("Missing ',' in --tar-pathname-filter")
+        try:
+            regex = re.compile(pattern)
+        except re.error as e:
+            raise SysrootError(
+                f"--tar-pathname-filter: Error while compiling regular expression "
+                f"‘{pattern}’ at char {e.pos or 0}: {e.msg}"
+            ) from None
+        return cls(regex, _replacement_parts(replacement, regex))
+
+    def apply(self, path: str) -> str:
+        def expand(m: re.Match[str]) -> str:
+            return "".join(p if isinstance(p, str) else (m.group(p.ref) or "") for p in self.parts)
+
+        return self.regex.sub(expand, path)
+
+
+def _replacement_parts(text: str, regex: re.Pattern[str]) -> tuple[str | _Group, ...]:
+    parts: list[str | _Group] = []
+    literal = ""
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c != "\\":
+            literal += c
+            i += 1
+            continue
+        nxt = text[i + 1] if i + 1 < len(text) else ""
+        group: str | int | None = None
+        if nxt.isdigit():
+            j = i + 2 if not (i + 2 < len(text) and text[i + 2].isdigit()) else i + 3
+            group, i = int(text[i + 1 : j]), j
+        elif nxt == "g" and text[i + 2 : i + 3] == "<" and ">" in text[i + 3 :]:
+            end = text.index(">", i + 3)
+            name = text[i + 3 : end]
+            group, i = (int(name) if name.isdigit() else name), end + 1
+        elif nxt in _SIMPLE_ESCAPES:
+            literal, i = literal + _SIMPLE_ESCAPES[nxt], i + 2
+        elif nxt == "\\":
+            literal, i = literal + "\\", i + 2
+        else:
+            raise SysrootError(
+                f"--tar-pathname-filter: Error while parsing replacement text "
+                f"“{text}” at char {i}: unknown escape sequence"
+            )
+        if group is None:
+            continue
+        if (
+            isinstance(group, int)
+            and group > regex.groups
+            or (isinstance(group, str) and group not in regex.groupindex)
+        ):
+            # GLib replaces a group the regex does not have with nothing, like an
+            # unmatched one; a missing name is an error there too
+            if isinstance(group, str):
+                raise SysrootError(f"--tar-pathname-filter: unknown group name '{group}'")
+            continue
+        if literal:
+            parts.append(literal)
+            literal = ""
+        parts.append(_Group(group))
+    if literal:
+        parts.append(literal)
+    return tuple(parts)

@@ -17,7 +17,7 @@ from sysroot.formats.objects import ObjectType, is_checksum
 from sysroot.formats.sizes import SIZES_KEY, ObjectSize, encode_object_sizes
 from sysroot.sign import detached, ed25519, gpg
 from sysroot.store.commit import CommitBuilder, MetadataItems
-from sysroot.store.commitmods import CommitModifier, PathFilter, check_utf8
+from sysroot.store.commitmods import CommitModifier, PathFilter, PathnameFilter, check_utf8
 from sysroot.store.repo import validate_ref_name
 from sysroot.util import run as run_mod
 from sysroot.util.datetimes import parse_date
@@ -276,7 +276,11 @@ def _add_layer(builder: CommitBuilder, repo, spec: str, args) -> None:
     if kind == "dir":
         builder.add_directory(value)
     elif kind == "tar":
-        builder.add_tarball(value, autocreate_parents=args.tar_autocreate_parents)
+        # like ostree, the filter is read only when a tar layer needs it
+        rename = None
+        if args.tar_pathname_filter is not None:
+            rename = PathnameFilter.parse(args.tar_pathname_filter)
+        builder.add_tarball(value, autocreate_parents=args.tar_autocreate_parents, rename=rename)
     elif kind == "ref":
         builder.add_commit(repo.resolve_rev(value))
     else:
