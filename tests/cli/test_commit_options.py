@@ -345,6 +345,7 @@ def test_gpg_sign_at_commit_time_verifies_in_ostree(ostree, sysroot, tmp_path):
         ["-I"],
         ["--devino-canonical", "--link-checkout-speedup"],
         ["--fsync=no"],
+        ["--disable-fsync"],
         ["--fsync=NONE"],
         ["--fsync=yes"],
         ["--fsync=1"],
@@ -555,4 +556,22 @@ def test_tar_pathname_filter_bad_specs(sysroot, tmp_path, ostree, spec):
     )  # fmt: skip
     assert one_error_line(proc).startswith("error: --tar-pathname-filter: ")
     assert proc.returncode == 1
+    assert _state(ours) == before
+
+
+@pytest.mark.parametrize("line", ["61440 /a", "-1 /a", "=4294967295 /a", "1e30 /a"])
+def test_statoverride_beyond_permission_bits_is_refused(sysroot, tmp_path, ostree, line):
+    """ostree would OR file-type bits into the mode; sysroot refuses the line."""
+    _, ours = _repos(tmp_path, ostree)
+    tree = _tree(tmp_path / "tree")
+    so = tmp_path / "so"
+    so.write_text(line + "\n")
+    before = _state(ours)
+    proc = sysroot(
+        f"--repo={ours}", "commit", "-b", "x", T, f"--statoverride={so}", tree, check=False
+    )
+    assert (
+        one_error_line(proc)
+        == f"error: Invalid mode in statoverride line '{line}': only permission bits"
+    )
     assert _state(ours) == before

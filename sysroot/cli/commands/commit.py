@@ -148,6 +148,8 @@ def register(sub) -> None:
         help="Signature type to use (defaults to 'ed25519')",
     )
     p.add_argument("--fsync", metavar="POLICY", help="Specify how to invoke fsync()")
+    # ostree's hidden spelling of --fsync=no
+    p.add_argument("--disable-fsync", action="store_true", help=argparse.SUPPRESS)
     # Performance options of ostree: the result is the same without them.
     p.add_argument(
         "--link-checkout-speedup",
@@ -480,6 +482,7 @@ def run(args) -> int:
     _refuse(args)
     # --fsync=yes cannot turn on what core.fsync=false turned off (as ostree)
     disable_fsync = args.fsync is not None and not _parse_boolean(args.fsync)
+    disable_fsync = disable_fsync or args.disable_fsync
     rules = _path_filter(args)
     strings = _detached_strings(args)
     repo = open_repo(args)
