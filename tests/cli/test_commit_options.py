@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from sysroot.cli.commands.commit import REFUSED
 from sysroot.formats.ghash import GHashTableModel, ghash_order
+from sysroot.util.run import clean_env
 from tests.conftest import one_error_line
 from tests.helpers.keys import b64, gpg_keys, new_ed25519_key
 
@@ -575,3 +577,21 @@ def test_statoverride_beyond_permission_bits_is_refused(sysroot, tmp_path, ostre
         == f"error: Invalid mode in statoverride line '{line}': only permission bits"
     )
     assert _state(ours) == before
+
+
+@pytest.mark.parametrize("option", ["--fsync=no", "--disable-fsync", None])
+def test_fsync_no_makes_no_fsync_calls(sysroot, tmp_path, ostree, option):
+    """As ostree's: --fsync=no (or --disable-fsync) turns fsync off for this commit."""
+    _, ours = _repos(tmp_path, ostree)
+    tree = _tree(tmp_path / "tree")
+    log = tmp_path / "strace.log"
+    args = ["-b", "x", T, *([option] if option else []), tree]
+    subprocess.run(
+        [
+            "strace", "-f", "-qq", "-o", log, "-e", "trace=fsync,fdatasync,syncfs",
+            *sysroot.argv0, f"--repo={ours}", "commit", *args,
+        ],
+        check=True, capture_output=True, env=clean_env(),
+    )  # fmt: skip
+    calls = [ln for ln in log.read_text().splitlines() if "sync" in ln and "exited" not in ln]
+    assert bool(calls) == (option is None)
