@@ -19,6 +19,7 @@ from sysroot.formats.objects import Commit, DirMeta, FileHeader, ObjectType
 from sysroot.store.commitmods import CommitModifier, PathnameFilter, check_utf8, for_repo
 from sysroot.store.modes import RepoMode
 from sysroot.store.mtree import MutableTree
+from sysroot.store.repo import ContentInfo
 from sysroot.store.tarimport import import_tarball
 from sysroot.store.transaction import Transaction
 from sysroot.util import fsutil
@@ -190,7 +191,7 @@ class RepoTreeImporter:
         self.tx = tx
         self.repo = tx.repo
         self.modifier = modifier
-        self._headers: dict[str, FileHeader] = {}
+        self._infos: dict[str, ContentInfo] = {}
         self._done: dict[tuple[str, FileHeader], str] = {}
         # Only these modes give back the exact header a checksum was computed from,
         # so an unchanged header means an unchanged checksum.
@@ -212,17 +213,24 @@ class RepoTreeImporter:
                 self.import_into(mtree.ensure_dir(self.tx, name), subtree, submeta, prefix + name)
 
     def _file(self, checksum: str, rel: str) -> str:
-        old = self._headers.get(checksum)
-        if old is None:
-            old = self._headers[checksum] = self.repo.load_file(checksum).header
+        """ostree writes each file again on this path; where the object cannot change
+        we skip the write but count it (--table-output, --generate-sizes) as one."""
+        info = self._infos.get(checksum)
+        if info is None:
+            info = self._infos[checksum] = self.repo.load_file(checksum)
+        old = info.header
         new = self.modifier.file_header(
             old.uid, old.gid, old.mode, old.symlink_target, old.xattrs, rel
         )
         done = self._done.get((checksum, new))
         if done is not None:
+            self.tx.count_content_write()
             return done
         if new == old and self._faithful:
             result = checksum
+            self.tx.count_content_write()
+            unpacked = len(old.symlink_target) if old.is_symlink else info.size
+            self.tx.note_stored_content_size(checksum, unpacked)
         else:
             payload = None if new.is_symlink else self.repo.iter_payload(checksum)
             result = self.tx.write_content(new, payload)
@@ -247,6 +255,10 @@ class CommitBuilder:
     tx: Transaction
     modifier: CommitModifier = field(default_factory=CommitModifier)
     root: MutableTree = field(default_factory=MutableTree)
+    # ostree walks a ref= layer (writing each object again, same checksums) whenever
+    # its CLI made a commit modifier, e.g. for --generate-sizes: what the counters of
+    # --table-output and the ostree.sizes list see
+    walk_commits: bool = False
 
     def __post_init__(self) -> None:
         repo = self.tx.repo
@@ -254,7 +266,9 @@ class CommitBuilder:
         # metadata changes or the repo forces canonical permissions (bare-user-only);
         # core.disable-xattrs alone does not rewrite them.
         self._reimport_commits = (
-            self.modifier.changes_metadata or repo.mode is RepoMode.BARE_USER_ONLY
+            self.walk_commits
+            or self.modifier.changes_metadata
+            or repo.mode is RepoMode.BARE_USER_ONLY
         )
         # ostree's tar import keeps pax xattrs even with --canonical-permissions or
         # core.disable-xattrs; only --no-xattrs and bare-user-only drop them.

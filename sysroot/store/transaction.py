@@ -314,6 +314,10 @@ class Transaction:
             with self._mutex:
                 self.object_sizes[checksum] = (objtype, archived, unpacked)
 
+    def note_stored_content_size(self, checksum: str, unpacked: int) -> None:
+        """--generate-sizes for a content object the caller reuses without writing."""
+        self._note_content_size(checksum, None, unpacked)
+
     def _note_content_size(self, checksum: str, tmp: str | None, unpacked: int) -> None:
         """The archived size is the .filez's: the temp file's, or the stored object's
         when nothing was written (a symlink already present)."""

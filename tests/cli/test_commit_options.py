@@ -595,3 +595,30 @@ def test_fsync_no_makes_no_fsync_calls(sysroot, tmp_path, ostree, option):
     )  # fmt: skip
     calls = [ln for ln in log.read_text().splitlines() if "sync" in ln and "exited" not in ln]
     assert bool(calls) == (option is None)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        "--generate-sizes",
+        "--owner-uid=0",
+        "-I",
+        "--link-checkout-speedup",
+        "--consume",
+        "--no-xattrs",
+        "--canonical-permissions",
+        "--mode-ro-executables",
+    ],
+)
+def test_ref_layer_counters_and_sizes_like_ostree(ostree, sysroot, tmp_path, option):
+    """With a commit modifier ostree writes a ref= layer's objects again (the same
+    ones): its counters and ostree.sizes list them; without one it reuses the tree."""
+    theirs, ours = _repos(tmp_path, ostree)
+    tree = _tree(tmp_path / "tree")
+    for repo in (theirs, ours):
+        ostree(f"--repo={repo}", "commit", "-b", "src", T, tree)
+    args = ["-b", "x", T, "--table-output", option, "--tree=ref=src"]
+    _both(ostree, sysroot, theirs, ours, *args)
+    _both(ostree, sysroot, theirs, ours, "-b", "y", T, "--generate-sizes", option, "--tree=ref=src")
+    raw = ostree.out(f"--repo={ours}", "show", "--raw", "y")
+    assert raw == ostree.out(f"--repo={theirs}", "show", "--raw", "y")

@@ -469,6 +469,23 @@ def _sizes(tx) -> MetadataItems:
     return [(SIZES_KEY, Variant("aay", encode_object_sizes(sizes)))]
 
 
+def _ostree_has_modifier(args) -> bool:
+    """Whether ostree's commit makes a commit modifier for these options (its ref=
+    layers are then walked object by object)."""
+    return bool(
+        args.no_xattrs
+        or args.canonical_permissions
+        or args.generate_sizes
+        or args.mode_ro_executables
+        or args.consume
+        or args.devino_canonical
+        or args.owner_uid is not None
+        or args.owner_gid is not None
+        or args.statoverride is not None
+        or args.skip_list is not None
+    )
+
+
 def _refuse(args) -> None:
     for option, given in (
         ("--selinux-policy", args.selinux_policy is not None),
@@ -526,7 +543,7 @@ def run(args) -> int:
         with repo.transaction() as tx:
             if args.generate_sizes:
                 tx.object_sizes = {}
-            builder = CommitBuilder(tx, modifier)
+            builder = CommitBuilder(tx, modifier, walk_commits=_ostree_has_modifier(args))
             if base is not None:
                 builder.add_commit(base, modify=False)
             for spec in trees:
