@@ -11,8 +11,10 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sysroot.cli.commands.commit import REFUSED
+from sysroot.formats import gvariant
 from sysroot.formats.ghash import GHashTableModel, ghash_order
 from sysroot.util.run import clean_env
 from tests.conftest import one_error_line
@@ -294,6 +296,12 @@ def test_sign_ed25519_at_commit_time(ostree, sysroot, tmp_path):
     assert signed == plain
     assert _commitmeta(ours, signed) == _commitmeta(theirs, plain)
     sysroot("sign", f"--repo={ours}", "--verify", signed, b64(k2[32:]))
+    # and independently of our code: both signatures over the exact .commit bytes
+    meta = gvariant.decode("a{sv}", _commitmeta(ours, signed))
+    sigs = [bytes(s) for s in dict(meta)["ostree.sign.ed25519"].value]
+    data = (ours / f"objects/{signed[:2]}/{signed[2:]}.commit").read_bytes()
+    for sig, key in zip(sigs, (k1, k2), strict=True):
+        Ed25519PublicKey.from_public_bytes(key[32:]).verify(sig, data)
 
 
 @pytest.mark.parametrize(
@@ -622,3 +630,26 @@ def test_ref_layer_counters_and_sizes_like_ostree(ostree, sysroot, tmp_path, opt
     _both(ostree, sysroot, theirs, ours, "-b", "y", T, "--generate-sizes", option, "--tree=ref=src")
     raw = ostree.out(f"--repo={ours}", "show", "--raw", "y")
     assert raw == ostree.out(f"--repo={theirs}", "show", "--raw", "y")
+
+
+@pytest.mark.parametrize(
+    "which",
+    [
+        {"OSTREE_EDITOR": "ED", "VISUAL": "false", "EDITOR": "false", "TERM": "xterm"},
+        {"OSTREE_EDITOR": None, "VISUAL": "ED", "EDITOR": "false", "TERM": "xterm"},
+        {"OSTREE_EDITOR": None, "VISUAL": "false", "EDITOR": "ED", "TERM": "dumb"},
+    ],
+)
+def test_editor_choice_like_ostree(ostree, sysroot, tmp_path, which):
+    """$OSTREE_EDITOR first, then $VISUAL unless the terminal is dumb, then $EDITOR."""
+    theirs, ours = _repos(tmp_path, ostree)
+    tree = _tree(tmp_path / "tree")
+    editor = tmp_path / "ed/editor"
+    editor.parent.mkdir()
+    editor.write_text(EDITOR)
+    editor.chmod(0o755)
+    env = {k: (str(editor) if v == "ED" else v) for k, v in which.items()}
+    env["MESSAGE"] = "From the editor\n\nwith a body\n"
+    a, _ = _both(ostree, sysroot, theirs, ours, "-e", "-b", "x", T, tree, env=env)
+    assert a.returncode == 0
+    assert "From the editor" in ostree.out(f"--repo={ours}", "log", "x")
