@@ -113,3 +113,95 @@ def ghash_order(keys: Iterable[Any], hash_func: Callable[[Any], int] = str_hash)
                     break
                 nh = displaced
     return [slots[i] for i in range(size) if hashes[i] >= 2]
+
+
+class GHashTableModel:
+    """A GLib 2.74 GHashTable of str keys with removals, for the iteration order of a
+    table that lost entries (ostree reports the unmatched --statoverride and
+    --skip-list paths from one): tombstones, and the resize that clears them (on
+    growth past 15/16 occupied, or shrinking below 1/4 full)."""
+
+    def __init__(self) -> None:
+        self._size, self._mod = 8, 7
+        self._hashes = [0] * 8  # 0: unused, 1: tombstone, >= 2: a real hash
+        self._keys: list[str | None] = [None] * 8
+        self._nnodes = self._noccupied = 0
+
+    def _bucket(self, h: int) -> int:
+        return ((h * 11) & 0xFFFFFFFF) % self._mod
+
+    def _lookup(self, key: str, h: int) -> tuple[int, bool]:
+        """(slot, found): the key's slot, else the first tombstone or unused slot."""
+        i, step, tomb = self._bucket(h), 0, -1
+        while self._hashes[i]:
+            if self._hashes[i] == h and self._keys[i] == key:
+                return i, True
+            if self._hashes[i] == 1 and tomb < 0:
+                tomb = i
+            step += 1
+            i = (i + step) & (self._size - 1)
+        return (tomb if tomb >= 0 else i), False
+
+    def insert(self, key: str) -> None:
+        h = max(str_hash(key), 2)
+        i, found = self._lookup(key, h)
+        if found:
+            return  # GLib keeps the first key in its slot
+        was_unused = self._hashes[i] == 0
+        self._hashes[i], self._keys[i] = h, key
+        self._nnodes += 1
+        if was_unused:
+            self._noccupied += 1
+            self._maybe_resize()
+
+    def remove(self, key: str) -> bool:
+        i, found = self._lookup(key, max(str_hash(key), 2))
+        if not found:
+            return False
+        self._hashes[i], self._keys[i] = 1, None
+        self._nnodes -= 1
+        self._maybe_resize()
+        return True
+
+    def keys(self) -> list[str]:
+        return [k for h, k in zip(self._hashes, self._keys, strict=True) if h >= 2 and k]
+
+    def _maybe_resize(self) -> None:
+        size, occupied = self._size, self._noccupied
+        if (size > self._nnodes * 4 and size > 8) or size <= occupied + occupied // 16:
+            self._resize()
+
+    def _resize(self) -> None:
+        old = self._size
+        n, shift = int(self._nnodes * 1.333), 0
+        while n:
+            n, shift = n >> 1, shift + 1
+        shift = max(shift, 3)
+        self._size, self._mod = 1 << shift, _PRIME_MOD[shift]
+        if self._size > old:
+            self._hashes += [0] * (self._size - old)
+            self._keys += [None] * (self._size - old)
+        moved = [False] * max(old, self._size)
+        hashes, keys = self._hashes, self._keys
+        for j in range(old):
+            if hashes[j] < 2:
+                hashes[j] = 0  # tombstones go
+                continue
+            if moved[j]:
+                continue
+            nh, k = hashes[j], keys[j]
+            hashes[j], keys[j] = 0, None
+            while True:
+                t, step = self._bucket(nh), 0
+                while moved[t]:
+                    step += 1
+                    t = (t + step) & (self._size - 1)
+                moved[t] = True
+                displaced = hashes[t]
+                hashes[t] = nh
+                keys[t], k = k, keys[t]
+                if displaced < 2:
+                    break
+                nh = displaced
+        del hashes[self._size :], keys[self._size :]
+        self._noccupied = self._nnodes

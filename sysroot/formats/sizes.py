@@ -66,3 +66,30 @@ def commit_object_sizes(commit: Commit) -> list[ObjectSize]:
     if v is None or v.signature != "aay":
         raise NotFoundError(f"No metadata key {SIZES_KEY} in commit")
     return decode_object_sizes(v.value)
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def encode_object_size(size: ObjectSize) -> bytes:
+    """One `ay` entry, with the object type byte (as ostree 2020.1 and later write it)."""
+    return (
+        bytes.fromhex(size.checksum)
+        + _encode_varint(size.archived)
+        + _encode_varint(size.unpacked)
+        + bytes([size.objtype.value])
+    )
+
+
+def encode_object_sizes(sizes: Iterable[ObjectSize]) -> list[bytes]:
+    """The `ostree.sizes` value (`aay`), sorted by checksum as ostree sorts it."""
+    return [encode_object_size(s) for s in sorted(sizes, key=lambda s: s.checksum)]

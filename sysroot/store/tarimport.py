@@ -34,7 +34,7 @@ from urllib.parse import unquote_to_bytes
 
 from sysroot.errors import NotFoundError, SysrootError
 from sysroot.formats.objects import DirMeta, FileHeader, ObjectType, Xattrs
-from sysroot.store.commitmods import CommitModifier, check_utf8
+from sysroot.store.commitmods import CommitModifier, PathnameFilter, check_utf8
 from sysroot.store.mtree import MutableTree
 from sysroot.store.transaction import Transaction
 
@@ -62,12 +62,15 @@ def import_tarball(
     *,
     autocreate_parents: bool = False,
     keep_xattrs: bool = True,
+    rename: PathnameFilter | None = None,
 ) -> None:
     """Add the archive at path to mtree, writing its content into the transaction.
 
-    The modifier changes ownership and modes; xattrs follow keep_xattrs alone.
+    The modifier changes ownership and modes; xattrs follow keep_xattrs alone;
+    rename (--tar-pathname-filter) rewrites member paths and hard link targets.
     """
     importer = _TarImporter(tx, mtree, modifier, path, autocreate_parents, keep_xattrs)
+    importer.rename = rename
     try:
         # Streaming mode ("|"): one pass, no seeking, any size.
         with (
@@ -105,6 +108,19 @@ class _TarImporter:
         self.autocreate = autocreate_parents
         self.keep_xattrs = keep_xattrs
         self._links: list[_Hardlink] = []
+        self.rename: PathnameFilter | None = None
+
+    def _renamed(self, name: str, is_dir: bool) -> str:
+        """name after --tar-pathname-filter, which sees it as libostree shows it: no
+        leading "/" or "./", a directory with its "/" (Python's tarfile drops it)."""
+        if self.rename is None:
+            return name
+        rel = name.lstrip("/")
+        while rel.startswith("./"):
+            rel = rel[2:].lstrip("/")
+        if is_dir and rel and not rel.endswith("/"):
+            rel += "/"
+        return self.rename.apply(rel)
 
     def _split(self, name: str, member: str) -> list[str]:
         where = f"'{member}' in tar archive {self.path}"
@@ -121,9 +137,14 @@ class _TarImporter:
 
     def add(self, archive: tarfile.TarFile, m: tarfile.TarInfo) -> None:
         tx = self.tx
-        parts = self._split(m.name, m.name)
+        parts = self._split(self._renamed(m.name, m.isdir()), m.name)
+        rel = "/" + "/".join(parts)  # as --statoverride and --skip-list name it
+        if self.modifier.skips(rel):
+            return
         if m.isdir():
-            uid, gid, mode = self.modifier.ids_mode(m.uid, m.gid, stat.S_IFDIR | (m.mode & 0o7777))
+            uid, gid, mode = self.modifier.ids_mode(
+                m.uid, m.gid, stat.S_IFDIR | (m.mode & 0o7777), rel
+            )
             meta = DirMeta(uid, gid, mode, self._xattrs(m))
             node = self.root if not parts else self._parent(parts, m).ensure_dir(tx, parts[-1])
             node.metadata = tx.write_metadata(ObjectType.DIR_META, meta.serialize())
@@ -138,7 +159,7 @@ class _TarImporter:
             raise SysrootError(f"Can't import file as root: '{m.name}' in tar archive {self.path}")
         parent = self._parent(parts, m)
         if m.islnk():
-            target = self._split(m.linkname, m.name)
+            target = self._split(self._renamed(m.linkname, False), m.name)
             if not target:
                 raise SysrootError(
                     f"Invalid hardlink path '{m.linkname}' for '{m.name}' "
@@ -146,7 +167,7 @@ class _TarImporter:
                 )
             self._links.append(_Hardlink(parent, parts[-1], target, m.name))
             return
-        parent.replace_file(tx, parts[-1], self._content(archive, m))
+        parent.replace_file(tx, parts[-1], self._content(archive, m, rel))
 
     def _parent(self, parts: list[str], m: tarfile.TarInfo) -> MutableTree:
         try:
@@ -190,9 +211,9 @@ class _TarImporter:
         found.reverse()
         return tuple(found)
 
-    def _content(self, archive: tarfile.TarFile, m: tarfile.TarInfo) -> str:
+    def _content(self, archive: tarfile.TarFile, m: tarfile.TarInfo, rel: str) -> str:
         kind = stat.S_IFLNK if m.issym() else stat.S_IFREG
-        uid, gid, mode = self.modifier.ids_mode(m.uid, m.gid, kind | (m.mode & 0o7777))
+        uid, gid, mode = self.modifier.ids_mode(m.uid, m.gid, kind | (m.mode & 0o7777), rel)
         if m.issym():
             check_utf8(m.linkname, "symlink target", f"'{m.name}' in tar archive {self.path}")
             header = FileHeader(uid, gid, mode, m.linkname, self._xattrs(m))

@@ -69,7 +69,19 @@ class Transaction:
         self.staging_fd = -1
         self.staging_path = ""
         self._now_ns = time.time_ns()
-        self.stats = {"metadata": 0, "content": 0, "content_bytes": 0}
+        # metadata/content: objects newly stored; the *_total: every write call, the
+        # object present or not (ostree's transaction stats, commit --table-output)
+        self.stats = {
+            "metadata": 0,
+            "content": 0,
+            "content_bytes": 0,
+            "metadata_total": 0,
+            "content_total": 0,
+        }
+        # commit --generate-sizes: checksum -> (type, archived, unpacked) of every object
+        # written through this transaction, present before or not. Like ostree 2022.7,
+        # only archive repositories record them (bare ones write no ostree.sizes).
+        self.object_sizes: dict[str, tuple[ObjectType, int, int]] | None = None
         # write_content() may run in several threads (commit imports files in
         # parallel): temp names come from a counter, bookkeeping is under a lock.
         self._tmp_prefix = ".tmp-"
@@ -187,6 +199,9 @@ class Transaction:
         checksum = sha256_hex(data)
         if expected is not None and checksum != expected:
             raise CorruptObjectError(expected, objtype.type_name, f"content hashes to {checksum}")
+        self._note_size(checksum, objtype, len(data), len(data))
+        with self._mutex:
+            self.stats["metadata_total"] += 1
         if self.has_object(objtype, checksum):
             return checksum
         self._put(checksum, objtype, data)
@@ -242,6 +257,8 @@ class Transaction:
         arrive). Safe to call from several threads at once.
         """
         header.validate()
+        with self._mutex:
+            self.stats["content_total"] += 1
         admitted = self.space.admit(0 if header.is_symlink else size or 0)
         meter = _Meter(self.space, payload or (), size)
         try:
@@ -250,6 +267,12 @@ class Transaction:
             raise self.space.translate(e, meter.written) from None
         finally:
             self.space.release(admitted)
+
+    def count_content_write(self) -> None:
+        """A content write the caller skipped because it knows the object is the one
+        it wrote just before (a hard link's second name)."""
+        with self._mutex:
+            self.stats["content_total"] += 1
 
     def _write_content(
         self, header: FileHeader, payload: Iterable[bytes], expected: str | None
@@ -262,8 +285,10 @@ class Transaction:
             if expected is not None and checksum != expected:
                 raise CorruptObjectError(expected, "file", f"content hashes to {checksum}")
             if self.has_object(ObjectType.FILE, checksum):
+                self._note_content_size(checksum, None, len(header.symlink_target))
                 return checksum
             self._write_symlink(tmp, header)
+            self._note_content_size(checksum, tmp, len(header.symlink_target))
             size = 0
         else:
             size = self._write_regular(tmp, header, payload, h)
@@ -271,6 +296,7 @@ class Transaction:
             if expected is not None and checksum != expected:
                 os.unlink(tmp, dir_fd=self.staging_fd)
                 raise CorruptObjectError(expected, "file", f"content hashes to {checksum}")
+            self._note_content_size(checksum, tmp, size)
             if self.has_object(ObjectType.FILE, checksum):
                 os.unlink(tmp, dir_fd=self.staging_fd)
                 return checksum
@@ -282,6 +308,31 @@ class Transaction:
             self.stats["content"] += 1
             self.stats["content_bytes"] += size
         return checksum
+
+    def _note_size(self, checksum: str, objtype: ObjectType, archived: int, unpacked: int) -> None:
+        if self.object_sizes is not None and self.mode.is_archive:
+            with self._mutex:
+                self.object_sizes[checksum] = (objtype, archived, unpacked)
+
+    def note_stored_content_size(self, checksum: str, unpacked: int) -> None:
+        """--generate-sizes for a content object the caller reuses without writing."""
+        self._note_content_size(checksum, None, unpacked)
+
+    def _note_content_size(self, checksum: str, tmp: str | None, unpacked: int) -> None:
+        """The archived size is the .filez's: the temp file's, or the stored object's
+        when nothing was written (a symlink already present)."""
+        if self.object_sizes is None or not self.mode.is_archive:
+            return
+        if tmp is not None:
+            archived = os.stat(tmp, dir_fd=self.staging_fd).st_size
+        else:
+            _, rel = self._staged_relpath(checksum, ObjectType.FILE)
+            try:
+                archived = os.stat(rel, dir_fd=self.staging_fd).st_size
+            except FileNotFoundError:
+                path = self.repo.object_relpath(checksum, ObjectType.FILE)
+                archived = os.stat(path, dir_fd=self.repo.dfd).st_size
+        self._note_size(checksum, ObjectType.FILE, archived, unpacked)
 
     def write_raw(self, checksum: str, objtype: ObjectType, chunks: Iterable[bytes]) -> bool:
         """Stage bytes already in this repository's encoding (e.g. the .filez of an

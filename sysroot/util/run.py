@@ -53,15 +53,17 @@ def run(
     env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     timeout: float | None = None,
+    inherit_stdin: bool = False,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run argv; raise CommandError on a non-zero exit when check is true."""
+    """Run argv; raise CommandError on a non-zero exit when check is true.
+    inherit_stdin: the child reads our stdin (an interactive editor), else /dev/null."""
     argv = [os.fspath(a) for a in argv]
     log.debug("running: %s", shlex.join(argv))
     try:
         proc = subprocess.run(
             argv,
             input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
+            stdin=None if input is not None or inherit_stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE if capture else None,
             stderr=subprocess.PIPE if capture else None,
             env=clean_env(env),

@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
+import sys
+import tempfile
 
 from sysroot.cli.main import add_repo_option, open_repo
 from sysroot.errors import SysrootError, UsageError
 from sysroot.formats.ghash import ghash_order
-from sysroot.formats.gvariant import Variant
+from sysroot.formats.gvariant import Variant, make_dict
 from sysroot.formats.gvariant_text import parse_text
 from sysroot.formats.objects import ObjectType, is_checksum
+from sysroot.formats.sizes import SIZES_KEY, ObjectSize, encode_object_sizes
+from sysroot.sign import detached, ed25519, gpg
 from sysroot.store.commit import CommitBuilder, MetadataItems
-from sysroot.store.commitmods import CommitModifier, check_utf8
+from sysroot.store.commitmods import CommitModifier, PathFilter, PathnameFilter, check_utf8
 from sysroot.store.repo import validate_ref_name
+from sysroot.util import run as run_mod
 from sysroot.util.datetimes import parse_date
+
+# ostree commit's options that sysroot refuses on purpose, with the reason given.
+REFUSED = {
+    "--selinux-policy": "sysroot has no SELinux labelling; label the tree before committing",
+    "--selinux-policy-from-base": (
+        "sysroot has no SELinux labelling; label the tree before committing"
+    ),
+}
 
 
 def register(sub) -> None:
@@ -86,6 +101,80 @@ def register(sub) -> None:
         "--tar-autocreate-parents",
         action="store_true",
         help="When loading tar archives, automatically create parent directories",
+    )
+    p.add_argument(
+        "--base", metavar="REV", help="Start from the given commit as a base (no modifiers apply)"
+    )
+    p.add_argument(
+        "-e", "--editor", action="store_true", help="Use an editor to write the commit message"
+    )
+    p.add_argument(
+        "--add-detached-metadata-string",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Add a key/value pair to detached metadata",
+    )
+    p.add_argument(
+        "--mode-ro-executables",
+        action="store_true",
+        help="Ensure executable files are not writable",
+    )
+    p.add_argument("--statoverride", metavar="PATH", help="File of permission changes")
+    p.add_argument("--skip-list", metavar="PATH", help="File of paths to skip")
+    p.add_argument(
+        "--generate-sizes",
+        action="store_true",
+        help="Generate size information along with commit metadata",
+    )
+    p.add_argument(
+        "--table-output", action="store_true", help="Output more information in a KEY: VALUE format"
+    )
+    p.add_argument(
+        "--gpg-sign",
+        action="append",
+        default=[],
+        metavar="KEY-ID",
+        help="GPG Key ID to sign the commit with",
+    )
+    p.add_argument("--gpg-homedir", metavar="HOMEDIR", help="GPG Homedir for keyrings")
+    p.add_argument(
+        "--sign", action="append", default=[], metavar="KEY_ID", help="Sign the commit with"
+    )
+    p.add_argument(
+        "--sign-type",
+        default=ed25519.NAME,
+        metavar="NAME",
+        help="Signature type to use (defaults to 'ed25519')",
+    )
+    p.add_argument("--fsync", metavar="POLICY", help="Specify how to invoke fsync()")
+    # ostree's hidden spelling of --fsync=no
+    p.add_argument("--disable-fsync", action="store_true", help=argparse.SUPPRESS)
+    # Performance options of ostree: the result is the same without them.
+    p.add_argument(
+        "--link-checkout-speedup",
+        action="store_true",
+        help="Accepted; has no effect (the commit is the same without it)",
+    )
+    p.add_argument(
+        "-I",
+        "--devino-canonical",
+        action="store_true",
+        help="Accepted; has no effect (the commit is the same without it)",
+    )
+    p.add_argument(
+        "--tar-pathname-filter",
+        metavar="REGEX,REPLACEMENT",
+        help="When loading tar archives, use REGEX,REPLACEMENT against path names",
+    )
+    p.add_argument(
+        "--selinux-policy", metavar="PATH", help="Refused: " + REFUSED["--selinux-policy"]
+    )
+    p.add_argument(
+        "-P",
+        "--selinux-policy-from-base",
+        action="store_true",
+        help="Refused: " + REFUSED["--selinux-policy-from-base"],
     )
     p.set_defaults(func=run)
 
@@ -189,21 +278,241 @@ def _add_layer(builder: CommitBuilder, repo, spec: str, args) -> None:
     if kind == "dir":
         builder.add_directory(value)
     elif kind == "tar":
-        builder.add_tarball(value, autocreate_parents=args.tar_autocreate_parents)
+        # like ostree, the filter is read only when a tar layer needs it
+        rename = None
+        if args.tar_pathname_filter is not None:
+            rename = PathnameFilter.parse(args.tar_pathname_filter)
+        builder.add_tarball(value, autocreate_parents=args.tar_autocreate_parents, rename=rename)
     elif kind == "ref":
         builder.add_commit(repo.resolve_rev(value))
     else:
         raise UsageError(f"Invalid tree type specification '{kind}'")
 
 
+def _parse_boolean(text: str) -> bool:
+    """ostree's ot_parse_boolean, for --fsync."""
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no", "none"):
+        return False
+    raise SysrootError(f"Invalid boolean argument '{text}'")
+
+
+def _read_lines(path: str) -> list[str]:
+    """A statoverride or skip-list file: UTF-8, split on newlines, empty lines dropped
+    (nothing else is trimmed: ostree matches the rest of the line as it is)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise SysrootError(f"openat({path}): {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SysrootError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    return [line for line in text.split("\n") if line]
+
+
+def _path_filter(args) -> PathFilter | None:
+    if args.statoverride is None and args.skip_list is None:
+        return None
+    rules = PathFilter()
+    if args.statoverride is not None:
+        for line in _read_lines(args.statoverride):
+            rules.add_statoverride_line(line)
+    if args.skip_list is not None:
+        for line in _read_lines(args.skip_list):
+            rules.add_skip(line)
+    return rules
+
+
+def _check_used(rules: PathFilter | None) -> None:
+    """ostree's check after the layers: every mode addition and skip entry matched.
+    The unmatched paths go to stderr, one a line, in ostree's (hash table) order."""
+    if rules is None:
+        return
+    for what, paths in (
+        ("statoverride", rules.unmatched_adds()),
+        ("skip-list", rules.unmatched_skips()),
+    ):
+        if paths:
+            for path in paths:
+                print(f"Unmatched {what} path: {path}", file=sys.stderr)
+            raise SysrootError(f"Unmatched {what} paths")
+
+
+_EDITOR_HELP = (
+    "\n# Please enter the commit message for your changes. The first line will\n"
+    "# become the subject, and the remainder the body. Lines starting\n"
+    "# with '#' will be ignored, and an empty message aborts the commit."
+)
+
+
+def _editor() -> str:
+    """ostree's choice: $OSTREE_EDITOR, $VISUAL (not on a dumb terminal), $EDITOR, vi."""
+    dumb = os.environ.get("TERM", "dumb") in ("", "dumb")
+    editor = os.environ.get("OSTREE_EDITOR")
+    if editor is None and not dumb:
+        editor = os.environ.get("VISUAL")
+    if editor is None:
+        editor = os.environ.get("EDITOR")
+    if editor is None:
+        if dumb:
+            raise SysrootError("Terminal is dumb, but EDITOR unset")
+        editor = "vi"
+    return editor
+
+
+def _edit_message(branch: str | None, subject: str) -> tuple[str, str]:
+    """--editor: (subject, body) from the user's editor, run on ostree's template.
+    ostree's template never shows the -m body (it reads it only after the editor)."""
+    editor = _editor()
+    template = _EDITOR_HELP
+    if branch:
+        template += f"\n#\n# Branch: {branch}"
+    if subject:
+        template += f"\n{subject}"
+    template += "\n"
+    fd, path = tempfile.mkstemp()
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(template)
+        proc = run_mod.run(
+            ["/bin/sh", "-c", f"{editor} {shlex.quote(path)}"],
+            check=False,
+            capture=False,
+            inherit_stdin=True,
+        )
+        if proc.returncode != 0:
+            # ostree's words, with its missing separator
+            raise SysrootError(
+                f"There was a problem with the editor '{editor}'"
+                f"Child process exited with code {proc.returncode}"
+            )
+        with open(path, "rb") as f:
+            output = f.read().decode("utf-8", "replace")
+    finally:
+        os.unlink(path)
+    return _parse_message(output)
+
+
+def _parse_message(text: str) -> tuple[str, str]:
+    """The first line that is neither a comment nor blank is the subject; the body
+    starts at the next such line and keeps its inner blank lines; trailing space goes."""
+    subject: str | None = None
+    body: list[str] | None = None
+    for raw in text.split("\n"):
+        line = raw.rstrip(" \t\n\r\f\v")
+        if line.startswith("#"):
+            continue
+        if not line and body is None:
+            continue
+        if subject is None:
+            subject = line
+        elif body is None:
+            body = [line]
+        else:
+            body.append(line)
+    if not subject:
+        raise SysrootError("Aborting commit due to empty commit subject.")
+    return subject, "\n".join(body).rstrip(" \t\n\r\f\v") if body else ""
+
+
+def _detached_strings(args) -> MetadataItems:
+    """--add-detached-metadata-string, as ostree parses it: an empty key is allowed,
+    a repeated key is written twice (the a{sv} is built as given)."""
+    meta: MetadataItems = []
+    for kv in args.add_detached_metadata_string:
+        check_utf8(kv, "metadata", "--add-detached-metadata-string")
+        key, sep, value = kv.partition("=")
+        if not sep:
+            raise SysrootError(f"Missing '=' in KEY=VALUE metadata '{kv}'")
+        meta.append((key, Variant("s", value)))
+    return meta
+
+
+def _signing_keys(args) -> list[bytes]:
+    """--sign's secret keys, checked before anything is written."""
+    if not args.sign:
+        return []
+    if args.sign_type != ed25519.NAME:
+        raise SysrootError("Requested signature type is not implemented")
+    return [ed25519.parse_secret_key(k) for k in args.sign]
+
+
+def _detached(args, tx, checksum: str, strings: MetadataItems, secrets: list[bytes]) -> None:
+    """Detached metadata as ostree builds it: the given strings, then each GPG
+    signature, then each ed25519 signature, appended. Appending goes through a
+    GVariantDict: a repeated key keeps its last value, the order becomes GLib's."""
+    if not (strings or args.gpg_sign or secrets):
+        return
+    if not (args.gpg_sign or secrets):
+        tx.write_commitmeta(checksum, make_dict(strings))
+        return
+    meta: detached.Metadata = dict(strings)
+    data = tx.read_metadata(ObjectType.COMMIT, checksum)
+    for key_id in args.gpg_sign:
+        sig = gpg.sign_detached(data, key_id, args.gpg_homedir)
+        meta = detached.append_signature(meta, detached.KEY_GPG, sig)
+    for secret in secrets:
+        meta = detached.append_signature(meta, detached.KEY_ED25519, ed25519.sign(data, secret))
+    tx.write_commitmeta(checksum, meta)
+
+
+def _sizes(tx) -> MetadataItems:
+    sizes = [
+        ObjectSize(checksum, objtype, archived, unpacked)
+        for checksum, (objtype, archived, unpacked) in (tx.object_sizes or {}).items()
+    ]
+    if not sizes:  # ostree adds the key only when it has entries (not in bare repos)
+        return []
+    return [(SIZES_KEY, Variant("aay", encode_object_sizes(sizes)))]
+
+
+def _ostree_has_modifier(args) -> bool:
+    """Whether ostree's commit makes a commit modifier for these options (its ref=
+    layers are then walked object by object)."""
+    return bool(
+        args.no_xattrs
+        or args.canonical_permissions
+        or args.generate_sizes
+        or args.mode_ro_executables
+        or args.consume
+        or args.devino_canonical
+        or args.owner_uid is not None
+        or args.owner_gid is not None
+        or args.statoverride is not None
+        or args.skip_list is not None
+    )
+
+
+def _refuse(args) -> None:
+    for option, given in (
+        ("--selinux-policy", args.selinux_policy is not None),
+        ("--selinux-policy-from-base", args.selinux_policy_from_base),
+    ):
+        if given:
+            raise UsageError(f"{option} is not supported: {REFUSED[option]}")
+
+
 def run(args) -> int:
+    _refuse(args)
+    # --fsync=yes cannot turn on what core.fsync=false turned off (as ostree)
+    disable_fsync = args.fsync is not None and not _parse_boolean(args.fsync)
+    disable_fsync = disable_fsync or args.disable_fsync
+    rules = _path_filter(args)
+    strings = _detached_strings(args)
     repo = open_repo(args)
+    if disable_fsync:  # for this process only, as ostree_repo_set_disable_fsync
+        repo.config.set("core", "fsync", "false")
     # As in ostree: --tree layers if any (a PATH is then ignored), else PATH, else ".".
     trees = list(args.tree) or [f"dir={args.path or '.'}"]
     if not args.branch and not args.orphan:
         raise UsageError("A branch must be specified with --branch, or use --orphan")
+    secrets = _signing_keys(args)
+    subject = args.subject
     body = args.body
-    if args.body_file:
+    if args.body_file and not args.editor:
         with open(args.body_file, "rb") as f:
             raw = f.read()
         try:
@@ -215,6 +524,9 @@ def run(args) -> int:
     if args.branch:
         validate_ref_name(args.branch)
     parent = _parent_checksum(args, repo)
+    base = repo.resolve_rev(args.base) if args.base is not None else None
+    if args.editor:
+        subject, body = _edit_message(args.branch, subject)
     timestamp = parse_date(args.timestamp) if args.timestamp else None
     modifier = CommitModifier(
         skip_xattrs=args.no_xattrs,
@@ -222,14 +534,21 @@ def run(args) -> int:
         owner_uid=args.owner_uid,
         owner_gid=args.owner_gid,
         consume=args.consume,
+        ro_executables=args.mode_ro_executables,
+        path_filter=rules,
     )
     given, bindings = _metadata(args, repo, args.branch, parent)
 
     try:
         with repo.transaction() as tx:
-            builder = CommitBuilder(tx, modifier)
+            if args.generate_sizes:
+                tx.object_sizes = {}
+            builder = CommitBuilder(tx, modifier, walk_commits=_ostree_has_modifier(args))
+            if base is not None:
+                builder.add_commit(base, modify=False)
             for spec in trees:
                 _add_layer(builder, repo, spec, args)
+            _check_used(rules)
             metadata = given + bindings
             if args.bootable:
                 metadata = _with_bootable(metadata, builder.kernel_version())
@@ -238,18 +557,38 @@ def run(args) -> int:
                 old = repo.load_commit(parent)
                 if (old.root_tree, old.root_meta) == (tree, meta):
                     raise _Unchanged
+            if args.generate_sizes:
+                metadata = metadata + _sizes(tx)
             checksum = builder.write(
-                subject=args.subject,
+                subject=subject,
                 body=body,
                 parent=parent,
                 metadata=metadata,
                 timestamp=timestamp,
             )
+            _detached(args, tx, checksum, strings, secrets)
             if args.branch:
                 tx.set_ref(args.branch, checksum)
     except _Unchanged:
         assert parent is not None  # raised only when the parent has the same tree
         checksum = parent
+        # ostree prints uninitialized stats here (a bug); nothing was committed: zeros
+        tx.stats = dict.fromkeys(tx.stats, 0)
     builder.consume_sources()
-    print(checksum)
+    if args.table_output:
+        _print_table(checksum, tx.stats)
+    else:
+        print(checksum)
     return 0
+
+
+def _print_table(checksum: str, stats: dict[str, int]) -> None:
+    """ostree's --table-output. Content Cache Hits counts hard links into the repo
+    that --link-checkout-speedup reused; sysroot has no such cache: always 0."""
+    print(f"Commit: {checksum}")
+    print(f"Metadata Total: {stats['metadata_total']}")
+    print(f"Metadata Written: {stats['metadata']}")
+    print(f"Content Total: {stats['content_total']}")
+    print(f"Content Written: {stats['content']}")
+    print("Content Cache Hits: 0")
+    print(f"Content Bytes Written: {stats['content_bytes']}")
