@@ -115,7 +115,7 @@ def test_each_refusal_is_one_line(sysroot, tmp_path, key):
         *command, option = words
         args = [*command, f"{option}=x" if option not in _FLAGS else option]
     else:
-        args = words
+        args = list(words)
     args += _ARGS.get(" ".join(words[:2]), _ARGS.get(words[0], []))
     proc = sysroot(*args, check=False, cwd=tmp_path)
     err = proc.stderr.decode()
@@ -128,7 +128,8 @@ def test_each_refusal_is_one_line(sysroot, tmp_path, key):
 
 _FLAGS = {"--require-static-deltas", "--selinux-policy-from-base"}
 _ARGS = {  # what each command needs besides the option to get as far as refusing it
-    "admin": ["--sysroot=/nonexistent", "x"],
+    "admin deploy": ["--sysroot=/nonexistent", "x"],
+    "admin unlock": ["--sysroot=/nonexistent"],
     "checkout": ["--repo=/nonexistent", "rev", "dest"],
     "commit": ["--repo=/nonexistent", "-b", "x", "."],
     "pull": ["--repo=/nonexistent", "origin", "main"],

@@ -9,6 +9,7 @@ import sys
 import tempfile
 
 from sysroot.cli.main import add_repo_option, open_repo
+from sysroot.cli.refusals import REFUSED, refusal
 from sysroot.errors import SysrootError, UsageError
 from sysroot.formats.ghash import ghash_order
 from sysroot.formats.gvariant import Variant, make_dict
@@ -22,15 +23,8 @@ from sysroot.store.repo import validate_ref_name
 from sysroot.util import run as run_mod
 from sysroot.util.datetimes import parse_date
 
+
 # ostree commit's options that sysroot refuses on purpose, with the reason given.
-REFUSED = {
-    "--selinux-policy": "sysroot has no SELinux labelling; label the tree before committing",
-    "--selinux-policy-from-base": (
-        "sysroot has no SELinux labelling; label the tree before committing"
-    ),
-}
-
-
 def register(sub) -> None:
     p = sub.add_parser("commit", help="Commit a new revision")
     add_repo_option(p)
@@ -168,13 +162,13 @@ def register(sub) -> None:
         help="When loading tar archives, use REGEX,REPLACEMENT against path names",
     )
     p.add_argument(
-        "--selinux-policy", metavar="PATH", help="Refused: " + REFUSED["--selinux-policy"]
+        "--selinux-policy", metavar="PATH", help="Refused: " + REFUSED["commit --selinux-policy"]
     )
     p.add_argument(
         "-P",
         "--selinux-policy-from-base",
         action="store_true",
-        help="Refused: " + REFUSED["--selinux-policy-from-base"],
+        help="Refused: " + REFUSED["commit --selinux-policy-from-base"],
     )
     p.set_defaults(func=run)
 
@@ -492,7 +486,7 @@ def _refuse(args) -> None:
         ("--selinux-policy-from-base", args.selinux_policy_from_base),
     ):
         if given:
-            raise UsageError(f"{option} is not supported: {REFUSED[option]}")
+            raise refusal(f"commit {option}")
 
 
 def run(args) -> int:
