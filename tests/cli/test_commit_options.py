@@ -146,12 +146,18 @@ STATOVERRIDES = [
 
 @pytest.mark.parametrize("content", STATOVERRIDES)
 def test_statoverride_like_ostree(ostree, sysroot, tmp_path, content):
+    _rules_file_like_ostree(ostree, sysroot, tmp_path, "--statoverride", content)
+
+
+def _rules_file_like_ostree(ostree, sysroot, tmp_path, option: str, content: str) -> None:
+    """A commit with option=FILE holding content: the same result or the same refusal
+    (and then the repository unchanged)."""
     theirs, ours = _repos(tmp_path, ostree)
     tree = _tree(tmp_path / "tree")
-    so = tmp_path / "so"
-    so.write_text(content)
+    rules = tmp_path / "rules"
+    rules.write_text(content)
     before = _state(ours)
-    a, _ = _both(ostree, sysroot, theirs, ours, "-b", "x", T, f"--statoverride={so}", tree)
+    a, _ = _both(ostree, sysroot, theirs, ours, "-b", "x", T, f"{option}={rules}", tree)
     if a.returncode != 0:
         assert _state(ours) == before
     _same_refs(theirs, ours)
@@ -197,15 +203,7 @@ SKIP_LISTS = [
 
 @pytest.mark.parametrize("content", SKIP_LISTS)
 def test_skip_list_like_ostree(ostree, sysroot, tmp_path, content):
-    theirs, ours = _repos(tmp_path, ostree)
-    tree = _tree(tmp_path / "tree")
-    skip = tmp_path / "skip"
-    skip.write_text(content)
-    before = _state(ours)
-    a, _ = _both(ostree, sysroot, theirs, ours, "-b", "x", T, f"--skip-list={skip}", tree)
-    if a.returncode != 0:
-        assert _state(ours) == before
-    _same_refs(theirs, ours)
+    _rules_file_like_ostree(ostree, sysroot, tmp_path, "--skip-list", content)
 
 
 def test_unmatched_order_after_many_matches(ostree, sysroot, tmp_path):

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,3 +122,10 @@ def loops(tmp_path) -> Iterator[Loops]:
     with loops.stack:
         yield loops
     clear_immutable_under(tmp_path)
+
+
+def install_cli(device: str | Path, *args: str) -> subprocess.CompletedProcess:
+    """`sysroot install to-disk DEVICE ARGS...`, not checked."""
+    return sh(
+        sys.executable, "-m", "sysroot", "install", "to-disk", str(device), *args, check=False
+    )

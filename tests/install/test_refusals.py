@@ -21,21 +21,11 @@ from sysroot.install.attach import attached_image
 from sysroot.install.todisk import InstallOptions, install_to_disk
 from tests.conftest import one_error_line
 from tests.install.conftest import GIB, IDS, MIB, Loops, Source, edge_digest, make_image, sh
+from tests.install.conftest import install_cli as install_to
 
 
 def install_cli(device: str, source: Source, *extra: str):
-    return sh(
-        sys.executable,
-        "-m",
-        "sysroot",
-        "install",
-        "to-disk",
-        device,
-        f"--source-repo={source.repo}",
-        f"--ref={source.ref}",
-        *extra,
-        check=False,
-    )
+    return install_to(device, f"--source-repo={source.repo}", f"--ref={source.ref}", *extra)
 
 
 def used_disk(tmp_path: Path, loops: Loops) -> str:

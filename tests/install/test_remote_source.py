@@ -5,7 +5,6 @@ REMOTE:REF (the installed system upgrades from where it came); progress by phase
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from sysroot.install.attach import attached_image
 from sysroot.install.todisk import InstallOptions, RemoteSource, install_to_disk
 from tests.conftest import one_error_line
 from tests.helpers.keys import b64, new_ed25519_key
-from tests.install.conftest import Loops, Source, edge_digest, make_image, sh
+from tests.install.conftest import Loops, Source, edge_digest, install_cli, make_image, sh
 from tests.pull.serve_helpers import RepoServer
 
 
@@ -31,19 +30,7 @@ def signed(source: Source, ostree, sysroot) -> tuple[Source, str, str]:
 
 
 def _cli(device: Path, url: str, ref: str, *extra: str):
-    return sh(
-        sys.executable,
-        "-m",
-        "sysroot",
-        "install",
-        "to-disk",
-        str(device),
-        f"--source-url={url}",
-        f"--ref={ref}",
-        "--bootloader=grub2",
-        *extra,
-        check=False,
-    )
+    return install_cli(device, f"--source-url={url}", f"--ref={ref}", "--bootloader=grub2", *extra)
 
 
 def test_a_wrong_key_or_ref_fails_before_the_disk_is_touched(tmp_path, signed):
@@ -117,16 +104,7 @@ def test_install_from_a_remote_tracks_it(tmp_path, loops: Loops, signed, ostree)
 
 
 def test_remote_options_need_a_url(tmp_path, source):
-    proc = sh(
-        sys.executable,
-        "-m",
-        "sysroot",
-        "install",
-        "to-disk",
-        str(tmp_path / "x.img"),
-        f"--source-repo={source.repo}",
-        f"--ref={source.ref}",
-        "--no-gpg-verify",
-        check=False,
+    proc = install_cli(
+        tmp_path / "x.img", f"--source-repo={source.repo}", f"--ref={source.ref}", "--no-gpg-verify"
     )
     assert "go with --source-url" in one_error_line(proc)

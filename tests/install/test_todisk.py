@@ -17,11 +17,7 @@ from sysroot.deploy.invariant import check_boot_invariant
 from sysroot.install.attach import attached_image
 from sysroot.install.partition import ESP_TYPE, LINUX_FS_TYPE, MIB
 from sysroot.install.todisk import InstallOptions, install_to_disk
-from tests.install.conftest import IDS, Loops, Source, make_image, sh
-
-
-def install_cli(*args: str) -> subprocess.CompletedProcess:
-    return sh(sys.executable, "-m", "sysroot", "install", "to-disk", *args, check=False)
+from tests.install.conftest import IDS, Loops, Source, install_cli, make_image, sh
 
 
 def copy_esp(device: str, dest: Path, work: Path) -> Path:
