@@ -14,8 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "vm-tests"))
 
-from vmtest import cache, hostcheck  # noqa: E402
-from vmtest.disk import Partition, loop_devices, partition, write_fat  # noqa: E402
+from vmtest import cache, disk, hostcheck  # noqa: E402
 from vmtest.health_scenarios import (  # noqa: E402
     LOOP_BREAKER_SETUP,
     REBOOTED,
@@ -29,9 +28,12 @@ from vmtest.healthguest import (  # noqa: E402
     expect_armed,
     expect_blessed,
 )
+from vmtest.imagefile import Partition, loop_device  # noqa: E402
 from vmtest.qemu import PREAMBLE, BootResult, boot_summary, parse_console  # noqa: E402
 from vmtest.scenarios import check_after_cut, guest_check_timing  # noqa: E402
 from vmtest.verdict import ScenarioFailed  # noqa: E402
+
+from tests.helpers.sysroots import make_os_tree  # noqa: E402
 
 CONSOLE = """\
 [    3.1] Linux version 6.1.0
@@ -169,65 +171,82 @@ def _loops_of(image: Path) -> str:
     ).stdout.strip()
 
 
+def _sysroot(*args: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(cache.SOURCE))}
+    subprocess.run(
+        [sys.executable, "-m", "sysroot", *args], env=env, check=True, capture_output=True
+    )
+
+
+def _root_partition(image: Path) -> Partition:
+    table = subprocess.run(["sfdisk", "--json", str(image)], capture_output=True, check=True)
+    return hostcheck.parse_partitions(table.stdout)[-1]
+
+
+def harness_disk(tmp_path: Path, backend: str) -> tuple[Path, Path]:
+    """A disk made as vmtest/disk.py makes the VM tests' disks (its `sysroot install
+    to-disk` call, then its own changes), from a tiny bootable tree holding a file
+    "hello" on testos/stable and testos/next; and the build repository."""
+    tree = make_os_tree(tmp_path / "tree", extra={"usr/share/hello": "hello\n"})
+    repo = tmp_path / "build-repo"
+    _sysroot(f"--repo={repo}", "init", "--mode=bare")
+    for ref in ("testos/stable", "testos/next"):
+        _sysroot(f"--repo={repo}", "commit", "-b", ref, f"--tree=dir={tree}")
+    image = tmp_path / f"{backend}.img"
+    with open(image, "wb") as f:
+        f.truncate(1 << 30)
+    _sysroot(*disk.install_argv(str(image), str(repo), backend))
+    disk.finish_sysroot(str(image), backend, str(repo), str(tmp_path / f"finish-{backend}"))
+    return image, repo
+
+
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 96 MiB GPT image laid out as the systemd-boot disk: an ESP (vfat, written with
-    mtools) with an entry, and an ext4 root holding an initialized sysroot."""
-    image = tmp_path / "disk.img"
-    with open(image, "wb") as f:
-        f.truncate(96 << 20)
-    parts = partition(str(image), [("U", 40), ("L", None)])
-    esp = tmp_path / "esp-content"
-    (esp / "loader/entries").mkdir(parents=True)
-    (esp / "loader/entries/vmtest.conf").write_text("title vmtest\n")
-    write_fat(str(image), parts[0], str(esp), str(tmp_path))
-    with loop_devices(str(image), parts[1:]) as (dev,):
-        subprocess.run(["mkfs.ext4", "-q", dev], check=True)
-        mnt = tmp_path / "mnt"
-        mnt.mkdir()
+    """The systemd-boot disk of the harness, with a deployment directory left over
+    that no boot entry lists (what a cleanup should remove)."""
+    image, _ = harness_disk(tmp_path, "systemd-boot")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with loop_device(str(image), _root_partition(image), read_only=False) as dev:
         subprocess.run(["mount", dev, str(mnt)], check=True)
         try:
-            env = {**os.environ, "PYTHONPATH": str(Path(cache.SOURCE))}
-            for args in (
-                ["admin", "init-fs", str(mnt)],
-                ["admin", "os-init", f"--sysroot={mnt}", "testos"],
-                [
-                    f"--repo={mnt}/ostree/repo",
-                    "config",
-                    "set",
-                    "sysroot.bootloader",
-                    "systemd-boot",
-                ],
-            ):
-                subprocess.run(
-                    [sys.executable, "-m", "sysroot", *args],
-                    env=env,
-                    check=True,
-                    capture_output=True,
-                )
             (mnt / "ostree/deploy/testos/deploy/leftover.0").mkdir(parents=True)
-            content = tmp_path / "tree"
-            (content / "usr").mkdir(parents=True)
-            (content / "usr/hello").write_text("hello\n")
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "sysroot",
-                    f"--repo={mnt}/ostree/repo",
-                    "commit",
-                    "-b",
-                    "testos/stable",
-                    f"--tree=dir={content}",
-                ],
-                env=env,
-                check=True,
-                capture_output=True,
-            )
         finally:
             subprocess.run(["umount", str(mnt)], check=True)
     yield image
     assert _loops_of(image) == "", "a loop device was left attached"
+
+
+def _entries(root: str) -> list[Path]:
+    return sorted(Path(root, "boot/loader/entries").glob("*.conf"))
+
+
+@pytest.mark.parametrize("backend", ["systemd-boot", "grub2"])
+def test_the_harness_disk_is_installed_and_set_up_for_the_scenarios(tmp_path, backend):
+    image, repo = harness_disk(tmp_path, backend)
+    with hostcheck.mounted_sysroot(
+        str(image), backend, str(tmp_path / "check"), writable_device=False
+    ) as root:
+        sysrepo = Path(root, "ostree/repo")
+        config = (sysrepo / "config").read_text()
+        assert f"bootloader={backend}" in config
+        assert "boot-counting-tries=3" in config.replace(" ", "")
+        # testos/next pulled for the upgrade scenarios, as the build repo has it
+        next_commit = (repo / "refs/heads/testos/next").read_text()
+        assert (sysrepo / "refs/heads/testos/next").read_text() == next_commit
+        (deployment,) = [
+            p for p in Path(root, "ostree/deploy/testos/deploy").iterdir() if p.is_dir()
+        ]
+        assert "testos/stable" in Path(str(deployment) + ".origin").read_text()
+        (entry,) = _entries(root)
+        options = next(x for x in entry.read_text().splitlines() if x.startswith("options "))
+        assert options.split()[1].startswith("root=UUID=")
+        assert all(k in options.split() for k in disk.KARGS)
+        if backend == "systemd-boot":  # no boot menu delay
+            assert Path(root, "boot/loader/loader.conf").read_text() == "timeout 0\n"
+        else:
+            assert Path(root, "boot/grub/custom.cfg").read_text() == "set timeout=0\n"
+    assert _loops_of(image) == ""
 
 
 def test_the_sysroot_is_mounted_read_only_with_the_esp_at_boot_and_always_released(
@@ -240,8 +259,8 @@ def test_the_sysroot_is_mounted_read_only_with_the_esp_at_boot_and_always_releas
             str(small_disk), "systemd-boot", str(work), writable_device=False
         ) as root,
     ):
-        entry = Path(root, "boot/loader/entries/vmtest.conf")
-        assert entry.read_text() == "title vmtest\n"
+        (entry,) = _entries(root)
+        assert entry.read_text().startswith("title ")
         assert Path(root, "ostree/repo/config").is_file()
         with pytest.raises(OSError):
             Path(root, "written").write_text("x")
@@ -261,7 +280,7 @@ def test_a_disk_check_finds_what_cleanup_left_and_leaves_the_image_alone(small_d
         str(small_disk), "systemd-boot", str(tmp_path / "c1"), after_cut=True, cleaned=True
     )
     assert len(report.problems) == 1 and "leftover.0" in report.problems[0], report.problems
-    assert report.deployments == []
+    assert len(report.deployments) == 1
     assert {"snapshot", "attach", "fsck", "ostree fsck", "total"} <= set(report.seconds)
     assert not (tmp_path / "c1.snapshot.img").exists()
     assert small_disk.read_bytes() == before
@@ -273,12 +292,7 @@ def test_a_disk_check_finds_what_cleanup_left_and_leaves_the_image_alone(small_d
 
 
 def test_a_corrupt_object_fails_the_host_fsck(small_disk, tmp_path):
-    parts = hostcheck.parse_partitions(
-        subprocess.run(
-            ["sfdisk", "--json", str(small_disk)], capture_output=True, check=True
-        ).stdout
-    )
-    with loop_devices(str(small_disk), parts[1:]) as (dev,):
+    with loop_device(str(small_disk), _root_partition(small_disk), read_only=False) as dev:
         mnt = tmp_path / "mnt-corrupt"
         mnt.mkdir()
         subprocess.run(["mount", dev, str(mnt)], check=True)
@@ -462,3 +476,4 @@ def test_a_red_reboot_is_told_from_the_drivers_power_off():
         expect_red_reboot(BootResult(log=red + "reboot: Power down", output=out))
     with pytest.raises(ScenarioFailed, match="did not fail"):
         expect_red_reboot(BootResult(log=red + REBOOTED, output=[]))
+
