@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,13 @@ from vmtest.healthguest import (  # noqa: E402
     expect_blessed,
 )
 from vmtest.imagefile import Partition, loop_device  # noqa: E402
+from vmtest.install_scenarios import (  # noqa: E402
+    HOLDER,
+    RUNS,
+    InstallRun,
+    check_install,
+    install_script,
+)
 from vmtest.qemu import PREAMBLE, BootResult, boot_summary, parse_console  # noqa: E402
 from vmtest.scenarios import check_after_cut, guest_check_timing  # noqa: E402
 from vmtest.verdict import ScenarioFailed  # noqa: E402
@@ -477,3 +485,71 @@ def test_a_red_reboot_is_told_from_the_drivers_power_off():
     with pytest.raises(ScenarioFailed, match="did not fail"):
         expect_red_reboot(BootResult(log=red + REBOOTED, output=[]))
 
+
+# --- scenario 9: install to-disk inside the guest (vmtest/install_scenarios.py) ---
+
+
+@pytest.mark.unit
+def test_the_install_runs_cover_both_back_ends_and_4k_once_and_the_guard_once():
+    assert set(RUNS) == {"systemd-boot", "grub2"}
+    assert sorted(r.sector_size for r in RUNS.values()) == [512, 4096]
+    assert sum(r.busy_check for r in RUNS.values()) == 1
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("backend", sorted(RUNS))
+def test_the_install_script_is_valid_shell_with_the_guard_check_only_when_asked(backend):
+    plan = RUNS[backend]
+    script = install_script(backend, plan)
+    subprocess.run(["sh", "-n"], input=(PREAMBLE + script).encode(), check=True)
+    assert not re.search(r"@[A-Z]+@", script)  # every placeholder filled in
+    assert f"--bootloader={backend}" in script and "--stateroot=testos" in script
+    assert "--karg=console=ttyS0,115200" in script
+    assert ("dmsetup create" in script) == plan.busy_check
+    assert "--sector-size" not in script  # a real block device in the guest
+
+
+INSTALLED = {
+    "target": "/dev/vdc",
+    "target_sector": "512",
+    "ref": "testos/stable",
+    "blank_before": "yes",
+    "dm_create_rc": "0",
+    "busy_rc": "1",
+    "busy_err_lines": "1",
+    "busy_err": f"error: /dev/vdc is in use: /dev/vdc is held by dm-0 ({HOLDER})",
+    "busy_untouched": "yes",
+    "dm_remove_rc": "0",
+    "install_rc": "0",
+    "install_seconds": "300",
+    "table": "gpt 512 3",
+    "root_uuid": "5a1d0b5e-0000-4000-8000-000000000001",
+}
+
+
+@pytest.mark.unit
+def test_the_install_boot_passes_only_with_a_named_refusal_then_the_right_table():
+    guarded = InstallRun(512, busy_check=True)
+    check_install(INSTALLED, "grub2", guarded, _boot_reporting())
+    for key, value, why in [
+        ("busy_rc", "0", "took a disk held by dm"),
+        ("busy_err_lines", "3", "busy_err_lines"),
+        ("busy_err", "error: Traceback", "does not name the dm holder"),
+        ("busy_untouched", "no", "busy_untouched"),
+        ("install_rc", "1", "install_rc"),
+        ("table", "gpt 512 2", "table"),
+        ("target_sector", "4096", "target_sector"),
+    ]:
+        with pytest.raises(ScenarioFailed, match=why):
+            check_install({**INSTALLED, key: value}, "grub2", guarded, _boot_reporting())
+    # without the guard check its values are not needed; a 4K systemd-boot disk
+    fourk = {k: v for k, v in INSTALLED.items() if not k.startswith(("busy", "dm_"))}
+    fourk.update(target_sector="4096", table="gpt 4096 2")
+    check_install(fourk, "systemd-boot", InstallRun(4096, busy_check=False), _boot_reporting())
+    with pytest.raises(ScenarioFailed, match="table"):
+        check_install(
+            {**fourk, "table": "gpt 512 2"},
+            "systemd-boot",
+            InstallRun(4096, busy_check=False),
+            _boot_reporting(),
+        )
