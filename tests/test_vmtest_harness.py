@@ -186,6 +186,18 @@ def _sysroot(*args: str) -> None:
     )
 
 
+def on_root(image: Path, mnt: Path, script: str) -> None:
+    """Run shell script with the image's root file system mounted read-write at $1, in
+    a mount namespace of its own (as disk.finish_sysroot does, for its reason)."""
+    mnt.mkdir()
+    with loop_device(str(image), _root_partition(image), read_only=False) as dev:
+        subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-ec"]
+            + [f'mount "$2" "$1"; {script}; umount "$1"', "sh", str(mnt), dev],
+            check=True,
+        )
+
+
 def _root_partition(image: Path) -> Partition:
     table = subprocess.run(["sfdisk", "--json", str(image)], capture_output=True, check=True)
     return hostcheck.parse_partitions(table.stdout)[-1]
@@ -213,14 +225,7 @@ def small_disk(tmp_path):
     """The systemd-boot disk of the harness, with a deployment directory left over
     that no boot entry lists (what a cleanup should remove)."""
     image, _ = harness_disk(tmp_path, "systemd-boot")
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    with loop_device(str(image), _root_partition(image), read_only=False) as dev:
-        subprocess.run(["mount", dev, str(mnt)], check=True)
-        try:
-            (mnt / "ostree/deploy/testos/deploy/leftover.0").mkdir(parents=True)
-        finally:
-            subprocess.run(["umount", str(mnt)], check=True)
+    on_root(image, tmp_path / "mnt", 'mkdir -p "$1/ostree/deploy/testos/deploy/leftover.0"')
     yield image
     assert _loops_of(image) == "", "a loop device was left attached"
 
@@ -300,19 +305,14 @@ def test_a_disk_check_finds_what_cleanup_left_and_leaves_the_image_alone(small_d
 
 
 def test_a_corrupt_object_fails_the_host_fsck(small_disk, tmp_path):
-    with loop_device(str(small_disk), _root_partition(small_disk), read_only=False) as dev:
-        mnt = tmp_path / "mnt-corrupt"
-        mnt.mkdir()
-        subprocess.run(["mount", dev, str(mnt)], check=True)
-        try:
-            (obj,) = [
-                p
-                for p in (mnt / "ostree/repo/objects").glob("*/*.file")
-                if p.read_bytes() == b"hello\n"
-            ]
-            obj.write_bytes(b"jello\n")
-        finally:
-            subprocess.run(["umount", str(mnt)], check=True)
+    # the object holding "hello\n" (a bare repository's file object is the content)
+    on_root(
+        small_disk,
+        tmp_path / "mnt-corrupt",
+        'for f in "$1"/ostree/repo/objects/*/*.file; do '
+        'if [ "$(cat "$f")" = hello ]; then printf jello > "$f"; n=$((${n:-0} + 1)); fi; '
+        'done; test "${n:-0}" = 1',
+    )
     report = hostcheck.check_disk(
         str(small_disk), "systemd-boot", str(tmp_path / "c"), after_cut=False, cleaned=False
     )

@@ -174,7 +174,25 @@ def commit_trees(repo: str, tree: str, work: str) -> tuple[str, str]:
 
 
 def finish_sysroot(image: str, backend: str, build_repo: str, work: str) -> None:
-    """The harness's own changes to an installed disk (see the module's docstring)."""
+    """The harness's own changes to an installed disk (see the module's docstring), in
+    a child process with a mount namespace of its own: on this host mounts do not
+    propagate, so a process elsewhere that makes its own namespace meanwhile (as every
+    `sysroot install to-disk` does) would keep a copy of a mount made here, and with it
+    the file system mounted read-write after the umount here (seen: an image whose
+    superblock changed later, a file system "needing recovery")."""
+    os.makedirs(work, exist_ok=True)
+    code = (
+        "import sys; sys.path[:0] = sys.argv[1:3]; "
+        "from vmtest.disk import finish_privately; finish_privately(*sys.argv[3:])"
+    )
+    vm_tests = os.path.dirname(HERE)
+    run(
+        ["unshare", "--mount", "--propagation", "private", host_python(), "-c", code]
+        + [vm_tests, SOURCE, image, backend, build_repo, work]
+    )
+
+
+def finish_privately(image: str, backend: str, build_repo: str, work: str) -> None:
     parts = parse_partitions(run(["sfdisk", "--json", image]).stdout.decode())
     with loop_device(image, parts[-1], read_only=False) as dev:
         root = os.path.join(work, "root")
