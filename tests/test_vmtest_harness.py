@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "vm-tests"))
 
-from vmtest import cache, hostcheck  # noqa: E402
-from vmtest.disk import Partition, loop_devices, partition, write_fat  # noqa: E402
+from vmtest import cache, disk, hostcheck  # noqa: E402
 from vmtest.health_scenarios import (  # noqa: E402
     LOOP_BREAKER_SETUP,
     REBOOTED,
@@ -29,9 +29,19 @@ from vmtest.healthguest import (  # noqa: E402
     expect_armed,
     expect_blessed,
 )
+from vmtest.imagefile import Partition, loop_device  # noqa: E402
+from vmtest.install_scenarios import (  # noqa: E402
+    HOLDER,
+    RUNS,
+    InstallRun,
+    check_install,
+    install_script,
+)
 from vmtest.qemu import PREAMBLE, BootResult, boot_summary, parse_console  # noqa: E402
 from vmtest.scenarios import check_after_cut, guest_check_timing  # noqa: E402
 from vmtest.verdict import ScenarioFailed  # noqa: E402
+
+from tests.helpers.sysroots import make_os_tree  # noqa: E402
 
 CONSOLE = """\
 [    3.1] Linux version 6.1.0
@@ -169,65 +179,87 @@ def _loops_of(image: Path) -> str:
     ).stdout.strip()
 
 
+def _sysroot(*args: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(cache.SOURCE))}
+    subprocess.run(
+        [sys.executable, "-m", "sysroot", *args], env=env, check=True, capture_output=True
+    )
+
+
+def on_root(image: Path, mnt: Path, script: str) -> None:
+    """Run shell script with the image's root file system mounted read-write at $1, in
+    a mount namespace of its own (as disk.finish_sysroot does, for its reason)."""
+    mnt.mkdir()
+    with loop_device(str(image), _root_partition(image), read_only=False) as dev:
+        subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-ec"]
+            + [f'mount "$2" "$1"; {script}; umount "$1"', "sh", str(mnt), dev],
+            check=True,
+        )
+
+
+def _root_partition(image: Path) -> Partition:
+    table = subprocess.run(["sfdisk", "--json", str(image)], capture_output=True, check=True)
+    return hostcheck.parse_partitions(table.stdout)[-1]
+
+
+def harness_disk(tmp_path: Path, backend: str) -> tuple[Path, Path]:
+    """A disk made as vmtest/disk.py makes the VM tests' disks (its `sysroot install
+    to-disk` call, then its own changes), from a tiny bootable tree holding a file
+    "hello" on testos/stable and testos/next; and the build repository."""
+    tree = make_os_tree(tmp_path / "tree", extra={"usr/share/hello": "hello\n"})
+    repo = tmp_path / "build-repo"
+    _sysroot(f"--repo={repo}", "init", "--mode=bare")
+    for ref in ("testos/stable", "testos/next"):
+        _sysroot(f"--repo={repo}", "commit", "-b", ref, f"--tree=dir={tree}")
+    image = tmp_path / f"{backend}.img"
+    with open(image, "wb") as f:
+        f.truncate(1 << 30)
+    _sysroot(*disk.install_argv(str(image), str(repo), backend))
+    disk.finish_sysroot(str(image), backend, str(repo), str(tmp_path / f"finish-{backend}"))
+    return image, repo
+
+
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 96 MiB GPT image laid out as the systemd-boot disk: an ESP (vfat, written with
-    mtools) with an entry, and an ext4 root holding an initialized sysroot."""
-    image = tmp_path / "disk.img"
-    with open(image, "wb") as f:
-        f.truncate(96 << 20)
-    parts = partition(str(image), [("U", 40), ("L", None)])
-    esp = tmp_path / "esp-content"
-    (esp / "loader/entries").mkdir(parents=True)
-    (esp / "loader/entries/vmtest.conf").write_text("title vmtest\n")
-    write_fat(str(image), parts[0], str(esp), str(tmp_path))
-    with loop_devices(str(image), parts[1:]) as (dev,):
-        subprocess.run(["mkfs.ext4", "-q", dev], check=True)
-        mnt = tmp_path / "mnt"
-        mnt.mkdir()
-        subprocess.run(["mount", dev, str(mnt)], check=True)
-        try:
-            env = {**os.environ, "PYTHONPATH": str(Path(cache.SOURCE))}
-            for args in (
-                ["admin", "init-fs", str(mnt)],
-                ["admin", "os-init", f"--sysroot={mnt}", "testos"],
-                [
-                    f"--repo={mnt}/ostree/repo",
-                    "config",
-                    "set",
-                    "sysroot.bootloader",
-                    "systemd-boot",
-                ],
-            ):
-                subprocess.run(
-                    [sys.executable, "-m", "sysroot", *args],
-                    env=env,
-                    check=True,
-                    capture_output=True,
-                )
-            (mnt / "ostree/deploy/testos/deploy/leftover.0").mkdir(parents=True)
-            content = tmp_path / "tree"
-            (content / "usr").mkdir(parents=True)
-            (content / "usr/hello").write_text("hello\n")
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "sysroot",
-                    f"--repo={mnt}/ostree/repo",
-                    "commit",
-                    "-b",
-                    "testos/stable",
-                    f"--tree=dir={content}",
-                ],
-                env=env,
-                check=True,
-                capture_output=True,
-            )
-        finally:
-            subprocess.run(["umount", str(mnt)], check=True)
+    """The systemd-boot disk of the harness, with a deployment directory left over
+    that no boot entry lists (what a cleanup should remove)."""
+    image, _ = harness_disk(tmp_path, "systemd-boot")
+    on_root(image, tmp_path / "mnt", 'mkdir -p "$1/ostree/deploy/testos/deploy/leftover.0"')
     yield image
     assert _loops_of(image) == "", "a loop device was left attached"
+
+
+def _entries(root: str) -> list[Path]:
+    return sorted(Path(root, "boot/loader/entries").glob("*.conf"))
+
+
+@pytest.mark.parametrize("backend", ["systemd-boot", "grub2"])
+def test_the_harness_disk_is_installed_and_set_up_for_the_scenarios(tmp_path, backend):
+    image, repo = harness_disk(tmp_path, backend)
+    with hostcheck.mounted_sysroot(
+        str(image), backend, str(tmp_path / "check"), writable_device=False
+    ) as root:
+        sysrepo = Path(root, "ostree/repo")
+        config = (sysrepo / "config").read_text()
+        assert f"bootloader={backend}" in config
+        assert "boot-counting-tries=3" in config.replace(" ", "")
+        # testos/next pulled for the upgrade scenarios, as the build repo has it
+        next_commit = (repo / "refs/heads/testos/next").read_text()
+        assert (sysrepo / "refs/heads/testos/next").read_text() == next_commit
+        (deployment,) = [
+            p for p in Path(root, "ostree/deploy/testos/deploy").iterdir() if p.is_dir()
+        ]
+        assert "testos/stable" in Path(str(deployment) + ".origin").read_text()
+        (entry,) = _entries(root)
+        options = next(x for x in entry.read_text().splitlines() if x.startswith("options "))
+        assert options.split()[1].startswith("root=UUID=")
+        assert all(k in options.split() for k in disk.KARGS)
+        if backend == "systemd-boot":  # no boot menu delay
+            assert Path(root, "boot/loader/loader.conf").read_text() == "timeout 0\n"
+        else:
+            assert Path(root, "boot/grub/custom.cfg").read_text() == "set timeout=0\n"
+    assert _loops_of(image) == ""
 
 
 def test_the_sysroot_is_mounted_read_only_with_the_esp_at_boot_and_always_released(
@@ -240,8 +272,8 @@ def test_the_sysroot_is_mounted_read_only_with_the_esp_at_boot_and_always_releas
             str(small_disk), "systemd-boot", str(work), writable_device=False
         ) as root,
     ):
-        entry = Path(root, "boot/loader/entries/vmtest.conf")
-        assert entry.read_text() == "title vmtest\n"
+        (entry,) = _entries(root)
+        assert entry.read_text().startswith("title ")
         assert Path(root, "ostree/repo/config").is_file()
         with pytest.raises(OSError):
             Path(root, "written").write_text("x")
@@ -261,7 +293,7 @@ def test_a_disk_check_finds_what_cleanup_left_and_leaves_the_image_alone(small_d
         str(small_disk), "systemd-boot", str(tmp_path / "c1"), after_cut=True, cleaned=True
     )
     assert len(report.problems) == 1 and "leftover.0" in report.problems[0], report.problems
-    assert report.deployments == []
+    assert len(report.deployments) == 1
     assert {"snapshot", "attach", "fsck", "ostree fsck", "total"} <= set(report.seconds)
     assert not (tmp_path / "c1.snapshot.img").exists()
     assert small_disk.read_bytes() == before
@@ -273,24 +305,14 @@ def test_a_disk_check_finds_what_cleanup_left_and_leaves_the_image_alone(small_d
 
 
 def test_a_corrupt_object_fails_the_host_fsck(small_disk, tmp_path):
-    parts = hostcheck.parse_partitions(
-        subprocess.run(
-            ["sfdisk", "--json", str(small_disk)], capture_output=True, check=True
-        ).stdout
+    # the object holding "hello\n" (a bare repository's file object is the content)
+    on_root(
+        small_disk,
+        tmp_path / "mnt-corrupt",
+        'for f in "$1"/ostree/repo/objects/*/*.file; do '
+        'if [ "$(cat "$f")" = hello ]; then printf jello > "$f"; n=$((${n:-0} + 1)); fi; '
+        'done; test "${n:-0}" = 1',
     )
-    with loop_devices(str(small_disk), parts[1:]) as (dev,):
-        mnt = tmp_path / "mnt-corrupt"
-        mnt.mkdir()
-        subprocess.run(["mount", dev, str(mnt)], check=True)
-        try:
-            (obj,) = [
-                p
-                for p in (mnt / "ostree/repo/objects").glob("*/*.file")
-                if p.read_bytes() == b"hello\n"
-            ]
-            obj.write_bytes(b"jello\n")
-        finally:
-            subprocess.run(["umount", str(mnt)], check=True)
     report = hostcheck.check_disk(
         str(small_disk), "systemd-boot", str(tmp_path / "c"), after_cut=False, cleaned=False
     )
@@ -462,3 +484,72 @@ def test_a_red_reboot_is_told_from_the_drivers_power_off():
         expect_red_reboot(BootResult(log=red + "reboot: Power down", output=out))
     with pytest.raises(ScenarioFailed, match="did not fail"):
         expect_red_reboot(BootResult(log=red + REBOOTED, output=[]))
+
+
+# --- scenario 9: install to-disk inside the guest (vmtest/install_scenarios.py) ---
+
+
+@pytest.mark.unit
+def test_the_install_runs_cover_both_back_ends_and_4k_once_and_the_guard_once():
+    assert set(RUNS) == {"systemd-boot", "grub2"}
+    assert sorted(r.sector_size for r in RUNS.values()) == [512, 4096]
+    assert sum(r.busy_check for r in RUNS.values()) == 1
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("backend", sorted(RUNS))
+def test_the_install_script_is_valid_shell_with_the_guard_check_only_when_asked(backend):
+    plan = RUNS[backend]
+    script = install_script(backend, plan)
+    subprocess.run(["sh", "-n"], input=(PREAMBLE + script).encode(), check=True)
+    assert not re.search(r"@[A-Z]+@", script)  # every placeholder filled in
+    assert f"--bootloader={backend}" in script and "--stateroot=testos" in script
+    assert "--karg=console=ttyS0,115200" in script
+    assert ("dmsetup create" in script) == plan.busy_check
+    assert "--sector-size" not in script  # a real block device in the guest
+
+
+INSTALLED = {
+    "target": "/dev/vdc",
+    "target_sector": "512",
+    "ref": "testos/stable",
+    "blank_before": "yes",
+    "dm_create_rc": "0",
+    "busy_rc": "1",
+    "busy_err_lines": "1",
+    "busy_err": f"error: /dev/vdc is in use: /dev/vdc is held by dm-0 ({HOLDER})",
+    "busy_untouched": "yes",
+    "dm_remove_rc": "0",
+    "install_rc": "0",
+    "install_seconds": "300",
+    "table": "gpt 512 3",
+    "root_uuid": "5a1d0b5e-0000-4000-8000-000000000001",
+}
+
+
+@pytest.mark.unit
+def test_the_install_boot_passes_only_with_a_named_refusal_then_the_right_table():
+    guarded = InstallRun(512, busy_check=True)
+    check_install(INSTALLED, "grub2", guarded, _boot_reporting())
+    for key, value, why in [
+        ("busy_rc", "0", "took a disk held by dm"),
+        ("busy_err_lines", "3", "busy_err_lines"),
+        ("busy_err", "error: Traceback", "does not name the dm holder"),
+        ("busy_untouched", "no", "busy_untouched"),
+        ("install_rc", "1", "install_rc"),
+        ("table", "gpt 512 2", "table"),
+        ("target_sector", "4096", "target_sector"),
+    ]:
+        with pytest.raises(ScenarioFailed, match=why):
+            check_install({**INSTALLED, key: value}, "grub2", guarded, _boot_reporting())
+    # without the guard check its values are not needed; a 4K systemd-boot disk
+    fourk = {k: v for k, v in INSTALLED.items() if not k.startswith(("busy", "dm_"))}
+    fourk.update(target_sector="4096", table="gpt 4096 2")
+    check_install(fourk, "systemd-boot", InstallRun(4096, busy_check=False), _boot_reporting())
+    with pytest.raises(ScenarioFailed, match="table"):
+        check_install(
+            {**fourk, "table": "gpt 512 2"},
+            "systemd-boot",
+            InstallRun(4096, busy_check=False),
+            _boot_reporting(),
+        )

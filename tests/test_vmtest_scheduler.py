@@ -20,7 +20,14 @@ VM_TESTS = Path(__file__).resolve().parent.parent / "vm-tests"
 sys.path.insert(0, str(VM_TESTS))
 
 from vmtest import cache, main  # noqa: E402
-from vmtest.qemu import VCPUS, BootResult, Console, _qemu_base  # noqa: E402
+from vmtest.qemu import (  # noqa: E402
+    VCPUS,
+    BootResult,
+    Console,
+    Drive,
+    _qemu_base,
+    disk_list_args,
+)
 from vmtest.schedule import Job, Schedule, State  # noqa: E402
 from vmtest.timing import BUDGET_SECONDS, Ledger, Stage  # noqa: E402
 
@@ -318,6 +325,33 @@ def test_qemu_runs_without_a_graphics_card_on_one_vcpu_by_default():
     assert argv[argv.index("-smp") + 1] == "3"
 
 
+def test_disks_are_devices_in_order_and_only_the_first_boots():
+    argv = disk_list_args(
+        [
+            Drive("/d/system.img"),
+            Drive("/d/script.img", readonly=True),
+            Drive("/d/target.img", sector_size=4096, serial="vmtest-target"),
+        ]
+    )
+    assert "if=virtio" not in " ".join(argv)  # created after every -device: out of order
+    drives = [argv[i + 1] for i, a in enumerate(argv) if a == "-drive"]
+    devices = [argv[i + 1] for i, a in enumerate(argv) if a == "-device"]
+    assert drives == [
+        "if=none,id=disk0,format=raw,file=/d/system.img",
+        "if=none,id=disk1,format=raw,file=/d/script.img,readonly=on",
+        "if=none,id=disk2,format=raw,file=/d/target.img",
+    ]
+    assert devices == [
+        "virtio-blk-pci,drive=disk0,bootindex=0",
+        "virtio-blk-pci,drive=disk1",
+        "virtio-blk-pci,drive=disk2,logical_block_size=4096,physical_block_size=4096,"
+        "serial=vmtest-target",
+    ]
+    # a 4K-native system disk (the installed one of scenario 9) boots as such
+    (device,) = [a for a in disk_list_args([Drive("/d/x.img", 4096)]) if "virtio" in a]
+    assert "logical_block_size=4096" in device and "bootindex=0" in device
+
+
 # --- the plan of a run (vmtest/main.py) ---
 
 
@@ -327,7 +361,7 @@ def a_run(tmp_path):
 
 
 def test_the_plan_builds_disks_first_then_the_long_scenarios(a_run):
-    jobs, labels = main.plan(a_run, ["systemd-boot", "grub2"], list("12345678"))
+    jobs, labels = main.plan(a_run, ["systemd-boot", "grub2"], list("123456789"))
     assert [j.name for j in jobs] == [
         "disk systemd-boot",
         "disk grub2",
@@ -335,6 +369,8 @@ def test_the_plan_builds_disks_first_then_the_long_scenarios(a_run):
         "grub2/4",
         "systemd-boot/8",
         "grub2/8",
+        "systemd-boot/9",
+        "grub2/9",
         "systemd-boot/1,2,3",
         "grub2/1,2,3",
         "systemd-boot/7",

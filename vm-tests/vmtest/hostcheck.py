@@ -1,7 +1,7 @@
 """Checks of a guest's disk on the host, after qemu stopped: natively, not under TCG.
 
 A whole-repository `sysroot fsck` takes minutes in the TCG guest and seconds here.
-The disk's partitions are attached as loop devices by offset (as disk.py does: no
+The disk's partitions are attached as loop devices by offset (imagefile.py: no
 partition device nodes or udev needed) and mounted read-only; this checkout's
 sysroot runs on them. The ESP of the systemd-boot layout is vfat, which the host's
 kernel may lack: it is copied out with mtools and bind-mounted at the sysroot's
@@ -15,7 +15,6 @@ finds the disk exactly as the cut left it and recovers it itself (journal, fsck.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import time
@@ -24,7 +23,8 @@ from dataclasses import dataclass, field
 
 from sysroot.util.run import run
 from vmtest.cache import SOURCE
-from vmtest.disk import OS, Partition
+from vmtest.disk import OS
+from vmtest.imagefile import Partition, loop_device, parse_partitions
 
 
 @dataclass
@@ -39,43 +39,11 @@ class HostReport:
         return ", ".join(f"{name} {s:.1f} s" for name, s in self.seconds.items())
 
 
-def parse_partitions(sfdisk_json: str) -> list[Partition]:
-    """The partitions of `sfdisk --json IMAGE`, in table order, in bytes."""
-    table = json.loads(sfdisk_json)["partitiontable"]
-    sector = table.get("sectorsize", 512)
-    return [Partition(p["start"] * sector, p["size"] * sector) for p in table["partitions"]]
-
-
 def stray_deploy_entries(names: list[str], deployments: list[str]) -> list[str]:
     """Entries of ostree/deploy/$os/deploy that are neither a listed deployment
     (checksum.serial) nor its origin file: what a cleanup should have removed."""
     keep = set(deployments) | {d + ".origin" for d in deployments}
     return sorted(n for n in names if n not in keep)
-
-
-@contextlib.contextmanager
-def loop_device(image: str, part: Partition, read_only: bool) -> Iterator[str]:
-    dev = (
-        run(
-            [
-                "losetup",
-                "--find",
-                "--show",
-                *(["--read-only"] if read_only else []),
-                "--offset",
-                str(part.start),
-                "--sizelimit",
-                str(part.size),
-                image,
-            ]
-        )
-        .stdout.decode()
-        .strip()
-    )
-    try:
-        yield dev
-    finally:
-        run(["losetup", "--detach", dev], check=False)
 
 
 @contextlib.contextmanager

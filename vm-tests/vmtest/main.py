@@ -2,7 +2,7 @@
 
 The OS tree is built (or taken from the cache) first; then the disks and scenarios run
 as jobs on a worker per host core (vmtest/schedule.py): a disk per back end, each
-fresh-disk scenario (4, 5, 6) as a job of its own, and scenarios 1-3 as one job, since
+fresh-disk scenario (4 to 9) as a job of its own, and scenarios 1-3 as one job, since
 they share a machine. Long jobs are listed first, so that they start first.
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sysroot.util.run import run
-from vmtest import health_scenarios, scenarios
+from vmtest import health_scenarios, install_scenarios, scenarios
 from vmtest.cache import cache_dir
 from vmtest.disk import BaseDisk, build_disk
 from vmtest.ostree_tree import build_tree, kernel_version
@@ -35,9 +35,9 @@ BACKENDS = ("systemd-boot", "grub2")
 LOG_TAIL = 120  # lines of a failing boot's serial console to print
 # the order jobs start in when workers are free: the longest first (see the README's
 # Time section), so that no long job starts last and runs alone
-START_ORDER = ("4", "8", "shared", "7", "6", "5")
-SCENARIOS = {**scenarios.SCENARIOS, **health_scenarios.SCENARIOS}
-FRESH_DISK = scenarios.FRESH_DISK | health_scenarios.FRESH_DISK
+START_ORDER = ("4", "8", "9", "shared", "7", "6", "5")
+SCENARIOS = {**scenarios.SCENARIOS, **health_scenarios.SCENARIOS, **install_scenarios.SCENARIOS}
+FRESH_DISK = scenarios.FRESH_DISK | health_scenarios.FRESH_DISK | install_scenarios.FRESH_DISK
 GUEST_MEMORY_GIB = 2  # qemu -m of each guest (vmtest/qemu.py)
 
 _print_lock = threading.Lock()

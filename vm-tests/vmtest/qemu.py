@@ -35,6 +35,39 @@ VCPUS = 1
 STOP = threading.Event()
 
 
+@dataclass(frozen=True)
+class Drive:
+    """A disk image a guest sees as a virtio disk."""
+
+    path: str
+    sector_size: int = 512  # logical and physical: 4096 makes a 4K-native disk
+    serial: str = ""  # the guest finds it as /dev/disk/by-id/virtio-SERIAL
+    readonly: bool = False
+
+
+def drive_args(drive: Drive, index: int) -> list[str]:
+    """qemu's arguments for drive as virtio disk number index. Every disk is a -device
+    of its own, in order (the guest names them vda, vdb, ... in that order; `-drive
+    if=virtio` would be created after every -device), and only the first is booted."""
+    ident = f"disk{index}"
+    backing = f"if=none,id={ident},format=raw,file={drive.path}"
+    device = f"virtio-blk-pci,drive={ident}"
+    if drive.readonly:
+        backing += ",readonly=on"
+    if drive.sector_size != 512:
+        size = drive.sector_size
+        device += f",logical_block_size={size},physical_block_size={size}"
+    if drive.serial:
+        device += f",serial={drive.serial}"
+    if index == 0:
+        device += ",bootindex=0"
+    return ["-drive", backing, "-device", device]
+
+
+def disk_list_args(drives: list[Drive]) -> list[str]:
+    return [arg for i, drive in enumerate(drives) for arg in drive_args(drive, i)]
+
+
 class Stopped(BaseException):
     """Not an Exception: no scenario may take it for a failure and go on."""
 
@@ -134,8 +167,10 @@ class Machine:
         accel: str,
         log=print,
         on_boot: Callable[[BootResult], None] | None = None,
+        sector_size: int = 512,
     ):
         self.image = image
+        self.sector_size = sector_size  # of the machine's disk, as the guest sees it
         self.workdir = workdir
         self.accel = accel
         self.log = log
@@ -153,16 +188,18 @@ class Machine:
         kill_after: str | None = None,
         kill_delay: float = 0.0,
         network: bool = False,
+        extra: tuple[Drive, ...] = (),
     ) -> BootResult:
         """Boot, run script in the guest, wait for qemu to exit (or kill it kill_delay
         seconds after the console showed the text kill_after, e.g. a script's mark).
-        network: give the guest a network card (qemu's user network).
+        network: give the guest a network card (qemu's user network). extra: more
+        disks, after the machine's disk (vda) and the script's (vdb).
 
         A guest that locks up before the script starts (seen now and then under TCG with
         two vCPUs: "soft lockup" on both, in early user space) is booted again, at most
         twice; each time is logged and counted in self.lockups."""
         for attempt in range(3):
-            result = self._boot_once(script, timeout, kill_after, kill_delay, network)
+            result = self._boot_once(script, timeout, kill_after, kill_delay, network, extra)
             self.log(f"boot {self.boots}: {boot_summary(result)}")
             if not result.locked_up:
                 return result
@@ -174,7 +211,13 @@ class Machine:
         return result
 
     def _boot_once(
-        self, script: str, timeout: float, kill_after: str | None, kill_delay: float, network: bool
+        self,
+        script: str,
+        timeout: float,
+        kill_after: str | None,
+        kill_delay: float,
+        network: bool,
+        extra: tuple[Drive, ...],
     ) -> BootResult:
         self.boots += 1
         log = os.path.join(self.workdir, f"serial-{self.boots}.log")
@@ -187,10 +230,9 @@ class Machine:
             f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
             "-drive",
             f"if=pflash,format=raw,unit=1,file={self.vars}",
-            "-drive",
-            f"if=virtio,format=raw,file={self.image}",
-            "-drive",
-            f"if=virtio,format=raw,readonly=on,file={disk}",
+            *disk_list_args(
+                [Drive(self.image, self.sector_size), Drive(disk, readonly=True), *extra]
+            ),
             "-serial",
             f"file:{log}",
         ]

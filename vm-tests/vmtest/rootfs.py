@@ -13,7 +13,7 @@ from sysroot.util.run import run
 from vmtest.cache import cached, hash_inputs
 from vmtest.chroot import chroot, mounted_api_fs
 
-RECIPE = "rootfs-4"
+RECIPE = "rootfs-5"
 SUITE = "bookworm"
 BASE_PACKAGES = [
     "systemd",
@@ -28,6 +28,17 @@ BASE_PACKAGES = [
 # what sysroot's pull, signatures and journal records use; installed with apt, as
 # debootstrap does not resolve the virtual packages python3-cryptography depends on
 PYTHON_PACKAGES = ["python3-urllib3", "python3-cryptography", "python3-systemd", "gpgv"]
+# what `sysroot install to-disk` runs in the guest (scenario 9): udev's view of the
+# disks, sfdisk, the ESP written with mtools, dmsetup for the busy-disk check, and
+# the boot loaders' EFI binaries it puts on the new disk
+INSTALL_PACKAGES = [
+    "python3-pyudev",
+    "fdisk",
+    "mtools",
+    "dmsetup",
+    "grub-efi-amd64-bin",
+    "systemd-boot-efi",
+]
 KERNEL_PACKAGE = "linux-image-amd64"
 
 
@@ -54,7 +65,9 @@ def debian_mirror() -> str:
 
 def build_rootfs(log) -> str:
     mirror = debian_mirror()
-    key = hash_inputs(RECIPE, SUITE, mirror, *BASE_PACKAGES, *PYTHON_PACKAGES, KERNEL_PACKAGE)
+    key = hash_inputs(
+        RECIPE, SUITE, mirror, *BASE_PACKAGES, *PYTHON_PACKAGES, *INSTALL_PACKAGES, KERNEL_PACKAGE
+    )
 
     def build(path: str) -> None:
         os.makedirs(path)
@@ -78,6 +91,7 @@ def build_rootfs(log) -> str:
                 "--no-install-recommends",
                 KERNEL_PACKAGE,
                 *PYTHON_PACKAGES,
+                *INSTALL_PACKAGES,
             )
             chroot(path, "apt-get", "clean")
 
