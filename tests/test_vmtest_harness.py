@@ -454,25 +454,32 @@ def _blessed(**extra: str) -> dict:
     }
 
 
+_BLESSED = {
+    "systemd-boot": (
+        _blessed(entries="ostree-1-9998-os.conf ostree-2-9999-os.conf", counting="off"),
+        {"entries": "ostree-2-9999-os+2-1.conf"},
+        "an entry still counts",
+    ),
+    "grub2": (
+        _blessed(grubenv="boot_success=1", counting="blessed"),
+        {"grubenv": "boot_counter=2 boot_success=1"},
+        "grubenv is not blessed",
+    ),
+}
+
+
 @pytest.mark.unit
-def test_blessed_means_marked_good_after_a_counted_boot_and_no_counter_left():
+@pytest.mark.parametrize("backend", sorted(_BLESSED))
+def test_blessed_means_marked_good_after_a_counted_boot_and_no_counter_left(backend):
     boot = BootResult(log="")
-    sd = _blessed(entries="ostree-1-9998-os.conf ostree-2-9999-os.conf", counting="off")
-    expect_blessed("systemd-boot", sd, "c2.0", 2, boot)
-    with pytest.raises(ScenarioFailed, match="an entry still counts"):
-        expect_blessed(
-            "systemd-boot", {**sd, "entries": "ostree-2-9999-os+2-1.conf"}, "c2.0", 2, boot
-        )
+    good, still_counting, complaint = _BLESSED[backend]
+    expect_blessed(backend, good, "c2.0", 2, boot)
+    with pytest.raises(ScenarioFailed, match=complaint):
+        expect_blessed(backend, {**good, **still_counting}, "c2.0", 2, boot)
     with pytest.raises(ScenarioFailed, match="with 3 tries left"):
-        expect_blessed("systemd-boot", sd, "c2.0", 3, boot)
-    grub = _blessed(grubenv="boot_success=1", counting="blessed")
-    expect_blessed("grub2", grub, "c2.0", 2, boot)
-    with pytest.raises(ScenarioFailed, match="grubenv is not blessed"):
-        expect_blessed(
-            "grub2", {**grub, "grubenv": "boot_counter=2 boot_success=1"}, "c2.0", 2, boot
-        )
+        expect_blessed(backend, good, "c2.0", 3, boot)
     with pytest.raises(ScenarioFailed, match="not healthy"):
-        expect_blessed("grub2", {**grub, "health.c2.0": "failed"}, "c2.0", 2, boot)
+        expect_blessed(backend, {**good, "health.c2.0": "failed"}, "c2.0", 2, boot)
 
 
 @pytest.mark.unit

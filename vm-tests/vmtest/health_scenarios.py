@@ -235,7 +235,7 @@ def scenario_8(ctx: Context) -> str:
         f"never reached userspace: the boot loader alone tried it {COUNTING_TRIES} times (kernel "
         f"panics, {panics} s) and fell back, the next boot made it permanent; loop breaker: "
         f"the fall-back failed its checks too, red.d ran, no reboot, status says manual "
-        f"intervention ({len(boots) + 1} more boots)"
+        f"intervention ({len(boots)} more boots)"
     )
 
 
