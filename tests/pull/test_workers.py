@@ -70,8 +70,10 @@ def test_error_keeps_the_outputs_before_it_and_its_details():
     assert isinstance(first.error, CorruptObjectError)
     assert first.error.problem == "content hashes to cd"
     assert str(first.error) == f"Corrupted file object {'ab' * 32}: content hashes to cd"
-    # the task already in the worker's pipe comes back undone; nothing else goes out
-    assert [(r.items, r.outputs, r.error) for r in results[1:]] == [(["d"], [], None)]
+    # nothing else is done: the task already in the worker's pipe comes back undone, or
+    # it was never handed out (the worker can stop the pool between the parent's two
+    # sends: it sets the shared flag itself, without waiting for the parent)
+    assert [(r.items, r.outputs, r.error) for r in results[1:]] in ([(["d"], [], None)], [])
 
 
 def test_a_failure_stops_the_other_workers_after_their_item_in_hand():
