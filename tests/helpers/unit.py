@@ -27,6 +27,7 @@ import pytest
 # "*" for every test of the module
 LISTED: dict[str, str | tuple[str, ...]] = {
     "tests/formats/test_keyfile.py": "*",
+    "tests/formats/test_osmet_format.py": "*",
     "tests/formats/test_gvariant.py": (
         "test_malformed_input_is_rejected",
         "test_non_normal_forms_are_detected",
