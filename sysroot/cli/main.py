@@ -49,6 +49,7 @@ COMMAND_MODULES = {
     "init": "init",
     "install": "install",
     "log": "log_show",
+    "osmet": "osmet",
     "ls": "ls_cat",
     "prune": "prune",
     "pull": "pull",
