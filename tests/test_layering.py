@@ -33,8 +33,11 @@ ALLOWED = {
     # beside health: partitions a disk and installs on it (sysroot install), from a
     # local repository or a remote (pull, and sign for its keys)
     "install": _BASE | {"formats", "store", "sign", "pull", "boot", "deploy"},
+    # beside install, above it: packs the images install makes, unpacks onto its disks
+    "osmet": _BASE | {"formats", "store", "sign", "pull", "boot", "deploy", "install"},
     # "": sysroot/__init__ (the version)
-    "cli": _BASE | {"formats", "store", "sign", "pull", "boot", "deploy", "health", "install", ""},
+    "cli": _BASE
+    | {"formats", "store", "sign", "pull", "boot", "deploy", "health", "install", "osmet", ""},
 }
 # packages whose modules may import only at the top (the lazy ones listed below)
 NO_LAZY_IMPORTS = {
@@ -47,6 +50,7 @@ NO_LAZY_IMPORTS = {
     "deploy",
     "health",
     "install",
+    "osmet",
 }
 # (module, imported module): lazy on purpose, each with its reason at the import
 LAZY_ALLOWED = {

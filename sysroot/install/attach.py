@@ -21,11 +21,15 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def attached_image(image: str, sector_size: int = 512) -> Iterator[str]:
+def attached_image(
+    image: str, sector_size: int = 512, *, read_only: bool = False
+) -> Iterator[str]:
     """image as a loop device with sector_size logical sectors and partition scanning."""
     if sector_size not in SECTOR_SIZES:
         raise UsageError(f"sector size {sector_size}: must be 512 or 4096")
     argv = ["losetup", "--find", "--show", "--partscan", "--sector-size", str(sector_size)]
+    if read_only:
+        argv.append("--read-only")
     device = run([*argv, image]).stdout.decode().strip()
     with _released(["losetup", "--detach", device]):
         yield device

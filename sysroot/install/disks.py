@@ -174,6 +174,16 @@ def guard(device_path: str, paths: SystemPaths = SystemPaths()) -> Disk:
     return disk
 
 
+def gpt_sector_size(path: str) -> int | None:
+    """The sector size a GPT was written for (its header sits at LBA 1), or None."""
+    with open(path, "rb") as f:
+        head = f.read(4096 + 8)
+    for sector in (512, 4096):
+        if head[sector : sector + 8] == _GPT_MAGIC:
+            return sector
+    return None
+
+
 def has_partition_table(device_path: str, sector_size: int) -> bool:
     """Whether device_path starts with an MBR signature or a GPT header (at either
     sector size's LBA 1: what a firmware or the kernel would take for a table)."""

@@ -16,6 +16,8 @@ import secrets
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
+from sysroot.util import fiemap
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
@@ -299,31 +301,15 @@ def set_immutable(path: str | os.PathLike, immutable: bool) -> bool:
         os.close(fd)
 
 
-# FIEMAP (linux/fiemap.h): where a file's data lies on the device.
-_FS_IOC_FIEMAP = 0xC020660B
-_FIEMAP_HEADER = "=QQIIII"  # fm_start, fm_length, fm_flags, fm_mapped_extents,
-#                              fm_extent_count, fm_reserved
-_FIEMAP_EXTENT = "=QQQQQIIII"  # fe_logical, fe_physical, fe_length, 2 reserved, fe_flags, 3 rsvd
-_FIEMAP_FLAG_SYNC = 0x1
-
-
 def _first_extent(path: str | os.PathLike) -> int | None:
     """Physical byte offset of the file's first extent; None for a file without data."""
-    import fcntl
-    import struct
-
-    head = struct.calcsize(_FIEMAP_HEADER)
-    buf = bytearray(head + struct.calcsize(_FIEMAP_EXTENT))
-    struct.pack_into(_FIEMAP_HEADER, buf, 0, 0, 0xFFFFFFFFFFFFFFFF, _FIEMAP_FLAG_SYNC, 0, 1, 0)
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         with errors_about(path):
-            fcntl.ioctl(fd, _FS_IOC_FIEMAP, buf, True)
+            found = fiemap.extents(fd, sync=True, limit=1)
     finally:
         os.close(fd)
-    if struct.unpack_from(_FIEMAP_HEADER, buf, 0)[3] == 0:
-        return None
-    return struct.unpack_from(_FIEMAP_EXTENT, buf, head)[1]
+    return found[0].physical if found else None
 
 
 def shares_extents(path_a: str | os.PathLike, path_b: str | os.PathLike) -> bool:
