@@ -40,7 +40,8 @@ _ENTRY = 32
 _ATTR_VOLUME = 0x08
 _ATTR_DIRECTORY = 0x10
 _ATTR_LFN = 0x0F  # read-only|hidden|system|volume: old systems skip such entries
-_LFN_MASK = 0x3F
+_ATTR_MASK = 0x3F  # the two high attribute bits are reserved
+_ORDER_MASK = 0x3F  # a long-name entry's sequence number (0x40 marks the last one)
 _LFN_LAST = 0x40
 _LFN_CHARS = 13
 _CASE_LOWER_BASE = 0x08
@@ -219,18 +220,19 @@ class _Walker:
         # (path, first cluster or 0 for the fixed root, depth); reversed so that the
         # walk goes in directory order
         pending: list[tuple[str, int, int]] = [("", 0, 0)]
-        directories = 0
+        directories = 1
         while pending:
             path, cluster, depth = pending.pop()
-            directories += 1
-            if directories > MAX_DIRECTORIES:
-                raise FatFormatError(f"FAT: more than {MAX_DIRECTORIES} directories")
             subdirs = []
             for entry in self._list(path, cluster):
                 child = f"{path}/{entry.name}"
                 if entry.directory:
                     if depth + 1 > MAX_DEPTH:
                         raise FatFormatError(f"FAT: {child} is nested deeper than {MAX_DEPTH}")
+                    # counted when found, so the pending list stays bounded too
+                    directories += 1
+                    if directories > MAX_DIRECTORIES:
+                        raise FatFormatError(f"FAT: more than {MAX_DIRECTORIES} directories")
                     subdirs.append((child, entry.cluster, depth + 1))
                 else:
                     yield FatFile(child, entry.size, self._file_extents(child, entry))
@@ -293,10 +295,9 @@ class _Walker:
                 if count is not None:
                     raise FatFormatError(f"FAT: {path}: the chain ends before the file's size")
                 return runs
-            if nxt == g.fat_type.bad_cluster():
-                raise FatFormatError(f"FAT: {path}: the chain reaches bad cluster {cluster}")
-            if nxt < 2:
-                raise FatFormatError(f"FAT: {path}: the chain reaches free cluster {cluster}")
+            if nxt == g.fat_type.bad_cluster() or nxt < 2:
+                kind = {0: "free", 1: "reserved"}.get(nxt, "bad")
+                raise FatFormatError(f"FAT: {path}: cluster {cluster} links to a {kind} cluster")
             cluster = nxt
 
     def _file_extents(self, path: str, entry: _Entry) -> tuple[FatExtent, ...]:
@@ -350,8 +351,8 @@ class _LongName:
     def add(self, entry: bytes) -> None:
         order, checksum = entry[0], entry[13]
         if order & _LFN_LAST:
-            self.parts, self.expect, self.checksum = [], order & _LFN_MASK, checksum
-        if self.expect == 0 or order & _LFN_MASK != self.expect or checksum != self.checksum:
+            self.parts, self.expect, self.checksum = [], order & _ORDER_MASK, checksum
+        if self.expect == 0 or order & _ORDER_MASK != self.expect or checksum != self.checksum:
             self.reset()  # out of sequence: the set is dropped, as Linux does
             return
         self.parts.append(entry[1:11] + entry[14:26] + entry[28:32])
@@ -388,7 +389,7 @@ def _parse_directory(where: str, data: bytes, g: _Geometry) -> list[_Entry]:
         if raw[0] == _DELETED:
             lfn.reset()
             continue
-        if attr & _LFN_MASK == _ATTR_LFN:
+        if attr & _ATTR_MASK == _ATTR_LFN:
             lfn.add(raw)
             continue
         long = lfn.take(name)
