@@ -466,6 +466,26 @@ def test_absurd_boot_sector_is_refused(small, field, value, match):
     refused(small, match)
 
 
+@pytest.mark.parametrize(
+    ("pokes", "length", "match"),
+    [
+        ({44: ("<I", 0)}, None, "root directory cluster 0 is out of range"),
+        ({44: ("<I", 0x0FFFFFF0)}, None, "out of range"),
+        ({17: ("<H", 512)}, None, "FAT16 root directory"),
+        # more clusters than FAT32 numbers (a sparse 2 TiB claim)
+        ({32: ("<I", 0xFFFFFFFF), 36: ("<I", 0x02000000)}, 512 << 32, "clusters"),
+        # a FAT of about 1 GiB: more than is read into memory
+        ({32: ("<I", 0x0F000000), 36: ("<I", 0x00800000)}, 1 << 40, "more than sysroot reads"),
+    ],
+)
+def test_absurd_fat32_boot_sector_is_refused(tmp_path, pokes, length, match):
+    img = make_image(tmp_path, 32, 512, 40 * MIB, 512, "-s", "1")
+    for at, (form, value) in pokes.items():
+        img.poke(at, struct.pack(form, value))
+    with pytest.raises(FatFormatError, match=match), open(img.path, "rb") as f:
+        walk_files(f, img.offset, length or img.length)
+
+
 def test_file_system_larger_than_the_range_is_refused(small):
     refused(small, "exceed the", length=small.img.length - 512)
 
