@@ -421,6 +421,31 @@ def test_bad_long_name_checksum_falls_back_to_the_short_name(small):
     assert "/dir/a-long-file-name.conf" not in names and "/dir/A-LONG~1.CON" in names
 
 
+@pytest.mark.parametrize(
+    ("entry", "at", "data", "match"),
+    [
+        (b"OTHER      ", 0, b"THREE      ", "holds 'three' twice"),
+        (b"SUB        ", 26, b"\0\0", "sub has no cluster"),
+        (b"OTHER      ", 0, b"A/B        ", "invalid name"),
+        (b"OTHER      ", 0, b"           ", "invalid name"),
+    ],
+)
+def test_bad_directory_entry_is_refused(small, entry, at, data, match):
+    small.img.poke(small.dirent(entry) + at, data)
+    refused(small, match)
+
+
+def test_short_name_escapes_and_bad_long_names(small):
+    # 0x05 stands for a first byte 0xE5 (which would mark the entry deleted), cp437;
+    # "other" is stored as OTHER with the NT bit for a lower-case base
+    small.img.poke(small.dirent(b"OTHER      "), b"\x05")
+    # a "/" in a long name: the set is dropped, the 8.3 name is used
+    short = small.dirent(b"A-LONG~1CON")
+    small.img.poke(short - 64 + 1, "/".encode("utf-16-le"))
+    names = {f.path for f in small.img.walk()}
+    assert {"/dir/\u03c3ther", "/dir/A-LONG~1.CON", "/dir/three"} == names
+
+
 def test_deleted_entries_and_end_marker(small):
     small.img.mt("mdel", "::/dir/other")
     assert "/dir/other" not in {f.path for f in small.img.walk()}
