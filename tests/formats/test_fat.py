@@ -435,13 +435,14 @@ def test_bad_directory_entry_is_refused(small, entry, at, data, match):
     refused(small, match)
 
 
-def test_short_name_escapes_and_bad_long_names(small):
+@pytest.mark.parametrize("unit", ["/".encode("utf-16-le"), b"\x00\xd8"])  # a lone surrogate
+def test_short_name_escapes_and_bad_long_names(small, unit):
     # 0x05 stands for a first byte 0xE5 (which would mark the entry deleted), cp437;
     # "other" is stored as OTHER with the NT bit for a lower-case base
     small.img.poke(small.dirent(b"OTHER      "), b"\x05")
-    # a "/" in a long name: the set is dropped, the 8.3 name is used
+    # a long name that is no file name: the set is dropped, the 8.3 name is used
     short = small.dirent(b"A-LONG~1CON")
-    small.img.poke(short - 64 + 1, "/".encode("utf-16-le"))
+    small.img.poke(short - 64 + 1, unit)
     names = {f.path for f in small.img.walk()}
     assert {"/dir/\u03c3ther", "/dir/A-LONG~1.CON", "/dir/three"} == names
 
