@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import fcntl
-import hashlib
 import json
 import os
 import platform
@@ -52,7 +51,6 @@ _LOCK = ".lock"
 _TEMP_PREFIX = ".build-"  # a build being made: .build-VERSION-XXXXXXXX
 _OLD_PREFIX = ".old-"  # a build being replaced (--force)
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}")
-_CHUNK = 4 << 20
 
 
 def arch() -> str:
@@ -301,17 +299,14 @@ def _make_build(work: str, payload: Payload, source: _Source, version: str) -> d
 
 
 def describe_file(path: str, sector_size: int | None) -> dict[str, Any]:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
+    digest = fsutil.file_sha256(path).hex()
     size = os.path.getsize(path)
     entry: dict[str, Any] = {
         "path": os.path.basename(path),
-        "sha256": h.hexdigest(),
+        "sha256": digest,
         "size": size,
         # nothing is compressed yet: the uncompressed file is the file
-        "uncompressed-sha256": h.hexdigest(),
+        "uncompressed-sha256": digest,
         "uncompressed-size": size,
     }
     if sector_size is not None:

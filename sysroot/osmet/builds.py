@@ -12,7 +12,6 @@ meta.json SHA-256 before it gets its name. All three hold the build directory's 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +35,6 @@ from sysroot.util import fsutil
 from sysroot.util.run import run
 
 PACKED = (Artifact.METAL, Artifact.METAL4K)
-_CHUNK = 4 << 20
 
 
 def osmet_kind(artifact: Artifact) -> str:
@@ -78,14 +76,6 @@ def find_build(builds_dir: str, version: str | None) -> BuildRef:
     if meta is None:
         raise UsageError(f"{path}: no build (no {META_JSON})")
     return BuildRef(version, path, meta)
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def add_osmet(builds_dir: str, version: str | None, *, fast: bool, app_version: str) -> list[str]:
@@ -144,7 +134,7 @@ def _check_osmet(ref: BuildRef, artifact: Artifact) -> str:
     entry, image = ref.image(kind), ref.image(artifact.value)
     assert entry is not None and image is not None
     try:
-        if _sha256(path) != entry.get("sha256"):
+        if fsutil.file_sha256(path).hex() != entry.get("sha256"):
             raise SysrootError(f"{path}: not the file {META_JSON} records (SHA-256 differs)")
         with open(path, "rb") as f:
             _header, body = read_osmet(f)
@@ -181,7 +171,7 @@ def _remake_qcow2(ref: BuildRef, qcow2: str) -> None:
     tmp = os.path.join(ref.path, fsutil.temp_name(os.path.basename(qcow2)))
     try:
         run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", ref.file("metal"), tmp])
-        if _sha256(tmp) != entry.get("sha256"):
+        if fsutil.file_sha256(tmp).hex() != entry.get("sha256"):
             raise SysrootError(f"{qcow2}: made again, but not with {META_JSON}'s SHA-256")
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
