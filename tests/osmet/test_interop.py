@@ -83,6 +83,32 @@ def parse(data: bytes) -> Parsed:
     )
 
 
+def varint(value: int) -> bytes:
+    """bincode 1.x varint (the smallest width, as bincode writes it)."""
+    if value < 251:
+        return bytes((value,))
+    for marker, width in VARINT_WIDTHS.items():
+        if value < 1 << (8 * width):
+            return bytes((marker,)) + value.to_bytes(width, "little")
+    raise ValueError(value)
+
+
+def string(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    return varint(len(raw)) + raw
+
+
+def assemble(p: Parsed) -> bytes:
+    """Header and body as coreos-installer's bincode writes them, from the fields."""
+    out = b"OSMET\0\0\0" + varint(p.version) + string(p.app_version) + varint(p.sector_size)
+    out += string(p.description) + string(p.architecture) + varint(len(p.partitions))
+    for start, end, maps in p.partitions:
+        out += varint(start) + varint(end) + varint(len(maps))
+        for logical, physical, length, checksum in maps:
+            out += varint(logical) + varint(physical) + varint(length) + bytes.fromhex(checksum)
+    return out + bytes.fromhex(p.checksum) + varint(p.size)
+
+
 def object_bytes(repo: Path, checksum: str, logical: int, length: int) -> bytes:
     """length bytes of a bare repository's content object from logical, zeros past its end."""
     with open(repo / "objects" / checksum[:2] / f"{checksum[2:]}.file", "rb") as f:
@@ -96,7 +122,8 @@ def test_an_independent_reader_and_xz_read_our_file(artifacts: Artifacts, repos,
     path = artifacts.osmet("grub2", 512)
     data = path.read_bytes()
     parsed = parse(data)
-    # the varint encoding of the fixed values, byte for byte
+    # byte for byte what bincode would write for these fields
+    assert data[: parsed.xz_start] == assemble(parsed)
     assert data[8] == 1  # version 1
     assert (parsed.version, parsed.sector_size) == (1, 512)
     assert parsed.architecture == os.uname().machine
