@@ -156,6 +156,7 @@ def artifacts(tmp_path_factory, commit: Commit) -> Iterator[Artifacts]:
     base = tmp_path_factory.mktemp("osmet-artifacts")
     yield Artifacts(base, commit)
     clear_immutable_under(base)
+    shutil.rmtree(base)
 
 
 @pytest.fixture(scope="session")
@@ -185,7 +186,11 @@ def loops(tmp_path) -> Iterator[Loops]:
 
 def blank_disk(tmp_path: Path, loops: Loops, size: int, sector_size: int, name="disk") -> str:
     """A loop device of sector_size sectors over a new all-zero image of size bytes."""
-    return loops.attach(make_image(tmp_path / f"{name}.img", size), sector_size=sector_size)
+    image = make_image(tmp_path / f"{name}.img", size)
+    # after the detach (the stack unwinds in reverse): a disk written through its loop
+    # device holds real blocks, ~1 GiB
+    loops.callback(image.unlink)
+    return loops.attach(image, sector_size=sector_size)
 
 
 def copy_repo(src: Path, dest: Path) -> Path:
