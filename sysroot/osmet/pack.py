@@ -4,16 +4,15 @@ The root (and an ext4 /boot) are mounted read-only, the ESP read with our own FA
 reader; the CLI runs this in a private mount namespace of its own (util/mounts.py), so
 nobody else sees those mounts and a killed process leaves none. The disk is read twice:
 once whole for its SHA-256, once for the bytes outside the mapped extents, which go to
-xz. Then the file proves itself: read back with our reader and unpacked against the
-mounted repository, it must give the image's size and SHA-256. Only then is it renamed
-to its name.
+xz (formats/xz.py: free space costs no compression time). Then the file proves itself:
+read back with our reader and unpacked against the mounted repository, it must give
+the image's size and SHA-256. Only then is it renamed to its name.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import lzma
 import os
 import platform
 import shutil
@@ -24,6 +23,7 @@ from typing import BinaryIO
 
 from sysroot.errors import SysrootError, UsageError
 from sysroot.formats.osmet import Body, Header, Mapping, Partition, canonicalize, encode
+from sysroot.formats.xz import XzWriter
 from sysroot.install.attach import attached_image, mounted
 from sysroot.install.disks import gpt_sector_size
 from sysroot.install.partition import wait_for_partitions
@@ -195,8 +195,7 @@ def _pretty_name(root: str) -> str:
 def _write(out: BinaryIO, header: Header, body: Body, device: str, fast: bool) -> int:
     """header, body and the packed stream into out; the xz stream's length."""
     out.write(encode(header, body))
-    start = out.tell()
-    xz = lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=0 if fast else 9)
+    xz = XzWriter(out, preset=0 if fast else 9)
     with open(device, "rb") as disk:
 
         def keep(n: int) -> None:
@@ -204,7 +203,7 @@ def _write(out: BinaryIO, header: Header, body: Body, device: str, fast: bool) -
                 chunk = disk.read(min(n, _CHUNK))
                 if not chunk:
                     raise SysrootError(f"{device}: shorter than its partitions say")
-                out.write(xz.compress(chunk))
+                xz.write(chunk)
                 n -= len(chunk)
 
         pos = 0
@@ -215,9 +214,9 @@ def _write(out: BinaryIO, header: Header, body: Body, device: str, fast: bool) -
                 pos = at + m.extent.length
                 disk.seek(pos)
         keep(body.size - pos)
-    out.write(xz.flush())
+    xz.close()
     out.flush()
-    return out.tell() - start
+    return xz.written
 
 
 def _verify(out: BinaryIO, body: Body, repo_path: str) -> None:
