@@ -216,9 +216,29 @@ def test_build_twice_gives_the_same_bytes(
     shutil.rmtree(tmp_path / "dir2")
 
 
-def test_unchanged_commit_is_not_rebuilt_unless_forced(tmp_path: Path, source: Source) -> None:
-    builds = tmp_path / "out"
-    assert create(source, builds, "--version=1.0").returncode == 0
+@pytest.fixture(scope="module")
+def built_1_0(tmp_path_factory: pytest.TempPathFactory, source: Source) -> Path:
+    """A build directory with one build, `create --version=1.0` of the source's commit,
+    made once for the module (a build takes ~12 s): the tests that go on from such a
+    directory each start from their own copy of it (copy_builds)."""
+    builds = tmp_path_factory.mktemp("built-1.0") / "out"
+    proc = create(source, builds, "--version=1.0")
+    assert proc.returncode == 0, proc.stderr.decode()
+    return builds
+
+
+def copy_builds(template: Path, dest: Path) -> Path:
+    """A copy of a build directory as its own: cp keeps the images sparse and `latest` a
+    symlink; files are copied, not hard-linked, since a test's builds lock (flock on
+    builds/.lock) and replace files in its copy."""
+    sh("cp", "-a", "--sparse=always", str(template), str(dest))
+    return dest
+
+
+def test_unchanged_commit_is_not_rebuilt_unless_forced(
+    tmp_path: Path, source: Source, built_1_0: Path
+) -> None:
+    builds = copy_builds(built_1_0, tmp_path / "out")
     version_dir = builds / "builds/1.0"
     meta_before = (version_dir / "meta.json").stat()
     index_before = (builds / "builds/builds.json").read_bytes()
@@ -257,13 +277,15 @@ def second_commit(repo: Path, tmp_path: Path, ostree) -> str:
     )
 
 
-def test_prune_keeps_the_newest_and_their_commits(tmp_path: Path, ostree, source: Source) -> None:
+def test_prune_keeps_the_newest_and_their_commits(
+    tmp_path: Path, ostree, source: Source, built_1_0: Path
+) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(source.repo, repo)
     copy = Source(repo, source.ref, source.commit)
     second = second_commit(repo, tmp_path, ostree)
-    builds = tmp_path / "out"
-    assert create(copy, builds, "--version=1.0").returncode == 0
+    # build 1.0 of copy.commit (the same commit, the same build: meta.json names no repo)
+    builds = copy_builds(built_1_0, tmp_path / "out")
     proc = create(copy, builds, rev="testos/next")  # the version from the metadata: 2.0
     assert proc.returncode == 0, proc.stderr.decode()
     index = json.loads((builds / "builds/builds.json").read_text())
@@ -344,9 +366,10 @@ def failing_qemu_img(tmp_path: Path, body: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("how", ["step-fails", "killed"])
-def test_an_interrupted_build_never_shows(tmp_path: Path, source: Source, how: str) -> None:
-    builds = tmp_path / "out"
-    assert create(source, builds, "--version=1.0").returncode == 0
+def test_an_interrupted_build_never_shows(
+    tmp_path: Path, source: Source, built_1_0: Path, how: str
+) -> None:
+    builds = copy_builds(built_1_0, tmp_path / "out")
     index_before = (builds / "builds/builds.json").read_bytes()
     body = "exit 1" if how == "step-fails" else "kill -KILL $PPID; sleep 5"
     proc = create(source, builds, "--version=2.0", env=failing_qemu_img(tmp_path, body))
