@@ -21,9 +21,7 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def attached_image(
-    image: str, sector_size: int = 512, *, read_only: bool = False
-) -> Iterator[str]:
+def attached_image(image: str, sector_size: int = 512, *, read_only: bool = False) -> Iterator[str]:
     """image as a loop device with sector_size logical sectors and partition scanning."""
     if sector_size not in SECTOR_SIZES:
         raise UsageError(f"sector size {sector_size}: must be 512 or 4096")

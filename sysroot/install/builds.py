@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import fcntl
-import hashlib
 import json
 import os
 import platform
@@ -52,7 +51,6 @@ _LOCK = ".lock"
 _TEMP_PREFIX = ".build-"  # a build being made: .build-VERSION-XXXXXXXX
 _OLD_PREFIX = ".old-"  # a build being replaced (--force)
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}")
-_CHUNK = 4 << 20
 
 
 def arch() -> str:
@@ -136,7 +134,7 @@ def builds_path(builds_dir: str) -> str:
 
 
 @contextlib.contextmanager
-def _locked(builds: str) -> Iterator[None]:
+def locked(builds: str) -> Iterator[None]:
     fd = os.open(os.path.join(builds, _LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         try:
@@ -188,7 +186,7 @@ def read_builds(builds: str) -> dict[str, Any]:
     return data
 
 
-def _write_json(path: str, data: dict[str, Any]) -> None:
+def write_json(path: str, data: dict[str, Any]) -> None:
     fsutil.atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
@@ -219,7 +217,7 @@ def build(options: BuildOptions) -> BuildResult:
     with fsutil.errors_about(builds):
         os.makedirs(builds, exist_ok=True)
     final = os.path.join(builds, version)
-    with _locked(builds):
+    with locked(builds):
         existing = read_meta(final) if os.path.isdir(final) else None
         if existing is None and os.path.lexists(final):
             # not a build of ours (no meta.json): never replaced, even with --force
@@ -236,7 +234,7 @@ def build(options: BuildOptions) -> BuildResult:
         try:
             os.chmod(work, 0o755)  # served over HTTP as it is: not mkdtemp's 0700
             meta = _make_build(work, payload, source, version)
-            _write_json(os.path.join(work, META_JSON), meta)
+            write_json(os.path.join(work, META_JSON), meta)
             fsutil.fsync_dir(work)
             _publish(builds, work, version)
         except BaseException:
@@ -248,7 +246,7 @@ def build(options: BuildOptions) -> BuildResult:
             b for b in index["builds"] if b.get("id") != version
         ]
         index["timestamp"] = meta["sysroot.build-timestamp"]
-        _write_json(os.path.join(builds, BUILDS_JSON), index)
+        write_json(os.path.join(builds, BUILDS_JSON), index)
         _point_latest(builds, version)
     return BuildResult(Outcome.BUILT, version, source.commit, final)
 
@@ -276,7 +274,7 @@ def _make_build(work: str, payload: Payload, source: _Source, version: str) -> d
             path = os.path.join(work, artifact.file_name(payload.stateroot, version))
             assert artifact.sector_size is not None
             assemble(staged, ids, path, artifact.sector_size)
-            images[artifact.value] = _describe(path, artifact.sector_size)
+            images[artifact.value] = describe_file(path, artifact.sector_size)
     finally:
         _remove_tree(staged.dir)
     metal = os.path.join(work, Artifact.METAL.file_name(payload.stateroot, version))
@@ -285,7 +283,7 @@ def _make_build(work: str, payload: Payload, source: _Source, version: str) -> d
     run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", metal, qcow2])
     with open(qcow2, "rb+") as f:
         os.fsync(f.fileno())
-    images[Artifact.QEMU.value] = _describe(qcow2, None)
+    images[Artifact.QEMU.value] = describe_file(qcow2, None)
     return {
         "buildid": version,
         "name": payload.stateroot,
@@ -300,18 +298,15 @@ def _make_build(work: str, payload: Payload, source: _Source, version: str) -> d
     }
 
 
-def _describe(path: str, sector_size: int | None) -> dict[str, Any]:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
+def describe_file(path: str, sector_size: int | None) -> dict[str, Any]:
+    digest = fsutil.file_sha256(path).hex()
     size = os.path.getsize(path)
     entry: dict[str, Any] = {
         "path": os.path.basename(path),
-        "sha256": h.hexdigest(),
+        "sha256": digest,
         "size": size,
         # nothing is compressed yet: the uncompressed file is the file
-        "uncompressed-sha256": h.hexdigest(),
+        "uncompressed-sha256": digest,
         "uncompressed-size": size,
     }
     if sector_size is not None:
@@ -335,7 +330,7 @@ def prune_builds(builds_dir: str, keep: int, repo_path: str | None) -> PruneBuil
     builds = builds_path(builds_dir)
     if not os.path.isdir(builds):
         raise UsageError(f"{builds}: no build directory")
-    with _locked(builds):
+    with locked(builds):
         index = read_builds(builds)
         entries = index["builds"]
         kept, removed = entries[:keep], entries[keep:]
@@ -346,7 +341,7 @@ def prune_builds(builds_dir: str, keep: int, repo_path: str | None) -> PruneBuil
         if removed:
             index["builds"] = kept
             index["timestamp"] = _iso(time.time())
-            _write_json(os.path.join(builds, BUILDS_JSON), index)  # first: never a dangling id
+            write_json(os.path.join(builds, BUILDS_JSON), index)  # first: never a dangling id
             _point_latest(builds, kept_ids[0])
             for bid in removed_ids:
                 path = os.path.join(builds, bid)

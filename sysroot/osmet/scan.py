@@ -25,7 +25,7 @@ from sysroot.formats import fat
 from sysroot.formats.objects import is_checksum
 from sysroot.formats.osmet import Extent, Mapping
 from sysroot.osmet.partitions import DiskPartition
-from sysroot.util import fiemap
+from sysroot.util import fiemap, fsutil
 
 _MIN_BOOT_FILE = 1024
 _HASH_CHUNK = 1 << 20
@@ -107,14 +107,6 @@ def file_extents(path: str, size: int) -> tuple[Extent, ...]:
     return tuple(found)
 
 
-def _digest_file(path: str) -> bytes:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            h.update(chunk)
-    return h.digest()
-
-
 def _digest_extents(disk: BinaryIO, base: int, extents: tuple[Extent, ...]) -> bytes:
     """The SHA-256 of a file read through its extents (at base on disk)."""
     h = hashlib.sha256()
@@ -182,13 +174,13 @@ def scan(root: str, boot_files: list[BootFile], disk: BinaryIO) -> ScanResult:
         candidates = [bf for bf in by_size.get(obj.size, ()) if bf.matched is None]
         if not candidates:
             continue
-        digest = _digest_file(obj.path)
+        digest = fsutil.file_sha256(obj.path)
         for bf in candidates:
             if bf.digest is None:
                 if bf.extents is not None:
                     bf.digest = _digest_extents(disk, bf.partition.start, bf.extents)
                 else:
-                    bf.digest = _digest_file(bf.path)
+                    bf.digest = fsutil.file_sha256(bf.path)
             if bf.digest == digest:
                 bf.matched = obj.checksum
     boot_maps: dict[DiskPartition, list[Mapping]] = {}

@@ -80,7 +80,8 @@ class FsckReport:
     problems: list[FsckProblem] = field(default_factory=list)
     deleted: list[ObjectName] = field(default_factory=list)
     marked_partial: list[str] = field(default_factory=list)
-    walked_commits: list[str] = field(default_factory=list)  # complete commits checked
+    # complete commits checked -> their parents (as the walk read them)
+    walked_parents: dict[str, str | None] = field(default_factory=dict)
     tombstoned: list[str] = field(default_factory=list)  # missing parents given a tombstone
 
     @property
@@ -110,8 +111,7 @@ def _add_tombstones(repo: Repo, report: FsckReport) -> None:
     """ostree 2022.7 writes the tombstone under the child's checksum instead, which
     then hides the child itself: a known bug, not copied."""
     missing = set()
-    for checksum in report.walked_commits:
-        parent = repo.load_commit(checksum).parent
+    for parent in report.walked_parents.values():
         if (
             parent is not None
             and not repo.has_object(ObjectType.COMMIT, parent)
@@ -186,9 +186,11 @@ class _Fsck:
         targets = [(ref, self._ref_target(ref)) for ref in refs]
         commits = self._commits()
         self.report.n_commits = len(commits)
-        self.report.walked_commits = list(commits)
         for commit_checksum in commits:
             self.walker.add_commit(commit_checksum, 0)
+        self.report.walked_parents = {
+            c: self.walker.commits[c].parent for c in commits if c in self.walker.commits
+        }
         for ref, checksum in targets:
             # a ref's commit is checked even when it is partial, as ostree does; after
             # the walk, so that it is read only once

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import hashlib
 import os
 import re
 import secrets
@@ -95,6 +96,15 @@ def temp_name(name: str) -> str:
 def is_temp_name(name: str) -> bool:
     """Whether name is one temp_name() makes: the leftover of an interrupted write."""
     return re.fullmatch(r"\..+\.tmp-[0-9a-f]{8}", name) is not None
+
+
+def file_sha256(path: str | os.PathLike) -> bytes:
+    """The SHA-256 of a file's content, read in large chunks."""
+    h = hashlib.sha256()
+    with errors_about(path), open(path, "rb") as f:
+        while chunk := f.read(4 << 20):
+            h.update(chunk)
+    return h.digest()
 
 
 def atomic_write(

@@ -392,6 +392,17 @@ printf '%s' "$MESSAGE" > "$1"
 """
 
 
+@pytest.fixture
+def editor(tmp_path):
+    """The scripted editor (EDITOR above) in a directory of its own, where it leaves
+    what it saw."""
+    path = tmp_path / "ed/editor"
+    path.parent.mkdir()
+    path.write_text(EDITOR)
+    path.chmod(0o755)
+    return path
+
+
 @pytest.mark.parametrize(
     "message",
     [
@@ -401,13 +412,9 @@ printf '%s' "$MESSAGE" > "$1"
         "",
     ],
 )
-def test_editor_like_ostree(ostree, sysroot, tmp_path, message):
+def test_editor_like_ostree(ostree, sysroot, tmp_path, editor, message):
     theirs, ours = _repos(tmp_path, ostree)
     tree = _tree(tmp_path / "tree")
-    editor = tmp_path / "ed/editor"
-    editor.parent.mkdir()
-    editor.write_text(EDITOR)
-    editor.chmod(0o755)
     env = {"EDITOR": str(editor), "TERM": "dumb", "MESSAGE": message}
     seen = []
     before = _state(ours)
@@ -640,14 +647,10 @@ def test_ref_layer_counters_and_sizes_like_ostree(ostree, sysroot, tmp_path, opt
         {"OSTREE_EDITOR": None, "VISUAL": "false", "EDITOR": "ED", "TERM": "dumb"},
     ],
 )
-def test_editor_choice_like_ostree(ostree, sysroot, tmp_path, which):
+def test_editor_choice_like_ostree(ostree, sysroot, tmp_path, editor, which):
     """$OSTREE_EDITOR first, then $VISUAL unless the terminal is dumb, then $EDITOR."""
     theirs, ours = _repos(tmp_path, ostree)
     tree = _tree(tmp_path / "tree")
-    editor = tmp_path / "ed/editor"
-    editor.parent.mkdir()
-    editor.write_text(EDITOR)
-    editor.chmod(0o755)
     env = {k: (str(editor) if v == "ED" else v) for k, v in which.items()}
     env["MESSAGE"] = "From the editor\n\nwith a body\n"
     a, _ = _both(ostree, sysroot, theirs, ours, "-e", "-b", "x", T, tree, env=env)

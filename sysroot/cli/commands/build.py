@@ -8,6 +8,14 @@ sysroot build create REF [--repo PATH] [--builds DIR] [--bootloader KIND] [--kar
 sysroot build prune --keep N [--builds DIR] [--repo PATH]
                     only the newest N builds are kept; with a repository, the commits
                     of the removed ones are pruned from it (refs and kept builds stay).
+sysroot build osmet [--builds DIR] [--version V] [--fast]
+                    the build's metal and metal4k images packed into osmet files
+                    (sysroot/osmet/builds.py), recorded in meta.json.
+sysroot build dehydrate [--builds DIR] [--version V]
+                    the raw images and the qcow2 deleted (the osmet files stay).
+sysroot build rehydrate --repo PATH [--builds DIR] [--version V]
+                    the deleted images made again from the osmet files and the
+                    repository, each checked against meta.json's SHA-256.
 """
 
 from __future__ import annotations
@@ -15,11 +23,13 @@ from __future__ import annotations
 import argparse
 import os
 
+from sysroot import __version__
 from sysroot.boot.backends import BootloaderKind
 from sysroot.cli.main import add_repo_option
 from sysroot.errors import UsageError
 from sysroot.install.builds import BuildOptions, Outcome, build, prune_builds
 from sysroot.install.todisk import DEFAULT_STATEROOT
+from sysroot.osmet.builds import add_osmet, dehydrate, rehydrate
 from sysroot.util.mounts import enter_private_mount_namespace
 
 
@@ -52,7 +62,28 @@ def register(sub) -> argparse._SubParsersAction:
     pr.add_argument("--builds", default=".", metavar="DIR")
     add_repo_option(pr)
     pr.set_defaults(func=run_prune)
+    o = bsub.add_parser("osmet", help="Pack a build's raw images into osmet files")
+    _build_options(o)
+    o.add_argument("--fast", action="store_true", help="xz preset 0 instead of 9")
+    o.set_defaults(func=run_osmet)
+    d = bsub.add_parser("dehydrate", help="Delete the images the osmet files recreate")
+    _build_options(d)
+    d.set_defaults(func=run_dehydrate)
+    r = bsub.add_parser("rehydrate", help="Make deleted images again from the osmet files")
+    _build_options(r)
+    add_repo_option(r)
+    r.set_defaults(func=run_rehydrate)
     return bsub
+
+
+def _build_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--builds", default=".", metavar="DIR", help="Build directory")
+    parser.add_argument(
+        "--version",
+        dest="build_version",  # not the global --version
+        metavar="V",
+        help="The build (default: the latest)",
+    )
 
 
 def _repo(args, *, required: bool) -> str | None:
@@ -95,4 +126,27 @@ def run_prune(args) -> int:
     if result.repo is not None:
         for line in result.repo.summary():
             print(line)
+    return 0
+
+
+def run_osmet(args) -> int:
+    enter_private_mount_namespace()  # the images' partitions are mounted for packing
+    kinds = add_osmet(
+        args.builds, args.build_version, fast=args.fast, app_version=f"sysroot {__version__}"
+    )
+    print(f"Packed {', '.join(kinds)}")
+    return 0
+
+
+def run_dehydrate(args) -> int:
+    removed = dehydrate(args.builds, args.build_version)
+    print(f"Removed {', '.join(removed)}" if removed else "Nothing to remove")
+    return 0
+
+
+def run_rehydrate(args) -> int:
+    repo = _repo(args, required=True)
+    assert repo is not None
+    made = rehydrate(args.builds, args.build_version, repo)
+    print(f"Made {', '.join(made)}" if made else "Nothing missing")
     return 0
