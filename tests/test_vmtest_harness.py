@@ -35,8 +35,10 @@ from vmtest.install_scenarios import (  # noqa: E402
     RUNS,
     InstallRun,
     check_install,
+    check_osmet,
     install_script,
 )
+from vmtest.osmet_files import OsmetFiles, osmet_name  # noqa: E402
 from vmtest.qemu import PREAMBLE, BootResult, boot_summary, parse_console  # noqa: E402
 from vmtest.scenarios import check_after_cut, guest_check_timing  # noqa: E402
 from vmtest.verdict import ScenarioFailed  # noqa: E402
@@ -514,6 +516,21 @@ def test_the_install_script_is_valid_shell_with_the_guard_check_only_when_asked(
     assert "--karg=console=ttyS0,115200" in script
     assert ("dmsetup create" in script) == plan.busy_check
     assert "--sector-size" not in script  # a real block device in the guest
+    # the osmet install in the same boot: its own disk, the file from the read-only one
+    assert "sysroot osmet unpack --osmet-dir=/run/osmet-files" in script
+    assert "virtio-vmtest-osmet-files /run/osmet-files" in script
+
+
+@pytest.mark.unit
+def test_the_osmet_runs_cover_both_sector_sizes_each_the_other_of_its_install():
+    assert sorted(r.osmet_sector_size for r in RUNS.values()) == [512, 4096]
+    assert all(r.osmet_sector_size != r.sector_size for r in RUNS.values())
+
+
+@pytest.mark.unit
+def test_the_osmet_files_have_the_names_build_create_gives_them():
+    assert osmet_name(512) == "testos-1-metal.x86_64.osmet"
+    assert osmet_name(4096) == "testos-1-metal4k.x86_64.osmet"
 
 
 INSTALLED = {
@@ -536,7 +553,7 @@ INSTALLED = {
 
 @pytest.mark.unit
 def test_the_install_boot_passes_only_with_a_named_refusal_then_the_right_table():
-    guarded = InstallRun(512, busy_check=True)
+    guarded = InstallRun(512, busy_check=True, osmet_sector_size=4096)
     check_install(INSTALLED, "grub2", guarded, _boot_reporting())
     for key, value, why in [
         ("busy_rc", "0", "took a disk held by dm"),
@@ -552,11 +569,58 @@ def test_the_install_boot_passes_only_with_a_named_refusal_then_the_right_table(
     # without the guard check its values are not needed; a 4K systemd-boot disk
     fourk = {k: v for k, v in INSTALLED.items() if not k.startswith(("busy", "dm_"))}
     fourk.update(target_sector="4096", table="gpt 4096 2")
-    check_install(fourk, "systemd-boot", InstallRun(4096, busy_check=False), _boot_reporting())
+    check_install(
+        fourk,
+        "systemd-boot",
+        InstallRun(4096, busy_check=False, osmet_sector_size=512),
+        _boot_reporting(),
+    )
     with pytest.raises(ScenarioFailed, match="table"):
         check_install(
             {**fourk, "table": "gpt 512 2"},
             "systemd-boot",
-            InstallRun(4096, busy_check=False),
+            InstallRun(4096, busy_check=False, osmet_sector_size=512),
             _boot_reporting(),
         )
+
+
+UNPACKED = {
+    "target": "/dev/vdc",
+    "osmet_target": "/dev/vdd",
+    "osmet_target_sector": "4096",
+    "osmet_blank_before": "yes",
+    "files_mount_rc": "0",
+    "osmet_rc": "0",
+    "osmet_seconds": "120",
+    "osmet_chose": "testos-1-metal4k.x86_64.osmet",
+    "osmet_table": "gpt 4096 3",
+    "osmet_root_uuid": "5a1d0b5e-0000-4000-8000-000000000002",
+}
+
+
+@pytest.mark.unit
+def test_the_osmet_unpack_passes_only_with_the_right_file_written_onto_its_own_disk():
+    plan = InstallRun(512, busy_check=True, osmet_sector_size=4096)
+    files = OsmetFiles("files.img", osmet_name(4096), 4096, 2 << 30)
+    check_osmet(UNPACKED, "grub2", plan, files, _boot_reporting())
+    for key, value, why in [
+        ("osmet_target", "/dev/vdc", "the osmet target is the install's"),
+        ("osmet_target", "", "no osmet target disk"),
+        ("osmet_target_sector", "512", "osmet_target_sector"),
+        ("osmet_blank_before", "no", "osmet_blank_before"),
+        ("files_mount_rc", "32", "files_mount_rc"),
+        ("osmet_rc", "1", "osmet_rc"),
+        ("osmet_chose", "testos-1-metal.x86_64.osmet", "osmet_chose"),
+        ("osmet_table", "gpt 512 3", "osmet_table"),
+        ("osmet_table", "gpt 4096 2", "osmet_table"),
+        ("osmet_root_uuid", "", "no UUID"),
+    ]:
+        with pytest.raises(ScenarioFailed, match=why):
+            check_osmet({**UNPACKED, key: value}, "grub2", plan, files, _boot_reporting())
+    # systemd-boot: two partitions, 512-byte sectors
+    small = {**UNPACKED, "osmet_target_sector": "512", "osmet_table": "gpt 512 2"}
+    small["osmet_chose"] = osmet_name(512)
+    sd = InstallRun(4096, busy_check=False, osmet_sector_size=512)
+    check_osmet(
+        small, "systemd-boot", sd, OsmetFiles("f", osmet_name(512), 512, 1), _boot_reporting()
+    )

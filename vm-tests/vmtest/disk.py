@@ -181,14 +181,20 @@ def finish_sysroot(image: str, backend: str, build_repo: str, work: str) -> None
     the file system mounted read-write after the umount here (seen: an image whose
     superblock changed later, a file system "needing recovery")."""
     os.makedirs(work, exist_ok=True)
+    private_call("vmtest.disk", "finish_privately", image, backend, build_repo, work)
+
+
+def private_call(module: str, function: str, *args: str) -> None:
+    """function(*args) of vmtest module in a child process with a mount namespace of
+    its own (see finish_sysroot for why)."""
     code = (
         "import sys; sys.path[:0] = sys.argv[1:3]; "
-        "from vmtest.disk import finish_privately; finish_privately(*sys.argv[3:])"
+        f"from {module} import {function}; {function}(*sys.argv[3:])"
     )
     vm_tests = os.path.dirname(HERE)
     run(
         ["unshare", "--mount", "--propagation", "private", host_python(), "-c", code]
-        + [vm_tests, SOURCE, image, backend, build_repo, work]
+        + [vm_tests, SOURCE, *args]
     )
 
 

@@ -17,8 +17,13 @@ from vmtest.qemu import BootResult
 # minutes of TCG copying, and a boot of the installed disk: about 7 minutes a run,
 # two runs side by side) and the slower disk builds (the installer pulls the commit
 # into the new sysroot) add about 8 minutes to the wall time: the share is 40
-# minutes, which leaves .ci/run about 8 minutes of headroom.
-BUDGET_SECONDS = 40 * 60
+# minutes, which leaves .ci/run about 8 minutes of headroom. In CI it then took 2142 s.
+# Scenario 9's osmet install (issue 17: the osmet file built on the host, the unpack in
+# the same guest boot, one more boot) adds 3 to 4.5 minutes to each of its two
+# side-by-side runs (estimated from runs on a loaded machine: vm-tests/README.md,
+# Time), which leaves no headroom in 40: the share is 45 minutes, and .ci/run about
+# 52 of its 60.
+BUDGET_SECONDS = 45 * 60
 
 
 class Stage(Enum):
