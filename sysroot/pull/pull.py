@@ -189,8 +189,14 @@ def pull(
     """Pull refs (or commit checksums) from a remote (a Remote, or its name) or a URL.
 
     With no refs: every ref of the remote in mirror mode, else the remote's branches.
+    A ref may be given as REF@CHECKSUM (see split_override).
     """
     options = options or PullOptions()
+    # checked before anything else, as ostree's command line does; a name given twice
+    # is pulled once, the last one counting (ostree keeps its refs in a hash table)
+    specs = dict(split_override(spec) for spec in refs)
+    names = list(specs)
+    overrides = list(specs.values())
     if options.depth < -1:
         raise SysrootError(f"Invalid depth {options.depth}: use -1 for the whole history")
     if isinstance(remote_or_url, str) and "://" in remote_or_url:
@@ -207,9 +213,25 @@ def pull(
             f"Unsupported remote URL {url}: mirror lists and metalinks are not supported"
         )
     if url.startswith("file://"):
-        return _pull_file(repo, remote, url, refs, options)
+        return _pull_file(repo, remote, url, names, overrides, options)
     with Fetcher(url, fetch_options(remote, options.fetch, repo=repo)) as fetcher:
-        return _HttpPull(repo, fetcher, remote, options).run(refs)
+        return _HttpPull(repo, fetcher, remote, options).run(names, overrides)
+
+
+def split_override(spec: str) -> tuple[str, str | None]:
+    """`REF@CHECKSUM` -> (REF, CHECKSUM); anything else -> (spec, None).
+
+    ostree pull's way to pull one commit and set REF to it, whatever the remote's
+    summary or refs/heads say (its signature and ref binding are still checked).
+    Split at the last '@', as ostree does; a checksum before the '@' is pulled as a
+    checksum and what follows is only checked (ostree ignores it too).
+    """
+    name, sep, checksum = spec.rpartition("@")
+    if not sep:
+        return spec, None
+    if not is_checksum(checksum):
+        raise UsageError(f"Invalid rev {checksum}")  # ostree's wording
+    return name, checksum
 
 
 def check_ref_binding(commit: Commit, checksum: str, ref: str) -> None:
@@ -302,14 +324,21 @@ def _default_refs(remote: Remote | None, mirror: bool) -> list[str]:
 
 
 def _pull_file(
-    repo: Repo, remote: Remote | None, url: str, refs: Sequence[str], options: PullOptions
+    repo: Repo,
+    remote: Remote | None,
+    url: str,
+    refs: Sequence[str],
+    overrides: Sequence[str | None],
+    options: PullOptions,
 ) -> PullResult:
     start = time.monotonic()
     path = url.removeprefix("file://")
     names = list(refs) or _default_refs(remote, options.mirror)
     with Repo.open(path) as src:
-        targets = resolve_pull_targets(src, names, None)
-        # as over http, before anything is copied
+        all_names = names or list(src.list_refs(include_remotes=False))
+        commits = list(overrides) or [None] * len(all_names)
+        targets = resolve_pull_targets(src, all_names, None, commits)
+        # as over http, before anything is copied; a REF@CHECKSUM is not the summary's
         if remote is not None and _summary_verification(remote):
             signatures.verify_local_summary(
                 repo,
@@ -317,12 +346,10 @@ def _pull_file(
                 src.path,
                 [
                     (n, c)
-                    for n, (_, c) in zip(
-                        names or src.list_refs(include_remotes=False), targets, strict=True
-                    )
+                    for n, (_, c), o in zip(all_names, targets, commits, strict=True)
+                    if o is None
                 ],
             )
-        all_names = names or list(src.list_refs(include_remotes=False))
         for name, (_, checksum) in zip(all_names, targets, strict=True):
             if options.verify_bindings and not is_checksum(name):
                 check_ref_binding(src.load_commit(checksum), checksum, name)
@@ -344,6 +371,7 @@ def _pull_file(
             src,
             repo,
             names,
+            overrides=list(overrides),
             remote=as_remote,
             depth=options.depth,
             commit_metadata_only=options.commit_metadata_only,
@@ -496,11 +524,13 @@ class _HttpPull:
         return summary, sig
 
     def _resolve(
-        self, refs: Sequence[str], summary: bytes | None
+        self, refs: Sequence[str], overrides: Sequence[str | None], summary: bytes | None
     ) -> tuple[list[tuple[str | None, str]], list[str]]:
-        """(destination ref or None, commit) for each name, and the names."""
+        """(destination ref or None, commit) for each name, and the names; overrides
+        (parallel to refs): the commit of a REF@CHECKSUM, else None."""
         mirror = self.options.mirror
         names = list(refs) or _default_refs(self.remote, mirror)
+        overrides = list(overrides) or [None] * len(names)
         heads = None
         if summary is not None:
             try:
@@ -513,18 +543,21 @@ class _HttpPull:
                     f"Fetching all refs was requested in mirror mode, but {self.url} has no summary"
                 )
             names = list(heads)
+            overrides = [None] * len(names)
         out: list[tuple[str | None, str]] = []
-        for name in names:
+        for name, override in zip(names, overrides, strict=True):
             if is_checksum(name):
                 out.append((None, name))
                 continue
             validate_ref_name(name)
-            if heads is not None:
-                checksum = heads.get(name)
-                if checksum is None:
+            if override is not None:
+                checksum = override  # the remote's summary and refs are not asked
+            elif heads is not None:
+                if name not in heads:
                     raise NotFoundError(
                         f"No such branch '{name}' in repository summary ({self.url}summary)"
                     )
+                checksum = heads[name]
             else:
                 try:
                     text = self.fetcher.get(f"refs/heads/{name}").decode("ascii", "replace")
@@ -845,11 +878,12 @@ class _HttpPull:
         return size
 
     # ------------------------------------------------------------ the pull
-    def run(self, refs: Sequence[str]) -> PullResult:
+    def run(self, refs: Sequence[str], overrides: Sequence[str | None] = ()) -> PullResult:
+        """overrides: parallel to refs, the commit of each REF@CHECKSUM, else None."""
         start = time.monotonic()
         summary, sig = self._summary()
         self._remote_config()
-        targets, names = self._resolve(refs, summary)
+        targets, names = self._resolve(refs, overrides, summary)
         self.rollback = _rollback_check(self.repo, self.options, names)
         failure: BaseException | None = None
         try:
