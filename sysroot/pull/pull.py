@@ -208,14 +208,22 @@ def pull(
         url = options.url or remote.url
         if not url:
             raise SysrootError(f"Remote {remote.name} has no url (metalinks are not supported)")
-    if url.startswith(("mirrorlist=", "metalink=")):
-        raise SysrootError(
-            f"Unsupported remote URL {url}: mirror lists and metalinks are not supported"
-        )
+    # As ostree: the remote's contenturl serves the objects, its url the rest (summary,
+    # config, refs, detached metadata); --url stands for both, and a file:// url is
+    # imported whole.
+    content_url = None if remote is None or options.url else remote.option("contenturl")
+    for where in (url, content_url or ""):
+        if where.startswith(("mirrorlist=", "metalink=")):
+            raise SysrootError(
+                f"Unsupported remote URL {where}: mirror lists and metalinks are not supported"
+            )
     if url.startswith("file://"):
         return _pull_file(repo, remote, url, names, overrides, options)
-    with Fetcher(url, fetch_options(remote, options.fetch, repo=repo)) as fetcher:
-        return _HttpPull(repo, fetcher, remote, options).run(names, overrides)
+    fetch = fetch_options(remote, options.fetch, repo=repo)
+    with contextlib.ExitStack() as stack:
+        fetcher = stack.enter_context(Fetcher(url, fetch))
+        content = stack.enter_context(Fetcher(content_url, fetch)) if content_url else fetcher
+        return _HttpPull(repo, fetcher, remote, options, content).run(names, overrides)
 
 
 def split_override(spec: str) -> tuple[str, str | None]:
@@ -432,13 +440,22 @@ def _store_summary(repo: Repo, summary: bytes | None, sig: bytes | None) -> None
 
 class _HttpPull:
     def __init__(
-        self, repo: Repo, fetcher: Fetcher, remote: Remote | None, options: PullOptions
+        self,
+        repo: Repo,
+        fetcher: Fetcher,
+        remote: Remote | None,
+        options: PullOptions,
+        content: Fetcher | None = None,
     ) -> None:
+        """fetcher: the remote's url (summary, config, refs, .commitmeta); content: its
+        contenturl, where the objects are (default: fetcher)."""
         self.repo = repo
         self.fetcher = fetcher
+        self.content_fetcher = content or fetcher
         self.remote = remote
         self.options = options
         self.url = fetcher.base_url
+        self.content_url = self.content_fetcher.base_url
         self._tx: Transaction | None = None  # the repo's, while run() fetches
         self.raw_content = repo.mode is RepoMode.ARCHIVE  # keep the .filez bytes as served
         self.check_bareuseronly = options.bareuseronly_files or repo.mode is RepoMode.BARE_USER_ONLY
@@ -493,7 +510,12 @@ class _HttpPull:
     def _received(self) -> int:
         pool = self._pool  # the progress thread asks too
         workers = pool.received() if pool is not None else self.worker_bytes
-        return self.fetcher.bytes_transferred + workers
+        content = (
+            self.content_fetcher.bytes_transferred
+            if self.content_fetcher is not self.fetcher
+            else 0
+        )
+        return self.fetcher.bytes_transferred + content + workers
 
     # ------------------------------------------------------------ remote files
     def _remote_config(self) -> None:
@@ -582,7 +604,8 @@ class _HttpPull:
             raise CorruptObjectError(
                 checksum,
                 objtype.type_name,
-                f"{e.problem} ({where}, from {self.url}{self._object_path(objtype, checksum)})",
+                f"{e.problem} ({where}, from "
+                f"{self.content_url}{self._object_path(objtype, checksum)})",
             ) from None
         self.metadata += 1
         self.progress.add_fetched()
@@ -614,16 +637,18 @@ class _HttpPull:
             # the detached metadata alongside: a round trip per commit of a history, not two
             with ThreadPoolExecutor(1) as side:
                 meta_future = side.submit(self.fetcher.get_optional, path + "meta")
-                data = self.fetcher.get(path)
+                data = self.content_fetcher.get(path)
             meta = meta_future.result()
         except NotFoundError:
             if level > 0:
                 return None  # history the remote does not have: stop there, like ostree
-            raise NotFoundError(f"Commit {checksum} not found at {self.url}{path}") from None
+            raise NotFoundError(
+                f"Commit {checksum} not found at {self.content_url}{path}"
+            ) from None
         actual = hashlib.sha256(data).hexdigest()
         if actual != checksum:
             raise CorruptObjectError(
-                checksum, "commit", f"content hashes to {actual} (from {self.url}{path})"
+                checksum, "commit", f"content hashes to {actual} (from {self.content_url}{path})"
             )
         commit = parse_object(Commit.parse, ObjectType.COMMIT, checksum, data, label)
         if ref is not None:
@@ -709,7 +734,7 @@ class _HttpPull:
                         self.options.fetch.connections,
                         self._worker_setup,
                         self._work,
-                        lambda: self.fetcher.bytes_transferred,
+                        lambda: self.content_fetcher.bytes_transferred,
                     )
                 )
             self._pool = pool
@@ -814,7 +839,7 @@ class _HttpPull:
     # ------------------------------------------------------------ in the workers
     def _worker_setup(self) -> None:
         # connections of its own (the parent's are copies of the parent's sockets)
-        self.fetcher = Fetcher(self.url, self.fetcher.options)
+        self.content_fetcher = Fetcher(self.content_url, self.content_fetcher.options)
         self.tx.in_forked_child()
 
     def _work(self, kind: str, item: tuple[Any, ...]) -> object:
@@ -822,7 +847,7 @@ class _HttpPull:
         where) for "file"."""
         if kind == "meta":
             objtype, checksum, _ = item
-            return self.fetcher.get(self._object_path(objtype, checksum))
+            return self.content_fetcher.get(self._object_path(objtype, checksum))
         return self._fetch_content(*item)
 
     def _fetch_content(self, checksum: str, where: str) -> int:
@@ -831,12 +856,12 @@ class _HttpPull:
         try:
             # again from the start when the body is cut off midway; its size is bounded
             # by what its header declares (filez)
-            return self.fetcher.retrying(
+            return self.content_fetcher.retrying(
                 path, lambda chunks: self._store_content(checksum, chunks, where)
             )
         except CorruptObjectError as e:
             raise CorruptObjectError(
-                checksum, "file", f"{e.problem} ({where}, from {self.url}{path})"
+                checksum, "file", f"{e.problem} ({where}, from {self.content_url}{path})"
             ) from None
         except OSError as e:
             raise SysrootError(
