@@ -98,3 +98,57 @@ def test_delete_deletes(ostree, sysroot, twins):
     verify = ("sign", f"--repo={ours}", "-s", "dummy", "--verify", commit)
     ostree(*verify, "k2", env=ON)
     assert ostree(*verify, "k1", env=ON, check=False).returncode == 1
+
+
+@pytest.fixture
+def signed_source(tmp_path, ostree):
+    """A repository where main is dummy-signed with k1 and unsigned is not."""
+    src = tmp_path / "signed-src"
+    tree = tmp_path / "signed-tree"
+    tree.mkdir()
+    (tree / "file").write_text("pulled\n")
+    ostree("init", f"--repo={src}", "--mode=archive")
+    ostree("commit", f"--repo={src}", "-b", "main", "--sign-type=dummy", "--sign=k1", tree, env=ON)
+    ostree("commit", f"--repo={src}", "-b", "unsigned", tree)
+    return src
+
+
+@pytest.mark.parametrize(
+    ("key", "ref", "env", "message"),
+    [
+        ("k1", "main", ON, None),
+        ("k2", "main", ON, "dummy: incorrect signatures found: 1"),
+        ("k1", "unsigned", ON, "no signatures found"),
+        ("k1", "main", OFF, "dummy signature type is only for ostree testing"),
+    ],
+)
+def test_pull_verifies_like_ostree(
+    ostree, sysroot, tmp_path, signed_source, key, ref, env, message
+):
+    repos = {}
+    for name, tool in (("theirs", ostree), ("ours", sysroot)):
+        repo = repos[name] = tmp_path / name
+        ostree("init", f"--repo={repo}", "--mode=archive")
+        tool(
+            "remote",
+            "add",
+            f"--repo={repo}",
+            "--no-gpg-verify",
+            f"--sign-verify=dummy=inline:{key}",
+            "origin",
+            f"file://{signed_source}",
+        )
+    assert (repos["ours"] / "config").read_text() == (repos["theirs"] / "config").read_text()
+    pulls = [
+        tool("pull", f"--repo={repos[name]}", "origin", ref, check=False, env=env)
+        for name, tool in (("theirs", ostree), ("ours", sysroot))
+    ]
+    if message is None:
+        assert [p.returncode for p in pulls] == [0, 0]
+        assert (repos["ours"] / "refs/remotes/origin/main").exists()
+        return
+    assert pulls[0].returncode != 0
+    assert message in one_error_line(pulls[1])
+    assert not (repos["ours"] / "refs/remotes").exists() or not any(
+        (repos["ours"] / "refs/remotes").rglob("*")
+    )
