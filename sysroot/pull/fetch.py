@@ -20,6 +20,7 @@ A hostile or broken server must not hold a pull forever or fill its memory:
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import threading
@@ -160,13 +161,24 @@ class Fetcher:
 
     def __init__(self, base_url: str, options: FetchOptions | None = None):
         self.options = options or FetchOptions()
-        self.base_url = base_url.rstrip("/") + "/"
-        parsed = urllib.parse.urlsplit(self.base_url)
+        try:
+            parsed = urllib.parse.urlsplit(base_url.rstrip("/") + "/")
+            parsed.port  # noqa: B018 (raises on a port that is not a number)
+        except ValueError as e:
+            raise SysrootError(f"Invalid URL {base_url}: {e}") from None
         self.scheme = parsed.scheme
         if self.scheme not in ("http", "https", "file"):
             raise SysrootError(
                 f"Unsupported URL {base_url}: only http://, https:// and file:// are supported"
             )
+        # Credentials in the URL (http://USER:PASSWORD@HOST/...) are sent as HTTP basic
+        # authentication, as ostree's curl does, to that URL's server only; base_url,
+        # which error messages show, is the URL without them.
+        self._headers = dict(self.options.headers)
+        if "@" in parsed.netloc and self.scheme != "file":
+            self._headers["Authorization"] = _basic_auth(parsed)
+            parsed = parsed._replace(netloc=parsed.netloc.rpartition("@")[2])
+        self.base_url = urllib.parse.urlunsplit(parsed)
         self.bytes_transferred = 0
         self.requests = 0
         self._lock = threading.Lock()
@@ -201,7 +213,7 @@ class Fetcher:
             "block": True,
             "timeout": urllib3.Timeout(connect=opts.timeout, read=opts.timeout),
             "retries": self._retry,
-            "headers": dict(opts.headers),
+            "headers": dict(self._headers),
         }
         if self.scheme == "https":
             if opts.tls_permissive:
@@ -326,9 +338,13 @@ class Fetcher:
             "enforce_content_length": True,
             "timeout": timeout,
         }
+        # On every request: the host's connection pool knows no headers of its own (the
+        # manager's reach only what goes through the manager), and a copy, as urllib3
+        # drops Authorization and Cookie from it on a redirect to another host.
+        kw["headers"] = dict(self._headers)
         cookie = cookie_header(self.options.cookies, url) if self.options.cookies else None
-        if cookie is not None:  # given headers replace the pool's: all of them, then
-            kw["headers"] = {**self.options.headers, "Cookie": cookie}
+        if cookie is not None:
+            kw["headers"]["Cookie"] = cookie
         if self._host_pool is not None:
             resp = self._host_pool.urlopen(
                 "GET", self._base_path + path.lstrip("/"), redirect=False, **kw
@@ -378,6 +394,14 @@ class Fetcher:
             return self.get(path, limit)
         except NotFoundError:
             return None
+
+
+def _basic_auth(url: urllib.parse.SplitResult) -> str:
+    """The Authorization header of a URL's USER[:PASSWORD]@, each part percent-decoded
+    as RFC 3986 has it (ostree 2022.7 sends them still encoded: a known bug there)."""
+    user, _, password = url.netloc.rpartition("@")[0].partition(":")
+    pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
+    return "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
 
 
 def _discard(resp) -> None:

@@ -189,8 +189,14 @@ def pull(
     """Pull refs (or commit checksums) from a remote (a Remote, or its name) or a URL.
 
     With no refs: every ref of the remote in mirror mode, else the remote's branches.
+    A ref may be given as REF@CHECKSUM (see split_override).
     """
     options = options or PullOptions()
+    # checked before anything else, as ostree's command line does; a name given twice
+    # is pulled once, the last one counting (ostree keeps its refs in a hash table)
+    specs = dict(split_override(spec) for spec in refs)
+    names = list(specs)
+    overrides = list(specs.values())
     if options.depth < -1:
         raise SysrootError(f"Invalid depth {options.depth}: use -1 for the whole history")
     if isinstance(remote_or_url, str) and "://" in remote_or_url:
@@ -202,14 +208,38 @@ def pull(
         url = options.url or remote.url
         if not url:
             raise SysrootError(f"Remote {remote.name} has no url (metalinks are not supported)")
-    if url.startswith(("mirrorlist=", "metalink=")):
-        raise SysrootError(
-            f"Unsupported remote URL {url}: mirror lists and metalinks are not supported"
-        )
+    # As ostree: the remote's contenturl serves the objects, its url the rest (summary,
+    # config, refs, detached metadata); --url stands for both, and a file:// url is
+    # imported whole.
+    content_url = None if remote is None or options.url else remote.option("contenturl")
+    for where in (url, content_url or ""):
+        if where.startswith(("mirrorlist=", "metalink=")):
+            raise SysrootError(
+                f"Unsupported remote URL {where}: mirror lists and metalinks are not supported"
+            )
     if url.startswith("file://"):
-        return _pull_file(repo, remote, url, refs, options)
-    with Fetcher(url, fetch_options(remote, options.fetch, repo=repo)) as fetcher:
-        return _HttpPull(repo, fetcher, remote, options).run(refs)
+        return _pull_file(repo, remote, url, names, overrides, options)
+    fetch = fetch_options(remote, options.fetch, repo=repo)
+    with contextlib.ExitStack() as stack:
+        fetcher = stack.enter_context(Fetcher(url, fetch))
+        content = stack.enter_context(Fetcher(content_url, fetch)) if content_url else fetcher
+        return _HttpPull(repo, fetcher, remote, options, content).run(names, overrides)
+
+
+def split_override(spec: str) -> tuple[str, str | None]:
+    """`REF@CHECKSUM` -> (REF, CHECKSUM); anything else -> (spec, None).
+
+    ostree pull's way to pull one commit and set REF to it, whatever the remote's
+    summary or refs/heads say (its signature and ref binding are still checked).
+    Split at the last '@', as ostree does; a checksum before the '@' is pulled as a
+    checksum and what follows is only checked (ostree ignores it too).
+    """
+    name, sep, checksum = spec.rpartition("@")
+    if not sep:
+        return spec, None
+    if not is_checksum(checksum):
+        raise UsageError(f"Invalid rev {checksum}")  # ostree's wording
+    return name, checksum
 
 
 def check_ref_binding(commit: Commit, checksum: str, ref: str) -> None:
@@ -302,14 +332,21 @@ def _default_refs(remote: Remote | None, mirror: bool) -> list[str]:
 
 
 def _pull_file(
-    repo: Repo, remote: Remote | None, url: str, refs: Sequence[str], options: PullOptions
+    repo: Repo,
+    remote: Remote | None,
+    url: str,
+    refs: Sequence[str],
+    overrides: Sequence[str | None],
+    options: PullOptions,
 ) -> PullResult:
     start = time.monotonic()
     path = url.removeprefix("file://")
     names = list(refs) or _default_refs(remote, options.mirror)
     with Repo.open(path) as src:
-        targets = resolve_pull_targets(src, names, None)
-        # as over http, before anything is copied
+        all_names = names or list(src.list_refs(include_remotes=False))
+        commits = list(overrides) or [None] * len(all_names)
+        targets = resolve_pull_targets(src, all_names, None, commits)
+        # as over http, before anything is copied; a REF@CHECKSUM is not the summary's
         if remote is not None and _summary_verification(remote):
             signatures.verify_local_summary(
                 repo,
@@ -317,12 +354,10 @@ def _pull_file(
                 src.path,
                 [
                     (n, c)
-                    for n, (_, c) in zip(
-                        names or src.list_refs(include_remotes=False), targets, strict=True
-                    )
+                    for n, (_, c), o in zip(all_names, targets, commits, strict=True)
+                    if o is None
                 ],
             )
-        all_names = names or list(src.list_refs(include_remotes=False))
         for name, (_, checksum) in zip(all_names, targets, strict=True):
             if options.verify_bindings and not is_checksum(name):
                 check_ref_binding(src.load_commit(checksum), checksum, name)
@@ -344,6 +379,7 @@ def _pull_file(
             src,
             repo,
             names,
+            overrides=list(overrides),
             remote=as_remote,
             depth=options.depth,
             commit_metadata_only=options.commit_metadata_only,
@@ -404,13 +440,22 @@ def _store_summary(repo: Repo, summary: bytes | None, sig: bytes | None) -> None
 
 class _HttpPull:
     def __init__(
-        self, repo: Repo, fetcher: Fetcher, remote: Remote | None, options: PullOptions
+        self,
+        repo: Repo,
+        fetcher: Fetcher,
+        remote: Remote | None,
+        options: PullOptions,
+        content: Fetcher | None = None,
     ) -> None:
+        """fetcher: the remote's url (summary, config, refs, .commitmeta); content: its
+        contenturl, where the objects are (default: fetcher)."""
         self.repo = repo
         self.fetcher = fetcher
+        self.content_fetcher = content or fetcher
         self.remote = remote
         self.options = options
         self.url = fetcher.base_url
+        self.content_url = self.content_fetcher.base_url
         self._tx: Transaction | None = None  # the repo's, while run() fetches
         self.raw_content = repo.mode is RepoMode.ARCHIVE  # keep the .filez bytes as served
         self.check_bareuseronly = options.bareuseronly_files or repo.mode is RepoMode.BARE_USER_ONLY
@@ -465,7 +510,12 @@ class _HttpPull:
     def _received(self) -> int:
         pool = self._pool  # the progress thread asks too
         workers = pool.received() if pool is not None else self.worker_bytes
-        return self.fetcher.bytes_transferred + workers
+        content = (
+            self.content_fetcher.bytes_transferred
+            if self.content_fetcher is not self.fetcher
+            else 0
+        )
+        return self.fetcher.bytes_transferred + content + workers
 
     # ------------------------------------------------------------ remote files
     def _remote_config(self) -> None:
@@ -496,11 +546,13 @@ class _HttpPull:
         return summary, sig
 
     def _resolve(
-        self, refs: Sequence[str], summary: bytes | None
+        self, refs: Sequence[str], overrides: Sequence[str | None], summary: bytes | None
     ) -> tuple[list[tuple[str | None, str]], list[str]]:
-        """(destination ref or None, commit) for each name, and the names."""
+        """(destination ref or None, commit) for each name, and the names; overrides
+        (parallel to refs): the commit of a REF@CHECKSUM, else None."""
         mirror = self.options.mirror
         names = list(refs) or _default_refs(self.remote, mirror)
+        overrides = list(overrides) or [None] * len(names)
         heads = None
         if summary is not None:
             try:
@@ -513,18 +565,21 @@ class _HttpPull:
                     f"Fetching all refs was requested in mirror mode, but {self.url} has no summary"
                 )
             names = list(heads)
+            overrides = [None] * len(names)
         out: list[tuple[str | None, str]] = []
-        for name in names:
+        for name, override in zip(names, overrides, strict=True):
             if is_checksum(name):
                 out.append((None, name))
                 continue
             validate_ref_name(name)
-            if heads is not None:
-                checksum = heads.get(name)
-                if checksum is None:
+            if override is not None:
+                checksum = override  # the remote's summary and refs are not asked
+            elif heads is not None:
+                if name not in heads:
                     raise NotFoundError(
                         f"No such branch '{name}' in repository summary ({self.url}summary)"
                     )
+                checksum = heads[name]
             else:
                 try:
                     text = self.fetcher.get(f"refs/heads/{name}").decode("ascii", "replace")
@@ -549,7 +604,8 @@ class _HttpPull:
             raise CorruptObjectError(
                 checksum,
                 objtype.type_name,
-                f"{e.problem} ({where}, from {self.url}{self._object_path(objtype, checksum)})",
+                f"{e.problem} ({where}, from "
+                f"{self.content_url}{self._object_path(objtype, checksum)})",
             ) from None
         self.metadata += 1
         self.progress.add_fetched()
@@ -581,16 +637,18 @@ class _HttpPull:
             # the detached metadata alongside: a round trip per commit of a history, not two
             with ThreadPoolExecutor(1) as side:
                 meta_future = side.submit(self.fetcher.get_optional, path + "meta")
-                data = self.fetcher.get(path)
+                data = self.content_fetcher.get(path)
             meta = meta_future.result()
         except NotFoundError:
             if level > 0:
                 return None  # history the remote does not have: stop there, like ostree
-            raise NotFoundError(f"Commit {checksum} not found at {self.url}{path}") from None
+            raise NotFoundError(
+                f"Commit {checksum} not found at {self.content_url}{path}"
+            ) from None
         actual = hashlib.sha256(data).hexdigest()
         if actual != checksum:
             raise CorruptObjectError(
-                checksum, "commit", f"content hashes to {actual} (from {self.url}{path})"
+                checksum, "commit", f"content hashes to {actual} (from {self.content_url}{path})"
             )
         commit = parse_object(Commit.parse, ObjectType.COMMIT, checksum, data, label)
         if ref is not None:
@@ -676,7 +734,7 @@ class _HttpPull:
                         self.options.fetch.connections,
                         self._worker_setup,
                         self._work,
-                        lambda: self.fetcher.bytes_transferred,
+                        lambda: self.content_fetcher.bytes_transferred,
                     )
                 )
             self._pool = pool
@@ -781,7 +839,7 @@ class _HttpPull:
     # ------------------------------------------------------------ in the workers
     def _worker_setup(self) -> None:
         # connections of its own (the parent's are copies of the parent's sockets)
-        self.fetcher = Fetcher(self.url, self.fetcher.options)
+        self.content_fetcher = Fetcher(self.content_url, self.content_fetcher.options)
         self.tx.in_forked_child()
 
     def _work(self, kind: str, item: tuple[Any, ...]) -> object:
@@ -789,7 +847,7 @@ class _HttpPull:
         where) for "file"."""
         if kind == "meta":
             objtype, checksum, _ = item
-            return self.fetcher.get(self._object_path(objtype, checksum))
+            return self.content_fetcher.get(self._object_path(objtype, checksum))
         return self._fetch_content(*item)
 
     def _fetch_content(self, checksum: str, where: str) -> int:
@@ -798,12 +856,12 @@ class _HttpPull:
         try:
             # again from the start when the body is cut off midway; its size is bounded
             # by what its header declares (filez)
-            return self.fetcher.retrying(
+            return self.content_fetcher.retrying(
                 path, lambda chunks: self._store_content(checksum, chunks, where)
             )
         except CorruptObjectError as e:
             raise CorruptObjectError(
-                checksum, "file", f"{e.problem} ({where}, from {self.url}{path})"
+                checksum, "file", f"{e.problem} ({where}, from {self.content_url}{path})"
             ) from None
         except OSError as e:
             raise SysrootError(
@@ -845,11 +903,12 @@ class _HttpPull:
         return size
 
     # ------------------------------------------------------------ the pull
-    def run(self, refs: Sequence[str]) -> PullResult:
+    def run(self, refs: Sequence[str], overrides: Sequence[str | None] = ()) -> PullResult:
+        """overrides: parallel to refs, the commit of each REF@CHECKSUM, else None."""
         start = time.monotonic()
         summary, sig = self._summary()
         self._remote_config()
-        targets, names = self._resolve(refs, summary)
+        targets, names = self._resolve(refs, overrides, summary)
         self.rollback = _rollback_check(self.repo, self.options, names)
         failure: BaseException | None = None
         try:

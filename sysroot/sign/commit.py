@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 
 from sysroot.errors import CorruptObjectError, NotFoundError
 from sysroot.formats.objects import ObjectType
-from sysroot.sign import detached, ed25519, gpg
+from sysroot.sign import detached, dummy, ed25519, gpg
 from sysroot.store.repo import Repo
 
 
@@ -80,6 +80,36 @@ def ed25519_verify_commit(
     if not sigs:
         return None, "no ed25519 signatures found"
     return ed25519.find_valid(data, sigs, publics, revoked)
+
+
+def dummy_sign_commit(repo: Repo, checksum: str, keys: Sequence[bytes]) -> None:
+    """Append a `dummy` signature (the key itself) per key, as ostree's tests do."""
+    dummy.require_enabled()
+    commit_bytes(repo, checksum)
+    meta = detached.load_commitmeta(repo, checksum)
+    for key in keys:
+        meta = detached.append_signature(meta, dummy.METADATA_KEY, key)
+    detached.write_commitmeta(repo, checksum, meta)
+
+
+def dummy_delete_signatures(repo: Repo, checksum: str, keys: Sequence[bytes]) -> int:
+    """Drop the `dummy` signatures equal to any of keys."""
+    commit_bytes(repo, checksum)
+    meta = detached.load_commitmeta(repo, checksum)
+    sigs = detached.signatures(meta, dummy.METADATA_KEY)
+    keep = [s for s in sigs if s not in keys]
+    if len(keep) != len(sigs):
+        detached.write_commitmeta(
+            repo, checksum, detached.with_signatures(meta, dummy.METADATA_KEY, keep)
+        )
+    return len(sigs) - len(keep)
+
+
+def dummy_verify_commit(repo: Repo, checksum: str, keys: Sequence[bytes]) -> bytes | None:
+    """The first of keys a `dummy` signature of the commit equals, or None."""
+    commit_bytes(repo, checksum)
+    sigs = detached.signatures(detached.load_commitmeta(repo, checksum), dummy.METADATA_KEY)
+    return dummy.find_valid(sigs, keys)
 
 
 def _summary_bytes(repo: Repo) -> bytes:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 from sysroot.errors import NotFoundError, SysrootError
 from sysroot.formats.objects import ObjectType, is_checksum
-from sysroot.sign import detached, ed25519, gpg
+from sysroot.sign import detached, dummy, ed25519, gpg
 from sysroot.store.pull_local import resolve_pull_targets
 from sysroot.store.remotes import SIGN_ENGINES, Remote, load_remote
 from sysroot.store.repo import Repo
@@ -100,6 +100,15 @@ def _sign_check(
     reasons = []
     found = False
     for engine in engines:
+        if engine == dummy.NAME:  # only when listed: `true` means ed25519, as in Debian's
+            sigs = _dummy_signatures(remote, meta, what)
+            if not sigs:
+                continue
+            found = True
+            if dummy.find_valid(sigs, _dummy_keys(remote, what)) is not None:
+                return "dummy signature"
+            reasons.append(f"dummy: incorrect signatures found: {len(sigs)}")  # ostree's
+            continue
         if engine not in SIGN_ENGINES:
             raise SignatureError(f"{what}: Requested signature type is not implemented: {engine}")
         try:
@@ -120,6 +129,22 @@ def _sign_check(
             f"({', '.join(engines)}), but no signatures found"
         )
     raise SignatureError(f"{what}: {reasons[0]}")
+
+
+def _dummy_signatures(remote: Remote, meta: detached.Metadata, what: str) -> list[bytes]:
+    if not dummy.enabled():
+        raise SignatureError(f"{what}: dummy signature type is only for ostree testing")
+    return detached.signatures(meta, dummy.METADATA_KEY)
+
+
+def _dummy_keys(remote: Remote, what: str) -> list[bytes]:
+    """The remote's verification-dummy-key; ostree reads no key files for this type."""
+    if remote.option("verification-dummy-file") is not None:
+        raise SignatureError(f"{what}: dummy: key files are not implemented")
+    inline = remote.option("verification-dummy-key")
+    if inline is None:
+        raise SignatureError(f"{what}: No keys found for required signapi type dummy")
+    return [dummy.key_bytes(inline)]
 
 
 def _parse_meta(data: bytes | None, what: str) -> detached.Metadata:

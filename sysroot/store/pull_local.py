@@ -48,22 +48,28 @@ class PullResult:
 
 
 def resolve_pull_targets(
-    src: Repo, refs: Sequence[str], remote: str | None
+    src: Repo,
+    refs: Sequence[str],
+    remote: str | None,
+    overrides: Sequence[str | None] = (),
 ) -> list[tuple[str | None, str]]:
     """(destination ref or None, commit) for each ref or commit checksum asked for.
 
     With no refs, every ref in the source's refs/heads. Refs are looked up only in
-    refs/heads, as a pull from the source repository would see them.
+    refs/heads, as a pull from the source repository would see them. overrides
+    (parallel to refs, when given): a commit to set the ref to instead (`ostree pull
+    REMOTE REF@CHECKSUM`), or None.
     """
     heads = src.list_refs(include_remotes=False)
     names = list(refs) if refs else list(heads)
+    commits = list(overrides) or [None] * len(names)
     out: list[tuple[str | None, str]] = []
-    for name in names:
+    for name, override in zip(names, commits, strict=True):
         if is_checksum(name):
             out.append((None, name))
             continue
         validate_ref_name(name)
-        checksum = heads.get(name)
+        checksum = override or heads.get(name)
         if checksum is None:
             raise NotFoundError(f"Refspec '{name}' not found in {src.path}")
         dest = f"{remote}:{name}" if remote else name
@@ -320,6 +326,7 @@ def pull_local(
     dst: Repo,
     refs: Sequence[str] = (),
     *,
+    overrides: Sequence[str | None] = (),
     remote: str | None = None,
     depth: int = 0,
     commit_metadata_only: bool = False,
@@ -329,6 +336,7 @@ def pull_local(
 ) -> PullResult:
     """Copy refs (default: all of src's refs/heads) and their objects from src to dst;
     with update_refs=False the objects only (the result still names the commits).
+    overrides: see resolve_pull_targets.
 
     verify: a check each commit (and depth parents) must pass before anything is
     copied (see verify_history); sign.verify.local_pull_check gives the one of a
@@ -336,7 +344,7 @@ def pull_local(
     if depth < -1:
         raise SysrootError(f"Invalid depth {depth}: use -1 for the whole history")
     # the source is only read, and may be read-only: like ostree, it is not locked
-    targets = resolve_pull_targets(src, refs, remote)
+    targets = resolve_pull_targets(src, refs, remote, overrides)
     if verify is not None:
         for _, checksum in targets:
             verify_history(dst, src, checksum, depth, verify)

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import COMMIT_ARGS, make_rich_tree
@@ -31,6 +32,10 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             srv.requests.append(path)
             n = len(srv.requests)
         srv.cookies.append(self.headers.get("Cookie"))
+        srv.headers.append((path, dict(self.headers)))
+        if srv.serves is not None and not srv.serves(path):
+            self.send_error(404)
+            return
         if srv.required_cookie is not None and srv.required_cookie not in (
             self.headers.get("Cookie") or ""
         ):
@@ -76,6 +81,8 @@ class RepoServer:
         self.die_after: int | None = None  # stop answering after this many requests
         self.required_cookie: str | None = None  # "NAME=VALUE" every request must carry
         self.cookies: list[str | None] = []  # the Cookie header of each request
+        self.headers: list[tuple[str, dict[str, str]]] = []  # (path, headers) of each
+        self.serves: Callable[[str], bool] | None = None  # the paths it has (default: all)
         self.lock = threading.Lock()
         handler = lambda *a, **kw: _Handler(*a, directory=self.root, **kw)  # noqa: E731
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -114,6 +121,7 @@ class RepoServer:
         self.release.set()
         self.held, self.release = threading.Event(), threading.Event()
         self.requests.clear()
+        self.headers.clear()
         self.faults.clear()
         self.die_after = None
 

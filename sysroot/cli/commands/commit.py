@@ -7,6 +7,8 @@ import os
 import shlex
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from sysroot.cli.main import add_repo_option, open_repo
 from sysroot.cli.refusals import REFUSED, refusal
@@ -16,7 +18,7 @@ from sysroot.formats.gvariant import Variant, make_dict
 from sysroot.formats.gvariant_text import parse_text
 from sysroot.formats.objects import ObjectType, is_checksum
 from sysroot.formats.sizes import SIZES_KEY, ObjectSize, encode_object_sizes
-from sysroot.sign import detached, ed25519, gpg
+from sysroot.sign import detached, dummy, ed25519, gpg
 from sysroot.store.commit import CommitBuilder, MetadataItems
 from sysroot.store.commitmods import CommitModifier, PathFilter, PathnameFilter, check_utf8
 from sysroot.store.repo import validate_ref_name
@@ -425,22 +427,36 @@ def _detached_strings(args) -> MetadataItems:
     return meta
 
 
-def _signing_keys(args) -> list[bytes]:
-    """--sign's secret keys, checked before anything is written."""
+@dataclass(frozen=True)
+class _Signing:
+    """--sign's keys for --sign-type's engine, checked before anything is written."""
+
+    metadata_key: str  # where the engine's signatures go in the detached metadata
+    keys: list[bytes]
+    sign: Callable[[bytes, bytes], bytes]  # (commit bytes, key) -> signature
+
+
+def _signing_keys(args) -> _Signing:
     if not args.sign:
-        return []
+        return _Signing(detached.KEY_ED25519, [], ed25519.sign)
+    if args.sign_type == dummy.NAME:  # ostree's test engine: the key is the signature
+        dummy.require_enabled()
+        keys = [dummy.key_bytes(k) for k in args.sign]
+        return _Signing(dummy.METADATA_KEY, keys, lambda _data, key: key)
     if args.sign_type != ed25519.NAME:
         raise SysrootError("Requested signature type is not implemented")
-    return [ed25519.parse_secret_key(k) for k in args.sign]
+    return _Signing(
+        detached.KEY_ED25519, [ed25519.parse_secret_key(k) for k in args.sign], ed25519.sign
+    )
 
 
-def _detached(args, tx, checksum: str, strings: MetadataItems, secrets: list[bytes]) -> None:
+def _detached(args, tx, checksum: str, strings: MetadataItems, signing: _Signing) -> None:
     """Detached metadata as ostree builds it: the given strings, then each GPG
-    signature, then each ed25519 signature, appended. Appending goes through a
+    signature, then each --sign signature, appended. Appending goes through a
     GVariantDict: a repeated key keeps its last value, the order becomes GLib's."""
-    if not (strings or args.gpg_sign or secrets):
+    if not (strings or args.gpg_sign or signing.keys):
         return
-    if not (args.gpg_sign or secrets):
+    if not (args.gpg_sign or signing.keys):
         tx.write_commitmeta(checksum, make_dict(strings))
         return
     meta: detached.Metadata = dict(strings)
@@ -448,8 +464,8 @@ def _detached(args, tx, checksum: str, strings: MetadataItems, secrets: list[byt
     for key_id in args.gpg_sign:
         sig = gpg.sign_detached(data, key_id, args.gpg_homedir)
         meta = detached.append_signature(meta, detached.KEY_GPG, sig)
-    for secret in secrets:
-        meta = detached.append_signature(meta, detached.KEY_ED25519, ed25519.sign(data, secret))
+    for key in signing.keys:
+        meta = detached.append_signature(meta, signing.metadata_key, signing.sign(data, key))
     tx.write_commitmeta(checksum, meta)
 
 
@@ -503,7 +519,7 @@ def run(args) -> int:
     trees = list(args.tree) or [f"dir={args.path or '.'}"]
     if not args.branch and not args.orphan:
         raise UsageError("A branch must be specified with --branch, or use --orphan")
-    secrets = _signing_keys(args)
+    signing = _signing_keys(args)
     subject = args.subject
     body = args.body
     if args.body_file and not args.editor:
@@ -560,7 +576,7 @@ def run(args) -> int:
                 metadata=metadata,
                 timestamp=timestamp,
             )
-            _detached(args, tx, checksum, strings, secrets)
+            _detached(args, tx, checksum, strings, signing)
             if args.branch:
                 tx.set_ref(args.branch, checksum)
     except _Unchanged:

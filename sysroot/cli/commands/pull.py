@@ -8,6 +8,7 @@ from sysroot.cli.common import allow_intermixed
 from sysroot.cli.main import add_repo_option, open_repo
 from sysroot.cli.refusals import refusal
 from sysroot.errors import UsageError
+from sysroot.store.repo import parse_refspec
 
 
 def register(sub) -> None:
@@ -19,7 +20,8 @@ def register(sub) -> None:
         "refs",
         nargs="*",
         metavar="BRANCH",
-        help="Refs or commit checksums (default: the remote's branches)",
+        help="Refs, REF@CHECKSUM (set REF to that commit) or commit checksums "
+        "(default: the remote's branches)",
     )
     p.add_argument(
         "--commit-metadata-only", action="store_true", help="Fetch only the commit metadata"
@@ -160,6 +162,8 @@ def run(args) -> int:
     refs = ([ref] if sep else []) + list(args.refs)
     if not remote or (sep and not ref):
         raise UsageError(f"Invalid remote or refspec '{args.remote}'")
+    if sep:
+        parse_refspec(args.remote)  # as ostree: no REF@CHECKSUM in REMOTE:REF
     progress = Progress(sys.stderr, interval=(args.update_frequency or 250) / 1000)
     options = PullOptions(
         depth=args.depth,

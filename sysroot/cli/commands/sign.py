@@ -5,7 +5,7 @@ from __future__ import annotations
 from sysroot.cli.main import add_repo_option, open_repo
 from sysroot.errors import SysrootError, UsageError
 from sysroot.sign import commit as signing
-from sysroot.sign import ed25519
+from sysroot.sign import dummy, ed25519
 
 
 def register(sub) -> None:
@@ -80,6 +80,8 @@ def _keys(args, parse) -> list[bytes]:
 def run_sign(args) -> int:
     if args.commit is None:
         raise UsageError("Need a COMMIT to sign or verify")
+    if args.sign_type == dummy.NAME:
+        return _run_dummy(args)
     if args.sign_type != ed25519.NAME:
         raise UsageError(f"Requested signature type is not implemented: {args.sign_type}")
     public = args.verify or args.delete
@@ -102,4 +104,29 @@ def run_sign(args) -> int:
             print(f"Signatures deleted: {n}")
         else:
             signing.ed25519_sign_commit(repo, checksum, keys)
+    return 0
+
+
+def _run_dummy(args) -> int:
+    """ostree's test engine: keys are words, the signature is the key (sign.dummy)."""
+    keys = [dummy.key_bytes(k) for k in args.keys]
+    if args.keys_file is not None:
+        raise UsageError("--keys-file: the dummy signature type takes its keys as arguments")
+    if not keys and args.verify:
+        # ostree 2022.7 looks for key files this type cannot have ("not implemented")
+        raise UsageError("--verify with the dummy signature type needs the KEYs to check")
+    if not keys:
+        raise UsageError("Need at least one KEY-ID to sign with")  # ostree's words
+    with open_repo(args) as repo:
+        checksum = repo.resolve_rev(args.commit)
+        if args.verify:
+            if signing.dummy_verify_commit(repo, checksum, keys) is None:
+                raise SysrootError("No valid signatures found")
+            print(f"{dummy.NAME}: Signature verified")
+        elif args.delete:
+            # ostree 2022.7 signs again here (its --delete is not wired up): deleted
+            # instead, as for ed25519
+            print(f"Signatures deleted: {signing.dummy_delete_signatures(repo, checksum, keys)}")
+        else:
+            signing.dummy_sign_commit(repo, checksum, keys)
     return 0
