@@ -17,6 +17,17 @@ from sysroot.errors import SysrootError, UsageError
 
 GLOBAL_HELP = "Manage OSTree-compatible repositories and image-based OS deployments."
 
+# What `--version` lists under Features: only what sysroot really does (README, "Options").
+FEATURES = (
+    "http-pull",  # pull over http(s):// and file:// (urllib3, not libcurl or libsoup)
+    "gpg",  # signatures through the gpg and gpgv programs (not gpgme)
+    "sign-ed25519",  # ostree's ed25519 commit and summary signatures
+    "systemd",  # staged deployments finalized by a unit, records in the journal
+    "greenboot",  # admin health: greenboot-compatible boot checks
+    "install-to-disk",
+    "osmet",
+)
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, like every other usage error
@@ -168,6 +179,15 @@ def open_repo(args):
     return Repo.open(getattr(args, "repo", None))
 
 
+def version_text() -> str:
+    """`--version` in the shape of `ostree --version` (scripts grep `Version:`)."""
+    from sysroot import __version__
+
+    return "\n".join(
+        ["sysroot:", f" Version: '{__version__}'", " Features:", *(f"  - {f}" for f in FEATURES)]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # -v/--verbose and --version are accepted by every ostree command, anywhere before "--"
@@ -179,11 +199,15 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s: %(message)s"
     )
     try:
-        parser = build_parser(command_name(argv))
+        command = command_name(argv)
+        # Without a command nothing else can own --version: print it before any parser
+        # is built (start-up time; and the top parser's own --version would hide it).
+        if "--version" in options and command is None:
+            print(version_text())
+            return 0
+        parser = build_parser(command)
         if "--version" in options and "--version" not in _leaf(parser, argv)._option_string_actions:
-            from sysroot import __version__
-
-            print(f"sysroot {__version__}")
+            print(version_text())
             return 0
         args = parser.parse_args(hoist_options(parser, argv))
         if not getattr(args, "func", None):

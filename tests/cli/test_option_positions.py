@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from sysroot import __version__ as sysroot_version
 from sysroot.cli.main import build_parser, hoist_options
 
 
@@ -86,7 +87,26 @@ def test_verbose_and_version_after_the_command(ostree, sysroot, tmp_path):
         assert a.stdout == b.stdout
     a, b = _both(ostree, sysroot, "log", f"--repo={repo}", "main", "--version")
     assert a.returncode == b.returncode == 0
-    assert b.stdout.startswith(b"sysroot ") and b"Refspec" not in b.stdout
+    assert b.stdout.startswith(b"sysroot:\n Version: ") and b"Refspec" not in b.stdout
+
+
+def _version_shape(text: str) -> list[str]:
+    """The YAML-like block of `ostree --version` with names and values blanked out."""
+    lines = text.splitlines()
+    assert lines[0].endswith(":") and lines[1].startswith(" Version: '"), text
+    assert lines[2] == " Features:" and all(x.startswith("  - ") for x in lines[3:]), text
+    return [lines[0][-1], lines[1][:11], lines[2]]
+
+
+@pytest.mark.parametrize("before", [[], ["-v"], ["--verbose"]])
+def test_version_alone_in_ostrees_shape(ostree, sysroot, before):
+    """`sysroot --version` with no command printed the usage and exited 2: the top
+    parser's own --version made it look like an option of a command."""
+    a, b = _both(ostree, sysroot, *before, "--version")
+    assert a.returncode == b.returncode == 0, b.stderr
+    assert b.stderr == b""
+    assert _version_shape(b.stdout.decode()) == _version_shape(a.stdout.decode())
+    assert f" Version: '{sysroot_version}'\n".encode() in b.stdout
 
 
 def test_repository_in_the_current_directory_comes_first(ostree, sysroot, tmp_path):
@@ -117,5 +137,5 @@ def test_a_command_of_our_own_keeps_its_version_option(sysroot, tmp_path):
     proc = sysroot(
         "build", "create", "--version", "9", f"--repo={tmp_path / 'none'}", "ref", check=False
     )
-    assert not proc.stdout.startswith(b"sysroot ") and proc.returncode != 0
+    assert b"Version:" not in proc.stdout and proc.returncode != 0
     assert b"none" in proc.stderr  # it went on to open the repository
