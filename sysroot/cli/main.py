@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
-import pkgutil
 import sys
 
+from sysroot.cli.refusals import REFUSED
 from sysroot.errors import SysrootError, UsageError
 
 GLOBAL_HELP = "Manage OSTree-compatible repositories and image-based OS deployments."
@@ -45,7 +44,7 @@ def add_repo_option(parser: argparse.ArgumentParser) -> None:
 
 
 # Command name -> its module in sysroot/cli/commands/. Only the module of the command
-# being run is imported, so start-up stays fast; --help and unknown names load all.
+# being run is imported, so start-up stays fast; --help and unknown names load none.
 COMMAND_MODULES = {
     "admin": "admin",
     "build": "build",
@@ -77,6 +76,43 @@ COMMAND_MODULES = {
     "find-remotes": "refused",
     "create-usb": "refused",
 }
+
+# The commands as `sysroot --help` lists them, in the order the modules register them,
+# with their help lines: the listing needs no command module, so `--help` imports none
+# (start-up time). tests/cli/test_cli_main.py checks this against the modules' own.
+_REFUSED = "Refused: " + REFUSED["static-delta"]
+_NO_COLLECTIONS = "Refused: " + REFUSED["find-remotes"]
+COMMAND_HELP = (
+    ("admin", "Manage deployments (like ostree admin)"),
+    ("build", "Build disk images of a commit into a build directory"),
+    ("checkout", "Check out a commit into a filesystem tree"),
+    ("checksum", "Checksum a file or directory"),
+    ("commit", "Commit a new revision"),
+    ("config", "Change repo configuration settings"),
+    ("diff", "Compare directory TARGETDIR against revision REV"),
+    ("export", "Stream COMMIT to stdout in tar format"),
+    ("fsck", "Check the repository for consistency"),
+    ("init", "Initialize a new empty repository"),
+    ("install", "Install a commit onto a disk"),
+    ("log", "Show log starting at commit or ref"),
+    ("show", "Output a metadata object"),
+    ("ls", "List file paths"),
+    ("cat", "Concatenate contents of files"),
+    ("osmet", "Read and write osmet files (packed disk images)"),
+    ("prune", "Search for unreachable objects"),
+    ("pull", "Download data from remote repository"),
+    ("pull-local", "Copy data from SRC_REPO"),
+    ("refs", "List refs, or create and delete them"),
+    ("rev-parse", "Output the target of a rev"),
+    ("static-delta", _REFUSED),
+    ("find-remotes", _NO_COLLECTIONS),
+    ("create-usb", _NO_COLLECTIONS),
+    ("remote", "Remote commands that may involve internet access"),
+    ("reset", "Reset a REF to a previous COMMIT"),
+    ("gpg-sign", "Sign a commit"),
+    ("sign", "Sign a commit"),
+    ("summary", "Manage summary metadata"),
+)
 
 # Module -> modules holding more of its verbs: after the module's register() returns its
 # subparsers, each of these adds its own there with register_verbs(). Wired here so that
@@ -146,7 +182,7 @@ def hoist_options(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]
     return out + pending + argv[i:]
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+def _top_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     parser = _Parser(prog="sysroot", description=GLOBAL_HELP)
     parser.add_argument(
         "--repo",
@@ -159,7 +195,25 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="store_true", help="Print version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    return parser, sub
+
+
+def listing_parser() -> argparse.ArgumentParser:
+    """The top parser with each command only named (COMMAND_HELP), none loaded: enough
+    for `sysroot --help`, the usage, and refusing a command that does not exist."""
+    parser, sub = _top_parser()
+    for name, text in COMMAND_HELP:
+        sub.add_parser(name, help=text)
+    return parser
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with COMMAND's module loaded; every module's when COMMAND is None."""
+    import pkgutil
+
     import sysroot.cli.commands as pkg
+
+    parser, sub = _top_parser()
 
     if command in COMMAND_MODULES:
         names = [COMMAND_MODULES[command]]
@@ -188,6 +242,24 @@ def version_text() -> str:
     )
 
 
+def _configure_logging(verbose: bool) -> None:
+    # logging is imported here, not at the top: it costs more start-up time than all
+    # of --version or --help (issue 21), and only a command that runs logs anything
+    import logging
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s: %(message)s"
+    )
+
+
+def _log_traceback() -> None:
+    """The traceback of the exception being handled, for --verbose."""
+    import logging
+
+    _configure_logging(True)
+    logging.exception("failed")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # -v/--verbose and --version are accepted by every ostree command, anywhere before "--"
@@ -195,9 +267,6 @@ def main(argv: list[str] | None = None) -> int:
     options = argv[: argv.index("--")] if "--" in argv else argv
     verbose = "--verbose" in options or "-v" in options
     argv = [a for a in options if a not in ("-v", "--verbose")] + argv[len(options) :]
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s: %(message)s"
-    )
     try:
         command = command_name(argv)
         # Without a command nothing else can own --version: print it before any parser
@@ -205,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         if "--version" in options and command is None:
             print(version_text())
             return 0
-        parser = build_parser(command)
+        # No known command: the listing serves (`--help`, the usage, an unknown name).
+        parser = build_parser(command) if command in COMMAND_MODULES else listing_parser()
         if "--version" in options and "--version" not in _leaf(parser, argv)._option_string_actions:
             print(version_text())
             return 0
@@ -213,18 +283,19 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)
             return 2
+        _configure_logging(verbose)
         rc = args.func(args)
         return 0 if rc is None else rc
     except SysrootError as e:
         if verbose:
-            logging.exception("failed")
+            _log_traceback()
         print(f"error: {e}", file=sys.stderr)
         if e.hint:
             print(f"hint: {e.hint}", file=sys.stderr)
         return e.exit_code
     except OSError as e:
         if verbose:
-            logging.exception("failed")
+            _log_traceback()
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         return 1

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 import sysroot.cli.commands as pkg
-from sysroot.cli.main import COMMAND_MODULES, build_parser, command_name
+from sysroot.cli.main import COMMAND_MODULES, build_parser, command_name, listing_parser
 
 pytestmark = pytest.mark.unit  # needs neither root nor ostree nor mounts
 
@@ -39,3 +43,48 @@ def test_unknown_command_is_one_line_usage_error(sysroot):
     assert proc.returncode == 2
     err = proc.stderr.decode()
     assert err.count("\n") == 1 and err.startswith("error:") and "Traceback" not in err
+
+
+def test_the_listing_is_what_the_modules_register():
+    """`sysroot --help` comes from COMMAND_HELP without loading a command module: it
+    must read exactly as the help the modules themselves give (names, order, lines)."""
+    assert listing_parser().format_help() == build_parser().format_help()
+
+
+# Run main(ARGV) in a fresh interpreter and print the modules it loaded.
+_LOADED = """
+import contextlib, io, json, sys
+from sysroot.cli.main import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    try:
+        main(sys.argv[1:])
+    except SystemExit:
+        pass
+print(json.dumps(sorted(sys.modules)))
+"""
+# What start-up must not pay for when no command runs (issue 21): the HTTP and crypto
+# libraries, udev, the heavy library packages, and any command module.
+_HEAVY = (
+    "urllib3",
+    "cryptography",
+    "pyudev",
+    "systemd",
+    "sysroot.pull",
+    "sysroot.install",
+    "sysroot.osmet",
+    "sysroot.deploy",
+    "sysroot.sign",
+    "sysroot.store",
+    "sysroot.health",
+    "sysroot.cli.commands",
+)
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["-h"], [], ["no-such-command"]])
+def test_version_and_help_load_no_command_and_no_heavy_library(argv):
+    proc = subprocess.run(
+        [sys.executable, "-c", _LOADED, *argv], capture_output=True, check=True, timeout=60
+    )
+    loaded = json.loads(proc.stdout)
+    heavy = [m for m in loaded if any(m == h or m.startswith(h + ".") for h in _HEAVY)]
+    assert heavy == []
