@@ -285,7 +285,16 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         _configure_logging(verbose)
         rc = args.func(args)
+        # in here, so that a reader gone early (`| head -1`) meets the handler below,
+        # not the interpreter's flush at exit ("Exception ignored", exit 120)
+        sys.stdout.flush()
         return 0 if rc is None else rc
+    except BrokenPipeError:
+        # stdout closed early (e.g. piped into head): no error, exit 0 as ostree does.
+        # Before OSError, of which it is a subclass. stdout is pointed at /dev/null so
+        # that the interpreter's own flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except SysrootError as e:
         if verbose:
             _log_traceback()
@@ -301,7 +310,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        # stdout closed early (e.g. piped into head): not an error worth a traceback
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -332,3 +333,30 @@ def test_commit_metadata_checksums(ostree, tmp_path, capfdbinary, meta):
     value = gvariant.decode(ObjectType.COMMIT.gvariant_type, data.read_bytes())
     assert gvariant.encode(ObjectType.COMMIT.gvariant_type, value) == data.read_bytes()
     assert_same(ostree, capfdbinary, "show", f"--repo={tmp_path / 'theirs'}", "main", "--raw")
+
+
+def test_output_into_a_pipe_closed_early(ostree, sysroot, tmp_path):
+    """`sysroot log REF | head -1` said `error: Broken pipe` and exited 1 (OSError was
+    handled before BrokenPipeError, its subclass). ostree 2022.7 says nothing and exits
+    0; so do we. The reader is gone before the first write: sixty commits' log (over
+    8 KiB) meets it while the command runs, refs' one line at the last flush (stdout
+    block-buffered, as users have it: not under PYTHONUNBUFFERED)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    repo = tmp_path / "repo"
+    ostree("init", f"--repo={repo}", "--mode=archive")
+    (tmp_path / "tree").mkdir()
+    for i in range(60):
+        (tmp_path / "tree/f").write_text(str(i))
+        ostree("commit", f"--repo={repo}", "-b", "main", "-s", f"commit {i}", tmp_path / "tree")
+    for tool in (ostree, sysroot):
+        for command in (["log", "main"], ["refs"]):
+            proc = subprocess.Popen(
+                [*tool.argv0, *command, f"--repo={repo}"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+            proc.stdout.close()
+            err = proc.stderr.read()
+            proc.stderr.close()
+            assert (proc.wait(), err) == (0, b""), (tool.argv0, command)
