@@ -7,6 +7,7 @@ global options, dispatches, and turns SysrootError into one line on stderr.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -242,6 +243,15 @@ def version_text() -> str:
     )
 
 
+def permission_hint(error: OSError) -> str | None:
+    """What to do about EACCES or EPERM when not root (issue 20): repositories of the
+    system, sysroots, their locks and /boot belong to root, and the bare error names a
+    path (`.../ostree/lock: Permission denied`) but not why."""
+    if error.errno in (errno.EACCES, errno.EPERM) and os.geteuid() != 0:
+        return "not running as root: run as root, or as the owner of the repository or sysroot"
+    return None
+
+
 def _configure_logging(verbose: bool) -> None:
     # logging is imported here, not at the top: it costs more start-up time than all
     # of --version or --help (issue 21), and only a command that runs logs anything
@@ -307,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
             _log_traceback()
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        hint = permission_hint(e)
+        if hint:
+            print(f"hint: {hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
