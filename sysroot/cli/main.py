@@ -210,15 +210,14 @@ def listing_parser() -> argparse.ArgumentParser:
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser with COMMAND's module loaded; every module's when COMMAND is None."""
-    import pkgutil
-
     import sysroot.cli.commands as pkg
 
     parser, sub = _top_parser()
-
     if command in COMMAND_MODULES:
         names = [COMMAND_MODULES[command]]
     else:
+        import pkgutil  # only here: a command being run does not need it
+
         names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__))
     for name in names:
         verbs = importlib.import_module(f"{pkg.__name__}.{name}").register(sub)

@@ -80,11 +80,38 @@ _HEAVY = (
 )
 
 
-@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["-h"], [], ["no-such-command"]])
-def test_version_and_help_load_no_command_and_no_heavy_library(argv):
+def _loaded(argv: list[str], heavy: tuple[str, ...]) -> list[str]:
+    """The modules of `heavy` (or under them) that main(argv) loads."""
     proc = subprocess.run(
         [sys.executable, "-c", _LOADED, *argv], capture_output=True, check=True, timeout=60
     )
-    loaded = json.loads(proc.stdout)
-    heavy = [m for m in loaded if any(m == h or m.startswith(h + ".") for h in _HEAVY)]
-    assert heavy == []
+    return [
+        m for m in json.loads(proc.stdout) if any(m == h or m.startswith(h + ".") for h in heavy)
+    ]
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["-h"], [], ["no-such-command"]])
+def test_version_and_help_load_no_command_and_no_heavy_library(argv):
+    assert _loaded(argv, _HEAVY) == []
+
+
+# `admin status` reads the state: deploy/state.py and the boot-loader back ends, the
+# repository for the commits' versions. Not the deploy writers, nor the health checks
+# (the `admin health` verbs register with admin), nor what pulls or installs.
+_NOT_FOR_STATUS = (
+    "urllib3",
+    "cryptography",
+    "pyudev",
+    "sysroot.pull",
+    "sysroot.install",
+    "sysroot.osmet",
+    "sysroot.sign",
+    "sysroot.health",
+    "sysroot.deploy.admin",
+    "sysroot.deploy.deploy",
+)
+
+
+@pytest.mark.parametrize("argv", [["admin", "--help"], ["admin", "status", "--sysroot=/none"]])
+def test_admin_status_loads_only_what_reading_needs(argv):
+    assert _loaded(argv, _NOT_FOR_STATUS) == []

@@ -6,14 +6,16 @@ import argparse
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from sysroot.cli.common import add_sysroot_options, say_change
 from sysroot.cli.refusals import REFUSED, refusal
-from sysroot.deploy.admin import Sysroot
-from sysroot.deploy.deploy import DeployOptions, KargOptions
 from sysroot.deploy.state import SysrootState, options_without_ostree
 from sysroot.errors import SysrootError, UsageError
 from sysroot.formats.keyfile import KeyFile
+
+if TYPE_CHECKING:
+    from sysroot.deploy.admin import Sysroot
 
 STATUS_SCHEMA = "sysroot-status/v1"
 
@@ -173,15 +175,24 @@ def register(sub) -> argparse._SubParsersAction:
     return asub
 
 
+def _sysroot(path: str) -> Sysroot:
+    # deploy.admin brings all of deploy/ with it (checkout, boot-loader writers, cleanup):
+    # imported when a verb runs, so that `admin status` and --help start without it
+    # (start-up time, issue 21)
+    from sysroot.deploy.admin import Sysroot
+
+    return Sysroot(path)
+
+
 def run_init_fs(args) -> int:
     if args.epoch not in (0, 1, 2):
         raise UsageError(f"Invalid epoch {args.epoch}: expected 0, 1 or 2")
-    Sysroot(args.path).init_fs(modern=args.modern or args.epoch >= 1)
+    _sysroot(args.path).init_fs(modern=args.modern or args.epoch >= 1)
     return 0
 
 
 def run_os_init(args) -> int:
-    Sysroot(args.sysroot).os_init(args.osname)
+    _sysroot(args.sysroot).os_init(args.osname)
     print(f"ostree/deploy/{args.osname} initialized as OSTree root")
     return 0
 
@@ -201,6 +212,8 @@ def run_deploy(args) -> int:
         # ostree loads it without G_KEY_FILE_KEEP_COMMENTS: comments and blank lines go
         kept = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
         origin = KeyFile.parse("\n".join(kept), source=args.origin_file)
+    from sysroot.deploy.deploy import DeployOptions, KargOptions
+
     options = DeployOptions(
         osname=args.os,
         origin=origin,
@@ -220,14 +233,14 @@ def run_deploy(args) -> int:
         stage=args.stage or args.lock_finalization,
         lock_finalization=args.lock_finalization,
     )
-    change = Sysroot(args.sysroot).deploy(args.refspec, options)
+    change = _sysroot(args.sysroot).deploy(args.refspec, options)
     if change.summary:  # a staged deployment changes no boot configuration: silent
         say_change(change)
     return 0
 
 
 def run_finalize_staged(args) -> int:
-    sr = Sysroot(args.sysroot)
+    sr = _sysroot(args.sysroot)
     if args.hold:
         sr.hold_boot()
         return 0
@@ -238,7 +251,7 @@ def run_finalize_staged(args) -> int:
 
 
 def run_lock_finalization(args) -> int:
-    print(Sysroot(args.sysroot).lock_finalization(unlock=args.unlock))
+    print(_sysroot(args.sysroot).lock_finalization(unlock=args.unlock))
     return 0
 
 
@@ -347,7 +360,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 def run_print_current_dir(args) -> int:
     """As ostree: the first deployment's directory, booted or not."""
-    state = Sysroot(args.sysroot).load()
+    state = _sysroot(args.sysroot).load()
     if not state.deployments:
         raise SysrootError("Unable to find a deployment in sysroot")
     print(os.path.abspath(state.deployment_path(state.deployments[0])))
@@ -355,10 +368,12 @@ def run_print_current_dir(args) -> int:
 
 
 def run_status(args) -> int:
-    sr = Sysroot(args.sysroot)
-    if not os.path.isdir(sr.layout.root):
-        raise SysrootError(f"opendir({sr.layout.root}): No such file or directory")
-    state = sr.load()
+    # the state alone, not deploy.admin's Sysroot: reading needs none of deploy/'s
+    # writers, and status is what scripts run most (start-up time, issue 21)
+    path = os.path.abspath(args.sysroot)
+    if not os.path.isdir(path):
+        raise SysrootError(f"opendir({path}): No such file or directory")
+    state = SysrootState.load(path)
     state.require_initialized()
     if state.staged_error is not None:  # the deployments are still worth showing
         print(f"warning: ignoring the staged deployment: {state.staged_error}", file=sys.stderr)
@@ -376,13 +391,13 @@ def run_status(args) -> int:
         print()
         return 0
     if args.verify and data["deployments"]:
-        _status_verified(sr, state, data)
+        _status_verified(path, state, data)
         return 0
     sys.stdout.write(format_status(data))
     return 0
 
 
-def _status_verified(sr: Sysroot, state: SysrootState, data: dict) -> None:
+def _status_verified(sysroot: str, state: SysrootState, data: dict) -> None:
     """`status -V`, as ostree 2022.7: under each deployment the verification of its
     commit against its origin remote's policy; the first that does not verify stops
     the listing with an error (what was printed before stays)."""
@@ -402,7 +417,7 @@ def _status_verified(sr: Sysroot, state: SysrootState, data: dict) -> None:
                 raise SysrootError("Cannot verify deployment without remote")
             lines = describe_deployment_signatures(
                 repo,
-                load_remote(repo, remote, sysroot=sr.path),
+                load_remote(repo, remote, sysroot=sysroot),
                 d["checksum"],
                 partial(format_glib_time, local=True),
             )
@@ -410,7 +425,7 @@ def _status_verified(sr: Sysroot, state: SysrootState, data: dict) -> None:
 
 
 def run_undeploy(args) -> int:
-    target, change = Sysroot(args.sysroot).undeploy(args.index)
+    target, change = _sysroot(args.sysroot).undeploy(args.index)
     if change.summary:  # empty when only a staged deployment went: no boot change
         say_change(change)
     print(f"Deleted deployment {target.name}")
@@ -418,7 +433,7 @@ def run_undeploy(args) -> int:
 
 
 def run_cleanup(args) -> int:
-    result = Sysroot(args.sysroot).cleanup()
+    result = _sysroot(args.sysroot).cleanup()
     if result.freed_bytes:
         from sysroot.util.units import format_size
 
@@ -429,7 +444,7 @@ def run_cleanup(args) -> int:
 def run_config_diff(args) -> int:
     from sysroot.deploy.etcmerge import diff_etc, format_config_diff
 
-    sr = Sysroot(args.sysroot)
+    sr = _sysroot(args.sysroot)
     state = sr.load()
     state.require_initialized()
     osname = args.os or state.default_osname()
@@ -447,21 +462,21 @@ def run_config_diff(args) -> int:
 
 
 def run_set_default(args) -> int:
-    change = Sysroot(args.sysroot).set_default(args.index)
+    change = _sysroot(args.sysroot).set_default(args.index)
     if change.count_change or change.summary != "already the default":
         say_change(change)
     return 0
 
 
 def run_rollback(args) -> int:
-    target, change = Sysroot(args.sysroot).rollback()
+    target, change = _sysroot(args.sysroot).rollback()
     say_change(change)
     print(f"Next boot: {target.osname} {target.name}")
     return 0
 
 
 def run_pin(args) -> int:
-    sr = Sysroot(args.sysroot)
+    sr = _sysroot(args.sysroot)
     for index in args.indexes:
         sr.pin(index, not args.unpin)
         print(f"Deployment {index} is now {'unpinned' if args.unpin else 'pinned'}")
@@ -478,15 +493,15 @@ def run_set_origin(args) -> int:
     if args.url is not None:
         # ostree's form: REMOTENAME URL [BRANCH] adds the remote (--set: its settings)
         # and tracks REMOTE:BRANCH
-        Sysroot(args.sysroot).set_origin_remote(
+        _sysroot(args.sysroot).set_origin_remote(
             args.remote, args.url, args.branch, args.index, extra
         )
         return 0
     # our shorter form: set-origin REFSPEC (--set: origin keys, GROUP.KEY or KEY)
-    Sysroot(args.sysroot).set_origin(args.remote, args.index, extra)
+    _sysroot(args.sysroot).set_origin(args.remote, args.index, extra)
     return 0
 
 
 def run_kargs_edit(args) -> int:
-    Sysroot(args.sysroot).kargs_edit_in_place(args.append_if_missing, args.delete_if_present)
+    _sysroot(args.sysroot).kargs_edit_in_place(args.append_if_missing, args.delete_if_present)
     return 0

@@ -73,34 +73,23 @@ import datetime as dt
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sysroot.cli.common import add_sysroot_options
 from sysroot.errors import SysrootError, UsageError
-from sysroot.health import CheckKind, CheckResult, Outcome
-from sysroot.health.flows import (
-    FellBack,
-    Marked,
-    check,
-    check_fallback,
-    check_root,
-    check_target,
-    hooks,
-    load_sysroot,
-    mark_bad,
-    mark_good,
-    printable,
-    red_act,
-    red_decision,
-    red_plan,
-)
-from sysroot.health.status import STATUS_SCHEMA, health_status
 from sysroot.util import journal  # noqa: F401 (the tests replace journal.send through it)
 from sysroot.util.run import run
 
+# sysroot.health (flows, status, the checks' runner) is imported inside the verbs: its
+# package imports all of deploy/, and `admin status`, `admin --help` load this module
+# too, to register `admin health` (start-up time, issue 21)
+if TYPE_CHECKING:
+    from sysroot.health import CheckKind, CheckResult
+    from sysroot.health.flows import FellBack, Marked
+
 REBOOT = ["systemctl", "reboot"]
 
-__all__ = ["STATUS_SCHEMA", "format_status", "printable", "register", "register_verbs"]
+__all__ = ["format_status", "register", "register_verbs"]
 
 EXIT_UNHEALTHY = 1
 EXIT_MANUAL = 1  # red --reboot, the loop breaker: greenboot's "Manual intervention necessary"
@@ -143,7 +132,7 @@ def register_verbs(asub) -> None:
         action="store_true",
         help="First do what mark-good does (the boot unit: one process, not two)",
     )
-    p.set_defaults(func=run_hooks_verb, kind=CheckKind.GREEN, reboot=False)
+    p.set_defaults(func=run_hooks_verb, kind="green", reboot=False)
 
     p = hsub.add_parser("red", help="Run the red.d scripts (--reboot: then reboot or not)")
     _add_root_option(p)
@@ -158,7 +147,7 @@ def register_verbs(asub) -> None:
     p.add_argument(
         "--dry-run", action="store_true", help="With --reboot: print the decision, do nothing"
     )
-    p.set_defaults(func=run_hooks_verb, kind=CheckKind.RED)
+    p.set_defaults(func=run_hooks_verb, kind="red")
 
     for name, func, what in (
         ("mark-good", run_mark_good, "Mark the boot good: boot counting ends"),
@@ -206,6 +195,8 @@ def _add_booted_option(p) -> None:
 
 
 def run_check(args) -> int:
+    from sysroot.health.flows import check, check_fallback, check_root, check_target, load_sysroot
+
     root = check_root(args.root)
     if args.check_fallback:
         _say_fell_back(check_fallback(root, args.sysroot, args.booted))
@@ -225,8 +216,20 @@ def run_hooks_verb(args) -> int:
     not change the exit status. red --reboot: then the red decision (what refuses it
     does so before red.d runs; a sysroot that cannot be loaded does not: red.d runs,
     then the loop breaker)."""
+    from sysroot.health import CheckKind
+    from sysroot.health.flows import (
+        check_root,
+        hooks,
+        mark_good,
+        printable,
+        red_act,
+        red_decision,
+        red_plan,
+    )
+
     root = check_root(args.root)
-    if args.kind is CheckKind.RED and args.dry_run and not args.reboot:
+    kind = CheckKind(args.kind)
+    if kind is CheckKind.RED and args.dry_run and not args.reboot:
         raise UsageError("--dry-run: only with --reboot")
     plan = red_plan(args.sysroot, args.booted) if args.reboot else None
     marking: SysrootError | None = None
@@ -235,7 +238,7 @@ def run_hooks_verb(args) -> int:
             _say_marked(mark_good(args.sysroot, args.booted))
         except SysrootError as e:
             marking = e  # the green.d scripts run all the same; then the error
-    report = hooks(root, args.kind, os.environ)
+    report = hooks(root, kind, os.environ)
     for result in report.failures():
         _say_failure(result)
     if marking is not None:
@@ -258,6 +261,8 @@ def _reboot() -> None:
 
 
 def run_mark_good(args) -> int:
+    from sysroot.health.flows import mark_good
+
     _say_marked(mark_good(args.sysroot, args.booted))
     return 0
 
@@ -274,6 +279,8 @@ def _say_marked(marked: Marked) -> None:
 
 
 def run_mark_bad(args) -> int:
+    from sysroot.health.flows import mark_bad
+
     marked = mark_bad(args.sysroot, args.booted)
     if marked.changed:
         print(f"{marked.deployment}: boot marked bad, the next boot falls back")
@@ -283,6 +290,8 @@ def run_mark_bad(args) -> int:
 
 
 def run_check_fallback(args) -> int:
+    from sysroot.health.flows import check_fallback, check_root
+
     root = check_root(args.root)
     _say_fell_back(check_fallback(root, args.sysroot, args.booted))
     return 0
@@ -294,6 +303,9 @@ def _say_fell_back(fell_back: FellBack | None) -> None:
 
 
 def run_status(args) -> int:
+    from sysroot.health.flows import load_sysroot, printable
+    from sysroot.health.status import health_status
+
     status = health_status(load_sysroot(args.sysroot), args.os)
     for line in status.warnings:
         print(f"warning: {printable(line)}", file=sys.stderr)
@@ -307,6 +319,8 @@ def run_status(args) -> int:
 
 
 def _how(result: CheckResult) -> str:
+    from sysroot.health import Outcome
+
     if result.outcome is Outcome.TIMED_OUT:
         return f"timed out after {result.duration:.1f}s, killed"
     status = result.exit_status or 0
@@ -315,6 +329,8 @@ def _how(result: CheckResult) -> str:
 
 def _say_failure(result: CheckResult) -> None:
     """One line: which check, how it ended, its last output line."""
+    from sysroot.health.flows import printable
+
     check = result.check
     level = "error" if check.kind.strict() else "warning"
     last = f": {printable(result.tail[-1].text)}" if result.tail else ""
@@ -326,6 +342,8 @@ def _say_failure(result: CheckResult) -> None:
 
 
 def _noun(kind: CheckKind) -> str:
+    from sysroot.health import CheckKind
+
     return "health check" if kind in (CheckKind.REQUIRED, CheckKind.WANTED) else "script"
 
 
@@ -354,6 +372,9 @@ def format_status(data: dict[str, Any]) -> str:
 
 
 def _health_lines(d: dict[str, Any]) -> list[str]:
+    from sysroot.health import Outcome
+    from sysroot.health.flows import printable
+
     if d["record"] is None:
         return ["    Health: unchecked"]
     boot = f", boot {printable(d['boot_id'])}" if d["boot_id"] else ""
@@ -373,6 +394,8 @@ def _health_lines(d: dict[str, Any]) -> list[str]:
 
 def _counting_lines(d: dict[str, Any]) -> list[str]:
     """Only what there is: most deployments are not counted, never failed a boot."""
+    from sysroot.health.flows import printable
+
     lines = []
     counting = d["counting"]
     if counting is not None:
