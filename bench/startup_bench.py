@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: start-up time of `sysroot` against `ostree` (issue 21), one run.
 
-    python3 bench/startup_bench.py [--runs 10] [--workdir DIR]
+    .venv/bin/python bench/startup_bench.py [--runs 10] [--workdir DIR]
 
 Times the commands users run most often and that do little work, so start-up dominates:
 `ostree --version`, `sysroot --version`, `sysroot --help`, and `admin status` of both
@@ -15,6 +15,7 @@ Prints the median wall time of --runs runs of each, and each against its target:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import statistics
@@ -37,6 +38,17 @@ def sysroot_command() -> str:
     if not os.access(script, os.X_OK):
         raise SystemExit(f"{script} not found: install sysroot into this Python's environment")
     return script
+
+
+def bytecode_note() -> str:
+    """Whether sysroot's modules are byte-compiled: an installed wheel is, an editable
+    install under PYTHONDONTWRITEBYTECODE=1 never is, and compiling each module on
+    each run costs tens of ms. `python -m compileall sysroot` compiles them."""
+    spec = importlib.util.find_spec("sysroot.cli.main")
+    if spec is None or spec.origin is None:
+        return "sysroot not importable here: byte-compilation unknown"
+    cached = os.path.exists(importlib.util.cache_from_source(spec.origin))
+    return f"sysroot byte-compiled: {'yes' if cached else 'no'}"
 
 
 def median_ms(argv: list[str], runs: int) -> float:
@@ -84,7 +96,7 @@ def main() -> int:
             ("sysroot admin status", [ours, "admin", "status", f"--sysroot={sr}"]),
         ]
         ms = {name: median_ms(argv, args.runs) for name, argv in rows}
-        print(f"median wall of {args.runs} runs; sysroot is {ours}")
+        print(f"median wall of {args.runs} runs; sysroot is {ours}; {bytecode_note()}")
         for name, _ in rows:
             print(f"{name:<22} {ms[name]:7.1f} ms")
         for name in ("sysroot --version", "sysroot --help"):
