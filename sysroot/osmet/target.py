@@ -13,15 +13,23 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from sysroot.errors import SysrootError, UsageError
 from sysroot.formats.osmet import Body, Header
+from sysroot.formats.xz import ZeroRun
 from sysroot.install.disks import guard
 from sysroot.install.partition import reread
-from sysroot.osmet.unpack import CHUNK, ObjectSource, image_chunks, open_osmet
+from sysroot.osmet.unpack import (
+    CHUNK,
+    ObjectSource,
+    image_chunks,
+    open_osmet,
+    piece_size,
+    zero_views,
+)
 from sysroot.store.repo import Repo
 from sysroot.util import blockdev, fsutil
 from sysroot.util.run import run
@@ -38,19 +46,6 @@ class UnpackResult:
     body: Body
     target: str
     device: bool
-
-
-def _batched(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """The chunks regrouped into CHUNK-sized pieces (the last may be shorter): many
-    small object ranges become few large writes."""
-    buf = bytearray()
-    for chunk in chunks:
-        buf += chunk
-        while len(buf) >= CHUNK:
-            yield bytes(buf[:CHUNK])
-            del buf[:CHUNK]
-    if buf:
-        yield bytes(buf)
 
 
 def _opened(osmet_path: str, repo_path: str) -> tuple[BinaryIO, Header, Body, Repo, ObjectSource]:
@@ -81,12 +76,13 @@ def unpack_to_file(
     f, header, body, repo, objects = _opened(osmet_path, repo_path)
     with f, repo, fsutil.atomic_output(path) as out:
         done = 0
-        for chunk in _batched(image_chunks(f, body, objects, osmet_path)):
-            if chunk == _ZERO[: len(chunk)]:
-                out.seek(len(chunk), os.SEEK_CUR)
+        for piece in image_chunks(f, body, objects, osmet_path):
+            size = piece_size(piece)
+            if isinstance(piece, ZeroRun) or (size == CHUNK and piece == _ZERO):
+                out.seek(size, os.SEEK_CUR)  # a hole
             else:
-                out.write(chunk)
-            done += len(chunk)
+                out.write(piece)
+            done += size
             if progress is not None:
                 progress(done, body.size)
         out.truncate(body.size)
@@ -137,15 +133,17 @@ def _write_disk(
     os.fsync(dev.fileno())
     head = bytearray()
     produced = 0
-    for chunk in _batched(image_chunks(f, body, objects, osmet_path)):
-        produced += len(chunk)
-        if len(head) < MIB:  # the first MiB is held back
-            take = MIB - len(head)
-            head += chunk[:take]
-            chunk = chunk[take:]
-            dev.seek(len(head))
-        if chunk:
-            _write_all(dev, chunk)
+    for piece in image_chunks(f, body, objects, osmet_path):
+        produced += piece_size(piece)
+        views = zero_views(piece.length) if isinstance(piece, ZeroRun) else [piece]
+        for view in views:
+            if len(head) < MIB:  # the first MiB is held back
+                take = MIB - len(head)
+                head += view[:take]
+                view = view[take:]
+                dev.seek(len(head))
+            if view:
+                _write_all(dev, view)
         if progress is not None:
             progress(produced, body.size)
     os.fsync(dev.fileno())  # the verified body is on the disk before its table
@@ -154,7 +152,7 @@ def _write_disk(
     os.fsync(dev.fileno())
 
 
-def _write_all(dev: BinaryIO, data: bytes) -> None:
+def _write_all(dev: BinaryIO, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         n = dev.write(view)
