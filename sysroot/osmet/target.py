@@ -133,23 +133,62 @@ def _write_disk(
     os.fsync(dev.fileno())
     head = bytearray()
     produced = 0
+    zeroing = _Zeroing(dev)
     for piece in image_chunks(f, body, objects, osmet_path):
+        at = produced
         produced += piece_size(piece)
-        views = zero_views(piece.length) if isinstance(piece, ZeroRun) else [piece]
-        for view in views:
-            if len(head) < MIB:  # the first MiB is held back
-                take = MIB - len(head)
-                head += view[:take]
-                view = view[take:]
-                dev.seek(len(head))
-            if view:
-                _write_all(dev, view)
+        if isinstance(piece, ZeroRun) and at >= MIB:
+            zeroing.zero(at, piece.length)
+        else:
+            views = zero_views(piece.length) if isinstance(piece, ZeroRun) else [piece]
+            for view in views:
+                if len(head) < MIB:  # the first MiB is held back
+                    take = MIB - len(head)
+                    head += view[:take]
+                    view = view[take:]
+                    dev.seek(len(head))
+                if view:
+                    _write_all(dev, view)
         if progress is not None:
             progress(produced, body.size)
     os.fsync(dev.fileno())  # the verified body is on the disk before its table
     dev.seek(0)
     _write_all(dev, bytes(head))
     os.fsync(dev.fileno())
+
+
+class _Zeroing:
+    """Zero ranges of the disk written by the kernel (BLKZEROOUT) where they cover
+    whole pages, so a disk's free space costs neither copies nor, on a device with
+    WRITE ZEROES, transfers; by plain writes at the edges, and everywhere once the
+    kernel has refused."""
+
+    PAGE = 4096  # whole pages: none of the range shares a cached page with data
+
+    def __init__(self, dev: BinaryIO):
+        self._dev = dev
+        self._kernel = True
+
+    def zero(self, at: int, length: int) -> None:
+        end = at + length
+        first = -(-at // self.PAGE) * self.PAGE
+        last = end // self.PAGE * self.PAGE
+        if self._kernel and last - first >= 16 * self.PAGE:
+            try:
+                blockdev.zero_out(self._dev.fileno(), first, last - first)
+            except OSError:
+                self._kernel = False
+            else:
+                self._write(at, first - at)
+                self._write(last, end - last)
+                self._dev.seek(end)
+                return
+        self._write(at, length)
+
+    def _write(self, at: int, length: int) -> None:
+        self._dev.seek(at)
+        for zeros in zero_views(length):
+            _write_all(self._dev, zeros)
 
 
 def _write_all(dev: BinaryIO, data: bytes | memoryview) -> None:
