@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sysroot.errors import FormatError, NotFoundError
+from sysroot.formats import leb128
 from sysroot.formats.objects import Commit, ObjectType
 
 SIZES_KEY = "ostree.sizes"
@@ -30,16 +31,10 @@ class ObjectSize:
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
     """The varint at pos and the position after it."""
-    value = shift = 0
-    while True:
-        if pos >= len(data):
-            raise FormatError("Invalid object size metadata")
-        b = data[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return value, pos
+    try:
+        return leb128.decode(data, pos)
+    except FormatError:
+        raise FormatError("Invalid object size metadata") from None
 
 
 def decode_object_size(raw: bytes) -> ObjectSize:

@@ -13,15 +13,23 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from sysroot.errors import SysrootError, UsageError
 from sysroot.formats.osmet import Body, Header
+from sysroot.formats.xz import ZeroRun
 from sysroot.install.disks import guard
 from sysroot.install.partition import reread
-from sysroot.osmet.unpack import CHUNK, ObjectSource, image_chunks, open_osmet
+from sysroot.osmet.unpack import (
+    CHUNK,
+    ObjectSource,
+    image_chunks,
+    open_osmet,
+    piece_size,
+    zero_views,
+)
 from sysroot.store.repo import Repo
 from sysroot.util import blockdev, fsutil
 from sysroot.util.run import run
@@ -38,19 +46,6 @@ class UnpackResult:
     body: Body
     target: str
     device: bool
-
-
-def _batched(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """The chunks regrouped into CHUNK-sized pieces (the last may be shorter): many
-    small object ranges become few large writes."""
-    buf = bytearray()
-    for chunk in chunks:
-        buf += chunk
-        while len(buf) >= CHUNK:
-            yield bytes(buf[:CHUNK])
-            del buf[:CHUNK]
-    if buf:
-        yield bytes(buf)
 
 
 def _opened(osmet_path: str, repo_path: str) -> tuple[BinaryIO, Header, Body, Repo, ObjectSource]:
@@ -81,12 +76,13 @@ def unpack_to_file(
     f, header, body, repo, objects = _opened(osmet_path, repo_path)
     with f, repo, fsutil.atomic_output(path) as out:
         done = 0
-        for chunk in _batched(image_chunks(f, body, objects, osmet_path)):
-            if chunk == _ZERO[: len(chunk)]:
-                out.seek(len(chunk), os.SEEK_CUR)
+        for piece in image_chunks(f, body, objects, osmet_path):
+            size = piece_size(piece)
+            if isinstance(piece, ZeroRun) or (size == CHUNK and piece == _ZERO):
+                out.seek(size, os.SEEK_CUR)  # a hole
             else:
-                out.write(chunk)
-            done += len(chunk)
+                out.write(piece)
+            done += size
             if progress is not None:
                 progress(done, body.size)
         out.truncate(body.size)
@@ -137,15 +133,22 @@ def _write_disk(
     os.fsync(dev.fileno())
     head = bytearray()
     produced = 0
-    for chunk in _batched(image_chunks(f, body, objects, osmet_path)):
-        produced += len(chunk)
-        if len(head) < MIB:  # the first MiB is held back
-            take = MIB - len(head)
-            head += chunk[:take]
-            chunk = chunk[take:]
-            dev.seek(len(head))
-        if chunk:
-            _write_all(dev, chunk)
+    zeroing = _Zeroing(dev)
+    for piece in image_chunks(f, body, objects, osmet_path):
+        at = produced
+        produced += piece_size(piece)
+        if isinstance(piece, ZeroRun) and at >= MIB:
+            zeroing.zero(at, piece.length)
+        else:
+            views = zero_views(piece.length) if isinstance(piece, ZeroRun) else [piece]
+            for view in views:
+                if len(head) < MIB:  # the first MiB is held back
+                    take = MIB - len(head)
+                    head += view[:take]
+                    view = view[take:]
+                    dev.seek(len(head))
+                if view:
+                    _write_all(dev, view)
         if progress is not None:
             progress(produced, body.size)
     os.fsync(dev.fileno())  # the verified body is on the disk before its table
@@ -154,7 +157,41 @@ def _write_disk(
     os.fsync(dev.fileno())
 
 
-def _write_all(dev: BinaryIO, data: bytes) -> None:
+class _Zeroing:
+    """Zero ranges of the disk written by the kernel (BLKZEROOUT) where they cover
+    whole pages, so a disk's free space costs neither copies nor, on a device with
+    WRITE ZEROES, transfers; by plain writes at the edges, and everywhere once the
+    kernel has refused."""
+
+    PAGE = 4096  # whole pages: none of the range shares a cached page with data
+
+    def __init__(self, dev: BinaryIO):
+        self._dev = dev
+        self._kernel = True
+
+    def zero(self, at: int, length: int) -> None:
+        end = at + length
+        first = -(-at // self.PAGE) * self.PAGE
+        last = end // self.PAGE * self.PAGE
+        if self._kernel and last - first >= 16 * self.PAGE:
+            try:
+                blockdev.zero_out(self._dev.fileno(), first, last - first)
+            except OSError:
+                self._kernel = False
+            else:
+                self._write(at, first - at)
+                self._write(last, end - last)
+                self._dev.seek(end)
+                return
+        self._write(at, length)
+
+    def _write(self, at: int, length: int) -> None:
+        self._dev.seek(at)
+        for zeros in zero_views(length):
+            _write_all(self._dev, zeros)
+
+
+def _write_all(dev: BinaryIO, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         n = dev.write(view)

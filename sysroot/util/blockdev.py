@@ -1,4 +1,5 @@
-"""Block-device ioctls Python does not wrap: sector size, byte size, table re-read."""
+"""Block-device ioctls Python does not wrap: sector size, byte size, table re-read,
+zeroing a range."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Callable
 BLKSSZGET = 0x1268  # int: the logical sector size
 BLKGETSIZE64 = 0x80081272  # u64: the size in bytes
 BLKRRPART = 0x125F  # re-read the partition table
+BLKZEROOUT = 0x127F  # u64[2] {start, length}: zero a range, page cache included
 
 
 def is_block_device(path: str) -> bool:
@@ -46,3 +48,12 @@ def reread_partitions(
             if attempt + 1 < attempts:
                 sleep(0.1)
     return False
+
+
+def zero_out(fd: int, start: int, length: int) -> None:
+    """Zero length bytes from start (both multiples of the logical sector size). The
+    kernel drops the range from the page cache and has the device write zeros — with
+    WRITE ZEROES where it has it (virtio, NVMe; a loop device punches its file), else
+    by writing zero pages itself: no bytes cross from user space either way. OSError
+    when the device or kernel cannot."""
+    fcntl.ioctl(fd, BLKZEROOUT, struct.pack("=QQ", start, length))

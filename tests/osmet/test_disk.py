@@ -200,3 +200,41 @@ def test_a_disk_in_use_is_refused(artifacts: Artifacts, tmp_path, loops: Loops, 
     )
     assert expected in line, line
     assert edge_digest(dev) == before
+
+
+def _used_disk(tmp_path: Path, loops: Loops, size: int, sector_size: int) -> str:
+    """A loop device over an image whose every byte is 0xA5 (a disk that held data):
+    the free space of the image must be written as zeros, not left as it was."""
+    image = tmp_path / "used.img"
+    with open(image, "wb") as f:
+        block = b"\xa5" * (4 * MIB)
+        for _ in range(size // len(block)):
+            f.write(block)
+        f.write(block[: size % len(block)])
+    loops.callback(image.unlink)
+    return loops.attach(image, sector_size=sector_size)
+
+
+@pytest.mark.parametrize("kernel_zeroes", [True, False], ids=["blkzeroout", "writes"])
+def test_free_space_over_old_data_is_zeroed(
+    artifacts: Artifacts, tmp_path, loops: Loops, monkeypatch, kernel_zeroes: bool
+) -> None:
+    """The image's free space (ZeroRuns of the packed stream) is zeroed by the kernel
+    (BLKZEROOUT) where the ranges cover whole pages, by plain writes at their edges —
+    and by plain writes everywhere when the kernel refuses."""
+    image = artifacts.image("grub2", 512)
+    dev = _used_disk(tmp_path, loops, image.size, 512)
+    calls: list[int] = []
+    real = target.blockdev.zero_out
+
+    def zero_out(fd: int, start: int, length: int) -> None:
+        calls.append(length)
+        if not kernel_zeroes:
+            raise OSError(95, "Operation not supported")
+        real(fd, start, length)
+
+    monkeypatch.setattr(target.blockdev, "zero_out", zero_out)
+    target.unpack_to_disk(str(artifacts.osmet("grub2", 512)), str(artifacts.commit.repo), dev)
+    assert sha256_file(dev, image.size) == image.sha256
+    # the kernel zeroed most of the free space; once refused, it is not asked again
+    assert sum(calls) > image.size // 2 if kernel_zeroes else len(calls) == 1
