@@ -26,7 +26,6 @@ import time
 from sysroot import __version__
 from sysroot.errors import UsageError
 from sysroot.formats import osmet
-from sysroot.osmet.pack import PackOptions, pack
 from sysroot.osmet.select import find_osmet
 from sysroot.osmet.target import Progress, unpack_to_disk, unpack_to_file
 from sysroot.util import blockdev
@@ -138,6 +137,9 @@ def run_info(args) -> int:
 
 
 def run_pack(args) -> int:
+    # loaded here: packing needs the install and boot code, unpacking does not
+    from sysroot.osmet.pack import PackOptions, pack
+
     # the partitions are mounted in this process's own namespace: nobody else sees them
     enter_private_mount_namespace()
     result = pack(
