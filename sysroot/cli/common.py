@@ -44,7 +44,7 @@ def add_sysroot_options(parser: argparse.ArgumentParser, *, os_option: bool = Tr
         "--sysroot",
         default=os.environ.get("OSTREE_SYSROOT") or "/",  # as libostree's default sysroot
         metavar="PATH",
-        help="Create a new OSTree sysroot at PATH (default $OSTREE_SYSROOT, else /)",
+        help="Use the sysroot at PATH (default: $OSTREE_SYSROOT, else /)",
     )
     if os_option:
         parser.add_argument(

@@ -64,13 +64,27 @@ def register(sub) -> argparse._SubParsersAction:
         metavar="NAME=VALUE",
         help="Set kernel argument, replacing any existing value of NAME",
     )
-    p.add_argument("--karg-append", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--karg-delete", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument(
+        "--karg-append",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="Append a kernel argument to the merge deployment's (may be repeated)",
+    )
+    p.add_argument(
+        "--karg-delete",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="Remove a kernel argument of the merge deployment if present (may be repeated)",
+    )
     p.add_argument("--karg-proc-cmdline", action="store_true", help="Import current /proc/cmdline")
     p.add_argument("--karg-none", action="store_true", help="Start with no kernel arguments")
     p.add_argument("--retain", action="store_true", help="Do not delete previous deployments")
-    p.add_argument("--retain-pending", action="store_true")
-    p.add_argument("--retain-rollback", action="store_true")
+    p.add_argument("--retain-pending", action="store_true", help="Keep pending (newer) deployments")
+    p.add_argument(
+        "--retain-rollback", action="store_true", help="Keep rollback (older) deployments"
+    )
     p.add_argument(
         "--not-as-default",
         action="store_true",
@@ -161,16 +175,37 @@ def register(sub) -> argparse._SubParsersAction:
     p.add_argument("remote", metavar="REMOTENAME")
     p.add_argument("url", metavar="URL", nargs="?")
     p.add_argument("branch", metavar="BRANCH", nargs="?")
-    p.add_argument("--index", metavar="INDEX")
-    p.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--index", metavar="INDEX", help="Change the deployment at INDEX (default: the booted one)"
+    )
+    p.add_argument(
+        "-s",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Set an option of the new remote (may be repeated)",
+    )
     p.set_defaults(func=run_set_origin)
 
     kargs = asub.add_parser("kargs", help="Change kernel arguments")
     ksub = kargs.add_subparsers(dest="kargs_command", metavar="COMMAND", parser_class=type(admin))
     p = ksub.add_parser("edit-in-place", help="Edit the arguments of every deployment in place")
     add_sysroot_options(p)
-    p.add_argument("--append-if-missing", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--delete-if-present", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument(
+        "--append-if-missing",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="Append a kernel argument unless it is there already (may be repeated)",
+    )
+    p.add_argument(
+        "--delete-if-present",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="Remove a kernel argument where it is present (may be repeated)",
+    )
     p.set_defaults(func=run_kargs_edit)
     return asub
 

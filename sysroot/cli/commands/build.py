@@ -44,8 +44,15 @@ def register(sub) -> argparse._SubParsersAction:
         "--bootloader",
         choices=[BootloaderKind.SYSTEMD_BOOT.value, BootloaderKind.GRUB2.value],
         default=BootloaderKind.SYSTEMD_BOOT.value,
+        help="Boot loader of the images (default: systemd-boot)",
     )
-    c.add_argument("--karg", action="append", default=[], metavar="KARG")
+    c.add_argument(
+        "--karg",
+        action="append",
+        default=[],
+        metavar="KARG",
+        help="A kernel argument for the deployment (may be repeated)",
+    )
     c.add_argument(
         "--version",
         dest="build_version",  # not the global --version
@@ -58,8 +65,10 @@ def register(sub) -> argparse._SubParsersAction:
     c.add_argument("--force", action="store_true", help="Build even if built already")
     c.set_defaults(func=run_create)
     pr = bsub.add_parser("prune", help="Remove all but the newest builds")
-    pr.add_argument("--keep", type=int, required=True, metavar="N")
-    pr.add_argument("--builds", default=".", metavar="DIR")
+    pr.add_argument(
+        "--keep", type=int, required=True, metavar="N", help="How many of the newest builds to keep"
+    )
+    pr.add_argument("--builds", default=".", metavar="DIR", help="Build directory (default: .)")
     add_repo_option(pr)
     pr.set_defaults(func=run_prune)
     o = bsub.add_parser("osmet", help="Pack a build's raw images into osmet files")

@@ -44,7 +44,13 @@ def register(sub) -> None:
         metavar="dir=PATH|tar=FILE|ref=REF",
         help="Overlay the given tree (repeatable; later layers win)",
     )
-    p.add_argument("--add-metadata-string", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--add-metadata-string",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Add a string to the commit's metadata (may be repeated)",
+    )
     p.add_argument(
         "--add-metadata",
         action="append",

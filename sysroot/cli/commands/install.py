@@ -72,14 +72,26 @@ def register(sub) -> argparse._SubParsersAction:
         metavar="FILE",
         help="With --source-url: trust the keys in FILE for the remote",
     )
-    t.add_argument("--ref", required=True, metavar="REF")
+    t.add_argument("--ref", required=True, metavar="REF", help="The ref or commit to install")
     t.add_argument(
         "--bootloader",
         choices=[BootloaderKind.SYSTEMD_BOOT.value, BootloaderKind.GRUB2.value],
         default=BootloaderKind.SYSTEMD_BOOT.value,
+        help="Boot loader to install (default: systemd-boot)",
     )
-    t.add_argument("--karg", action="append", default=[], metavar="KARG")
-    t.add_argument("--stateroot", default=DEFAULT_STATEROOT, metavar="NAME")
+    t.add_argument(
+        "--karg",
+        action="append",
+        default=[],
+        metavar="KARG",
+        help="A kernel argument for the deployment (may be repeated)",
+    )
+    t.add_argument(
+        "--stateroot",
+        default=DEFAULT_STATEROOT,
+        metavar="NAME",
+        help=f"Stateroot of the deployment (default: {DEFAULT_STATEROOT})",
+    )
     t.add_argument("--wipe", action="store_true", help="Overwrite an existing partition table")
     t.add_argument("--root-size", metavar="SIZE", help="Root partition size (e.g. 8G)")
     t.add_argument(
@@ -87,7 +99,7 @@ def register(sub) -> argparse._SubParsersAction:
     )
     t.set_defaults(func=run_to_disk)
     ls = isub.add_parser("list-disks", help="List the whole disks")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help="Print the disks as JSON")
     ls.set_defaults(func=run_list_disks)
     return isub
 

@@ -60,7 +60,12 @@ def register(sub) -> argparse._SubParsersAction:
         help="Take the first *.osmet file here for the architecture and sector size",
     )
     u.add_argument("--repo", default=DEFAULT_REPO, metavar="PATH", help=f"Default: {DEFAULT_REPO}")
-    u.add_argument("--architecture", default=platform.machine(), metavar="ARCH")
+    u.add_argument(
+        "--architecture",
+        default=platform.machine(),
+        metavar="ARCH",
+        help="With --osmet-dir: the architecture to pick (default: this machine's)",
+    )
     u.add_argument(
         "--sector-size",
         type=int,
