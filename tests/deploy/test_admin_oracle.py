@@ -10,6 +10,7 @@ wrong (a tree with only /etc) the test says so and checks what we do instead.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -456,6 +457,11 @@ def test_status_json_of_ostree_sysroot(make_sysroot, tmp_path, ostree, sysroot):
     assert "\n".join(lines) + "\n" == sr.status(ostree)
     for i, d in enumerate(data["deployments"]):
         assert d["index"] == i
+        # the commit's time as the oracle shows it ("Date:  2023-01-03 03:04:05 +0000")
+        shown = ostree.out("show", f"--repo={sr.path / 'ostree/repo'}", d["checksum"])
+        date = next(ln for ln in shown.splitlines() if ln.startswith("Date:")).split(None, 1)[1]
+        when = dt.datetime.strptime(date.strip(), "%Y-%m-%d %H:%M:%S %z")
+        assert d["timestamp"] == when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         entry = Path(d["boot_entry"])
         assert entry.parent == sr.path / f"boot/loader.{data['bootversion']}/entries"
         text = entry.read_text()

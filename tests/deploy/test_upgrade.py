@@ -10,6 +10,7 @@ refs and the same `state/` (partial commits) in their repositories.
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import time
@@ -391,6 +392,54 @@ def test_check_and_preview(pair: SysrootTwins, served: Served, ostree):
         assert (rc, out) == (77, "No update available.\n")
     rb = pair.b.admin("upgrade", OS, "--check", "--pull-only", check=False)
     assert one_error_line(rb) == "error: Cannot simultaneously specify --check and --pull-only"
+
+
+def test_check_and_preview_as_json(pair: SysrootTwins, served: Served, ostree):
+    first = served.commit(ts=T0, version="1")
+    track(pair, served)
+    new = served.commit(ts=T1, version="2", files={"usr/share/added": "new\n"})
+    argv = ("admin", "upgrade", f"--sysroot={pair.b.path}", OS)
+    rc, out, _ = ours(*argv, "--check", "--json")
+    assert rc == 0
+    report = json.loads(out)
+    assert report == {
+        "schema-version": 1,
+        "update-available": True,
+        "osname": OSNAME,
+        "refspec": f"origin:{X}",
+        "commit": new,
+        "version": "2",
+        "timestamp": "2023-01-03T03:04:05Z",
+        "deployed": first,
+        "rebased-from": None,
+        "end-of-life": None,
+        "failed-to-boot": None,
+        "files": None,
+    }
+    rc, out, _ = ours(*argv, "--preview", "--json")
+    lines = ostree.out("diff", f"--repo={pair.b.repo}", first, new).splitlines()
+    counts = {k: sum(1 for ln in lines if ln.startswith(k + " ")) for k in "ADM"}
+    assert (rc, json.loads(out)["files"]) == (
+        0,
+        {"added": counts["A"], "removed": counts["D"], "modified": counts["M"]},
+    )
+    pair.admin("upgrade", OS)
+    for flag in ("--check", "--preview"):
+        rc, out, _ = ours(*argv, flag, "--json")
+        assert (rc, json.loads(out)) == (77, {"schema-version": 1, "update-available": False})
+    rb = pair.b.admin("upgrade", OS, "--json", check=False)
+    assert one_error_line(rb) == "error: --json needs --check or --preview"
+
+
+def test_unchanged_exit_77(pair: SysrootTwins, served: Served):
+    served.commit(ts=T0, version="1")
+    track(pair, served)
+    served.commit(ts=T1, version="2")
+    argv = ("admin", "upgrade", f"--sysroot={pair.b.path}", OS)
+    rc, out, _ = ours(*argv, "--unchanged-exit-77")
+    assert rc == 0 and "Bootloader updated" in out
+    assert ours(*argv, "--unchanged-exit-77") == (77, "No update available.\n", "")
+    assert ours(*argv) == (0, "No update available.\n", "")
 
 
 def test_stage_needs_booted_system(pair: SysrootTwins, served: Served):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sysroot.cli.common import add_sysroot_options, say_change
@@ -293,16 +295,24 @@ def run_lock_finalization(args) -> int:
 _UNLOCKED_STATES = ("hotfix", "development", "transient")
 
 
-def _commit_texts(repo, csum: str) -> tuple[str | None, str | None]:
-    """The commit's `version` and `ostree.source-title`; None when unreadable (ostree
-    stumbles on too: a pruned commit only loses these lines)."""
+@dataclass(frozen=True)
+class _CommitTexts:
+    version: str | None
+    source_title: str | None
+    timestamp: str | None  # ISO 8601, UTC
+
+
+def _commit_texts(repo, csum: str) -> _CommitTexts:
+    """The commit's `version`, `ostree.source-title` and time; None when unreadable
+    (ostree stumbles on too: a pruned commit only loses these lines)."""
     try:
         commit = repo.load_commit(csum)
     except SysrootError:
-        return None, None
+        return _CommitTexts(None, None, None)
     title = commit.metadata.get("ostree.source-title")
     source_title = title.value if title is not None and title.signature == "s" else None
-    return commit.version, source_title
+    when = dt.datetime.fromtimestamp(commit.timestamp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _CommitTexts(commit.version, source_title, when)
 
 
 def status_json(state: SysrootState) -> dict:
@@ -314,7 +324,7 @@ def status_json(state: SysrootState) -> dict:
         for d in state.deployments:
             booted = state.booted is not None and d.identity == state.booted.identity
             pending, rollback = state.pending_and_rollback(d.osname)
-            version, source_title = _commit_texts(repo, d.csum)
+            texts = _commit_texts(repo, d.csum)
             unlocked = d.origin.get("origin", "unlocked") if d.origin is not None else None
             out.append(
                 {
@@ -322,8 +332,9 @@ def status_json(state: SysrootState) -> dict:
                     "stateroot": d.osname,
                     "checksum": d.csum,
                     "serial": d.deployserial,
-                    "version": version,
-                    "source_title": source_title,
+                    "version": texts.version,
+                    "timestamp": texts.timestamp,
+                    "source_title": texts.source_title,
                     "origin_file": d.origin is not None,
                     "origin": d.origin_refspec,
                     "booted": booted,

@@ -4,7 +4,10 @@ Beyond ostree: `upgrade --check` (fetch the new commit object only, move no ref,
 whether there is an update) and `upgrade --preview` (fetch the update as --pull-only
 does and also show how its files differ from the merge deployment's). Both exit 77
 when there is no update, as `rpm-ostree upgrade --check` does, so scripts can tell
-"nothing to do" from a failure; 0 when there is one.
+"nothing to do" from a failure; 0 when there is one. `--json` prints their report as
+one object (UpdateReport: `schema-version` 1, `update-available`, the commit, version,
+timestamp, deployed commit, and for --preview the file counts). `--unchanged-exit-77`
+(rpm-ostree's) makes a plain upgrade exit 77 too when there was nothing to deploy.
 
 Also beyond ostree: a commit that boot counting recorded as failed in the stateroot
 (deploy/failedcommits.py) is not deployed again unless `--allow-failed` is given: with
@@ -14,9 +17,12 @@ a remote it is refused before its content is fetched and before the ref moves;
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import os
 import sys
+from dataclasses import dataclass
 
 from sysroot.cli.common import add_sysroot_options, say_change
 from sysroot.errors import SysrootError, UsageError
@@ -67,6 +73,16 @@ def register_verbs(asub) -> None:
         action="store_true",
         help="Download the update and show what it changes (exit 77 if none)",
     )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="With --check or --preview: the report as one JSON object",
+    )
+    p.add_argument(
+        "--unchanged-exit-77",
+        action="store_true",
+        help="Exit 77 when there is no update (as rpm-ostree; a timer's script can tell)",
+    )
     p.set_defaults(func=run_upgrade)
 
     p = asub.add_parser("switch", help="Construct new tree from REFSPEC and deploy it")
@@ -77,7 +93,7 @@ def register_verbs(asub) -> None:
 
 
 def _check_options(args) -> None:
-    """ostree's refusals, in its order; then ours for --check/--preview."""
+    """ostree's refusals, in its order; then ours for --check/--preview/--json."""
     if args.pull_only and args.deploy_only:
         raise UsageError("Cannot simultaneously specify --pull-only and --deploy-only")
     if args.pull_only and args.reboot:
@@ -90,6 +106,8 @@ def _check_options(args) -> None:
                 raise UsageError(
                     f"Cannot simultaneously specify --{opt} and --{other.replace('_', '-')}"
                 )
+    if args.json and not (args.check or args.preview):
+        raise UsageError("--json needs --check or --preview")
 
 
 def _reboot(sysroot_path: str) -> None:
@@ -107,30 +125,72 @@ def _warn_endoflife(result) -> None:
         )
 
 
-def _report(up, result, *, diff: bool) -> None:
+@dataclass(frozen=True)
+class UpdateReport:
+    """What --check and --preview say of an available update; --json prints these
+    fields under their JSON names (schema version 1)."""
+
+    osname: str
+    refspec: str
+    commit: str
+    version: str | None
+    timestamp: str  # ISO 8601, UTC
+    deployed: str
+    rebased_from: str | None
+    end_of_life: str | None
+    failed_to_boot: str | None
+    # --preview only: added, removed, modified file counts against the deployment
+    files: dict[str, int] | None
+
+    def as_json(self) -> dict[str, object]:
+        fields = {k.replace("_", "-"): v for k, v in dataclasses.asdict(self).items()}
+        return {"schema-version": 1, "update-available": True, **fields}
+
+
+NO_UPDATE_JSON = {"schema-version": 1, "update-available": False}
+
+
+def _report(up, result, *, diff: bool) -> UpdateReport:
     """The --check / --preview report of an available update."""
     commit = up.repo.load_commit(result.new_revision)
     when = dt.datetime.fromtimestamp(commit.timestamp, dt.UTC)
-    print(f"Update available for {up.osname}: {result.refspec}")
-    if result.rebased_from:
-        print(f"  Rebased from: {result.rebased_from} (end of life)")
-    print(f"  Commit: {result.new_revision}")
-    if commit.version is not None:
-        print(f"  Version: {commit.version}")
-    print(f"  Timestamp: {when.strftime('%Y-%m-%dT%H:%M:%SZ')}")
-    if result.endoflife:
-        print(f"  End of life: {result.endoflife}")
-    print(f"  Deployed: {result.from_revision}")
-    failed = up.failed_at(result.new_revision)
-    if failed is not None:
-        print(f"  Failed to boot: {failed} (upgrade refuses it without --allow-failed)")
+    files = None
     if diff:
         from sysroot.store.diff import diff_commits
 
         d = diff_commits(up.repo, result.from_revision, result.new_revision)
-        print(
-            f"  Files: {len(d.added)} added, {len(d.removed)} removed, {len(d.modified)} modified"
-        )
+        files = {"added": len(d.added), "removed": len(d.removed), "modified": len(d.modified)}
+    failed = up.failed_at(result.new_revision)
+    return UpdateReport(
+        up.osname,
+        result.refspec,
+        result.new_revision,
+        commit.version,
+        when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        result.from_revision,
+        result.rebased_from,
+        result.endoflife,
+        failed,
+        files,
+    )
+
+
+def _print_report(r: UpdateReport) -> None:
+    print(f"Update available for {r.osname}: {r.refspec}")
+    if r.rebased_from:
+        print(f"  Rebased from: {r.rebased_from} (end of life)")
+    print(f"  Commit: {r.commit}")
+    if r.version is not None:
+        print(f"  Version: {r.version}")
+    print(f"  Timestamp: {r.timestamp}")
+    if r.end_of_life:
+        print(f"  End of life: {r.end_of_life}")
+    print(f"  Deployed: {r.deployed}")
+    if r.failed_to_boot is not None:
+        print(f"  Failed to boot: {r.failed_to_boot} (upgrade refuses it without --allow-failed)")
+    if r.files is not None:
+        f = r.files
+        print(f"  Files: {f['added']} added, {f['removed']} removed, {f['modified']} modified")
 
 
 def run_upgrade(args) -> int:
@@ -163,10 +223,18 @@ def run_upgrade(args) -> int:
             raise
         _warn_endoflife(result)
         if not result.changed:
-            print("No update available.")
-            return EXIT_NO_UPDATE if args.check or args.preview else 0
+            if args.json:
+                print(json.dumps(NO_UPDATE_JSON, indent=2))
+            else:
+                print("No update available.")
+            unchanged_77 = args.check or args.preview or args.unchanged_exit_77
+            return EXIT_NO_UPDATE if unchanged_77 else 0
         if args.check or args.preview:
-            _report(up, result, diff=args.preview)
+            report = _report(up, result, diff=args.preview)
+            if args.json:
+                print(json.dumps(report.as_json(), indent=2))
+            else:
+                _print_report(report)
             return 0
         if not args.pull_only:
             change = up.deploy(stage=args.stage, allow_failed=args.allow_failed)
