@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from sysroot.errors import CorruptObjectError, NotFoundError
 from sysroot.formats.objects import ObjectType
@@ -21,55 +21,58 @@ def commit_bytes(repo: Repo, checksum: str) -> bytes:
     return data
 
 
+def _append_signatures(repo: Repo, checksum: str, key: str, sigs: Iterable[bytes]) -> None:
+    """sigs appended under key to the commit's detached metadata (made before it is
+    read, so a failing signer writes nothing)."""
+    meta = detached.load_commitmeta(repo, checksum)
+    for sig in sigs:
+        meta = detached.append_signature(meta, key, sig)
+    detached.write_commitmeta(repo, checksum, meta)
+
+
+def _drop_signatures(repo: Repo, checksum: str, key: str, drop: Callable[[bytes], bool]) -> int:
+    """The signatures under key for which drop() holds removed; how many were."""
+    meta = detached.load_commitmeta(repo, checksum)
+    sigs = detached.signatures(meta, key)
+    keep = [sig for sig in sigs if not drop(sig)]
+    if len(keep) != len(sigs):
+        detached.write_commitmeta(repo, checksum, detached.with_signatures(meta, key, keep))
+    return len(sigs) - len(keep)
+
+
 def gpg_sign_commit(repo: Repo, checksum: str, key_ids: Sequence[str], homedir: str | None) -> None:
     data = commit_bytes(repo, checksum)
     sigs = [gpg.sign_detached(data, k, homedir) for k in key_ids]  # all before writing
-    meta = detached.load_commitmeta(repo, checksum)
-    for sig in sigs:
-        meta = detached.append_signature(meta, detached.KEY_GPG, sig)
-    detached.write_commitmeta(repo, checksum, meta)
+    _append_signatures(repo, checksum, detached.KEY_GPG, sigs)
 
 
 def gpg_delete_signatures(repo: Repo, checksum: str, key_ids: Sequence[str]) -> int:
     """Drop the GPG signatures made by any of key_ids; returns how many were dropped."""
     commit_bytes(repo, checksum)
-    meta = detached.load_commitmeta(repo, checksum)
-    sigs = detached.signatures(meta, detached.KEY_GPG)
-    keep = []
-    for sig in sigs:
+
+    def made_by_one_of(sig: bytes) -> bool:
         issuer = gpg.signature_issuer(sig)
-        if not any(gpg.matches_key_id(k, issuer) for k in key_ids):
-            keep.append(sig)
-    if len(keep) != len(sigs):
-        detached.write_commitmeta(
-            repo, checksum, detached.with_signatures(meta, detached.KEY_GPG, keep)
-        )
-    return len(sigs) - len(keep)
+        return any(gpg.matches_key_id(k, issuer) for k in key_ids)
+
+    return _drop_signatures(repo, checksum, detached.KEY_GPG, made_by_one_of)
 
 
 def ed25519_sign_commit(repo: Repo, checksum: str, secrets: Sequence[bytes]) -> None:
     data = commit_bytes(repo, checksum)
-    meta = detached.load_commitmeta(repo, checksum)
-    for secret in secrets:
-        meta = detached.append_signature(meta, detached.KEY_ED25519, ed25519.sign(data, secret))
-    detached.write_commitmeta(repo, checksum, meta)
+    sigs = [ed25519.sign(data, secret) for secret in secrets]
+    _append_signatures(repo, checksum, detached.KEY_ED25519, sigs)
 
 
 def ed25519_delete_signatures(repo: Repo, checksum: str, publics: Sequence[bytes]) -> int:
     """Drop the ed25519 signatures that verify with any of publics."""
     data = commit_bytes(repo, checksum)
-    meta = detached.load_commitmeta(repo, checksum)
-    sigs = detached.signatures(meta, detached.KEY_ED25519)
-    keep = [
-        s
-        for s in sigs
-        if len(s) != ed25519.SIGNATURE_SIZE or not any(ed25519.check(data, s, k) for k in publics)
-    ]
-    if len(keep) != len(sigs):
-        detached.write_commitmeta(
-            repo, checksum, detached.with_signatures(meta, detached.KEY_ED25519, keep)
+
+    def verifies(sig: bytes) -> bool:
+        return len(sig) == ed25519.SIGNATURE_SIZE and any(
+            ed25519.check(data, sig, k) for k in publics
         )
-    return len(sigs) - len(keep)
+
+    return _drop_signatures(repo, checksum, detached.KEY_ED25519, verifies)
 
 
 def ed25519_verify_commit(
@@ -86,23 +89,13 @@ def dummy_sign_commit(repo: Repo, checksum: str, keys: Sequence[bytes]) -> None:
     """Append a `dummy` signature (the key itself) per key, as ostree's tests do."""
     dummy.require_enabled()
     commit_bytes(repo, checksum)
-    meta = detached.load_commitmeta(repo, checksum)
-    for key in keys:
-        meta = detached.append_signature(meta, dummy.METADATA_KEY, key)
-    detached.write_commitmeta(repo, checksum, meta)
+    _append_signatures(repo, checksum, dummy.METADATA_KEY, keys)
 
 
 def dummy_delete_signatures(repo: Repo, checksum: str, keys: Sequence[bytes]) -> int:
     """Drop the `dummy` signatures equal to any of keys."""
     commit_bytes(repo, checksum)
-    meta = detached.load_commitmeta(repo, checksum)
-    sigs = detached.signatures(meta, dummy.METADATA_KEY)
-    keep = [s for s in sigs if s not in keys]
-    if len(keep) != len(sigs):
-        detached.write_commitmeta(
-            repo, checksum, detached.with_signatures(meta, dummy.METADATA_KEY, keep)
-        )
-    return len(sigs) - len(keep)
+    return _drop_signatures(repo, checksum, dummy.METADATA_KEY, lambda sig: sig in keys)
 
 
 def dummy_verify_commit(repo: Repo, checksum: str, keys: Sequence[bytes]) -> bytes | None:

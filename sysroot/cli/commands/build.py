@@ -25,6 +25,7 @@ import os
 
 from sysroot import __version__
 from sysroot.boot.backends import BootloaderKind
+from sysroot.cli.commands.install import add_disk_options
 from sysroot.cli.main import add_repo_option
 from sysroot.errors import UsageError
 from sysroot.install.builds import BuildOptions, Outcome, build, prune_builds
@@ -40,19 +41,7 @@ def register(sub) -> argparse._SubParsersAction:
     c.add_argument("ref", metavar="REF", help="A ref or commit checksum in the repository")
     add_repo_option(c)
     c.add_argument("--builds", default=".", metavar="DIR", help="Build directory (default: .)")
-    c.add_argument(
-        "--bootloader",
-        choices=[BootloaderKind.SYSTEMD_BOOT.value, BootloaderKind.GRUB2.value],
-        default=BootloaderKind.SYSTEMD_BOOT.value,
-        help="Boot loader of the images (default: systemd-boot)",
-    )
-    c.add_argument(
-        "--karg",
-        action="append",
-        default=[],
-        metavar="KARG",
-        help="A kernel argument for the deployment (may be repeated)",
-    )
+    add_disk_options(c)
     c.add_argument(
         "--version",
         dest="build_version",  # not the global --version

@@ -42,6 +42,23 @@ from sysroot.util.units import format_size
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
+def add_disk_options(parser: argparse.ArgumentParser) -> None:
+    """--bootloader and --karg: how a disk is made bootable (install to-disk, build)."""
+    parser.add_argument(
+        "--bootloader",
+        choices=[BootloaderKind.SYSTEMD_BOOT.value, BootloaderKind.GRUB2.value],
+        default=BootloaderKind.SYSTEMD_BOOT.value,
+        help="Boot loader to install (default: systemd-boot)",
+    )
+    parser.add_argument(
+        "--karg",
+        action="append",
+        default=[],
+        metavar="KARG",
+        help="A kernel argument for the deployment (may be repeated)",
+    )
+
+
 def register(sub) -> argparse._SubParsersAction:
     p = sub.add_parser("install", help="Install a commit onto a disk")
     isub = p.add_subparsers(dest="install_command", metavar="COMMAND", parser_class=type(p))
@@ -73,19 +90,7 @@ def register(sub) -> argparse._SubParsersAction:
         help="With --source-url: trust the keys in FILE for the remote",
     )
     t.add_argument("--ref", required=True, metavar="REF", help="The ref or commit to install")
-    t.add_argument(
-        "--bootloader",
-        choices=[BootloaderKind.SYSTEMD_BOOT.value, BootloaderKind.GRUB2.value],
-        default=BootloaderKind.SYSTEMD_BOOT.value,
-        help="Boot loader to install (default: systemd-boot)",
-    )
-    t.add_argument(
-        "--karg",
-        action="append",
-        default=[],
-        metavar="KARG",
-        help="A kernel argument for the deployment (may be repeated)",
-    )
+    add_disk_options(t)
     t.add_argument(
         "--stateroot",
         default=DEFAULT_STATEROOT,
