@@ -53,7 +53,7 @@ from sysroot.formats.objects import (
     ObjectType,
     is_checksum,
 )
-from sysroot.pull import filez
+from sysroot.pull import filez, mirrorlist
 from sysroot.pull.fetch import Fetcher, FetchOptions
 from sysroot.pull.progress import Progress
 from sysroot.pull.workers import TaskResult, WorkerPool
@@ -213,13 +213,16 @@ def pull(
     # imported whole.
     content_url = None if remote is None or options.url else remote.option("contenturl")
     for where in (url, content_url or ""):
-        if where.startswith(("mirrorlist=", "metalink=")):
-            raise SysrootError(
-                f"Unsupported remote URL {where}: mirror lists and metalinks are not supported"
-            )
+        if where.startswith("metalink="):
+            raise SysrootError(f"Unsupported remote URL {where}: metalinks are not supported")
     if url.startswith("file://"):
         return _pull_file(repo, remote, url, names, overrides, options)
     fetch = fetch_options(remote, options.fetch, repo=repo)
+    # each list fetched and probed once per pull, as ostree (mirrorlist.py)
+    if mirrorlist.is_mirrorlist(url):
+        url = mirrorlist.choose_mirror(url, fetch)
+    if content_url is not None and mirrorlist.is_mirrorlist(content_url):
+        content_url = mirrorlist.choose_mirror(content_url, fetch)
     with contextlib.ExitStack() as stack:
         fetcher = stack.enter_context(Fetcher(url, fetch))
         content = stack.enter_context(Fetcher(content_url, fetch)) if content_url else fetcher
