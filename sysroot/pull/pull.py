@@ -257,6 +257,30 @@ def check_ref_binding(commit: Commit, checksum: str, ref: str) -> None:
         )
 
 
+def check_collection_binding(commit: Commit, checksum: str, collection_id: str | None) -> None:
+    """With a collection ID (the remote's `collection-id`), refuse a commit not bound to
+    it (`ostree.collection-binding`, with its ref binding), in ostree 2022.7's words."""
+    if collection_id is None:
+        return
+    if commit.metadata_value("ostree.ref-binding") is None:
+        raise SysrootError(
+            f"Commit {checksum}: Expected commit metadata to have ref binding information, "
+            "found none"
+        )
+    bound = commit.metadata_value("ostree.collection-binding")
+    if bound is None:
+        raise SysrootError(
+            f"Commit {checksum}: Expected commit metadata to have collection ID binding "
+            "information, found none"
+        )
+    if bound != collection_id:
+        raise SysrootError(
+            f"Commit {checksum}: Commit has collection ID \u2018{bound}\u2019 in collection "
+            "binding metadata, while the remote it came from has collection ID "
+            f"\u2018{collection_id}\u2019"
+        )
+
+
 @dataclass(frozen=True)
 class _RollbackCheck:
     """ostree 2022.7's --timestamp-check and --timestamp-check-from-rev, resolved before
@@ -361,9 +385,13 @@ def _pull_file(
                     if o is None
                 ],
             )
+        # as ostree: from a local repository, its own collection ID binds (not the remote's)
+        collection = src.config.get("core", "collection-id") or None
         for name, (_, checksum) in zip(all_names, targets, strict=True):
             if options.verify_bindings and not is_checksum(name):
                 check_ref_binding(src.load_commit(checksum), checksum, name)
+            if options.verify_bindings:
+                check_collection_binding(src.load_commit(checksum), checksum, collection)
         rollback = _rollback_check(repo, options, all_names)
         if rollback is not None:  # before anything is copied, like the signatures
             for name, (_, checksum) in zip(all_names, targets, strict=True):
@@ -454,6 +482,8 @@ class _HttpPull:
         contenturl, where the objects are (default: fetcher)."""
         self.repo = repo
         self.fetcher = fetcher
+        # every commit fetched is checked against it (ostree's verify_bindings)
+        self.collection_id = (remote.option("collection-id") or None) if remote else None
         self.content_fetcher = content or fetcher
         self.remote = remote
         self.options = options
@@ -624,6 +654,8 @@ class _HttpPull:
             commit = parse_object(Commit.parse, ObjectType.COMMIT, checksum, data, label)
             if ref is not None:
                 check_ref_binding(commit, checksum, ref)
+            if self.options.verify_bindings:
+                check_collection_binding(commit, checksum, self.collection_id)
             if self.verify is not None:
                 # Present already (pulled through an unverified remote, pull-local...):
                 # this remote's policy still applies before it becomes a ref here.
@@ -656,6 +688,8 @@ class _HttpPull:
         commit = parse_object(Commit.parse, ObjectType.COMMIT, checksum, data, label)
         if ref is not None:
             check_ref_binding(commit, checksum, ref)
+        if self.options.verify_bindings:
+            check_collection_binding(commit, checksum, self.collection_id)
         if meta is not None and not gvariant.is_normal_form(METADATA_DICT_TYPE, meta):
             raise CorruptObjectError(
                 checksum, "commitmeta", f"not a valid a{{sv}} ({self.url}{path}meta)"
