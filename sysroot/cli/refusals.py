@@ -16,6 +16,8 @@ _NO_DELTAS = "static deltas are not implemented yet: pulls fetch objects"
 REFUSED: dict[str, str] = {
     "admin deploy --overlay-initrd": "initramfs overlays are not supported: build them into the "
     "commit's initramfs",
+    "admin instutil grub2-generate": "sysroot's grub2 back end writes grub.cfg itself, "
+    "from the deployments (it is no grub2-mkconfig script)",
     "admin unlock": "an overlay on the running system's /usr is not supported: deploy a new "
     "commit instead",
     "checkout --selinux-policy": _NO_SELINUX,

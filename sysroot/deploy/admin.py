@@ -156,6 +156,11 @@ class Sysroot:
         with transaction(self.layout) as tx:
             return ops.set_origin_remote(tx, remote, url, branch, index, options)
 
+    def set_kargs(self, kargs: dep.KargOptions) -> Change:
+        """`admin instutil set-kargs`: the first deployment's arguments, a boot swap."""
+        with transaction(self.layout) as tx:
+            return ops.set_kargs(tx, kargs)
+
     def kargs_edit_in_place(
         self, append_if_missing: list[str], delete_if_present: list[str]
     ) -> int:

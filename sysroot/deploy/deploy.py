@@ -20,6 +20,8 @@ from typing import TypeVar
 from sysroot.boot.kargs import KernelArgs
 from sysroot.boot.kernel import find_kernel
 from sysroot.boot.words import check_line, check_name
+from sysroot.deploy import debugflags
+from sysroot.deploy.debugflags import SysrootDebug
 from sysroot.deploy.etcmerge import copy_tree, merge_etc, merge_summary
 from sysroot.deploy.layout import SysrootLayout
 from sysroot.deploy.state import DEPLOY_DIR_RE, Deployment, SysrootState
@@ -216,7 +218,7 @@ def create_deployment(
         published = True
         if fsync:
             fsutil.fsync_dir(parent)
-        if not os.environ.get("OSTREE_SYSROOT_DEBUG", "").count("mutable-deployments"):
+        if SysrootDebug.MUTABLE_DEPLOYMENTS not in debugflags.from_environment():
             fsutil.set_immutable(final, True)
     finally:
         if not published:

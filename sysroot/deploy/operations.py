@@ -214,3 +214,18 @@ def kargs_edit_in_place(
     for path, text in texts:
         fsutil.atomic_write(path, text.encode(), mode=0o644)
     return len(state.deployments)
+
+
+def set_kargs(tx: Transaction, kargs: dep.KargOptions) -> Change:
+    """ostree's `admin instutil set-kargs`: the first deployment (the default, booted or
+    not) gets new arguments through a whole boot round, as libostree's
+    deployment_set_kargs; kargs.none unless --merge, whose base is its current ones."""
+    state = tx.load()
+    if not state.deployments:
+        raise SysrootError("Unable to find a deployment in sysroot")
+    first = state.deployments[0]
+    if first.staged:
+        # libostree asserts on this (it would have to redeploy); a clear refusal instead
+        raise SysrootError("The first deployment is staged: deploy it with --karg options instead")
+    new = [replace(first, kargs=kargs.apply(first.kargs)), *state.deployments[1:]]
+    return tx.apply(state, new)

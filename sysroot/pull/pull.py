@@ -53,7 +53,7 @@ from sysroot.formats.objects import (
     ObjectType,
     is_checksum,
 )
-from sysroot.pull import filez
+from sysroot.pull import filez, mirrorlist
 from sysroot.pull.fetch import Fetcher, FetchOptions
 from sysroot.pull.progress import Progress
 from sysroot.pull.workers import TaskResult, WorkerPool
@@ -213,13 +213,16 @@ def pull(
     # imported whole.
     content_url = None if remote is None or options.url else remote.option("contenturl")
     for where in (url, content_url or ""):
-        if where.startswith(("mirrorlist=", "metalink=")):
-            raise SysrootError(
-                f"Unsupported remote URL {where}: mirror lists and metalinks are not supported"
-            )
+        if where.startswith("metalink="):
+            raise SysrootError(f"Unsupported remote URL {where}: metalinks are not supported")
     if url.startswith("file://"):
         return _pull_file(repo, remote, url, names, overrides, options)
     fetch = fetch_options(remote, options.fetch, repo=repo)
+    # each list fetched and probed once per pull, as ostree (mirrorlist.py)
+    if mirrorlist.is_mirrorlist(url):
+        url = mirrorlist.choose_mirror(url, fetch)
+    if content_url is not None and mirrorlist.is_mirrorlist(content_url):
+        content_url = mirrorlist.choose_mirror(content_url, fetch)
     with contextlib.ExitStack() as stack:
         fetcher = stack.enter_context(Fetcher(url, fetch))
         content = stack.enter_context(Fetcher(content_url, fetch)) if content_url else fetcher
@@ -251,6 +254,30 @@ def check_ref_binding(commit: Commit, checksum: str, ref: str) -> None:
         raise SysrootError(
             f"Commit {checksum}: Commit has no requested ref '{ref}' in ref "
             f"binding metadata ('{listed}')"
+        )
+
+
+def check_collection_binding(commit: Commit, checksum: str, collection_id: str | None) -> None:
+    """With a collection ID (the remote's `collection-id`), refuse a commit not bound to
+    it (`ostree.collection-binding`, with its ref binding), in ostree 2022.7's words."""
+    if collection_id is None:
+        return
+    if commit.metadata_value("ostree.ref-binding") is None:
+        raise SysrootError(
+            f"Commit {checksum}: Expected commit metadata to have ref binding information, "
+            "found none"
+        )
+    bound = commit.metadata_value("ostree.collection-binding")
+    if bound is None:
+        raise SysrootError(
+            f"Commit {checksum}: Expected commit metadata to have collection ID binding "
+            "information, found none"
+        )
+    if bound != collection_id:
+        raise SysrootError(
+            f"Commit {checksum}: Commit has collection ID \u2018{bound}\u2019 in collection "
+            "binding metadata, while the remote it came from has collection ID "
+            f"\u2018{collection_id}\u2019"
         )
 
 
@@ -358,9 +385,13 @@ def _pull_file(
                     if o is None
                 ],
             )
+        # as ostree: from a local repository, its own collection ID binds (not the remote's)
+        collection = src.config.get("core", "collection-id") or None
         for name, (_, checksum) in zip(all_names, targets, strict=True):
             if options.verify_bindings and not is_checksum(name):
                 check_ref_binding(src.load_commit(checksum), checksum, name)
+            if options.verify_bindings:
+                check_collection_binding(src.load_commit(checksum), checksum, collection)
         rollback = _rollback_check(repo, options, all_names)
         if rollback is not None:  # before anything is copied, like the signatures
             for name, (_, checksum) in zip(all_names, targets, strict=True):
@@ -451,6 +482,8 @@ class _HttpPull:
         contenturl, where the objects are (default: fetcher)."""
         self.repo = repo
         self.fetcher = fetcher
+        # every commit fetched is checked against it (ostree's verify_bindings)
+        self.collection_id = (remote.option("collection-id") or None) if remote else None
         self.content_fetcher = content or fetcher
         self.remote = remote
         self.options = options
@@ -621,6 +654,8 @@ class _HttpPull:
             commit = parse_object(Commit.parse, ObjectType.COMMIT, checksum, data, label)
             if ref is not None:
                 check_ref_binding(commit, checksum, ref)
+            if self.options.verify_bindings:
+                check_collection_binding(commit, checksum, self.collection_id)
             if self.verify is not None:
                 # Present already (pulled through an unverified remote, pull-local...):
                 # this remote's policy still applies before it becomes a ref here.
@@ -653,6 +688,8 @@ class _HttpPull:
         commit = parse_object(Commit.parse, ObjectType.COMMIT, checksum, data, label)
         if ref is not None:
             check_ref_binding(commit, checksum, ref)
+        if self.options.verify_bindings:
+            check_collection_binding(commit, checksum, self.collection_id)
         if meta is not None and not gvariant.is_normal_form(METADATA_DICT_TYPE, meta):
             raise CorruptObjectError(
                 checksum, "commitmeta", f"not a valid a{{sv}} ({self.url}{path}meta)"

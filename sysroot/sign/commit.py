@@ -134,3 +134,14 @@ def ed25519_sign_summary(repo: Repo, secrets: Sequence[bytes]) -> None:
     for secret in secrets:
         meta = detached.append_signature(meta, detached.KEY_ED25519, ed25519.sign(data, secret))
     detached.write_summary_sig(repo, meta)
+
+
+def dummy_sign_summary(repo: Repo, keys: Sequence[bytes]) -> None:
+    """Append a `dummy` signature (the key itself) per key to summary.sig, as ostree's
+    `summary --sign-type=dummy` does; the summary must exist, as for the other engines."""
+    dummy.require_enabled()
+    _summary_bytes(repo)
+    meta = _summary_meta(repo)
+    for key in keys:
+        meta = detached.append_signature(meta, dummy.METADATA_KEY, key)
+    detached.write_summary_sig(repo, meta)

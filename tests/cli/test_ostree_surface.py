@@ -34,12 +34,18 @@ def ostree_surface() -> dict[tuple[str, ...], set[str]]:
             head = line.strip().split("  ")[0]
             opts.update(re.findall(r"(?:^|, )(-{1,2}[\w-]+)", head))
         out[path] = opts - GLOBAL
-        sub = re.search(r'^Builtin (?:"[\w-]+" )?Commands:\n((?:  \S.*\n)+)', text, re.M)
+        sub = re.search(r'^Builtin (?:"[\w -]+" )?Commands:\n((?:  \S.*\n)+)', text, re.M)
         for line in sub.group(1).splitlines() if sub else ():
             walk((*path, line.split()[0]))
 
     walk(())
+    for path in HIDDEN:
+        walk(path)
     return out
+
+
+# commands ostree 2022.7 leaves out of its help, which installer scripts still call
+HIDDEN = [("admin", "instutil")]
 
 
 def _verbs(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -26,6 +26,7 @@ import sysroot as sysroot_pkg
 from sysroot.deploy.staged import StagedRecord
 from sysroot.formats import gvariant
 from sysroot.util.run import clean_env
+from tests.conftest import one_error_line
 from tests.helpers.sysroots import OSNAME, assert_dicts_equal, boot_state, make_os_tree
 from tests.helpers.tools import in_mount_namespace
 
@@ -542,3 +543,17 @@ def test_staging_keeps_the_var_stamp_until_finalize(make_booted, tool):
     var_stamp.write_text("TIMESTAMP_NSEC=1\n")
     b(tool, "admin", "deploy", "--stage", f"{OSNAME}/x")
     assert var_stamp.exists()
+
+
+def test_instutil_set_kargs_refuses_a_staged_first_deployment(make_booted):
+    """libostree aborts on an assertion there; sysroot refuses in one line, and the
+    staged deployment and the boot configuration stay as they were."""
+    a, b = make_booted("a", by="ostree"), make_booted("b", by="sysroot")
+    a("ostree", "admin", "deploy", "--stage", f"{OSNAME}/x")
+    b("sysroot", "admin", "deploy", "--stage", f"{OSNAME}/x")
+    assert a("ostree", "admin", "instutil", "set-kargs", "x=1", check=False).returncode != 0
+    staged, before = b.staged_file.read_bytes(), boot_state(b.path)
+    line = one_error_line(b("sysroot", "admin", "instutil", "set-kargs", "x=1", check=False))
+    assert line == "error: The first deployment is staged: deploy it with --karg options instead"
+    assert b.staged_file.read_bytes() == staged
+    assert boot_state(b.path) == before

@@ -179,7 +179,10 @@ def test_http_header_on_every_request(servers, ostree, sysroot, tmp_path):
         (("--contenturl=ftp://127.0.0.1/",), "Unsupported URL ftp://127.0.0.1/"),
         (("--contenturl=http://[::1/",), "Invalid URL http://[::1/"),
         (("--contenturl=http://127.0.0.1:port/",), "Invalid URL http://127.0.0.1:port/"),
-        (("--contenturl=mirrorlist=http://127.0.0.1:1/list",), "mirror lists"),
+        (
+            ("--contenturl=mirrorlist=http://127.0.0.1:1/list",),
+            "While fetching mirrorlist 'http://127.0.0.1:1/list'",
+        ),
     ],
 )
 def test_bad_contenturl_one_line(servers, ostree, sysroot, tmp_path, setup, message):

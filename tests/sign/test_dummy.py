@@ -152,3 +152,46 @@ def test_pull_verifies_like_ostree(
     assert not (repos["ours"] / "refs/remotes").exists() or not any(
         (repos["ours"] / "refs/remotes").rglob("*")
     )
+
+
+def test_summary_sign_like_ostree(ostree, sysroot, twins):
+    """summary -u --sign-type=dummy: summary.sig holds the keys, byte for byte as
+    ostree's (the summary itself carries a time stamp; its signature here does not)."""
+    theirs, ours, _ = twins
+    for keys in (["--sign=k1", "--sign=k2"], ["--sign=k3"]):
+        for tool, repo in ((ostree, theirs), (sysroot, ours)):
+            tool("summary", f"--repo={repo}", "-u", "--sign-type=dummy", *keys, env=ON)
+        assert (ours / "summary.sig").read_bytes() == (theirs / "summary.sig").read_bytes()
+    assert b"k3" in (ours / "summary.sig").read_bytes()
+    # sysroot reads the signed summary ostree serves, the remote checking it with dummy
+    for tool in (ostree, sysroot):
+        tool(
+            "remote",
+            "add",
+            f"--repo={ours}",
+            "--no-gpg-verify",
+            "--set=sign-verify-summary=dummy",
+            "--set=verification-dummy-key=k3",
+            "--if-not-exists",
+            "theirs",
+            f"file://{theirs}",
+        )
+        proc = tool("remote", "summary", f"--repo={ours}", "theirs", env=ON)
+        assert b"* main" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "env, sign_type, message",
+    [
+        (OFF, "dummy", "dummy signature type is only for ostree testing"),
+        (ON, "nope", "Requested signature type is not implemented"),
+    ],
+)
+def test_summary_sign_refusals(ostree, sysroot, twins, env, sign_type, message):
+    theirs, ours, _ = twins
+    args = ("summary", "-u", f"--sign-type={sign_type}", "--sign=k1")
+    proc = ostree(*args, f"--repo={theirs}", check=False, env=env)
+    assert proc.returncode == 1 and message.encode() in proc.stderr
+    assert message in one_error_line(sysroot(*args, f"--repo={ours}", check=False, env=env))
+    # ostree 2022.7 has written an unsigned summary by then; sysroot writes nothing
+    assert not (ours / "summary").exists() and not (ours / "summary.sig").exists()

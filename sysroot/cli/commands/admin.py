@@ -209,6 +209,32 @@ def register(sub) -> argparse._SubParsersAction:
         help="Remove a kernel argument where it is present (may be repeated)",
     )
     p.set_defaults(func=run_kargs_edit)
+
+    # ostree's hidden "deprecated commands intended for installer programs"
+    inst = asub.add_parser("instutil", help="Commands intended for installer programs")
+    isub = inst.add_subparsers(dest="instutil_command", metavar="COMMAND", parser_class=type(admin))
+    inst.set_defaults(func=lambda a: _usage(inst))
+    p = isub.add_parser("set-kargs", help="Set the kernel arguments of the first deployment")
+    add_sysroot_options(p, os_option=False)
+    p.add_argument("--import-proc-cmdline", action="store_true", help="Import /proc/cmdline")
+    p.add_argument("--merge", action="store_true", help="Merge with previous command line")
+    p.add_argument("--replace", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--append", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("args", nargs="*", metavar="ARGS", help="Appended, after --append")
+    p.set_defaults(func=run_instutil_set_kargs)
+    p = isub.add_parser(
+        "selinux-ensure-labeled",
+        help="Nothing without an SELinux policy, as ostree; refused with one",
+    )
+    add_sysroot_options(p, os_option=False)
+    p.add_argument("subpath", metavar="SUBPATH", nargs="?")
+    p.add_argument("prefix", metavar="PREFIX", nargs="?")
+    p.set_defaults(func=run_instutil_selinux_ensure_labeled)
+    key = "admin instutil grub2-generate"
+    p = isub.add_parser("grub2-generate", help="Refused: " + REFUSED[key])
+    add_sysroot_options(p, os_option=False)
+    p.add_argument("bootversion", metavar="BOOTVERSION", nargs="?")
+    p.set_defaults(func=lambda args: _refuse("admin instutil grub2-generate"))
     return asub
 
 
@@ -546,6 +572,37 @@ def run_set_origin(args) -> int:
     # our shorter form: set-origin REFSPEC (--set: origin keys, GROUP.KEY or KEY)
     _sysroot(args.sysroot).set_origin(args.remote, args.index, extra)
     return 0
+
+
+def run_instutil_set_kargs(args) -> int:
+    """As ostree: /proc/cmdline (BOOT_IMAGE= and initrd= left out) or, with --merge alone,
+    the first deployment's arguments, else none; then each --replace, each --append,
+    and the ARGS appended."""
+    kargs = KargOptions(
+        replace=tuple(args.replace),
+        append=(*args.append, *args.args),
+        proc_cmdline=args.import_proc_cmdline,
+        none=not args.import_proc_cmdline and not args.merge,
+    )
+    say_change(Sysroot(args.sysroot).set_kargs(kargs))
+    return 0
+
+
+def run_instutil_selinux_ensure_labeled(args) -> int:
+    """ostree relabels the first deployment with its SELinux policy, and says so and does
+    nothing when it has none; sysroot does no labelling, so it refuses the former."""
+    state = Sysroot(args.sysroot).load()
+    if not state.deployments:
+        raise SysrootError("Unable to find a deployment in sysroot")
+    path = os.path.abspath(state.deployment_path(state.deployments[0]))
+    # where libostree looks for the policy's config: etc/selinux, else usr/etc/selinux
+    if any(os.path.exists(os.path.join(path, d, "selinux/config")) for d in ("usr/etc", "etc")):
+        raise SysrootError(f"selinux-ensure-labeled: {_NO_SELINUX_LABELLING}")
+    print(f"No SELinux policy found in deployment '{path}'")
+    return 0
+
+
+_NO_SELINUX_LABELLING = REFUSED["commit --selinux-policy"]
 
 
 def run_kargs_edit(args) -> int:

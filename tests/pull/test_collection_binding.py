@@ -1,0 +1,84 @@
+"""A remote's `collection-id` binds the commits pulled through it, against ostree
+2022.7: over HTTP each commit must carry a ref binding and the same
+`ostree.collection-binding`, else the pull fails with ostree's words and stores no ref;
+from a file:// remote the source repository's own collection ID binds, as in ostree."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import one_error_line
+from tests.helpers.twins import assert_same_repos, twin_repos
+from tests.pull.serve_helpers import RepoServer, refs_of
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, ostree):
+    """(server, base): plain/ (no collection ID) and bound/ (org.example.A, whose commits
+    carry it), each with main and a summary."""
+    base = tmp_path_factory.mktemp("collections")
+    tree = base / "tree"
+    tree.mkdir()
+    (tree / "file").write_text("bound\n")
+    for name, extra in (("plain", []), ("bound", ["--collection-id=org.example.A"])):
+        repo = base / name
+        ostree("init", f"--repo={repo}", "--mode=archive", *extra)
+        ostree("commit", f"--repo={repo}", "-b", "main", "--timestamp=2021-01-01", tree)
+        ostree("summary", f"--repo={repo}", "-u")
+    with RepoServer(base) as server:
+        yield server, base
+
+
+def _pull_both(ostree, sysroot, tmp_path, url, collection_id, *args):
+    theirs, ours = twin_repos(ostree, tmp_path, "archive", None)
+    procs = []
+    for tool, repo in ((ostree, theirs), (sysroot, ours)):
+        ostree(
+            "remote",
+            "add",
+            f"--repo={repo}",
+            "--no-gpg-verify",
+            f"--collection-id={collection_id}",
+            "origin",
+            url,
+        )
+        procs.append(tool("pull", f"--repo={repo}", "origin", "main", *args, check=False))
+    return theirs, ours, procs
+
+
+@pytest.mark.parametrize(
+    "source, collection_id, args, ok",
+    [
+        ("bound", "org.example.A", [], True),
+        ("plain", "org.example.B", [], False),  # no collection binding at all
+        ("bound", "org.example.B", [], False),  # bound to another collection
+        ("bound", "org.example.B", ["--disable-verify-bindings"], True),
+    ],
+)
+def test_http_remote_binds_like_ostree(
+    served, ostree, sysroot, tmp_path, source, collection_id, args, ok
+):
+    server, _ = served
+    url = f"{server.url}{source}"
+    theirs, ours, (theirs_proc, ours_proc) = _pull_both(
+        ostree, sysroot, tmp_path, url, collection_id, *args
+    )
+    if ok:
+        assert theirs_proc.returncode == ours_proc.returncode == 0
+        assert_same_repos(ostree, theirs, ours, "archive")
+        return
+    assert theirs_proc.returncode != 0
+    assert one_error_line(ours_proc) == theirs_proc.stderr.decode().strip().splitlines()[-1]
+    assert refs_of(ours) == {}
+
+
+@pytest.mark.parametrize("source", ["plain", "bound"])
+def test_file_remote_binds_to_the_source_repository(served, ostree, sysroot, tmp_path, source):
+    """ostree compares with the source repository's collection ID there (none for
+    plain/, org.example.A for bound/), not the remote's: both pulls succeed."""
+    _, base = served
+    theirs, ours, procs = _pull_both(
+        ostree, sysroot, tmp_path, f"file://{base / source}", "org.example.B"
+    )
+    assert [p.returncode for p in procs] == [0, 0]
+    assert_same_repos(ostree, theirs, ours, "archive")
