@@ -578,20 +578,22 @@ def run_instutil_set_kargs(args) -> int:
     """As ostree: /proc/cmdline (BOOT_IMAGE= and initrd= left out) or, with --merge alone,
     the first deployment's arguments, else none; then each --replace, each --append,
     and the ARGS appended."""
+    from sysroot.deploy.deploy import KargOptions
+
     kargs = KargOptions(
         replace=tuple(args.replace),
         append=(*args.append, *args.args),
         proc_cmdline=args.import_proc_cmdline,
         none=not args.import_proc_cmdline and not args.merge,
     )
-    say_change(Sysroot(args.sysroot).set_kargs(kargs))
+    say_change(_sysroot(args.sysroot).set_kargs(kargs))
     return 0
 
 
 def run_instutil_selinux_ensure_labeled(args) -> int:
     """ostree relabels the first deployment with its SELinux policy, and says so and does
     nothing when it has none; sysroot does no labelling, so it refuses the former."""
-    state = Sysroot(args.sysroot).load()
+    state = _sysroot(args.sysroot).load()
     if not state.deployments:
         raise SysrootError("Unable to find a deployment in sysroot")
     path = os.path.abspath(state.deployment_path(state.deployments[0]))
