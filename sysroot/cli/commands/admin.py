@@ -218,8 +218,20 @@ def register(sub) -> argparse._SubParsersAction:
     add_sysroot_options(p, os_option=False)
     p.add_argument("--import-proc-cmdline", action="store_true", help="Import /proc/cmdline")
     p.add_argument("--merge", action="store_true", help="Merge with previous command line")
-    p.add_argument("--replace", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--append", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument(
+        "--replace",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="Replace the value of kernel argument NAME (may be repeated)",
+    )
+    p.add_argument(
+        "--append",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="Append a kernel argument (may be repeated)",
+    )
     p.add_argument("args", nargs="*", metavar="ARGS", help="Appended, after --append")
     p.set_defaults(func=run_instutil_set_kargs)
     p = isub.add_parser(
