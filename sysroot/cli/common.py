@@ -38,6 +38,25 @@ def allow_intermixed(parser: argparse.ArgumentParser) -> None:
     parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
 
 
+def add_disk_options(parser: argparse.ArgumentParser) -> None:
+    """--bootloader and --karg: how a disk is made bootable (install to-disk, build)."""
+    from sysroot.boot.backends import BootloaderKind
+
+    parser.add_argument(
+        "--bootloader",
+        choices=[BootloaderKind.SYSTEMD_BOOT.value, BootloaderKind.GRUB2.value],
+        default=BootloaderKind.SYSTEMD_BOOT.value,
+        help="Boot loader to install (default: systemd-boot)",
+    )
+    parser.add_argument(
+        "--karg",
+        action="append",
+        default=[],
+        metavar="KARG",
+        help="A kernel argument for the deployment (may be repeated)",
+    )
+
+
 def add_sysroot_options(parser: argparse.ArgumentParser, *, os_option: bool = True) -> None:
     """`ostree admin`'s --sysroot, and --os/--stateroot unless os_option is False."""
     parser.add_argument(

@@ -25,7 +25,7 @@ import os
 
 from sysroot import __version__
 from sysroot.boot.backends import BootloaderKind
-from sysroot.cli.commands.install import add_disk_options
+from sysroot.cli.common import add_disk_options
 from sysroot.cli.main import add_repo_option
 from sysroot.errors import UsageError
 from sysroot.install.builds import BuildOptions, Outcome, build, prune_builds

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from sysroot.boot.backends import BootloaderKind
+from sysroot.cli.common import add_disk_options
 from sysroot.errors import UsageError
 from sysroot.install.attach import SECTOR_SIZES, attached_image
 from sysroot.install.disks import list_disks
@@ -40,23 +41,6 @@ from sysroot.util.mounts import enter_private_mount_namespace
 from sysroot.util.units import format_size
 
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def add_disk_options(parser: argparse.ArgumentParser) -> None:
-    """--bootloader and --karg: how a disk is made bootable (install to-disk, build)."""
-    parser.add_argument(
-        "--bootloader",
-        choices=[BootloaderKind.SYSTEMD_BOOT.value, BootloaderKind.GRUB2.value],
-        default=BootloaderKind.SYSTEMD_BOOT.value,
-        help="Boot loader to install (default: systemd-boot)",
-    )
-    parser.add_argument(
-        "--karg",
-        action="append",
-        default=[],
-        metavar="KARG",
-        help="A kernel argument for the deployment (may be repeated)",
-    )
 
 
 def register(sub) -> argparse._SubParsersAction:
