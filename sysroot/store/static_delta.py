@@ -86,17 +86,21 @@ def delete_delta(repo: Repo, name: sd.DeltaName) -> None:
         fsutil.rmtree_at(repo.dfd, name.relpath)
 
 
-def part_payload(delta: LoadedDelta, index: int) -> sd.PartPayload:
-    """Part index read (from the superblock if inline, else its file), checked, parsed."""
+def part_payload(
+    delta: LoadedDelta, index: int, *, inline: bool = True, check: bool = True
+) -> sd.PartPayload:
+    """Part index read (from the superblock if inline, else its file), checked, parsed.
+    2022.7's `show` reads the file even for inline deltas and does not check its
+    checksum: inline=False, check=False."""
     header = delta.superblock.parts[index]
     if header.version > sd.PART_VERSION:
         raise FormatError(f"Delta part has too new version {header.version}")
-    data = delta.superblock.inline_part(delta.relpath, index)
+    data = delta.superblock.inline_part(delta.relpath, index) if inline else None
     expected: str | None = None  # ostree does not check inline parts' checksums
     if data is None:
         path = os.path.join(delta.part_dir, str(index))
         data = _read_capped(path, sd.MAX_PART_FILE, "Delta part")
-        expected = header.checksum
+        expected = header.checksum if check else None
     return sd.parse_part_payload(sd.decompress_part(data, expected))
 
 

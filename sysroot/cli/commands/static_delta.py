@@ -84,8 +84,9 @@ def run_show(args) -> int:
         else:
             loaded = store_sd.load_named(repo, _parse_name(arg))
         sb = loaded.superblock
-        # as ostree: the parts are read from the repository's directory for the delta,
-        # even when the superblock was named by path
+        # as ostree 2022.7: the part files are read from the repository's directory for
+        # the delta, even when the superblock was named by path, and even if it carries
+        # its parts inline (so `show` of an --inline delta fails at its first part)
         delta = store_sd.LoadedDelta(sb, f"{repo.path}/{sb.name.relpath}", sb.name.relpath)
         out = sys.stdout
         endian = {None: "invalid", False: "little", True: "big"}[sb.big_endian]
@@ -106,7 +107,7 @@ def run_show(args) -> int:
                 f"PartMeta{i}: nobjects={len(part.objects)} size={part.size} usize={part.usize}\n"
             )
             out.flush()  # what is known is printed before a part can fail, as ostree
-            p = store_sd.part_payload(delta, i)
+            p = store_sd.part_payload(delta, i, inline=False, check=False)
             ops = sd.iter_ops(p.ops, part.objects)
             counts = {code: 0 for code in sd.OpCode}
             for op in ops:
