@@ -338,6 +338,28 @@ HOSTILE = {
 }
 
 
+# what the one line must say: the first thing wrong, not a later consequence
+REASON = {
+    "superblock-truncated-10": "Invalid delta superblock",
+    "superblock-truncated-half": "Invalid delta superblock",
+    "superblock-empty": "Invalid delta superblock",
+    "superblock-framing": "Invalid delta superblock",
+    "superblock-commit-byte": "Corrupted commit object",
+    "part-flipped": "Checksum mismatch in static delta part",
+    "part-truncated": "Checksum mismatch in static delta part",
+    "part-missing": "not found",
+    "part-compression": "Checksum mismatch in static delta part",
+    "unknown-opcode": "Unknown opcode 1 at offset 0",
+    "truncated-varint": "Unexpected EOF reading varint",
+    "blob-offsets": "Invalid offset/length",
+    "bspatch-out-of-bounds": "bspatch: diff data would write past the new file",
+    "write-past-object": "writes past the end of its object",
+    "content-mismatch": "Corrupted file object",
+    "mode-index": "Invalid mode/xattr index",
+    "extra-close": "more operations than objects",
+}
+
+
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_delta_fails_in_one_line_storing_nothing(ostree, sysroot, src, case):
     repo, a = src["repo"], src["a"]
@@ -352,6 +374,7 @@ def test_hostile_delta_fails_in_one_line_storing_nothing(ostree, sysroot, src, c
     err = proc.stderr.decode()
     assert proc.returncode == 1, err
     assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    assert REASON[case] in err
     assert _objects(target) == before and _refs(target) == refs
     assert not [p for p in (target / "tmp").iterdir() if p.name.startswith("staging-")]
     ostree(f"--repo={target}", "fsck")
