@@ -265,7 +265,8 @@ def apply_offline(repo: Repo, delta: LoadedDelta) -> None:
     if sb.fallbacks:
         raise SysrootError("Cannot execute delta offline: contains nonempty http fallback entries")
     with repo.transaction() as tx:
-        if not tx.has_object(ObjectType.COMMIT, sb.to):
+        new_commit = not tx.has_object(ObjectType.COMMIT, sb.to)
+        if new_commit:
             sb.commit  # noqa: B018 -- parse it: a broken commit fails here with its reason
             tx.write_metadata(ObjectType.COMMIT, sb.commit_bytes, expected=sb.to)
         for i in range(len(sb.parts)):
@@ -275,6 +276,8 @@ def apply_offline(repo: Repo, delta: LoadedDelta) -> None:
             raise FormatError(
                 f"Delta part left object {missing[1]}.{missing[0].type_name} unwritten"
             )
+        # As ostree, the detached metadata the delta carries (signatures) comes with a
+        # commit it writes. Written last: it is not staged, so nothing may fail after.
         meta = sb.commitmeta(delta.relpath)
-        if meta is not None:
+        if new_commit and meta is not None:
             tx.write_commitmeta(sb.to, meta)

@@ -381,3 +381,51 @@ def test_hostile_delta_fails_in_one_line_storing_nothing(ostree, sysroot, src, c
     if case != "bspatch-out-of-bounds":  # 2022.7 has no bounds check there (it aborts)
         theirs = ostree(f"--repo={target}", "static-delta", "apply-offline", delta, check=False)
         assert theirs.returncode != 0
+
+
+# ---------------------------------------------------------------- signatures
+
+
+def test_detached_metadata_and_signed_superblocks(ostree, sysroot, src):
+    """A delta of a signed commit carries the signature (written with the commit); a
+    signed superblock applies unverified without keys unless sign-verify-deltas is on,
+    as 2022.7 does."""
+    base, a = src["base"], src["a"]
+    env = {**os.environ, "OSTREE_DUMMY_SIGN_ENABLED": "1"}
+    repo = base / "signed-src"
+    shutil.rmtree(repo, ignore_errors=True)
+    ostree("init", f"--repo={repo}", "--mode=archive")
+    ostree(f"--repo={repo}", "pull-local", "--depth=0", src["repo"], a)
+    ostree(f"--repo={repo}", "sign", "--sign-type=dummy", a, "secret", env=env)
+    out = base / "signed-out"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    ostree(
+        f"--repo={repo}",
+        "static-delta",
+        "generate",
+        "--empty",
+        f"--to={a}",
+        "--min-fallback-size=0",
+        "--sign-type=dummy",
+        "--sign=secret",
+        f"--filename={out / 'superblock'}",
+        env=env,
+    )
+    assert (out / "superblock").read_bytes().startswith(b"OSTSGNDT")
+    theirs, ours = _twins(ostree, base, "signed")
+    ostree(f"--repo={theirs}", "static-delta", "apply-offline", out)
+    sysroot(f"--repo={ours}", "static-delta", "apply-offline", out)
+    objs = _objects(ours)
+    assert objs == _objects(theirs)
+    assert f"objects/{a[:2]}/{a[2:]}.commitmeta" in objs
+    ostree(f"--repo={ours}", "fsck")
+    shown = sysroot(f"--repo={ours}", "static-delta", "show", out / "superblock", check=False)
+    assert b"Signed: yes\n" in shown.stdout
+    strict, _ = _twins(ostree, base, "signed-strict")
+    ostree(f"--repo={strict}", "config", "set", "core.sign-verify-deltas", "true")
+    o = sysroot(f"--repo={strict}", "static-delta", "apply-offline", out, check=False)
+    t = ostree(f"--repo={strict}", "static-delta", "apply-offline", out, check=False)
+    assert o.returncode == t.returncode == 1
+    assert o.stderr == b"error: Key is mandatory to check delta signature\n"
+    assert _objects(strict) == {}
