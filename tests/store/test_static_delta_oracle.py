@@ -429,3 +429,14 @@ def test_detached_metadata_and_signed_superblocks(ostree, sysroot, src):
     assert o.returncode == t.returncode == 1
     assert o.stderr == b"error: Key is mandatory to check delta signature\n"
     assert _objects(strict) == {}
+
+
+def test_apply_offline_bsdiff_and_rollsum_into_an_archive_repo(ostree, sysroot, src):
+    """ostree 2022.7 aborts here ('o' asserts a bare mode); sysroot writes .filez objects
+    through its normal path: the result equals ostree's pull-local of the same commit."""
+    repo, a, b = src["repo"], src["a"], src["b"]
+    theirs, ours = _twins(ostree, src["base"], "archive", "archive", with_a=(repo, a))
+    ostree(f"--repo={theirs}", "pull-local", repo, b)
+    sysroot(f"--repo={ours}", "static-delta", "apply-offline", src["out"] / "offline")
+    assert set(_objects(ours)) == set(_objects(theirs))
+    ostree(f"--repo={ours}", "fsck")
