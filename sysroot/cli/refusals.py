@@ -31,7 +31,6 @@ REFUSED: dict[str, str] = {
     "static-delta apply-offline --sign-type": "verifying a delta's signature is not "
     "implemented yet: apply-offline takes only a PATH (signed deltas apply unverified)",
     "static-delta generate": _NO_DELTA_WRITING,
-    "static-delta indexes": "delta index files are not read or written yet",
     "static-delta reindex": _NO_DELTA_WRITING,
     "static-delta verify": "verifying a delta's signature is not implemented yet",
 }

@@ -18,7 +18,7 @@ from sysroot.errors import FormatError, NotFoundError, SysrootError
 from sysroot.formats import gvariant
 from sysroot.formats import static_delta as sd
 from sysroot.formats.bspatch import bspatch
-from sysroot.formats.objects import FileHeader, ObjectType, checksum_hex
+from sysroot.formats.objects import FileHeader, ObjectType, checksum_hex, mbase64_checksum_hex
 from sysroot.store.repo import Repo
 from sysroot.store.transaction import Transaction
 from sysroot.util import fsutil
@@ -40,6 +40,24 @@ def list_deltas(repo: Repo) -> list[sd.DeltaName]:
             name = sd.DeltaName.from_dirnames(d.name, sub.name)
             if name is not None and os.path.isfile(os.path.join(sub.path, SUPERBLOCK)):
                 out.append(name)
+    return out
+
+
+def list_indexes(repo: Repo) -> list[str]:
+    """TO commits with a delta index file, in directory order (`static-delta indexes`)."""
+    out: list[str] = []
+    try:
+        outer = list(os.scandir(os.path.join(repo.path, "delta-indexes")))
+    except (FileNotFoundError, NotADirectoryError):
+        return out
+    for d in outer:
+        if not d.is_dir(follow_symlinks=False):
+            continue
+        for f in os.scandir(d.path):
+            stem, dot, ext = f.name.rpartition(".")
+            to = mbase64_checksum_hex(d.name + stem) if dot and ext == "index" else None
+            if to is not None:
+                out.append(to)
     return out
 
 

@@ -120,6 +120,21 @@ def test_list_matches_ostree(ostree, sysroot, src, tmp_path):
     assert ours.stdout == theirs.stdout == b"(No static deltas)\n"
 
 
+def test_indexes_matches_ostree(ostree, sysroot, src, tmp_path):
+    repo = tmp_path / "indexed"
+    shutil.copytree(src["repo"], repo, symlinks=True)
+    for step in ("before", "after"):
+        theirs = ostree(f"--repo={repo}", "static-delta", "indexes")
+        ours = sysroot(f"--repo={repo}", "static-delta", "indexes")
+        assert ours.stdout == theirs.stdout
+        if step == "before":
+            assert ours.stdout == b"(No static deltas indexes)\n"
+            ostree(f"--repo={repo}", "summary", "-u")  # writes delta-indexes/
+            (repo / "delta-indexes/zz").mkdir()
+            (repo / "delta-indexes/zz/junk.index").write_bytes(b"")
+    assert sorted(ours.stdout.split()) == sorted({src["a"].encode(), src["b"].encode()})
+
+
 def _show_args(src) -> list[str]:
     a, b, out = src["a"], src["b"], src["out"]
     return [

@@ -15,7 +15,7 @@ from sysroot.formats.objects import is_checksum
 from sysroot.store import static_delta as store_sd
 from sysroot.util.units import format_size
 
-REFUSED_VERBS = ("generate", "verify", "indexes", "reindex")
+REFUSED_VERBS = ("generate", "verify", "reindex")
 
 
 def register(sub) -> None:
@@ -27,6 +27,7 @@ def register(sub) -> None:
         ("list", "List static delta files", run_list),
         ("show", "Dump information on a delta", run_show),
         ("delete", "Remove a delta", run_delete),
+        ("indexes", "List static delta indexes", run_indexes),
         ("apply-offline", "Apply static delta file", run_apply_offline),
     ):
         v = vsub.add_parser(name, help=help)
@@ -65,6 +66,16 @@ def run_list(args) -> int:
         names = store_sd.list_deltas(repo)
     if not names:
         print("(No static deltas)")
+    for name in names:
+        print(name)
+    return 0
+
+
+def run_indexes(args) -> int:
+    with open_repo(args) as repo:
+        names = store_sd.list_indexes(repo)
+    if not names:
+        print("(No static deltas indexes)")
     for name in names:
         print(name)
     return 0
