@@ -28,11 +28,8 @@ REFUSED: dict[str, str] = {
     "pull --require-static-deltas": _NO_DELTAS,
     "pull --subpath": "pulling part of a tree is not supported: pull the whole commit",
     "pull-local --require-static-deltas": "local pulls copy objects; there are no deltas",
-    "static-delta apply-offline --sign-type": "verifying a delta's signature is not "
-    "implemented yet: apply-offline takes only a PATH (signed deltas apply unverified)",
     "static-delta generate": _NO_DELTA_WRITING,
     "static-delta reindex": _NO_DELTA_WRITING,
-    "static-delta verify": "verifying a delta's signature is not implemented yet",
 }
 
 

@@ -79,14 +79,16 @@ class LoadedDelta:
     superblock: sd.Superblock
     part_dir: str  # where the part files are: the superblock's directory
     relpath: str  # the delta's directory in a repository: inline part keys use it
+    raw: bytes = b""  # the superblock file as read (signatures cover its inner part)
 
 
 def load_path(path: str) -> LoadedDelta:
     """A delta as apply-offline takes it: a directory holding `superblock`, or the
     superblock file itself with the parts beside it (whatever its name)."""
     sb_path = os.path.join(path, SUPERBLOCK) if os.path.isdir(path) else path
-    sb = sd.parse_superblock(_read_capped(sb_path, sd.MAX_SUPERBLOCK, "Delta superblock"))
-    return LoadedDelta(sb, os.path.dirname(sb_path) or ".", sb.name.relpath)
+    raw = _read_capped(sb_path, sd.MAX_SUPERBLOCK, "Delta superblock")
+    sb = sd.parse_superblock(raw)
+    return LoadedDelta(sb, os.path.dirname(sb_path) or ".", sb.name.relpath, raw)
 
 
 def load_named(repo: Repo, name: sd.DeltaName) -> LoadedDelta:

@@ -12,10 +12,12 @@ from sysroot.cli.refusals import refusal
 from sysroot.errors import FormatError, SysrootError, UsageError
 from sysroot.formats import static_delta as sd
 from sysroot.formats.objects import is_checksum
+from sysroot.sign import delta as delta_sign
+from sysroot.sign import ed25519
 from sysroot.store import static_delta as store_sd
 from sysroot.util.units import format_size
 
-REFUSED_VERBS = ("generate", "verify", "reindex")
+REFUSED_VERBS = ("generate", "reindex")
 
 
 def register(sub) -> None:
@@ -28,15 +30,17 @@ def register(sub) -> None:
         ("show", "Dump information on a delta", run_show),
         ("delete", "Remove a delta", run_delete),
         ("indexes", "List static delta indexes", run_indexes),
+        ("verify", "Verify static delta signatures", run_verify),
         ("apply-offline", "Apply static delta file", run_apply_offline),
     ):
         v = vsub.add_parser(name, help=help)
         add_repo_option(v)
         v.add_argument("words", nargs="*", metavar="ARG")
         v.set_defaults(func=func)
-    vsub.choices["apply-offline"].add_argument(
-        "--sign-type", metavar="NAME", help="Signature type to use (defaults to 'ed25519')"
-    )
+    for name in ("apply-offline", "verify"):
+        vsub.choices[name].add_argument(
+            "--sign-type", metavar="NAME", help="Signature type to use (defaults to 'ed25519')"
+        )
     for name in REFUSED_VERBS:
         v = vsub.add_parser(name, help=f"Refused: {name} is not implemented yet")
         add_repo_option(v)
@@ -150,14 +154,44 @@ def run_delete(args) -> int:
     return 0
 
 
+def _superblock_bytes(repo, arg: str) -> bytes:
+    """The superblock file of DELTA: a path if it holds '/', else a delta name."""
+    if "/" in arg:
+        return store_sd.load_path(arg).raw
+    return store_sd.load_named(repo, _parse_name(arg)).raw
+
+
+def run_verify(args) -> int:
+    if not args.words:
+        raise SysrootError("DELTA must be specified")
+    sign_type = args.sign_type or ed25519.NAME
+    delta_sign.check_type(sign_type)
+    with open_repo(args) as repo:
+        data = _superblock_bytes(repo, args.words[0])
+    try:
+        delta_sign.verify(data, sign_type, args.words[1:])
+    except UsageError:
+        raise
+    except SysrootError:
+        print("Verification fails", flush=True)
+        raise
+    print("Verification OK")
+    return 0
+
+
 def run_apply_offline(args) -> int:
-    if len(args.words) > 1 or args.sign_type:  # KEY words need a signature engine
-        raise refusal("static-delta apply-offline --sign-type")
     if not args.words:
         raise SysrootError("PATH must be specified")
+    path, keys = args.words[0], args.words[1:]
+    sign_type = args.sign_type or ed25519.NAME
     with open_repo(args) as repo:
-        loaded = store_sd.load_path(args.words[0])
-        if loaded.superblock.signed and repo.config.get_bool("core", "sign-verify-deltas", False):
-            raise SysrootError("Key is mandatory to check delta signature")
+        loaded = store_sd.load_path(path)
+        if loaded.superblock.signed:
+            # as 2022.7: with keys the signature must verify; without, it is applied
+            # unverified unless the repository requires verified deltas
+            if keys:
+                delta_sign.verify(loaded.raw, sign_type, keys)
+            elif repo.config.get_bool("core", "sign-verify-deltas", False):
+                raise SysrootError("Key is mandatory to check delta signature")
         store_sd.apply_offline(repo, loaded)
     return 0
