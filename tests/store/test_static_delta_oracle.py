@@ -65,6 +65,7 @@ def src(tmp_path_factory, ostree):
         "nobsdiff": ["--disable-bsdiff"],
         "chunked": ["--max-chunk-size=1"],
         "inline": ["--inline"],
+        "swapped": ["--swap-endianness"],  # big-endian header integers, 'B'
     }.items():
         (out / name).mkdir(parents=True)
         ostree(
@@ -146,19 +147,22 @@ def _show_args(src) -> list[str]:
         f"{src['repo']}/deltas/{sd.mbase64(a)[:2]}/{sd.mbase64(a)[2:]}/superblock",  # by path
         str(out / "inline/single.delta"),  # parts inline
         str(out / "offline/superblock"),  # parts not in the repo: fails at part 0
+        str(out / "swapped/superblock"),  # Endianness: big
         b,  # no such delta
         "nosuchrev",
         f"{a}-{b[:10]}",
     ]
 
 
-@pytest.mark.parametrize("which", range(8))
+@pytest.mark.parametrize("which", range(9))
 def test_show_matches_ostree(ostree, sysroot, src, which):
     arg = _show_args(src)[which]
     theirs = ostree(f"--repo={src['repo']}", "static-delta", "show", arg, check=False)
     ours = sysroot(f"--repo={src['repo']}", "static-delta", "show", arg, check=False)
     assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout)
     assert len(ours.stderr.splitlines()) == (1 if ours.returncode else 0), ours.stderr
+    if which == 5:
+        assert b"Endianness: big\n" in ours.stdout
     if which == 1:
         assert b"Number of fallback entries: 1\n" in ours.stdout
         assert b"bspatch=0 " not in ours.stdout and b"setread=0 " not in ours.stdout
@@ -168,7 +172,8 @@ def test_show_matches_ostree(ostree, sysroot, src, which):
 
 
 @pytest.mark.parametrize(
-    "case", ["scratch", "scratch-archive", "offline", "nobsdiff", "chunked", "inline-file"]
+    "case",
+    ["scratch", "scratch-archive", "offline", "nobsdiff", "chunked", "inline-file", "swapped"],
 )
 def test_apply_offline_matches_ostree(ostree, sysroot, src, case):
     repo, a, b, out = src["repo"], src["a"], src["b"], src["out"]
