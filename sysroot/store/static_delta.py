@@ -145,6 +145,9 @@ class _Part:
         self.out: bytearray | None = None
         self.out_size = 0
         self.out_header: FileHeader | None = None
+        # rollsum objects set the same source again after each literal run: keep the
+        # last one read instead of reading the whole file each time
+        self._last_source: tuple[str, bytes] | None = None
 
     def _file_header(self, mode_idx: int, xattr_idx: int, target: str = "") -> FileHeader:
         if mode_idx >= len(self.p.modes) or xattr_idx >= len(self.p.xattrs):
@@ -219,10 +222,12 @@ class _Part:
     def set_source(self, args: tuple[int, ...]) -> None:
         raw = _slice(self.p.blob, args[0], 32)
         csum = checksum_hex(raw)
-        repo = self.tx.repo
-        if not repo.has_object(ObjectType.FILE, csum):
-            raise NotFoundError(f"Delta source object {csum} is not in the repository")
-        self.source = repo.read_payload(csum)
+        if self._last_source is None or self._last_source[0] != csum:
+            repo = self.tx.repo
+            if not repo.has_object(ObjectType.FILE, csum):
+                raise NotFoundError(f"Delta source object {csum} is not in the repository")
+            self._last_source = (csum, repo.read_payload(csum))
+        self.source = self._last_source[1]
 
     def bspatch(self, args: tuple[int, ...]) -> None:
         offset, length = args
