@@ -73,7 +73,7 @@ COMMAND_MODULES = {
     "reset": "reset",
     "gpg-sign": "sign",
     "sign": "sign",
-    "static-delta": "refused",
+    "static-delta": "static_delta",
     "find-remotes": "refused",
     "create-usb": "refused",
 }
@@ -81,7 +81,6 @@ COMMAND_MODULES = {
 # The commands as `sysroot --help` lists them, in the order the modules register them,
 # with their help lines: the listing needs no command module, so `--help` imports none
 # (start-up time). tests/cli/test_cli_main.py checks this against the modules' own.
-_REFUSED = "Refused: " + REFUSED["static-delta"]
 _NO_COLLECTIONS = "Refused: " + REFUSED["find-remotes"]
 COMMAND_HELP = (
     ("admin", "Manage deployments (like ostree admin)"),
@@ -105,13 +104,13 @@ COMMAND_HELP = (
     ("pull-local", "Copy data from SRC_REPO"),
     ("refs", "List refs, or create and delete them"),
     ("rev-parse", "Output the target of a rev"),
-    ("static-delta", _REFUSED),
     ("find-remotes", _NO_COLLECTIONS),
     ("create-usb", _NO_COLLECTIONS),
     ("remote", "Remote commands that may involve internet access"),
     ("reset", "Reset a REF to a previous COMMIT"),
     ("gpg-sign", "Sign a commit"),
     ("sign", "Sign a commit"),
+    ("static-delta", "Static delta related commands"),
     ("summary", "Manage summary metadata"),
 )
 

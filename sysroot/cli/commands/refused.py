@@ -8,7 +8,7 @@ import argparse
 from sysroot.cli.main import add_repo_option
 from sysroot.cli.refusals import REFUSED, refusal
 
-COMMANDS = ("static-delta", "find-remotes", "create-usb")
+COMMANDS = ("find-remotes", "create-usb")
 
 
 def register(sub) -> None:
