@@ -213,5 +213,5 @@ def test_summary_sign(repo_commit, ostree, sysroot, tmp_path):
             verify_summary(c, remote, summary + b"x", sig_bytes)
         with pytest.raises(SignatureError, match="no signatures found"):
             verify_summary(c, remote, summary, None)
-    proc = sysroot("summary", f"--repo={repo}", "--sign=bad", check=False)
+    proc = sysroot("summary", f"--repo={repo}", "-u", "--sign=bad", check=False)
     assert "not base64" in one_error_line(proc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sysroot.cli.common import summary_raw_text, summary_view_text
 from sysroot.cli.main import add_repo_option, open_repo
-from sysroot.errors import UsageError
+from sysroot.errors import SysrootError, UsageError
 from sysroot.formats.gvariant import Variant
 from sysroot.formats.gvariant_text import parse_text
 from sysroot.store import summary as summ
@@ -62,30 +62,35 @@ def _additional_metadata(items: list[str]) -> list[tuple[str, Variant]]:
 
 
 def run(args) -> int:
-    signing = bool(args.gpg_sign or args.sign)
-    if not args.update and not args.view and not signing:
-        raise UsageError("No option specified; use -u to update summary")
-    additional = _additional_metadata(args.add_metadata)
-    secrets = _summary_secret_keys(args)  # bad keys fail before anything is written
+    # as ostree 2022.7: -u updates (and signs, only then); else --view views; signing
+    # options alone are "no option", and -u with --view does not view
+    if not args.update and not args.view:
+        raise SysrootError("No option specified; use -u to update summary")
     with open_repo(args) as repo:
         if args.update:
-            # ostree feeds -m entries through a GVariantDict too: a repeated key keeps its
-            # first position and its last value
-            summ.regenerate_summary(repo, dict(additional))
-        if signing:
-            from sysroot.sign import commit as sign_commit
-
-            if args.gpg_sign:
-                sign_commit.gpg_sign_summary(repo, args.gpg_sign, args.gpg_homedir)
-            if secrets and args.sign_type == "dummy":
-                sign_commit.dummy_sign_summary(repo, secrets)
-            elif secrets:
-                sign_commit.ed25519_sign_summary(repo, secrets)
-        if args.view and args.raw:
+            _update(repo, args)
+        elif args.raw:
             print(summary_raw_text(summ.read_summary_bytes(repo)), end="")
-        elif args.view:
+        else:
             print(summary_view_text(summ.read_summary(repo)), end="")
     return 0
+
+
+def _update(repo, args) -> None:
+    additional = _additional_metadata(args.add_metadata)
+    secrets = _summary_secret_keys(args)  # bad keys fail before anything is written
+    # ostree feeds -m entries through a GVariantDict too: a repeated key keeps its first
+    # position and its last value
+    summ.regenerate_summary(repo, dict(additional))
+    if args.gpg_sign or args.sign:
+        from sysroot.sign import commit as sign_commit
+
+        if args.gpg_sign:
+            sign_commit.gpg_sign_summary(repo, args.gpg_sign, args.gpg_homedir)
+        if secrets and args.sign_type == "dummy":
+            sign_commit.dummy_sign_summary(repo, secrets)
+        elif secrets:
+            sign_commit.ed25519_sign_summary(repo, secrets)
 
 
 def _summary_secret_keys(args) -> list[bytes]:
