@@ -75,9 +75,14 @@ def timed(argv: list[str]) -> tuple[float, int]:
     return elapsed, rusage.ru_maxrss // 1024
 
 
+BASELINE: str | None = None
+
+
 def tool_argv(tool: str) -> list[str]:
     if tool == "ostree":
         return ["ostree"]
+    if tool == "baseline":  # another checkout of sysroot (--baseline), e.g. main's
+        return ["env", f"PYTHONPATH={BASELINE}", sys.executable, "-m", "sysroot"]
     return [sys.executable, "-m", "sysroot"]
 
 
@@ -94,7 +99,15 @@ def main() -> int:
     ap.add_argument("--tmpfs", action="store_true", help="tree, repos, checkouts on a tmpfs")
     ap.add_argument("--mode", default="bare", choices=["bare", "bare-user"])
     ap.add_argument("--no-xattrs", action="store_true", help="commit with --no-xattrs")
+    ap.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also time the sysroot package found in DIR (e.g. an export of main), same pairs",
+    )
     args = ap.parse_args()
+    global BASELINE
+    BASELINE = os.path.abspath(args.baseline) if args.baseline else None
+    tools = ["ostree", "sysroot", *(["baseline"] if BASELINE else [])]
 
     work = tempfile.mkdtemp(prefix="sysroot-bench-", dir=args.workdir)
     mounted = False
@@ -114,7 +127,7 @@ def main() -> int:
         print(f"regime: {'tmpfs' if args.tmpfs else 'disk'}, mode {args.mode}, {args.pairs} pairs")
         results: dict[tuple[str, str], list[tuple[float, int]]] = {}
         for rnd in range(args.pairs):
-            order = ["ostree", "sysroot"] if rnd % 2 == 0 else ["sysroot", "ostree"]
+            order = tools if rnd % 2 == 0 else tools[::-1]
             for tool in order:
                 repo = os.path.join(work, f"repo-{tool}")
                 co = os.path.join(work, f"co-{tool}")
@@ -153,19 +166,20 @@ def main() -> int:
                         ]
                     )
                 )
-        same = (
+        same = all(
             subprocess.run(
-                ["ostree", "rev-parse", f"--repo={work}/repo-ostree", "bench"],
+                ["ostree", "rev-parse", f"--repo={work}/repo-{tool}", "bench"],
                 capture_output=True,
                 text=True,
             ).stdout.strip()
             == subprocess.run(
-                ["ostree", "rev-parse", f"--repo={work}/repo-sysroot", "bench"],
+                ["ostree", "rev-parse", f"--repo={work}/repo-ostree", "bench"],
                 capture_output=True,
                 text=True,
             ).stdout.strip()
+            for tool in tools
         )
-        print(f"same commit checksum from both tools: {same}")
+        print(f"same commit checksum from all tools: {same}")
         print(
             f"{'operation':<10} {'ostree s':>9} {'sysroot s':>10} {'ratio':>6} "
             f"{'ostree MiB':>11} {'sysroot MiB':>12}"
@@ -184,6 +198,14 @@ def main() -> int:
             )
             pairs = "  ".join(f"{o:.2f}/{s:.2f}" for o, s in zip(o_times, s_times, strict=True))
             print(f"{'':<10} pairs ostree/sysroot s: {pairs}")
+            if BASELINE:
+                b_times = [t for t, _ in results[("baseline", op)]]
+                b_m = max(m for _, m in results[("baseline", op)])
+                b_ratio = median([b / o for b, o in zip(b_times, o_times, strict=True)])
+                print(
+                    f"{'  baseline':<10} {'':9} {median(b_times):10.2f} {b_ratio:6.2f} "
+                    f"{'':11} {b_m:12d}   ({BASELINE})"
+                )
     finally:
         if mounted:
             subprocess.run(["umount", work], check=False)
