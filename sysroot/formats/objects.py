@@ -401,14 +401,12 @@ class FileHeader:
 
     @classmethod
     def parse_filemeta(cls, data: bytes, symlink_target: str = "") -> FileHeader:
-        uid, gid, mode, xattrs = gvariant.decode(FILEMETA_TYPE, data)
-        return cls(
-            bswap32(uid),
-            bswap32(gid),
-            bswap32(mode),
-            symlink_target,
-            tuple(sorted(_parse_xattrs(xattrs))),
-        )
+        """A header from bare-user's user.ostreemeta. A repository's objects share a
+        few distinct values, so decoding is cached by the bytes (headers are frozen)."""
+        header = _parse_filemeta(bytes(data))
+        if symlink_target:
+            return cls(header.uid, header.gid, header.mode, symlink_target, header.xattrs)
+        return header
 
     def validate(self) -> None:
         if not (self.is_regular or self.is_symlink):
@@ -448,6 +446,14 @@ def _serialize_filemeta(header: FileHeader) -> bytes:
             bswap32(header.mode),
             _xattr_list(header.xattrs),
         ),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_filemeta(data: bytes) -> FileHeader:
+    uid, gid, mode, xattrs = gvariant.decode(FILEMETA_TYPE, data)
+    return FileHeader(
+        bswap32(uid), bswap32(gid), bswap32(mode), "", tuple(sorted(_parse_xattrs(xattrs)))
     )
 
 
