@@ -185,8 +185,9 @@ def _offset_size(container_size: int) -> int:
     return 8
 
 
-def _append_offsets(buf: bytearray, offsets: list[int]) -> None:
-    """Append a framing-offset table, choosing the width for the final size."""
+def append_offsets(buf: bytearray, offsets: list[int]) -> None:
+    """Append a framing-offset table, choosing the width for the final size (for
+    hand-framed encoders of hot types, e.g. DirTree.serialize)."""
     if not offsets:
         return
     body = len(buf)
@@ -256,7 +257,7 @@ def _encode_array(buf: bytearray, elem: GType, value: Any) -> None:
         _pad(sub, elem.alignment)
         _encode_into(sub, elem, item)
         offsets.append(len(sub))
-    _append_offsets(sub, offsets)
+    append_offsets(sub, offsets)
     buf += sub
 
 
@@ -280,7 +281,7 @@ def _encode_struct(buf: bytearray, children: tuple[GType, ...], value: Any, t: G
         _pad(sub, t.alignment)
     else:
         offsets.reverse()
-        _append_offsets(sub, offsets)
+        append_offsets(sub, offsets)
     buf += sub
 
 

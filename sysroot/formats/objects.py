@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import hashlib
 import re
 import stat
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,15 +188,30 @@ class DirTree:
     dirs: tuple[tuple[str, str, str], ...] = ()
 
     def serialize(self) -> bytes:
-        files = sorted(self.files, key=lambda e: e[0].encode())
-        dirs = sorted(self.dirs, key=lambda e: e[0].encode())
-        return gvariant.encode(
-            DIRTREE_TYPE,
-            (
-                [(n, bytes.fromhex(c)) for n, c in files],
-                [(n, bytes.fromhex(t), bytes.fromhex(m)) for n, t, m in dirs],
-            ),
-        )
+        """The `(a(say)a(sayay))` bytes, entries sorted by their UTF-8 names.
+
+        Hand-framed (commit writes one per directory; the generic encoder was a tenth
+        of its time); the same bytes as `gvariant.encode(DIRTREE_TYPE, ...)`, which a
+        test checks on random trees."""
+        files = sorted(((n.encode(), c) for n, c in self.files), key=_first)
+        dirs = sorted(((n.encode(), t, m) for n, t, m in self.dirs), key=_first)
+        fbody = bytearray()
+        fends = []
+        for name, csum in files:
+            _check_name_bytes(name)
+            _framed_entry(fbody, name, bytes.fromhex(csum), b"")
+            fends.append(len(fbody))
+        gvariant.append_offsets(fbody, fends)
+        dbody = bytearray()
+        dends = []
+        for name, tree, meta in dirs:
+            _check_name_bytes(name)
+            _framed_entry(dbody, name, bytes.fromhex(tree), bytes.fromhex(meta))
+            dends.append(len(dbody))
+        gvariant.append_offsets(dbody, dends)
+        out = fbody + dbody
+        gvariant.append_offsets(out, [len(fbody)])
+        return bytes(out)
 
     @classmethod
     def parse(cls, data: bytes) -> DirTree:
@@ -219,6 +235,43 @@ class DirTree:
     @property
     def checksum(self) -> str:
         return sha256_hex(self.serialize())
+
+
+def _first(entry: tuple[bytes, str] | tuple[bytes, str, str]) -> bytes:
+    return entry[0]
+
+
+def _check_name_bytes(name: bytes) -> None:
+    if b"\0" in name:  # as the generic encoder refuses a GVariant string with a NUL
+        raise FormatError("string contains a NUL byte")
+
+
+def _framed_entry(buf: bytearray, name: bytes, first: bytes, second: bytes) -> None:
+    """Append one `(say)` (second empty) or `(sayay)` struct: the name's string, the
+    checksum arrays, and the framing offsets of the non-last members, last first."""
+    start = len(buf)
+    buf += name
+    buf += b"\0"
+    name_end = len(buf) - start
+    buf += first
+    if second:
+        first_end = len(buf) - start
+        buf += second
+        body = len(buf) - start
+        if body + 2 <= 0xFF:  # the usual case: one-byte offsets
+            buf.append(first_end)
+            buf.append(name_end)
+            return
+        tail = bytearray(buf[start:])
+        gvariant.append_offsets(tail, [first_end, name_end])
+    else:
+        body = len(buf) - start
+        if body + 1 <= 0xFF:
+            buf.append(name_end)
+            return
+        tail = bytearray(buf[start:])
+        gvariant.append_offsets(tail, [name_end])
+    buf[start:] = tail
 
 
 # ---------------------------------------------------------------- commit
@@ -318,14 +371,14 @@ class FileHeader:
         )
 
     def serialize(self) -> bytes:
-        return gvariant.encode(FILE_HEADER_TYPE, self._values())
+        return _cached(_serialize_header, self)
 
     def serialize_zlib(self, size: int) -> bytes:
         return gvariant.encode(ZLIB_FILE_HEADER_TYPE, (bswap64(size), *self._values()))
 
     def content_stream_prefix(self) -> bytes:
         """The bytes hashed (and streamed) before the payload."""
-        return length_prefixed(self.serialize())
+        return _cached(_content_stream_prefix, self)
 
     @classmethod
     def parse(cls, data: bytes) -> FileHeader:
@@ -344,21 +397,16 @@ class FileHeader:
 
     def serialize_filemeta(self) -> bytes:
         """The value of bare-user's user.ostreemeta xattr."""
-        return gvariant.encode(
-            FILEMETA_TYPE,
-            (bswap32(self.uid), bswap32(self.gid), bswap32(self.mode), _xattr_list(self.xattrs)),
-        )
+        return _cached(_serialize_filemeta, self)
 
     @classmethod
     def parse_filemeta(cls, data: bytes, symlink_target: str = "") -> FileHeader:
-        uid, gid, mode, xattrs = gvariant.decode(FILEMETA_TYPE, data)
-        return cls(
-            bswap32(uid),
-            bswap32(gid),
-            bswap32(mode),
-            symlink_target,
-            tuple(sorted(_parse_xattrs(xattrs))),
-        )
+        """A header from bare-user's user.ostreemeta. A repository's objects share a
+        few distinct values, so decoding is cached by the bytes (headers are frozen)."""
+        header = _parse_filemeta(bytes(data))
+        if symlink_target:
+            return cls(header.uid, header.gid, header.mode, symlink_target, header.xattrs)
+        return header
 
     def validate(self) -> None:
         if not (self.is_regular or self.is_symlink):
@@ -373,6 +421,48 @@ class FileHeader:
             raise FormatError("regular file has a symlink target")
         if self.is_symlink and not self.symlink_target:
             raise FormatError("symlink has an empty target")
+
+
+# A tree's files share a handful of headers (owner, mode, no xattrs): commit encodes
+# each of them once rather than once per file. Bounded, since symlinks (each with its
+# own target) are headers too.
+@functools.lru_cache(maxsize=1024)
+def _serialize_header(header: FileHeader) -> bytes:
+    return gvariant.encode(FILE_HEADER_TYPE, header._values())
+
+
+@functools.lru_cache(maxsize=1024)
+def _content_stream_prefix(header: FileHeader) -> bytes:
+    return length_prefixed(_serialize_header(header))
+
+
+@functools.lru_cache(maxsize=1024)
+def _serialize_filemeta(header: FileHeader) -> bytes:
+    return gvariant.encode(
+        FILEMETA_TYPE,
+        (
+            bswap32(header.uid),
+            bswap32(header.gid),
+            bswap32(header.mode),
+            _xattr_list(header.xattrs),
+        ),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_filemeta(data: bytes) -> FileHeader:
+    uid, gid, mode, xattrs = gvariant.decode(FILEMETA_TYPE, data)
+    return FileHeader(
+        bswap32(uid), bswap32(gid), bswap32(mode), "", tuple(sorted(_parse_xattrs(xattrs)))
+    )
+
+
+def _cached(fn: Callable[[FileHeader], bytes], header: FileHeader) -> bytes:
+    try:
+        return fn(header)
+    except TypeError:  # unhashable xattrs (a list): encode without the cache
+        raw: bytes = fn.__wrapped__(header)  # type: ignore[attr-defined]
+        return raw
 
 
 _LEN_PREFIX = struct.Struct(">I4x")

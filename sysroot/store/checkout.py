@@ -22,7 +22,7 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from sysroot.errors import NotFoundError, SysrootError, UsageError
+from sysroot.errors import FormatError, NotFoundError, SysrootError, UsageError
 from sysroot.formats.objects import DirMeta, DirTree, FileHeader, ObjectType
 from sysroot.store.localsum import checksum_at
 from sysroot.store.modes import RepoMode
@@ -33,6 +33,7 @@ from sysroot.util import fsutil
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _SUID_SGID = stat.S_ISUID | stat.S_ISGID
 _COPY_CHUNK = 1 << 20
+_OSTREEMETA = "user.ostreemeta"
 
 
 WHITEOUT_PREFIX = ".wh."
@@ -117,6 +118,11 @@ class _Checkout:
         # wanted, so the hot loop is one linkat per file with no metadata reads.
         self.link_everything = can_link and mode is RepoMode.BARE
         self.link_regular = can_link
+        # user-mode repo + user checkout: regular objects are linked; what an object
+        # is (regular or symlink, valid metadata) is decided once per distinct
+        # user.ostreemeta value, not once per file (see _link_user_files)
+        self.link_user_objects = can_link and self.usermode_repo
+        self._regular_meta: dict[bytes, bool] = {}
         self.canonical_dirs = mode is RepoMode.BARE_USER_ONLY or options.bareuseronly_dirs
         self.objects_fd = os.open("objects", _DIR_FLAGS, dir_fd=repo.dfd)
         self.repo_dev = os.fstat(repo.dfd).st_dev
@@ -240,8 +246,47 @@ class _Checkout:
                     self.link_failed(e, dfd, name, csum, path)
             self.stats.hardlinked += n
             return
+        if self.link_user_objects:
+            self._link_user_files(dfd, tree, path)
+            return
         for name, csum in tree.files:
             self.write_file(dfd, name, csum, path)
+
+    def _link_user_files(self, dfd: int, tree: DirTree, path: str) -> None:
+        """write_file for every file, as a tight loop over the usual case: a non-empty
+        regular object is hardlinked after one lstat (and in bare-user, one getxattr).
+        Anything else (a symlink object, an empty file, a missing object, metadata
+        that does not validate) takes write_file, which decides and reports."""
+        link, lstat, getxattr, isreg = os.link, os.lstat, os.getxattr, stat.S_ISREG
+        objfd = self.objects_fd
+        objects = os.path.join(self.repo.path, "objects", "")  # getxattr: no dir_fd form
+        bare_user = self.repo.mode is RepoMode.BARE_USER
+        known = self._regular_meta
+        n = 0
+        for name, csum in tree.files:
+            rel = f"{csum[:2]}/{csum[2:]}.file"
+            try:
+                st = lstat(rel, dir_fd=objfd)
+                if not isreg(st.st_mode) or st.st_size == 0:
+                    self.write_file(dfd, name, csum, path)
+                    continue
+                if bare_user:
+                    meta = getxattr(objects + rel, _OSTREEMETA, follow_symlinks=False)
+                    regular = known.get(meta)
+                    if regular is None:
+                        regular = known[meta] = _is_regular_meta(meta)
+                    if not regular:
+                        self.write_file(dfd, name, csum, path)
+                        continue
+            except OSError:
+                self.write_file(dfd, name, csum, path)
+                continue
+            try:
+                link(rel, name, src_dir_fd=objfd, dst_dir_fd=dfd, follow_symlinks=False)
+                n += 1
+            except OSError as e:
+                self.link_failed(e, dfd, name, csum, path)
+        self.stats.hardlinked += n
 
     def _special_files(self, dfd: int, tree: DirTree, path: str) -> DirTree:
         """The skip list and the whiteouts applied: tree without the files they take.
@@ -473,6 +518,16 @@ class _Checkout:
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def _is_regular_meta(meta: bytes) -> bool:
+    """Whether a bare-user object with this user.ostreemeta is a valid regular file."""
+    try:
+        header = FileHeader.parse_filemeta(meta)
+        header.validate()
+    except FormatError:
+        return False
+    return header.is_regular
 
 
 def _join(dirpath: str, name: str) -> str:

@@ -41,6 +41,10 @@ if TYPE_CHECKING:  # the repo makes transactions: Repo.transaction()
 _CHUNK = 1 << 20
 _OSTREEMETA = "user.ostreemeta"
 _STALE_SECS = 86400
+# has_object lists an objects/XX directory at its third lookup, unless the directory
+# is bigger than this (about a thousand names on ext4 or tmpfs)
+_LIST_AFTER = 3
+_LIST_MAX_BYTES = 64 << 10
 
 
 def _boot_id() -> str:
@@ -87,6 +91,9 @@ class Transaction:
         self._tmp_prefix = ".tmp-"
         self._tmp_names = itertools.count()
         self._mutex = threading.Lock()
+        # has_object: lookups per objects/XX directory, and the names of those listed
+        self._asked: dict[str, int] = {}
+        self._listed: dict[str, frozenset[str]] = {}
         # min-free-space-*: measured per content object, in forked workers too
         self.space = SpaceGuard(repo.free_space, repo.dfd)
 
@@ -182,7 +189,40 @@ class Transaction:
 
     # ------------------------------------------------------------------ queries
     def has_object(self, objtype: ObjectType, checksum: str) -> bool:
-        return (checksum, objtype) in self._staged or self.repo.has_object(objtype, checksum)
+        return (checksum, objtype) in self._staged or self._stored(objtype, checksum)
+
+    def _stored(self, objtype: ObjectType, checksum: str) -> bool:
+        """Whether objects/ holds the object. A commit asks once per file, so after
+        a few lstat()s in one objects/XX directory it is listed once and answers the
+        rest, unless it is big (memory stays small in a large repository). Objects
+        another process adds meanwhile look absent: they are staged again and
+        publishing keeps the one already there (rename without replace)."""
+        sub = checksum[:2]
+        names = self._listed.get(sub)
+        if names is not None:
+            return f"{checksum[2:]}.{objtype.extension(self.mode.is_archive)}" in names
+        asked = self._asked.get(sub, 0) + 1
+        self._asked[sub] = asked
+        if asked == _LIST_AFTER:
+            listed = self._list_objdir(sub)
+            if listed is not None:
+                self._listed[sub] = listed
+                return f"{checksum[2:]}.{objtype.extension(self.mode.is_archive)}" in listed
+        return self.repo.has_object(objtype, checksum)
+
+    def _list_objdir(self, sub: str) -> frozenset[str] | None:
+        try:
+            fd = os.open(
+                f"objects/{sub}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.repo.dfd
+            )
+        except FileNotFoundError:
+            return frozenset()
+        try:
+            if os.fstat(fd).st_size > _LIST_MAX_BYTES:
+                return None
+            return frozenset(os.listdir(fd))
+        finally:
+            os.close(fd)
 
     def read_metadata(self, objtype: ObjectType, checksum: str) -> bytes:
         """A metadata object, whether staged in this transaction or already stored."""
@@ -499,6 +539,8 @@ class Transaction:
             for sub in {c[:2] for c in commits}:
                 fsutil.fsync_dir(f"objects/{sub}", dir_fd=repo.dfd)
         self._staged.clear()
+        self._asked.clear()  # objects/ has changed: list again if asked again
+        self._listed.clear()
         for refspec, target in self._refs.items():
             repo.write_ref(refspec, target)
         self._refs.clear()

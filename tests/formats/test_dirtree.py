@@ -82,3 +82,55 @@ def test_fast_dirtree_parser_agrees_with_generic(ostree_dirtrees):
 def test_fast_dirtree_parser_gives_up_on_empty_input():
     assert parse_fast(b"") is None
     assert parse_fast(DirTree().serialize()) == DirTree()
+
+
+def _generic_serialize(tree: DirTree) -> bytes:
+    from sysroot.formats import gvariant
+    from sysroot.formats.objects import DIRTREE_TYPE
+
+    files = sorted(tree.files, key=lambda e: e[0].encode())
+    dirs = sorted(tree.dirs, key=lambda e: e[0].encode())
+    return gvariant.encode(
+        DIRTREE_TYPE,
+        (
+            [(n, bytes.fromhex(c)) for n, c in files],
+            [(n, bytes.fromhex(t), bytes.fromhex(m)) for n, t, m in dirs],
+        ),
+    )
+
+
+def test_hand_framed_dirtree_encoder_agrees_with_generic(ostree_dirtrees):
+    """DirTree.serialize frames its entries by hand: its bytes must be the generic
+    GVariant encoder's, across every framing-offset width (entry, array and struct
+    sizes around 255 and 65535 bytes) and for ostree's own dirtrees."""
+    for data in ostree_dirtrees:
+        assert DirTree.parse(data).serialize() == data
+    rnd = random.Random(21)
+
+    def csum() -> str:
+        return rnd.randbytes(32).hex()
+
+    shapes = [(0, 0), (1, 0), (0, 1), (3, 2)]
+    shapes += [(rnd.randrange(0, 40), rnd.randrange(0, 10)) for _ in range(60)]
+    shapes += [(3000, 0), (0, 1000), (1500, 700)]  # arrays past 65535 bytes
+    for n_files, n_dirs in shapes:
+
+        def name(i: int) -> str:
+            # mostly short; some entries right around the one-byte framing limit,
+            # a few non-ASCII (sorted by their UTF-8 bytes)
+            length = rnd.choice([1, 5, 20, 180, 185, 186, 187, 220, 221, 222, 223, 300])
+            return f"{i}é{'x' * length}"[:length] if length > 4 else f"{i}ü"
+
+        files = tuple((f"f{name(i)}", csum()) for i in range(n_files))
+        dirs = tuple((f"d{name(i)}", csum(), csum()) for i in range(n_dirs))
+        tree = DirTree(files, dirs)
+        encoded = tree.serialize()
+        assert encoded == _generic_serialize(tree), (n_files, n_dirs)
+        parsed = DirTree.parse(encoded)
+        assert sorted(parsed.files) == sorted(files)
+        assert sorted(parsed.dirs) == sorted(dirs)
+
+
+def test_dirtree_encoder_refuses_a_nul_in_a_name():
+    with pytest.raises(FormatError):
+        DirTree((("a\0b", "00" * 32),)).serialize()

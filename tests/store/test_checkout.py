@@ -402,6 +402,45 @@ def test_missing_content_object(ostree, sysroot, tmp_path, mode):
     assert not (tmp_path / "dest").exists()
 
 
+@pytest.mark.parametrize("mode", ["bare-user", "bare-user-only"])
+def test_missing_content_object_user_checkout(ostree, sysroot, tmp_path, mode):
+    """The user-mode link loop (checkout -U of a bare-user repo) reports a missing
+    object as the slow path does: one line naming the object and the path."""
+    repo = tmp_path / "repo"
+    ostree("init", f"--repo={repo}", f"--mode={mode}")
+    ostree("commit", f"--repo={repo}", "-b", "t", small_tree(tmp_path / "tree"))
+    csum, _ = _object_of(repo, "/usr/bin/tool")
+    os.unlink(repo / "objects" / csum[:2] / f"{csum[2:]}.file")
+    res = sysroot("checkout", "-U", f"--repo={repo}", "t", tmp_path / "dest", check=False)
+    err = res.stderr.decode()
+    assert res.returncode == 1 and len(err.strip().splitlines()) == 1, err
+    assert csum in err and "usr/bin/tool" in err and "Traceback" not in err
+    assert not (tmp_path / "dest").exists()
+
+
+@pytest.mark.parametrize("damage", ["removed", "garbage", "directory mode"])
+def test_bad_ostreemeta_refused_in_user_checkout(ostree, tmp_path, damage):
+    """A bare-user object whose user.ostreemeta is missing, undecodable or not a
+    regular file's is refused as corrupt, never hardlinked as it is."""
+    repo_path = tmp_path / "repo"
+    ostree("init", f"--repo={repo_path}", "--mode=bare-user")
+    ostree("commit", f"--repo={repo_path}", "-b", "t", small_tree(tmp_path / "tree"))
+    csum, _ = _object_of(repo_path, "/usr/bin/tool")
+    obj = repo_path / "objects" / csum[:2] / f"{csum[2:]}.file"
+    if damage == "removed":
+        os.removexattr(obj, "user.ostreemeta")
+    elif damage == "garbage":
+        os.setxattr(obj, "user.ostreemeta", b"\xff")
+    else:
+        meta = FileHeader(0, 0, stat.S_IFDIR | 0o755).serialize_filemeta()
+        os.setxattr(obj, "user.ostreemeta", meta)
+    repo = Repo.open(repo_path)
+    with pytest.raises(CorruptObjectError) as exc:
+        checkout_tree(repo, "t", tmp_path / "dest", CheckoutOptions(user_mode=True))
+    repo.close()
+    assert csum in str(exc.value)
+
+
 def test_corrupted_dirtree(ostree, sysroot, tmp_path):
     repo = tmp_path / "repo"
     ostree("init", f"--repo={repo}", "--mode=bare")

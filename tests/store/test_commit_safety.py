@@ -288,3 +288,30 @@ def test_core_fsync_setting_is_honoured(tmp_path, ostree, monkeypatch, fsync):
         assert calls == []
     assert verify_refs(repo, {out}) == {"main": out}
     fsck_both(ostree, repo)
+
+
+def test_objects_stored_by_another_writer_mid_transaction(tmp_path, ostree):
+    """A transaction lists objects/XX directories it asks about often (has_object);
+    objects another writer stores after the listing look absent, are staged again,
+    and publishing keeps the stored ones: the commit is complete and fsck-clean."""
+    from sysroot.store.commit import CommitBuilder
+    from sysroot.store.modes import RepoMode
+
+    tree = make_tree(tmp_path / "tree", 1500, seed=5)
+    later = make_tree(tmp_path / "later", 1500, seed=6)
+    path = tmp_path / "repo"
+    repo = Repo.create(path, RepoMode.BARE)
+    with repo.transaction() as tx:
+        builder = CommitBuilder(tx)
+        builder.add_directory(str(tree))  # ~6 lookups per objects/XX: listed
+        assert tx._listed, "the lookups should have listed some objects/XX directories"
+        ostree("commit", f"--repo={path}", "-b", "other", "--timestamp=2020-01-01", later)
+        builder.add_directory(str(later))  # stored by ostree since our listing
+        tx.set_ref("ours", builder.write(subject="s", timestamp=0))
+    repo.close()
+    verify_objects(path)
+    fsck_both(ostree, path)
+    out = subprocess.run(
+        ["ostree", "ls", f"--repo={path}", "-R", "ours"], capture_output=True, check=True
+    )
+    assert out.stdout.count(b"\n") > 1500
