@@ -226,7 +226,7 @@ class _Checkout:
         if o.process_whiteouts or o.passthrough_whiteouts or o.skip:
             tree = self._special_files(dfd, tree, path)
         if self.link_everything:
-            link, lstat, isreg = os.link, os.lstat, stat.S_ISREG
+            lstat, isreg = os.lstat, stat.S_ISREG
             objfd = self.objects_fd
             n = 0
             for name, csum in tree.files:
@@ -239,11 +239,7 @@ class _Checkout:
                 if st.st_size == 0 and isreg(st.st_mode):
                     self.write_file(dfd, name, csum, path)  # empty files are copied
                     continue
-                try:
-                    link(rel, name, src_dir_fd=objfd, dst_dir_fd=dfd, follow_symlinks=False)
-                    n += 1
-                except OSError as e:
-                    self.link_failed(e, dfd, name, csum, path)
+                n += self._link_object(rel, dfd, name, csum, path)
             self.stats.hardlinked += n
             return
         if self.link_user_objects:
@@ -257,7 +253,7 @@ class _Checkout:
         regular object is hardlinked after one lstat (and in bare-user, one getxattr).
         Anything else (a symlink object, an empty file, a missing object, metadata
         that does not validate) takes write_file, which decides and reports."""
-        link, lstat, getxattr, isreg = os.link, os.lstat, os.getxattr, stat.S_ISREG
+        lstat, getxattr, isreg = os.lstat, os.getxattr, stat.S_ISREG
         objfd = self.objects_fd
         objects = os.path.join(self.repo.path, "objects", "")  # getxattr: no dir_fd form
         bare_user = self.repo.mode is RepoMode.BARE_USER
@@ -281,12 +277,17 @@ class _Checkout:
             except OSError:
                 self.write_file(dfd, name, csum, path)
                 continue
-            try:
-                link(rel, name, src_dir_fd=objfd, dst_dir_fd=dfd, follow_symlinks=False)
-                n += 1
-            except OSError as e:
-                self.link_failed(e, dfd, name, csum, path)
+            n += self._link_object(rel, dfd, name, csum, path)
         self.stats.hardlinked += n
+
+    def _link_object(self, rel: str, dfd: int, name: str, csum: str, path: str) -> int:
+        """The object at rel hardlinked as name: 1, or 0 when link_failed took over."""
+        try:
+            os.link(rel, name, src_dir_fd=self.objects_fd, dst_dir_fd=dfd, follow_symlinks=False)
+            return 1
+        except OSError as e:
+            self.link_failed(e, dfd, name, csum, path)
+            return 0
 
     def _special_files(self, dfd: int, tree: DirTree, path: str) -> DirTree:
         """The skip list and the whiteouts applied: tree without the files they take.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
 from sysroot.cli.main import add_repo_option, open_repo
 from sysroot.cli.refusals import refusal
@@ -65,24 +66,19 @@ def _parse_name(text: str) -> sd.DeltaName:
         raise SysrootError(f"Invalid rev {bad}") from None
 
 
+def _print_names(names: Sequence[object], none: str) -> int:
+    print("\n".join(map(str, names)) if names else none)
+    return 0
+
+
 def run_list(args) -> int:
     with open_repo(args) as repo:
-        names = store_sd.list_deltas(repo)
-    if not names:
-        print("(No static deltas)")
-    for name in names:
-        print(name)
-    return 0
+        return _print_names(store_sd.list_deltas(repo), "(No static deltas)")
 
 
 def run_indexes(args) -> int:
     with open_repo(args) as repo:
-        names = store_sd.list_indexes(repo)
-    if not names:
-        print("(No static deltas indexes)")
-    for name in names:
-        print(name)
-    return 0
+        return _print_names(store_sd.list_indexes(repo), "(No static deltas indexes)")
 
 
 def _sized(n: int) -> str:
