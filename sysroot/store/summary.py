@@ -23,8 +23,17 @@ from sysroot.errors import CorruptObjectError, FormatError, NotFoundError
 from sysroot.formats import gvariant
 from sysroot.formats.ghash import ghash_order
 from sysroot.formats.gvariant import Variant
-from sysroot.formats.objects import Commit, ObjectType, bswap64, mbase64_checksum_hex
+from sysroot.formats.objects import (
+    Commit,
+    DirMeta,
+    DirTree,
+    ObjectType,
+    bswap64,
+    mbase64_checksum_hex,
+)
+from sysroot.store.commit import write_commit
 from sysroot.store.repo import Repo
+from sysroot.store.transaction import Transaction
 from sysroot.util import fsutil
 
 SUMMARY_TYPE = "(a(s(taya{sv}))a{sv})"
@@ -37,6 +46,13 @@ KEY_TOMBSTONES = "ostree.summary.tombstone-commits"
 KEY_INDEXED_DELTAS = "ostree.summary.indexed-deltas"
 KEY_COLLECTION_ID = "ostree.summary.collection-id"
 KEY_STATIC_DELTAS = "ostree.static-deltas"
+
+# With core.collection-id set, ostree 2022.7's `summary -u` also commits the summary's
+# metadata to this ref (an empty tree, bound to the ref and collection), for peers that
+# cannot check a summary signature but can check a commit's
+METADATA_REF = "ostree-metadata"
+KEY_COLLECTION_BINDING = "ostree.collection-binding"
+KEY_REF_BINDING = "ostree.ref-binding"
 
 # GDateTime's range: years 1 to 9999
 _MAX_TIMESTAMP = 253402300799
@@ -157,6 +173,10 @@ def regenerate_summary(
     repo: Repo, additional: Mapping[str, Variant] | None = None, *, now: int | None = None
 ) -> Summary:
     """Write `summary` atomically (and drop a now stale `summary.sig`), like ostree."""
+    collection_id = repo.config.get("core", "collection-id")
+    if collection_id:
+        # first, so the summary lists the new commit, as ostree's does
+        write_metadata_commit(repo, collection_id, additional)
     with repo.lock(exclusive=True):
         summary = build_summary(repo, additional, now=now)
         fsync = repo.fsync_enabled
@@ -172,6 +192,27 @@ def regenerate_summary(
             repo.config.set("core", "indexed-deltas", "true")
             repo.write_config()
     return summary
+
+
+def write_metadata_commit(
+    repo: Repo, collection_id: str, additional: Mapping[str, Variant] | None = None
+) -> str:
+    """Commit the summary metadata to the `ostree-metadata` ref, as ostree 2022.7 does:
+    a new commit on every update (parent: the ref's last one, unchanged or not), with
+    the additional metadata plus the collection and ref bindings, and an empty root
+    directory owned by root, mode 0755. Its timestamp honours SOURCE_DATE_EPOCH."""
+    items: list[tuple[str, Variant]] = list((additional or {}).items())
+    items.append((KEY_COLLECTION_BINDING, Variant("s", collection_id)))
+    items.append((KEY_REF_BINDING, Variant("as", [METADATA_REF])))
+    parent = repo.resolve_rev(METADATA_REF, allow_noent=True)
+    with Transaction(repo) as tx:
+        meta = tx.write_metadata(ObjectType.DIR_META, DirMeta(0, 0, 0o40755).serialize())
+        tree = tx.write_metadata(ObjectType.DIR_TREE, DirTree().serialize())
+        checksum = write_commit(
+            tx, tree=tree, meta=meta, parent=parent, metadata=_dict_in_glib_order(items)
+        )
+        tx.set_ref(METADATA_REF, checksum)
+    return checksum
 
 
 def read_summary(repo: Repo) -> Summary:
