@@ -82,3 +82,21 @@ def test_file_remote_binds_to_the_source_repository(served, ostree, sysroot, tmp
     )
     assert [p.returncode for p in procs] == [0, 0]
     assert_same_repos(ostree, theirs, ours, "archive")
+
+
+def test_collection_refs_and_metadata_ref_like_ostree(served, ostree, sysroot, tmp_path):
+    """Through a remote with a collection-id, refs land in refs/remotes/REMOTE/ and
+    `refs --collections` lists them as (collection, ref); the remote's `ostree-metadata`
+    (which `summary -u` commits there) pulls like any bound ref."""
+    server, _ = served
+    theirs, ours, procs = _pull_both(
+        ostree, sysroot, tmp_path, f"{server.url}bound", "org.example.A"
+    )
+    assert [p.returncode for p in procs] == [0, 0]
+    for tool, repo in ((ostree, theirs), (sysroot, ours)):
+        tool("pull", f"--repo={repo}", "origin", "ostree-metadata")
+    assert_same_repos(ostree, theirs, ours, "archive")
+    assert set(refs_of(ours)) == {f"refs/remotes/origin/{r}" for r in ("main", "ostree-metadata")}
+    listing = sysroot.out("refs", "--collections", f"--repo={ours}")
+    assert listing == ostree.out("refs", "--collections", f"--repo={theirs}")
+    assert "(org.example.A, ostree-metadata)" in listing.splitlines()
