@@ -161,6 +161,7 @@ class Fetcher:
 
     def __init__(self, base_url: str, options: FetchOptions | None = None):
         self.options = options or FetchOptions()
+        self._given_url = base_url  # with its credentials, for reopen()
         try:
             parsed = urllib.parse.urlsplit(base_url.rstrip("/") + "/")
             parsed.port  # noqa: B018 (raises on a port that is not a number)
@@ -235,6 +236,10 @@ class Fetcher:
         # host) and proxies take the manager's general path.
         self._host_pool = None if opts.proxy else pool.connection_from_url(self.base_url)
         self._base_path = parsed.path.rstrip("/") + "/"
+
+    def reopen(self) -> Fetcher:
+        """A fetcher like this one with connections of its own (for a forked worker)."""
+        return Fetcher(self._given_url, self.options)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -218,14 +218,14 @@ def pull(
     if url.startswith("file://"):
         return _pull_file(repo, remote, url, names, overrides, options)
     fetch = fetch_options(remote, options.fetch, repo=repo)
-    # each list fetched and probed once per pull, as ostree (mirrorlist.py)
-    if mirrorlist.is_mirrorlist(url):
-        url = mirrorlist.choose_mirror(url, fetch)
-    if content_url is not None and mirrorlist.is_mirrorlist(content_url):
-        content_url = mirrorlist.choose_mirror(content_url, fetch)
+    # a mirrorlist= is fetched and probed once per pull, as ostree (mirrorlist.py)
     with contextlib.ExitStack() as stack:
-        fetcher = stack.enter_context(Fetcher(url, fetch))
-        content = stack.enter_context(Fetcher(content_url, fetch)) if content_url else fetcher
+        fetcher = stack.enter_context(mirrorlist.open_fetcher(url, fetch))
+        content = (
+            stack.enter_context(mirrorlist.open_fetcher(content_url, fetch))
+            if content_url
+            else fetcher
+        )
         return _HttpPull(repo, fetcher, remote, options, content).run(names, overrides)
 
 
@@ -876,7 +876,7 @@ class _HttpPull:
     # ------------------------------------------------------------ in the workers
     def _worker_setup(self) -> None:
         # connections of its own (the parent's are copies of the parent's sockets)
-        self.content_fetcher = Fetcher(self.content_url, self.content_fetcher.options)
+        self.content_fetcher = self.content_fetcher.reopen()
         self.tx.in_forked_child()
 
     def _work(self, kind: str, item: tuple[Any, ...]) -> object:

@@ -10,7 +10,8 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from tests.conftest import COMMIT_ARGS, make_rich_tree
@@ -34,7 +35,12 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         srv.cookies.append(self.headers.get("Cookie"))
         srv.headers.append((path, dict(self.headers)))
         if srv.serves is not None and not srv.serves(path):
-            self.send_error(404)
+            if srv.bare_404:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            else:
+                self.send_error(404)
             return
         if srv.required_cookie is not None and srv.required_cookie not in (
             self.headers.get("Cookie") or ""
@@ -83,6 +89,7 @@ class RepoServer:
         self.cookies: list[str | None] = []  # the Cookie header of each request
         self.headers: list[tuple[str, dict[str, str]]] = []  # (path, headers) of each
         self.serves: Callable[[str], bool] | None = None  # the paths it has (default: all)
+        self.bare_404 = False  # a 404 for what it does not serve has no body (no error page)
         self.lock = threading.Lock()
         handler = lambda *a, **kw: _Handler(*a, directory=self.root, **kw)  # noqa: E731
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -127,6 +134,16 @@ class RepoServer:
 
     def object_requests(self) -> list[str]:
         return [p for p in self.requests if p.startswith("objects/")]
+
+
+@contextmanager
+def repo_servers(root: Path, *serves: Callable[[str], bool] | None) -> Iterator[list[RepoServer]]:
+    """One RepoServer of root per entry of serves: the paths it has (None: all)."""
+    with ExitStack() as stack:
+        servers = [stack.enter_context(RepoServer(root)) for _ in serves]
+        for server, has in zip(servers, serves, strict=True):
+            server.serves = has
+        yield servers
 
 
 def free_port() -> int:

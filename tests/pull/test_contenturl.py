@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import one_error_line
 from tests.helpers.twins import assert_same_repos, twin_repos
-from tests.pull.serve_helpers import RepoServer, make_served_repo, refs_of
+from tests.pull.serve_helpers import RepoServer, refs_of, repo_servers
 
 
 def is_object(path: str) -> bool:
@@ -20,14 +20,14 @@ def is_object(path: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory, ostree):
+def servers(served_repo):
     """(data, meta, content): the served repo; a server of all but the objects, one of
     the objects only (each answers 404 for the rest)."""
-    data = make_served_repo(ostree, tmp_path_factory.mktemp("served"))
-    with RepoServer(data["repo"]) as meta, RepoServer(data["repo"]) as content:
-        meta.serves = lambda path: not is_object(path)
-        content.serves = is_object
-        yield data, meta, content
+    with repo_servers(served_repo["repo"], lambda path: not is_object(path), is_object) as (
+        meta,
+        content,
+    ):
+        yield served_repo, meta, content
 
 
 def requests_by_tool(ostree, sysroot, tmp_path, url, servers, *args, setup=()):
@@ -127,6 +127,28 @@ def test_basic_auth_to_the_url_server_only(servers, ostree, sysroot, tmp_path):
         requests = both[name][1]
         assert requests[meta] and all(h.get("Authorization") == expected for _, h in requests[meta])
         assert all("Authorization" not in h for _, h in requests[content]), name
+    assert_same_repos(ostree, both["ostree"][0], both["sysroot"][0], "archive")
+
+
+def test_basic_auth_of_contenturl_on_every_object(servers, ostree, sysroot, tmp_path):
+    """The worker processes that fetch the content objects send the credentials too."""
+    _, meta, content = servers
+    both = requests_by_tool(
+        ostree,
+        sysroot,
+        tmp_path,
+        meta.url,
+        (meta, content),
+        "origin",
+        "main",
+        setup=(f"--contenturl={content.url.replace('http://', 'http://bob:pw@')}",),
+    )
+    expected = "Basic " + base64.b64encode(b"bob:pw").decode()
+    for name in ("ostree", "sysroot"):
+        requests = both[name][1]
+        assert len(object_paths(requests[content])) > 4, name
+        assert all(h.get("Authorization") == expected for _, h in requests[content]), name
+        assert all("Authorization" not in h for _, h in requests[meta]), name
     assert_same_repos(ostree, both["ostree"][0], both["sysroot"][0], "archive")
 
 

@@ -8,22 +8,20 @@ import pytest
 
 from tests.conftest import one_error_line
 from tests.helpers.twins import assert_same_repos, twin_repos
-from tests.pull.serve_helpers import RepoServer, free_port, make_served_repo, refs_of
+from tests.pull.serve_helpers import RepoServer, free_port, refs_of, repo_servers
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory, ostree):
-    """(data, lists, broken, good): the served repo; a server of mirror lists (files
-    written by each test); a mirror that answers 404 to everything; a good mirror."""
-    data = make_served_repo(ostree, tmp_path_factory.mktemp("served"))
+def servers(served_repo, tmp_path_factory):
+    """(data, lists, list_server, broken, good): the served repo; a server of mirror
+    lists (files written by each test); a mirror that answers 404 to everything; a good
+    mirror."""
     lists = tmp_path_factory.mktemp("lists")
     with (
         RepoServer(lists) as list_server,
-        RepoServer(data["repo"]) as broken,
-        RepoServer(data["repo"]) as good,
+        repo_servers(served_repo["repo"], lambda path: False, None) as (broken, good),
     ):
-        broken.serves = lambda path: False
-        yield data, lists, list_server, broken, good
+        yield served_repo, lists, list_server, broken, good
 
 
 def mirror_list(servers, name: str, *entries: str) -> str:
@@ -68,10 +66,64 @@ def test_first_working_mirror_serves_the_pull(servers, ostree, sysroot, tmp_path
     theirs, ours, _ = _pull_both(ostree, sysroot, tmp_path, url, setup, watch=broken)
     assert_same_repos(ostree, theirs, ours, "archive")
     assert refs_of(ours) == {"refs/remotes/origin/main": data["c2"]}
-    # the broken mirror listed before the good one was probed once by each (ostree asks
-    # the one listed after the good one too, for files the good one lacks: summary.sig)
+    # the broken mirror listed before the good one was probed once by each, and the one
+    # listed after it asked for the files the good one lacks (summary.sig)
     theirs_asked, ours_asked = broken.by_tool
-    assert theirs_asked[0] == "config" and ours_asked == ["config"]
+    assert ours_asked[0] == "config" and sorted(ours_asked) == sorted(theirs_asked)
+    assert ("summary.sig" in ours_asked) is not as_contenturl  # url's file, not content
+
+
+def _every_other_object(path: str) -> bool:
+    """What the partial mirror has: no object whose name's first digit is even."""
+    name = path.rpartition("/")[2]
+    return not path.startswith("objects/") or int(name[0], 16) % 2 == 1
+
+
+@pytest.mark.parametrize("dead_between", [False, True])
+def test_each_file_from_the_next_mirror_that_has_it(
+    servers, ostree, sysroot, tmp_path, dead_between
+):
+    """A mirror that lacks some objects (a bare 404: ostree 2022.7 would take an error
+    page's body for the start of the object) passes each on to the mirrors after it:
+    the pull gets every object, as ostree's does. An unreachable mirror in between is
+    passed over too (ostree fails the pull there: its list here has no dead mirror)."""
+    data, _, _, _, good = servers
+    dead = [f"http://127.0.0.1:{free_port()}/"] if dead_between else []
+    with repo_servers(data["repo"], _every_other_object) as (partial,):
+        partial.bare_404 = True
+        theirs, ours = twin_repos(ostree, tmp_path, "archive", None)
+        asked = {}
+        for tool, repo, extra in ((ostree, theirs, []), (sysroot, ours, dead)):
+            listed = mirror_list(servers, f"partial-{repo.name}", partial.url, *extra, good.url)
+            ostree("remote", "add", f"--repo={repo}", "--no-gpg-verify", "origin", listed)
+            partial.reset()
+            good.reset()
+            tool("pull", f"--repo={repo}", "origin", "main")
+            asked[tool] = (list(partial.requests), list(good.requests))
+        assert_same_repos(ostree, theirs, ours, "archive")
+        assert refs_of(ours) == {"refs/remotes/origin/main": data["c2"]}
+        from_partial, from_good = (
+            {p for p in r if p.startswith("objects/")} for r in asked[sysroot]
+        )
+        lacking = {p for p in from_partial if not _every_other_object(p)}
+        assert lacking and lacking < from_partial
+        # only what the first mirror lacked (or nobody has: the detached metadata)
+        assert lacking <= from_good <= from_partial
+        assert all(_every_other_object(p) for p in from_good - lacking)
+        assert from_good == {p for p in asked[ostree][1] if p.startswith("objects/")}
+
+
+def test_dead_last_mirror_fails_what_the_others_lack(servers, ostree, sysroot, tmp_path):
+    """As in ostree 2022.7: the last mirror's failure is the file's, summary.sig too."""
+    _, _, _, _, good = servers
+    dead = f"http://127.0.0.1:{free_port()}/"
+    listed = mirror_list(servers, "dead-last", good.url, dead)
+    _, ours, (theirs_proc, ours_proc) = _pull_both(
+        ostree, sysroot, tmp_path, listed, expect_ok=False
+    )
+    assert f"{dead}summary.sig" in theirs_proc.stderr.decode()
+    assert f"{dead}summary.sig" in one_error_line(ours_proc)
+    assert refs_of(ours) == {}
 
 
 def test_no_working_mirror(servers, ostree, sysroot, tmp_path):
