@@ -97,11 +97,15 @@ def summary_view_text(s: Summary) -> str:
 
     lines = []
     collection = s.metadata.get(summ.KEY_COLLECTION_ID)
-    for ref in s.refs:
-        name = ref.name
-        if collection is not None and collection.signature == "s":
-            name = f"({collection.value}, {ref.name})"
-        lines.append(f"* {name}")
+    main: str | None = None
+    if collection is not None and collection.signature == "s":
+        main = collection.value
+    listed: list[tuple[str | None, summ.SummaryRef]] = [(main, ref) for ref in s.refs]
+    # then the other collections' refs (ostree.summary.collection-map), as ostree does
+    for other, refs in summ.collection_map(s).items():
+        listed += [(other, ref) for ref in refs]
+    for cid, ref in listed:
+        lines.append(f"* {ref.name}" if cid is None else f"* ({cid}, {ref.name})")
         lines.append(f"    Latest Commit ({format_size(ref.commit_size)}):")
         lines.append(f"      {ref.checksum}")
         lines.extend(f"    {_summary_field(k, v)}" for k, v in ref.metadata.items())
@@ -136,6 +140,8 @@ def _summary_field(key: str, v: Variant) -> str:
         summ.KEY_VERSION: "Version",
         summ.KEY_TIMESTAMP: "Timestamp",
     }
+    if key == summ.KEY_COLLECTION_MAP:
+        return f"Collection Map ({key}): (printed above)"
     label = labels.get(key)
     sig = v.signature
     if label is None:

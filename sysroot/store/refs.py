@@ -144,7 +144,9 @@ def _collection_hash(key: tuple[str, str]) -> int:
     return str_hash(key[0]) ^ str_hash(key[1])  # ostree_collection_ref_hash
 
 
-def list_collection_refs(repo: Repo, match: str | None = None) -> list[tuple[tuple[str, str], str]]:
+def list_collection_refs(
+    repo: Repo, match: str | None = None, *, include_remotes: bool = True
+) -> list[tuple[tuple[str, str], str]]:
     """((collection id, ref), value) for refs/heads (with the repo's collection ID),
     refs/mirrors/COLLECTION and remotes that have a collection-id, in ostree's order."""
     lister = _Lister[tuple[str, str]]()
@@ -163,7 +165,7 @@ def list_collection_refs(repo: Repo, match: str | None = None) -> list[tuple[tup
             except UsageError:
                 continue
             lister.walk(e.path, "", keyed(e.name))
-    for e in _scandir(os.path.join(top, "refs/remotes")):
+    for e in _scandir(os.path.join(top, "refs/remotes")) if include_remotes else []:
         cid = repo.config.get(f'remote "{e.name}"', "collection-id")
         if e.is_dir(follow_symlinks=False) and cid and match in (None, cid):
             lister.walk(e.path, "", keyed(cid))

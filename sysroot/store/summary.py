@@ -32,6 +32,7 @@ from sysroot.formats.objects import (
     mbase64_checksum_hex,
 )
 from sysroot.store.commit import write_commit
+from sysroot.store.refs import list_collection_refs
 from sysroot.store.repo import Repo
 from sysroot.store.transaction import Transaction
 from sysroot.util import fsutil
@@ -45,6 +46,8 @@ KEY_MODE = "ostree.summary.mode"
 KEY_TOMBSTONES = "ostree.summary.tombstone-commits"
 KEY_INDEXED_DELTAS = "ostree.summary.indexed-deltas"
 KEY_COLLECTION_ID = "ostree.summary.collection-id"
+KEY_COLLECTION_MAP = "ostree.summary.collection-map"
+COLLECTION_MAP_TYPE = "a{sa(s(taya{sv}))}"
 KEY_STATIC_DELTAS = "ostree.static-deltas"
 
 # With core.collection-id set, ostree 2022.7's `summary -u` also commits the summary's
@@ -80,6 +83,10 @@ class SummaryRef:
     checksum: str
     metadata: dict[str, Variant]
 
+    def as_tuple(self) -> tuple[str, tuple[int, bytes, dict[str, Variant]]]:
+        """The `(s(taya{sv}))` entry."""
+        return (self.name, (self.commit_size, bytes.fromhex(self.checksum), self.metadata))
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -97,7 +104,7 @@ class Summary:
         return cls(out, meta)
 
     def serialize(self) -> bytes:
-        refs = [(r.name, (r.commit_size, bytes.fromhex(r.checksum), r.metadata)) for r in self.refs]
+        refs = [r.as_tuple() for r in self.refs]
         return gvariant.encode(SUMMARY_TYPE, (refs, self.metadata))
 
 
@@ -146,10 +153,18 @@ def list_static_deltas(repo: Repo) -> list[tuple[str, bytes]]:
 def build_summary(
     repo: Repo, additional: Mapping[str, Variant] | None = None, *, now: int | None = None
 ) -> Summary:
-    """The summary ostree would write for repo now (refs/heads only, sorted)."""
-    refs = [
-        _ref_entry(repo, name, csum) for name, csum in repo.list_refs(include_remotes=False).items()
-    ]
+    """The summary ostree would write for repo now: refs/heads (with a collection ID,
+    the refs/mirrors of that collection too), sorted; other collections' mirrored refs
+    in the collection map."""
+    collection_id = repo.config.get("core", "collection-id")
+    if collection_id:
+        heads: dict[str, str] = {}
+        for (cid, name), csum in list_collection_refs(repo, include_remotes=False):
+            if cid == collection_id:
+                heads.setdefault(name, csum)
+    else:
+        heads = repo.list_refs(include_remotes=False)
+    refs = [_ref_entry(repo, name, csum) for name, csum in heads.items()]
     refs.sort(key=lambda r: r.name.encode())
     items: list[tuple[str, Variant]] = list((additional or {}).items())
     deltas = list_static_deltas(repo)
@@ -163,10 +178,26 @@ def build_summary(
         (KEY_TOMBSTONES, Variant("b", repo.config.get_bool("core", "tombstone-commits", False)))
     )
     items.append((KEY_INDEXED_DELTAS, Variant("b", True)))
-    collection_id = repo.config.get("core", "collection-id")
     if collection_id:
         items.append((KEY_COLLECTION_ID, Variant("s", collection_id)))
+    collection_map = _collection_map(repo, collection_id)
+    if collection_map:
+        items.append((KEY_COLLECTION_MAP, Variant(COLLECTION_MAP_TYPE, collection_map)))
     return Summary(refs, _dict_in_glib_order(items))
+
+
+def _collection_map(repo: Repo, main_collection: str | None) -> dict[str, list[object]]:
+    """refs/mirrors/COLLECTION/*, the repository's own collection aside (it is the main
+    list): sorted by collection, then by ref, as ostree 2022.7 lists them."""
+    by_collection: dict[str, list[tuple[str, str]]] = {}
+    for (cid, ref), checksum in list_collection_refs(repo, include_remotes=False):
+        if cid != main_collection:
+            by_collection.setdefault(cid, []).append((ref, checksum))
+    out: dict[str, list[object]] = {}
+    for cid in sorted(by_collection, key=str.encode):
+        entries = sorted(by_collection[cid], key=lambda e: e[0].encode())
+        out[cid] = [_ref_entry(repo, ref, checksum).as_tuple() for ref, checksum in entries]
+    return out
 
 
 def regenerate_summary(
@@ -213,6 +244,22 @@ def write_metadata_commit(
         )
         tx.set_ref(METADATA_REF, checksum)
     return checksum
+
+
+def collection_map(summary: Summary) -> dict[str, list[SummaryRef]]:
+    """The summary's other collections and their refs (empty if it has none, or one of
+    another type)."""
+    value = summary.metadata.get(KEY_COLLECTION_MAP)
+    if value is None or value.signature != COLLECTION_MAP_TYPE:
+        return {}
+    out: dict[str, list[SummaryRef]] = {}
+    for cid, refs in value.value.items():
+        out[cid] = [
+            SummaryRef(name, size, bytes(csum).hex(), meta)
+            for name, (size, csum, meta) in refs
+            if len(csum) == 32
+        ]
+    return out
 
 
 def read_summary(repo: Repo) -> Summary:

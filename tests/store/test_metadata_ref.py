@@ -77,3 +77,36 @@ def test_bad_metadata_writes_no_commit(twins, sysroot):
     ours, _ = twins
     sysroot("summary", f"--repo={ours}", "-u", "-m", "k=notgvariant", check=False)
     assert not (ours / "refs/heads/ostree-metadata").exists()
+
+
+@pytest.mark.parametrize("own_collection", [None, "org.b"])
+def test_collection_map_matches_ostree(tmp_path, ostree, sysroot, own_collection):
+    """Mirrored refs of other collections (refs/mirrors/COLLECTION/) go to the summary's
+    ostree.summary.collection-map; those of the repository's own collection join the
+    main list, as ostree 2022.7 writes (and `summary --view` shows) them."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f").write_text("x\n")
+    ours = tmp_path / "ours"
+    ostree("init", f"--repo={ours}", "--mode=archive")
+    commit = ostree.out("commit", f"--repo={ours}", "-b", "main", *COMMIT_ARGS, str(tree))
+    for cid, ref in (("org.b", "z"), ("org.a", "y"), ("org.a", "x"), ("org.c.d", "q/r")):
+        ostree("refs", f"--repo={ours}", "--collections", f"--create={cid}:{ref}", commit)
+    if own_collection:
+        ostree("config", f"--repo={ours}", "set", "core.collection-id", own_collection)
+    theirs = tmp_path / "theirs"
+    subprocess.run(["cp", "-a", str(ours), str(theirs)], check=True)
+    sysroot("summary", f"--repo={ours}", "-u", env=EPOCH)
+    ostree("summary", f"--repo={theirs}", "-u", env=EPOCH)
+    assert _files(ours) == _files(theirs)
+    assert _summary_but_time(ours) == _summary_but_time(theirs)
+    assert b"ostree.summary.collection-map" in (ours / "summary").read_bytes()
+
+    def view(tool, repo):
+        text = tool.out("summary", "--view", f"--repo={repo}")
+        return [ln for ln in text.splitlines() if "Last-Modified" not in ln]
+
+    shown = view(sysroot, ours)
+    assert shown == view(ostree, theirs)
+    assert "* (org.c.d, q/r)" in shown
+    assert "Collection Map (ostree.summary.collection-map): (printed above)" in shown
