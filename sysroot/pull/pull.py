@@ -71,9 +71,10 @@ from sysroot.store.pull_local import (
     unmark_partial,
     verify_history,
 )
+from sysroot.store.refs import validate_collection_id
 from sysroot.store.remotes import Remote, load_remote
 from sysroot.store.repo import Repo, validate_ref_name
-from sysroot.store.summary import Summary
+from sysroot.store.summary import KEY_COLLECTION_ID, Summary
 from sysroot.store.timestamps import compare_timestamps
 from sysroot.store.transaction import Transaction
 from sysroot.util import fsutil
@@ -344,6 +345,27 @@ def _dest_ref(remote: Remote | None, name: str, mirror: bool) -> str:
     return f"{remote.name}:{name}"
 
 
+def mirror_collection(repo: Repo, summary: bytes | None) -> str | None:
+    """Where a --mirror pull files its refs, as ostree 2022.7: a summary naming a
+    collection other than the repository's own puts them in refs/mirrors/COLLECTION/
+    (this is returned); else (None) refs/heads. The remote's collection-id does not
+    matter here, nor, without a summary, the source's."""
+    if summary is None:
+        return None
+    value = Summary.parse(summary).metadata.get(KEY_COLLECTION_ID)
+    if value is None or value.signature != "s":
+        return None
+    validate_collection_id(value.value)
+    return None if value.value == repo.config.get("core", "collection-id") else value.value
+
+
+def _set_ref(tx: Transaction, dest: str, checksum: str, collection: str | None) -> None:
+    if collection is not None:
+        tx.set_collection_ref(collection, dest, checksum)
+    else:
+        tx.set_ref(dest, checksum)
+
+
 def _default_refs(remote: Remote | None, mirror: bool) -> list[str]:
     if mirror:
         return []  # resolved to every ref of the remote
@@ -417,6 +439,9 @@ def _pull_file(
             bareuseronly_files=options.bareuseronly_files,
             update_refs=options.update_refs,
             verify=_commit_verification(remote),
+            collection=(
+                mirror_collection(repo, _read_optional(src, "summary")) if options.mirror else None
+            ),
         )
         if options.mirror and not refs:
             _store_summary(repo, _read_optional(src, "summary"), _read_optional(src, "summary.sig"))
@@ -946,6 +971,7 @@ class _HttpPull:
         summary, sig = self._summary()
         self._remote_config()
         targets, names = self._resolve(refs, overrides, summary)
+        mirrored = mirror_collection(self.repo, summary) if self.options.mirror else None
         self.rollback = _rollback_check(self.repo, self.options, names)
         failure: BaseException | None = None
         try:
@@ -962,7 +988,7 @@ class _HttpPull:
                 else:
                     for dest, checksum in targets:
                         if dest is not None and self.options.update_refs:
-                            tx.set_ref(dest, checksum)
+                            _set_ref(tx, dest, checksum, mirrored)
         except (SysrootError, OSError):
             if failure is None:
                 raise

@@ -333,10 +333,12 @@ def pull_local(
     bareuseronly_files: bool = False,
     update_refs: bool = True,
     verify: CommitCheck | None = None,
+    collection: str | None = None,
 ) -> PullResult:
     """Copy refs (default: all of src's refs/heads) and their objects from src to dst;
     with update_refs=False the objects only (the result still names the commits).
-    overrides: see resolve_pull_targets.
+    overrides: see resolve_pull_targets. collection: the refs are that collection's
+    (see Transaction.set_collection_ref), for a mirror of a collection.
 
     verify: a check each commit (and depth parents) must pass before anything is
     copied (see verify_history); sign.verify.local_pull_check gives the one of a
@@ -357,7 +359,9 @@ def pull_local(
         )
         for dest_ref, checksum in targets:
             puller.pull_commit(checksum, depth)
-            if dest_ref is not None and update_refs:
+            if dest_ref is not None and update_refs and collection is not None:
+                tx.set_collection_ref(collection, dest_ref, checksum)
+            elif dest_ref is not None and update_refs:
                 tx.set_ref(dest_ref, checksum)
         puller.write_detached_and_markers()
         stats = dict(tx.stats)

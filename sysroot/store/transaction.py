@@ -68,6 +68,7 @@ class Transaction:
         self._staged: set[tuple[str, ObjectType]] = set()
         self._subdirs: set[str] = set()
         self._refs: dict[str, str | None] = {}
+        self._collection_refs: dict[tuple[str, str], str] = {}
         self._lockfd: int | None = None
         self.staging_name: str | None = None
         self.staging_fd = -1
@@ -509,6 +510,13 @@ class Transaction:
             raise SysrootError(f"Invalid checksum '{checksum}'")
         self._refs[refspec] = checksum
 
+    def set_collection_ref(self, collection_id: str, ref: str, checksum: str) -> None:
+        """Queue a collection ref: refs/heads/REF for the repository's own collection,
+        else refs/mirrors/COLLECTION/REF (as ostree's transaction_set_collection_ref)."""
+        if not is_checksum(checksum):
+            raise SysrootError(f"Invalid checksum '{checksum}'")
+        self._collection_refs[(collection_id, ref)] = checksum
+
     # ------------------------------------------------------------------ commit
     def commit(self) -> None:
         repo = self.repo
@@ -544,6 +552,12 @@ class Transaction:
         for refspec, target in self._refs.items():
             repo.write_ref(refspec, target)
         self._refs.clear()
+        if self._collection_refs:
+            from sysroot.store.refs import write_collection_ref  # refs imports repo, this
+
+            for (cid, ref), target in self._collection_refs.items():
+                write_collection_ref(repo, cid, ref, target)
+            self._collection_refs.clear()
         self._cleanup_stale_tmp()
 
     def _publish(self, checksum: str, objtype: ObjectType) -> None:

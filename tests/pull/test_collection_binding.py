@@ -100,3 +100,43 @@ def test_collection_refs_and_metadata_ref_like_ostree(served, ostree, sysroot, t
     listing = sysroot.out("refs", "--collections", f"--repo={ours}")
     assert listing == ostree.out("refs", "--collections", f"--repo={theirs}")
     assert "(org.example.A, ostree-metadata)" in listing.splitlines()
+
+
+def _ref_files(repo) -> dict[str, str]:
+    return {
+        str(p.relative_to(repo)): p.read_text()
+        for p in sorted((repo / "refs").rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize(
+    "source, remote_collection, own_collection, where",
+    [
+        ("bound", "org.example.A", None, "refs/mirrors/org.example.A"),
+        ("bound", None, None, "refs/mirrors/org.example.A"),  # the summary's, not the remote's
+        ("bound", "org.example.A", "org.example.A", "refs/heads"),  # the repo's own
+        ("plain", None, None, "refs/heads"),
+        ("file:bound", "org.example.A", None, "refs/mirrors/org.example.A"),
+    ],
+)
+def test_mirror_files_refs_by_collection_like_ostree(
+    served, ostree, sysroot, tmp_path, source, remote_collection, own_collection, where
+):
+    """pull --mirror puts a collection's refs (the remote summary's
+    ostree.summary.collection-id) in refs/mirrors/COLLECTION/, unless it is the
+    repository's own, as ostree 2022.7."""
+    server, base = served
+    url = f"file://{base / source[5:]}" if source.startswith("file:") else f"{server.url}{source}"
+    theirs, ours = twin_repos(ostree, tmp_path, "archive", None)
+    for tool, repo in ((ostree, theirs), (sysroot, ours)):
+        if own_collection:
+            ostree("config", f"--repo={repo}", "set", "core.collection-id", own_collection)
+        extra = [f"--collection-id={remote_collection}"] if remote_collection else []
+        ostree("remote", "add", f"--repo={repo}", "--no-gpg-verify", *extra, "origin", url)
+        tool("pull", f"--repo={repo}", "--mirror", "origin", "main")
+    assert _ref_files(ours) == _ref_files(theirs)
+    assert list(_ref_files(ours)) == [f"{where}/main"]
+    listing = sysroot.out("refs", "--collections", f"--repo={ours}")
+    assert listing == ostree.out("refs", "--collections", f"--repo={theirs}")
+    ostree("fsck", f"--repo={ours}")
