@@ -552,12 +552,16 @@ class Transaction:
         for refspec, target in self._refs.items():
             repo.write_ref(refspec, target)
         self._refs.clear()
-        if self._collection_refs:
-            from sysroot.store.refs import write_collection_ref  # refs imports repo, this
-
-            for (cid, ref), target in self._collection_refs.items():
-                write_collection_ref(repo, cid, ref, target)
-            self._collection_refs.clear()
+        own = repo.config.get("core", "collection-id")
+        for (cid, ref), target in self._collection_refs.items():
+            if cid == own:
+                repo.write_ref(ref, target)
+                continue
+            path = os.path.join(repo.path, "refs/mirrors", cid, ref)  # refs.collection_ref_relpath
+            os.makedirs(os.path.dirname(path), mode=0o775, exist_ok=True)
+            fsutil.atomic_write(path, (target + "\n").encode(), mode=0o644, fsync=fsync)
+            os.utime(repo.dfd)  # as Repo.write_ref
+        self._collection_refs.clear()
         self._cleanup_stale_tmp()
 
     def _publish(self, checksum: str, objtype: ObjectType) -> None:
