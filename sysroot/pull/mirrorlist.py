@@ -89,11 +89,6 @@ def choose_mirrors(url: str, options: FetchOptions) -> list[str]:
     raise SysrootError(f"No valid mirrors were found in mirrorlist '{list_url}'")
 
 
-def choose_mirror(url: str, options: FetchOptions) -> str:
-    """The first mirror of a `mirrorlist=LIST-URL` that serves its `config`."""
-    return choose_mirrors(url, options)[0]
-
-
 def open_fetcher(url: str, options: FetchOptions) -> Fetcher:
     """A Fetcher for a remote's url or contenturl: for a `mirrorlist=`, one that asks
     the list's mirrors in turn for each file."""

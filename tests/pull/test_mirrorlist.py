@@ -162,6 +162,20 @@ def test_remote_refs_and_summary_from_the_first_working_mirror(servers, ostree, 
         assert shown in ours.stdout
 
 
+def test_remote_refs_summary_from_the_next_mirror(servers, ostree, sysroot, tmp_path):
+    """`remote refs` asks the mirrors in turn too: the first one has no summary."""
+    data, _, _, _, good = servers
+    with repo_servers(data["repo"], lambda path: path != "summary") as (no_summary,):
+        no_summary.bare_404 = True
+        listed = mirror_list(servers, "no-summary-first", no_summary.url, good.url)
+        repo = twin_repos(ostree, tmp_path, "archive", None)[1]
+        ostree("remote", "add", f"--repo={repo}", "--no-gpg-verify", "origin", listed)
+        theirs = ostree("remote", "refs", f"--repo={repo}", "origin")
+        ours = sysroot("remote", "refs", f"--repo={repo}", "origin")
+        assert ours.stdout == theirs.stdout == b"origin:main\norigin:other\n"
+        assert "summary" in no_summary.requests
+
+
 def test_metalink_remote_refused_in_one_line(sysroot, ostree, tmp_path):
     """Metalinks (an XML list of mirrors with checksums of the summary) are not read."""
     repo = twin_repos(ostree, tmp_path, "archive", None)[1]

@@ -267,7 +267,6 @@ def run_gpg_import(args) -> int:
 def _fetch_summary(args, missing: str):
     """The remote's summary, fetched and checked as its config requires."""
     from sysroot.pull import mirrorlist
-    from sysroot.pull.fetch import Fetcher
     from sysroot.pull.pull import fetch_options
     from sysroot.sign.verify import verify_summary
     from sysroot.store.summary import Summary
@@ -277,9 +276,8 @@ def _fetch_summary(args, missing: str):
         # the options pull uses (client certificate, timeouts, size bound...), not a copy
         options = fetch_options(remote, repo=repo)
         url = _url(remote)
-        if mirrorlist.is_mirrorlist(url):  # as a pull: the first mirror that answers
-            url = mirrorlist.choose_mirror(url, options)
-        with Fetcher(url, options) as fetcher:
+        # as a pull: a mirrorlist's mirrors asked in turn for each file
+        with mirrorlist.open_fetcher(url, options) as fetcher:
             sig = fetcher.get_optional("summary.sig")
             data = fetcher.get_optional("summary")
         if data is None:
