@@ -53,7 +53,7 @@ from sysroot.formats.objects import (
     ObjectType,
     is_checksum,
 )
-from sysroot.pull import filez, mirrorlist
+from sysroot.pull import filez, metalink, mirrorlist
 from sysroot.pull.fetch import Fetcher, FetchOptions
 from sysroot.pull.progress import Progress
 from sysroot.pull.workers import TaskResult, WorkerPool
@@ -206,19 +206,23 @@ def pull(
         remote = (
             load_remote(repo, remote_or_url) if isinstance(remote_or_url, str) else remote_or_url
         )
-        url = options.url or remote.url
+        link = remote.option("metalink")
+        url = options.url or remote.url or (metalink.PREFIX + link if link else "")
         if not url:
-            raise SysrootError(f"Remote {remote.name} has no url (metalinks are not supported)")
+            raise SysrootError(f'No "url" option in remote "{remote.name}"')
     # As ostree: the remote's contenturl serves the objects, its url the rest (summary,
     # config, refs, detached metadata); --url stands for both, and a file:// url is
     # imported whole.
     content_url = None if remote is None or options.url else remote.option("contenturl")
-    for where in (url, content_url or ""):
-        if where.startswith("metalink="):
-            raise SysrootError(f"Unsupported remote URL {where}: metalinks are not supported")
+    if (content_url or "").startswith(metalink.PREFIX):
+        raise SysrootError(f"Unsupported contenturl {content_url}: metalinks serve a url only")
     if url.startswith("file://"):
         return _pull_file(repo, remote, url, names, overrides, options)
     fetch = fetch_options(remote, options.fetch, repo=repo)
+    # a metalink= gives the url and its checked summary (metalink.py)
+    summary = None
+    if url.startswith(metalink.PREFIX):
+        url, summary = metalink.resolve(url, fetch)
     # a mirrorlist= is fetched and probed once per pull, as ostree (mirrorlist.py)
     with contextlib.ExitStack() as stack:
         fetcher = stack.enter_context(mirrorlist.open_fetcher(url, fetch))
@@ -227,7 +231,7 @@ def pull(
             if content_url
             else fetcher
         )
-        return _HttpPull(repo, fetcher, remote, options, content).run(names, overrides)
+        return _HttpPull(repo, fetcher, remote, options, content, summary).run(names, overrides)
 
 
 def split_override(spec: str) -> tuple[str, str | None]:
@@ -502,10 +506,13 @@ class _HttpPull:
         remote: Remote | None,
         options: PullOptions,
         content: Fetcher | None = None,
+        summary: bytes | None = None,
     ) -> None:
         """fetcher: the remote's url (summary, config, refs, .commitmeta); content: its
-        contenturl, where the objects are (default: fetcher)."""
+        contenturl, where the objects are (default: fetcher); summary: the remote's,
+        already fetched and checked (a metalink's), else fetched from url."""
         self.repo = repo
+        self._given_summary = summary
         self.fetcher = fetcher
         # every commit fetched is checked against it (ostree's verify_bindings)
         self.collection_id = (remote.option("collection-id") or None) if remote else None
@@ -593,7 +600,7 @@ class _HttpPull:
 
     def _summary(self) -> tuple[bytes | None, bytes | None]:
         sig = self.fetcher.get_optional("summary.sig")
-        summary = self.fetcher.get_optional("summary")
+        summary = self._given_summary or self.fetcher.get_optional("summary")
         if self.remote is not None and _summary_verification(self.remote):
             if summary is None:
                 raise SysrootError(

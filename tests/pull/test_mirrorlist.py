@@ -174,19 +174,3 @@ def test_remote_refs_summary_from_the_next_mirror(servers, ostree, sysroot, tmp_
         ours = sysroot("remote", "refs", f"--repo={repo}", "origin")
         assert ours.stdout == theirs.stdout == b"origin:main\norigin:other\n"
         assert "summary" in no_summary.requests
-
-
-def test_metalink_remote_refused_in_one_line(sysroot, ostree, tmp_path):
-    """Metalinks (an XML list of mirrors with checksums of the summary) are not read."""
-    repo = twin_repos(ostree, tmp_path, "archive", None)[1]
-    ostree(
-        "remote",
-        "add",
-        f"--repo={repo}",
-        "--no-gpg-verify",
-        "m",
-        "metalink=http://127.0.0.1:1/m.xml",
-    )
-    line = one_error_line(sysroot("pull", f"--repo={repo}", "m", "main", check=False))
-    assert line == "error: Remote m has no url (metalinks are not supported)"
-    assert refs_of(repo) == {}

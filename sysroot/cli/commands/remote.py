@@ -266,7 +266,8 @@ def run_gpg_import(args) -> int:
 
 def _fetch_summary(args, missing: str):
     """The remote's summary, fetched and checked as its config requires."""
-    from sysroot.pull import mirrorlist
+    from sysroot.pull import metalink, mirrorlist
+    from sysroot.pull.fetch import Fetcher
     from sysroot.pull.pull import fetch_options
     from sysroot.sign.verify import verify_summary
     from sysroot.store.summary import Summary
@@ -275,11 +276,17 @@ def _fetch_summary(args, missing: str):
         remote = remotes.load_remote(repo, args.name)
         # the options pull uses (client certificate, timeouts, size bound...), not a copy
         options = fetch_options(remote, repo=repo)
-        url = _url(remote)
-        # as a pull: a mirrorlist's mirrors asked in turn for each file
-        with mirrorlist.open_fetcher(url, options) as fetcher:
-            sig = fetcher.get_optional("summary.sig")
-            data = fetcher.get_optional("summary")
+        link = remote.option("metalink") if not remote.url else None
+        data: bytes | None
+        if link:  # as a pull: the summary the metalink vouches for, its directory the url
+            base, data = metalink.resolve(metalink.PREFIX + link, options)
+            with Fetcher(base, options) as fetcher:
+                sig = fetcher.get_optional("summary.sig")
+        else:
+            # as a pull: a mirrorlist's mirrors asked in turn for each file
+            with mirrorlist.open_fetcher(_url(remote), options) as fetcher:
+                sig = fetcher.get_optional("summary.sig")
+                data = fetcher.get_optional("summary")
         if data is None:
             raise SysrootError(missing)
         verify_summary(repo, remote, data, sig)
