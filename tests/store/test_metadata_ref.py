@@ -110,3 +110,15 @@ def test_collection_map_matches_ostree(tmp_path, ostree, sysroot, own_collection
     assert shown == view(ostree, theirs)
     assert "* (org.c.d, q/r)" in shown
     assert "Collection Map (ostree.summary.collection-map): (printed above)" in shown
+
+
+def test_metadata_commit_signed_like_the_summary(twins, ostree, sysroot):
+    """ostree 2022.7 signs the ostree-metadata commit with the summary's keys (dummy
+    signatures, ostree's test engine, make the bytes comparable)."""
+    ours, theirs = twins
+    env = {**EPOCH, "OSTREE_DUMMY_SIGN_ENABLED": "1"}
+    args = ["summary", "-u", "--sign-type=dummy", "--sign=abcd"]
+    sysroot(*args, f"--repo={ours}", env=env)
+    ostree(*args, f"--repo={theirs}", env=env)
+    assert _files(ours) == _files(theirs)
+    assert any(name.endswith(".commitmeta") for name in _files(ours))

@@ -85,11 +85,22 @@ def _update(repo, args) -> None:
     if args.gpg_sign or args.sign:
         from sysroot.sign import commit as sign_commit
 
+        # as ostree 2022.7: the ostree-metadata commit -u just wrote (with a collection
+        # ID) is signed with the same keys as the summary
+        metadata_commit = None
+        if repo.config.get("core", "collection-id"):
+            metadata_commit = repo.resolve_rev(summ.METADATA_REF, allow_noent=True)
         if args.gpg_sign:
+            if metadata_commit:
+                sign_commit.gpg_sign_commit(repo, metadata_commit, args.gpg_sign, args.gpg_homedir)
             sign_commit.gpg_sign_summary(repo, args.gpg_sign, args.gpg_homedir)
         if secrets and args.sign_type == "dummy":
+            if metadata_commit:
+                sign_commit.dummy_sign_commit(repo, metadata_commit, secrets)
             sign_commit.dummy_sign_summary(repo, secrets)
         elif secrets:
+            if metadata_commit:
+                sign_commit.ed25519_sign_commit(repo, metadata_commit, secrets)
             sign_commit.ed25519_sign_summary(repo, secrets)
 
 
