@@ -26,7 +26,8 @@ from sysroot.pull.fetch import Fetcher, FetchOptions
 
 PREFIX = "metalink="
 _DOCTYPE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
-_HASHES = ("sha256", "sha512")  # the types ostree checks; the others are skipped
+# the types ostree checks (and the length of their lowercase hex); others are skipped
+_HASHES = {"sha256": 64, "sha512": 128}
 
 
 @dataclass
@@ -74,8 +75,11 @@ def parse(data: bytes, name: str = "summary") -> MetalinkFile:
     for verification in _children(entry, "verification"):
         for h in _children(verification, "hash"):
             kind = h.get("type", "")
+            digest = (h.text or "").strip()
+            if kind in _HASHES and not re.fullmatch(f"[0-9a-f]{{{_HASHES[kind]}}}", digest):
+                raise FormatError(f"Invalid hash digest for {kind}")  # ostree's words
             if kind in _HASHES:
-                hashes.setdefault(kind, (h.text or "").strip())
+                hashes.setdefault(kind, digest)
     if not hashes:
         raise FormatError("No <verification> element with known <hash type=> found")
     urls = []

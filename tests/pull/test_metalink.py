@@ -5,6 +5,7 @@ url; a document without what ostree requires, or with a DOCTYPE, refused in one 
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 
@@ -106,8 +107,9 @@ def test_size_mismatch_fails_like_ostree(servers, ostree, sysroot, tmp_path):
     [
         (lambda t: t.replace('type="sha256"', 'type="crc32"'), "No <verification> element"),
         (lambda t: t.replace("</files>", ""), "not well-formed"),
+        (lambda t: re.sub(r">([0-9a-f]{64})<", lambda m: f">{m[1].upper()}<", t), "Invalid hash"),
     ],
-    ids=["no-known-hash", "not-xml"],
+    ids=["no-known-hash", "not-xml", "uppercase-digest"],
 )
 def test_bad_metalink_one_line(servers, ostree, sysroot, tmp_path, edit, message):
     data, _, _, repo_server = servers
