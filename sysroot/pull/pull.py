@@ -600,7 +600,9 @@ class _HttpPull:
 
     def _summary(self) -> tuple[bytes | None, bytes | None]:
         sig = self.fetcher.get_optional("summary.sig")
-        summary = self._given_summary or self.fetcher.get_optional("summary")
+        summary = self._given_summary
+        if summary is None:
+            summary = self.fetcher.get_optional("summary")
         if self.remote is not None and _summary_verification(self.remote):
             if summary is None:
                 raise SysrootError(
