@@ -1,0 +1,310 @@
+"""`sysroot pull` through static deltas, against `ostree pull` (the oracle).
+
+The served archive repository, its deltas (from scratch to C1, C1 -> C2 with a bsdiff'd
+and a rollsum'd file) and its summary and delta indexes are all made by the real
+ostree. Both tools pull into twin repositories; the results must match (refs, objects,
+`ostree fsck` clean on ours), and the request log must show that sysroot fetched the
+superblock and parts and no object the delta carries (2022.7's scan race fetched some).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import one_error_line
+from tests.helpers.twins import assert_same_repos, twin_repos
+from tests.pull.serve_helpers import RepoServer, new_repo, object_bytes, object_names, refs_of
+
+
+def _write_tree(root: Path, version: int) -> None:
+    """C1 (version 1): small files, a symlink, two 200-300 kB binaries; C2: a few
+    files changed, one added, the binaries changed a little (bsdiff and rollsum)."""
+    rnd = random.Random(7)
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "etc").mkdir()
+    for i in range(40):
+        (root / f"usr/bin/tool{i}").write_text(f"tool {i}\n" * (i + 1))
+    os.symlink("tool1", root / "usr/bin/link")
+    big = bytearray(rnd.getrandbits(8) for _ in range(200_000))
+    roll = bytearray(rnd.getrandbits(8) for _ in range(300_000))
+    if version == 2:
+        (root / "usr/bin/tool3").write_text("changed\n")
+        (root / "etc/new").write_text("new in C2\n")
+        big[1000] ^= 1  # a few bytes: bsdiff
+        big[150_000] ^= 1
+        roll[100_000:100_000] = b"INSERTED" * 10  # an insertion: rollsum finds the rest
+    (root / "usr/bin/big").write_bytes(bytes(big))
+    (root / "usr/bin/roll").write_bytes(bytes(roll))
+
+
+def _make_served(ostree, base: Path) -> dict:
+    repo = base / "served"
+    ostree("init", f"--repo={repo}", "--mode=archive")
+    ids = {}
+    for v in (1, 2):
+        tree = base / f"t{v}"
+        _write_tree(tree, v)
+        ids[f"c{v}"] = ostree.out(
+            "commit", f"--repo={repo}", "-b", "main", f"--timestamp=2021-01-0{v}", "-s", "v", tree
+        )
+    c1, c2 = ids["c1"], ids["c2"]
+    ostree("static-delta", "generate", f"--repo={repo}", "--empty", f"--to={c1}")
+    ostree("static-delta", "generate", f"--repo={repo}", f"--from={c1}", f"--to={c2}")
+    ostree("summary", f"--repo={repo}", "-u")
+    return {"repo": repo, **ids}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, ostree):
+    data = _make_served(ostree, tmp_path_factory.mktemp("deltas"))
+    with RepoServer(data["repo"]) as server:
+        data["server"] = server
+        yield data
+
+
+def _delta_dir(repo: Path, ostree, name: str) -> Path:
+    """The directory of delta name in repo (the one `show` finds)."""
+    from sysroot.formats.static_delta import DeltaName
+
+    return repo / DeltaName.parse(name).relpath
+
+
+def _pull(tool, repo: Path, *args: str, check: bool = True):
+    return tool("pull", f"--repo={repo}", *args, check=check)
+
+
+def _carried(ostree, served_repo: Path, delta: str) -> set[str]:
+    """objects/ paths (archive names) of the objects a delta's parts make."""
+    from sysroot.formats.static_delta import parse_superblock
+
+    sb = parse_superblock((_delta_dir(served_repo, ostree, delta) / "superblock").read_bytes())
+    return {
+        f"objects/{c[:2]}/{c[2:]}.{t.extension(True)}" for p in sb.parts for t, c in p.objects
+    }
+
+
+def test_the_delta_has_bsdiff_and_rollsum(served, ostree):
+    show = ostree.out("static-delta", "show", f"--repo={served['repo']}", _name(served))
+    assert "bspatch=1" in show
+    assert "setread=0" not in show  # the rollsum'd file reads its old version
+
+
+def _name(served) -> str:
+    return f"{served['c1']}-{served['c2']}"
+
+
+@pytest.mark.parametrize("mode", ["bare-user", "bare"])
+def test_delta_pull_like_ostree(served, ostree, sysroot, tmp_path, mode):
+    server = served["server"]
+    theirs, ours = twin_repos(ostree, tmp_path, mode, server.url)
+    c1, c2 = served["c1"], served["c2"]
+    # from scratch, then C1 -> C2
+    for spec, delta in ((f"main@{c1}", c1), ("main", _name(served))):
+        _pull(ostree, theirs, "origin", spec)
+        server.reset()
+        out = sysroot.out("pull", f"--repo={ours}", "origin", spec)
+        assert out.startswith("1 delta parts, 0 loose fetched; "), out
+        assert_same_repos(ostree, theirs, ours, mode)
+        relpath = str(_delta_dir(served["repo"], ostree, delta).relative_to(served["repo"]))
+        assert f"{relpath}/superblock" in server.requests
+        assert f"{relpath}/0" in server.requests
+        # no scan race: nothing the delta carries is fetched as an object
+        assert not _carried(ostree, served["repo"], delta) & set(server.requests)
+        assert server.object_requests() == []
+    assert refs_of(ours) == {"refs/remotes/origin/main": c2}
+
+
+def test_archive_repo_pulls_objects_as_ostree(served, ostree, sysroot, tmp_path):
+    server = served["server"]
+    theirs, ours = twin_repos(ostree, tmp_path, "archive", server.url)
+    for args in (("--require-static-deltas",), ("--dry-run", "--require-static-deltas")):
+        err = _pull(ostree, theirs, "origin", "main", *args, check=False).stderr.decode()
+        assert "Can't use static deltas in an archive repo" in err
+        line = one_error_line(_pull(sysroot, ours, "origin", "main", *args, check=False))
+        assert line.endswith("Can't use static deltas in an archive repo")
+    _pull(ostree, theirs, "origin", "main")
+    server.reset()
+    _pull(sysroot, ours, "origin", "main")
+    assert not [p for p in server.requests if p.startswith("deltas/")]
+    assert object_bytes(ours) == object_bytes(theirs)
+    ostree("fsck", f"--repo={ours}")
+
+
+def test_disable_static_deltas(served, ostree, sysroot, tmp_path):
+    server = served["server"]
+    theirs, ours = twin_repos(ostree, tmp_path, "bare-user", server.url)
+    _pull(ostree, theirs, "origin", "main", "--disable-static-deltas")
+    server.reset()
+    out = sysroot.out("pull", f"--repo={ours}", "origin", "main", "--disable-static-deltas")
+    assert "delta parts" not in out
+    assert not [p for p in server.requests if p.startswith(("deltas/", "delta-indexes/"))]
+    assert_same_repos(ostree, theirs, ours, "bare-user")
+
+
+def test_require_static_deltas_without_a_usable_delta(served, ostree, sysroot, tmp_path):
+    """Only scratch -> C1 and C1 -> C2 exist: a fresh repo has no way to C2."""
+    theirs, ours = twin_repos(ostree, tmp_path, "bare-user", served["server"].url)
+    err = _pull(ostree, theirs, "origin", "main", "--require-static-deltas", check=False)
+    ours_line = one_error_line(
+        _pull(sysroot, ours, "origin", "main", "--require-static-deltas", check=False)
+    )
+    want = f"Static deltas required, but none found for main to {served['c2']}"
+    assert want in err.stderr.decode()
+    assert ours_line.endswith(want)
+    assert refs_of(ours) == {}
+    assert object_names(ours) == set()
+    # both flags: refused (ostree aborts on an assertion)
+    one_error_line(
+        _pull(
+            sysroot,
+            ours,
+            "origin",
+            "main",
+            "--require-static-deltas",
+            "--disable-static-deltas",
+            check=False,
+        )
+    )
+
+
+def test_dry_run_prints_what_ostree_prints(served, ostree, sysroot, tmp_path):
+    theirs, ours = twin_repos(ostree, tmp_path, "bare-user", served["server"].url)
+    c1 = served["c1"]
+    for spec in (f"main@{c1}", "main"):
+        args = ("origin", spec, "--dry-run", "--require-static-deltas")
+        before = object_names(ours)
+        want = ostree.out("pull", f"--repo={theirs}", *args)
+        assert want.startswith("Delta update: ")
+        assert sysroot.out("pull", f"--repo={ours}", *args) == want
+        assert object_names(ours) == before  # nothing stored
+        for repo in (theirs, ours):
+            _pull(ostree, repo, "origin", spec)
+    # up to date: ostree prints an empty update
+    args = ("origin", "main", "--dry-run", "--require-static-deltas")
+    assert sysroot.out("pull", f"--repo={ours}", *args) == ostree.out(
+        "pull", f"--repo={theirs}", *args
+    )
+
+
+@pytest.fixture
+def at_c1(served, ostree, tmp_path):
+    """A bare-user repo with origin:main at C1 (pulled by ostree)."""
+    repo = new_repo(ostree, tmp_path / "ours", "bare-user", served["server"].url)
+    _pull(ostree, repo, "origin", f"main@{served['c1']}")
+    served["server"].reset()
+    return repo
+
+
+def test_corrupt_part_fails_and_moves_nothing(served, ostree, sysroot, at_c1):
+    server = served["server"]
+    relpath = _delta_dir(served["repo"], ostree, _name(served)).relative_to(served["repo"])
+    server.faults[f"{relpath}/0"] = "corrupt"
+    line = one_error_line(_pull(sysroot, at_c1, "origin", "main", check=False))
+    assert "part 0 of static delta" in line and "Checksum mismatch" in line, line
+    assert refs_of(at_c1) == {"refs/remotes/origin/main": served["c1"]}
+    ostree("fsck", f"--repo={at_c1}")
+    # the next pull (a good part) completes
+    server.reset()
+    _pull(sysroot, at_c1, "origin", "main")
+    assert refs_of(at_c1) == {"refs/remotes/origin/main": served["c2"]}
+    ostree("fsck", f"--repo={at_c1}")
+
+
+def _copy_served(served, tmp_path: Path) -> Path:
+    copy = tmp_path / "served-copy"
+    shutil.copytree(served["repo"], copy, symlinks=True)
+    return copy
+
+
+def test_superblock_not_matching_the_summary(served, ostree, sysroot, at_c1, tmp_path):
+    """The summary's digest is checked before the superblock is parsed: here a valid
+    superblock (the scratch delta's) in place of the listed one."""
+    copy = _copy_served(served, tmp_path)
+    sb = _delta_dir(copy, ostree, _name(served)) / "superblock"
+    shutil.copy(_delta_dir(copy, ostree, served["c1"]) / "superblock", sb)
+    with RepoServer(copy) as server:
+        ostree("remote", "add", f"--repo={at_c1}", "--no-gpg-verify", "bad", server.url)
+        want = f"Invalid checksum for static delta {_name(served)}"
+        err = _pull(ostree, at_c1, "bad", "main", check=False).stderr.decode()
+        assert want in err
+        line = one_error_line(_pull(sysroot, at_c1, "bad", "main", check=False))
+        assert line.endswith(want)
+        assert server.object_requests() == []
+    assert refs_of(at_c1) == {"refs/remotes/origin/main": served["c1"]}
+    ostree("fsck", f"--repo={at_c1}")
+
+
+def test_truncated_superblock_without_summary(served, ostree, sysroot, at_c1, tmp_path):
+    """No summary, no index: the superblock is asked for by name, unchecked (the
+    legacy path), so the parser meets the truncated bytes."""
+    copy = _copy_served(served, tmp_path)
+    (copy / "summary").unlink()
+    shutil.rmtree(copy / "delta-indexes")
+    config = copy / "config"
+    config.write_text(config.read_text().replace("indexed-deltas=true", ""))
+    sb = _delta_dir(copy, ostree, _name(served)) / "superblock"
+    sb.write_bytes(sb.read_bytes()[: sb.stat().st_size // 2])
+    with RepoServer(copy) as server:
+        before = object_names(at_c1)
+        # --url: the ref's local commit (origin:main) names the delta
+        line = one_error_line(
+            _pull(sysroot, at_c1, "origin", "main", f"--url={server.url}", check=False)
+        )
+        assert "static delta" in line.lower(), line
+        assert str(sb.relative_to(copy)) in server.requests
+    assert object_names(at_c1) == before
+    assert refs_of(at_c1) == {"refs/remotes/origin/main": served["c1"]}
+    ostree("fsck", f"--repo={at_c1}")
+
+
+def test_legacy_path_pulls_the_delta(served, ostree, sysroot, tmp_path):
+    """No summary, no index: the FROM-TO superblock named after the local ref."""
+    copy = _copy_served(served, tmp_path)
+    (copy / "summary").unlink()
+    shutil.rmtree(copy / "delta-indexes")
+    config = copy / "config"
+    config.write_text(config.read_text().replace("indexed-deltas=true", ""))
+    with RepoServer(copy) as server:
+        theirs, ours = twin_repos(ostree, tmp_path, "bare-user", server.url)
+        for repo in (theirs, ours):
+            _pull(ostree, repo, "origin", f"main@{served['c1']}")
+        _pull(ostree, theirs, "origin", "main")
+        server.reset()
+        _pull(sysroot, ours, "origin", "main")
+        assert server.object_requests() == []
+        assert any(p.endswith("/0") for p in server.requests)
+        assert_same_repos(ostree, theirs, ours, "bare-user")
+
+
+def test_require_over_file_url_uses_the_delta(served, ostree, sysroot, tmp_path):
+    """As ostree: --require-static-deltas fetches from a file:// remote through its
+    deltas instead of importing it."""
+    repo = new_repo(ostree, tmp_path / "ours", "bare-user", f"file://{served['repo']}")
+    out = sysroot.out(
+        "pull", f"--repo={repo}", "origin", f"main@{served['c1']}", "--require-static-deltas"
+    )
+    assert out.startswith("1 delta parts"), out
+    ostree("fsck", f"--repo={repo}")
+
+
+def test_parts_already_present_are_not_fetched(served, ostree, sysroot, tmp_path):
+    """A commit left partial with every object of the part in (an interrupted pull):
+    the delta's part is skipped, as by ostree."""
+    repo = new_repo(ostree, tmp_path / "ours", "bare-user", served["server"].url)
+    _pull(ostree, repo, "origin", f"main@{served['c1']}")
+    (repo / "state").mkdir(exist_ok=True)
+    (repo / "state" / f"{served['c1']}.commitpartial").write_bytes(b"")
+    (repo / "refs/remotes/origin/main").unlink()
+    server = served["server"]
+    server.reset()
+    out = sysroot.out("pull", f"--repo={repo}", "origin", f"main@{served['c1']}")
+    assert out.startswith("1 delta parts"), out
+    assert not [p for p in server.requests if p.endswith("/0")]
+    assert not (repo / "state" / f"{served['c1']}.commitpartial").exists()
+    subprocess.run(["ostree", "fsck", f"--repo={repo}"], check=True, capture_output=True)
