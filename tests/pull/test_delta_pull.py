@@ -84,9 +84,7 @@ def _carried(ostree, served_repo: Path, delta: str) -> set[str]:
     from sysroot.formats.static_delta import parse_superblock
 
     sb = parse_superblock((_delta_dir(served_repo, ostree, delta) / "superblock").read_bytes())
-    return {
-        f"objects/{c[:2]}/{c[2:]}.{t.extension(True)}" for p in sb.parts for t, c in p.objects
-    }
+    return {f"objects/{c[:2]}/{c[2:]}.{t.extension(True)}" for p in sb.parts for t, c in p.objects}
 
 
 def test_the_delta_has_bsdiff_and_rollsum(served, ostree):
