@@ -75,8 +75,8 @@ def _delta_dir(repo: Path, ostree, name: str) -> Path:
     return repo / DeltaName.parse(name).relpath
 
 
-def _pull(tool, repo: Path, *args: str, check: bool = True):
-    return tool("pull", f"--repo={repo}", *args, check=check)
+def _pull(tool, repo: Path, *args: str, check: bool = True, env=None):
+    return tool("pull", f"--repo={repo}", *args, check=check, env=env)
 
 
 def _carried(ostree, served_repo: Path, delta: str) -> set[str]:
@@ -306,3 +306,121 @@ def test_parts_already_present_are_not_fetched(served, ostree, sysroot, tmp_path
     assert not [p for p in server.requests if p.endswith("/0")]
     assert not (repo / "state" / f"{served['c1']}.commitpartial").exists()
     subprocess.run(["ostree", "fsck", f"--repo={repo}"], check=True, capture_output=True)
+
+
+def test_progress_line_counts_delta_parts():
+    import io
+
+    from sysroot.pull.progress import Progress
+
+    progress = Progress(io.StringIO(), live=False)
+    assert progress.line().startswith("Receiving objects: 0% (0/0)")
+    progress.add_parts(3, 1)
+    progress.add_part_done()
+    progress.add_total(2)
+    assert progress.line().startswith("Receiving delta parts: 2/3 objects: 0/2 ")
+
+
+def test_part_failing_midway_resumes_with_that_part_only(ostree, sysroot, tmp_path):
+    """Three parts (1 MB chunks), the last one missing on the server: the pull fails,
+    moves no ref; the parts that ran are kept, so the next pull fetches only the last."""
+    repo = tmp_path / "served"
+    ostree("init", f"--repo={repo}", "--mode=archive")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    rnd = random.Random(3)
+    for i in range(3):
+        (tree / f"blob{i}").write_bytes(bytes(rnd.getrandbits(8) for _ in range(600_000)))
+    c1 = ostree.out("commit", f"--repo={repo}", "-b", "main", "-s", "x", tree)
+    ostree(
+        "static-delta", "generate", f"--repo={repo}", "--empty", f"--to={c1}", "--max-chunk-size=1"
+    )
+    ostree("summary", f"--repo={repo}", "-u")
+    relpath = _delta_dir(repo, ostree, c1).relative_to(repo)
+    assert (repo / relpath / "2").exists()
+    with RepoServer(repo) as server:
+        ours = new_repo(ostree, tmp_path / "ours", "bare-user", server.url)
+        server.faults[f"{relpath}/2"] = "404"
+        one_error_line(_pull(sysroot, ours, "origin", "main", check=False))
+        assert refs_of(ours) == {}
+        ostree("fsck", f"--repo={ours}")
+        server.reset()
+        out = sysroot.out("pull", f"--repo={ours}", "origin", "main")
+        assert out.startswith("3 delta parts, 0 loose fetched"), out
+        parts = [p for p in server.requests if p.startswith(f"{relpath}/")]
+        assert parts == [f"{relpath}/superblock", f"{relpath}/2"]
+        assert refs_of(ours) == {"refs/remotes/origin/main": c1}
+        ostree("fsck", f"--repo={ours}")
+
+
+def test_signed_superblock_is_refused_as_by_ostree(served, ostree, sysroot, tmp_path):
+    """2022.7's pull cannot read a signed superblock; neither pulls through it."""
+    copy = _copy_served(served, tmp_path)
+    env = {**os.environ, "OSTREE_DUMMY_SIGN_ENABLED": "1"}
+    subprocess.run(
+        [
+            "ostree",
+            "static-delta",
+            "generate",
+            f"--repo={copy}",
+            "--empty",
+            f"--to={served['c1']}",
+            "--sign-type=dummy",
+            "--sign=deadbeef",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    ostree("summary", f"--repo={copy}", "-u")
+    with RepoServer(copy) as server:
+        theirs, ours = twin_repos(ostree, tmp_path, "bare-user", server.url)
+        spec = f"main@{served['c1']}"
+        assert _pull(ostree, theirs, "origin", spec, check=False).returncode != 0
+        line = one_error_line(_pull(sysroot, ours, "origin", spec, check=False))
+        assert "signed superblock" in line, line
+        assert refs_of(ours) == {}
+
+
+@pytest.mark.parametrize(
+    ("key", "message"), [("k1", None), ("k2", "dummy: incorrect signatures found: 1")]
+)
+def test_signed_commit_in_the_delta_is_verified(ostree, sysroot, tmp_path, key, message):
+    """A remote asking for signatures: the TO commit is checked with the detached
+    metadata the superblock carries, before anything of it is stored (as 2022.7)."""
+    on = {"OSTREE_DUMMY_SIGN_ENABLED": "1"}
+    repo = tmp_path / "served"
+    ostree("init", f"--repo={repo}", "--mode=archive")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "file").write_text("signed\n")
+    c1 = ostree.out("commit", f"--repo={repo}", "-b", "main", "-s", "x", tree)
+    ostree("sign", f"--repo={repo}", "--sign-type=dummy", c1, "k1", env=on)
+    ostree("static-delta", "generate", f"--repo={repo}", "--empty", f"--to={c1}")
+    ostree("summary", f"--repo={repo}", "-u")
+    with RepoServer(repo) as server:
+        theirs, ours = (tmp_path / "theirs", tmp_path / "ours")
+        for r in (theirs, ours):
+            ostree("init", f"--repo={r}", "--mode=bare-user")
+            ostree(
+                "remote",
+                "add",
+                f"--repo={r}",
+                "--no-gpg-verify",
+                f"--sign-verify=dummy=inline:{key}",
+                "origin",
+                server.url,
+            )
+        spec = ("origin", f"main@{c1}")
+        theirs_rc = _pull(ostree, theirs, *spec, check=False, env=on).returncode
+        server.reset()
+        proc = _pull(sysroot, ours, *spec, check=False, env=on)
+        assert f"{_delta_dir(repo, ostree, c1).relative_to(repo)}/superblock" in server.requests
+        if message is None:
+            assert theirs_rc == proc.returncode == 0
+            assert_same_repos(ostree, theirs, ours, "bare-user")
+            return
+        assert theirs_rc != 0
+        assert message in one_error_line(proc)
+        assert refs_of(ours) == {}
+        assert object_names(ours) == set()
