@@ -812,15 +812,23 @@ class _HttpPull:
         """ostree's --dry-run figures: every part, and those whose objects are here."""
         out = DeltaDryRun()
         for sb in self.plans.values():
-            for header in sb.parts:
-                done = all(self.repo.has_object(t, c) for t, c in header.objects)
+            # as 2022.7: a fallback object still missing counts as one more part
+            items = [
+                (all(self.repo.has_object(t, c) for t, c in h.objects), h.size, h.usize)
+                for h in sb.parts
+            ] + [
+                (False, fb.size, fb.usize)
+                for fb in sb.fallbacks
+                if not self.repo.has_object(fb.objtype, fb.checksum)
+            ]
+            for done, size, usize in items:
                 out = replace(
                     out,
                     fetched_parts=out.fetched_parts + done,
                     total_parts=out.total_parts + 1,
-                    fetched_size=out.fetched_size + (header.size if done else 0),
-                    total_size=out.total_size + header.size,
-                    total_usize=out.total_usize + header.usize,
+                    fetched_size=out.fetched_size + (size if done else 0),
+                    total_size=out.total_size + size,
+                    total_usize=out.total_usize + usize,
                 )
         return out
 

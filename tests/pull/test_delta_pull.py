@@ -424,3 +424,67 @@ def test_signed_commit_in_the_delta_is_verified(ostree, sysroot, tmp_path, key, 
         assert message in one_error_line(proc)
         assert refs_of(ours) == {}
         assert object_names(ours) == set()
+
+
+@pytest.fixture(scope="module")
+def inline_and_fallback(tmp_path_factory, ostree):
+    """C1 (small files) with an --inline delta from scratch; C2 adding a 1.2 MB file
+    that the C1 -> C2 delta lists as a fallback (--min-fallback-size=1: 1 MB)."""
+    base = tmp_path_factory.mktemp("fallback")
+    repo = base / "served"
+    ostree("init", f"--repo={repo}", "--mode=archive")
+    tree = base / "tree"
+    (tree / "etc").mkdir(parents=True)
+    for i in range(10):
+        (tree / f"etc/conf{i}").write_text(f"conf {i}\n")
+    c1 = ostree.out("commit", f"--repo={repo}", "-b", "main", "--timestamp=2021-01-01", tree)
+    (tree / "big").write_bytes(random.Random(5).randbytes(1_200_000))
+    c2 = ostree.out("commit", f"--repo={repo}", "-b", "main", "--timestamp=2021-01-02", tree)
+    ostree("static-delta", "generate", f"--repo={repo}", "--empty", f"--to={c1}", "--inline")
+    ostree(
+        "static-delta",
+        "generate",
+        f"--repo={repo}",
+        f"--from={c1}",
+        f"--to={c2}",
+        "--min-fallback-size=1",
+    )
+    ostree("summary", f"--repo={repo}", "-u")
+    assert "Number of fallback entries: 1" in ostree.out(
+        "static-delta", "show", f"--repo={repo}", f"{c1}-{c2}"
+    )
+    with RepoServer(repo) as server:
+        yield {"repo": repo, "c1": c1, "c2": c2, "server": server}
+
+
+def test_inline_delta_and_fallback_object(inline_and_fallback, ostree, sysroot, tmp_path):
+    d = inline_and_fallback
+    server, c1, c2 = d["server"], d["c1"], d["c2"]
+    theirs, ours = twin_repos(ostree, tmp_path, "bare-user", server.url)
+    # the inline delta: the superblock carries the part
+    _pull(ostree, theirs, "origin", f"main@{c1}")
+    server.reset()
+    out = sysroot.out("pull", f"--repo={ours}", "origin", f"main@{c1}")
+    assert out.startswith("1 delta parts, 0 loose fetched"), out
+    scratch = str(_delta_dir(d["repo"], ostree, c1).relative_to(d["repo"]))
+    assert [p for p in server.requests if p.startswith("deltas/")] == [f"{scratch}/superblock"]
+    assert server.object_requests() == []
+    assert_same_repos(ostree, theirs, ours, "bare-user")
+    # the fallback: fetched as an object, the dry run counting as ostree's
+    args = ("origin", "main", "--dry-run", "--require-static-deltas")
+    assert sysroot.out("pull", f"--repo={ours}", *args) == ostree.out(
+        "pull", f"--repo={theirs}", *args
+    )
+    # (ostree: "1 delta parts, N loose fetched", N counting its scan race's objects)
+    _pull(ostree, theirs, "origin", "main")
+    server.reset()
+    out = sysroot.out("pull", f"--repo={ours}", "origin", "main")
+    assert out.startswith("1 delta parts, 1 loose fetched"), out
+    assert out.endswith("; 1.2\u00a0MB content written"), out
+    from sysroot.formats.static_delta import parse_superblock
+
+    sb = parse_superblock((_delta_dir(d["repo"], ostree, f"{c1}-{c2}") / "superblock").read_bytes())
+    (fallback,) = sb.fallbacks
+    want = f"objects/{fallback.checksum[:2]}/{fallback.checksum[2:]}.filez"
+    assert server.object_requests() == [want]
+    assert_same_repos(ostree, theirs, ours, "bare-user")
