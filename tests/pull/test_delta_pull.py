@@ -488,3 +488,20 @@ def test_inline_delta_and_fallback_object(inline_and_fallback, ostree, sysroot, 
     want = f"objects/{fallback.checksum[:2]}/{fallback.checksum[2:]}.filez"
     assert server.object_requests() == [want]
     assert_same_repos(ostree, theirs, ours, "bare-user")
+
+
+def test_no_scratch_delta_when_the_ref_has_a_commit(served, ostree, sysroot, tmp_path):
+    """origin:main at C2 (no C1 here), pulling main@C1: the scratch delta to C1 is not
+    used (an object pull costs less than a whole tree), by either tool."""
+    server = served["server"]
+    theirs, ours = twin_repos(ostree, tmp_path, "bare-user", server.url)
+    for repo in (theirs, ours):
+        _pull(ostree, repo, "origin", "main", "--disable-static-deltas")
+    spec = f"main@{served['c1']}"
+    logs = []
+    for tool, repo in ((ostree, theirs), (sysroot, ours)):
+        server.reset()
+        _pull(tool, repo, "origin", spec)
+        logs.append([p for p in server.requests if p.startswith("deltas/")])
+    assert logs == [[], []]
+    assert_same_repos(ostree, theirs, ours, "bare-user")
