@@ -851,10 +851,10 @@ class _HttpPull:
             except CorruptObjectError as e:
                 raise CorruptObjectError(checksum, "commit", f"{e.problem} (in {delta})") from None
             self._add_root(commit, f"commit {checksum}")
-        wanted = 0
+        wanted = done = 0
         for i, header in enumerate(sb.parts):
             if all(self.tx.has_object(t, c) for t, c in header.objects):
-                self.delta_parts += 1  # as ostree: done, nothing to fetch
+                done += 1  # as ostree: done, nothing to fetch
                 continue
             self.part_tasks.append((checksum, i, f"part {i} of {delta}"))
             wanted += header.usize
@@ -865,7 +865,8 @@ class _HttpPull:
             ):
                 self.seen_files.add(fb.checksum)
                 self.fallbacks.append((fb.checksum, f"fallback object of {delta}"))
-        self.progress.add_parts(len(sb.parts), len(sb.parts) - len(self.part_tasks))
+        self.delta_parts += done
+        self.progress.add_parts(len(sb.parts), done)
         return commit
 
     def _check_space(self, needed: int, delta: str) -> None:
