@@ -505,3 +505,35 @@ def test_no_scratch_delta_when_the_ref_has_a_commit(served, ostree, sysroot, tmp
         logs.append([p for p in server.requests if p.startswith("deltas/")])
     assert logs == [[], []]
     assert_same_repos(ostree, theirs, ours, "bare-user")
+
+
+def test_the_newest_local_commit_is_the_delta_source(ostree, sysroot, tmp_path):
+    """Deltas C0 -> C2 and C1 -> C2, both C0 and C1 here: both tools take C1's."""
+    repo = tmp_path / "served"
+    ostree("init", f"--repo={repo}", "--mode=archive")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    commits = []
+    for i in range(3):
+        (tree / "file").write_text(f"version {i}\n" * 100)
+        commits.append(
+            ostree.out(
+                "commit", f"--repo={repo}", "-b", "main", f"--timestamp=2021-01-0{i + 1}", tree
+            )
+        )
+    c0, c1, c2 = commits
+    for frm in (c0, c1):
+        ostree("static-delta", "generate", f"--repo={repo}", f"--from={frm}", f"--to={c2}")
+    ostree("summary", f"--repo={repo}", "-u")
+    with RepoServer(repo) as server:
+        theirs, ours = twin_repos(ostree, tmp_path, "bare-user", server.url)
+        logs = []
+        for tool, r in ((ostree, theirs), (sysroot, ours)):
+            _pull(ostree, r, "origin", c1, "--disable-static-deltas")
+            _pull(ostree, r, "origin", f"main@{c0}", "--disable-static-deltas")
+            server.reset()
+            _pull(tool, r, "origin", "main")
+            logs.append({p for p in server.requests if p.endswith("/superblock")})
+        want = f"{_delta_dir(repo, ostree, f'{c1}-{c2}').relative_to(repo)}/superblock"
+        assert logs == [{want}, {want}]
+        assert_same_repos(ostree, theirs, ours, "bare-user")
