@@ -537,3 +537,29 @@ def test_the_newest_local_commit_is_the_delta_source(ostree, sysroot, tmp_path):
         want = f"{_delta_dir(repo, ostree, f'{c1}-{c2}').relative_to(repo)}/superblock"
         assert logs == [{want}, {want}]
         assert_same_repos(ostree, theirs, ours, "bare-user")
+
+
+def test_delta_larger_than_the_free_space(served, ostree, sysroot, tmp_path):
+    """On a small file system with less free space than the parts unpack to, both
+    tools refuse the delta before fetching a part; no ref moves."""
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(fs)], check=True)
+    try:
+        theirs, ours = twin_repos(ostree, fs, "bare-user", served["server"].url)
+        for repo in (theirs, ours):
+            _pull(ostree, repo, "origin", f"main@{served['c1']}")
+        st = os.statvfs(fs)
+        (fs / "filler").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 300_000))
+        err = _pull(ostree, theirs, "origin", "main", check=False).stderr.decode()
+        want = "Delta requires " + err.split("Delta requires ")[1].split(" available")[0]
+        want = want.rpartition(" but only ")[0]  # the free space differs a little
+        assert want.endswith(" free space,"), err
+        server = served["server"]
+        server.reset()
+        line = one_error_line(_pull(sysroot, ours, "origin", "main", check=False))
+        assert want in line, line
+        assert not [p for p in server.requests if p.endswith("/0")]
+        assert refs_of(ours) == {"refs/remotes/origin/main": served["c1"]}
+    finally:
+        subprocess.run(["umount", str(fs)], check=True)
