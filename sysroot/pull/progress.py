@@ -24,6 +24,8 @@ class Progress:
         self.interval = interval
         self.fetched = 0
         self.total = 0
+        self.parts_done = 0  # static delta parts
+        self.parts_total = 0
         # the bytes received so far
         self.bytes_source: Callable[[], int] | None = None
         self.start = time.monotonic()
@@ -41,12 +43,28 @@ class Progress:
         with self._lock:
             self.fetched += n
 
+    def add_parts(self, total: int, done: int = 0) -> None:
+        with self._lock:
+            self.parts_total += total
+            self.parts_done += done
+
+    def add_part_done(self) -> None:
+        with self._lock:
+            self.parts_done += 1
+
     def line(self) -> str:
         received = self.bytes_source() if self.bytes_source else 0
         elapsed = max(time.monotonic() - self.start, 1e-6)
         with self._lock:
             done, total = self.fetched, self.total
+            parts_done, parts_total = self.parts_done, self.parts_total
         pct = 100 * done // total if total else 0
+        if parts_total:  # a delta pull: its parts are the bulk; objects are fallbacks
+            return (
+                f"Receiving delta parts: {parts_done}/{parts_total} "
+                f"objects: {done}/{total} {format_size(received)} "
+                f"{format_size(int(received / elapsed))}/s"
+            )
         return (
             f"Receiving objects: {pct}% ({done}/{total}) {format_size(received)} "
             f"{format_size(int(received / elapsed))}/s"

@@ -43,6 +43,7 @@ from sysroot.errors import (
     UsageError,
 )
 from sysroot.formats import gvariant
+from sysroot.formats import static_delta as sd
 from sysroot.formats.keyfile import KeyFile
 from sysroot.formats.objects import (
     METADATA_DICT_TYPE,
@@ -53,12 +54,13 @@ from sysroot.formats.objects import (
     ObjectType,
     is_checksum,
 )
-from sysroot.pull import filez, metalink, mirrorlist
+from sysroot.pull import deltas, filez, metalink, mirrorlist
 from sysroot.pull.fetch import Fetcher, FetchOptions
 from sysroot.pull.progress import Progress
 from sysroot.pull.workers import TaskResult, WorkerPool
 from sysroot.sign import verify as signatures
 from sysroot.sign.detached import read_commitmeta
+from sysroot.store import static_delta as store_sd
 from sysroot.store.cookies import jar_path, read_jar
 from sysroot.store.modes import RepoMode
 from sysroot.store.pull_local import (
@@ -99,6 +101,31 @@ class PullOptions:
     # repositories to take dirtree, dirmeta and content objects from before the remote
     # (ostree's -L/--localcache-repo); every object taken is checked against its name
     localcache_repos: tuple[str, ...] = ()
+    # static deltas (deltas.py): used when the remote offers one, unless disabled;
+    # required: no delta is an error; dry_run (needs require): fetch the superblocks,
+    # report what the parts would cost, store nothing
+    disable_static_deltas: bool = False
+    require_static_deltas: bool = False
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class DeltaDryRun:
+    """What `pull --dry-run` reports: parts present/all, their bytes, unpacked size."""
+
+    fetched_parts: int = 0
+    total_parts: int = 0
+    fetched_size: int = 0
+    total_size: int = 0
+    total_usize: int = 0
+
+    def line(self) -> str:
+        """ostree 2022.7's line."""
+        return (
+            f"Delta update: {self.fetched_parts}/{self.total_parts} parts, "
+            f"{format_size(self.fetched_size)}/{format_size(self.total_size)}, "
+            f"{format_size(self.total_usize)} total uncompressed"
+        )
 
 
 @dataclass(frozen=True)
@@ -110,16 +137,25 @@ class PullResult:
     seconds: float
     refs: dict[str, str] = field(default_factory=dict)  # destination ref -> commit
     imported: bool = False  # a file:// remote, imported like pull-local
+    delta_parts: int = 0  # static delta parts fetched, run inline or found done
+    dry_run: DeltaDryRun | None = None
 
     def summary_line(self) -> str:
         """The line `ostree pull` prints at the end."""
+        if self.dry_run is not None:
+            return self.dry_run.line()
         if self.imported:
             return (
                 f"{self.metadata} metadata, {self.content} content objects imported; "
                 f"{format_size(self.content_bytes)} content written"
             )
+        counts = (
+            f"{self.delta_parts} delta parts, {self.metadata + self.content} loose fetched"
+            if self.delta_parts
+            else f"{self.metadata} metadata, {self.content} content objects fetched"
+        )
         return (
-            f"{self.metadata} metadata, {self.content} content objects fetched; "
+            f"{counts}; "
             f"{_transferred(self.bytes_transferred)} transferred in "
             f"{int(self.seconds)} seconds; {format_size(self.content_bytes)} "
             "content written"
@@ -200,6 +236,12 @@ def pull(
     overrides = list(specs.values())
     if options.depth < -1:
         raise SysrootError(f"Invalid depth {options.depth}: use -1 for the whole history")
+    if options.disable_static_deltas and options.require_static_deltas:
+        raise UsageError("--disable-static-deltas and --require-static-deltas exclude each other")
+    if options.dry_run and not options.require_static_deltas:
+        raise UsageError("--dry-run requires --require-static-deltas")
+    if options.require_static_deltas and repo.mode is RepoMode.ARCHIVE:
+        raise SysrootError("Can't use static deltas in an archive repo")
     if isinstance(remote_or_url, str) and "://" in remote_or_url:
         remote, url = None, remote_or_url  # a URL: never verified, refs in refs/heads
     else:
@@ -216,7 +258,9 @@ def pull(
     content_url = None if remote is None or options.url else remote.option("contenturl")
     if (content_url or "").startswith(metalink.PREFIX):
         raise SysrootError(f"Unsupported contenturl {content_url}: metalinks serve a url only")
-    if url.startswith("file://"):
+    # as ostree: a file:// remote is imported, unless deltas are required, which
+    # fetches from it as from a server
+    if url.startswith("file://") and not options.require_static_deltas:
         return _pull_file(repo, remote, url, names, overrides, options)
     fetch = fetch_options(remote, options.fetch, repo=repo)
     # a metalink= gives the url and its checked summary (metalink.py)
@@ -542,6 +586,16 @@ class _HttpPull:
         self.content = 0
         self.content_bytes = 0
         self.caches = [Repo.open(path) for path in options.localcache_repos]
+        # static deltas: 2022.7 uses none in an archive repo, nor for commit metadata
+        self.use_deltas = not (
+            options.disable_static_deltas
+            or options.commit_metadata_only
+            or repo.mode is RepoMode.ARCHIVE
+        )
+        self.plans: dict[str, sd.Superblock] = {}  # TO commit -> the delta that makes it
+        self.part_tasks: list[tuple[str, int, str]] = []  # (TO, part index, where)
+        self.fallbacks: list[tuple[str, str]] = []  # (checksum, where): loose fetches
+        self.delta_parts = 0  # parts fetched, run inline or found done
 
     def _cached(self, objtype: ObjectType, checksum: str, where: str) -> bool:
         """Store the object from a local cache repository, if one has it."""
@@ -583,10 +637,11 @@ class _HttpPull:
         return self.fetcher.bytes_transferred + content + workers
 
     # ------------------------------------------------------------ remote files
-    def _remote_config(self) -> None:
+    def _remote_config(self) -> bool:
+        """Check the remote's mode; whether it keeps delta indexes (core.indexed-deltas)."""
         data = self.fetcher.get_optional("config")
         if data is None:
-            return  # like ostree without a summary: the objects themselves will tell
+            return False  # like ostree without a summary: the objects themselves will tell
         try:
             config = KeyFile.parse(data.decode("utf-8"), source=self.url + "config")
             mode = RepoMode.parse(config.get("core", "mode", "bare") or "bare")
@@ -597,6 +652,10 @@ class _HttpPull:
                 f'Can\'t pull from archives with mode "{mode.value}" '
                 f"({self.url}): only archive repositories can be served"
             )
+        try:
+            return config.get_bool("core", "indexed-deltas", False)
+        except FormatError as e:
+            raise FormatError(f"Invalid remote config {self.url}config: {e}") from None
 
     def _summary(self) -> tuple[bytes | None, bytes | None]:
         sig = self.fetcher.get_optional("summary.sig")
@@ -719,15 +778,26 @@ class _HttpPull:
             raise CorruptObjectError(
                 checksum, "commit", f"content hashes to {actual} (from {self.content_url}{path})"
             )
-        commit = parse_object(Commit.parse, ObjectType.COMMIT, checksum, data, label)
-        if ref is not None:
-            check_ref_binding(commit, checksum, ref)
-        if self.options.verify_bindings:
-            check_collection_binding(commit, checksum, self.collection_id)
         if meta is not None and not gvariant.is_normal_form(METADATA_DICT_TYPE, meta):
             raise CorruptObjectError(
                 checksum, "commitmeta", f"not a valid a{{sv}} ({self.url}{path}meta)"
             )
+        commit = self._admit_commit(checksum, data, meta, level, name)
+        self._store_metadata(ObjectType.COMMIT, checksum, data, label)
+        self._add_root(commit, label)
+        return commit
+
+    def _admit_commit(
+        self, checksum: str, data: bytes, meta: bytes | None, level: int, name: str | None
+    ) -> Commit:
+        """Check a new commit (bindings, signatures, rollback) before anything of it is
+        stored, then mark it partial and store its detached metadata."""
+        ref = name if self.options.verify_bindings else None
+        commit = parse_object(Commit.parse, ObjectType.COMMIT, checksum, data, f"commit {checksum}")
+        if ref is not None:
+            check_ref_binding(commit, checksum, ref)
+        if self.options.verify_bindings:
+            check_collection_binding(commit, checksum, self.collection_id)
         if self.verify is not None:  # before anything of it is stored
             self.verify(self.repo, checksum, data, meta)
         if self.rollback is not None:  # verified, and still nothing of it stored
@@ -737,9 +807,143 @@ class _HttpPull:
         self.partial.append(checksum)
         if meta is not None:
             store_detached(self.repo, checksum, meta)
-        self._store_metadata(ObjectType.COMMIT, checksum, data, label)
-        self._add_root(commit, label)
         return commit
+
+    # ------------------------------------------------------------ static deltas
+    def _plan_deltas(
+        self,
+        targets: Sequence[tuple[str | None, str]],
+        names: Sequence[str],
+        summary: bytes | None,
+        config_indexed: bool,
+    ) -> None:
+        """Choose and fetch (checked) a superblock for each commit a delta can make."""
+        parsed = Summary.parse(summary) if summary is not None else None
+        table = deltas.table_from(parsed, config_indexed, self.url)
+        require = self.options.require_static_deltas
+        if require and not table.listed:
+            raise deltas.no_listing_error()
+        if not table.listed and _summary_verification(self.remote):
+            # an unlisted superblock could not be checked against the signed summary
+            # (2022.7 fails the pull): objects then, each checked against its tree
+            return
+        for (dest, checksum), name in zip(targets, names, strict=True):
+            if checksum in self.plans:
+                continue
+            local_from = self.repo.resolve_rev(dest, allow_noent=True) if dest else None
+            choice = deltas.choose(
+                self.repo, table, self.content_fetcher, checksum, local_from, dest is not None
+            )
+            sb = deltas.fetch_superblock(self.content_fetcher, choice) if choice else None
+            if sb is None:
+                # as ostree: a commit here already complete needs no delta
+                if require and not deltas.complete_commit(self.repo, checksum):
+                    raise deltas.required_error(name, checksum)
+                continue
+            self.plans[checksum] = sb
+
+    def _dry_run(self) -> DeltaDryRun:
+        """ostree's --dry-run figures: every part, and those whose objects are here."""
+        out = DeltaDryRun()
+        for sb in self.plans.values():
+            # as 2022.7: a fallback object still missing counts as one more part
+            items = [
+                (all(self.repo.has_object(t, c) for t, c in h.objects), h.size, h.usize)
+                for h in sb.parts
+            ] + [
+                (False, fb.size, fb.usize)
+                for fb in sb.fallbacks
+                if not self.repo.has_object(fb.objtype, fb.checksum)
+            ]
+            for done, size, usize in items:
+                out = replace(
+                    out,
+                    fetched_parts=out.fetched_parts + done,
+                    total_parts=out.total_parts + 1,
+                    fetched_size=out.fetched_size + (size if done else 0),
+                    total_size=out.total_size + size,
+                    total_usize=out.total_usize + usize,
+                )
+        return out
+
+    def _delta_commit(self, checksum: str, sb: sd.Superblock, name: str | None) -> Commit | None:
+        """The commit a delta makes, from its superblock (or as stored, checked the
+        same way), and its parts and fallbacks queued for the workers."""
+        delta = f"static delta {sb.name}"
+        if self.tx.has_object(ObjectType.COMMIT, checksum):
+            commit = self._commit(checksum, 0, name)
+        else:
+            meta_v = sb.metadata.get(f"{sb.name.relpath}/commitmeta")
+            meta = None
+            if meta_v is not None:
+                if meta_v.signature != "a{sv}":
+                    raise FormatError(f"Invalid detached metadata in {delta}")
+                meta = gvariant.encode("a{sv}", meta_v.value)
+            commit = self._admit_commit(checksum, sb.commit_bytes, meta, 0, name)
+            try:
+                self.tx.write_metadata(ObjectType.COMMIT, sb.commit_bytes, expected=checksum)
+            except CorruptObjectError as e:
+                raise CorruptObjectError(checksum, "commit", f"{e.problem} (in {delta})") from None
+            self._add_root(commit, f"commit {checksum}")
+        wanted = done = 0
+        for i, header in enumerate(sb.parts):
+            if all(self.tx.has_object(t, c) for t, c in header.objects):
+                done += 1  # as ostree: done, nothing to fetch
+                continue
+            self.part_tasks.append((checksum, i, f"part {i} of {delta}"))
+            wanted += header.usize
+        self._check_space(wanted, delta)
+        for fb in sb.fallbacks:
+            if fb.checksum not in self.seen_files and not self.tx.has_object(
+                ObjectType.FILE, fb.checksum
+            ):
+                self.seen_files.add(fb.checksum)
+                self.fallbacks.append((fb.checksum, f"fallback object of {delta}"))
+        self.delta_parts += done
+        self.progress.add_parts(len(sb.parts), done)
+        return commit
+
+    def _check_space(self, needed: int, delta: str) -> None:
+        """As ostree: the unpacked size of the parts must fit in the free space."""
+        st = os.statvfs(self.repo.path)
+        free = st.f_bavail * st.f_frsize
+        if needed > free:
+            raise SysrootError(
+                f"Delta requires {format_size(needed)} free space, but only "
+                f"{format_size(free)} available ({delta})"
+            )
+
+    def _fetch_part(self, to: str, index: int, where: str) -> int:
+        """In a worker: fetch (unless inline), check and run one part; bytes fetched."""
+        sb = self.plans[to]
+        header = sb.parts[index]
+        relpath = sb.name.relpath
+        try:
+            data = sb.inline_part(relpath, index)
+            inline = data is not None
+            if data is None:
+                data = self.content_fetcher.get(f"{relpath}/{index}", header.size)
+            store_sd.execute_part_bytes(self.tx, header, data, check=not inline)
+        except NotFoundError as e:
+            raise NotFoundError(f"Fetching {where}: {e}") from None
+        except (FormatError, CorruptObjectError) as e:
+            raise FormatError(f"{where}: {e}") from None
+        except OSError as e:
+            raise SysrootError(f"Writing {where} to {self.repo.path}: {e.strerror or e}") from None
+        return 0 if inline else len(data)
+
+    def _record_part(self, to: str, index: int) -> None:
+        """In the parent: take on the objects a worker's part staged, all of them."""
+        sb = self.plans[to]
+        for objtype, checksum in sb.parts[index].objects:
+            self.tx.record_staged(checksum, objtype)
+            if not self.tx.has_object(objtype, checksum):
+                raise FormatError(
+                    f"Delta part {index} of static delta {sb.name} left object "
+                    f"{checksum}.{objtype.type_name} unwritten"
+                )
+        self.delta_parts += 1
+        self.progress.add_part_done()
 
     def _verify_present(self, verify: signatures.CommitCheck, checksum: str, data: bytes) -> None:
         """Verify a commit the repo has, as ostree 2022.7 does: the remote's
@@ -782,7 +986,11 @@ class _HttpPull:
                     self._recheck_rollback(checksum, name)
                 return
             self.seen_commits[checksum] = remaining
-            commit = self._commit(checksum, level, name if level == 0 else None)
+            plan = self.plans.get(checksum) if level == 0 else None
+            if plan is not None:
+                commit = self._delta_commit(checksum, plan, name)
+            else:
+                commit = self._commit(checksum, level, name if level == 0 else None)
             if commit is None or remaining == 0:
                 return
             checksum = commit.parent
@@ -795,7 +1003,7 @@ class _HttpPull:
     # process walks the trees, stores and checks the metadata, and records the content
     # the workers staged, handling each answer as it arrives.
     def _walk(self) -> None:
-        if not self.roots:
+        if not self.roots and not self.part_tasks and not self.fallbacks:
             return
         with contextlib.ExitStack() as stack:
             with self.progress.paused():  # no drawing thread inside a write when forking
@@ -810,17 +1018,29 @@ class _HttpPull:
                 )
             self._pool = pool
             stack.callback(self._keep_worker_bytes, pool)
+            # The deltas first: their parts and fallbacks (a part at a time per task),
+            # then the walk, which finds what they made and fetches only what is
+            # still missing (nothing, from a complete delta: no 2022.7 scan race).
+            for task in self.part_tasks:
+                pool.submit("part", [task])
+            self.progress.add_total(len(self.fallbacks))
+            for i in range(0, len(self.fallbacks), _BATCH):
+                pool.submit("file", self.fallbacks[i : i + _BATCH])
+            self._drain(pool)
             self._visit([(tree, meta, "/", label) for tree, meta, label in self.roots])
-            failure: BaseException | None = None
-            for result in pool.results():
-                try:
-                    self._handle(result)
-                except (SysrootError, OSError) as e:
-                    if failure is None:
-                        failure = e  # the others still report what they completed
-                        pool.stop()
-            if failure is not None:
-                raise failure
+            self._drain(pool)
+
+    def _drain(self, pool: WorkerPool) -> None:
+        failure: BaseException | None = None
+        for result in pool.results():
+            try:
+                self._handle(result)
+            except (SysrootError, OSError) as e:
+                if failure is None:
+                    failure = e  # the others still report what they completed
+                    pool.stop()
+        if failure is not None:
+            raise failure
 
     def _keep_worker_bytes(self, pool: WorkerPool) -> None:
         self.worker_bytes = pool.received()
@@ -878,7 +1098,10 @@ class _HttpPull:
 
     def _handle(self, result: TaskResult) -> None:
         """Keep what a task completed, then raise what stopped it."""
-        if result.kind == "meta":
+        if result.kind == "part":
+            for (to, index, _), _size in zip(result.items, result.outputs, strict=False):
+                self._record_part(to, index)
+        elif result.kind == "meta":
             for (objtype, checksum, where), data in zip(result.items, result.outputs, strict=False):
                 self._store_metadata(objtype, checksum, data, where)
                 if objtype is ObjectType.DIR_META:
@@ -919,6 +1142,8 @@ class _HttpPull:
         if kind == "meta":
             objtype, checksum, _ = item
             return self.content_fetcher.get(self._object_path(objtype, checksum))
+        if kind == "part":
+            return self._fetch_part(*item)
         return self._fetch_content(*item)
 
     def _fetch_content(self, checksum: str, where: str) -> int:
@@ -978,10 +1203,16 @@ class _HttpPull:
         """overrides: parallel to refs, the commit of each REF@CHECKSUM, else None."""
         start = time.monotonic()
         summary, sig = self._summary()
-        self._remote_config()
+        indexed = self._remote_config()
         targets, names = self._resolve(refs, overrides, summary)
         mirrored = mirror_collection(self.repo, summary) if self.options.mirror else None
         self.rollback = _rollback_check(self.repo, self.options, names)
+        if self.use_deltas:
+            self._plan_deltas(targets, names, summary, indexed)
+        if self.options.dry_run:  # nothing stored, no ref moved
+            return PullResult(
+                0, 0, 0, self._received(), time.monotonic() - start, dry_run=self._dry_run()
+            )
         failure: BaseException | None = None
         try:
             with self.repo.transaction() as tx, self.progress:
@@ -1020,4 +1251,5 @@ class _HttpPull:
             self._received(),
             time.monotonic() - start,
             {d: c for d, c in targets if d is not None},
+            delta_parts=self.delta_parts,
         )

@@ -274,6 +274,17 @@ def execute_part(tx: Transaction, delta: LoadedDelta, index: int) -> None:
     _Part(tx, header, part_payload(delta, index)).run()
 
 
+def execute_part_bytes(
+    tx: Transaction, header: sd.PartHeader, data: bytes, *, check: bool = True
+) -> None:
+    """Run one part given as the bytes of its file (a pull's download, or an inline
+    part with check=False), after checking its version and (check) its sha256."""
+    if header.version > sd.PART_VERSION:
+        raise FormatError(f"Delta part has too new version {header.version}")
+    payload = sd.parse_part_payload(sd.decompress_part(data, header.checksum if check else None))
+    _Part(tx, header, payload).run()
+
+
 def _missing_objects(tx: Transaction, delta: LoadedDelta) -> Iterator[tuple[ObjectType, str]]:
     for header in delta.superblock.parts:
         for t, c in header.objects:

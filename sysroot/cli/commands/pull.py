@@ -41,13 +41,11 @@ def register(sub) -> None:
         action="store_true",
         help="Accepted for compatibility; objects are flushed at commit",
     )
-    p.add_argument(
-        "--disable-static-deltas", action="store_true", help="Do not use static deltas (never used)"
-    )
+    p.add_argument("--disable-static-deltas", action="store_true", help="Do not use static deltas")
     p.add_argument(
         "--require-static-deltas",
         action="store_true",
-        help="Not supported: objects are always fetched one by one",
+        help="Require static deltas",
     )
     p.add_argument(
         "--mirror",
@@ -150,8 +148,8 @@ def run(args) -> int:
     # ostree's own checks, in its words
     if args.dry_run and not args.require_static_deltas:
         raise UsageError("--dry-run requires --require-static-deltas")
-    if args.require_static_deltas:
-        raise refusal("pull --require-static-deltas")
+    if args.require_static_deltas and args.disable_static_deltas:
+        raise UsageError("--disable-static-deltas and --require-static-deltas exclude each other")
     if args.subpath:
         raise refusal("pull --subpath")
     if args.depth < -1:
@@ -181,6 +179,9 @@ def run(args) -> int:
         ),
         progress=progress,
         localcache_repos=tuple(args.localcache_repo),
+        disable_static_deltas=args.disable_static_deltas,
+        require_static_deltas=args.require_static_deltas,
+        dry_run=args.dry_run,
     )
     with open_repo(args) as repo:
         if args.disable_fsync:
