@@ -24,6 +24,7 @@ from sysroot.formats import gvariant
 from sysroot.formats.ghash import ghash_order
 from sysroot.formats.gvariant import Variant
 from sysroot.formats.objects import Commit, ObjectType, bswap64, mbase64_checksum_hex
+from sysroot.store import delta_index
 from sysroot.store.repo import Repo
 from sysroot.util import fsutil
 
@@ -156,7 +157,9 @@ def build_summary(
 def regenerate_summary(
     repo: Repo, additional: Mapping[str, Variant] | None = None, *, now: int | None = None
 ) -> Summary:
-    """Write `summary` atomically (and drop a now stale `summary.sig`), like ostree."""
+    """Write `summary` atomically (and drop a now stale `summary.sig`), like ostree,
+    after bringing the delta index files up to date as ostree does first."""
+    delta_index.reindex(repo)
     with repo.lock(exclusive=True):
         summary = build_summary(repo, additional, now=now)
         fsync = repo.fsync_enabled
