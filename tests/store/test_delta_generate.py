@@ -66,6 +66,9 @@ def _tree_v2(root: Path) -> None:
 
     (root / "data.xz").write_bytes(lzma.compress(rnd.randbytes(20_000)))
     (root / "new.dat").write_bytes(rnd.randbytes(5_000_000))
+    # 1 MB minus less than its header: a fallback at --min-fallback-size=1 only because
+    # ostree counts the content stream (header + data), not the file
+    (root / "edge.dat").write_bytes(rnd.randbytes(999_990))
     os.symlink("new.dat", root / "new-link")
 
 
