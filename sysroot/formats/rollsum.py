@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from itertools import accumulate
 
 WINDOW = 64
 CHAR_OFFSET = 31
@@ -22,39 +21,58 @@ MIN_MATCH_PERCENT = 50  # below this share of matched chunks ostree does not use
 _S1_INIT = WINDOW * CHAR_OFFSET
 _S2_INIT = WINDOW * (WINDOW - 1) * CHAR_OFFSET
 _DROP_BIAS = WINDOW * CHAR_OFFSET
-_BLOCK = 16384  # bytes summed per step while looking for a cut
+# The sum at a byte depends only on the 64 bytes ending there: each byte adds its value
+# to s2 once per step it spends in the window (1 for the newest ... 64 for the oldest)
+# and takes it all back when it leaves. So s2 = _S2_INIT + sum((a + 1) * buf[k - a]),
+# a convolution, computed for a whole buffer at once as one big-integer product with a
+# byte in each 3-byte lane (a lane's sum stays below 2**20: no carries between lanes).
+_LANE = 3
+_RAMP = sum((a + 1) << (8 * _LANE * a) for a in range(WINDOW))
+_TARGET = (BLOB_MASK - _S2_INIT) & BLOB_MASK  # what the weighted sum must be, mod 2**13
+_LOW_BYTE = bytes(0xFF if v == _TARGET & 0xFF else 0 for v in range(256))
+_HIGH_BITS = bytes(0xFF if v & (BLOB_MASK >> 8) == _TARGET >> 8 else 0 for v in range(256))
 
 
-def find_cut(buf: bytes | memoryview, start: int) -> int:
-    """bupsplit_find_ofs over buf[start:] from a fresh state: the length up to and
-    including the first byte where the sum's low bits are all set, 0 if there is none.
+def _cut_map(buf: bytes) -> bytes:
+    """0xFF at every byte where the sum over the 64 bytes ending there (zeros before
+    the buffer) makes a cut, 0 elsewhere."""
+    n = len(buf)
+    lanes = bytearray(_LANE * n)
+    lanes[0::_LANE] = buf
+    sums = (int.from_bytes(lanes, "little") * _RAMP).to_bytes(_LANE * (n + WINDOW) + 8, "little")
+    low = int.from_bytes(sums[0 : _LANE * n : _LANE].translate(_LOW_BYTE), "little")
+    high = int.from_bytes(sums[1 : _LANE * n : _LANE].translate(_HIGH_BITS), "little")
+    return (low & high).to_bytes(n, "little")
 
-    The sum is linear, so it is computed a block at a time with accumulate() instead
-    of byte by byte; only the low 13 bits matter, so Python's unbounded ints need no
-    32-bit wraparound (2**32 is a multiple of 2**13)."""
-    s1, s2 = _S1_INIT, _S2_INIT
-    end = len(buf)
-    pos = start
-    zeros = bytes(WINDOW)
-    while pos < end:
-        stop = min(end, pos + _BLOCK)
-        adds = buf[pos:stop]
-        lo = pos - WINDOW
-        if lo >= start:
-            drops = bytes(buf[lo : stop - WINDOW])
-        else:  # the window starts out as zeros
-            drops = zeros[: start - lo] + bytes(buf[start : stop - WINDOW])
-        s1s = list(accumulate(map(int.__sub__, adds, drops), initial=s1))
-        s1 = s1s[-1]
-        steps = map(int.__sub__, s1s[1:], [WINDOW * d + _DROP_BIAS for d in drops])
-        s2s = list(accumulate(steps, initial=s2))
-        s2 = s2s[-1]
-        low = [v & BLOB_MASK for v in s2s[1:]]
-        try:
-            return pos - start + low.index(BLOB_MASK) + 1
-        except ValueError:
-            pos = stop
-    return 0
+
+class Cutter:
+    """bupsplit_find_ofs for any start in one buffer."""
+
+    def __init__(self, buf: bytes):
+        self.buf = buf
+        self.map = _cut_map(buf)
+
+    def find(self, start: int) -> int:
+        """The length up to and including the first byte from start where the sum,
+        started fresh at start, has its low bits all set; 0 if there is none."""
+        buf, n = self.buf, len(self.buf)
+        head = start
+        if start > 0:
+            # the first 63 sums' windows reach before start, where a fresh state has
+            # zeros: compute those few directly
+            s1 = s2 = 0
+            head = min(n, start + WINDOW - 1)
+            for k in range(start, head):
+                s1 += buf[k]
+                s2 += s1
+                if (s2 + _S2_INIT) & BLOB_MASK == BLOB_MASK:
+                    return k - start + 1
+        k = self.map.find(0xFF, head)
+        return 0 if k < 0 else k - start + 1
+
+
+def find_cut(buf: bytes, start: int) -> int:
+    return Cutter(buf).find(start)
 
 
 def find_cut_reference(buf: bytes, start: int) -> int:
@@ -84,10 +102,11 @@ def chunks(buf: bytes) -> list[Chunk]:
     start = 0
     fixed = False
     view = memoryview(buf)
+    cutter = Cutter(buf)
     while start < len(buf):
         remaining = len(buf) - start
         if not fixed:
-            n = find_cut(view, start)
+            n = cutter.find(start)
             if n == 0:
                 fixed = True
                 n = min(MAX_CHUNK, remaining)
