@@ -120,12 +120,27 @@ class _SizeNames:
     names: tuple[str, ...]
 
 
+def _keys(names: tuple[str, ...] | list[str], fuzzy: bool) -> set[str]:
+    """What two objects must share to be paired: a basename, or with fuzzy also the
+    stem before the first '.' when that is not at position 0 (ostree compares the
+    prefixes of two names with a '.' at the same position: the same thing), so
+    `libfoo.so.1` meets `libfoo.so.2`. Stems are kept apart from names by a '/',
+    which no basename holds."""
+    out = {f"/{n}" for n in names}
+    if fuzzy:
+        for n in names:
+            dot = n.find(".")
+            if dot > 0:
+                out.add(n[:dot])
+    return out
+
+
 def _candidates(
-    repo: Repo, files: dict[str, list[str]], only: Callable[[str], bool]
+    repo: Repo, files: dict[str, list[str]], wanted: Callable[[str, list[str]], bool]
 ) -> list[_SizeNames]:
     out = []
     for checksum, names in files.items():
-        if not only(checksum) or any(n.endswith(_NEVER_SIMILAR) for n in names):
+        if any(n.endswith(_NEVER_SIMILAR) for n in names) or not wanted(checksum, names):
             continue
         info = repo.load_file(checksum)
         if not info.header.is_regular or info.size == 0:
@@ -135,39 +150,33 @@ def _candidates(
     return out
 
 
-def _names_meet(a: tuple[str, ...], b: tuple[str, ...], fuzzy: bool) -> bool:
-    """A shared basename; fuzzy: or the same stem before a '.' at the same, non-zero
-    position (so `libfoo.so.1` meets `libfoo.so.2`, and `.x` meets nothing but itself)."""
-    for x in a:
-        xdot = x.find(".")
-        for y in b:
-            if fuzzy and xdot > 0 and xdot == y.find(".") and x[:xdot] == y[:xdot]:
-                return True
-            if x == y:
-                return True
-    return False
-
-
 def similar_pairs(old: list[_SizeNames], new: list[_SizeNames]) -> dict[str, str]:
-    """new checksum -> old checksum, ostree's two passes (exact names, then fuzzy)."""
+    """new checksum -> old checksum, ostree's two passes (exact names, then fuzzy).
+
+    ostree scans the old objects in size order from the first one in the new one's
+    size window ([70%, 130%]) and takes the first whose names meet; an index by name
+    finds that same one without the scan."""
     pairs: dict[str, str] = {}
     for fuzzy in (False, True):
-        lower = 0
+        index: dict[str, list[int]] = {}
+        for j, o in enumerate(old):
+            for key in _keys(o.names, fuzzy):
+                index.setdefault(key, []).append(j)
         for n in new:
             if n.checksum in pairs:
                 continue
             lo = int(n.size * (1.0 - SIMILARITY_PERCENT / 100.0))
             hi = int(n.size * (1.0 + SIMILARITY_PERCENT / 100.0))
-            for j in range(lower, len(old)):
-                o = old[j]
-                if o.size < lo:
-                    lower += 1
-                    continue
-                if o.size > hi:
-                    break
-                if _names_meet(o.names, n.names, fuzzy):
-                    pairs[n.checksum] = o.checksum
-                    break
+            best = None
+            for key in _keys(n.names, fuzzy):
+                for j in index.get(key, ()):
+                    if lo <= old[j].size <= hi and (best is None or j < best):
+                        best = j
+                        break  # the lists are in size order: later ones come after
+                    if old[j].size > hi:
+                        break
+            if best is not None:
+                pairs[n.checksum] = old[best].checksum
     return pairs
 
 
@@ -337,8 +346,11 @@ def generate(
     rolled: list[tuple[str, str, bytes, rollsum.Matches]] = []
     diffed: list[tuple[str, str, bytes]] = []
     if from_ is not None and regular:
-        old = _candidates(repo, from_tree.files, lambda c: True)
-        new = _candidates(repo, new_files, lambda c: infos[c].header.is_regular)
+        new = _candidates(repo, new_files, lambda c, _: infos[c].header.is_regular)
+        # only old files that share a name or stem with a new one can pair: the others
+        # are not even read
+        keys = set().union(*(_keys(n.names, True) for n in new))
+        old = _candidates(repo, from_tree.files, lambda _, names: bool(_keys(names, True) & keys))
         for new_csum, old_csum in similar_pairs(old, new).items():
             if not repo.load_file(old_csum).header.mode & stat.S_IROTH:
                 continue  # a bare-user client might not be able to read it
