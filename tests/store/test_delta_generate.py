@@ -375,3 +375,31 @@ def test_part_checksums_and_objects_are_checked(src):
             t in (ObjectType.FILE, ObjectType.DIR_TREE, ObjectType.DIR_META)
             for t, _ in part.objects
         )
+
+
+def test_commit_signatures_travel_in_the_superblock(ostree, sysroot, src, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(src["repo"], repo, symlinks=True)
+    c2 = src["c2"]
+    ostree(f"--repo={repo}", "sign", "--sign-type=dummy", c2, "sekrit", env=DUMMY)
+    deltas = {}
+    for who, tool in (("theirs", ostree), ("ours", sysroot)):
+        out = tmp_path / who
+        out.mkdir()
+        tool(
+            f"--repo={repo}",
+            "static-delta",
+            "generate",
+            "--min-fallback-size=0",
+            "--inline",
+            f"--filename={out / 'superblock'}",
+            c2,
+        )
+        deltas[who] = _load(out).superblock
+    key = f"{sd.DeltaName(src['c1'], c2).relpath}/commitmeta"
+    theirs, ours = deltas["theirs"].metadata, deltas["ours"].metadata
+    assert list(ours) == list(theirs) and key in ours
+    assert ours[key].value == theirs[key].value
+    target = _repo_with_c1(ostree, src, tmp_path / "target")
+    ostree(f"--repo={target}", "static-delta", "apply-offline", tmp_path / "ours/superblock")
+    assert (target / "objects" / c2[:2] / f"{c2[2:]}.commitmeta").exists()
