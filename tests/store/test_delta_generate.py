@@ -125,7 +125,7 @@ def _profile(delta: store_sd.LoadedDelta) -> dict:
             counts[op.code] += 1
     return {
         "objects": sorted(objects),
-        "fallbacks": sorted((f.checksum, f.usize) for f in sb.fallbacks),
+        "fallbacks": sorted((f.checksum, f.size, f.usize) for f in sb.fallbacks),
         "ops": counts,
         "blob": blob,
         "usize": sum(p.usize for p in sb.parts),
@@ -403,3 +403,19 @@ def test_commit_signatures_travel_in_the_superblock(ostree, sysroot, src, tmp_pa
     target = _repo_with_c1(ostree, src, tmp_path / "target")
     ostree(f"--repo={target}", "static-delta", "apply-offline", tmp_path / "ours/superblock")
     assert (target / "objects" / c2[:2] / f"{c2[2:]}.commitmeta").exists()
+
+
+def test_archive_source_repo(ostree, sysroot, src, tmp_path):
+    """From an archive repository: the same delta as ostree's from it (fallback sizes
+    are the .filez sizes there), and it applies."""
+    archive = tmp_path / "archive"
+    ostree("init", f"--repo={archive}", "--mode=archive")
+    ostree(f"--repo={archive}", "pull-local", "--depth=1", src["repo"], "main")
+    mirror = dict(src, repo=archive)
+    for who, tool in (("theirs", ostree), ("ours", sysroot)):
+        _gen(tool, mirror, tmp_path / who, f"--to={src['c2']}", "--min-fallback-size=1")
+    theirs, ours = _load(tmp_path / "theirs"), _load(tmp_path / "ours")
+    assert _profile(ours) == _profile(theirs) and len(ours.superblock.fallbacks) == 2
+    fb = {f.checksum: f.size for f in ours.superblock.fallbacks}
+    for csum, size in fb.items():
+        assert (archive / "objects" / csum[:2] / f"{csum[2:]}.filez").stat().st_size == size
