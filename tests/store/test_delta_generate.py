@@ -419,3 +419,17 @@ def test_archive_source_repo(ostree, sysroot, src, tmp_path):
     fb = {f.checksum: f.size for f in ours.superblock.fallbacks}
     for csum, size in fb.items():
         assert (archive / "objects" / csum[:2] / f"{csum[2:]}.filez").stat().st_size == size
+
+
+def test_damaged_object_fails_and_writes_nothing(ostree, sysroot, src, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(src["repo"], repo, symlinks=True)
+    ls = ostree.out(f"--repo={repo}", "ls", "-C", "-d", src["c2"], "/share/d0")
+    tree = ls.split()[4]  # the dirtree checksum of /share/d0, new in c2
+    path = repo / "objects" / tree[:2] / f"{tree[2:]}.dirtree"
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes()[:-1] + b"\x01")
+    r = sysroot(f"--repo={repo}", "static-delta", "generate", src["c2"], check=False)
+    err = r.stderr.decode()
+    assert r.returncode != 0 and len(err.strip().splitlines()) == 1 and tree in err, err
+    assert not (repo / "deltas").exists()
