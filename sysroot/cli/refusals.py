@@ -11,7 +11,6 @@ from sysroot.errors import UsageError
 
 _NO_SELINUX = "sysroot does no SELinux labelling (label the tree with setfiles or restorecon)"
 _NO_COLLECTIONS = "collections (collection IDs, peers on the LAN or a USB drive) are not supported"
-_NO_DELTA_WRITING = "writing static deltas and their indexes is not implemented yet (ostree can)"
 
 REFUSED: dict[str, str] = {
     "admin deploy --overlay-initrd": "initramfs overlays are not supported: build them into the "
@@ -28,8 +27,6 @@ REFUSED: dict[str, str] = {
     "find-remotes": _NO_COLLECTIONS,
     "pull --subpath": "pulling part of a tree is not supported: pull the whole commit",
     "pull-local --require-static-deltas": "local pulls copy objects; there are no deltas",
-    "static-delta generate": _NO_DELTA_WRITING,
-    "static-delta reindex": _NO_DELTA_WRITING,
 }
 
 

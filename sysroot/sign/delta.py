@@ -4,9 +4,10 @@ checking their `ostree.sign.<type>` signatures over the unsigned superblock byte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sysroot.errors import SysrootError, UsageError
+from sysroot.formats import delta_write
 from sysroot.formats import static_delta as sd
 from sysroot.sign import dummy, ed25519
 
@@ -39,3 +40,26 @@ def verify(data: bytes, sign_type: str, keys: Sequence[str]) -> None:
     key, why = ed25519.find_valid(inner, sigs, publics)
     if key is None:
         raise SysrootError(f"signature: ed25519: {why}")
+
+
+def signer(sign_type: str, keys: Sequence[str]) -> Callable[[bytes], bytes]:
+    """A function wrapping an unsigned superblock into a signed one with one signature
+    per key (generate --sign); keys are checked now, before anything is generated."""
+    check_type(sign_type)
+    if sign_type == dummy.NAME:
+        dummy.require_enabled()
+        raw = [dummy.key_bytes(k) for k in keys]
+
+        def sign_all(data: bytes) -> list[bytes]:
+            return list(raw)  # the dummy engine's "signature" is the key itself
+
+    else:
+        secrets = [ed25519.parse_secret_key(k) for k in keys]
+
+        def sign_all(data: bytes) -> list[bytes]:
+            return [ed25519.sign(data, s) for s in secrets]
+
+    def sign(data: bytes) -> bytes:
+        return delta_write.wrap_signed(data, sign_type, sign_all(data))
+
+    return sign

@@ -31,6 +31,7 @@ from sysroot.formats.objects import (
     bswap64,
     mbase64_checksum_hex,
 )
+from sysroot.store import delta_index
 from sysroot.store.commit import write_commit
 from sysroot.store.refs import list_collection_refs
 from sysroot.store.repo import Repo
@@ -203,10 +204,12 @@ def _collection_map(repo: Repo, main_collection: str | None) -> dict[str, list[o
 def regenerate_summary(
     repo: Repo, additional: Mapping[str, Variant] | None = None, *, now: int | None = None
 ) -> Summary:
-    """Write `summary` atomically (and drop a now stale `summary.sig`), like ostree."""
+    """Write `summary` atomically (and drop a now stale `summary.sig`), like ostree,
+    after bringing the delta index files up to date as ostree does first."""
+    delta_index.reindex(repo)
     collection_id = repo.config.get("core", "collection-id")
     if collection_id:
-        # first, so the summary lists the new commit, as ostree's does
+        # before the summary, so it lists the new commit, as ostree's does
         write_metadata_commit(repo, collection_id, additional)
     with repo.lock(exclusive=True):
         summary = build_summary(repo, additional, now=now)

@@ -1,24 +1,20 @@
-"""sysroot static-delta: list, show, delete and apply-offline ostree's static deltas,
-with ostree 2022.7's spelling and output. generate, verify, indexes and reindex are
-refused for now (sysroot/cli/refusals.py says why)."""
+"""sysroot static-delta: generate, list, show, delete, verify, apply-offline and reindex
+ostree's static deltas, with ostree 2022.7's options, spelling and output."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
 from sysroot.cli.main import add_repo_option, open_repo
-from sysroot.cli.refusals import refusal
 from sysroot.errors import FormatError, SysrootError, UsageError
 from sysroot.formats import static_delta as sd
 from sysroot.formats.objects import is_checksum
 from sysroot.sign import delta as delta_sign
 from sysroot.sign import ed25519
+from sysroot.store import delta_generate, delta_index
 from sysroot.store import static_delta as store_sd
 from sysroot.util.units import format_size
-
-REFUSED_VERBS = ("generate", "reindex")
 
 
 def register(sub) -> None:
@@ -42,15 +38,58 @@ def register(sub) -> None:
         vsub.choices[name].add_argument(
             "--sign-type", metavar="NAME", help="Signature type to use (defaults to 'ed25519')"
         )
-    for name in REFUSED_VERBS:
-        v = vsub.add_parser(name, help=f"Refused: {name} is not implemented yet")
-        add_repo_option(v)
-        v.add_argument("words", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        v.set_defaults(func=lambda args, name=name: _refuse(name))
+    _register_generate(vsub)
+    v = vsub.add_parser("reindex", help="Regenerate static delta indexes")
+    add_repo_option(v)
+    v.add_argument("--to", metavar="REV", help="Only update delta index to revision REV")
+    v.set_defaults(func=run_reindex)
 
 
-def _refuse(name: str) -> int:
-    raise refusal(f"static-delta {name}")
+def _register_generate(vsub) -> None:
+    g = vsub.add_parser("generate", help="Generate static delta files")
+    add_repo_option(g)
+    g.add_argument("--from", dest="from_rev", metavar="REV", help="Create delta from revision REV")
+    g.add_argument("--empty", action="store_true", help="Create delta from scratch")
+    g.add_argument("--inline", action="store_true", help="Inline delta parts into main delta")
+    g.add_argument("--to", dest="to_rev", metavar="REV", help="Create delta to revision REV")
+    g.add_argument("--disable-bsdiff", action="store_true", help="Disable use of bsdiff")
+    g.add_argument(
+        "-n",
+        "--if-not-exists",
+        action="store_true",
+        help="Only generate if a delta does not already exist",
+    )
+    g.add_argument(
+        "--set-endianness", metavar="ENDIAN", help="Choose metadata endianness ('l' or 'B')"
+    )
+    g.add_argument(
+        "--swap-endianness", action="store_true", help="Swap metadata endianness from host order"
+    )
+    for opt, help in (
+        (
+            "--min-fallback-size",
+            "Minimum uncompressed size in megabytes for individual HTTP request",
+        ),
+        (
+            "--max-bsdiff-size",
+            "Maximum size in megabytes to consider bsdiff compression for input files",
+        ),
+        ("--max-chunk-size", "Maximum size of delta chunks in megabytes"),
+    ):
+        g.add_argument(opt, metavar="N", help=help)
+    g.add_argument(
+        "--filename",
+        metavar="PATH",
+        help="Write the superblock to PATH, the parts beside it (default: the repository)",
+    )
+    g.add_argument(
+        "--sign", action="append", default=[], metavar="KEY_ID", help="Sign the delta with"
+    )
+    g.add_argument(
+        "--sign-type", metavar="NAME", help="Signature type to use (defaults to 'ed25519')"
+    )
+    g.add_argument("words", nargs="*", metavar="TO")
+    g.set_defaults(func=run_generate)
 
 
 def _no_command(args) -> int:
@@ -190,4 +229,72 @@ def run_apply_offline(args) -> int:
             elif repo.config.get_bool("core", "sign-verify-deltas", False):
                 raise SysrootError("Key is mandatory to check delta signature")
         store_sd.apply_offline(repo, loaded)
+    return 0
+
+
+def _megabytes(option: str, text: str | None, default: int) -> int:
+    if text is None:
+        return default
+    try:
+        value = int(text, 10)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise UsageError(f"Invalid value for {option}: '{text}'")
+    return value
+
+
+def _big_endian(args) -> bool:
+    """Host order on x86 is little; --swap-endianness makes it big."""
+    if args.set_endianness is not None:
+        if args.set_endianness not in ("l", "B"):
+            raise UsageError(f"Invalid endianness '{args.set_endianness}'")
+        return args.set_endianness == "B"
+    return bool(args.swap_endianness)
+
+
+def run_generate(args) -> int:
+    if args.empty and args.from_rev is not None:
+        raise UsageError("Cannot specify both --empty and --from=REV")
+    if len(args.words) > 1 or (args.words and args.to_rev is not None):
+        raise UsageError("Too many arguments")
+    to_rev = args.to_rev if args.to_rev is not None else (args.words or [None])[0]
+    if to_rev is None:
+        raise UsageError("TO revision must be specified")
+    opts = delta_generate.Options(
+        inline=args.inline,
+        bsdiff=not args.disable_bsdiff,
+        min_fallback_size=_megabytes("--min-fallback-size", args.min_fallback_size, 4),
+        max_bsdiff_size=_megabytes("--max-bsdiff-size", args.max_bsdiff_size, 128),
+        max_chunk_size=_megabytes("--max-chunk-size", args.max_chunk_size, 32),
+        big_endian=_big_endian(args),
+        filename=args.filename,
+    )
+    signer = None
+    if args.sign:
+        signer = delta_sign.signer(args.sign_type or ed25519.NAME, args.sign)
+    with open_repo(args) as repo:
+        from_, to = delta_generate.resolve_endpoints(repo, args.from_rev, to_rev, args.empty)
+        name = sd.DeltaName(from_, to)
+        if args.if_not_exists and delta_generate.exists(repo, name):
+            print(f"Delta {name} already exists.")
+            return 0
+        print(f"Generating static delta:\n  From: {from_ or 'empty'}\n  To:   {to}", flush=True)
+        result = delta_generate.generate(repo, from_, to, opts, signer)
+    st = result.stats
+    for line in (
+        f"new reachable: metadata={st.new_metadata} content regular={st.new_regular} "
+        f"symlink={st.new_symlinks}",
+        *delta_generate.iter_part_lines(st),
+        f"rollsum={st.rollsum} objects",
+        f"bsdiff={st.bsdiff} objects",
+    ):
+        print(line, file=sys.stderr)
+    return 0
+
+
+def run_reindex(args) -> int:
+    with open_repo(args) as repo:
+        to = repo.resolve_rev(args.to) if args.to is not None else None
+        delta_index.reindex(repo, to)
     return 0
