@@ -483,12 +483,21 @@ for line in sys.stdin:
     if e.get("MESSAGE_ID") == "@FINALIZE_ID@" and e.get("SYSROOT_RESULT"):
         print("R: finalize_result=" + e["SYSROOT_RESULT"])
         print("R: finalize_deployment=" + e.get("SYSROOT_DEPLOYMENT", ""))
+    if e.get("MESSAGE_ID") == "@PULL_ID@":
+        print("R: pull_record=" + " ".join(e.get(k, "-") for k in ("SYSROOT_RESULT",
+              "SYSROOT_REMOTE", "SYSROOT_REF", "SYSROOT_COMMIT")))
+    if e.get("MESSAGE_ID") == "@BOOT_CONFIG_ID@":
+        print("R: boot_record=" + " ".join(e.get(k, "-") for k in ("SYSROOT_RESULT",
+              "SYSROOT_OPERATION", "SYSROOT_DEFAULT", "SYSROOT_DEPLOYMENT_COUNT")))
 '
+# the catalog explains them (journalctl -x), from the database the first boot made
+journalctl -b -1 -x -o short MESSAGE_ID=@BOOT_CONFIG_ID@ > /run/explained.log
+result catalog_text "$(grep -c 'A configuration is written whole or not at all' /run/explained.log)"
 """
 
 
 def scenario_6(ctx: Context) -> str:
-    from sysroot.util.journal import FINALIZE_ID
+    from sysroot.util.journal import BOOT_CONFIG_ID, FINALIZE_ID, PULL_ID
 
     disk = ctx.disk
     with serving(disk.update_repo) as (url, requests):
@@ -500,6 +509,8 @@ def scenario_6(ctx: Context) -> str:
                 .replace("@URL@", url)
                 .replace("@OS@", OS)
                 .replace("@FINALIZE_ID@", FINALIZE_ID)
+                .replace("@PULL_ID@", PULL_ID)
+                .replace("@BOOT_CONFIG_ID@", BOOT_CONFIG_ID)
             )
 
         def staged_ok(v: dict, boot: BootResult) -> None:
@@ -557,10 +568,19 @@ def scenario_6(ctx: Context) -> str:
             f"the journal names {v.get('finalize_deployment')!r}, not commit 3",
             boot,
         )
+        # the last records of the boot before: the staging pull, the finalization's write
+        expect_equal(v, "pull_record", f"ok host host:{OS}/stable {disk.commit3}", boot)
+        expect(
+            v.get("boot_record", "").startswith(f"ok finalize-staged {OS}/{disk.commit3}."),
+            f"the journal's last boot record is {v.get('boot_record')!r}",
+            boot,
+        )
+        expect(v.get("catalog_text", "0") != "0", "journalctl -x does not explain it", boot)
     return (
         f"staged over HTTP ({fetched_first} requests, ed25519-verified); a power cut "
         "before shutdown booted commit 1; staged again, /etc edited, rebooted: the "
-        "finalize unit ran (journal: success) and armed counting, commit 3 runs with the "
+        "finalize unit ran (journal: success, with the pull's and the boot write's records, "
+        "explained by the catalog) and armed counting, commit 3 runs with the "
         "late edit and the new default, blessed with a failing wanted check recorded; "
         "commit 1 is the rollback"
     )
