@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""Benchmark: `sysroot admin deploy` vs `ostree admin deploy`, plus `cp -al` as the floor.
+"""Benchmark: `sysroot admin deploy` vs `ostree admin deploy`, plus `cp -al` as the floor;
+`pull-local` of the deployed commit; `admin status` of a three-deployment sysroot.
 
-    python3 bench/admin_bench.py [--files 20000] [--dirs 2000] [--etc-files 300] [--rounds 2]
+    python3 bench/admin_bench.py [--files 20000] [--dirs 2000] [--etc-files 300]
+                                 [--rounds 3] [--tmpfs]
 
 The tree of repo_bench.py is made bootable (a kernel and initramfs in
 usr/lib/modules/$kver/, os-release, a usr/etc of a few hundred files) and committed
-once per fresh sysroot; then each tool deploys it into its own fresh sysroot. Prints
-wall-clock seconds, ratio sysroot/ostree (target <= 1.5) and peak RSS (target < 200 MB).
+once per fresh sysroot; then each tool deploys it into its own fresh sysroot, in
+alternating order. --tmpfs puts everything on a tmpfs (root only): what our own code
+costs, without the disk. Prints the median wall-clock seconds of the rounds, the ratios
+sysroot/ostree (targets: deploy <= 1.0 and <= 1.5 x cp -al, pull-local <= 1.0,
+status <= 1.5) and peak RSS (target < 200 MB).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from repo_bench import generate_tree, timed, tool_argv  # noqa: E402
+from repo_bench import generate_tree, median, timed, tool_argv  # noqa: E402
 
 
 def make_bootable(tree: str, etc_files: int) -> None:
@@ -76,11 +81,16 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=20000)
     ap.add_argument("--dirs", type=int, default=2000)
     ap.add_argument("--etc-files", type=int, default=300)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--tmpfs", action="store_true", help="everything on a tmpfs (root only)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="sysroot-admin-bench-", dir=args.workdir)
+    mounted = False
     try:
+        if args.tmpfs:
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6g", "tmpfs", work], check=True)
+            mounted = True
         tree = os.path.join(work, "tree")
         size = generate_tree(tree, args.files, args.dirs)
         make_bootable(tree, args.etc_files)
@@ -96,7 +106,7 @@ def main() -> int:
                 remove_sysroot(sr)
                 fresh_sysroot(sr, tree)
                 os.sync()
-                results.setdefault(tool, []).append(
+                results.setdefault(f"deploy {tool}", []).append(
                     timed(
                         [
                             *tool_argv(tool),
@@ -114,22 +124,54 @@ def main() -> int:
             start = time.perf_counter()
             subprocess.run(["cp", "-al", tree, floor], check=True)
             results.setdefault("cp -al", []).append((time.perf_counter() - start, 0))
-        o_t = min(t for t, _ in results["ostree"])
-        s_t = min(t for t, _ in results["sysroot"])
-        f_t = min(t for t, _ in results["cp -al"])
-        print(f"{'tool':<8} {'seconds':>8} {'peak MiB':>9}")
-        for tool in ("ostree", "sysroot"):
-            print(
-                f"{tool:<8} {min(t for t, _ in results[tool]):8.2f} "
-                f"{max(m for _, m in results[tool]):9d}"
+            for tool in order:  # pull-local of the commit out of the deployed sysroot
+                dest = os.path.join(work, f"pl-{tool}")
+                shutil.rmtree(dest, ignore_errors=True)
+                subprocess.run(["ostree", "init", f"--repo={dest}", "--mode=bare"], check=True)
+                src = os.path.join(work, "sr-ostree", "ostree/repo")
+                results.setdefault(f"pull-local {tool}", []).append(
+                    timed([*tool_argv(tool), "pull-local", f"--repo={dest}", src, "bench/os"])
+                )
+        # admin status of a sysroot with three deployments (ostree's: both read it)
+        status_sr = os.path.join(work, "sr-ostree")
+        for _ in range(2):
+            subprocess.run(
+                ["ostree", "admin", "deploy", f"--sysroot={status_sr}", "--os=bench", "bench/os"],
+                check=True,
+                capture_output=True,
             )
-        print(f"{'cp -al':<8} {f_t:8.2f}")
+        for rnd in range(max(args.rounds, 5)):
+            for tool in ("ostree", "sysroot") if rnd % 2 == 0 else ("sysroot", "ostree"):
+                results.setdefault(f"status {tool}", []).append(
+                    timed([*tool_argv(tool), "admin", "status", f"--sysroot={status_sr}"])
+                )
+        regime = "tmpfs" if args.tmpfs else "disk"
+        print(f"regime: {regime}; median of {args.rounds} alternating rounds")
+        print(f"{'what':<22} {'seconds':>8} {'peak MiB':>9}")
+        for name, runs in results.items():
+            print(f"{name:<22} {median([t for t, _ in runs]):8.3f} {max(m for _, m in runs):9d}")
+
+        def ratio(a: str, b: str) -> float:
+            return median([t for t, _ in results[a]]) / median([t for t, _ in results[b]])
+
         print(
-            f"ratio sysroot/ostree {s_t / o_t:.2f} (target <= 1.5); sysroot/cp-al {s_t / f_t:.2f}"
+            "deploy: sysroot/ostree "
+            f"{ratio('deploy sysroot', 'deploy ostree'):.2f} (target <= 1.0); "
+            f"sysroot/cp-al {ratio('deploy sysroot', 'cp -al'):.2f} (target <= 1.5)"
+        )
+        print(
+            "pull-local: sysroot/ostree "
+            f"{ratio('pull-local sysroot', 'pull-local ostree'):.2f} (target <= 1.0)"
+        )
+        print(
+            f"admin status: sysroot/ostree {ratio('status sysroot', 'status ostree'):.2f} "
+            "(target <= 1.5)"
         )
     finally:
         for name in ("sr-ostree", "sr-sysroot"):
             remove_sysroot(os.path.join(work, name))
+        if mounted:
+            subprocess.run(["umount", work], check=False)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -3,8 +3,10 @@
 # Installed as /usr/lib/dracut/modules.d/50sysroot/ (see dracut-module/install).
 
 check() {
-    # Part of every initramfs built on a system that has the module installed.
-    return 0
+    # dracut's "only when asked for": a machine that merely has the module installed
+    # does not get it in every initramfs; an OS image asks for it with
+    # dracut.conf.d/50-sysroot.conf (installed beside it) or `--add sysroot`.
+    return 255
 }
 
 depends() {

@@ -94,27 +94,27 @@ class Sysroot:
         options = options or dep.DeployOptions()
         if options.stage or options.lock_finalization:
             staged.check_stage_options(options)
-            with transaction(self.layout) as tx:
+            with transaction(self.layout, operation="stage") as tx:
                 return staged.stage(tx, revision, options)
-        with transaction(self.layout) as tx:
+        with transaction(self.layout, operation="deploy") as tx:
             return ops.deploy(tx, revision, options)
 
     # ------------------------------------------------------------------ list edits
     def undeploy(self, index: str) -> tuple[Deployment, Change]:
-        with transaction(self.layout) as tx:
+        with transaction(self.layout, operation="undeploy") as tx:
             return ops.undeploy(tx, index)
 
     def set_default(self, index: str) -> Change:
-        with transaction(self.layout) as tx:
+        with transaction(self.layout, operation="set-default") as tx:
             return ops.set_default(tx, index)
 
     def rollback(self) -> tuple[Deployment, Change]:
         """Make the previous deployment the default for the next boot (rpm-ostree's verb)."""
-        with transaction(self.layout) as tx:
+        with transaction(self.layout, operation="rollback") as tx:
             return ops.rollback(tx)
 
     def cleanup(self) -> CleanupResult:
-        with transaction(self.layout) as tx:
+        with transaction(self.layout, operation="cleanup") as tx:
             return cleanup(tx.load(), tx.repo)
 
     # ------------------------------------------------------------------ staged
@@ -122,11 +122,11 @@ class Sysroot:
         """Make the staged deployment the default (at shutdown); see staged.py."""
         if not is_booted():
             return None  # as ostree: only meaningful in a booted system, silently
-        with transaction(self.layout) as tx:
+        with transaction(self.layout, operation="finalize-staged") as tx:
             return staged.finalize(tx)
 
     def lock_finalization(self, unlock: bool = False) -> str:
-        with transaction(self.layout, repo=False) as tx:
+        with transaction(self.layout, repo=False, operation="lock-finalization") as tx:
             return staged.change_lock(tx, unlock)
 
     def hold_boot(self) -> None:
@@ -134,14 +134,14 @@ class Sysroot:
 
     # ------------------------------------------------------------------ origins
     def pin(self, index: str, pinned: bool) -> Deployment:
-        with transaction(self.layout, repo=False) as tx:
+        with transaction(self.layout, repo=False, operation="pin") as tx:
             return ops.pin(tx, index, pinned)
 
     def set_origin(
         self, refspec: str, index: str | None = None, extra: dict[str, str] | None = None
     ) -> Deployment:
         parse_refspec(refspec)
-        with transaction(self.layout, repo=False) as tx:
+        with transaction(self.layout, repo=False, operation="set-origin") as tx:
             return ops.set_origin(tx, refspec, index, extra)
 
     def set_origin_remote(
@@ -153,17 +153,17 @@ class Sysroot:
         options: dict[str, str] | None = None,
     ) -> Deployment:
         """ostree's `set-origin REMOTE URL [BRANCH]` (operations.set_origin_remote)."""
-        with transaction(self.layout) as tx:
+        with transaction(self.layout, operation="set-origin") as tx:
             return ops.set_origin_remote(tx, remote, url, branch, index, options)
 
     def set_kargs(self, kargs: dep.KargOptions) -> Change:
         """`admin instutil set-kargs`: the first deployment's arguments, a boot swap."""
-        with transaction(self.layout) as tx:
+        with transaction(self.layout, operation="set-kargs") as tx:
             return ops.set_kargs(tx, kargs)
 
     def kargs_edit_in_place(
         self, append_if_missing: list[str], delete_if_present: list[str]
     ) -> int:
         """Edit every entry of the current boot version in place (no boot swap)."""
-        with transaction(self.layout, repo=False) as tx:
+        with transaction(self.layout, repo=False, operation="kargs") as tx:
             return ops.kargs_edit_in_place(tx, append_if_missing, delete_if_present)

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from sysroot.boot.kargs import KernelArgs
 from sysroot.deploy import deploy as dep
+from sysroot.deploy.bootlog import record_boot_change
 from sysroot.deploy.layout import SysrootLayout
 from sysroot.deploy.state import Deployment, SysrootState
 from sysroot.deploy.transaction import Change, Transaction
@@ -204,6 +205,7 @@ def kargs_edit_in_place(
         tx.apply(state, new, prune=False)
         return len(new)
     entries = state.boot_entries()  # the staged deployment has none
+    written = [d for d in state.deployments if not d.staged]
     for entry in entries:
         entry.set("options", edited(entry.require("options")))
     # everything rendered (and so checked, words.py) before the first write
@@ -211,8 +213,14 @@ def kargs_edit_in_place(
     if entries:
         # the loader's own configuration (grub2's grub.cfg) follows its entries
         texts += state.backend.config_files(tx.layout, state.bootversion, entries)
-    for path, text in texts:
-        fsutil.atomic_write(path, text.encode(), mode=0o644)
+    bootloader = state.backend.kind.value
+    try:
+        for path, text in texts:
+            fsutil.atomic_write(path, text.encode(), mode=0o644)
+    except Exception as e:
+        record_boot_change(tx.operation, written, written, bootloader=bootloader, error=e)
+        raise
+    record_boot_change(tx.operation, written, written, bootloader=bootloader)
     return len(state.deployments)
 
 

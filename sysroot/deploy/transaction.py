@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from sysroot.boot.backends import BootScheme, CountPlan, backend_for
 from sysroot.deploy import deploy as dep
+from sysroot.deploy.bootlog import record_boot_change
 from sysroot.deploy.cleanup import CleanupResult, cleanup
 from sysroot.deploy.counttries import tries_for
 from sysroot.deploy.layout import SysrootLayout
@@ -150,10 +151,13 @@ class Transaction:
     """Made by transaction() once the lock is held: the layout, the repository (opened
     before the lock, or on first use under it) and the undo record of the write."""
 
-    def __init__(self, layout: SysrootLayout, repo: Repo | None = None):
+    def __init__(
+        self, layout: SysrootLayout, repo: Repo | None = None, *, operation: str = "write"
+    ):
         self.layout = layout
         self._repo = repo
         self.undo: Undo | None = None
+        self.operation = operation  # the command's name, for the journal (bootlog.py)
 
     @property
     def repo(self) -> Repo:
@@ -210,18 +214,25 @@ class Transaction:
             os.utime(self.layout.deploy_base)  # only the staged one went: no boot change
             return Change("", count_change, cleanup(self.load(), repo, prune=prune))
         undo = self.undo or Undo(written)
+        bootloader: str | None = None
         try:
             inputs = dep.entry_inputs(written, repo, new, kernels)
             writer = self.writer(written)
+            bootloader = writer.bootloader.kind.value if writer.bootloader else None
             if writer.bootloader is not None:
                 # greenboot.conf may say how many (counttries.py); the repo key says whether
                 writer.bootloader.tries = tries_for(written, new, writer.bootloader.tries)
             counting_on = writer.bootloader is not None and writer.bootloader.tries > 0
             plan = (counting or counting_plan(written, new)) if counting_on else None
             summary = writer.write(inputs, dep.old_versions(written, repo), plan)
-        except BaseException:
+        except BaseException as e:
             undo.rollback()
+            if isinstance(e, Exception):
+                record_boot_change(
+                    self.operation, written.deployments, new, bootloader=bootloader, error=e
+                )
             raise
+        record_boot_change(self.operation, written.deployments, new, bootloader=bootloader)
         fresh = self.load()
         result = cleanup(fresh, repo, prune=prune)
         return Change(summary, count_change, result)
@@ -233,10 +244,13 @@ class Transaction:
 
 
 @contextmanager
-def transaction(layout: SysrootLayout, *, repo: bool = True) -> Iterator[Transaction]:
+def transaction(
+    layout: SysrootLayout, *, repo: bool = True, operation: str = "write"
+) -> Iterator[Transaction]:
     """Open the repository (repo=False: only if an operation asks for it), take the
-    lock, and yield the Transaction; the lock goes when the block ends, however."""
-    tx = Transaction(layout, open_repo(layout) if repo else None)
+    lock, and yield the Transaction; the lock goes when the block ends, however.
+    operation: the command, as the journal records of its writes name it."""
+    tx = Transaction(layout, open_repo(layout) if repo else None, operation=operation)
     try:
         with take_lock(layout):
             yield tx

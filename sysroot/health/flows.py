@@ -259,7 +259,7 @@ def mark_good(sysroot: str, booted: str | None) -> Marked:
     between our read and our rename, fails; then the state decides (blessed by the
     other one: done). A loop breaker's record of it goes: the boot is good."""
     sr = open_sysroot(sysroot)
-    with transaction(sr.layout) as tx:
+    with transaction(sr.layout, operation="health-mark-good") as tx:
         state = tx.load()
         state.require_initialized()
         d = booted_deployment(state, booted)
@@ -281,7 +281,7 @@ def _still_counted(counting: CountingState, name: str) -> bool:
 
 def mark_bad(sysroot: str, booted: str | None) -> Marked:
     sr = open_sysroot(sysroot)
-    with transaction(sr.layout) as tx:
+    with transaction(sr.layout, operation="health-mark-bad") as tx:
         state = tx.load()
         state.require_initialized()
         d = booted_deployment(state, booted)
@@ -300,7 +300,7 @@ def check_fallback(root: str, sysroot: str, booted: str | None) -> FellBack | No
     """greenboot check-fallback: when the boot loader fell back, booted becomes the
     default (journal and motd say which failed); None when it did not."""
     sr = open_sysroot(sysroot)
-    with transaction(sr.layout) as tx:
+    with transaction(sr.layout, operation="health-check-fallback") as tx:
         state = tx.load()
         state.require_initialized()
         d = booted_deployment(state, booted)

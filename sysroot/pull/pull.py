@@ -57,6 +57,7 @@ from sysroot.formats.objects import (
 from sysroot.pull import deltas, filez, metalink, mirrorlist
 from sysroot.pull.fetch import Fetcher, FetchOptions
 from sysroot.pull.progress import Progress
+from sysroot.pull.pulllog import record_pull, record_pull_failure
 from sysroot.pull.workers import TaskResult, WorkerPool
 from sysroot.sign import verify as signatures
 from sysroot.sign.detached import read_commitmeta
@@ -226,9 +227,28 @@ def pull(
     """Pull refs (or commit checksums) from a remote (a Remote, or its name) or a URL.
 
     With no refs: every ref of the remote in mirror mode, else the remote's branches.
-    A ref may be given as REF@CHECKSUM (see split_override).
+    A ref may be given as REF@CHECKSUM (see split_override). Each pull ends with journal
+    records (pull/pulllog.py): one per ref moved, or one naming the error.
     """
-    options = options or PullOptions()
+    source = remote_or_url if isinstance(remote_or_url, str) else remote_or_url.name
+    try:
+        result = _pull(repo, remote_or_url, refs, options or PullOptions())
+    except Exception as e:
+        record_pull_failure(source, refs, e)
+        raise
+    record_pull(
+        source,
+        result.refs,
+        bytes_transferred=result.bytes_transferred,
+        objects=result.metadata + result.content,
+        content_bytes=result.content_bytes,
+    )
+    return result
+
+
+def _pull(
+    repo: Repo, remote_or_url: Remote | str, refs: Sequence[str], options: PullOptions
+) -> PullResult:
     # checked before anything else, as ostree's command line does; a name given twice
     # is pulled once, the last one counting (ostree keeps its refs in a hash table)
     specs = dict(split_override(spec) for spec in refs)

@@ -132,15 +132,34 @@ def unmark_partial(dst: Repo, checksums: Iterable[str]) -> None:
             pass
 
 
+def can_link(src: Repo, dst: Repo) -> bool:
+    """Whether content objects may be imported by hard links, as ostree imports them:
+    the same repository mode, the same file system and the same owner (a link
+    shares the inode: owner, mode and xattrs are the source's)."""
+    if src.mode is not dst.mode:
+        return False
+    a, b = os.fstat(src.dfd), os.fstat(dst.dfd)
+    return a.st_dev == b.st_dev and a.st_uid == b.st_uid
+
+
 class _Puller:
     def __init__(
-        self, src: Repo, tx: Transaction, *, commit_metadata_only: bool, bareuseronly_files: bool
+        self,
+        src: Repo,
+        tx: Transaction,
+        *,
+        commit_metadata_only: bool,
+        bareuseronly_files: bool,
+        trusted: bool = False,
     ):
         self.src = src
         self.tx = tx
         self.dst: Repo = tx.repo
         self.commit_metadata_only = commit_metadata_only
         self.check_bareuseronly = bareuseronly_files or self.dst.mode is RepoMode.BARE_USER_ONLY
+        # a trusted source's content is linked, unread (ostree's pull-local default);
+        # an untrusted one's is read and hashed into a copy
+        self.link = trusted and not self.check_bareuseronly and can_link(src, self.dst)
         self.seen_commits: dict[str, float] = {}  # commit -> parents still to walk
         self.seen_trees: set[str] = set()
         self.seen_metas: set[str] = set()
@@ -184,6 +203,8 @@ class _Puller:
         self.seen_files.add(checksum)
         if self.tx.has_object(ObjectType.FILE, checksum):
             return
+        if self.link and self._link(checksum, where):
+            return
         try:
             info = self.src.load_file(checksum)
             header = info.header
@@ -203,6 +224,14 @@ class _Puller:
         except FormatError as e:
             raise CorruptObjectError(
                 checksum, "file", f"{e} ({where} in {self.src.path})"
+            ) from None
+
+    def _link(self, checksum: str, where: str) -> bool:
+        try:
+            return self.tx.link_content(self.src, checksum)
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"Content object {checksum} ({where}) is missing from {self.src.path}"
             ) from None
 
     def _tree(self, tree: str, meta: str, label: str) -> None:
@@ -334,11 +363,15 @@ def pull_local(
     update_refs: bool = True,
     verify: CommitCheck | None = None,
     collection: str | None = None,
+    trusted: bool = False,
 ) -> PullResult:
     """Copy refs (default: all of src's refs/heads) and their objects from src to dst;
     with update_refs=False the objects only (the result still names the commits).
     overrides: see resolve_pull_targets. collection: the refs are that collection's
-    (see Transaction.set_collection_ref), for a mirror of a collection.
+    (see Transaction.set_collection_ref), for a mirror of a collection. trusted: src
+    is the caller's own (ostree's pull-local without --untrusted): its content
+    objects are hard-linked where the modes, file system and owner allow, without
+    reading them; metadata is always read, checked and copied.
 
     verify: a check each commit (and depth parents) must pass before anything is
     copied (see verify_history); sign.verify.local_pull_check gives the one of a
@@ -356,6 +389,7 @@ def pull_local(
             tx,
             commit_metadata_only=commit_metadata_only,
             bareuseronly_files=bareuseronly_files,
+            trusted=trusted,
         )
         for dest_ref, checksum in targets:
             puller.pull_commit(checksum, depth)

@@ -9,6 +9,7 @@ directory (cleaned up later), never a partial object under its final name.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import os
@@ -308,6 +309,38 @@ class Transaction:
             raise self.space.translate(e, meter.written) from None
         finally:
             self.space.release(admitted)
+
+    def link_content(self, src: Repo, checksum: str) -> bool:
+        """Stage src's content object by a hard link to its file (the same bytes,
+        mode, owner and xattrs), as ostree imports between repositories of one mode on
+        one file system; commit() publishes it with the others, and an aborted
+        transaction leaves nothing behind. No byte is written (ostree counts none
+        either), so no space is taken. False when the file system refuses the link
+        (another device, a link limit): the caller copies the object instead.
+        FileNotFoundError when src lacks it."""
+        if src.mode is not self.mode or self.object_sizes is not None:
+            return False
+        _, rel = self._staged_relpath(checksum, ObjectType.FILE)
+        try:
+            os.link(
+                src.object_relpath(checksum, ObjectType.FILE),
+                rel,
+                src_dir_fd=src.dfd,
+                dst_dir_fd=self.staging_fd,
+                follow_symlinks=False,
+            )
+        except FileExistsError:
+            pass  # staged already, linked or copied: the same object
+        except OSError as e:
+            if e.errno in (errno.EXDEV, errno.EMLINK, errno.EPERM, errno.EACCES):
+                return False
+            raise
+        with self._mutex:
+            self.stats["content_total"] += 1
+            if (checksum, ObjectType.FILE) not in self._staged:
+                self._staged.add((checksum, ObjectType.FILE))
+                self.stats["content"] += 1
+        return True
 
     def count_content_write(self) -> None:
         """A content write the caller skipped because it knows the object is the one

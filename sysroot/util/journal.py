@@ -19,6 +19,10 @@ IDENTIFIER = "sysroot"
 # Our own catalog ids (uuid4, fixed forever), one per kind of event.
 FINALIZE_ID = "2f8b6d0c41e54c6f9a3d7be15c0a9e27"  # staged deployment finalization
 STAGE_ID = "97adf9169ed9438081d1653cb840b6c3"  # a deployment was staged
+BOOT_CONFIG_ID = "7e28e3dc9a404d7fba2db1908cf51d93"  # a new deployment list was written (or not)
+PULL_ID = "6a4b1f1a994f45a88d96c2df3db593c8"  # a pull ended (a ref moved, or an error)
+# The catalog (units/sysroot.catalog) explains each id; tests/test_catalog.py checks
+# that every *_ID in the package has its entry there.
 
 # syslog priorities, as the journal's PRIORITY field wants them
 ERR, WARNING, NOTICE, INFO = 3, 4, 5, 6

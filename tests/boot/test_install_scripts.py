@@ -47,10 +47,17 @@ def test_dracut_module_install_into_a_tree(tmp_path):
         "sysroot-prepare-root.sh",
     ]
     assert os.access(mod / "sysroot-prepare-root.sh", os.X_OK)
-    # dracut sources module-setup.sh and calls these; the module needs systemd in the initrd
-    probe = run("bash", "-c", f'. "{mod}/module-setup.sh"; check && depends && declare -F install')
+    # dracut sources module-setup.sh and calls these: check() is 255, "only when asked
+    # for" (not in every initramfs of a host that has it); it needs systemd in the initrd
+    probe = run(
+        "bash", "-c", f'. "{mod}/module-setup.sh"; check; echo $?; depends; declare -F install'
+    )
     assert probe.returncode == 0, probe.stderr
-    assert probe.stdout.split() == ["systemd", "install"]
+    assert probe.stdout.split() == ["255", "systemd", "install"]
+    # and the conf file that asks for it, as dracut reads conf files (bash)
+    conf = tmp_path / "usr/lib/dracut/dracut.conf.d/50-sysroot.conf"
+    asked = run("bash", "-c", f'add_dracutmodules=" base "; . "{conf}"; echo "$add_dracutmodules"')
+    assert asked.stdout.split() == ["base", "sysroot"]
     for script in ("sysroot-prepare-root.sh",):
         assert run("sh", "-n", mod / script).returncode == 0
 

@@ -136,8 +136,8 @@ def test_pull_between_modes(tmp_path, ostree, sysroot, sources, src_mode, dst_mo
     ref_dst = init(ostree, tmp_path / "oracle", dst_mode)
     theirs = ostree("pull-local", f"--repo={ref_dst}", str(src), ref)
     assert object_names(dst) == object_names(ref_dst)
-    if src_mode != dst_mode:  # same-mode ostree pulls hardlink and count 0 bytes
-        assert ours.stdout == theirs.stdout
+    # the same report: same-mode pulls hard-link the content and count 0 bytes written
+    assert ours.stdout == theirs.stdout
 
     # the pulled commit checks out to exactly the source's tree
     assert checkout(ostree, dst, ref, tmp_path / "co-dst") == checkout(
@@ -173,7 +173,7 @@ def test_rerun_copies_nothing(tmp_path, ostree, sysroot, sources):
 
 def _corrupt_content(repo: Path) -> str:
     """Flip a byte in the payload of the largest regular content object; its checksum."""
-    objs = [p for p in (repo / "objects").rglob("*.file") if p.is_file() and not p.is_symlink()]
+    objs = [p for p in (repo / "objects").rglob("*.file*") if p.is_file() and not p.is_symlink()]
     victim = max(objs, key=lambda p: p.stat().st_size)
     with open(victim, "r+b") as f:
         f.seek(100)
@@ -196,6 +196,46 @@ def test_corrupted_content_fails_cleanly(tmp_path, ostree, sysroot, sources):
     )
 
 
+def _inodes(repo: Path) -> dict[str, int]:
+    return {
+        str(p.relative_to(repo / "objects")): p.lstat().st_ino
+        for p in (repo / "objects").rglob("*.file*")
+    }
+
+
+@pytest.mark.parametrize("mode", ["bare", "bare-user", "archive"])
+def test_same_mode_content_is_hard_linked_as_ostree_does(tmp_path, ostree, sysroot, sources, mode):
+    """Trusted (ostree's default) and of one mode on one file system: each content
+    object is the source's file, linked, as ostree links it; --untrusted reads and
+    hashes every object into a copy of its own."""
+    src = copy_repo(sources[mode], tmp_path / "src")
+    theirs = init(ostree, tmp_path / "theirs", mode)
+    ostree("pull-local", f"--repo={theirs}", str(src), RICH)
+    ours = init(ostree, tmp_path / "ours", mode)
+    sysroot("pull-local", f"--repo={ours}", str(src), RICH)
+    linked = _inodes(ours)
+    assert linked == _inodes(theirs) and linked.items() <= _inodes(src).items()
+    ostree("fsck", f"--repo={ours}")
+    copied = init(ostree, tmp_path / "copied", mode)
+    sysroot("pull-local", "--untrusted", f"--repo={copied}", str(src), RICH)
+    mine = _inodes(copied)
+    assert mine.keys() == linked.keys()
+    assert not set(mine.values()) & set(_inodes(src).values())
+    # an untrusted pull notices a damaged source object; a trusted one takes the
+    # source as it is, as ostree does (its fsck finds it)
+    bad = _corrupt_content(src)
+    fresh = init(ostree, tmp_path / "fresh", mode)
+    r = sysroot("pull-local", "--untrusted", f"--repo={fresh}", str(src), RICH, check=False)
+    assert f"Corrupted file object {bad}" in one_error_line(r)
+    assert_untouched(ostree, fresh)
+
+
+def test_other_modes_are_copied(tmp_path, ostree, sysroot, sources):
+    dst = init(ostree, tmp_path / "dst", "bare-user")
+    sysroot("pull-local", f"--repo={dst}", str(sources["bare"]), RICH)
+    assert not set(_inodes(dst).values()) & set(_inodes(sources["bare"]).values())
+
+
 def test_corrupted_metadata_fails_cleanly(tmp_path, ostree, sysroot, sources):
     src = copy_repo(sources["archive"], tmp_path / "src")
     dirtrees = sorted((src / "objects").rglob("*.dirtree"), key=lambda p: -p.stat().st_size)
@@ -210,13 +250,15 @@ def test_corrupted_metadata_fails_cleanly(tmp_path, ostree, sysroot, sources):
     assert_untouched(ostree, dst)
 
 
-def test_missing_source_object(tmp_path, ostree, sysroot, sources):
+@pytest.mark.parametrize("dst_mode", ["bare-user", "bare"])  # copied; linked
+def test_missing_source_object(tmp_path, ostree, sysroot, sources, dst_mode):
     src = copy_repo(sources["bare"], tmp_path / "src")
     next((src / "objects").rglob("*.file")).unlink()
-    dst = init(ostree, tmp_path / "dst", "bare-user")
+    dst = init(ostree, tmp_path / "dst", dst_mode)
     line = one_error_line(sysroot("pull-local", f"--repo={dst}", str(src), check=False))
     assert "is missing from" in line
     assert_untouched(ostree, dst)
+    assert object_names(dst) == set()  # nothing linked or copied stays
 
 
 def test_bare_user_only_refuses_setuid_like_ostree(tmp_path, ostree, sysroot, sources):

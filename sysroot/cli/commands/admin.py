@@ -7,12 +7,13 @@ import datetime as dt
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from sysroot.cli.common import add_sysroot_options, say_change
 from sysroot.cli.refusals import REFUSED, refusal
 from sysroot.deploy.state import SysrootState, options_without_ostree
+from sysroot.deploy.updaterecord import AutoUpdateRecord, read_record
 from sysroot.errors import SysrootError, UsageError
 from sysroot.formats.keyfile import KeyFile
 
@@ -395,7 +396,18 @@ def status_json(state: SysrootState) -> dict:
         "bootversion": state.bootversion,
         "subbootversion": state.subbootversion,
         "deployments": out,
+        "auto_updates": _auto_update_records(state),
     }
+
+
+def _auto_update_records(state: SysrootState) -> list[dict]:
+    """The last automatic-update run of each stateroot that has had one."""
+    records = []
+    for osname in sorted({d.osname for d in state.deployments}):
+        record = read_record(state.layout, osname)
+        if record is not None:
+            records.append(asdict(record))
+    return records
 
 
 def format_status(data: dict) -> str:
@@ -430,6 +442,9 @@ def format_status(data: dict) -> str:
             lines.append(f"    origin refspec: {d['origin']}")
         if d["source_title"] is not None:
             lines.append(f"    `- {d['source_title']}")
+    # not in ostree's output: only once a stateroot has had an automatic-update run
+    for record in data.get("auto_updates", ()):
+        lines.append(AutoUpdateRecord(**record).line())
     return "\n".join(lines) + "\n"
 
 

@@ -85,6 +85,29 @@ def register_verbs(asub) -> None:
     )
     p.set_defaults(func=run_upgrade)
 
+    p = asub.add_parser(
+        "auto-update",
+        help="Check for, stage or apply an update as /etc/sysroot/updates.conf says (the timer)",
+    )
+    add_sysroot_options(p)
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        default=None,
+        help="The policy file (default: /etc/sysroot/updates.conf)",
+    )
+    p.add_argument(
+        "--policy",
+        choices=("none", "check", "stage", "apply"),
+        help="Use this policy instead of the file's",
+    )
+    p.add_argument(
+        "--randomized-delay",
+        action="store_true",
+        help="First wait a random time up to the file's RandomizedDelaySec (the timer's run)",
+    )
+    p.set_defaults(func=run_auto_update)
+
     p = asub.add_parser("switch", help="Construct new tree from REFSPEC and deploy it")
     add_sysroot_options(p)
     p.add_argument("-r", "--reboot", action="store_true", help="Reboot after switching trees")
@@ -258,5 +281,23 @@ def run_switch(args) -> int:
     print(f"Deleting ref '{done.old_refspec}'")
     _warn_endoflife(done.upgrade)
     if args.reboot:
+        _reboot(args.sysroot)
+    return 0
+
+
+def run_auto_update(args) -> int:
+    """One run of the automatic-update policy: prints the record's line; exit 77 when
+    there was no update (as --check), 0 otherwise; `apply` reboots into a staged one."""
+    from sysroot.deploy.admin import Sysroot
+    from sysroot.deploy.autoupdate import CONFIG_PATH, Policy, UpdatesConfig, auto_update
+
+    config = UpdatesConfig.load(args.config or CONFIG_PATH)
+    if args.policy is not None:
+        config = dataclasses.replace(config, policy=Policy(args.policy))
+    record = auto_update(Sysroot(args.sysroot), config, args.os, delay=args.randomized_delay)
+    print(record.line())
+    if record.outcome == "no-update":
+        return EXIT_NO_UPDATE
+    if config.policy is Policy.APPLY and record.outcome == "staged":
         _reboot(args.sysroot)
     return 0

@@ -44,7 +44,7 @@ _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def register(sub) -> argparse._SubParsersAction:
-    p = sub.add_parser("install", help="Install a commit onto a disk")
+    p = sub.add_parser("install", help="Install a commit onto a disk, or the system files")
     isub = p.add_subparsers(dest="install_command", metavar="COMMAND", parser_class=type(p))
     t = isub.add_parser("to-disk", help="Partition DEVICE and install REF from a local repo")
     t.add_argument("device", metavar="DEVICE", help="A whole disk, or a disk image file")
@@ -87,6 +87,19 @@ def register(sub) -> argparse._SubParsersAction:
         "--sector-size", type=int, choices=SECTOR_SIZES, help="Logical sector size (image files)"
     )
     t.set_defaults(func=run_to_disk)
+    sf = isub.add_parser(
+        "system-files",
+        help="Install the systemd units, journal catalog and dracut module onto a system",
+    )
+    sf.add_argument(
+        "--root", default="/", metavar="DIR", help="The system's root directory (default: /)"
+    )
+    sf.add_argument(
+        "--entry-point",
+        metavar="PATH",
+        help="The sysroot program the units run, as seen from the root (default: this one)",
+    )
+    sf.set_defaults(func=run_system_files)
     ls = isub.add_parser("list-disks", help="List the whole disks")
     ls.add_argument("--json", action="store_true", help="Print the disks as JSON")
     ls.set_defaults(func=run_list_disks)
@@ -172,4 +185,15 @@ def run_list_disks(args) -> int:
             f"{d.path}\t{format_size(d.size)}\t{d.logical_sector_size}\t{d.model or '-'}"
             f"\t{d.serial or '-'}"
         )
+    return 0
+
+
+def run_system_files(args) -> int:
+    from sysroot.install.systemfiles import current_entry_point, install_system_files
+
+    entry_point = args.entry_point or current_entry_point()
+    if entry_point is None:
+        raise UsageError("cannot tell where the sysroot program is: give --entry-point")
+    install_system_files(args.root, entry_point)
+    print(f"Installed units (running {entry_point}), journal catalog and dracut module")
     return 0

@@ -34,7 +34,9 @@ def register(sub) -> None:
         help="Accepted for compatibility; objects are flushed at commit",
     )
     p.add_argument(
-        "--untrusted", action="store_true", help="Verify checksums of local sources (always done)"
+        "--untrusted",
+        action="store_true",
+        help="Verify checksums of local sources (else same-mode content is hard-linked)",
     )
     p.add_argument(
         "--bareuseronly-files",
@@ -102,6 +104,7 @@ def run(args) -> int:
             commit_metadata_only=args.commit_metadata_only,
             bareuseronly_files=args.bareuseronly_files,
             verify=check,
+            trusted=not args.untrusted,
         )
     print(
         f"{result.metadata} metadata, {result.content} content objects imported; "
