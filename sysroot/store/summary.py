@@ -205,14 +205,17 @@ def regenerate_summary(
     repo: Repo, additional: Mapping[str, Variant] | None = None, *, now: int | None = None
 ) -> Summary:
     """Write `summary` atomically (and drop a now stale `summary.sig`), like ostree,
-    after bringing the delta index files up to date as ostree does first."""
-    delta_index.reindex(repo)
+    with the delta index files brought up to date first, as ostree does. The summary
+    is built (every ref's commit read and checked) before the indexes change, so a
+    damaged repository fails with nothing written."""
     collection_id = repo.config.get("core", "collection-id")
     if collection_id:
         # before the summary, so it lists the new commit, as ostree's does
         write_metadata_commit(repo, collection_id, additional)
     with repo.lock(exclusive=True):
         summary = build_summary(repo, additional, now=now)
+    delta_index.reindex(repo)  # takes the lock itself
+    with repo.lock(exclusive=True):
         fsync = repo.fsync_enabled
         fsutil.atomic_write(
             os.path.join(repo.path, "summary"), summary.serialize(), mode=0o644, fsync=fsync

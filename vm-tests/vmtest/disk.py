@@ -93,9 +93,10 @@ def write_overlay(path: str, files: dict[str, str]) -> str:
     return path
 
 
-def make_update_repo(path: str, repo: str, work: str) -> tuple[str, str]:
+def make_update_repo(path: str, repo: str, c1: str, work: str) -> tuple[str, str]:
     """An archive repository as a build server would publish it: testos/stable moved
-    on to commit 3, signed, with a summary. Returns (commit 3, base64 public key)."""
+    on to commit 3, signed, a static delta from commit 1 to it, with a summary. Returns
+    (commit 3, base64 public key)."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -128,6 +129,10 @@ def make_update_repo(path: str, repo: str, work: str) -> tuple[str, str]:
     with open(keys, "w") as f:
         f.write(secret_b64 + "\n")
     sysroot_cli(f"--repo={path}", "sign", f"--keys-file={keys}", c3)
+    # and the update as a static delta from commit 1, the one the guests run: their
+    # staged upgrade pulls the superblock and its parts instead of the objects
+    sysroot_cli(f"--repo={path}", "pull-local", repo, c1)
+    sysroot_cli(f"--repo={path}", "static-delta", "generate", f"--from={c1}", f"--to={c3}")
     sysroot_cli(f"--repo={path}", "summary", "-u")
     return c3, base64.b64encode(public).decode()
 
@@ -261,7 +266,9 @@ def build_disk(tree: str, backend: str, log) -> BaseDisk:
             c1, c2 = commit_trees(build_repo, tree, work)
             sysroot_cli(*install_argv(image, build_repo, backend))
             finish_sysroot(image, backend, build_repo, work)
-            c3, update_key = make_update_repo(os.path.join(path, "update-repo"), build_repo, work)
+            c3, update_key = make_update_repo(
+                os.path.join(path, "update-repo"), build_repo, c1, work
+            )
         with open(os.path.join(path, "commits.json"), "w") as f:
             json.dump({"commit1": c1, "commit2": c2, "commit3": c3, "update_key": update_key}, f)
 

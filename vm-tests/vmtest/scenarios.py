@@ -564,6 +564,20 @@ def scenario_6(ctx: Context) -> str:
         expect_equal(v, "set_origin_rc", "0", boot)
         staged_ok(v, boot)
         fetched_first = len(requests)
+        # through the static delta from commit 1: its superblock and parts, and no
+        # object of the tree (the commit and its signature come first, for the checks)
+        superblocks = [r for r in requests if r.endswith("/superblock")]
+        loose = [
+            r
+            for r in requests
+            if r.startswith("/objects/") and not r.endswith((".commit", ".commitmeta"))
+        ]
+        expect(
+            bool(superblocks) and not loose,
+            f"the staging pull fetched {len(superblocks)} superblocks and {len(loose)} "
+            f"objects: {requests[:12]}",
+            boot,
+        )
         # 2: the old deployment boots, nothing staged; the automatic-update timer stages
         # the update again, /etc is edited, reboot
         boot = ctx.machine.boot(script(TIMER_UPGRADE, LATE_EDIT_AND_REBOOT), network=True)
@@ -614,7 +628,8 @@ def scenario_6(ctx: Context) -> str:
         )
         expect(v.get("catalog_text", "0") != "0", "journalctl -x does not explain it", boot)
     return (
-        f"staged over HTTP ({fetched_first} requests, ed25519-verified); a power cut "
+        f"staged over HTTP through a static delta ({fetched_first} requests, "
+        "ed25519-verified); a power cut "
         "before shutdown booted commit 1; staged again by the automatic-update timer "
         "(policy stage), /etc edited, rebooted: the "
         "finalize unit ran (journal: success, with the pull's and the boot write's records, "
