@@ -93,7 +93,7 @@ COMMAND_HELP = (
     ("export", "Stream COMMIT to stdout in tar format"),
     ("fsck", "Check the repository for consistency"),
     ("init", "Initialize a new empty repository"),
-    ("install", "Install a commit onto a disk"),
+    ("install", "Install a commit onto a disk, or the system files"),
     ("log", "Show log starting at commit or ref"),
     ("show", "Output a metadata object"),
     ("ls", "List file paths"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -110,28 +111,52 @@ def _config_set(repo: Path, key: str, value: str) -> None:
     )
 
 
+# Runs argv from a fresh, small process and writes the peak RSS (KiB) of argv and its
+# waited-for children to the file named first. Linux's ru_maxrss of a child also counts
+# the memory of the process that forked it (its high-water mark is carried over at
+# exec): forked straight from a test worker grown large, the pull would be charged
+# for the worker.
+_MEASURER = r"""
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_measured(
     argv: list[str], cwd: Path, timeout: float = 60
 ) -> tuple[subprocess.CompletedProcess, int, float]:
     """(result, peak RSS in KiB of it and its waited-for children, seconds)."""
-    out, err = cwd / "stdout", cwd / "stderr"
+    out, err, rss = cwd / "stdout", cwd / "stderr", cwd / "maxrss"
     start = time.monotonic()
     with open(out, "wb") as o, open(err, "wb") as e:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=o, stderr=e, env=clean_env(), cwd=cwd
+            [sys.executable, "-c", _MEASURER, str(rss), *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=o,
+            stderr=e,
+            env=clean_env(),
+            cwd=cwd,
+            start_new_session=True,
         )
-    killer = threading.Timer(timeout, proc.kill)  # a hung pull fails the test, no more
+    # a hung pull fails the test, no more (the whole group: the measurer and the pull)
+    killer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
     killer.start()
     try:
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc.wait()
     finally:
         killer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
     elapsed = time.monotonic() - start
     result = subprocess.CompletedProcess(argv, proc.returncode, out.read_bytes(), err.read_bytes())
-    out.unlink()
-    err.unlink()
-    return result, usage.ru_maxrss, elapsed
+    peak = int(rss.read_text()) if rss.exists() else 0
+    for path in (out, err, rss):
+        path.unlink(missing_ok=True)
+    return result, peak, elapsed
 
 
 def _outside(case: Path) -> set[str]:
