@@ -84,6 +84,25 @@ def twin_repos(
     )
 
 
+def pulled_by_both(
+    ostree: Tool,
+    sysroot: Tool,
+    base: Path,
+    url: str,
+    remote_options: tuple[str, ...] = (),
+    pull_args: tuple[str, ...] = ("main",),
+) -> tuple[Path, Path, list[subprocess.CompletedProcess]]:
+    """(theirs, ours, [ostree's pull, ours]): two empty archive repositories, each with
+    the remote "origin" at url added by ostree (with remote_options, and
+    --no-gpg-verify), then pulled by its own tool (`pull origin PULL_ARGS`, unchecked)."""
+    theirs, ours = twin_repos(ostree, base, "archive", None)
+    procs = []
+    for tool, repo in ((ostree, theirs), (sysroot, ours)):
+        ostree("remote", "add", f"--repo={repo}", "--no-gpg-verify", *remote_options, "origin", url)
+        procs.append(tool("pull", f"--repo={repo}", "origin", *pull_args, check=False))
+    return theirs, ours, procs
+
+
 def copied_twins(src: Path, base: Path) -> tuple[Path, Path]:
     """(theirs, ours): two `cp -a` copies of the repository src, as base/theirs, base/ours."""
     theirs, ours = base / "theirs", base / "ours"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import one_error_line
-from tests.helpers.twins import assert_same_repos, twin_repos
+from tests.helpers.twins import assert_same_repos, pulled_by_both, twin_repos
 from tests.pull.serve_helpers import RepoServer, refs_of
 
 
@@ -30,20 +30,9 @@ def served(tmp_path_factory, ostree):
 
 
 def _pull_both(ostree, sysroot, tmp_path, url, collection_id, *args):
-    theirs, ours = twin_repos(ostree, tmp_path, "archive", None)
-    procs = []
-    for tool, repo in ((ostree, theirs), (sysroot, ours)):
-        ostree(
-            "remote",
-            "add",
-            f"--repo={repo}",
-            "--no-gpg-verify",
-            f"--collection-id={collection_id}",
-            "origin",
-            url,
-        )
-        procs.append(tool("pull", f"--repo={repo}", "origin", "main", *args, check=False))
-    return theirs, ours, procs
+    return pulled_by_both(
+        ostree, sysroot, tmp_path, url, (f"--collection-id={collection_id}",), ("main", *args)
+    )
 
 
 @pytest.mark.parametrize(

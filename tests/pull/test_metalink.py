@@ -10,7 +10,7 @@ import re
 import pytest
 
 from tests.conftest import one_error_line
-from tests.helpers.twins import assert_same_repos, twin_repos
+from tests.helpers.twins import assert_same_repos, pulled_by_both
 from tests.pull.serve_helpers import RepoServer, free_port, refs_of
 
 
@@ -44,19 +44,7 @@ def _metalink(summary: bytes, urls: list[str], *, hashes=("sha256",), size=None)
 def _pull_both(ostree, sysroot, tmp_path, servers, name: str, text: str):
     _, links, link_server, _ = servers
     (links / name).write_text(text)
-    theirs, ours = twin_repos(ostree, tmp_path, "archive", None)
-    procs = []
-    for tool, repo in ((ostree, theirs), (sysroot, ours)):
-        ostree(
-            "remote",
-            "add",
-            f"--repo={repo}",
-            "--no-gpg-verify",
-            "origin",
-            f"metalink={link_server.url}{name}",
-        )
-        procs.append(tool("pull", f"--repo={repo}", "origin", "main", check=False))
-    return theirs, ours, procs
+    return pulled_by_both(ostree, sysroot, tmp_path, f"metalink={link_server.url}{name}")
 
 
 @pytest.mark.parametrize("hashes", [("sha256",), ("sha512",), ("md5", "sha256", "sha512")])
