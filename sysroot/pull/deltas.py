@@ -23,6 +23,7 @@ from sysroot.formats import gvariant
 from sysroot.formats import static_delta as sd
 from sysroot.formats.objects import ObjectType
 from sysroot.pull.fetch import Fetcher
+from sysroot.store.delta_index import index_relpath
 from sysroot.store.repo import Repo
 from sysroot.store.static_delta import SUPERBLOCK
 from sysroot.store.summary import KEY_INDEXED_DELTAS, KEY_STATIC_DELTAS, Summary
@@ -73,14 +74,9 @@ def table_from(summary: Summary | None, config_indexed: bool, url: str) -> Delta
     return DeltaTable(listed, indexed)
 
 
-def index_path(to: str) -> str:
-    m = sd.mbase64(to)
-    return f"delta-indexes/{m[:2]}/{m[2:]}.index"
-
-
 def fetch_index(fetcher: Fetcher, to: str) -> dict[sd.DeltaName, bytes]:
     """The deltas delta-indexes/ lists for TO (none when the file is missing)."""
-    path = index_path(to)
+    path = index_relpath(to)
     data = fetcher.get_optional(path)
     if data is None:
         return {}
